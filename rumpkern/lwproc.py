@@ -1,0 +1,115 @@
+"""Processes with their own fd tables (rump's lwproc).
+
+A kernel starts with proc0. ``rfork`` makes a new process whose fd table is shared with,
+copied from, or empty relative to the current one (RUMP_RFFDG / RUMP_RFCFDG), so a remote
+client of ``rump_server`` can be a process of its own.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from rumpkern.errno import kerr
+
+RUMP_RFFDG = 0x01  # copy the fd table
+RUMP_RFCFDG = 0x02  # start with an empty fd table
+
+FNONBLOCK = 0x04  # NetBSD's O_NONBLOCK value; os.O_NONBLOCK is accepted too
+MAXFILES = 1024
+
+
+class File:
+    """An open file: a socket (or, later, an etfs file) plus per-open flags."""
+
+    __slots__ = ("obj", "flags", "refcount")
+
+    def __init__(self, obj: Any, flags: int = 0) -> None:
+        self.obj = obj
+        self.flags = flags
+        self.refcount = 1
+
+
+class FdTable:
+    __slots__ = ("files", "refcount")
+
+    def __init__(self) -> None:
+        self.files: dict[int, File] = {}
+        self.refcount = 1
+
+    def alloc(self, fp: File, lowest: int = 0) -> int:
+        fd = lowest
+        while fd in self.files:
+            fd += 1
+        if fd >= MAXFILES:
+            raise kerr(errno.EMFILE)
+        self.files[fd] = fp
+        return fd
+
+    def get(self, fd: int) -> File:
+        try:
+            return self.files[fd]
+        except (KeyError, TypeError):
+            raise kerr(errno.EBADF) from None
+
+    def remove(self, fd: int) -> File:
+        try:
+            return self.files.pop(fd)
+        except (KeyError, TypeError):
+            raise kerr(errno.EBADF) from None
+
+    def copy(self) -> FdTable:
+        new = FdTable()
+        for fd, fp in self.files.items():
+            fp.refcount += 1
+            new.files[fd] = fp
+        return new
+
+
+class Proc:
+    __slots__ = ("pid", "fdt", "kernel", "comm")
+
+    def __init__(self, kernel: Any, pid: int, fdt: FdTable, comm: str = "rump") -> None:
+        self.kernel = kernel
+        self.pid = pid
+        self.fdt = fdt
+        self.comm = comm
+
+
+class ProcTable:
+    def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
+        self.procs: dict[int, Proc] = {}
+        self._next_pid = 1
+        self.proc0 = self._new(FdTable(), "proc0")
+
+    def _new(self, fdt: FdTable, comm: str) -> Proc:
+        pid = self._next_pid
+        self._next_pid += 1
+        p = Proc(self.kernel, pid, fdt, comm)
+        self.procs[pid] = p
+        return p
+
+    def rfork(self, parent: Proc, flags: int, comm: str = "rump") -> Proc:
+        if flags & RUMP_RFFDG and flags & RUMP_RFCFDG:
+            raise kerr(errno.EINVAL)
+        if flags & RUMP_RFCFDG:
+            fdt = FdTable()
+        elif flags & RUMP_RFFDG:
+            fdt = parent.fdt.copy()
+        else:
+            fdt = parent.fdt
+            fdt.refcount += 1
+        return self._new(fdt, comm)
+
+    def exit(self, p: Proc, close_file: Any) -> None:
+        """Release ``p``; files whose last reference goes are closed with ``close_file``."""
+        self.procs.pop(p.pid, None)
+        p.fdt.refcount -= 1
+        if p.fdt.refcount > 0:
+            return
+        for fd in sorted(p.fdt.files):
+            fp = p.fdt.files.pop(fd)
+            fp.refcount -= 1
+            if fp.refcount == 0:
+                close_file(fp)

@@ -1,0 +1,203 @@
+"""A sysctl(3) tree: named, numbered nodes bound to kernel variables.
+
+Leaves read and write through getter/setter callables, so a node is usually bound to an
+attribute of the object that uses the value (``net.inet.ip.forwarding`` to the IP
+layer's ``forwarding`` field). Struct nodes (the ``*.stats`` counters) are read-only.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from rumpkern.errno import kerr
+
+# Top-level MIB numbers from NetBSD's sys/sysctl.h.
+CTL_KERN = 1
+CTL_NET = 4
+KERN_HOSTNAME = 10
+# Numbers handed out to nodes that NetBSD creates dynamically (CTL_CREATE).
+_DYNAMIC_BASE = 100
+
+
+@dataclass
+class SysctlNode:
+    name: str
+    num: int
+    kind: str  # "node", "int", "string", "struct"
+    getter: Callable[[], Any] | None = None
+    setter: Callable[[Any], None] | None = None
+    desc: str = ""
+    minval: int | None = None
+    maxval: int | None = None
+    choices: tuple[str, ...] | None = None
+    children: dict[str, SysctlNode] = field(default_factory=dict)
+    parent: SysctlNode | None = None
+
+    @property
+    def path(self) -> str:
+        parts = []
+        node: SysctlNode | None = self
+        while node is not None and node.parent is not None:
+            parts.append(node.name)
+            node = node.parent
+        return ".".join(reversed(parts))
+
+    @property
+    def readonly(self) -> bool:
+        return self.setter is None
+
+
+class SysctlTree:
+    def __init__(self) -> None:
+        self.root = SysctlNode("", 0, "node")
+        self._next_dynamic: dict[int, int] = {}
+
+    # -- building ------------------------------------------------------------------
+    def _child_num(self, parent: SysctlNode, num: int | None) -> int:
+        if num is not None:
+            return num
+        n = self._next_dynamic.get(id(parent), _DYNAMIC_BASE)
+        self._next_dynamic[id(parent)] = n + 1
+        return n
+
+    def add_node(self, path: str, num: int | None = None, desc: str = "") -> SysctlNode:
+        node = self.root
+        parts = path.split(".")
+        for i, part in enumerate(parts):
+            child = node.children.get(part)
+            if child is None:
+                child = SysctlNode(part, self._child_num(node, num if i == len(parts) - 1 else None), "node", parent=node)
+                child.desc = desc if i == len(parts) - 1 else ""
+                node.children[part] = child
+            node = child
+        return node
+
+    def _add_leaf(self, path: str, kind: str, num: int | None, **kw: Any) -> SysctlNode:
+        parent_path, _, name = path.rpartition(".")
+        parent = self.add_node(parent_path) if parent_path else self.root
+        if name in parent.children:
+            raise kerr(errno.EEXIST, f"sysctl node {path} exists")
+        leaf = SysctlNode(name, self._child_num(parent, num), kind, parent=parent, **kw)
+        parent.children[name] = leaf
+        return leaf
+
+    def add_int(self, path: str, getter: Callable[[], int], setter: Callable[[int], None] | None = None,
+                num: int | None = None, desc: str = "", minval: int | None = None, maxval: int | None = None) -> SysctlNode:
+        return self._add_leaf(path, "int", num, getter=getter, setter=setter, desc=desc, minval=minval, maxval=maxval)
+
+    def add_string(self, path: str, getter: Callable[[], str], setter: Callable[[str], None] | None = None,
+                   num: int | None = None, desc: str = "", choices: tuple[str, ...] | None = None) -> SysctlNode:
+        return self._add_leaf(path, "string", num, getter=getter, setter=setter, desc=desc, choices=choices)
+
+    def add_struct(self, path: str, getter: Callable[[], Any], num: int | None = None, desc: str = "") -> SysctlNode:
+        return self._add_leaf(path, "struct", num, getter=getter, desc=desc)
+
+    def bind_int(self, path: str, obj: Any, attr: str, num: int | None = None, readonly: bool = False,
+                 minval: int | None = None, maxval: int | None = None, desc: str = "") -> SysctlNode:
+        """A read-write int node backed by ``obj.attr``."""
+        setter = None if readonly else (lambda v: setattr(obj, attr, int(v)))
+        return self.add_int(path, lambda: int(getattr(obj, attr)), setter, num=num, desc=desc, minval=minval, maxval=maxval)
+
+    def bind_string(self, path: str, obj: Any, attr: str, num: int | None = None, readonly: bool = False,
+                    choices: tuple[str, ...] | None = None, desc: str = "") -> SysctlNode:
+        setter = None if readonly else (lambda v: setattr(obj, attr, str(v)))
+        return self.add_string(path, lambda: str(getattr(obj, attr)), setter, num=num, desc=desc, choices=choices)
+
+    # -- lookup ----------------------------------------------------------------------
+    def lookup(self, path: str) -> SysctlNode:
+        node = self.root
+        parts = path.split(".")
+        levels = ("top", "second", "third", "fourth", "fifth", "sixth")
+        for i, part in enumerate(parts):
+            child = node.children.get(part)
+            if child is None:
+                level = levels[i] if i < len(levels) else f"level {i + 1}"
+                raise kerr(errno.ENOENT, f"{level} level name `{part}' in `{path}' is invalid")
+            node = child
+        return node
+
+    def lookup_mib(self, mib: list[int] | tuple[int, ...]) -> SysctlNode:
+        node = self.root
+        for num in mib:
+            for child in node.children.values():
+                if child.num == num:
+                    node = child
+                    break
+            else:
+                raise kerr(errno.ENOENT)
+        return node
+
+    def mib_of(self, path: str) -> list[int]:
+        node: SysctlNode | None = self.lookup(path)
+        nums = []
+        while node is not None and node.parent is not None:
+            nums.append(node.num)
+            node = node.parent
+        return list(reversed(nums))
+
+    # -- reading and writing -----------------------------------------------------------
+    @staticmethod
+    def read_node(node: SysctlNode) -> Any:
+        if node.kind == "node" or node.getter is None:
+            raise kerr(errno.EISDIR, f"`{node.path}' is a node")
+        return node.getter()
+
+    @staticmethod
+    def write_node(node: SysctlNode, value: Any) -> None:
+        if node.kind == "node":
+            raise kerr(errno.EISDIR, f"`{node.path}' is a node")
+        if node.setter is None:
+            raise kerr(errno.EPERM, f"{node.path}: Operation not permitted")
+        if node.kind == "int":
+            try:
+                ivalue = int(value, 0) if isinstance(value, str) else int(value)
+            except ValueError:
+                raise kerr(errno.EINVAL, f"{node.path}: invalid integer `{value}'") from None
+            if (node.minval is not None and ivalue < node.minval) or (node.maxval is not None and ivalue > node.maxval):
+                raise kerr(errno.EINVAL, f"{node.path}: {ivalue}: Invalid argument")
+            node.setter(ivalue)
+        else:
+            svalue = value.decode() if isinstance(value, bytes) else str(value)
+            if node.choices is not None and svalue not in node.choices:
+                raise kerr(errno.EINVAL, f"{node.path}: {svalue}: Invalid argument")
+            node.setter(svalue)
+
+    def read(self, path: str) -> Any:
+        return self.read_node(self.lookup(path))
+
+    def write(self, path: str, value: Any) -> Any:
+        node = self.lookup(path)
+        old = self.read_node(node)
+        self.write_node(node, value)
+        return old
+
+    def walk(self, node: SysctlNode | None = None) -> Iterator[SysctlNode]:
+        """All leaves under ``node`` in name order (``sysctl -a``)."""
+        node = node or self.root
+        if node.kind != "node":
+            yield node
+            return
+        for name in sorted(node.children):
+            yield from self.walk(node.children[name])
+
+
+def format_value(node: SysctlNode, value: Any) -> str:
+    if node.kind == "struct":
+        if hasattr(value, "__dataclass_fields__") or hasattr(value, "__dict__") or hasattr(value, "__slots__"):
+            return " ".join(str(v) for v in stats_values(value))
+    return str(value)
+
+
+def stats_values(stats: Any) -> list[int]:
+    names = stats_names(stats)
+    return [int(getattr(stats, n)) for n in names]
+
+
+def stats_names(stats: Any) -> list[str]:
+    slots = getattr(type(stats), "__slots__", None)
+    if slots:
+        return list(slots)
+    return [n for n in vars(stats) if not n.startswith("_")]

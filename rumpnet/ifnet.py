@@ -1,0 +1,371 @@
+"""Network interfaces (NetBSD's ``struct ifnet``, ``if.c``, ``if_ethersubr.c``).
+
+An interface is lwIP-shaped: received frames come in through ``link_deliver`` (the
+driver calls it), ``output`` hands an IP packet down (resolving the link address), and
+``link_transmit`` gives a finished frame to the driver. Traffic-control runners (faults)
+and bpf taps hook in between without the protocol code knowing.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rumpkern.errno import kerr
+
+if TYPE_CHECKING:
+    from rumpkern.kernel import Kernel
+    from rumpkern.sched import Scheduler
+
+# if.h flags
+IFF_UP = 0x0001
+IFF_BROADCAST = 0x0002
+IFF_DEBUG = 0x0004
+IFF_LOOPBACK = 0x0008
+IFF_POINTOPOINT = 0x0010
+IFF_RUNNING = 0x0040
+IFF_NOARP = 0x0080
+IFF_PROMISC = 0x0100
+IFF_ALLMULTI = 0x0200
+IFF_SIMPLEX = 0x0800
+IFF_LINK0 = 0x1000
+IFF_MULTICAST = 0x8000
+
+IFF_NAMES = [
+    (IFF_UP, "UP"), (IFF_BROADCAST, "BROADCAST"), (IFF_DEBUG, "DEBUG"), (IFF_LOOPBACK, "LOOPBACK"),
+    (IFF_POINTOPOINT, "POINTOPOINT"), (IFF_RUNNING, "RUNNING"), (IFF_NOARP, "NOARP"),
+    (IFF_PROMISC, "PROMISC"), (IFF_ALLMULTI, "ALLMULTI"), (IFF_SIMPLEX, "SIMPLEX"),
+    (IFF_MULTICAST, "MULTICAST"),
+]
+
+LINK_STATE_UNKNOWN = 0
+LINK_STATE_DOWN = 1
+LINK_STATE_UP = 2
+
+ETHERTYPE_IP = 0x0800
+ETHERTYPE_ARP = 0x0806
+ETHER_HDR_LEN = 14
+ETHER_ADDR_LEN = 6
+ETHERMTU = 1500
+ETHER_BROADCAST = b"\xff" * 6
+
+_ETHER_HDR = struct.Struct("!6s6sH")
+_ETHER_TYPE = struct.Struct("!H")
+
+
+class LinkDriver(Protocol):
+    def attach(self, sched: Scheduler, deliver: Callable[[bytes], None]) -> None: ...
+    def transmit(self, frame: bytes | bytearray | memoryview) -> None: ...
+    def detach(self) -> None: ...
+
+
+class IfAddr:
+    """An IPv4 address on an interface (``struct in_ifaddr``)."""
+
+    __slots__ = ("addr", "mask", "plen", "broadaddr", "ifp", "dstaddr")
+
+    def __init__(self, ifp: Ifnet, addr: int, plen: int, broadaddr: int | None = None) -> None:
+        self.ifp = ifp
+        self.addr = addr
+        self.plen = plen
+        self.mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+        if broadaddr is None:
+            broadaddr = (addr & self.mask) | (~self.mask & 0xFFFFFFFF) if plen < 31 else 0
+        self.broadaddr = broadaddr
+        self.dstaddr = 0
+
+    @property
+    def net(self) -> int:
+        return self.addr & self.mask
+
+
+class IfStats:
+    __slots__ = ("ipackets", "ierrors", "opackets", "oerrors", "ibytes", "obytes", "imcasts", "omcasts",
+                 "iqdrops", "oqdrops", "collisions", "noproto")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+class Ifnet:
+    """One interface. Ethernet unless ``loopback``."""
+
+    def __init__(self, kernel: Kernel, name: str, cloner: str, unit: int, index: int,
+                 lladdr: bytes | None = None, mtu: int = ETHERMTU, loopback: bool = False) -> None:
+        self.kernel = kernel
+        self.name = name
+        self.cloner = cloner
+        self.unit = unit
+        self.index = index
+        self.mtu = mtu
+        self.lladdr = lladdr or b"\x00" * 6
+        self.loopback = loopback
+        self.flags = (IFF_LOOPBACK | IFF_MULTICAST) if loopback else (IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST)
+        self.link_state = LINK_STATE_UP if loopback else LINK_STATE_UNKNOWN
+        self.media = "auto"
+        self.addrs: list[IfAddr] = []
+        self.linkstr: str | None = None
+        self.driver: Any = None
+        self.stats = IfStats()
+        self.bpf_taps: list[Callable[[bytes | bytearray | memoryview], None]] = []
+        self._qdisc: dict[str, Any] = {"egress": None, "ingress": None}
+        self._ether_hdr_cache: dict[bytes, bytes] = {}
+        # lwIP's triple: input from the link, link output; ``output`` is IP's entry.
+        self.link_transmit: Callable[[bytes | bytearray | memoryview], None] = self._driver_transmit
+        self.link_deliver: Callable[[bytes], None] = self.ether_input
+        self._input_entry: Callable[[bytes], None] = self.ether_input
+        self._output_entry: Callable[[bytes | bytearray | memoryview], None] = self._driver_transmit
+
+    def __repr__(self) -> str:
+        return f"<Ifnet {self.name}>"
+
+    # -- state ----------------------------------------------------------------------
+    @property
+    def is_up(self) -> bool:
+        return bool(self.flags & IFF_UP)
+
+    @property
+    def running(self) -> bool:
+        """Frames move: administratively up, driver attached (or loopback), media on."""
+        return bool(self.flags & IFF_UP) and bool(self.flags & IFF_RUNNING) and self.media != "none"
+
+    def _update_running(self) -> None:
+        if self.loopback or self.driver is not None:
+            self.flags |= IFF_RUNNING
+        else:
+            self.flags &= ~IFF_RUNNING
+        if self.loopback:
+            self.link_state = LINK_STATE_UP
+        elif self.driver is None or self.media == "none":
+            self.link_state = LINK_STATE_DOWN if self.driver is not None or self.media == "none" else LINK_STATE_UNKNOWN
+        else:
+            self.link_state = LINK_STATE_UP if self.is_up else LINK_STATE_UNKNOWN
+
+    def set_up(self, up: bool) -> None:
+        was = self.is_up
+        if up:
+            self.flags |= IFF_UP
+        else:
+            self.flags &= ~IFF_UP
+        self._update_running()
+        if up != was:
+            self.kernel.net.if_updown(self, up)
+
+    def set_media(self, media: str) -> None:
+        if media not in ("auto", "none"):
+            raise kerr(errno.EINVAL, f"unknown media type {media}")
+        self.media = media
+        self._update_running()
+
+    def set_promisc(self, on: bool) -> None:
+        self.flags = (self.flags | IFF_PROMISC) if on else (self.flags & ~IFF_PROMISC)
+
+    def set_mtu(self, mtu: int) -> None:
+        limit = 65535 if not self.loopback else 65535
+        if mtu < 68 or mtu > limit:
+            raise kerr(errno.EINVAL)
+        self.mtu = mtu
+        self.kernel.net.routes.invalidate()
+
+    def set_lladdr(self, mac: bytes) -> None:
+        if len(mac) != 6 or mac[0] & 1:
+            raise kerr(errno.EINVAL)
+        self.lladdr = mac
+        self._ether_hdr_cache.clear()
+
+    # -- driver ------------------------------------------------------------------------
+    def attach_driver(self, driver: LinkDriver) -> None:
+        if self.driver is not None:
+            self.detach_driver()
+        self.driver = driver
+        driver.attach(self.kernel.sched, self._deliver_from_driver)
+        self._update_running()
+
+    def detach_driver(self) -> None:
+        drv, self.driver = self.driver, None
+        if drv is not None:
+            drv.detach()
+        self._update_running()
+
+    def _driver_transmit(self, frame: bytes | bytearray | memoryview) -> None:
+        drv = self.driver
+        if drv is None or self.media == "none":
+            self.stats.oerrors += 1
+            return
+        drv.transmit(frame)
+
+    # -- traffic control (faults) ------------------------------------------------------
+    def set_qdisc(self, direction: str, runner: Any) -> None:
+        """Put a traffic-control runner (an object with ``input(frame)``) on a direction.
+
+        Egress runners hand frames to ``self.link_transmit``; ingress runners to
+        ``self.link_deliver``. ``None`` removes the runner.
+        """
+        if direction not in self._qdisc:
+            raise kerr(errno.EINVAL, f"bad qdisc direction {direction}")
+        self._qdisc[direction] = runner
+        if direction == "egress":
+            self._output_entry = runner.input if runner is not None else self._driver_transmit
+        else:
+            self._input_entry = runner.input if runner is not None else self.ether_input
+
+    def qdisc(self, direction: str) -> Any:
+        return self._qdisc[direction]
+
+    # -- bpf ---------------------------------------------------------------------------
+    def bpf_attach(self, writer: Any, filter: Callable[[Any], bool] | None = None)  # noqa: A002 -> Callable[[Any], None]:  # noqa: A002
+        """Capture frames in both directions to ``writer`` (``write(frame, ts)``)."""
+        clock = self.kernel.sched.now
+
+        def tap(frame: bytes | bytearray | memoryview) -> None:
+            if filter is None or filter(frame):
+                writer.write(frame, clock())
+
+        self.bpf_taps.append(tap)
+        return tap
+
+    def bpf_detach(self, tap: Callable[[Any], None]) -> None:
+        if tap in self.bpf_taps:
+            self.bpf_taps.remove(tap)
+
+    # -- input -------------------------------------------------------------------------
+    def _deliver_from_driver(self, frame: bytes) -> None:
+        if not self.running:
+            self.stats.iqdrops += 1
+            return
+        self._input_entry(frame)
+
+    def ether_input(self, frame: bytes) -> None:
+        """Ethernet II input: filter on destination, dispatch on ethertype."""
+        st = self.stats
+        n = len(frame)
+        if n < ETHER_HDR_LEN:
+            st.ierrors += 1
+            return
+        st.ipackets += 1
+        st.ibytes += n
+        for tap in self.bpf_taps:
+            tap(frame)
+        dst = frame[0:6]
+        if dst[0] & 1:
+            st.imcasts += 1
+        elif dst != self.lladdr and not self.flags & IFF_PROMISC:
+            return  # not for us (a flooded unicast on a shared segment)
+        if frame[6:12] == self.lladdr:
+            return  # our own frame echoed back by a bus (shmif) or a switch
+        ethertype = (frame[12] << 8) | frame[13]
+        handler = self.kernel.net.ether_dispatch.get(ethertype)
+        if handler is None:
+            st.noproto += 1
+            return
+        handler(self, memoryview(frame)[ETHER_HDR_LEN:], dst[0] & 1)
+
+    # -- output ------------------------------------------------------------------------
+    def ether_output(self, payload: bytes | bytearray | memoryview, dst_mac: bytes, ethertype: int) -> None:
+        """Frame ``payload`` and transmit it (lwIP's ``linkoutput``)."""
+        key = dst_mac + _ETHER_TYPE.pack(ethertype)
+        hdr = self._ether_hdr_cache.get(key)
+        if hdr is None:
+            hdr = dst_mac + self.lladdr + _ETHER_TYPE.pack(ethertype)
+            if len(self._ether_hdr_cache) < 256:
+                self._ether_hdr_cache[key] = hdr
+        frame = hdr + payload
+        self.transmit_frame(frame)
+
+    def transmit_frame(self, frame: bytes) -> None:
+        if not self.running:
+            self.stats.oerrors += 1
+            return
+        st = self.stats
+        st.opackets += 1
+        st.obytes += len(frame)
+        if frame[0] & 1:
+            st.omcasts += 1
+        for tap in self.bpf_taps:
+            tap(frame)
+        self._output_entry(frame)
+
+
+class Cloner:
+    """An interface cloner (``if_clone``): ``wire``, ``shmif``, ``virt``, ``lo``."""
+
+    def __init__(self, name: str, create: Callable[[Kernel, int], Ifnet],
+                 destroy: Callable[[Ifnet], None] | None = None) -> None:
+        self.name = name
+        self.create = create
+        self.destroy = destroy
+
+
+class IfnetRegistry:
+    """The kernel's list of interfaces (``ifnet_list``) and cloners."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self._ifs: dict[str, Ifnet] = {}
+        self.cloners: dict[str, Cloner] = {}
+        self._next_index = 1
+
+    def add_cloner(self, cloner: Cloner) -> None:
+        self.cloners[cloner.name] = cloner
+
+    def next_index(self) -> int:
+        idx = self._next_index
+        self._next_index += 1
+        return idx
+
+    @staticmethod
+    def split_name(name: str) -> tuple[str, int]:
+        i = len(name)
+        while i > 0 and name[i - 1].isdigit():
+            i -= 1
+        if i == len(name) or i == 0:
+            raise kerr(errno.EINVAL, f"{name}: bad interface name")
+        return name[:i], int(name[i:])
+
+    def create(self, name: str) -> Ifnet:
+        if name in self._ifs:
+            raise kerr(errno.EEXIST, "SIOCIFCREATE: File exists")
+        try:
+            cname, unit = self.split_name(name)
+        except OSError:
+            raise kerr(errno.EINVAL, "SIOCIFCREATE: Invalid argument") from None
+        cloner = self.cloners.get(cname)
+        if cloner is None:
+            raise kerr(errno.EINVAL, "SIOCIFCREATE: Invalid argument")
+        ifp = cloner.create(self.kernel, unit)
+        self._ifs[name] = ifp
+        return ifp
+
+    def attach(self, ifp: Ifnet) -> None:
+        self._ifs[ifp.name] = ifp
+
+    def destroy(self, name: str) -> None:
+        ifp = self.lookup(name)
+        cloner = self.cloners.get(ifp.cloner)
+        if cloner is None or cloner.destroy is None:
+            raise kerr(errno.EINVAL, "SIOCIFDESTROY: Invalid argument")
+        self.kernel.net.if_detach(ifp)
+        ifp.detach_driver()
+        cloner.destroy(ifp)
+        del self._ifs[name]
+
+    def lookup(self, name: str) -> Ifnet:
+        ifp = self._ifs.get(name)
+        if ifp is None:
+            raise kerr(errno.ENXIO, f"{name}: Device not configured")
+        return ifp
+
+    def get(self, name: str) -> Ifnet | None:
+        return self._ifs.get(name)
+
+    def by_index(self, index: int) -> Ifnet | None:
+        for ifp in self._ifs.values():
+            if ifp.index == index:
+                return ifp
+        return None
+
+    def all(self) -> list[Ifnet]:
+        return sorted(self._ifs.values(), key=lambda i: i.index)

@@ -1,0 +1,105 @@
+"""The net faction of a kernel: interfaces, the route table, Ethernet dispatch, loopback.
+
+Cloners: ``lo`` (loopback), ``wire`` (in-process segments), ``shmif`` (a shared bus
+file) and ``virt`` (a host tap). The ``wire``/``shmif``/``virt`` interfaces start without
+a link; ``ifconfig IF linkstr NAME`` attaches one (for ``virt`` the tap ``tunN`` is the
+default, as NetBSD's virtif opens ``/dev/tapN``... and our design binds ``virtN`` to
+``tunN``).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rumpkern.errno import kerr
+from rumpnet.ifnet import Cloner, Ifnet, IfnetRegistry
+from rumpnet.route import RouteTable
+
+if TYPE_CHECKING:
+    from rumpkern.kernel import Kernel
+
+LOMTU = 33624  # NetBSD's loopback MTU
+
+
+class Net:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.routes = RouteTable()
+        self.ether_dispatch: dict[int, Callable[[Ifnet, memoryview, int], None]] = {}
+        self.listeners: list[Any] = []  # domains told about interface events (Inet)
+        self.loop_input: Callable[[Ifnet, memoryview, int], None] | None = None
+        self.lo0: Ifnet | None = None
+        reg: IfnetRegistry = kernel.ifnet
+        reg.add_cloner(Cloner("lo", _create_lo, _destroy_plain))
+        reg.add_cloner(Cloner("wire", _create_ether("wire", 1500), _destroy_plain))
+
+    def boot_loopback(self) -> None:
+        self.lo0 = self.kernel.ifnet.create("lo0")
+        self.lo0.set_up(True)
+
+    # -- link attachment (``ifconfig IF linkstr STR``) -----------------------------------
+    link_factories: dict[str, Callable[[Ifnet, str], Any]] = {}
+
+    def set_linkstr(self, ifp: Ifnet, linkstr: str | None) -> None:
+        factory = self.link_factories.get(ifp.cloner)
+        if factory is None:
+            raise kerr(errno.ENOTTY, "Inappropriate ioctl for device")
+        if linkstr is None:
+            ifp.detach_driver()
+            ifp.linkstr = None
+            return
+        if ifp.is_up:
+            # NetBSD's shmif refuses a new linkstr while up: EBUSY.
+            raise kerr(errno.EBUSY, "Device busy")
+        driver = factory(ifp, linkstr)
+        ifp.attach_driver(driver)
+        ifp.linkstr = linkstr
+
+    # -- events ------------------------------------------------------------------------
+    def if_updown(self, ifp: Ifnet, up: bool) -> None:
+        for listener in self.listeners:
+            listener.if_updown(ifp, up)
+
+    def if_detach(self, ifp: Ifnet) -> None:
+        for listener in self.listeners:
+            listener.if_detach(ifp)
+        self.routes.remove_matching(lambda rt: rt.ifp is ifp)
+
+
+def mac_for(kernel: Kernel, cloner: str, unit: int) -> bytes:
+    """A locally administered unicast MAC from the kernel's seeded random source."""
+    rnd = kernel.rng.getrandbits(32)
+    return bytes((0xB2, 0xA0, (rnd >> 24) & 0xFF, (rnd >> 16) & 0xFF, (rnd >> 8) & 0xFF, rnd & 0xFF))
+
+
+def _create_lo(kernel: Kernel, unit: int) -> Ifnet:
+    ifp = Ifnet(kernel, f"lo{unit}", "lo", unit, kernel.ifnet.next_index(), mtu=LOMTU, loopback=True)
+    ifp.link_transmit = lambda frame: None
+    return ifp
+
+
+def _create_ether(cloner: str, mtu: int) -> Callable[[Kernel, int], Ifnet]:
+    def create(kernel: Kernel, unit: int) -> Ifnet:
+        return Ifnet(kernel, f"{cloner}{unit}", cloner, unit, kernel.ifnet.next_index(),
+                     lladdr=mac_for(kernel, cloner, unit), mtu=mtu)
+
+    return create
+
+
+def create_ether(cloner: str, mtu: int = 1500) -> Callable[[Kernel, int], Ifnet]:
+    return _create_ether(cloner, mtu)
+
+
+def _destroy_plain(ifp: Ifnet) -> None:
+    ifp.flags = 0
+
+
+def _wire_link(ifp: Ifnet, linkstr: str) -> Any:
+    from rumpnet.if_wire import WireDriver
+
+    return WireDriver(linkstr)
+
+
+Net.link_factories["wire"] = _wire_link

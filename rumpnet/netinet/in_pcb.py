@@ -1,0 +1,147 @@
+"""Internet protocol control blocks (NetBSD's ``in_pcb.c``): local/foreign address and
+port binding shared by UDP and raw sockets (TCP keeps its own demux in ``tcp_subr``)."""
+
+from __future__ import annotations
+
+import errno
+import socket as pysocket
+from typing import Any
+
+from rumpkern.errno import kerr
+from rumpnet.netinet.in_addr import INADDR_ANY, INADDR_BROADCAST, ntoa, sockaddr_in
+
+IPPORT_ANONMIN = 49152
+IPPORT_ANONMAX = 65535
+SO_REUSEPORT = getattr(pysocket, "SO_REUSEPORT", 15)
+
+
+class InPcbMixin:
+    """Mixed into a socket class: ``laddr``/``lport``/``faddr``/``fport`` and binding."""
+
+    kernel: Any
+    inet: Any
+    so_options: set[int]
+
+    def __init__(self) -> None:
+        self.laddr = INADDR_ANY
+        self.lport = 0
+        self.faddr = INADDR_ANY
+        self.fport = 0
+        self.ttl: int | None = None
+        self.tos = 0
+
+    def pcb_table(self) -> dict[int, list[Any]]:
+        raise NotImplementedError
+
+    def _conflicts(self, laddr: int, lport: int) -> bool:
+        reuseport = SO_REUSEPORT in self.so_options
+        reuseaddr = pysocket.SO_REUSEADDR in self.so_options
+        for other in self.pcb_table().get(lport, ()):
+            if other is self:
+                continue
+            same = other.laddr == laddr
+            wild = other.laddr == INADDR_ANY or laddr == INADDR_ANY
+            if not (same or wild):
+                continue
+            if reuseport and SO_REUSEPORT in other.so_options:
+                continue
+            # BSD: SO_REUSEADDR lets a specific address share a port with a wildcard bind.
+            if reuseaddr and not same:
+                continue
+            return True
+        return False
+
+    def pcb_bind(self, laddr: int, lport: int) -> None:
+        if self.lport:
+            raise kerr(errno.EINVAL)
+        inet = self.inet
+        if laddr != INADDR_ANY and laddr not in inet.local_addrs:
+            if not (laddr == INADDR_BROADCAST or laddr in inet.bcast_addrs or (laddr >> 28) == 0xE):
+                raise kerr(errno.EADDRNOTAVAIL)
+        table = self.pcb_table()
+        if lport == 0:
+            rng = self.kernel.rng
+            span = IPPORT_ANONMAX - IPPORT_ANONMIN + 1
+            start = rng.randrange(span)
+            for i in range(span):
+                cand = IPPORT_ANONMIN + (start + i) % span
+                if not self._conflicts(laddr, cand):
+                    lport = cand
+                    break
+            else:
+                raise kerr(errno.EAGAIN)
+        elif self._conflicts(laddr, lport):
+            raise kerr(errno.EADDRINUSE)
+        self.laddr = laddr
+        self.lport = lport
+        table.setdefault(lport, []).append(self)
+
+    def pcb_unbind(self) -> None:
+        if self.lport:
+            lst = self.pcb_table().get(self.lport)
+            if lst is not None and self in lst:
+                lst.remove(self)
+                if not lst:
+                    del self.pcb_table()[self.lport]
+
+    def pcb_connect(self, faddr: int, fport: int) -> None:
+        inet = self.inet
+        if faddr == INADDR_ANY:
+            faddr = inet.primary_addr()
+        # A route must exist (in_pcbconnect -> in_selectsrc); pick the source now.
+        src = self.laddr
+        if src == INADDR_ANY:
+            src = inet.output.source_for(faddr)
+        if not self.lport:
+            self.pcb_bind(INADDR_ANY, 0)
+        self.laddr = src if self.laddr == INADDR_ANY else self.laddr
+        self.faddr = faddr
+        self.fport = fport
+
+    def bind(self, addr: Any) -> None:
+        laddr, lport = sockaddr_in(addr)
+        self.pcb_bind(laddr, lport)
+
+    def getsockname(self) -> tuple[str, int]:
+        return (ntoa(self.laddr), self.lport)
+
+    def getpeername(self) -> tuple[str, int]:
+        if not self.fport and self.faddr == INADDR_ANY:
+            raise kerr(errno.ENOTCONN)
+        return (ntoa(self.faddr), self.fport)
+
+    def close(self) -> None:
+        self.pcb_unbind()
+        super().close()  # type: ignore[misc]
+
+    # IPPROTO_IP options shared by UDP and raw sockets.
+    def proto_setsockopt(self, level: int, opt: int, value: Any) -> None:
+        if level != pysocket.IPPROTO_IP:
+            raise kerr(errno.ENOPROTOOPT)
+        if isinstance(value, (bytes, bytearray)) and len(value) == 4:
+            value = int.from_bytes(value, "little")
+        if not isinstance(value, int):
+            raise kerr(errno.EINVAL)
+        if opt == pysocket.IP_TTL:
+            if not 0 <= value <= 255:
+                raise kerr(errno.EINVAL)
+            self.ttl = value
+        elif opt == pysocket.IP_TOS:
+            self.tos = value & 0xFF
+        else:
+            self.ip_setsockopt(opt, value)
+
+    def ip_setsockopt(self, opt: int, value: int) -> None:
+        raise kerr(errno.ENOPROTOOPT)
+
+    def proto_getsockopt(self, level: int, opt: int, buflen: int) -> Any:
+        if level != pysocket.IPPROTO_IP:
+            raise kerr(errno.ENOPROTOOPT)
+        if opt == pysocket.IP_TTL:
+            return self.ttl if self.ttl is not None else self.inet.ip_params.ttl
+        if opt == pysocket.IP_TOS:
+            return self.tos
+        return self.ip_getsockopt(opt)
+
+    def ip_getsockopt(self, opt: int) -> Any:
+        raise kerr(errno.ENOPROTOOPT)

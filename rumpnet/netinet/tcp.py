@@ -1,0 +1,222 @@
+"""TCP wire format (RFC 9293 section 3.1, RFC 7323, RFC 2018; NetBSD tcp.h).
+
+smoltcp style: named field offsets, :func:`parse` is the only way untrusted bytes become a
+:class:`TcpRepr` (it checks everything and raises :class:`TcpParseError`, which the caller
+counts), and :func:`emit` builds a checksummed segment from a representation.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from rumpnet.netinet.in_cksum import in_cksum_sum, in_pseudo_sum
+
+IPPROTO_TCP = 6
+
+# Header field offsets (RFC 9293 figure 1).
+OFF_SPORT = 0
+OFF_DPORT = 2
+OFF_SEQ = 4
+OFF_ACK = 8
+OFF_OFFSET = 12
+OFF_FLAGS = 13
+OFF_WINDOW = 14
+OFF_CKSUM = 16
+OFF_URGENT = 18
+TCP_HDR_LEN = 20
+TCP_MAX_HDR_LEN = 60
+
+# Flags.
+TH_FIN = 0x01
+TH_SYN = 0x02
+TH_RST = 0x04
+TH_PUSH = 0x08
+TH_ACK = 0x10
+TH_URG = 0x20
+TH_ECE = 0x40
+TH_CWR = 0x80
+
+# Options.
+TCPOPT_EOL = 0
+TCPOPT_NOP = 1
+TCPOPT_MAXSEG = 2
+TCPOPT_WINDOW = 3
+TCPOPT_SACK_PERMITTED = 4
+TCPOPT_SACK = 5
+TCPOPT_TIMESTAMP = 8
+TCP_MAX_WINSHIFT = 14  # RFC 7323 section 2.3
+
+_HDR = struct.Struct("!HHIIBBHHH")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_U32x2 = struct.Struct("!II")
+# Prebuilt aligned option blocks.
+_TS_OPT = struct.Struct("!BBBBII")  # NOP NOP TS 10 tsval tsecr (RFC 7323 appendix A)
+_MSS_OPT = struct.Struct("!BBH")
+
+
+class TcpParseError(ValueError):
+    """A malformed segment.  ``kind`` names the tcps_* counter to bump."""
+
+    def __init__(self, kind: str, msg: str = "") -> None:
+        super().__init__(msg or kind)
+        self.kind = kind
+
+
+@dataclass(eq=True)
+class TcpRepr:
+    """A parsed (or to-be-emitted) TCP segment."""
+
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    window: int
+    urgent: int = 0
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted: bool = False
+    sack_blocks: tuple[tuple[int, int], ...] = ()
+    timestamps: tuple[int, int] | None = None
+    payload: bytes | bytearray | memoryview = field(default=b"")
+
+    @property
+    def seg_len(self) -> int:
+        """SEG.LEN: payload plus one for SYN and one for FIN."""
+        n = len(self.payload)
+        if self.flags & TH_SYN:
+            n += 1
+        if self.flags & TH_FIN:
+            n += 1
+        return n
+
+    def __repr__(self) -> str:  # compact, for test failure messages
+        fl = "".join(c for bit, c in ((TH_SYN, "S"), (TH_FIN, "F"), (TH_RST, "R"),
+                                       (TH_PUSH, "P"), (TH_ACK, "."), (TH_URG, "U"))
+                     if self.flags & bit)
+        parts = [f"{self.sport}>{self.dport} [{fl}] seq={self.seq} ack={self.ack} "
+                 f"win={self.window}"]
+        if self.mss is not None:
+            parts.append(f"mss={self.mss}")
+        if self.wscale is not None:
+            parts.append(f"ws={self.wscale}")
+        if self.sack_permitted:
+            parts.append("sackOK")
+        if self.sack_blocks:
+            parts.append(f"sack={list(self.sack_blocks)}")
+        if self.timestamps is not None:
+            parts.append(f"ts={self.timestamps}")
+        if self.payload:
+            parts.append(f"len={len(self.payload)}")
+        return "TcpRepr(" + " ".join(parts) + ")"
+
+
+def _parse_options(buf: memoryview | bytes, start: int, end: int, r: TcpRepr) -> None:
+    i = start
+    while i < end:
+        kind = buf[i]
+        if kind == TCPOPT_EOL:
+            return
+        if kind == TCPOPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= end:
+            raise TcpParseError("rcvbadopt", "option length missing")
+        olen = buf[i + 1]
+        if olen < 2 or i + olen > end:
+            raise TcpParseError("rcvbadopt", "bad option length")
+        if kind == TCPOPT_MAXSEG:
+            if olen != 4:
+                raise TcpParseError("rcvbadopt", "bad MSS length")
+            r.mss = _U16.unpack_from(buf, i + 2)[0]
+        elif kind == TCPOPT_WINDOW:
+            if olen != 3:
+                raise TcpParseError("rcvbadopt", "bad wscale length")
+            r.wscale = buf[i + 2]
+        elif kind == TCPOPT_SACK_PERMITTED:
+            if olen != 2:
+                raise TcpParseError("rcvbadopt", "bad SACK-permitted length")
+            r.sack_permitted = True
+        elif kind == TCPOPT_SACK:
+            if (olen - 2) % 8 or olen == 2:
+                raise TcpParseError("rcvbadopt", "bad SACK length")
+            r.sack_blocks = tuple(_U32x2.unpack_from(buf, j)
+                                  for j in range(i + 2, i + olen, 8))
+        elif kind == TCPOPT_TIMESTAMP:
+            if olen != 10:
+                raise TcpParseError("rcvbadopt", "bad timestamp length")
+            r.timestamps = _U32x2.unpack_from(buf, i + 2)
+        i += olen
+
+
+def parse(data: bytes | bytearray | memoryview, src: int = 0, dst: int = 0,
+          csum_ok: bool = True) -> TcpRepr:
+    """Check and parse a segment (header plus payload).
+
+    With ``csum_ok=False`` the checksum over the pseudo-header (src, dst) is verified.
+    Raises :class:`TcpParseError` with ``kind`` one of ``rcvshort``, ``rcvbadoff``,
+    ``rcvbadsum``, ``rcvbadopt``.
+    """
+    n = len(data)
+    if n < TCP_HDR_LEN:
+        raise TcpParseError("rcvshort", "truncated header")
+    sport, dport, seq, ack, off, flags, win, _ck, urp = _HDR.unpack_from(data, 0)
+    hlen = (off >> 4) << 2
+    if hlen < TCP_HDR_LEN or hlen > n:
+        raise TcpParseError("rcvbadoff", "bad data offset")
+    if not csum_ok:
+        if in_cksum_sum(data, in_pseudo_sum(src, dst, IPPROTO_TCP, n)) != 0xFFFF:
+            raise TcpParseError("rcvbadsum", "bad checksum")
+    mv = data if isinstance(data, memoryview) else memoryview(data)
+    r = TcpRepr(sport, dport, seq, ack, flags, win, urp, payload=mv[hlen:])
+    if hlen > TCP_HDR_LEN:
+        _parse_options(mv, TCP_HDR_LEN, hlen, r)
+    return r
+
+
+def options_bytes(r: TcpRepr) -> bytes:
+    """Encode r's options, 32-bit aligned (NOP padded as BSD does)."""
+    out = bytearray()
+    if r.mss is not None:
+        out += _MSS_OPT.pack(TCPOPT_MAXSEG, 4, r.mss)
+    if r.wscale is not None:
+        out += bytes((TCPOPT_NOP, TCPOPT_WINDOW, 3, r.wscale))
+    if r.sack_permitted:
+        out += bytes((TCPOPT_NOP, TCPOPT_NOP, TCPOPT_SACK_PERMITTED, 2))
+    if r.timestamps is not None:
+        out += _TS_OPT.pack(TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TIMESTAMP, 10, *r.timestamps)
+    if r.sack_blocks:
+        out += bytes((TCPOPT_NOP, TCPOPT_NOP, TCPOPT_SACK, 2 + 8 * len(r.sack_blocks)))
+        for a, b in r.sack_blocks:
+            out += _U32x2.pack(a, b)
+    if len(out) > 40:
+        raise ValueError("TCP options longer than 40 bytes")
+    return bytes(out)
+
+
+def emit(r: TcpRepr, src: int, dst: int) -> bytes:
+    """Build the segment bytes for r, checksummed for IPv4 addresses src -> dst.
+
+    The payload is copied exactly once (into the returned bytes): the checksum is summed
+    over the header and the payload separately (the header is 32-bit aligned).
+    """
+    opts = options_bytes(r) if (r.mss is not None or r.wscale is not None or
+                                r.sack_permitted or r.timestamps is not None or
+                                r.sack_blocks) else b""
+    hlen = TCP_HDR_LEN + len(opts)
+    hdr = bytearray(hlen)
+    _HDR.pack_into(hdr, 0, r.sport, r.dport, r.seq & 0xFFFFFFFF, r.ack & 0xFFFFFFFF,
+                   (hlen >> 2) << 4, r.flags & 0xFF, r.window, 0, r.urgent)
+    if opts:
+        hdr[TCP_HDR_LEN:hlen] = opts
+    payload = r.payload
+    plen = len(payload)
+    s = in_cksum_sum(hdr, in_pseudo_sum(src, dst, IPPROTO_TCP, hlen + plen))
+    if plen:
+        s = in_cksum_sum(payload, s)
+    _U16.pack_into(hdr, OFF_CKSUM, ~s & 0xFFFF)
+    if plen:
+        return b"".join((hdr, payload))
+    return bytes(hdr)

@@ -1,0 +1,695 @@
+"""TCP input for an existing connection (NetBSD tcp_input.c, RFC 9293 section 3.10.7).
+
+``tcp_input_cb(cb, seg, now)`` runs the SEGMENT ARRIVES event for one connection that is
+not LISTEN (listening sockets are handled by the SYN cache in tcp_subr).  The order of the
+checks follows RFC 9293 3.10.7.4 with RFC 5961 (blind attacks), RFC 7323 (PAWS), RFC 5681 /
+6582 / 6675 (loss recovery) and RFC 3042 (limited transmit) folded in.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from rumpnet.netinet import tcp_output as _out
+from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpRepr
+from rumpnet.netinet.tcp_fsm import Ev, TcpState
+from rumpnet.netinet.tcp_sack import rcv_sack_update
+from rumpnet.netinet.tcp_seq import SEQ_GEQ, SEQ_GT, SEQ_LEQ, SEQ_LT, SEQ_MASK, seq_diff
+from rumpnet.netinet.tcp_var import (
+    EV_CONNECTED,
+    EV_ERROR,
+    EV_READABLE,
+    EV_WRITABLE,
+    TCPT_2MSL,
+    TCPT_DELACK,
+    TCPT_KEEP,
+    TCPT_NTIMERS,
+    TCPT_PERSIST,
+    TCPT_REXMT,
+    TF_ACKNOW,
+    TF_DELACK,
+    TF_RCVD_SCALE,
+    TF_RCVD_TSTMP,
+    TF_REQ_SCALE,
+    TF_REQ_TSTMP,
+    TF_SACK_PERMIT,
+    TF_SENTFIN,
+)
+
+if TYPE_CHECKING:
+    from rumpnet.netinet.tcp_var import TcpCb
+
+TS_BOTH = TF_REQ_TSTMP | TF_RCVD_TSTMP
+PAWS_IDLE = 24 * 24 * 3600.0      # RFC 7323 5.5: ts_recent invalid after 24 days idle
+M = SEQ_MASK
+
+
+# ----- helpers --------------------------------------------------------------------------
+def xmit_timer(cb: TcpCb, rtt: float) -> None:
+    """RFC 6298 section 2: update SRTT/RTTVAR from a valid sample."""
+    cb.stats.tcps_rttupdated += 1
+    if rtt < 0:
+        rtt = 0.0
+    if cb.t_srtt == 0.0:
+        cb.t_srtt = max(rtt, 1e-6)
+        cb.t_rttvar = rtt / 2
+    else:
+        cb.t_rttvar = 0.75 * cb.t_rttvar + 0.25 * abs(cb.t_srtt - rtt)
+        cb.t_srtt = max(0.875 * cb.t_srtt + 0.125 * rtt, 1e-6)
+    cb.t_rxtshift = 0
+    cb.t_rxtcur = _out.rexmt_value(cb)
+
+
+def apply_syn_options(cb: TcpCb, seg: TcpRepr, now: float) -> None:
+    """Options of the peer's SYN (RFC 7323 2.2/3.2, RFC 2018 2, RFC 9293 3.7.1)."""
+    p = cb.params
+    if cb.t_flags & TF_REQ_SCALE and seg.wscale is not None and p.rfc1323:
+        cb.t_flags |= TF_RCVD_SCALE
+        cb.snd_scale = min(seg.wscale, 14)
+        cb.rcv_scale = cb.request_r_scale
+    else:
+        cb.t_flags &= ~(TF_REQ_SCALE | TF_RCVD_SCALE)
+        cb.snd_scale = cb.rcv_scale = 0
+    if cb.t_flags & TF_REQ_TSTMP and seg.timestamps is not None and p.rfc1323:
+        cb.t_flags |= TF_RCVD_TSTMP
+        cb.ts_recent = seg.timestamps[0]
+        cb.ts_recent_age = now
+    else:
+        cb.t_flags &= ~(TF_REQ_TSTMP | TF_RCVD_TSTMP)
+    if p.sack and seg.sack_permitted:
+        cb.t_flags |= TF_SACK_PERMIT
+    else:
+        cb.t_flags &= ~TF_SACK_PERMIT
+    cb.t_peermss = seg.mss if seg.mss else 536          # RFC 9293 3.7.1 default
+    mss = min(cb.t_peermss, cb.t_ourmss)
+    if cb.user_maxseg:
+        mss = min(mss, cb.user_maxseg)
+    cb.t_maxseg = max(mss, 64)
+
+
+def established(cb: TcpCb, now: float) -> None:
+    """Common work when a connection reaches ESTABLISHED."""
+    cb.stats.tcps_connects += 1
+    cb.cc.conn_init(now)
+    cb.snd_recover = cb.snd_una
+    cb.sack.clear(cb.snd_una)
+    if cb.keepalive:
+        cb.set_timer(TCPT_KEEP, cb.params.keepidle, now)
+    else:
+        cb.cancel_timer(TCPT_KEEP)
+
+
+def _respond_rst(cb: TcpCb, seg: TcpRepr) -> None:
+    """RST for an unacceptable ACK in SYN_SENT / SYN_RECEIVED (RFC 9293 3.10.7.3/4)."""
+    cb.proto.respond(cb.laddr, cb.faddr, seg, already_counted=True)
+
+
+# ----- SYN_SENT -------------------------------------------------------------------------
+def _syn_sent(cb: TcpCb, seg: TcpRepr, now: float) -> None:
+    flags = seg.flags
+    if flags & TH_ACK:
+        if SEQ_LEQ(seg.ack, cb.iss) or SEQ_GT(seg.ack, cb.snd_max):
+            if not flags & TH_RST:
+                _respond_rst(cb, seg)
+            return
+    if flags & TH_RST:
+        if flags & TH_ACK:
+            cb.stats.tcps_rcvrst += 1
+            cb.proto.drop(cb, errno.ECONNREFUSED, now, send_rst=False)
+        return
+    if not flags & TH_SYN:
+        return
+    cb.irs = seg.seq
+    cb.rcv_nxt = cb.rcv_adv = (seg.seq + 1) & M
+    apply_syn_options(cb, seg, now)
+    cb.snd_wnd = seg.window                 # RFC 7323 2.2: SYN windows are unscaled
+    cb.max_sndwnd = max(cb.max_sndwnd, cb.snd_wnd)
+    cb.snd_wl1 = seg.seq
+    if flags & TH_ACK:
+        cb.snd_wl2 = seg.ack
+        cb.snd_una = seg.ack
+        if SEQ_LT(cb.snd_nxt, cb.snd_una):
+            cb.snd_nxt = cb.snd_una
+        if seg.timestamps is not None and cb.t_flags & TF_RCVD_TSTMP and seg.timestamps[1]:
+            xmit_timer(cb, ((cb.ts_now(now) - seg.timestamps[1]) & M) / 1000.0)
+        elif cb.t_rtttime is not None:
+            xmit_timer(cb, now - cb.t_rtttime)
+        cb.t_rtttime = None
+        cb.cancel_timer(TCPT_REXMT)
+        cb.t_rxtshift = 0
+        cb.transition(Ev.RCV_SYNACK)
+        established(cb, now)
+        cb.t_flags |= TF_ACKNOW
+        ev = EV_CONNECTED | EV_WRITABLE
+        if seg.payload or flags & TH_FIN:
+            seg.seq = (seg.seq + 1) & M
+            seg.flags &= ~TH_SYN
+            ev |= _data_and_fin(cb, seg, now)
+        _out.tcp_output(cb, now)
+        cb.notify(ev)
+    else:
+        # Simultaneous open (RFC 9293 figure 7): SYN_SENT -> SYN_RECEIVED, send SYN,ACK.
+        cb.transition(Ev.RCV_SYN)
+        cb.snd_nxt = cb.iss
+        cb.t_flags |= TF_ACKNOW
+        _out.tcp_output(cb, now)
+
+
+# ----- reassembly (RFC 9293 3.10.7.4 seventh, capped at reass_maxbytes) ---------------
+def _reass_insert(cb: TcpCb, seq: int, data: bytes | bytearray | memoryview) -> int:
+    """Queue out-of-order data; returns bytes newly queued, -1 if dropped (cap)."""
+    rn = cb.rcv_nxt
+    s = (seq - rn) & M
+    e = s + len(data)
+    q = cb.reass
+    pieces: list[tuple[int, int]] = []
+    pos = s
+    for qs, qb in q:
+        a = (qs - rn) & M
+        b = a + len(qb)
+        if b <= pos:
+            continue
+        if a >= e:
+            break
+        if a > pos:
+            pieces.append((pos, a))
+        pos = max(pos, b)
+        if pos >= e:
+            break
+    if pos < e:
+        pieces.append((pos, e))
+    add = sum(b - a for a, b in pieces)
+    if add == 0:
+        return 0
+    if cb.reass_bytes + add > cb.params.reass_maxbytes:
+        cb.stats.tcps_reass_overflow += 1
+        cb.stats.tcps_rcvmemdrop += 1
+        return -1
+    for a, b in pieces:
+        q.append([(rn + a) & M, bytearray(data[a - s:b - s])])
+    q.sort(key=lambda x: (x[0] - rn) & M)
+    merged: list[list] = []
+    for ent in q:
+        if merged:
+            last = merged[-1]
+            if (last[0] + len(last[1])) & M == ent[0]:
+                last[1] += ent[1]
+                continue
+        merged.append(ent)
+    cb.reass = merged
+    cb.reass_bytes += add
+    return add
+
+
+def _reass_deliver(cb: TcpCb) -> int:
+    """Move in-order data from the reassembly queue to the receive buffer."""
+    n = 0
+    q = cb.reass
+    while q and q[0][0] == cb.rcv_nxt:
+        _, data = q.pop(0)
+        ln = len(data)
+        cb.reass_bytes -= ln
+        if not cb.read_shut:
+            cb.rcv_buf += data
+        cb.rcv_nxt = (cb.rcv_nxt + ln) & M
+        n += ln
+    if q and SEQ_LT(q[0][0], cb.rcv_nxt):       # partly covered by new in-order data
+        s, data = q[0]
+        cut = seq_diff(cb.rcv_nxt, s)
+        cb.reass_bytes -= min(cut, len(data))
+        if cut >= len(data):
+            q.pop(0)
+        else:
+            q[0] = [cb.rcv_nxt, data[cut:]]
+        n += _reass_deliver(cb)
+    return n
+
+
+def _sack_ranges(cb: TcpCb) -> list[tuple[int, int]]:
+    return [(s, (s + len(d)) & M) for s, d in cb.reass]
+
+
+def _process_fin(cb: TcpCb, now: float) -> int:
+    cb.rcv_nxt = (cb.rcv_nxt + 1) & M
+    cb.fin_rcvd = True
+    cb.reass_fin = None
+    cb.t_flags |= TF_ACKNOW
+    st = cb.state
+    if st in (TcpState.SYN_RECEIVED, TcpState.ESTABLISHED, TcpState.FIN_WAIT_1,
+              TcpState.FIN_WAIT_2):
+        cb.transition(Ev.RCV_FIN)
+        if cb.state == TcpState.TIME_WAIT:
+            enter_time_wait(cb, now)
+    return EV_READABLE
+
+
+def enter_time_wait(cb: TcpCb, now: float) -> None:
+    for i in range(TCPT_NTIMERS):
+        cb.timers[i] = None
+    cb.set_timer(TCPT_2MSL, 2 * cb.params.msl, now)
+
+
+def _data_and_fin(cb: TcpCb, seg: TcpRepr, now: float) -> int:
+    """Seventh and eighth steps: segment text and FIN.  Returns event bits."""
+    ev = 0
+    payload = seg.payload
+    tlen = len(payload)
+    fin = seg.flags & TH_FIN
+    st = cb.stats
+    if cb.state >= TcpState.CLOSE_WAIT and cb.state != TcpState.FIN_WAIT_1 \
+            and cb.state != TcpState.FIN_WAIT_2:
+        return 0    # FIN already received: ignore text (RFC 9293 3.10.7.4 seventh)
+    seq = seg.seq
+    if tlen:
+        if seq == cb.rcv_nxt and not cb.reass:
+            # In order, nothing queued: the common case.
+            if not cb.read_shut:
+                cb.rcv_buf += payload
+            cb.rcv_nxt = (seq + tlen) & M
+            st.tcps_rcvpack += 1
+            st.tcps_rcvbyte += tlen
+            ev |= EV_READABLE
+            # Delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2): ACK at least every
+            # delack_max_segs full-sized segments, otherwise within delack_ticks.
+            cb.delack_segs += 1
+            if cb.delack_segs >= cb.params.delack_max_segs or fin \
+                    or cb.params.delack_ticks <= 0:
+                cb.t_flags |= TF_ACKNOW
+            elif not cb.t_flags & TF_DELACK:
+                cb.t_flags |= TF_DELACK
+                cb.set_timer(TCPT_DELACK, cb.params.delack_ticks / 1000.0, now)
+        else:
+            # Out of order, or filling a hole: ACK immediately (RFC 5681 4.2).
+            cb.t_flags |= TF_ACKNOW
+            if seq == cb.rcv_nxt:
+                if not cb.read_shut:
+                    cb.rcv_buf += payload
+                cb.rcv_nxt = (seq + tlen) & M
+                st.tcps_rcvpack += 1
+                st.tcps_rcvbyte += tlen
+                _reass_deliver(cb)
+                ev |= EV_READABLE
+            else:
+                st.tcps_rcvoopack += 1
+                st.tcps_rcvoobyte += tlen
+                if _reass_insert(cb, seq, payload) < 0:
+                    fin = 0
+            if cb.t_flags & TF_SACK_PERMIT:
+                latest = (seq, (seq + tlen) & M) if seq != cb.rcv_nxt else None
+                ranges = _sack_ranges(cb)
+                lim = 3 if cb.t_flags & TS_BOTH == TS_BOTH else 4
+                cb.rcv_sack_blocks = rcv_sack_update(cb.rcv_sack_blocks, ranges, latest,
+                                                     lim) if ranges else []
+    if fin:
+        fseq = (seq + tlen) & M
+        if fseq == cb.rcv_nxt:
+            ev |= _process_fin(cb, now)
+        elif SEQ_GT(fseq, cb.rcv_nxt):
+            cb.reass_fin = fseq
+            cb.t_flags |= TF_ACKNOW
+    if cb.reass_fin is not None and cb.reass_fin == cb.rcv_nxt and not cb.fin_rcvd:
+        ev |= _process_fin(cb, now)
+    return ev
+
+
+# ----- main entry -----------------------------------------------------------------------
+def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
+    state = cb.state
+    if state == TcpState.SYN_SENT:
+        _syn_sent(cb, seg, now)
+        return
+    p = cb.params
+    st = cb.stats
+    flags = seg.flags
+    tlen = len(seg.payload)
+    cb.t_rcvtime = now
+    cb.t_keepprobes = 0
+    ts = seg.timestamps if cb.t_flags & TS_BOTH == TS_BOTH else None
+    rcv_nxt = cb.rcv_nxt
+    promised = (cb.rcv_adv - rcv_nxt) & M
+    if promised >= 0x80000000:
+        promised = 0
+    rwnd = max(cb.rcv_space(), promised)
+
+    # PAWS (RFC 7323 5.3).
+    if ts is not None and not flags & TH_RST and SEQ_LT(ts[0], cb.ts_recent):
+        if now - cb.ts_recent_age > PAWS_IDLE:
+            cb.ts_recent = 0
+        else:
+            st.tcps_pawsdrop += 1
+            st.tcps_rcvduppack += 1
+            st.tcps_rcvdupbyte += tlen
+            _out.send_ack(cb, now)
+            return
+
+    # RST (RFC 9293 3.10.7.4 second, RFC 5961 3.2).
+    if flags & TH_RST:
+        seq = seg.seq
+        if seq == rcv_nxt:
+            st.tcps_rcvrst += 1
+            if state == TcpState.SYN_RECEIVED:
+                err = errno.ECONNREFUSED
+            elif state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2,
+                           TcpState.CLOSE_WAIT):
+                err = errno.ECONNRESET
+            else:
+                err = 0
+            cb.proto.drop(cb, err, now, send_rst=False)
+        elif rwnd and ((seq - rcv_nxt) & M) < rwnd:
+            cb.proto.challenge_ack(cb, now)
+        return
+
+    # SYN in a synchronized state (RFC 5961 4.2; RFC 9293 3.10.7.4 fourth).
+    if flags & TH_SYN:
+        if state == TcpState.SYN_RECEIVED and seg.seq == cb.irs:
+            if not flags & TH_ACK:
+                cb.snd_nxt = cb.iss        # peer retransmitted its SYN: resend SYN,ACK
+                _out.tcp_output(cb, now)
+                return
+            # Simultaneous open: the peer's SYN,ACK.  Its SYN is a duplicate; trim it.
+            flags &= ~TH_SYN
+            seg.flags = flags
+            seg.seq = (seg.seq + 1) & M
+        else:
+            cb.proto.challenge_ack(cb, now)
+            return
+
+    # Trim to the receive window (RFC 9293 3.10.7.4 first; NetBSD's todrop).
+    seq = seg.seq
+    todrop = seq_diff(rcv_nxt, seq)
+    if todrop > 0:
+        if todrop > tlen or (todrop == tlen and not flags & TH_FIN):
+            # Entirely duplicate: ACK it, but go on to process the ACK field.
+            st.tcps_rcvduppack += 1
+            st.tcps_rcvdupbyte += tlen
+            if tlen and cb.t_flags & TF_SACK_PERMIT:
+                cb.rcv_dsack = (seq, (seq + tlen) & M)
+            cb.t_flags |= TF_ACKNOW
+            flags &= ~TH_FIN
+            seg.payload = b""
+            tlen = 0
+            seq = rcv_nxt
+        else:
+            st.tcps_rcvpartduppack += 1
+            st.tcps_rcvpartdupbyte += todrop
+            if cb.t_flags & TF_SACK_PERMIT:
+                cb.rcv_dsack = (seq, rcv_nxt)
+            seg.payload = seg.payload[todrop:]
+            tlen -= todrop
+            seq = rcv_nxt
+        seg.seq = seq
+        seg.flags = flags
+
+    # Data after the user closed: reset (NetBSD, RFC 9293 3.10.7.4 seventh note).
+    if cb.user_closed and tlen and cb.state > TcpState.CLOSE_WAIT:
+        st.tcps_rcvafterclose += 1
+        cb.proto.drop(cb, 0, now, send_rst=True)
+        return
+
+    todrop = seq_diff((seq + tlen) & M, (rcv_nxt + rwnd) & M)
+    if todrop > 0:
+        st.tcps_rcvpackafterwin += 1
+        if todrop >= tlen:
+            st.tcps_rcvbyteafterwin += tlen
+            if rwnd == 0 and seq == rcv_nxt:
+                st.tcps_rcvwinprobe += 1       # zero-window probe: ACK it
+                cb.t_flags |= TF_ACKNOW
+            else:
+                _out.send_ack(cb, now)
+                return
+            seg.payload = b""
+            tlen = 0
+        else:
+            st.tcps_rcvbyteafterwin += todrop
+            seg.payload = seg.payload[:tlen - todrop]
+            tlen -= todrop
+        flags &= ~TH_FIN
+        seg.flags = flags
+
+    # Remember the timestamp to echo (RFC 7323 4.3 / appendix D).
+    if ts is not None and SEQ_LEQ(seq, cb.last_ack_sent) and SEQ_GEQ(ts[0], cb.ts_recent):
+        cb.ts_recent = ts[0]
+        cb.ts_recent_age = now
+
+    if not flags & TH_ACK:
+        if cb.t_flags & TF_ACKNOW:
+            _out.tcp_output(cb, now)
+        return
+
+    ev = 0
+    ack = seg.ack
+    # SYN_RECEIVED: the ACK of our SYN (RFC 9293 3.10.7.4 fifth).
+    if state == TcpState.SYN_RECEIVED:
+        if SEQ_GT(cb.snd_una, ack) or SEQ_GT(ack, cb.snd_max):
+            _respond_rst(cb, seg)
+            return
+        cb.transition(Ev.RCV_ACK)
+        cb.snd_wnd = seg.window << cb.snd_scale
+        cb.max_sndwnd = max(cb.max_sndwnd, cb.snd_wnd)
+        cb.snd_wl1 = seq
+        cb.snd_wl2 = ack
+        established(cb, now)
+        ev |= EV_CONNECTED | EV_WRITABLE
+        state = cb.state
+
+    # ACK acceptability (RFC 5961 5.2).
+    if SEQ_GT(ack, cb.snd_max):
+        st.tcps_rcvacktoomuch += 1
+        _out.send_ack(cb, now)
+        return
+    if SEQ_LT(ack, (cb.snd_una - max(cb.max_sndwnd, 1)) & M):
+        cb.proto.challenge_ack(cb, now)
+        return
+
+    win = seg.window << cb.snd_scale
+    sack_on = cb.t_flags & TF_SACK_PERMIT
+    if sack_on and seg.sack_blocks:
+        st.tcps_sack_rcv_opts += 1
+        cb.sack.update(seg.sack_blocks, (cb.snd_max - cb.snd_una) & M)
+
+    if SEQ_LEQ(ack, cb.snd_una):
+        if (tlen == 0 and not flags & TH_FIN and win == cb.snd_wnd and ack == cb.snd_una
+                and cb.snd_una != cb.snd_max):
+            st.tcps_rcvdupack += 1
+            _dupack(cb, now)
+            if cb.freed:
+                return
+            cb.notify(ev)
+            return
+        if ack == cb.snd_una and tlen == 0 and cb.snd_una == cb.snd_max:
+            cb.t_dupacks = 0
+    else:
+        ev |= _new_ack(cb, seg, ack, ts, now)
+        if cb.freed:
+            return      # EV_CLOSED already reported
+
+    # Window update (RFC 9293 3.10.7.4 fifth, SND.WL1/WL2 rule).
+    if (SEQ_LT(cb.snd_wl1, seq) or (cb.snd_wl1 == seq and (
+            SEQ_LT(cb.snd_wl2, ack) or (cb.snd_wl2 == ack and win > cb.snd_wnd)))):
+        if tlen == 0 and cb.snd_wl2 == ack and win > cb.snd_wnd:
+            st.tcps_rcvwinupd += 1
+        cb.snd_wnd = win
+        cb.snd_wl1 = seq
+        cb.snd_wl2 = ack
+        if win > cb.max_sndwnd:
+            cb.max_sndwnd = win
+        if win and cb.timers[TCPT_PERSIST] is not None:
+            cb.timers[TCPT_PERSIST] = None
+            cb.t_rxtshift = 0
+
+    state = cb.state
+    if state == TcpState.TIME_WAIT:
+        if seg.flags & TH_FIN or cb.t_flags & TF_ACKNOW:
+            cb.set_timer(TCPT_2MSL, 2 * p.msl, now)     # FIN retransmitted: restart
+            cb.t_flags |= TF_ACKNOW
+        _out.tcp_output(cb, now)
+        return
+
+    if tlen or flags & TH_FIN:
+        ev |= _data_and_fin(cb, seg, now)
+    _out.tcp_output(cb, now)
+    cb.notify(ev)
+
+
+def _our_fin_acked(cb: TcpCb, ack: int) -> bool:
+    if not cb.t_flags & TF_SENTFIN:
+        return False
+    fin_seq = (cb.snd_buf_seq + len(cb.snd_buf)) & M
+    return SEQ_GT(ack, fin_seq)
+
+
+def _new_ack(cb: TcpCb, seg: TcpRepr, ack: int, ts: tuple[int, int] | None,
+             now: float) -> int:
+    """Process an ACK that advances SND.UNA.  Returns event bits."""
+    st = cb.stats
+    ev = 0
+    acked = (ack - cb.snd_una) & M
+    st.tcps_rcvackpack += 1
+    st.tcps_rcvackbyte += acked
+    # RTT sample: timestamps (RFC 7323 4.1) or the timed segment, Karn-safe (RFC 6298 3).
+    if ts is not None and ts[1]:
+        xmit_timer(cb, ((cb.ts_now(now) - ts[1]) & M) / 1000.0)
+        cb.t_rtttime = None
+    elif cb.t_rtttime is not None and SEQ_GT(ack, cb.t_rtseq):
+        xmit_timer(cb, now - cb.t_rtttime)
+        cb.t_rtttime = None
+    fin_acked = _our_fin_acked(cb, ack)
+
+    # Congestion control and loss recovery.
+    if cb.in_recovery:
+        if SEQ_GEQ(ack, cb.snd_recover):
+            cb.in_recovery = False
+            cb.sack_recovery = False
+            cb.t_dupacks = 0
+            _drop_acked(cb, ack, fin_acked)
+            cb.cc.on_recovery_exit(now)
+        else:
+            st.tcps_partial_acks += 1
+            _drop_acked(cb, ack, fin_acked)
+            if cb.sack_recovery:
+                _sack_output(cb, now)
+            else:
+                # NewReno partial ACK (RFC 6582 3.2 step 5).
+                cb.t_rxtshift = 0
+                cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
+                _out.send_range(cb, cb.snd_una, _out.segsize(cb), now)
+                mss = cb.t_maxseg
+                cb.snd_cwnd = max(cb.snd_cwnd - acked + mss, mss)
+    else:
+        cb.t_dupacks = 0
+        _drop_acked(cb, ack, fin_acked)
+        cb.cc.on_ack(acked, now)
+    if cb.snd_una == cb.snd_max:
+        cb.cancel_timer(TCPT_REXMT)
+    elif cb.timers[TCPT_PERSIST] is None:
+        cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)     # RFC 6298 5.3
+    if acked:
+        ev |= EV_WRITABLE
+
+    if fin_acked:
+        state = cb.state
+        if state == TcpState.FIN_WAIT_1:
+            cb.transition(Ev.RCV_ACK_OF_FIN)
+            if cb.user_closed:
+                cb.set_timer(TCPT_2MSL, cb.params.maxidle_fin_wait_2, now)
+        elif state == TcpState.CLOSING:
+            cb.transition(Ev.RCV_ACK_OF_FIN)
+            enter_time_wait(cb, now)
+        elif state == TcpState.LAST_ACK:
+            cb.transition(Ev.RCV_ACK_OF_FIN)
+            cb.proto.close_cb(cb, now)
+    return ev
+
+
+def _drop_acked(cb: TcpCb, ack: int, fin_acked: bool) -> None:
+    n = seq_diff(ack, cb.snd_buf_seq)
+    if n > 0:
+        buf = cb.snd_buf
+        if n >= len(buf):
+            buf.clear()
+            cb.snd_buf_seq = ack if not fin_acked else (ack - 1) & M
+        else:
+            del buf[:n]
+            cb.snd_buf_seq = (cb.snd_buf_seq + n) & M
+    cb.snd_una = ack
+    if SEQ_LT(cb.snd_nxt, ack):
+        cb.snd_nxt = ack
+    cb.sack.advance(ack)
+
+
+def _dupack(cb: TcpCb, now: float) -> None:
+    """Duplicate ACK: fast retransmit / fast recovery (RFC 5681 3.2, RFC 6582, RFC 6675,
+    limited transmit RFC 3042)."""
+    p = cb.params
+    st = cb.stats
+    cb.t_dupacks += 1
+    mss = cb.t_maxseg
+    sack_on = bool(cb.t_flags & TF_SACK_PERMIT)
+    if cb.in_recovery:
+        if cb.sack_recovery:
+            _sack_output(cb, now)
+        else:
+            cb.snd_cwnd += mss                 # RFC 5681 3.2 step 4 (inflate)
+            _out.tcp_output(cb, now)
+        return
+    lost = cb.t_dupacks >= p.dupthresh or (
+        sack_on and cb.sack.is_lost(0, mss, p.dupthresh))
+    if lost:
+        if not SEQ_GT(cb.snd_una, cb.snd_recover) and cb.snd_recover != cb.snd_una:
+            return                             # RFC 6582 3.2 step 2: no new recovery
+        st.tcps_fast_rexmit += 1
+        cb.cc.on_congestion(now)
+        cb.snd_recover = cb.snd_max
+        cb.in_recovery = True
+        cb.t_rtttime = None
+        cb.t_rxtshift = 0
+        cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
+        if sack_on:
+            st.tcps_sack_recovery_episode += 1
+            cb.sack_recovery = True
+            cb.snd_cwnd = cb.snd_ssthresh
+            cb.sack.high_rxt = 0
+            n = _out.send_range(cb, cb.snd_una, _out.segsize(cb), now)
+            cb.sack.high_rxt = n
+            _sack_output(cb, now)
+        else:
+            st.tcps_newreno_recovery += 1
+            _out.send_range(cb, cb.snd_una, _out.segsize(cb), now)
+            cb.snd_cwnd = cb.snd_ssthresh + p.dupthresh * mss
+            _out.tcp_output(cb, now)
+        return
+    if p.limited_transmit and cb.snd_nxt == cb.snd_max:
+        # RFC 3042: send one new segment per each of the first two dup ACKs.
+        old = cb.snd_cwnd
+        before = cb.snd_max
+        cb.snd_cwnd = ((cb.snd_max - cb.snd_una) & M) + mss
+        _out.tcp_output(cb, now)
+        cb.snd_cwnd = old
+        if cb.snd_max != before:
+            st.tcps_limited_transmit += 1
+
+
+def _sack_output(cb: TcpCb, now: float) -> None:
+    """RFC 6675 section 5 step (C): send while cwnd - pipe >= 1 SMSS."""
+    p = cb.params
+    sb = cb.sack
+    mss = cb.t_maxseg
+    ss = _out.segsize(cb)
+    for _ in range(1000):
+        flight = (cb.snd_max - cb.snd_una) & M
+        pipe = sb.pipe(flight, mss, p.dupthresh)
+        if cb.snd_cwnd - pipe < ss:
+            return
+        seg = sb.next_seg(flight, mss, p.dupthresh)
+        if seg is not None:
+            s, e = seg
+            n = _out.send_range(cb, (cb.snd_una + s) & M, e - s, now)
+            if n <= 0:
+                return
+            sb.high_rxt = max(sb.high_rxt, s + n)
+            cb.stats.tcps_sack_rexmits += 1
+            cb.stats.tcps_sack_rexmit_bytes += n
+            continue
+        # Rule 2: new data, if the receiver's window allows.
+        unsent = len(cb.snd_buf) - ((cb.snd_max - cb.snd_buf_seq) & M)
+        if unsent > 0 and flight + min(unsent, ss) <= cb.snd_wnd:
+            cb.snd_nxt = cb.snd_max
+            n = _out.send_range(cb, cb.snd_max, ss, now)
+            cb.snd_nxt = cb.snd_max
+            if n <= 0:
+                return
+            continue
+        seg = sb.next_seg(flight, mss, p.dupthresh, rule3=True)
+        if seg is None:
+            return
+        s, e = seg
+        n = _out.send_range(cb, (cb.snd_una + s) & M, e - s, now)
+        if n <= 0:
+            return
+        sb.high_rxt = max(sb.high_rxt, s + n)
+        cb.stats.tcps_sack_rexmits += 1
+
+
+__all__ = ["tcp_input_cb", "xmit_timer", "apply_syn_options", "established",
+           "enter_time_wait", "EV_ERROR", "TCPT_DELACK"]

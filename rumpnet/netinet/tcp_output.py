@@ -1,0 +1,347 @@
+"""TCP output (NetBSD tcp_output.c): decide what to send and build segments.
+
+``tcp_output(cb, now)`` sends everything the windows, Nagle (RFC 9293 3.7.4), sender and
+receiver SWS avoidance (RFC 9293 3.8.6.2) and the flags pending on the connection allow.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rumpnet.netinet import tcp as _tcp
+from rumpnet.netinet.tcp import (
+    TH_ACK,
+    TH_FIN,
+    TH_PUSH,
+    TH_RST,
+    TH_SYN,
+    TcpRepr,
+)
+from rumpnet.netinet.tcp_fsm import TCP_OUTFLAGS, TcpState
+from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_LT, SEQ_MASK
+
+if TYPE_CHECKING:
+    from rumpnet.netinet.tcp_var import TcpCb
+
+TCP_MAXWIN = 65535
+
+# Flag/timer constants duplicated from tcp_var to avoid an import cycle.
+_TF_ACKNOW = 0x0001
+_TF_DELACK = 0x0002
+_TF_NODELAY = 0x0004
+_TF_SENTFIN = 0x0010
+_TF_REQ_SCALE = 0x0020
+_TF_RCVD_SCALE = 0x0040
+_TF_REQ_TSTMP = 0x0080
+_TF_RCVD_TSTMP = 0x0100
+_TF_SACK_PERMIT = 0x0200
+_TF_FORCE = 0x0800
+_T_REXMT = 0
+_T_PERSIST = 1
+_T_DELACK = 4
+_TS_BOTH = _TF_REQ_TSTMP | _TF_RCVD_TSTMP
+
+
+def base_rto(cb: TcpCb) -> float:
+    """RFC 6298 section 2: RTO = SRTT + max(G, 4*RTTVAR), floored at rtomin."""
+    p = cb.params
+    if cb.t_srtt == 0.0:
+        rto = p.init_rto
+    else:
+        rto = cb.t_srtt + max(0.001, 4.0 * cb.t_rttvar)
+    return min(max(rto, cb.t_rttmin), p.rtomax)
+
+
+def rexmt_value(cb: TcpCb) -> float:
+    """Current RTO with exponential backoff (RFC 6298 5.5), capped at rtomax."""
+    return min(base_rto(cb) * (1 << min(cb.t_rxtshift, 30)), cb.params.rtomax)
+
+
+def tcp_setpersist(cb: TcpCb, now: float) -> None:
+    """Arm the persist timer with backoff (NetBSD tcp_setpersist)."""
+    p = cb.params
+    t = base_rto(cb) * (1 << min(cb.t_rxtshift, 30))
+    t = min(max(t, p.persmin), p.persmax)
+    cb.set_timer(_T_PERSIST, t, now)
+    if cb.t_rxtshift < p.rexmit_max:
+        cb.t_rxtshift += 1
+
+
+def rcv_window(cb: TcpCb) -> int:
+    """Window to advertise, in bytes (unscaled)."""
+    space = cb.rcv_space()
+    # Receiver SWS avoidance (RFC 9293 3.8.6.2.2, BSD): don't advertise tiny windows.
+    if space < cb.rcvspace // 4 and space < cb.t_maxseg:
+        space = 0
+    if cb.state < TcpState.ESTABLISHED:
+        space = min(space, TCP_MAXWIN)
+    else:
+        space = min(space, TCP_MAXWIN << cb.rcv_scale)
+    promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
+    if promised < 0x80000000 and space < promised:
+        space = promised            # never shrink the window (RFC 9293 3.8.6)
+    return space
+
+
+def _options(cb: TcpCb, flags: int, now: float, r: TcpRepr) -> int:
+    """Fill options into r; return the option length in bytes."""
+    olen = 0
+    tf = cb.t_flags
+    if flags & TH_SYN:
+        r.mss = cb.t_ourmss
+        olen = 4
+        if tf & _TF_REQ_SCALE:
+            r.wscale = cb.request_r_scale
+            olen += 4
+        if cb.params.sack and (tf & _TF_SACK_PERMIT or not flags & TH_ACK):
+            r.sack_permitted = True
+            olen += 4
+        if tf & _TF_REQ_TSTMP and (not flags & TH_ACK or tf & _TF_RCVD_TSTMP):
+            r.timestamps = (cb.ts_now(now), cb.ts_recent if flags & TH_ACK else 0)
+            olen += 12
+        return olen
+    if tf & _TS_BOTH == _TS_BOTH:
+        r.timestamps = (cb.ts_now(now), cb.ts_recent)
+        olen = 12
+    if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
+        blocks = cb.rcv_sack_blocks
+        if cb.rcv_dsack is not None:
+            # RFC 2883: the duplicate range goes first, reported once.
+            blocks = [cb.rcv_dsack, *blocks]
+            cb.rcv_dsack = None
+        n = min(len(blocks), (40 - olen - 4) // 8)
+        r.sack_blocks = tuple(blocks[:n])
+        olen += 4 + 8 * n
+        cb.stats.tcps_sack_send_opts += 1
+    return olen
+
+
+def _emit(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: int,
+          now: float, r: TcpRepr | None = None) -> bytes:
+    """Build a segment from cb's state and do the ACK bookkeeping.  The caller hands
+    the result to ``cb.proto.output`` *after* its own state updates, so that an output
+    path that loops back into input synchronously sees a consistent connection."""
+    if r is None:
+        r = TcpRepr(cb.lport, cb.fport, seq, 0, flags, 0)
+        _options(cb, flags, now, r)
+    else:
+        r.seq = seq
+        r.flags = flags
+    if flags & TH_ACK:
+        r.ack = cb.rcv_nxt
+    if flags & TH_SYN:
+        r.window = min(win, TCP_MAXWIN)
+    else:
+        r.window = min(win >> cb.rcv_scale, TCP_MAXWIN)
+    r.payload = payload
+    st = cb.stats
+    st.tcps_sndtotal += 1
+    if flags & TH_ACK:
+        cb.last_ack_sent = cb.rcv_nxt
+        if cb.t_flags & (_TF_ACKNOW | _TF_DELACK):
+            cb.t_flags &= ~(_TF_ACKNOW | _TF_DELACK)
+            cb.timers[_T_DELACK] = None
+        cb.delack_segs = 0
+        adv = (cb.rcv_nxt + (r.window << (0 if flags & TH_SYN else cb.rcv_scale))) & SEQ_MASK
+        if SEQ_GT(adv, cb.rcv_adv):
+            cb.rcv_adv = adv
+    return _tcp.emit(r, cb.laddr, cb.faddr)
+
+
+def segsize(cb: TcpCb) -> int:
+    n = cb.t_maxseg
+    if cb.t_flags & _TS_BOTH == _TS_BOTH:
+        n -= 12
+    return max(n, 1)
+
+
+def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
+    """(Re)transmit up to ``length`` bytes starting at ``seq`` (fast retransmit, SACK
+    NextSeg, NewReno partial ACKs, persist probes).  Returns bytes sent."""
+    buf = cb.snd_buf
+    off = (seq - cb.snd_buf_seq) & SEQ_MASK
+    if off >= 0x80000000:
+        return 0
+    r = TcpRepr(cb.lport, cb.fport, seq, 0, 0, 0)
+    olen = _options(cb, TH_ACK, now, r)
+    length = max(0, min(length, len(buf) - off, cb.t_maxseg - olen))
+    flags = TH_ACK
+    end = off + length
+    if (cb.fin_queued and end == len(buf) and TCP_OUTFLAGS[cb.state] & TH_FIN
+            and cb.t_flags & _TF_SENTFIN):
+        flags |= TH_FIN
+    if length == 0 and not flags & TH_FIN:
+        return 0
+    if length and end == len(buf):
+        flags |= TH_PUSH
+    st = cb.stats
+    if SEQ_LT(seq, cb.snd_max):
+        st.tcps_sndrexmitpack += 1
+        st.tcps_sndrexmitbyte += length
+    else:
+        st.tcps_sndpack += 1
+        st.tcps_sndbyte += length
+    nxt = (seq + length + (1 if flags & TH_FIN else 0)) & SEQ_MASK
+    if SEQ_GT(nxt, cb.snd_max):
+        cb.snd_max = nxt
+    raw = _emit(cb, seq, flags, memoryview(buf)[off:end], rcv_window(cb), now, r)
+    if cb.timers[_T_REXMT] is None:
+        cb.set_timer(_T_REXMT, rexmt_value(cb), now)
+    cb.proto.output(cb.laddr, cb.faddr, raw)
+    return length
+
+
+def send_rst(cb: TcpCb, now: float) -> None:
+    """RST from a synchronized connection being dropped (seq = SND.MAX)."""
+    cb.stats.tcps_sndrst += 1
+    r = TcpRepr(cb.lport, cb.fport, cb.snd_max, cb.rcv_nxt, TH_RST | TH_ACK, 0)
+    cb.stats.tcps_sndtotal += 1
+    cb.proto.output(cb.laddr, cb.faddr, _tcp.emit(r, cb.laddr, cb.faddr))
+
+
+def send_ack(cb: TcpCb, now: float, seq: int | None = None) -> None:
+    """An immediate pure ACK (challenge ACKs, keepalives, dup-segment ACKs)."""
+    r = TcpRepr(cb.lport, cb.fport, 0, 0, TH_ACK, 0)
+    _options(cb, TH_ACK, now, r)
+    cb.stats.tcps_sndacks += 1
+    raw = _emit(cb, cb.snd_max if seq is None else seq, TH_ACK, b"", rcv_window(cb), now, r)
+    cb.proto.output(cb.laddr, cb.faddr, raw)
+
+
+def tcp_output(cb: TcpCb, now: float) -> None:
+    """Send what can be sent (NetBSD tcp_output)."""
+    st = cb.state
+    if st <= TcpState.LISTEN or cb.freed:
+        return
+    idle = cb.snd_max == cb.snd_una      # computed once per call, as BSD does
+    if idle and cb.t_sndtime is not None and st >= TcpState.ESTABLISHED \
+            and now - cb.t_sndtime >= base_rto(cb):
+        # RFC 5681 4.1: restart from at most the initial window after an idle RTO.
+        cb.snd_cwnd = min(cb.snd_cwnd, cb.cc.initial_window())
+    while _output_one(cb, now, idle):
+        pass
+
+
+def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
+    """Build and send at most one segment; True if more may be sent (sendalot)."""
+    state = cb.state
+    flags = TCP_OUTFLAGS[state]
+    tf = cb.t_flags
+    buf = cb.snd_buf
+    blen = len(buf)
+    snd_una = cb.snd_una
+    snd_nxt = cb.snd_nxt
+    snd_max_eq = cb.snd_max == snd_una
+
+    if flags & TH_SYN:
+        if snd_nxt != cb.iss:
+            flags &= ~TH_SYN
+        length = 0
+        off = 0
+    else:
+        off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
+        if off >= 0x80000000:
+            off = 0
+        sendwin = min(cb.snd_wnd, cb.snd_cwnd)
+        if tf & _TF_FORCE and sendwin == 0:
+            sendwin = 1
+        inflight = (snd_nxt - snd_una) & SEQ_MASK
+        length = min(blen - off, sendwin - inflight)
+        if length < 0:
+            length = 0
+        if cb.snd_wnd == 0 and not tf & _TF_FORCE and blen and cb.timers[_T_PERSIST] is None:
+            # Zero window: pull back and probe with the persist timer (NetBSD).
+            cb.timers[_T_REXMT] = None
+            cb.t_rxtshift = 0
+            cb.snd_nxt = snd_nxt = snd_una
+            off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
+            length = 0
+            tcp_setpersist(cb, now)
+
+    r = TcpRepr(cb.lport, cb.fport, 0, 0, 0, 0)
+    olen = _options(cb, flags, now, r)
+    ss = cb.t_maxseg - olen
+    sendalot = False
+    if length > ss:
+        length = ss
+        sendalot = True
+
+    # FIN: only with the last byte, and not again unless retransmitting.
+    if flags & TH_FIN:
+        fin_seq = (cb.snd_buf_seq + blen) & SEQ_MASK
+        if not cb.fin_queued or off + length != blen or (
+                tf & _TF_SENTFIN and snd_nxt != fin_seq):
+            flags &= ~TH_FIN
+
+    send = False
+    if length:
+        if length == ss:
+            send = True
+        elif (idle or tf & _TF_NODELAY) and off + length == blen:
+            send = True                       # Nagle (RFC 9293 3.7.4)
+        elif tf & _TF_FORCE:
+            send = True
+        elif cb.max_sndwnd and length >= cb.max_sndwnd // 2:
+            send = True                       # sender SWS avoidance
+        elif SEQ_LT(snd_nxt, cb.snd_max):
+            send = True                       # retransmission
+    win = rcv_window(cb)
+    if not send and state >= TcpState.ESTABLISHED and not flags & TH_SYN:
+        promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
+        if promised >= 0x80000000:
+            promised = 0
+        adv = min(win, TCP_MAXWIN << cb.rcv_scale) - promised
+        if adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace):
+            send = True                       # window update
+            cb.stats.tcps_sndwinup += 1
+    if tf & _TF_ACKNOW or flags & (TH_SYN | TH_RST) or flags & TH_FIN:
+        send = True
+    if not send:
+        if blen and cb.timers[_T_REXMT] is None and cb.timers[_T_PERSIST] is None \
+                and state >= TcpState.ESTABLISHED and snd_max_eq:
+            cb.t_rxtshift = 0
+            tcp_setpersist(cb, now)
+        return False
+
+    if length and off + length == blen:
+        flags |= TH_PUSH
+    if length or flags & (TH_SYN | TH_FIN) or cb.timers[_T_PERSIST] is not None:
+        seq = snd_nxt
+    else:
+        seq = cb.snd_max
+    stt = cb.stats
+    if length:
+        if SEQ_LT(snd_nxt, cb.snd_max):
+            stt.tcps_sndrexmitpack += 1
+            stt.tcps_sndrexmitbyte += length
+        else:
+            stt.tcps_sndpack += 1
+            stt.tcps_sndbyte += length
+    elif flags & (TH_SYN | TH_FIN | TH_RST):
+        stt.tcps_sndctrl += 1
+    else:
+        stt.tcps_sndacks += 1
+    payload = memoryview(buf)[off:off + length] if length else b""
+    raw = _emit(cb, seq, flags, payload, win, now, r)
+    if length:
+        cb.t_sndtime = now
+
+    if length or flags & (TH_SYN | TH_FIN):
+        nxt = (snd_nxt + length + (1 if flags & TH_SYN else 0)
+               + (1 if flags & TH_FIN else 0)) & SEQ_MASK
+        if flags & TH_FIN:
+            cb.t_flags |= _TF_SENTFIN
+        cb.snd_nxt = nxt
+        if SEQ_GT(nxt, cb.snd_max):
+            cb.snd_max = nxt
+            if cb.t_rtttime is None:
+                cb.t_rtttime = now
+                cb.t_rtseq = snd_nxt
+                stt.tcps_segstimed += 1
+        if cb.timers[_T_REXMT] is None and cb.snd_nxt != cb.snd_una:
+            if cb.timers[_T_PERSIST] is not None:
+                cb.timers[_T_PERSIST] = None
+                cb.t_rxtshift = 0
+            cb.set_timer(_T_REXMT, rexmt_value(cb), now)
+    cb.proto.output(cb.laddr, cb.faddr, raw)
+    return sendalot and not cb.freed

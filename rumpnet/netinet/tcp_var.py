@@ -1,0 +1,476 @@
+"""TCP per-connection state, counters and tunables (NetBSD tcp_var.h).
+
+:class:`TcpCb` carries RFC 9293 / RFC 7323 / RFC 6298 names for its state and the user
+requests the socket layer calls (``send``, ``recv``, ``shutdown_write``, ``close``,
+``abort``, ...).  The protocol machinery lives in tcp_input / tcp_output / tcp_timer.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from rumpnet.netinet import tcp_output as _out
+from rumpnet.netinet import tcp_timer as _timer
+from rumpnet.netinet.tcp_fsm import Ev, TcpState, next_state
+from rumpnet.netinet.tcp_sack import SackScoreboard
+
+if TYPE_CHECKING:
+    from rumpnet.netinet.tcp_congctl import CongCtl
+    from rumpnet.netinet.tcp_subr import TcpProtocol
+
+# Event bits for upcalls.
+EV_READABLE = 0x01
+EV_WRITABLE = 0x02
+EV_CONNECTED = 0x04
+EV_CLOSED = 0x08
+EV_ERROR = 0x10
+
+# Timers (NetBSD TCPT_*); deadlines live in TcpCb.timers[index].
+TCPT_REXMT = 0
+TCPT_PERSIST = 1
+TCPT_KEEP = 2
+TCPT_2MSL = 3
+TCPT_DELACK = 4
+TCPT_NTIMERS = 5
+
+# t_flags (NetBSD TF_*).
+TF_ACKNOW = 0x0001
+TF_DELACK = 0x0002
+TF_NODELAY = 0x0004
+TF_SENTFIN = 0x0010
+TF_REQ_SCALE = 0x0020
+TF_RCVD_SCALE = 0x0040
+TF_REQ_TSTMP = 0x0080
+TF_RCVD_TSTMP = 0x0100
+TF_SACK_PERMIT = 0x0200
+TF_WILL_SACK = 0x0400
+TF_FORCE = 0x0800
+TF_PASSIVE = 0x1000
+
+
+def _err(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+@dataclass
+class TcpParams:
+    """Tunables; the kernel binds each to sysctl ``net.inet.tcp.<name>``."""
+
+    mssdflt: int = 536
+    rfc1323: int = 1
+    sack: int = 1
+    congctl: str = "newreno"
+    delack_ticks: int = 100          # delayed-ACK timer, milliseconds
+    delack_max_segs: int = 2         # ACK at least every this many full segments
+    keepidle: float = 7200.0         # seconds
+    keepintvl: float = 75.0
+    keepcnt: int = 8
+    keepinit: float = 75.0           # connection-establishment timeout
+    msl: float = 30.0                # TIME_WAIT lasts 2*msl
+    rtomin: float = 1.0
+    rtomax: float = 64.0
+    init_rto: float = 1.0
+    rexmit_max: int = 12
+    syn_retries: int = 6
+    synack_retries: int = 3
+    init_win: int = 10               # RFC 6928, in segments
+    syn_cache_limit: int = 10240
+    syn_bucket_limit: int = 105
+    syn_cache_buckets: int = 512
+    challenge_ack_limit: int = 1000  # per second (RFC 5961 section 7)
+    reass_maxbytes: int = 256 * 1024
+    sendspace: int = 256 * 1024
+    recvspace: int = 256 * 1024
+    persmin: float = 5.0
+    persmax: float = 60.0
+    dupthresh: int = 3
+    limited_transmit: int = 1
+    maxidle_fin_wait_2: float = 600.0  # orphaned FIN_WAIT_2 limit (BSD tcp_maxidle)
+
+    def names(self) -> list[str]:
+        return [f.name for f in fields(self)]
+
+
+class TcpStats:
+    """tcps_* counters as printed by NetBSD ``netstat -s -p tcp``."""
+
+    tcps_connattempt: int = 0
+    tcps_accepts: int = 0
+    tcps_connects: int = 0
+    tcps_drops: int = 0
+    tcps_conndrops: int = 0
+    tcps_closed: int = 0
+    tcps_segstimed: int = 0
+    tcps_rttupdated: int = 0
+    tcps_delack: int = 0
+    tcps_timeoutdrop: int = 0
+    tcps_rexmttimeo: int = 0
+    tcps_persisttimeo: int = 0
+    tcps_keeptimeo: int = 0
+    tcps_keepprobe: int = 0
+    tcps_keepdrops: int = 0
+    tcps_persistdrops: int = 0
+    tcps_sndtotal: int = 0
+    tcps_sndpack: int = 0
+    tcps_sndbyte: int = 0
+    tcps_sndrexmitpack: int = 0
+    tcps_sndrexmitbyte: int = 0
+    tcps_sndacks: int = 0
+    tcps_sndprobe: int = 0
+    tcps_sndurg: int = 0
+    tcps_sndwinup: int = 0
+    tcps_sndctrl: int = 0
+    tcps_sndrst: int = 0
+    tcps_rcvtotal: int = 0
+    tcps_rcvpack: int = 0
+    tcps_rcvbyte: int = 0
+    tcps_rcvbadsum: int = 0
+    tcps_rcvbadoff: int = 0
+    tcps_rcvbadopt: int = 0
+    tcps_rcvmemdrop: int = 0
+    tcps_rcvshort: int = 0
+    tcps_rcvduppack: int = 0
+    tcps_rcvdupbyte: int = 0
+    tcps_rcvpartduppack: int = 0
+    tcps_rcvpartdupbyte: int = 0
+    tcps_rcvoopack: int = 0
+    tcps_rcvoobyte: int = 0
+    tcps_rcvpackafterwin: int = 0
+    tcps_rcvbyteafterwin: int = 0
+    tcps_rcvafterclose: int = 0
+    tcps_rcvwinprobe: int = 0
+    tcps_rcvdupack: int = 0
+    tcps_rcvacktoomuch: int = 0
+    tcps_rcvackpack: int = 0
+    tcps_rcvackbyte: int = 0
+    tcps_rcvwinupd: int = 0
+    tcps_rcvrst: int = 0
+    tcps_pawsdrop: int = 0
+    tcps_predack: int = 0
+    tcps_preddat: int = 0
+    tcps_noport: int = 0
+    tcps_badsyn: int = 0
+    tcps_listendrop: int = 0
+    tcps_connsdrained: int = 0
+    tcps_sc_added: int = 0
+    tcps_sc_completed: int = 0
+    tcps_sc_timed_out: int = 0
+    tcps_sc_overflowed: int = 0
+    tcps_sc_reset: int = 0
+    tcps_sc_unreach: int = 0
+    tcps_sc_bucketoverflow: int = 0
+    tcps_sc_aborted: int = 0
+    tcps_sc_dupesyn: int = 0
+    tcps_sc_dropped: int = 0
+    tcps_sc_collisions: int = 0
+    tcps_sc_retransmitted: int = 0
+    tcps_sc_entries: int = 0
+    tcps_sack_recovery_episode: int = 0
+    tcps_sack_rexmits: int = 0
+    tcps_sack_rexmit_bytes: int = 0
+    tcps_sack_rcv_opts: int = 0
+    tcps_sack_send_opts: int = 0
+    tcps_newreno_recovery: int = 0
+    tcps_fast_rexmit: int = 0
+    tcps_partial_acks: int = 0
+    tcps_limited_transmit: int = 0
+    tcps_challenge_ack: int = 0
+    tcps_challenge_ack_limited: int = 0
+    tcps_tw_reuse: int = 0
+    tcps_reass_overflow: int = 0
+    tcps_rcvinternalerr: int = 0
+
+    NAMES: tuple[str, ...] = ()  # filled below
+
+    def __init__(self) -> None:
+        for n in self.NAMES:
+            setattr(self, n, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {n: getattr(self, n) for n in self.NAMES}
+
+
+TcpStats.NAMES = tuple(n for n in TcpStats.__annotations__ if n.startswith("tcps_"))
+
+
+class TcpCb:
+    """One TCP connection (NetBSD struct tcpcb + the socket buffers it owns)."""
+
+    _ids = 0
+
+    def __init__(self, proto: TcpProtocol, laddr: int, lport: int, faddr: int, fport: int,
+                 now: float) -> None:
+        p = proto.params
+        self.proto = proto
+        self.params = p
+        self.stats = proto.stats
+        TcpCb._ids += 1
+        self.id = TcpCb._ids
+        self.state = TcpState.CLOSED
+        self.laddr, self.lport, self.faddr, self.fport = laddr, lport, faddr, fport
+        self.error = 0
+        self.t_softerror = 0
+        self.upcall: Callable[[TcpCb, int], None] | None = None
+        self.t_flags = 0
+        # Send sequence variables (RFC 9293 3.3.1).
+        self.iss = 0
+        self.snd_una = self.snd_nxt = self.snd_max = 0
+        self.snd_wl1 = self.snd_wl2 = self.snd_up = 0
+        self.snd_wnd = 0
+        self.max_sndwnd = 0
+        # Receive sequence variables.
+        self.irs = 0
+        self.rcv_nxt = self.rcv_adv = self.rcv_up = 0
+        self.rcv_wnd = p.recvspace
+        self.last_ack_sent = 0
+        # Congestion control (RFC 5681) and RTT (RFC 6298), seconds.
+        self.snd_cwnd = 0
+        self.snd_ssthresh = 1 << 30
+        self.t_srtt = 0.0
+        self.t_rttvar = 0.0
+        self.t_rttmin = p.rtomin
+        self.t_rxtcur = p.init_rto
+        self.t_rxtshift = 0
+        self.t_rtttime: float | None = None   # send time of the timed segment (Karn)
+        self.t_rtseq = 0
+        self.t_dupacks = 0
+        self.snd_recover = 0
+        self.in_recovery = False
+        self.sack_recovery = False
+        # MSS (RFC 9293 3.7.1, RFC 6691).
+        self.t_maxseg = p.mssdflt
+        self.t_peermss = p.mssdflt
+        self.t_ourmss = p.mssdflt
+        self.user_maxseg = 0
+        # RFC 7323.
+        self.snd_scale = 0
+        self.rcv_scale = 0
+        self.request_r_scale = 0
+        self.ts_recent = 0
+        self.ts_recent_age = 0.0
+        self.ts_offset = 0
+        # SACK (RFC 2018, RFC 6675).
+        self.sack = SackScoreboard()
+        self.rcv_sack_blocks: list[tuple[int, int]] = []
+        self.rcv_dsack: tuple[int, int] | None = None   # RFC 2883 D-SACK to report once
+        self.t_sndtime: float | None = None             # last data transmission
+        # Socket buffers.
+        self.snd_buf = bytearray()
+        self.snd_buf_seq = 0          # sequence number of snd_buf[0]
+        self.sndspace = p.sendspace
+        self.rcv_buf = bytearray()
+        self.rcvspace = p.recvspace
+        self.reass: list[list[Any]] = []   # [[seq, bytearray], ...] sorted, disjoint
+        self.reass_bytes = 0
+        self.reass_fin: int | None = None  # sequence number of an out-of-order FIN
+        self.fin_queued = False       # user shut down writing (FIN to be sent)
+        self.fin_rcvd = False
+        self.read_shut = False
+        self.user_closed = False      # no socket references it any more (SS_NOFDREF)
+        self.listener: Any = None     # TcpListener that spawned us, until accepted
+        # Timers.
+        self.timers: list[float | None] = [None] * TCPT_NTIMERS
+        self._hdl: float | None = None
+        self.t_rcvtime = now
+        self.t_starttime = now
+        self.t_keepprobes = 0
+        self.delack_segs = 0
+        # Socket options.
+        self._keepalive = False
+        self.linger_on = False
+        self.linger_secs = 0
+        self.cc: CongCtl = proto.new_congctl(self)
+        self.freed = False
+
+    # ----- helpers -------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (f"<TcpCb {self.lport}->{self.fport} {self.state.name} una={self.snd_una} "
+                f"nxt={self.snd_nxt} max={self.snd_max} rcv_nxt={self.rcv_nxt}>")
+
+    @property
+    def nodelay(self) -> bool:
+        return bool(self.t_flags & TF_NODELAY)
+
+    @nodelay.setter
+    def nodelay(self, on: bool) -> None:
+        if on:
+            self.t_flags |= TF_NODELAY
+        else:
+            self.t_flags &= ~TF_NODELAY
+
+    @property
+    def send_q(self) -> int:
+        return len(self.snd_buf)
+
+    @property
+    def recv_q(self) -> int:
+        return len(self.rcv_buf)
+
+    @property
+    def at_eof(self) -> bool:
+        """True when no more data will ever be readable (FIN received or reset/closed)."""
+        if self.rcv_buf:
+            return False
+        return self.fin_rcvd or self.read_shut or self.state == TcpState.CLOSED
+
+    @property
+    def keepalive(self) -> bool:
+        return self._keepalive
+
+    @keepalive.setter
+    def keepalive(self, on: bool) -> None:
+        """SO_KEEPALIVE (RFC 1122 4.2.3.6): probe after keepidle of silence."""
+        self._keepalive = bool(on)
+        if self.state >= TcpState.ESTABLISHED and not self.freed:
+            if on:
+                if self.timers[TCPT_KEEP] is None:
+                    self.set_timer(TCPT_KEEP, self.params.keepidle, self.t_rcvtime)
+            else:
+                self.cancel_timer(TCPT_KEEP)
+
+    def next_deadline(self) -> float | None:
+        return _timer.next_deadline(self)
+
+    def on_timer(self, now: float) -> None:
+        _timer.fire_cb(self, now)
+
+    def set_timer(self, which: int, delay: float, now: float) -> None:
+        d = now + delay
+        self.timers[which] = d
+        if self._hdl is None or d < self._hdl:
+            self._hdl = d
+            self.proto.timer_push(d, self)
+
+    def cancel_timer(self, which: int) -> None:
+        self.timers[which] = None
+
+    def timer_armed(self, which: int) -> bool:
+        return self.timers[which] is not None
+
+    def notify(self, ev: int) -> None:
+        up = self.upcall
+        if up is not None and ev:
+            up(self, ev)
+
+    def transition(self, ev: Ev) -> None:
+        self.state = next_state(self.state, ev)
+
+    def ts_now(self, now: float) -> int:
+        """Our RFC 7323 timestamp clock: milliseconds plus a per-connection offset."""
+        return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
+
+    def rcv_space(self) -> int:
+        return max(0, self.rcvspace - len(self.rcv_buf))
+
+    # ----- user requests (NetBSD tcp_usrreq) -------------------------------------
+    def send_space(self) -> int:
+        if self.fin_queued or self.state == TcpState.CLOSED:
+            return 0
+        return max(0, self.sndspace - len(self.snd_buf))
+
+    def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
+        if self.error and self.state == TcpState.CLOSED:
+            raise _err(self.error)
+        if self.fin_queued or self.state == TcpState.CLOSED or self.user_closed:
+            raise _err(errno.EPIPE)
+        if self.state < TcpState.SYN_SENT:
+            raise _err(errno.ENOTCONN)
+        n = min(len(data), self.send_space())
+        if n <= 0:
+            return 0
+        self.snd_buf += data[:n] if n < len(data) else data
+        if self.state >= TcpState.ESTABLISHED:
+            _out.tcp_output(self, now)
+        return n
+
+    def readable_bytes(self) -> int:
+        return len(self.rcv_buf)
+
+    def recv(self, n: int, now: float, peek: bool = False) -> bytes:
+        buf = self.rcv_buf
+        if n <= 0 or not buf:
+            return b""
+        if n >= len(buf):
+            out = bytes(buf)
+            if not peek:
+                buf.clear()
+        else:
+            out = bytes(buf[:n])
+            if not peek:
+                del buf[:n]
+        if not peek and self.state >= TcpState.ESTABLISHED and self.state != TcpState.CLOSED:
+            # Window update if it opened enough (receiver SWS avoidance, RFC 9293 3.8.6.2.2).
+            _out.tcp_output(self, now)
+        return out
+
+    def shutdown_write(self, now: float) -> None:
+        """shutdown(SHUT_WR): queue a FIN after the data (NetBSD tcp_usrclosed)."""
+        if self.fin_queued or self.state == TcpState.CLOSED:
+            return
+        st = self.state
+        if st in (TcpState.SYN_SENT, TcpState.LISTEN):
+            self.proto.drop(self, 0, now, send_rst=False)
+            return
+        self.fin_queued = True
+        if st in (TcpState.SYN_RECEIVED, TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+            self.transition(Ev.CLOSE)
+        if self.state >= TcpState.FIN_WAIT_1 or self.state == TcpState.LAST_ACK:
+            _out.tcp_output(self, now)
+
+    def shutdown_read(self, now: float) -> None:
+        self.read_shut = True
+        self.rcv_buf.clear()
+
+    def close(self, now: float) -> None:
+        """close(2): flush receive side, then graceful FIN (or RST with SO_LINGER 0)."""
+        if self.state == TcpState.CLOSED:
+            self.user_closed = True
+            self.proto.free(self, now)
+            return
+        if self.linger_on and self.linger_secs == 0:
+            self.abort(now)
+            return
+        self.user_closed = True
+        self.read_shut = True
+        self.rcv_buf.clear()
+        if self.state < TcpState.ESTABLISHED and self.state != TcpState.SYN_RECEIVED:
+            self.proto.drop(self, 0, now, send_rst=False)
+            return
+        self.shutdown_write(now)
+        if self.state == TcpState.FIN_WAIT_2:
+            # Orphaned FIN_WAIT_2 must not live forever (BSD tcp_maxidle).
+            self.set_timer(TCPT_2MSL, self.params.maxidle_fin_wait_2, now)
+
+    def abort(self, now: float) -> None:
+        """Drop the connection, sending a RST if synchronized (RFC 9293 3.10.5 ABORT)."""
+        self.user_closed = True
+        if self.state == TcpState.CLOSED:
+            self.proto.free(self, now)
+            return
+        self.proto.drop(self, 0, now, send_rst=self.state >= TcpState.SYN_RECEIVED)
+
+    def set_linger(self, onoff: bool, seconds: int) -> None:
+        self.linger_on = bool(onoff)
+        self.linger_secs = int(seconds)
+
+    def set_maxseg(self, n: int) -> None:
+        """TCP_MAXSEG: caps the MSS we announce and use."""
+        if n < 64:
+            raise _err(errno.EINVAL)
+        self.user_maxseg = n
+        if self.state >= TcpState.ESTABLISHED:
+            self.t_maxseg = min(self.t_maxseg, n)
+
+    def set_sndbuf(self, n: int) -> None:
+        if n <= 0:
+            raise _err(errno.EINVAL)
+        self.sndspace = n
+
+    def set_rcvbuf(self, n: int) -> None:
+        if n <= 0:
+            raise _err(errno.EINVAL)
+        self.rcvspace = n

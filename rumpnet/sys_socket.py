@@ -1,0 +1,286 @@
+"""Socket system calls (NetBSD's ``uipc_syscalls.c``, ``sys_generic.c``, ``kern_descrip.c``).
+
+Each ``sys_*`` takes the scheduler's per-call context and the calling process first; the
+kernel's ``rump_sys_*`` methods run them through :meth:`Scheduler.syscall`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket as pysocket
+import struct
+import termios
+from collections.abc import Sequence
+from typing import Any
+
+from rumpkern.errno import kerr
+from rumpkern.lwproc import FNONBLOCK, File, Proc
+from rumpkern.sched import Sleep, SyscallCtx, WaitChannel
+from rumpkern.sysctl import SysctlTree, stats_values
+from rumpnet.uipc_socket import MSG_KNOWN, POLLNVAL, Socket
+
+SOCK_NONBLOCK = getattr(pysocket, "SOCK_NONBLOCK", 0o4000)
+SOCK_CLOEXEC = getattr(pysocket, "SOCK_CLOEXEC", 0o2000000)
+FD_CLOEXEC = 1
+O_NONBLOCK = os.O_NONBLOCK
+# FIONREAD/FIONBIO: Linux's values (what Python's termios exports) and NetBSD's.
+FIONREAD = {termios.FIONREAD, 0x4004667F}
+FIONBIO = {termios.FIONBIO, 0x8004667E}
+SIOCATMARK = {0x8905, 0x40047307}
+
+
+class pollfd:  # noqa: N801  (the C name)
+    """A ``struct pollfd`` for ``rump_sys_poll``: ``revents`` is filled in."""
+
+    __slots__ = ("fd", "events", "revents")
+
+    def __init__(self, fd: int, events: int, revents: int = 0) -> None:
+        self.fd = fd
+        self.events = events
+        self.revents = revents
+
+    def __repr__(self) -> str:
+        return f"pollfd(fd={self.fd}, events={self.events:#x}, revents={self.revents:#x})"
+
+
+def getsock(p: Proc, fd: int) -> Socket:
+    fp = p.fdt.get(fd)
+    if not isinstance(fp.obj, Socket):
+        raise kerr(errno.ENOTSOCK)
+    return fp.obj
+
+
+def _data(buf: Any) -> bytes | memoryview:
+    if isinstance(buf, (bytes, memoryview)):
+        return buf
+    if isinstance(buf, (bytearray,)):
+        return bytes(buf)
+    if isinstance(buf, str):
+        raise kerr(errno.EFAULT, "data must be bytes-like, not str")
+    try:
+        return memoryview(buf)
+    except TypeError:
+        raise kerr(errno.EFAULT, "data must be bytes-like") from None
+
+
+def sys_socket(ctx: SyscallCtx, p: Proc, domain: int, type_: int, protocol: int = 0) -> int:
+    k = p.kernel
+    nonblock = bool(type_ & SOCK_NONBLOCK)
+    cloexec = bool(type_ & SOCK_CLOEXEC)
+    base_type = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
+    dom = k.domains.get(int(domain))
+    if dom is None:
+        raise kerr(errno.EAFNOSUPPORT)
+    so = dom.socket(int(base_type), int(protocol))
+    so.nbio = nonblock
+    fp = File(so, (FNONBLOCK if nonblock else 0) | (FD_CLOEXEC << 16 if cloexec else 0))
+    try:
+        return p.fdt.alloc(fp)
+    except OSError:
+        so.close()
+        raise
+
+
+def sys_bind(ctx: SyscallCtx, p: Proc, fd: int, addr: Any) -> None:
+    getsock(p, fd).bind(addr)
+
+
+def sys_connect(ctx: SyscallCtx, p: Proc, fd: int, addr: Any) -> None:
+    getsock(p, fd).connect(ctx, addr)
+
+
+def sys_listen(ctx: SyscallCtx, p: Proc, fd: int, backlog: int) -> None:
+    getsock(p, fd).listen(int(backlog))
+
+
+def sys_accept(ctx: SyscallCtx, p: Proc, fd: int) -> tuple[int, Any]:
+    so = getsock(p, fd)
+    nso, addr = so.accept(ctx)
+    try:
+        return p.fdt.alloc(File(nso)), addr
+    except OSError:
+        nso.close()
+        raise
+
+
+def sys_sendto(ctx: SyscallCtx, p: Proc, fd: int, data: Any, flags: int, addr: Any) -> int:
+    so = getsock(p, fd)
+    if flags & ~MSG_KNOWN:
+        raise kerr(errno.EOPNOTSUPP)
+    return so.send(ctx, _data(data), int(flags), addr)
+
+
+def sys_recvfrom(ctx: SyscallCtx, p: Proc, fd: int, n: int, flags: int) -> tuple[bytes, Any]:
+    so = getsock(p, fd)
+    if n < 0:
+        raise kerr(errno.EINVAL)
+    if flags & ~MSG_KNOWN:
+        raise kerr(errno.EOPNOTSUPP)
+    return so.recv(ctx, int(n), int(flags))
+
+
+def sys_shutdown(ctx: SyscallCtx, p: Proc, fd: int, how: int) -> None:
+    getsock(p, fd).shutdown(int(how))
+
+
+def close_file(fp: File) -> None:
+    obj = fp.obj
+    if hasattr(obj, "close"):
+        obj.close()
+
+
+def sys_close(ctx: SyscallCtx, p: Proc, fd: int) -> None:
+    fp = p.fdt.remove(fd)
+    fp.refcount -= 1
+    if fp.refcount <= 0:
+        close_file(fp)
+
+
+def sys_getsockname(ctx: SyscallCtx, p: Proc, fd: int) -> Any:
+    return getsock(p, fd).getsockname()
+
+
+def sys_getpeername(ctx: SyscallCtx, p: Proc, fd: int) -> Any:
+    return getsock(p, fd).getpeername()
+
+
+def sys_setsockopt(ctx: SyscallCtx, p: Proc, fd: int, level: int, opt: int, value: Any) -> None:
+    getsock(p, fd).setsockopt(int(level), int(opt), value)
+
+
+def sys_getsockopt(ctx: SyscallCtx, p: Proc, fd: int, level: int, opt: int, buflen: int = 0) -> Any:
+    return getsock(p, fd).getsockopt(int(level), int(opt), int(buflen))
+
+
+def _poll_entry(entry: Any) -> tuple[int, int]:
+    if isinstance(entry, pollfd):
+        return entry.fd, entry.events
+    if isinstance(entry, (list, tuple)) and len(entry) >= 2:
+        return int(entry[0]), int(entry[1])
+    raise kerr(errno.EFAULT, "poll entries are pollfd objects or [fd, events, revents] lists")
+
+
+def _set_revents(entry: Any, revents: int) -> None:
+    if isinstance(entry, pollfd):
+        entry.revents = revents
+    elif isinstance(entry, list):
+        if len(entry) >= 3:
+            entry[2] = revents
+        else:
+            entry.append(revents)
+
+
+def sys_poll(ctx: SyscallCtx, p: Proc, fds: Sequence[Any], nfds: int | None, timeout: int) -> int:
+    """``poll(2)``: timeout in milliseconds, -1 for none. ``revents`` is written into
+    ``pollfd`` objects and ``[fd, events, revents]`` lists."""
+    entries = list(fds)[: len(fds) if nfds is None else int(nfds)]
+    ready = 0
+    socks: list[Socket | None] = []
+    for entry in entries:
+        fd, events = _poll_entry(entry)
+        if fd < 0:
+            _set_revents(entry, 0)
+            socks.append(None)
+            continue
+        try:
+            so = getsock(p, fd)
+        except OSError:
+            _set_revents(entry, POLLNVAL)
+            socks.append(None)
+            ready += 1
+            continue
+        socks.append(so)
+        rev = so.poll_events() & (events | select.POLLERR | select.POLLHUP)
+        _set_revents(entry, rev)
+        if rev:
+            ready += 1
+    chan: WaitChannel | None = ctx.data
+    if ready or timeout == 0 or ctx.timed_out:
+        if chan is not None:
+            for so in socks:
+                if so is not None and chan in so.poll_chans:
+                    so.poll_chans.remove(chan)
+        return ready
+    if chan is None:
+        chan = ctx.data = WaitChannel("poll")
+    for so in socks:
+        if so is not None and chan not in so.poll_chans:
+            so.poll_chans.append(chan)
+    raise Sleep(chan, None if timeout < 0 else timeout / 1000.0)
+
+
+def sys_fcntl(ctx: SyscallCtx, p: Proc, fd: int, cmd: int, arg: int = 0) -> int:
+    import fcntl as hostfcntl
+
+    fp = p.fdt.get(fd)
+    if cmd == hostfcntl.F_GETFL:
+        return os.O_RDWR | (O_NONBLOCK if fp.flags & FNONBLOCK else 0)
+    if cmd == hostfcntl.F_SETFL:
+        nb = bool(int(arg) & O_NONBLOCK)
+        fp.flags = (fp.flags | FNONBLOCK) if nb else (fp.flags & ~FNONBLOCK)
+        if isinstance(fp.obj, Socket):
+            fp.obj.nbio = nb
+        return 0
+    if cmd == hostfcntl.F_GETFD:
+        return (fp.flags >> 16) & FD_CLOEXEC
+    if cmd == hostfcntl.F_SETFD:
+        fp.flags = (fp.flags & 0xFFFF) | ((int(arg) & FD_CLOEXEC) << 16)
+        return 0
+    raise kerr(errno.EINVAL)
+
+
+def sys_ioctl(ctx: SyscallCtx, p: Proc, fd: int, request: int, arg: Any = 0) -> int:
+    fp = p.fdt.get(fd)
+    so = fp.obj
+    if not isinstance(so, Socket):
+        raise kerr(errno.ENOTTY)
+    if request in FIONREAD:
+        return so.nread()
+    if request in FIONBIO:
+        nb = bool(struct.unpack("i", arg)[0] if isinstance(arg, (bytes, bytearray)) else arg)
+        so.nbio = nb
+        fp.flags = (fp.flags | FNONBLOCK) if nb else (fp.flags & ~FNONBLOCK)
+        return 0
+    if request in SIOCATMARK:
+        return int(getattr(so, "atmark", lambda: 0)())
+    raise kerr(errno.ENOTTY)
+
+
+def sys___sysctl(ctx: SyscallCtx, p: Proc, name: Any, namelen: int | None = None, oldp: Any = None,
+                 oldlenp: Any = None, newp: Any = None, newlen: int = 0) -> Any:
+    """``__sysctl(2)``: ``name`` is a MIB (list of ints) or a dotted name.
+
+    Returns the old value (int, str, or bytes for struct nodes). When ``oldp`` is a
+    ``bytearray`` it is also filled with the binary value, as C callers expect.
+    When ``newp`` is not None the node is written.
+    """
+    tree: SysctlTree = p.kernel.sysctl_tree
+    if isinstance(name, str):
+        node = tree.lookup(name)
+    else:
+        mib = list(name)[: len(name) if namelen is None else int(namelen)]
+        node = tree.lookup_mib(mib)
+    old = tree.read_node(node)
+    if node.kind == "struct":
+        vals = stats_values(old)
+        old = struct.pack(f"{len(vals)}Q", *vals)
+    if isinstance(oldp, bytearray):
+        if isinstance(old, int):
+            raw = struct.pack("i", old)
+        elif isinstance(old, str):
+            raw = old.encode() + b"\0"
+        else:
+            raw = bytes(old)
+        if len(oldp) < len(raw) and node.kind != "string":
+            raise kerr(errno.ENOMEM)
+        oldp[: len(raw)] = raw[: len(oldp)]
+    if newp is not None:
+        value = newp
+        if isinstance(newp, (bytes, bytearray)) and node.kind == "int":
+            value = struct.unpack("i", bytes(newp[:4]))[0]
+        elif isinstance(newp, (bytes, bytearray)):
+            value = bytes(newp).rstrip(b"\0").decode()
+        tree.write_node(node, value)
+    return old

@@ -1,0 +1,1 @@
+"""pytest plugin: fixtures for kernels and wires (filled in below)."""

@@ -1,0 +1,96 @@
+"""The drop_match frame matcher (rumpnet.faults.match)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from rumpnet.faults.match import FrameMatch
+
+
+def a(s: str) -> bytes:
+    return bytes(int(x) for x in s.split("."))
+
+
+def ip(proto: int, src: str, dst: str, l4: bytes, frag: int = 0, vlan: bool = False) -> bytes:
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, frag, 64, proto, 0, a(src), a(dst))
+    eth = b"\x02" * 6 + b"\x04" * 6 + (b"\x81\x00\x00\x05" if vlan else b"") + b"\x08\x00"
+    return eth + hdr + l4
+
+
+def tcp(src: str, dst: str, sport: int, dport: int, flags: int, **kw: bool) -> bytes:
+    return ip(6, src, dst, struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 0x50, flags, 65535, 0, 0), **kw)  # type: ignore[arg-type]
+
+
+def udp(src: str, dst: str, sport: int, dport: int, frag: int = 0) -> bytes:
+    return ip(17, src, dst, struct.pack("!HHHH", sport, dport, 8, 0), frag=frag)
+
+
+def icmp(src: str, dst: str) -> bytes:
+    return ip(1, src, dst, b"\x08\x00\x00\x00\x00\x01\x00\x01")
+
+
+ARP = b"\xff" * 6 + b"\x04" * 6 + b"\x08\x06" + bytes(28)
+
+SYN = tcp("10.0.0.1", "10.0.0.2", 40000, 80, 0x02)
+SYNACK = tcp("10.0.0.2", "10.0.0.1", 80, 40000, 0x12)
+RST = tcp("10.0.0.1", "10.0.0.2", 40000, 80, 0x14)
+DNS = udp("10.0.1.5", "10.0.0.53", 5353, 53)
+PING = icmp("10.0.0.1", "192.168.1.1")
+
+
+@pytest.mark.parametrize("expr,hits", [
+    ("tcp", {"SYN", "SYNACK", "RST"}),
+    ("udp", {"DNS"}),
+    ("icmp", {"PING"}),
+    ("arp", {"ARP"}),
+    ("ip", {"SYN", "SYNACK", "RST", "DNS", "PING"}),
+    ("proto 17", {"DNS"}),
+    ("tcp flags S/SA", {"SYN"}),
+    ("flags S", {"SYN", "SYNACK"}),
+    ("tcp flags R", {"RST"}),
+    ("dport 80", {"SYN", "RST"}),
+    ("port 80", {"SYN", "SYNACK", "RST"}),
+    ("udp port 53", {"DNS"}),
+    ("src 10.0.1.0/24", {"DNS"}),
+    ("dst 10.0.0.2", {"SYN", "RST"}),
+    ("host 10.0.0.1", {"SYN", "SYNACK", "RST", "PING"}),
+    ("icmp and dst 192.168.0.0/16", {"PING"}),
+    ("tcp sport 40000 dport 80 flags A/A", {"RST"}),
+])
+def test_match_table(expr: str, hits: set[str]) -> None:
+    frames = {"SYN": SYN, "SYNACK": SYNACK, "RST": RST, "DNS": DNS, "PING": PING, "ARP": ARP}
+    m = FrameMatch.parse(expr)
+    assert {k for k, f in frames.items() if m(f)} == hits
+
+
+def test_vlan_and_fragments() -> None:
+    assert FrameMatch.parse("tcp dport 80")(tcp("1.1.1.1", "2.2.2.2", 1, 80, 2, vlan=True))
+    # a non-first fragment has no ports
+    assert not FrameMatch.parse("udp dport 53")(udp("1.1.1.1", "2.2.2.2", 1, 53, frag=10))
+    assert FrameMatch.parse("udp")(udp("1.1.1.1", "2.2.2.2", 1, 53, frag=10))
+
+
+def test_malformed_never_raises() -> None:
+    m = FrameMatch.parse("tcp dport 80 flags S")
+    for f in (b"", b"\x00" * 13, SYN[:20], SYN[:36], SYN[:40], b"\x00" * 12 + b"\x08\x00" + b"\x60" * 40):
+        assert m(f) is False
+    assert FrameMatch()(SYN) and FrameMatch()(ARP)
+
+
+@pytest.mark.parametrize("expr,field", [
+    ("tcp port x", "port"), ("port 70000", "port"), ("src 10.0.0.300", "src"), ("flags Z", "flags"),
+    ("gre", "match"), ("icmp port 5", "proto"), ("udp flags S", "proto"), ("arp dst 1.2.3.4", "proto"),
+    ("proto 300", "proto"), ("tcp udp", "proto"), ("dst", "dst"),
+])
+def test_parse_errors(expr: str, field: str) -> None:
+    with pytest.raises(ValueError) as ei:
+        FrameMatch.parse(expr)
+    assert str(ei.value).startswith(field)
+
+
+def test_str_roundtrip() -> None:
+    for expr in ("tcp dport 80 flags S/SA", "udp src 10.0.0.0/8 port 53", "proto 47", "arp", "host 1.2.3.4"):
+        m = FrameMatch.parse(expr)
+        assert FrameMatch.parse(str(m)) == m
