@@ -216,7 +216,7 @@ class Ifnet:
         return self._qdisc[direction]
 
     # -- bpf ---------------------------------------------------------------------------
-    def bpf_attach(self, writer: Any, filter: Callable[[Any], bool] | None = None)  # noqa: A002 -> Callable[[Any], None]:  # noqa: A002
+    def bpf_attach(self, writer: Any, filter: Callable[[Any], bool] | None = None) -> Callable[[Any], None]:  # noqa: A002
         """Capture frames in both directions to ``writer`` (``write(frame, ts)``)."""
         clock = self.kernel.sched.now
 
