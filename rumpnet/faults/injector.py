@@ -38,8 +38,13 @@ class _Unattached:
 class FaultInjector:
     """A LinkDriver wrapping ``inner`` with one netem per direction."""
 
-    def __init__(self, inner: Any, rng: random.Random, egress: NetemParams | None = None,
-                 ingress: NetemParams | None = None) -> None:
+    def __init__(self, inner: Any, rng: random.Random, egress: NetemParams | str | None = None,
+                 ingress: NetemParams | str | None = None) -> None:
+        # tc-netem(8) option text is accepted too: egress="delay 100ms loss 1%"
+        if isinstance(egress, str):
+            egress = NetemParams.parse(egress)
+        if isinstance(ingress, str):
+            ingress = NetemParams.parse(ingress)
         self.inner = inner
         self.rng = rng
         self._deliver: Callable[[bytes], None] | None = None

@@ -187,7 +187,9 @@ class NetemParams:
         _int("celloverhead", self.celloverhead, None)
         _int("slot_packets", self.slot_packets)
         _int("slot_bytes", self.slot_bytes)
-        if self.slot_max and self.slot_max < self.slot_min:
+        if self.slot_min and not self.slot_max:
+            object.__setattr__(self, "slot_max", self.slot_min)  # "slot MIN": max = min, as tc
+        if self.slot_max < self.slot_min:
             raise ValueError("slot_max: smaller than slot_min")
         if not isinstance(self.partition, bool):
             raise ValueError(f"partition: not a bool: {self.partition!r}")
@@ -207,6 +209,20 @@ class NetemParams:
             raise ValueError("drop_match: not callable")
 
     # -- helpers -------------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: str | list[str]) -> NetemParams:
+        """From tc-netem(8) options: ``NetemParams.parse("delay 100ms 10ms loss 1%")``.
+
+        Raises ``ValueError`` naming the field (tc's own checks included).
+        """
+        from rumpnet.faults.tc import netem_params
+
+        words = text.split() if isinstance(text, str) else list(text)
+        try:
+            return netem_params(words)
+        except OSError as e:
+            raise ValueError(e.strerror) from None
+
     def replace(self, **changes: object) -> NetemParams:
         """A validated copy with ``changes`` applied (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

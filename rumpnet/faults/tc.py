@@ -90,7 +90,6 @@ _RATE_UNITS = {
 def _split_number(text: str) -> tuple[float, str] | None:
     i = 0
     while i < len(text) and (text[i].isdigit() or text[i] in ".eE+-"):
-        # stop an exponent marker that is really a unit letter (e.g. none here)
         i += 1
     # back off trailing 'e'/'E' not followed by digits
     num = text[:i]
@@ -578,16 +577,17 @@ def tc_command(get_ifp: Callable[[str], Any], argv: list[str], rng: random.Rando
     if not _matches(obj, "qdisc"):
         raise _einval(f'Object "{obj}" is unknown, try "tc help".')
     verb = args.pop(0) if args else "show"
-    if verb in ("show", "list", "ls") or _matches(verb, "show") or _matches(verb, "list"):
-        return _cmd_show(get_ifp, args, stats, all_ifps)
-    if verb in ("del", "delete") or (len(verb) >= 3 and _matches(verb, "delete")):
-        op = "del"
-    elif _matches(verb, "add"):
+    # tc.c do_qdisc(): the verbs are tried in this order with matches() (abbreviations)
+    if _matches(verb, "add"):
         op = "add"
     elif _matches(verb, "change"):
         op = "change"
-    elif _matches(verb, "replace"):
+    elif _matches(verb, "replace") or _matches(verb, "link"):
         op = "replace"
+    elif _matches(verb, "delete"):
+        op = "del"
+    elif verb == "ls" or _matches(verb, "list") or _matches(verb, "show") or _matches(verb, "lst"):
+        return _cmd_show(get_ifp, args, stats, all_ifps)
     else:
         raise _einval(f'Command "{verb}" is unknown, try "tc qdisc help".')
 

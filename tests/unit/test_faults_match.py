@@ -94,3 +94,18 @@ def test_str_roundtrip() -> None:
     for expr in ("tcp dport 80 flags S/SA", "udp src 10.0.0.0/8 port 53", "proto 47", "arp", "host 1.2.3.4"):
         m = FrameMatch.parse(expr)
         assert FrameMatch.parse(str(m)) == m
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+_EXPRS = [FrameMatch.parse(e) for e in ("tcp dport 80 flags S/SA", "udp port 53", "icmp", "arp", "host 10.0.0.1",
+                                        "proto 47", "src 10.0.0.0/8 sport 1")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=hs.binary(max_size=80), prefix=hs.sampled_from([b"", SYN[:34], DNS[:34], ARP[:14]]))
+def test_matcher_never_raises(data: bytes, prefix: bytes) -> None:
+    frame = prefix + data
+    for m in _EXPRS:
+        assert m(frame) in (True, False)

@@ -545,6 +545,7 @@ def test_same_seed_same_output_different_seed_different() -> None:
     ({"drop_nth": (0,)}, "drop_nth"),
     ({"drop_match": 5}, "drop_match"),
     ({"delay": float("nan")}, "delay"),
+    ({"slot_min": 0.01, "slot_max": 0.005}, "slot_max"),
 ])
 def test_validation_names_field(kw: dict, field: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError) as ei:
@@ -570,3 +571,63 @@ def test_noop_params() -> None:
     assert NetemParams(limit=5).is_noop
     assert not NetemParams(loss=0.01).is_noop
     assert not NetemParams(partition=True).is_noop
+
+
+# -- properties (hypothesis): nothing raises, every frame is accounted for ----------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+prob = hs.sampled_from([0.0, 0.0, 0.01, 0.1, 0.5, 1.0])
+
+params_st = hs.builds(
+    NetemParams,
+    limit=hs.integers(0, 50),
+    delay=hs.sampled_from([0.0, 0.001, 0.05]),
+    jitter=hs.sampled_from([0.0, 0.001, 0.1]),
+    delay_corr=prob,
+    distribution=hs.sampled_from(["uniform", "normal", "pareto", "paretonormal"]),
+    loss=prob,
+    loss_corr=prob,
+    duplicate=prob,
+    duplicate_corr=prob,
+    corrupt=prob,
+    corrupt_corr=prob,
+    reorder=prob,
+    reorder_corr=prob,
+    gap=hs.integers(0, 5),
+    rate=hs.sampled_from([0.0, 1e5, 1e9]),
+    packetoverhead=hs.integers(-20, 40),
+    cellsize=hs.sampled_from([0, 48]),
+    celloverhead=hs.integers(-5, 5),
+    slot_min=hs.sampled_from([0.0, 0.002]),
+    slot_max=hs.sampled_from([0.0, 0.0, 0.002, 0.004]),
+    slot_packets=hs.integers(0, 3),
+    slot_bytes=hs.sampled_from([0, 200]),
+    ecn=hs.booleans(),
+    partition=hs.booleans(),
+    drop_nth=hs.lists(hs.integers(1, 40), max_size=4).map(tuple),
+    drop_match=hs.sampled_from([None, FrameMatch.parse("udp"), FrameMatch.parse("tcp flags S")]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(params=params_st, frames=hs.lists(hs.binary(min_size=0, max_size=120), max_size=40),
+       gaps=hs.lists(hs.sampled_from([0.0, 0.0005, 0.003]), min_size=40, max_size=40), seed=hs.integers(0, 2**32))
+def test_accounting_property(params: NetemParams, frames: list[bytes], gaps: list[float], seed: int) -> None:
+    nm = Netem(params, random.Random(seed))
+    t = 0.0
+    out = 0
+    for f, g in zip(frames, gaps):
+        t += g
+        nm.enqueue(f, t)
+        out += len(nm.dequeue(t))
+    while (dl := nm.next_deadline()) is not None:
+        assert dl < t + 100
+        t = max(t, dl)
+        out += len(nm.dequeue(t))
+    st = nm.stats
+    assert st.packets == out
+    assert len(frames) + st.duplicated == st.packets + st.drops + nm.qlen
+    assert nm.qlen == 0
+    assert st.drops == st.drop_loss + st.drop_queue + st.drop_partition + st.drop_nth + st.drop_match

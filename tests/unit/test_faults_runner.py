@@ -409,3 +409,13 @@ def test_drop_nth_counts_from_when_set() -> None:
         r.input(fr(i))
     s.run()
     assert [int.from_bytes(f[:4], "big") for _, f in got] == [0, 1, 2, 3, 4, 5, 7, 8, 9]
+
+
+def test_injector_takes_tc_text() -> None:
+    inj = FaultInjector(FakeDriver(), random.Random(1), egress="delay 100ms 10ms loss 1%", ingress="rate 1mbit")
+    assert inj.egress.params == NetemParams(delay=0.1, jitter=0.01, loss=0.01)
+    assert inj.ingress.params == NetemParams(rate=1e6)
+    with pytest.raises(ValueError, match="loss"):
+        FaultInjector(FakeDriver(), random.Random(1), egress="loss 200%")
+    with pytest.raises(ValueError, match="reorder"):
+        NetemParams.parse("reorder 10%")

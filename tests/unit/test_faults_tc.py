@@ -440,3 +440,14 @@ def test_on_real_kernels_and_wire() -> None:
     finally:
         for ifp in ifs:
             ifp.detach_driver()
+
+
+def test_verb_abbreviations(env) -> None:  # type: ignore[no-untyped-def]
+    tc, ifps, _ = env
+    tc("q a dev eth0 root netem delay 1ms")
+    tc("qd c dev eth0 root netem delay 2ms")
+    assert "delay 2ms" in tc("q s dev eth0") and "delay 2ms" in tc("qdisc ls dev eth0") and tc("qdisc list dev eth0")
+    tc("qdisc r dev eth0 root netem delay 3ms")
+    assert "delay 3ms" in tc("qdisc dev eth0".split()[0])  # bare "qdisc": show all
+    tc("qdisc d dev eth0 root")
+    assert ifps["eth0"].qdisc("egress") is None
