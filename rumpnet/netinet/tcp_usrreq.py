@@ -1,0 +1,518 @@
+"""TCP user requests (NetBSD's ``tcp_usrreq.c``): stream sockets over the sans-IO TCP.
+
+This is the glue between the socket layer (sleeping, errno, options, poll) and
+``TcpProtocol``/``TcpCb`` (state machine, timers as deadlines). After every call into
+TCP the one loop timer is re-armed if TCP's earliest deadline moved earlier.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as pysocket
+from typing import TYPE_CHECKING, Any
+
+from rumpkern.errno import kerr
+from rumpkern.sched import SyscallCtx
+from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
+from rumpnet.netinet.ip_var import IPPROTO_TCP
+from rumpnet.netinet.tcp_fsm import TcpState
+from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
+from rumpnet.netinet.tcp_var import (
+    EV_CLOSED,
+    EV_CONNECTED,
+    EV_ERROR,
+    EV_READABLE,
+    EV_WRITABLE,
+    TcpCb,
+    TcpParams,
+    TcpStats,
+)
+from rumpnet.uipc_socket import (
+    MSG_DONTWAIT,
+    MSG_KNOWN,
+    MSG_OOB,
+    MSG_PEEK,
+    MSG_WAITALL,
+    POLLERR,
+    POLLHUP,
+    POLLIN_SET,
+    POLLOUT_SET,
+    Socket,
+)
+
+if TYPE_CHECKING:
+    from rumpkern.kernel import Kernel
+    from rumpnet.ifnet import Ifnet
+
+TCPCTL_STATS = 30
+TCP_KEEPIDLE = getattr(pysocket, "TCP_KEEPIDLE", 4)
+TCP_KEEPINTVL = getattr(pysocket, "TCP_KEEPINTVL", 5)
+TCP_KEEPCNT = getattr(pysocket, "TCP_KEEPCNT", 6)
+SO_KEEPALIVE = pysocket.SO_KEEPALIVE
+
+
+class Tcp:
+    """Per-kernel TCP glue: ``k.inet.tcp``."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        inet = kernel.inet
+        self.inet = inet
+        self.params = TcpParams()
+        self.stats = TcpStats()
+        self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats)
+        self._timer: Any = None
+        self._timer_when: float | None = None
+        self.output_drops = 0
+
+    # -- TCP -> IP ---------------------------------------------------------------------
+    def _output(self, src: int, dst: int, segment: bytes) -> None:
+        try:
+            self.inet.output.output(src, dst, IPPROTO_TCP, segment)
+        except OSError:
+            # No route / host down: the segment is lost like one dropped on the wire;
+            # TCP's retransmission timer deals with it (tcp_output ignores ENOBUFS too).
+            self.output_drops += 1
+
+    def _mtu_for(self, dst: int) -> int:
+        rt = self.inet.routes.lookup(dst)
+        return rt.path_mtu if rt is not None else 1500
+
+    # -- IP -> TCP ---------------------------------------------------------------------
+    def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, src: int, dst: int) -> None:
+        self.proto.input(src, dst, pkt[hlen:], self.kernel.sched.now())
+        self.kick()
+
+    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> None:
+        tcp_kind = "needfrag" if kind == "needfrag" else "unreach"
+        self.proto.ctlinput(tcp_kind, src, dst, inner, mtu)
+        self.kick()
+
+    # -- the one timer -------------------------------------------------------------------
+    def kick(self) -> None:
+        """Re-arm the loop timer if TCP's earliest deadline is earlier than the armed one."""
+        when = self.proto.get_timer()
+        if when is None:
+            return
+        if self._timer_when is not None and self._timer_when <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_when = when
+        self._timer = self.kernel.sched.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_when = None
+        self.proto.handle_timer(self.kernel.sched.now())
+        self.kick()
+
+    def pcbs(self) -> list[Any]:
+        return list(self.proto.pcbs())
+
+
+class TcpSocket(Socket):
+    so_type = pysocket.SOCK_STREAM
+
+    def __init__(self, kernel: Kernel, proto: int, cb: TcpCb | None = None) -> None:
+        super().__init__(kernel, proto)
+        self.tcp: Tcp = kernel.inet.tcp
+        self.cb: TcpCb | None = None
+        self.listener: TcpListener | None = None
+        self.laddr = INADDR_ANY
+        self.lport = 0
+        self.bound = False
+        self.nodelay = False
+        self.maxseg = 0
+        self._err_seen = 0
+        self.rcv_hiwat = self.tcp.params.recvspace
+        self.snd_hiwat = self.tcp.params.sendspace
+        if cb is not None:
+            self._adopt(cb)
+
+    def _now(self) -> float:
+        return self.kernel.sched.now()
+
+    def _adopt(self, cb: TcpCb) -> None:
+        self.cb = cb
+        self.laddr, self.lport = cb.laddr, cb.lport
+        self.bound = True
+        cb.upcall = self._upcall
+
+    def _upcall(self, cb: Any, ev: int) -> None:
+        if ev & (EV_READABLE | EV_ERROR | EV_CLOSED | EV_CONNECTED):
+            self.sorwakeup()
+        if ev & (EV_WRITABLE | EV_CONNECTED | EV_ERROR | EV_CLOSED):
+            self.sowwakeup()
+
+    def _listen_upcall(self, lst: Any, ev: int) -> None:
+        self.sorwakeup()
+
+    def _pending_error(self) -> int:
+        """so_error, or the connection's error the first time it is asked for."""
+        if self.so_error:
+            return self.take_error()
+        cb = self.cb
+        if cb is not None and cb.error and cb.error != self._err_seen:
+            self._err_seen = cb.error
+            return int(cb.error)
+        return 0
+
+    def take_error(self) -> int:
+        err, self.so_error = self.so_error, 0
+        if err:
+            return err
+        cb = self.cb
+        if cb is not None and cb.error and cb.error != self._err_seen:
+            self._err_seen = cb.error
+            return int(cb.error)
+        return 0
+
+    # -- binding ------------------------------------------------------------------------
+    def bind(self, addr: Any) -> None:
+        laddr, lport = sockaddr_in(addr)
+        if self.bound or self.cb is not None or self.listener is not None:
+            raise kerr(errno.EINVAL)
+        inet = self.kernel.inet
+        if laddr != INADDR_ANY and laddr not in inet.local_addrs:
+            raise kerr(errno.EADDRNOTAVAIL)
+        reuse = pysocket.SO_REUSEADDR in self.so_options
+        self.lport = self.tcp.proto.bind(laddr, lport, reuse)
+        self.laddr = laddr
+        self.bound = True
+
+    def listen(self, backlog: int) -> None:
+        if self.cb is not None:
+            raise kerr(errno.EINVAL)
+        backlog = max(0, min(int(backlog), 4096))
+        if self.listener is not None:
+            self.listener.set_backlog(backlog)
+            return
+        if not self.bound:
+            self.lport = self.tcp.proto.bind(INADDR_ANY, 0, False)
+            self.bound = True
+        lst = self.tcp.proto.listen(self.laddr, self.lport, backlog, self._now())
+        lst.upcall = self._listen_upcall
+        self.listener = lst
+
+    def is_listening(self) -> bool:
+        return self.listener is not None
+
+    def accept(self, ctx: SyscallCtx) -> tuple[Socket, Any]:
+        lst = self.listener
+        if lst is None:
+            raise kerr(errno.EINVAL)
+        cb = lst.accept()
+        self.tcp.kick()
+        if cb is None:
+            if self.closed:
+                raise kerr(errno.ECONNABORTED)
+            raise self.sleep_rcv(ctx)
+        nso = TcpSocket(self.kernel, self.protocol, cb)
+        nso.so_options = set(self.so_options)
+        nso.nbio = self.nbio  # BSD: the new socket inherits the listener's file flags
+        nso.rcvtimeo, nso.sndtimeo = self.rcvtimeo, self.sndtimeo
+        nso.nodelay = self.nodelay
+        cb.nodelay = self.nodelay or cb.nodelay
+        return nso, (ntoa(cb.faddr), cb.fport)
+
+    # -- connecting -----------------------------------------------------------------------
+    def connect(self, ctx: SyscallCtx, addr: Any) -> None:
+        if ctx.data is None:
+            if self.listener is not None:
+                raise kerr(errno.EOPNOTSUPP)
+            cb = self.cb
+            if cb is not None:
+                if cb.state == TcpState.SYN_SENT:
+                    raise kerr(errno.EALREADY)
+                if cb.state >= TcpState.ESTABLISHED or cb.state == TcpState.SYN_RECEIVED:
+                    raise kerr(errno.EISCONN)
+                raise kerr(errno.EINVAL)
+            faddr, fport = sockaddr_in(addr)
+            inet = self.kernel.inet
+            if fport == 0:
+                raise kerr(errno.EADDRNOTAVAIL)
+            if faddr == INADDR_ANY:
+                faddr = inet.primary_addr()
+            if faddr == 0xFFFFFFFF or faddr in inet.bcast_addrs or (faddr >> 28) == 0xE:
+                raise kerr(errno.ENETUNREACH)
+            laddr = self.laddr
+            if laddr == INADDR_ANY:
+                laddr = inet.output.source_for(faddr)
+            opts: dict[str, Any] = {"nodelay": self.nodelay,
+                                    "keepalive": SO_KEEPALIVE in self.so_options,
+                                    "reuseaddr": pysocket.SO_REUSEADDR in self.so_options,
+                                    "sndbuf": self.snd_hiwat, "rcvbuf": self.rcv_hiwat,
+                                    "linger": (bool(self.linger[0]), self.linger[1])}
+            if self.maxseg:
+                opts["maxseg"] = self.maxseg
+            lport = self.lport if self.bound else 0
+            cb = self.tcp.proto.connect(laddr, lport, faddr, fport, self._now(), **opts)
+            self._adopt(cb)
+            self.tcp.kick()
+            ctx.data = "connecting"
+            if self.nbio:
+                raise kerr(errno.EINPROGRESS)
+        cb = self.cb
+        assert cb is not None
+        if cb.state >= TcpState.ESTABLISHED:
+            return
+        err = self._pending_error()
+        if err or cb.state == TcpState.CLOSED:
+            raise kerr(err or errno.ECONNREFUSED)
+        raise self.sleep_snd(ctx)
+
+    def is_connected(self) -> bool:
+        cb = self.cb
+        return cb is not None and cb.state >= TcpState.ESTABLISHED
+
+    # -- data -----------------------------------------------------------------------------
+    def send(self, ctx: SyscallCtx, data: bytes | memoryview, flags: int, addr: Any) -> int:
+        if flags & ~MSG_KNOWN or flags & MSG_OOB:
+            raise kerr(errno.EOPNOTSUPP)
+        cb = self.cb
+        if cb is None:
+            raise kerr(errno.EPIPE if self.cantsendmore else errno.ENOTCONN)
+        if addr is not None and cb.state >= TcpState.SYN_SENT:
+            raise kerr(errno.EISCONN)
+        if self.cantsendmore:
+            raise kerr(errno.EPIPE)
+        err = self._pending_error()
+        if err:
+            if ctx.progress:
+                return ctx.progress
+            raise kerr(err)
+        if cb.state < TcpState.ESTABLISHED and cb.state != TcpState.CLOSED:
+            if cb.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED):
+                raise self.sleep_snd(ctx, flags)
+        if cb.state == TcpState.CLOSED or cb.state > TcpState.CLOSE_WAIT and cb.state != TcpState.CLOSE_WAIT:
+            if cb.state not in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+                raise kerr(errno.EPIPE)
+        total = len(data)
+        if total == 0:
+            return 0
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        progress = ctx.progress
+        while progress < total:
+            n = cb.send(view[progress:], self._now())
+            if n <= 0:
+                break
+            progress += n
+        ctx.progress = progress
+        self.tcp.kick()
+        if progress >= total:
+            return total
+        if self.nbio or flags & MSG_DONTWAIT:
+            if progress:
+                return progress
+            raise kerr(errno.EWOULDBLOCK)
+        if ctx.timed_out:
+            if progress:
+                return progress
+            raise kerr(errno.EWOULDBLOCK)
+        raise self.sleep_snd(ctx, flags)
+
+    def recv(self, ctx: SyscallCtx, n: int, flags: int) -> tuple[bytes, Any]:
+        if flags & ~MSG_KNOWN or flags & MSG_OOB:
+            raise kerr(errno.EOPNOTSUPP if flags & MSG_OOB else errno.EOPNOTSUPP)
+        if n < 0:
+            raise kerr(errno.EINVAL)
+        cb = self.cb
+        if cb is None:
+            raise kerr(errno.ENOTCONN)
+        if n == 0:
+            return b"", None
+        peek = bool(flags & MSG_PEEK)
+        waitall = bool(flags & MSG_WAITALL) and not peek
+        acc: bytearray | None = ctx.data if isinstance(ctx.data, bytearray) else None
+        have = len(acc) if acc is not None else 0
+        if not self.cantrcvmore and cb.readable_bytes():
+            chunk = cb.recv(n - have, self._now(), peek=peek)
+            self.tcp.kick()
+            if not waitall:
+                return chunk, None
+            if acc is None:
+                acc = ctx.data = bytearray()
+            acc += chunk
+            have = len(acc)
+            if have >= n:
+                return bytes(acc), None
+        if have and (cb.at_eof or cb.error or self.cantrcvmore or ctx.timed_out):
+            return bytes(acc or b""), None
+        err = self._pending_error()
+        if err:
+            raise kerr(err)
+        if cb.at_eof or self.cantrcvmore or cb.state == TcpState.CLOSED:
+            return b"", None
+        if cb.state < TcpState.ESTABLISHED and cb.state not in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED):
+            raise kerr(errno.ENOTCONN)
+        if have and (self.nbio or flags & MSG_DONTWAIT):
+            return bytes(acc or b""), None
+        raise self.sleep_rcv(ctx, flags)
+
+    def nread(self) -> int:
+        cb = self.cb
+        return cb.readable_bytes() if cb is not None else 0
+
+    def shutdown(self, how: int) -> None:
+        if how not in (pysocket.SHUT_RD, pysocket.SHUT_WR, pysocket.SHUT_RDWR):
+            raise kerr(errno.EINVAL)
+        cb = self.cb
+        if cb is None or cb.state < TcpState.ESTABLISHED and cb.state != TcpState.SYN_SENT:
+            raise kerr(errno.ENOTCONN)
+        now = self._now()
+        if how in (pysocket.SHUT_RD, pysocket.SHUT_RDWR):
+            self.cantrcvmore = True
+            cb.shutdown_read(now)
+        if how in (pysocket.SHUT_WR, pysocket.SHUT_RDWR):
+            if not self.cantsendmore:
+                self.cantsendmore = True
+                cb.shutdown_write(now)
+        self.tcp.kick()
+        self.wakeup_all()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        now = self._now()
+        if self.listener is not None:
+            self.listener.close(now)
+            self.listener = None
+        elif self.cb is not None:
+            cb = self.cb
+            cb.upcall = None
+            if self.linger[0] and self.linger[1] == 0:
+                cb.abort(now)  # SO_LINGER with zero timeout: RST (RFC 9293 3.10.4 ABORT)
+            else:
+                cb.close(now)
+        elif self.bound:
+            self.tcp.proto.unbind(self.laddr, self.lport)
+        self.tcp.kick()
+        super().close()
+
+    # -- names ------------------------------------------------------------------------------
+    def getsockname(self) -> tuple[str, int]:
+        cb = self.cb
+        if cb is not None:
+            return (ntoa(cb.laddr), cb.lport)
+        return (ntoa(self.laddr), self.lport)
+
+    def getpeername(self) -> tuple[str, int]:
+        cb = self.cb
+        if cb is None or cb.state < TcpState.SYN_RECEIVED and cb.state != TcpState.SYN_SENT:
+            raise kerr(errno.ENOTCONN)
+        if cb.state == TcpState.SYN_SENT or cb.state == TcpState.CLOSED:
+            raise kerr(errno.ENOTCONN)
+        return (ntoa(cb.faddr), cb.fport)
+
+    # -- readiness ---------------------------------------------------------------------------
+    def poll_events(self) -> int:
+        if self.listener is not None:
+            return POLLIN_SET if self.listener.pending() else 0
+        cb = self.cb
+        if cb is None:
+            return POLLOUT_SET | POLLHUP
+        ev = 0
+        if cb.readable_bytes() or cb.at_eof or cb.error or self.cantrcvmore or cb.state == TcpState.CLOSED:
+            ev |= POLLIN_SET
+        if cb.state >= TcpState.ESTABLISHED and not self.cantsendmore:
+            if cb.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+                if cb.send_space() >= min(self.snd_lowat, cb.send_space() + 1):
+                    ev |= POLLOUT_SET
+            elif cb.error:
+                ev |= POLLOUT_SET
+        if cb.error:
+            ev |= POLLERR | POLLOUT_SET
+        if cb.state == TcpState.CLOSED or (cb.at_eof and self.cantsendmore):
+            ev |= POLLHUP
+        return ev
+
+    # -- options -----------------------------------------------------------------------------
+    def setsockopt(self, level: int, opt: int, value: Any) -> None:
+        super().setsockopt(level, opt, value)
+        if level == pysocket.SOL_SOCKET and self.cb is not None:
+            if opt == SO_KEEPALIVE:
+                self.cb.keepalive = SO_KEEPALIVE in self.so_options
+            self.tcp.kick()
+
+    def sb_resized(self) -> None:
+        cb = self.cb
+        if cb is not None:
+            cb.set_sndbuf(self.snd_hiwat)
+            cb.set_rcvbuf(self.rcv_hiwat)
+
+    def linger_changed(self) -> None:
+        if self.cb is not None:
+            self.cb.set_linger(bool(self.linger[0]), self.linger[1])
+
+    def proto_setsockopt(self, level: int, opt: int, value: Any) -> None:
+        if level != pysocket.IPPROTO_TCP:
+            if level == pysocket.IPPROTO_IP:
+                raise kerr(errno.ENOPROTOOPT)
+            raise kerr(errno.ENOPROTOOPT)
+        if isinstance(value, (bytes, bytearray)) and len(value) == 4:
+            value = int.from_bytes(value, "little")
+        if not isinstance(value, int):
+            raise kerr(errno.EINVAL)
+        if opt == pysocket.TCP_NODELAY:
+            self.nodelay = bool(value)
+            if self.cb is not None:
+                self.cb.nodelay = self.nodelay
+                self.tcp.kick()
+        elif opt == pysocket.TCP_MAXSEG:
+            if value <= 0 or value > 65535:
+                raise kerr(errno.EINVAL)
+            self.maxseg = value
+            if self.cb is not None:
+                self.cb.set_maxseg(value)
+        else:
+            raise kerr(errno.ENOPROTOOPT)
+
+    def proto_getsockopt(self, level: int, opt: int, buflen: int) -> Any:
+        if level != pysocket.IPPROTO_TCP:
+            raise kerr(errno.ENOPROTOOPT)
+        if opt == pysocket.TCP_NODELAY:
+            return 1 if self.nodelay else 0
+        if opt == pysocket.TCP_MAXSEG:
+            cb = self.cb
+            return cb.t_maxseg if cb is not None else (self.maxseg or self.tcp.params.mssdflt)
+        raise kerr(errno.ENOPROTOOPT)
+
+
+MS_NODES = ("rtomin", "rtomax", "init_rto")
+
+
+def _float_getter(obj: Any, name: str, scale: int) -> Any:
+    return lambda: int(round(getattr(obj, name) * scale))
+
+
+def _float_setter(obj: Any, name: str, scale: int) -> Any:
+    return lambda v: setattr(obj, name, float(v) / scale)
+
+
+def tcp_attach(k: Kernel) -> None:
+    """Add TCP to a kernel's inet domain (the protocol switch entries and sysctl)."""
+    inet = k.inet
+    tcp = Tcp(k)
+    inet.tcp = tcp
+    inet.inetsw[IPPROTO_TCP] = tcp.input
+    inet.ctlinputs[IPPROTO_TCP] = tcp.ctlinput
+    inet.socket_types[(pysocket.SOCK_STREAM, 0)] = TcpSocket
+    inet.socket_types[(pysocket.SOCK_STREAM, IPPROTO_TCP)] = TcpSocket
+    t = k.sysctl_tree
+    t.add_node("net.inet.tcp", num=IPPROTO_TCP)
+    params = tcp.params
+    for name in params.names():
+        value = getattr(params, name)
+        if isinstance(value, str):
+            choices = ("newreno", "cubic") if name == "congctl" else None
+            t.bind_string(f"net.inet.tcp.{name}", params, name, choices=choices)
+        elif isinstance(value, float):
+            # Timers are seconds in TcpParams; the RTO bounds need finer steps, so those
+            # three nodes are milliseconds (documented in docs/SYSCTL.md).
+            scale = 1000 if name in MS_NODES else 1
+            t.add_int(f"net.inet.tcp.{name}", _float_getter(params, name, scale),
+                      _float_setter(params, name, scale), minval=0)
+        else:
+            t.bind_int(f"net.inet.tcp.{name}", params, name, minval=0)
+    t.add_struct("net.inet.tcp.stats", lambda: tcp.stats, num=TCPCTL_STATS)
