@@ -1,0 +1,42 @@
+# rumpnet: two commands do everything on a new machine:
+#   make demo   - the virtual IP router demo on in-process wires (no root needed)
+#   make test   - the whole test suite (interop tests need root, /dev/net/tun, ip netns)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup sysdeps demo test lint typecheck bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,dev,fast]'
+	touch $(STAMP)
+
+# Host tools the interop tests use as real peers (ping, tcpdump, curl, iproute2).
+sysdeps:
+	sh scripts/install-system-deps.sh
+
+setup: $(STAMP) sysdeps
+
+demo: $(STAMP)
+	$(BIN)/python examples/router/router.py --demo
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check rumpkern rumpnet tests bench examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy rumpkern rumpnet
+
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: setup
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
