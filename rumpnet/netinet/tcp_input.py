@@ -18,7 +18,6 @@ from rumpnet.netinet.tcp_sack import rcv_sack_update
 from rumpnet.netinet.tcp_seq import SEQ_GEQ, SEQ_GT, SEQ_LEQ, SEQ_LT, SEQ_MASK, seq_diff
 from rumpnet.netinet.tcp_var import (
     EV_CONNECTED,
-    EV_ERROR,
     EV_READABLE,
     EV_WRITABLE,
     TCPT_2MSL,
@@ -135,6 +134,9 @@ def _syn_sent(cb: TcpCb, seg: TcpRepr, now: float) -> None:
             xmit_timer(cb, ((cb.ts_now(now) - seg.timestamps[1]) & M) / 1000.0)
         elif cb.t_rtttime is not None:
             xmit_timer(cb, now - cb.t_rtttime)
+        elif cb.t_rxtshift > 0 and cb.t_srtt == 0.0:
+            # RFC 6298 5.7: the SYN was retransmitted and there is no sample.
+            cb.t_rto_init = max(3.0, cb.params.init_rto)
         cb.t_rtttime = None
         cb.cancel_timer(TCPT_REXMT)
         cb.t_rxtshift = 0
@@ -692,4 +694,4 @@ def _sack_output(cb: TcpCb, now: float) -> None:
 
 
 __all__ = ["tcp_input_cb", "xmit_timer", "apply_syn_options", "established",
-           "enter_time_wait", "EV_ERROR", "TCPT_DELACK"]
+           "enter_time_wait"]

@@ -46,7 +46,7 @@ def base_rto(cb: TcpCb) -> float:
     """RFC 6298 section 2: RTO = SRTT + max(G, 4*RTTVAR), floored at rtomin."""
     p = cb.params
     if cb.t_srtt == 0.0:
-        rto = p.init_rto
+        rto = cb.t_rto_init
     else:
         rto = cb.t_srtt + max(0.001, 4.0 * cb.t_rttvar)
     return min(max(rto, cb.t_rttmin), p.rtomax)
@@ -185,6 +185,7 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
     if SEQ_GT(nxt, cb.snd_max):
         cb.snd_max = nxt
     raw = _emit(cb, seq, flags, memoryview(buf)[off:end], rcv_window(cb), now, r)
+    r.payload = b""        # drop the view of snd_buf before anything can resize it
     if cb.timers[_T_REXMT] is None:
         cb.set_timer(_T_REXMT, rexmt_value(cb), now)
     cb.proto.output(cb.laddr, cb.faddr, raw)
@@ -266,12 +267,10 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         length = ss
         sendalot = True
 
-    # FIN: only with the last byte, and not again unless retransmitting.
-    if flags & TH_FIN:
-        fin_seq = (cb.snd_buf_seq + blen) & SEQ_MASK
-        if not cb.fin_queued or off + length != blen or (
-                tf & _TF_SENTFIN and snd_nxt != fin_seq):
-            flags &= ~TH_FIN
+    # FIN: only with the last byte (also when that byte is retransmitted); once sent,
+    # snd_nxt is past it and off exceeds blen, so it is not repeated.
+    if flags & TH_FIN and (not cb.fin_queued or off + length != blen):
+        flags &= ~TH_FIN
 
     send = False
     if length:
@@ -323,6 +322,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         stt.tcps_sndacks += 1
     payload = memoryview(buf)[off:off + length] if length else b""
     raw = _emit(cb, seq, flags, payload, win, now, r)
+    r.payload = payload = b""   # release the view of snd_buf (output may re-enter)
     if length:
         cb.t_sndtime = now
 

@@ -4,6 +4,27 @@
 listeners, the SYN cache (bounded so a SYN flood cannot exhaust memory), the port
 bindings and the one timer heap; it generates RFC 6528 ISNs and answers segments that
 match nothing with a RST (RFC 9293 3.10.7.1).
+
+Sans-IO contract (what the socket layer uses)::
+
+    proto = TcpProtocol(params, rng, output, mtu_for=lambda dst: 1500, stats=None)
+    proto.input(src, dst, segment, now, csum_ok=False)   # never raises on bad input
+    proto.get_timer() -> float | None ; proto.handle_timer(now)
+    proto.bind(laddr, lport, reuseaddr=False) -> lport   # 0 = ephemeral; EADDRINUSE
+    proto.unbind(laddr, lport)            # release an unused bind() reservation
+    proto.listen(laddr, lport, backlog, now) -> TcpListener   # takes over a bind()
+    proto.connect(laddr, lport, faddr, fport, now, **opts) -> TcpCb   # laddr concrete
+        opts: nodelay, keepalive, maxseg, sndbuf, rcvbuf, linger=(on, secs), reuseaddr
+    proto.ctlinput(kind, src, dst, inner, mtu=0, now=None)
+        kind: "portunreach" (ECONNREFUSED), "unreach", "timxceed", "needfrag", ...
+    proto.pcbs() -> listeners and connections (laddr, lport, faddr, fport, state,
+                    send_q, recv_q)
+
+``output(src, dst, segment)`` may loop back into ``input`` synchronously; state is
+updated before every call to it.  Upcalls fire after the state change they report;
+EV_CLOSED comes with EV_READABLE | EV_WRITABLE (and EV_ERROR when ``cb.error``).
+Listener options inherited by accepted connections: ``lst.nodelay``, ``lst.keepalive``,
+``lst.maxseg``, ``lst.sndbuf``, ``lst.rcvbuf`` (set them before SYNs arrive).
 """
 
 from __future__ import annotations
@@ -33,7 +54,6 @@ from rumpnet.netinet.tcp_var import (
     TCPT_KEEP,
     TCPT_NTIMERS,
     TF_PASSIVE,
-    TF_RCVD_SCALE,
     TF_RCVD_TSTMP,
     TF_REQ_SCALE,
     TF_REQ_TSTMP,
@@ -192,6 +212,10 @@ class TcpProtocol:
     def timer_push(self, deadline: float, owner: Any) -> None:
         self._timers.push(deadline, owner)
 
+    def timer_entries(self) -> int:
+        """Entries in the timer heap (live and not yet purged), for memory tests."""
+        return len(self._timers)
+
     def get_timer(self) -> float | None:
         return self._timers.earliest()
 
@@ -311,6 +335,9 @@ class TcpProtocol:
         if now > self.now_hint:
             self.now_hint = now
         reuse = bool(opts.pop("reuseaddr", False))
+        if laddr == 0 or faddr == 0 or fport == 0:
+            # The socket layer picks the source address from the route (in_pcbconnect).
+            raise _err(errno.EADDRNOTAVAIL)
         res = self._find_reserved(laddr, lport) if lport else None
         if lport == 0:
             lport = self._ephemeral(laddr)
@@ -681,8 +708,12 @@ class TcpProtocol:
         """ICMP error about a segment we sent (NetBSD tcp_ctlinput / tcp_notify).
 
         ``inner`` is the quoted IP header plus at least 8 bytes of our TCP header.
-        kind: "unreach" (port/protocol: ECONNREFUSED), "hostunreach", "netunreach",
-        "needfrag" (with ``mtu``).  ``now`` defaults to the latest time this protocol saw
+        kind (as ip_icmp names them): "portunreach" / "protounreach" (ECONNREFUSED),
+        "unreach" / "hostunreach" / "timxceed" (EHOSTUNREACH), "netunreach"
+        (ENETUNREACH), "needfrag" (with ``mtu``).  As in NetBSD tcp_notify these are soft
+        errors: remembered in ``t_softerror`` (reported if the connection then times
+        out), made the socket error only in SYN_SENT after more than 3 retransmissions,
+        and host/net unreachables are ignored on an established connection.  ``now`` defaults to the latest time this protocol saw
         (input, timers, connect, listen)."""
         try:
             if len(inner) < 20:
@@ -710,8 +741,7 @@ class TcpProtocol:
                 cb.snd_nxt = cb.snd_una
                 _out.tcp_output(cb, now)
             return
-        err = {"unreach": errno.ECONNREFUSED, "hostunreach": errno.EHOSTUNREACH,
-               "netunreach": errno.ENETUNREACH}.get(kind)
+        err = _CTLERR.get(kind)
         if err is None:
             return
         if cb.state == TcpState.ESTABLISHED and err in (errno.EHOSTUNREACH,
@@ -724,8 +754,19 @@ class TcpProtocol:
             cb.t_softerror = err
 
 
+# ICMP error kinds -> errno (NetBSD inetctlerrmap).
+_CTLERR = {
+    "portunreach": errno.ECONNREFUSED,
+    "protounreach": errno.ECONNREFUSED,
+    "unreach": errno.EHOSTUNREACH,
+    "hostunreach": errno.EHOSTUNREACH,
+    "timxceed": errno.EHOSTUNREACH,
+    "netunreach": errno.ENETUNREACH,
+}
+
+
 def _fire(owner: Any, now: float) -> None:
     owner.on_timer(now)
 
 
-__all__ = ["TcpProtocol", "TcpListener", "SynCacheEntry", "TF_RCVD_SCALE", "TH_FIN"]
+__all__ = ["TcpProtocol", "TcpListener", "SynCacheEntry"]

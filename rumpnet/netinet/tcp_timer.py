@@ -36,10 +36,21 @@ class TimerHeap:
     def __init__(self) -> None:
         self.heap: list[tuple[float, int, Any]] = []
         self._seq = 0
+        self._limit = 1024
+
+    def __len__(self) -> int:
+        return len(self.heap)
 
     def push(self, deadline: float, owner: Any) -> None:
         self._seq += 1
-        heapq.heappush(self.heap, (deadline, self._seq, owner))
+        h = self.heap
+        heapq.heappush(h, (deadline, self._seq, owner))
+        if len(h) > self._limit:
+            # Lazy deletion leaves stale entries (e.g. SYN-cache entries evicted by a
+            # flood); drop them so the heap stays proportional to the live owners.
+            h[:] = [e for e in h if not e[2].freed and e[2]._hdl == e[0]]
+            heapq.heapify(h)
+            self._limit = max(1024, 2 * len(h))
 
     def _clean(self) -> None:
         h = self.heap

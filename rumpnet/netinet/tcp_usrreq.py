@@ -84,8 +84,7 @@ class Tcp:
         self.kick()
 
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> None:
-        tcp_kind = "needfrag" if kind == "needfrag" else "unreach"
-        self.proto.ctlinput(tcp_kind, src, dst, inner, mtu)
+        self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
         self.kick()
 
     # -- the one timer -------------------------------------------------------------------

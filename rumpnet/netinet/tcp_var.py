@@ -225,7 +225,6 @@ class TcpCb:
         # Receive sequence variables.
         self.irs = 0
         self.rcv_nxt = self.rcv_adv = self.rcv_up = 0
-        self.rcv_wnd = p.recvspace
         self.last_ack_sent = 0
         # Congestion control (RFC 5681) and RTT (RFC 6298), seconds.
         self.snd_cwnd = 0
@@ -234,6 +233,7 @@ class TcpCb:
         self.t_rttvar = 0.0
         self.t_rttmin = p.rtomin
         self.t_rxtcur = p.init_rto
+        self.t_rto_init = p.init_rto   # RTO before any sample (RFC 6298 2.1 / 5.7)
         self.t_rxtshift = 0
         self.t_rtttime: float | None = None   # send time of the timed segment (Karn)
         self.t_rtseq = 0
@@ -301,6 +301,12 @@ class TcpCb:
             self.t_flags |= TF_NODELAY
         else:
             self.t_flags &= ~TF_NODELAY
+
+    @property
+    def rcv_wnd(self) -> int:
+        """RCV.WND: the window currently offered to the peer (RCV.ADV - RCV.NXT)."""
+        d = (self.rcv_adv - self.rcv_nxt) & 0xFFFFFFFF
+        return 0 if d >= 0x80000000 else d
 
     @property
     def send_q(self) -> int:
@@ -399,9 +405,10 @@ class TcpCb:
             if not peek:
                 buf.clear()
         else:
-            out = bytes(buf[:n])
+            with memoryview(buf) as mv:
+                out = bytes(mv[:n])       # one copy; the view is released before del
             if not peek:
-                del buf[:n]
+                del buf[:n]               # O(1): bytearray trims its head in place
         if not peek and self.state >= TcpState.ESTABLISHED and self.state != TcpState.CLOSED:
             # Window update if it opened enough (receiver SWS avoidance, RFC 9293 3.8.6.2.2).
             _out.tcp_output(self, now)

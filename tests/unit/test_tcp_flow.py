@@ -439,10 +439,11 @@ def test_hostunreach_ignored_when_established() -> None:
     inner = struct.pack("!BBHHHBBHII", 0x45, 0, 40, 0, 0, 64, 6, 0, LOCAL, REMOTE) + \
         struct.pack("!HHI", LPORT, RPORT, cb.iss + 1)
     env.proto.ctlinput("hostunreach", REMOTE, LOCAL, inner)
+    env.proto.ctlinput("unreach", REMOTE, LOCAL, inner)
     assert cb.t_softerror == 0 and cb.error == 0
     # a quoted sequence number outside the flight is ignored (RFC 5927)
     bad = inner[:-4] + struct.pack("!I", cb.iss + 5000)
-    env.proto.ctlinput("unreach", REMOTE, LOCAL, bad)
+    env.proto.ctlinput("portunreach", REMOTE, LOCAL, bad)
     assert cb.t_softerror == 0
 
 
@@ -465,3 +466,19 @@ def test_persist_forces_small_window_send() -> None:
     env.nothing()
     out = env.run_until(6.0)
     assert len(out) == 1 and len(out[0][1].payload) == 100
+
+
+def test_syn_flood_memory_bounded() -> None:
+    env = Env(syn_cache_limit=100)
+    env.proto.listen(LOCAL, LPORT, 10, 0.0)
+    rnd = __import__("random").Random(3)
+    for i in range(20_000):
+        src = 0x0B000000 + rnd.randrange(1 << 20)
+        env.send(i * 1e-5, seg(sport=1024 + i % 60000, seq=rnd.getrandbits(32),
+                               flags=TH_SYN), src=src)
+        if i % 1000 == 0:
+            env.out.clear()
+    env.out.clear()
+    assert env.proto.syn_cache_len() == 100
+    assert env.proto.timer_entries() < 3000
+    assert env.stats.tcps_sc_overflowed == 19_900

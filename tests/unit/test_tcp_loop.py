@@ -148,6 +148,20 @@ def test_heavy_loss_and_corruption() -> None:
     assert r["a"].tcps_rcvbadsum + r["b"].tcps_rcvbadsum > 0
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_random_impairments(seed: int) -> None:
+    r = random.Random(seed)
+    link_kw = {"loss": r.choice([0, 0.01, 0.05, 0.2]), "dup": r.choice([0, 0.05]),
+               "reorder": r.choice([0, 0.1, 0.5]), "corrupt": r.choice([0, 0.01]),
+               "delay": r.choice([0.001, 0.01, 0.1])}
+    cfg: dict[str, Any] = r.choice([{"sack": 1, "rfc1323": 1}, {"sack": 0, "rfc1323": 1},
+                                     {"sack": 1, "rfc1323": 0, "congctl": "cubic"},
+                                     {"sack": 0, "rfc1323": 0}])
+    transfer(r.choice([0, 1, 100_000, 300_000]), r.choice([0, 5000, 100_000]), seed=seed,
+             mtu=r.choice([576, 1500, 9000, 65535]), link_kw=link_kw, msl=1.0,
+             rexmit_max=40, **cfg)
+
+
 def test_large_mtu_and_window_scaling() -> None:
     r = transfer(4_000_000, seed=3, mtu=65535, msl=1.0, sendspace=1 << 20,
                  recvspace=1 << 20, link_kw={"loss": 0.005})
@@ -170,7 +184,7 @@ seg_st = st.tuples(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(seg_st, min_size=1, max_size=40), st.lists(st.binary(max_size=80),
                                                            max_size=5))
 def test_fuzz_established(segs: list[Any], raws: list[bytes]) -> None:
@@ -296,3 +310,38 @@ def test_slow_reader_small_buffer() -> None:
             break
     assert bytes(got) == data
     assert s is not None and s.rcvspace == 4000
+
+
+def test_synchronous_loopback_reentrancy() -> None:
+    """output() may call input() of the same protocol synchronously (a loopback that
+    does not defer): state must be consistent and no buffer may be pinned."""
+    lo = 0x7F000001
+    clock = [0.0]
+    holder: list[TcpProtocol] = []
+
+    def out(src: int, dst: int, segment: bytes) -> None:
+        holder[0].input(src, dst, segment, clock[0])
+
+    p = TcpProtocol(TcpParams(msl=1.0), random.Random(1), out, mtu_for=lambda d: 16384)
+    holder.append(p)
+    lst = p.listen(lo, 80, 5, 0.0)
+    c = p.connect(lo, 0, lo, 80, 0.0)
+    assert c.state == TcpState.ESTABLISHED
+    s = lst.accept()
+    assert s is not None
+    data = bytes(range(256)) * 2000
+    sent = c.send(data, 0.0)
+    got = bytearray()
+    while len(got) < sent:
+        chunk = s.recv(1 << 20, 0.0)
+        assert chunk
+        got += chunk
+        sent += c.send(memoryview(data)[sent:], 0.0)
+    assert bytes(got) == data[:sent]
+    c.close(0.0)
+    s.close(0.0)
+    while (t := p.get_timer()) is not None:
+        clock[0] = t
+        p.handle_timer(t)
+    assert c.state == s.state == TcpState.CLOSED
+    assert p.stats.tcps_rcvinternalerr == 0

@@ -210,3 +210,16 @@ def test_cubic_rto() -> None:
     env.recv()
     env.run_until(1.0)
     assert cb.snd_cwnd == cb.t_maxseg
+
+
+def test_rto_3s_after_syn_retransmit_without_sample() -> None:
+    env = Env(init_rto=1.0, rtomin=0.2)
+    cb = env.connect(0.0)
+    env.recv()
+    env.run_until(1.0)               # SYN retransmitted: Karn, no sample
+    env.send(1.5, seg(seq=R_ISS, ack=cb.iss + 1, flags=TH_SYN | TH_ACK, mss=MSS))
+    env.recv()
+    assert cb.t_srtt == 0.0
+    cb.send(b"x", 2.0)
+    env.recv()
+    assert env.proto.get_timer() == pytest.approx(5.0)    # RFC 6298 5.7: 3 s

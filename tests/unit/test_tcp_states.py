@@ -386,10 +386,21 @@ def test_icmp_unreach_soft_error_in_syn_sent() -> None:
     import struct
     inner = struct.pack("!BBHHHBBHII", 0x45, 0, 40, 0, 0, 64, 6, 0, LOCAL, REMOTE) + \
         struct.pack("!HHI", LPORT, RPORT, cb.iss)
-    env.proto.ctlinput("unreach", REMOTE, LOCAL, inner)
+    env.proto.ctlinput("portunreach", REMOTE, LOCAL, inner)
     assert cb.state == TcpState.SYN_SENT and cb.t_softerror == errno.ECONNREFUSED
     env.run_until(100.0)   # 4+ retransmissions
-    env.proto.ctlinput("unreach", REMOTE, LOCAL, inner)
+    env.proto.ctlinput("portunreach", REMOTE, LOCAL, inner)
     assert cb.error == errno.ECONNREFUSED or cb.state == TcpState.CLOSED
     env.run_until(10_000.0)
     assert cb.state == TcpState.CLOSED and cb.error == errno.ECONNREFUSED
+
+
+def test_synack_carrying_data_and_fin() -> None:
+    env = Env()
+    cb = env.connect()
+    env.recv()
+    env.send(0.0, seg(seq=R_ISS, ack=cb.iss + 1, flags=TH_SYN | TH_ACK | TH_FIN,
+                      payload=b"early"))
+    assert cb.state == TcpState.CLOSE_WAIT
+    assert cb.recv(10, 0.0) == b"early" and cb.at_eof
+    env.expect(None, env.ack_of(cb, seq=cb.iss + 1, ack=R_ISS + 7))
