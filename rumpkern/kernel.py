@@ -29,6 +29,26 @@ _current = threading.local()
 _last_booted: list[Kernel] = []
 
 
+def parse_memlimit(text: str) -> int:
+    """``RUMP_MEMLIMIT`` as rump(3) takes it: bytes, with an optional k/m/g suffix, or a
+    percentage of the host's memory (``50%``)."""
+    t = text.strip().lower()
+    try:
+        if t.endswith("%"):
+            pct = float(t[:-1])
+            if not 0 < pct <= 100:
+                raise ValueError
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            return int(total * pct / 100)
+        mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
+        value = int(t[:-1] if mult != 1 else t)
+    except ValueError:
+        raise kerr(errno.EINVAL, f"RUMP_MEMLIMIT: bad value {text!r}") from None
+    if value <= 0:
+        raise kerr(errno.EINVAL, f"RUMP_MEMLIMIT: bad value {text!r}")
+    return value * mult
+
+
 def _env_int(name: str, default: int) -> int:
     try:
         return int(os.environ.get(name, default))
@@ -60,8 +80,12 @@ class Kernel:
         self.net: Any = None
         self.inet: Any = None
         self.components: list[str] = []
+        # Largest socket buffer a process may ask for (SB_MAX), lowered by RUMP_MEMLIMIT.
+        self.sb_max = 4 * 1024 * 1024
         self._sysctl_kern()
         self._boot(components)
+        if memlimit:
+            self._apply_memlimit(memlimit)
         sched.kernels.append(self)
 
     def __repr__(self) -> str:
@@ -100,6 +124,26 @@ class Kernel:
         t.add_string("kern.ostype", lambda: "NetBSD", num=1)
         t.add_string("kern.osrelease", lambda: "10.0", num=2)
         t.add_int("kern.clockrate", lambda: 100, num=12)
+        t.add_int("kern.sbmax", lambda: self.sb_max, num=81)
+
+    def _apply_memlimit(self, limit: int) -> None:
+        """Cap what packets can pin: socket buffers and reassembly queues get a share of
+        the limit each (NetBSD sizes sb_max and the reassembly limits from physmem)."""
+        share = max(4096, limit // 16)
+        self.sb_max = min(self.sb_max, share)
+        inet = self.inet
+        if inet is None:
+            return
+        inet.udp_params.sendspace = min(inet.udp_params.sendspace, share)
+        inet.udp_params.recvspace = min(inet.udp_params.recvspace, share)
+        inet.ip_params.maxfrags = max(1, min(inet.ip_params.maxfrags, share // 1500))
+        inet.ip_params.maxfragpackets = max(1, min(inet.ip_params.maxfragpackets, inet.ip_params.maxfrags))
+        tcp = inet.tcp
+        if tcp is not None:
+            p = tcp.params
+            p.sendspace = min(p.sendspace, share)
+            p.recvspace = min(p.recvspace, share)
+            p.reass_maxbytes = min(p.reass_maxbytes, share)
 
     def _set_hostname(self, name: str) -> None:
         if len(name) > 255:
@@ -245,6 +289,40 @@ class Kernel:
     def rump_sys_reboot(self, howto: int = 0, bootstr: Any = None) -> None:
         self.halt()
 
+    # -- etfs (rump_etfs(3)): host files by key; see rumpnet/server/etfs.py -------------------
+    def rump_pub_etfs_register(self, key: str, hostpath: str, ftype: int) -> None:
+        _etfs().etfs_of(self).register(key, hostpath, ftype)
+
+    def rump_pub_etfs_register_withsize(self, key: str, hostpath: str, ftype: int, begin: int, size: int) -> None:
+        _etfs().etfs_of(self).register(key, hostpath, ftype, begin, size, windowed=True)
+
+    def rump_pub_etfs_remove(self, key: str) -> None:
+        _etfs().etfs_of(self).remove(key)
+
+    def rump_sys_open(self, path: Any, flags: int, mode: int = 0) -> int:
+        return self._sys(_etfs().sys_open, path, flags, mode)  # type: ignore[no-any-return]
+
+    def rump_sys_read(self, fd: int, n: int) -> bytes:
+        return self._sys(_etfs().sys_read, fd, n)  # type: ignore[no-any-return]
+
+    def rump_sys_write(self, fd: int, data: Any) -> int:
+        return self._sys(_etfs().sys_write, fd, data)  # type: ignore[no-any-return]
+
+    def rump_sys_pread(self, fd: int, n: int, offset: int) -> bytes:
+        return self._sys(_etfs().sys_pread, fd, n, offset)  # type: ignore[no-any-return]
+
+    def rump_sys_pwrite(self, fd: int, data: Any, offset: int) -> int:
+        return self._sys(_etfs().sys_pwrite, fd, data, offset)  # type: ignore[no-any-return]
+
+    def rump_sys_lseek(self, fd: int, offset: int, whence: int) -> int:
+        return self._sys(_etfs().sys_lseek, fd, offset, whence)  # type: ignore[no-any-return]
+
+    def rump_sys_fstat(self, fd: int) -> Any:
+        return self._sys(_etfs().sys_fstat, fd)
+
+    def rump_sys_getdents(self, fd: int, count: int = 1024) -> list[str]:
+        return self._sys(_etfs().sys_getdents, fd, count)  # type: ignore[no-any-return]
+
     # -- commands (NetBSD syntax, text output; OSError on failure) ------------------------------
     def _command(self, name: str, args: tuple[str, ...]) -> Any:
         from rumpnet.commands import run_command
@@ -289,6 +367,12 @@ class Kernel:
         return RumpSocket(self, family, type, proto)
 
 
+def _etfs() -> Any:
+    from rumpnet.server import etfs
+
+    return etfs
+
+
 def _recv_data(ctx: Any, p: Proc, fd: int, n: int, flags: int) -> bytes:
     data, _ = S.sys_recvfrom(ctx, p, fd, n, flags)
     return data
@@ -329,7 +413,7 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
         if sockin and "sockin" not in comps:
             comps.append("sockin")
     if memlimit is None and os.environ.get("RUMP_MEMLIMIT"):
-        memlimit = _env_int("RUMP_MEMLIMIT", 0) or None
+        memlimit = parse_memlimit(os.environ["RUMP_MEMLIMIT"])
     if verbose is None:
         verbose = bool(_env_int("RUMP_VERBOSE", 0))
     if hostname is None:

@@ -217,14 +217,16 @@ class Socket:
             self.sndtimeo = _timeval_to_seconds(value)
         elif opt == pysocket.SO_RCVBUF:
             v = _int_value(value)
-            if v <= 0 or v > SB_MAX:
-                raise kerr(errno.ENOBUFS if v > SB_MAX else errno.EINVAL)
+            sb_max = getattr(self.kernel, "sb_max", SB_MAX)
+            if v <= 0 or v > sb_max:
+                raise kerr(errno.ENOBUFS if v > sb_max else errno.EINVAL)
             self.rcv_hiwat = v
             self.sb_resized()
         elif opt == pysocket.SO_SNDBUF:
             v = _int_value(value)
-            if v <= 0 or v > SB_MAX:
-                raise kerr(errno.ENOBUFS if v > SB_MAX else errno.EINVAL)
+            sb_max = getattr(self.kernel, "sb_max", SB_MAX)
+            if v <= 0 or v > sb_max:
+                raise kerr(errno.ENOBUFS if v > sb_max else errno.EINVAL)
             self.snd_hiwat = v
             self.sb_resized()
         elif opt == pysocket.SO_RCVLOWAT:

@@ -253,3 +253,23 @@ def test_bad_socket_calls_give_bsd_errnos() -> None:
     with pytest.raises(OSError) as ei:
         k.rump_sys_send(fd, b"x", 0)
     assert ei.value.errno == errno.ENOTCONN
+
+
+def test_memlimit_caps_socket_buffers_and_reassembly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rumpkern.kernel import parse_memlimit
+
+    assert parse_memlimit("64k") == 65536 and parse_memlimit("2M") == 2 << 20 and parse_memlimit("1000") == 1000
+    assert parse_memlimit("10%") > 0
+    for bad in ("", "-1", "12q", "0", "200%"):
+        with pytest.raises(OSError):
+            parse_memlimit(bad)
+    monkeypatch.setenv("RUMP_MEMLIMIT", "1m")
+    k = rump_init(clock="virtual")
+    assert k.sb_max == (1 << 20) // 16
+    assert k.inet.tcp.params.recvspace <= k.sb_max and k.inet.udp_params.recvspace <= k.sb_max
+    assert k.inet.ip_params.maxfrags <= k.sb_max // 1500
+    fd = k.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+    with pytest.raises(OSError) as ei:
+        k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    assert ei.value.errno == errno.ENOBUFS
+    k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
