@@ -1,0 +1,365 @@
+"""netstat(1): routing tables, protocol statistics, interfaces and sockets, NetBSD style."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rumpnet.commands import UsageError, on_cpu
+from rumpnet.commands.route import kernel_rttable, netname
+from rumpnet.netconfig import format_mac
+from rumpnet.netinet.in_addr import ntoa
+
+if TYPE_CHECKING:
+    from rumpkern.kernel import Kernel
+
+USAGE = """usage: netstat [-Aan] [-f address_family] [-M core] [-N system]
+       netstat [-bdgiLmnqrsSv] [-f address_family] [-M core] [-N system]
+       netstat [-dn] [-I interface] [-M core] [-N system] [-w wait]
+       netstat [-p protocol] [-i] [-I Interface] [-M core] [-N system]
+       netstat [-s] [-f address_family] [-t] [-p protocol] [-M core] [-N system]"""
+
+_ARGOPTS = "fpIMNwc"
+
+ICMP_NAMES = [
+    "echo reply", "#1", "#2", "destination unreachable", "source quench", "routing redirect", "#6",
+    "#7", "echo", "router advertisement", "router solicitation", "time exceeded", "parameter problem",
+    "time stamp", "time stamp reply", "information request", "information request reply",
+    "address mask request", "address mask reply",
+]
+
+TCP_STATES = ["CLOSED", "LISTEN", "SYN_SENT", "SYN_RCVD", "ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT_1",
+              "CLOSING", "LAST_ACK", "FIN_WAIT_2", "TIME_WAIT"]
+
+
+def _pl(n: int) -> str:
+    return "" if n == 1 else "s"
+
+
+def _plies(n: int) -> str:
+    return "y" if n == 1 else "ies"
+
+
+class _Printer:
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+        self.lines: list[str] = []
+
+    def v(self, name: str) -> int:
+        return int(getattr(self.stats, name, 0) or 0)
+
+    def p(self, name: str, fmt: str) -> None:
+        n = self.v(name)
+        self.lines.append(fmt.replace("{n}", str(n)).replace("{s}", _pl(n)).replace("{ies}", _plies(n)))
+
+    def p2(self, a: str, b: str, fmt: str) -> None:
+        n, m = self.v(a), self.v(b)
+        self.lines.append(fmt.replace("{n}", str(n)).replace("{s}", _pl(n))
+                          .replace("{m}", str(m)).replace("{t}", _pl(m)))
+
+    def raw(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def ip_stats(st: Any) -> list[str]:
+    p = _Printer(st)
+    p.p("ips_total", "\t{n} total packet{s} received")
+    p.p("ips_badsum", "\t{n} bad header checksum{s}")
+    p.p("ips_toosmall", "\t{n} with size smaller than minimum")
+    p.p("ips_tooshort", "\t{n} with data size < data length")
+    p.p("ips_toolong", "\t{n} with length > max ip packet size")
+    p.p("ips_badhlen", "\t{n} with header length < data size")
+    p.p("ips_badlen", "\t{n} with data length < header length")
+    p.p("ips_badoptions", "\t{n} with bad options")
+    p.p("ips_badvers", "\t{n} with incorrect version number")
+    p.p("ips_fragments", "\t{n} fragment{s} received")
+    p.p("ips_fragdropped", "\t{n} fragment{s} dropped (dup or out of space)")
+    p.p("ips_fragtimeout", "\t{n} fragment{s} dropped after timeout")
+    p.p("ips_reassembled", "\t{n} packet{s} reassembled ok")
+    p.p("ips_delivered", "\t{n} packet{s} for this host")
+    p.p("ips_noproto", "\t{n} packet{s} for unknown/unsupported protocol")
+    p.p("ips_forward", "\t{n} packet{s} forwarded")
+    p.p("ips_cantforward", "\t{n} packet{s} not forwardable")
+    p.p("ips_redirectsent", "\t{n} redirect{s} sent")
+    p.p("ips_nogif", "\t{n} packet{s} no matching gif found")
+    p.p("ips_localout", "\t{n} packet{s} sent from this host")
+    p.p("ips_rawout", "\t{n} packet{s} sent with fabricated ip header")
+    p.p("ips_odropped", "\t{n} output packet{s} dropped due to no bufs, etc.")
+    p.p("ips_noroute", "\t{n} output packet{s} discarded due to no route")
+    p.p("ips_fragmented", "\t{n} output datagram{s} fragmented")
+    p.p("ips_ofragments", "\t{n} fragment{s} created")
+    p.p("ips_cantfrag", "\t{n} datagram{s} that can't be fragmented")
+    p.p("ips_badaddr", "\t{n} datagram{s} with bad address in header")
+    return p.lines
+
+
+def icmp_stats(st: Any) -> list[str]:
+    p = _Printer(st)
+    p.p("icps_error", "\t{n} call{s} to icmp_error")
+    p.p("icps_oldicmp", "\t{n} error{s} not generated because old message was icmp")
+    out = list(getattr(st, "icps_outhist", []))
+    if any(out):
+        p.raw("\tOutput histogram:")
+        for i, n in enumerate(out):
+            if n:
+                p.raw(f"\t\t{ICMP_NAMES[i] if i < len(ICMP_NAMES) else f'#{i}'}: {n}")
+    p.p("icps_badcode", "\t{n} message{s} with bad code fields")
+    p.p("icps_tooshort", "\t{n} message{s} < minimum length")
+    p.p("icps_checksum", "\t{n} bad checksum{s}")
+    p.p("icps_badlen", "\t{n} message{s} with bad length")
+    p.p("icps_bmcastecho", "\t{n} multicast echo request{s} ignored")
+    inh = list(getattr(st, "icps_inhist", []))
+    if any(inh):
+        p.raw("\tInput histogram:")
+        for i, n in enumerate(inh):
+            if n:
+                p.raw(f"\t\t{ICMP_NAMES[i] if i < len(ICMP_NAMES) else f'#{i}'}: {n}")
+    p.p("icps_reflect", "\t{n} message response{s} generated")
+    return p.lines
+
+
+def udp_stats(st: Any) -> list[str]:
+    p = _Printer(st)
+    p.p("udps_ipackets", "\t{n} datagram{s} received")
+    p.p("udps_hdrops", "\t{n} with incomplete header")
+    p.p("udps_badlen", "\t{n} with bad data length field")
+    p.p("udps_badsum", "\t{n} with bad checksum")
+    p.p("udps_noport", "\t{n} dropped due to no socket")
+    p.p("udps_noportbcast", "\t{n} broadcast/multicast datagram{s} dropped due to no socket")
+    p.p("udps_fullsock", "\t{n} dropped due to full socket buffers")
+    delivered = p.v("udps_ipackets") - sum(p.v(n) for n in (
+        "udps_hdrops", "udps_badlen", "udps_badsum", "udps_noport", "udps_noportbcast", "udps_fullsock"))
+    p.raw(f"\t{max(0, delivered)} delivered")
+    p.p("udps_opackets", "\t{n} datagram{s} output")
+    return p.lines
+
+
+def arp_stats(st: Any) -> list[str]:
+    p = _Printer(st)
+    p.p("as_sndtotal", "\t{n} packet{s} sent")
+    p.p("as_sndreply", "\t\t{n} reply packet{s}")
+    p.p("as_sndrequest", "\t\t{n} request packet{s}")
+    p.p("as_rcvtotal", "\t{n} packet{s} received")
+    p.p("as_rcvreply", "\t\t{n} reply packet{s}")
+    p.p("as_rcvrequest", "\t\t{n} valid request packet{s}")
+    p.p("as_rcvmcast", "\t\t{n} broadcast/multicast packet{s}")
+    p.p("as_rcvbadproto", "\t\t{n} packet{s} with unknown protocol type")
+    p.p("as_rcvbadlen", "\t\t{n} packet{s} with bad (short) length")
+    p.p("as_rcvzerotpa", "\t\t{n} packet{s} with null target IP address")
+    p.p("as_rcvzerospa", "\t\t{n} packet{s} with null source IP address")
+    p.p("as_rcvnoint", "\t\t{n} could not be mapped to an interface")
+    p.p("as_rcvlocalsha", "\t\t{n} packet{s} sourced from a local hardware address")
+    p.p("as_rcvbcastsha", "\t\t{n} packet{s} with a broadcast source hardware address")
+    p.p("as_rcvlocalspa", "\t\t{n} duplicate{s} for a local IP address")
+    p.p("as_rcvoverperm", "\t\t{n} attempt{s} to overwrite a static entry")
+    p.p("as_rcvoverint", "\t\t{n} packet{s} received on wrong interface")
+    p.p("as_rcvover", "\t\t{n} entr{ies} overwritten")
+    p.p("as_rcvlenchg", "\t\t{n} change{s} in hardware address length")
+    p.p("as_dfrtotal", "\t{n} packet{s} deferred pending ARP resolution")
+    p.p("as_dfrsent", "\t\t{n} sent")
+    p.p("as_dfrdropped", "\t\t{n} dropped")
+    p.p("as_allocfail", "\t{n} failure{s} to allocate llinfo")
+    return p.lines
+
+
+def tcp_stats(st: Any) -> list[str]:
+    p = _Printer(st)
+    p.p("tcps_sndtotal", "\t{n} packet{s} sent")
+    p.p2("tcps_sndpack", "tcps_sndbyte", "\t\t{n} data packet{s} ({m} byte{t})")
+    p.p2("tcps_sndrexmitpack", "tcps_sndrexmitbyte", "\t\t{n} data packet{s} ({m} byte{t}) retransmitted")
+    p.p2("tcps_sndacks", "tcps_delack", "\t\t{n} ack-only packet{s} ({m} delayed)")
+    p.p("tcps_sndurg", "\t\t{n} URG only packet{s}")
+    p.p("tcps_sndprobe", "\t\t{n} window probe packet{s}")
+    p.p("tcps_sndwinup", "\t\t{n} window update packet{s}")
+    p.p("tcps_sndctrl", "\t\t{n} control packet{s}")
+    p.p("tcps_rcvtotal", "\t{n} packet{s} received")
+    p.p2("tcps_rcvackpack", "tcps_rcvackbyte", "\t\t{n} ack{s} (for {m} byte{t})")
+    p.p("tcps_rcvdupack", "\t\t{n} duplicate ack{s}")
+    p.p("tcps_rcvacktoomuch", "\t\t{n} ack{s} for unsent data")
+    p.p2("tcps_rcvpack", "tcps_rcvbyte", "\t\t{n} packet{s} ({m} byte{t}) received in-sequence")
+    p.p2("tcps_rcvduppack", "tcps_rcvdupbyte", "\t\t{n} completely duplicate packet{s} ({m} byte{t})")
+    p.p("tcps_pawsdrop", "\t\t{n} old duplicate packet{s}")
+    p.p2("tcps_rcvpartduppack", "tcps_rcvpartdupbyte", "\t\t{n} packet{s} with some dup. data ({m} byte{t} duped)")
+    p.p2("tcps_rcvoopack", "tcps_rcvoobyte", "\t\t{n} out-of-order packet{s} ({m} byte{t})")
+    p.p2("tcps_rcvpackafterwin", "tcps_rcvbyteafterwin", "\t\t{n} packet{s} ({m} byte{t}) of data after window")
+    p.p("tcps_rcvwinprobe", "\t\t{n} window probe{s}")
+    p.p("tcps_rcvwinupd", "\t\t{n} window update packet{s}")
+    p.p("tcps_rcvafterclose", "\t\t{n} packet{s} received after close")
+    p.p("tcps_rcvbadsum", "\t\t{n} discarded for bad checksum{s}")
+    p.p("tcps_rcvbadoff", "\t\t{n} discarded for bad header offset field{s}")
+    p.p("tcps_rcvshort", "\t\t{n} discarded because packet too short")
+    p.p("tcps_connattempt", "\t{n} connection request{s}")
+    p.p("tcps_accepts", "\t{n} connection accept{s}")
+    p.p("tcps_connects", "\t{n} connection{s} established (including accepts)")
+    p.p2("tcps_closed", "tcps_drops", "\t{n} connection{s} closed (including {m} drop{t})")
+    p.p("tcps_conndrops", "\t{n} embryonic connection{s} dropped")
+    p.p2("tcps_rttupdated", "tcps_segstimed", "\t{n} segment{s} updated rtt (of {m} attempt{t})")
+    p.p("tcps_rexmttimeo", "\t{n} retransmit timeout{s}")
+    p.p("tcps_timeoutdrop", "\t\t{n} connection{s} dropped by rexmit timeout")
+    p.p("tcps_persisttimeo", "\t{n} persist timeout{s} (resulting in {m} dropped connection{t})"
+        .replace("{m}", str(p.v("tcps_persistdrops"))).replace("{t}", _pl(p.v("tcps_persistdrops"))))
+    p.p("tcps_keeptimeo", "\t{n} keepalive timeout{s}")
+    p.p("tcps_keepprobe", "\t\t{n} keepalive probe{s} sent")
+    p.p("tcps_keepdrops", "\t\t{n} connection{s} dropped by keepalive")
+    p.p("tcps_predack", "\t{n} correct ACK header prediction{s}")
+    p.p("tcps_preddat", "\t{n} correct data packet header prediction{s}")
+    p.p("tcps_noport", "\t{n} dropped due to no socket")
+    p.p("tcps_listendrop", "\t{n} connection{s} dropped due to overflowing queue")
+    p.p("tcps_badsyn", "\t{n} bad connection attempt{s}")
+    p.p("tcps_sc_added", "\t{n} SYN cache entr{ies} added")
+    p.p("tcps_sc_collisions", "\t\t{n} hash collision{s}")
+    p.p("tcps_sc_completed", "\t\t{n} completed")
+    p.p("tcps_sc_aborted", "\t\t{n} aborted (no space to build PCB)")
+    p.p("tcps_sc_timed_out", "\t\t{n} timed out")
+    p.p("tcps_sc_overflowed", "\t\t{n} dropped due to overflow")
+    p.p("tcps_sc_bucketoverflow", "\t\t{n} dropped due to bucket overflow")
+    p.p("tcps_sc_reset", "\t\t{n} dropped due to RST")
+    p.p("tcps_sc_unreach", "\t\t{n} dropped due to ICMP unreachable")
+    p.p("tcps_sc_retransmitted", "\t{n} SYN,ACK{s} retransmitted")
+    p.p("tcps_sc_dupesyn", "\t{n} duplicate SYN{s} received for entries already in the cache")
+    p.p("tcps_sc_dropped", "\t{n} SYN{s} dropped (no route or no space)")
+    p.p("tcps_sack_recovery_episode", "\t{n} SACK recovery episode{s}")
+    p.p("tcps_sack_rexmits", "\t{n} segment rexmit{s} in SACK recovery episodes")
+    p.p("tcps_sack_rexmit_bytes", "\t{n} byte rexmit{s} in SACK recovery episodes")
+    p.p("tcps_sack_rcv_opts", "\t{n} SACK option{s} received")
+    p.p("tcps_sack_send_opts", "\t{n} SACK option{s} sent")
+    p.p("tcps_challenge_ack", "\t{n} challenge ACK{s} sent")
+    return p.lines
+
+
+def _proto_stats(k: Kernel) -> list[tuple[str, Callable[[], list[str]] | None]]:
+    inet = k.inet
+    tcp = getattr(inet, "tcp", None)
+    return [
+        ("tcp", (lambda: tcp_stats(tcp.stats)) if tcp is not None else None),
+        ("udp", lambda: udp_stats(inet.udpstat)),
+        ("ip", lambda: ip_stats(inet.ipstat)),
+        ("icmp", lambda: icmp_stats(inet.icmpstat)),
+        ("arp", lambda: arp_stats(inet.arpstat)),
+    ]
+
+
+def _stats(k: Kernel, proto: str | None) -> str:
+    table = _proto_stats(k)
+    if proto is not None:
+        for name, fn in table:
+            if name == proto and fn is not None:
+                return f"{name}:\n" + "".join(line + "\n" for line in fn())
+        if proto in ("igmp", "pim", "carp", "ip6", "icmp6"):
+            return ""
+        raise OSError(errno.EINVAL, f"netstat: {proto}: unknown or uninstrumented protocol")
+    out = []
+    for name, fn in table:
+        if fn is not None:
+            out.append(f"{name}:\n" + "".join(line + "\n" for line in fn()))
+    return "".join(out)
+
+
+def _interfaces(k: Kernel, only: str | None) -> str:
+    hdr = (f"{'Name':<5.5} {'Mtu':<5.5} {'Network':<13.13} {'Address':<17.17} "
+           f"{'Ipkts':>8.8} {'Ierrs':>5.5} {'Opkts':>8.8} {'Oerrs':>5.5} {'Colls':>5.5}")
+    lines = [hdr]
+    ifps = k.ifnet.all()
+    if only is not None:
+        ifps = [k.ifnet.lookup(only)]
+    for ifp in ifps:
+        name = ifp.name + ("" if ifp.is_up else "*")
+        st: Any = ifp.stats
+        counts = f"{st.ipackets:>8} {st.ierrors:>5} {st.opackets:>8} {st.oerrors:>5} {st.collisions:>5}"
+        mac = "" if ifp.loopback else format_mac(ifp.lladdr)
+        lines.append(f"{name:<5} {ifp.mtu:<5} {'<Link>':<13.13} {mac:<17.17} {counts}")
+        for ifa in ifp.addrs:
+            lines.append(f"{name:<5} {ifp.mtu:<5} {netname(ifa.net, ifa.plen):<13.13} "
+                         f"{ntoa(ifa.addr):<17.17} {counts}")
+    return "\n".join(lines) + "\n"
+
+
+def _sockaddr(addr: int, port: int) -> str:
+    host = "*" if addr == 0 else ntoa(addr)
+    return f"{host[:16]}.{port if port else '*'}"
+
+
+def _connections(k: Kernel, aflag: bool) -> str:
+    inet = k.inet
+    rows: list[tuple[str, int, int, int, int, int, int, str]] = []
+    tcp = getattr(inet, "tcp", None)
+    if tcp is not None:
+        for cb in tcp.pcbs():
+            tstate = int(getattr(cb, "state", 0))
+            listening = tstate == 1  # a listener's queue is not data (NetBSD shows sb_cc)
+            rows.append(("tcp", 0 if listening else int(getattr(cb, "recv_q", 0)),
+                         0 if listening else int(getattr(cb, "send_q", 0)),
+                         cb.laddr, cb.lport, cb.faddr, cb.fport,
+                         TCP_STATES[tstate] if 0 <= tstate < len(TCP_STATES) else str(tstate)))
+    seen: set[int] = set()
+    for lst in inet.udp.pcbs.values():
+        for so in lst:
+            if id(so) in seen:
+                continue
+            seen.add(id(so))
+            rows.append(("udp", int(getattr(so, "rcv_cc", 0)), 0, so.laddr, so.lport, so.faddr, so.fport, ""))
+    for so in inet.raw.sockets:
+        rows.append(("raw", int(getattr(so, "rcv_cc", 0)), 0, so.laddr, 0, so.faddr, 0, ""))
+    if not aflag:
+        rows = [r for r in rows if r[5] != 0]
+    head = "Active Internet connections" + (" (including servers)" if aflag else "")
+    lines = [head,
+             f"{'Proto':<5.5} {'Recv-Q':<6.6} {'Send-Q':<6.6}  {'Local Address':<22.22} "
+             f"{'Foreign Address':<22.22} State"]
+    for proto, rq, sq, la, lp, fa, fp, state in rows:
+        lines.append(f"{proto:<5.5} {rq:>6} {sq:>6}  {_sockaddr(la, lp):<22.22} {_sockaddr(fa, fp):<22.22} {state}")
+    return "\n".join(lines) + "\n"
+
+
+def netstat(k: Kernel, argv: list[str]) -> str:
+    return on_cpu(k, lambda: _netstat(k, argv))
+
+
+def _netstat(k: Kernel, argv: list[str]) -> str:
+    flags: set[str] = set()
+    opts: dict[str, str] = {}
+    args = list(argv)
+    while args:
+        a = args[0]
+        if not a.startswith("-") or len(a) < 2:
+            break
+        args.pop(0)
+        if a == "--":
+            break
+        j = 1
+        while j < len(a):
+            ch = a[j]
+            if ch in _ARGOPTS:
+                rest = a[j + 1:]
+                if rest:
+                    opts[ch] = rest
+                elif args:
+                    opts[ch] = args.pop(0)
+                else:
+                    raise UsageError(USAGE)
+                break
+            if ch not in "AabdgiLmnqrsSvtz":
+                raise UsageError(USAGE)
+            flags.add(ch)
+            j += 1
+    if args:
+        raise UsageError(USAGE)
+    fam = opts.get("f")
+    if fam is not None and fam not in ("inet", "inet6", "local", "unix", "link"):
+        raise OSError(errno.EINVAL, f"netstat: {fam}: unknown address family")
+    if k.inet is None:
+        raise OSError(errno.EAFNOSUPPORT, "netstat: no inet domain in this kernel")
+    if fam is not None and fam != "inet" and "r" in flags:
+        return "Routing tables\n"
+    if "r" in flags:
+        if "s" in flags:
+            return "routing:\n"
+        return kernel_rttable(k)
+    if "s" in flags:
+        return _stats(k, opts.get("p"))
+    if "i" in flags or "I" in opts:
+        return _interfaces(k, opts.get("I"))
+    if fam is not None and fam != "inet":
+        return ""
+    return _connections(k, "a" in flags)
