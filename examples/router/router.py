@@ -145,6 +145,9 @@ def demo() -> int:
         k.ifconfig(ifname, "linkstr", seg)
         k.ifconfig(ifname, "inet", addr)
         k.ifconfig(ifname, "up")
+    # Give each wire a little latency (netem on the router's side), so round trips show.
+    r.tc("qdisc", "add", "dev", "wire0", "root", "netem", "delay", "2ms", "200us")
+    r.tc("qdisc", "add", "dev", "wire1", "root", "netem", "delay", "3ms")
     h1.route("add", "default", "10.0.1.254")
     h2.route("add", "default", "10.0.2.254")
     print(r.sysctl("-w", "net.inet.ip.forwarding=1").rstrip())
@@ -156,6 +159,8 @@ def demo() -> int:
     for k in (h1, r, h2):
         show(k, "routes and ARP cache")
     print(r.ifconfig("-a").rstrip())
+    print()
+    print(r.tc("-s", "qdisc", "show", "dev", "wire0").rstrip())
     return 0
 
 

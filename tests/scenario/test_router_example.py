@@ -1,0 +1,63 @@
+"""examples/router: the demo (the README's first command) and the configured router."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROUTER = Path(__file__).resolve().parents[2] / "examples" / "router" / "router.py"
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROUTER), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_pings_across_the_router_and_exits_0() -> None:
+    r = run("--demo")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.count("3 packets transmitted, 3 packets received, 0.0% packet loss") == 2
+    assert "net.inet.ip.forwarding: 0 -> 1" in out
+    assert "default            10.0.1.254         UGS" in out
+    assert "10.0.1/24          link#2             UC" in out
+    assert "? (10.0.2.1) at " in out  # the router's ARP cache learned h2
+    assert "qdisc netem 8001: root" in out
+
+
+def test_usage_errors_exit_2() -> None:
+    r = run()
+    assert r.returncode == 2
+    assert "usage:" in r.stderr
+    r = run("--bogus")
+    assert r.returncode == 2
+
+
+def test_configured_router_on_wires_runs_and_stops(tmp_path: Path) -> None:
+    cfg = tmp_path / "r.toml"
+    cfg.write_text(
+        'hostname = "r9"\nforwarding = true\n'
+        '[[interface]]\nname = "wire0"\nlink = "cfg-a"\naddress = "10.5.1.1/24"\n'
+        '[[interface]]\nname = "wire1"\nlink = "cfg-b"\naddress = "10.5.2.1/24"\nmtu = 1400\n'
+        '[[route]]\ndestination = "10.9.0.0/16"\ngateway = "10.5.2.7"\n'
+        '[[proxy_arp]]\naddress = "10.5.1.77"\n'
+        '[sysctl]\n"net.inet.ip.ttl" = 32\n'
+    )
+    r = run("--config", str(cfg), "--duration", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert "router r9 up" in r.stderr and "router r9 stopped" in r.stderr
+
+
+def test_bad_config_files_name_the_field(tmp_path: Path) -> None:
+    cases = {
+        'hostname = "x"\n': "interface: at least one",
+        '[[interface]]\nname = "wire0"\n': "interface[0].address: missing",
+        '[[interface]]\nname = "wire0"\naddress = "10.1.1.1/24"\nmtu = "big"\n': "interface[0].mtu: expected int",
+        "this is not toml": "r.toml",
+    }
+    for text, needle in cases.items():
+        cfg = tmp_path / "r.toml"
+        cfg.write_text(text)
+        r = run("--config", str(cfg), "--duration", "0.2")
+        assert r.returncode == 1, text
+        assert needle in r.stderr, (text, r.stderr)
