@@ -24,6 +24,7 @@ import concurrent.futures
 import errno
 import selectors
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable
 from typing import Any, TypeVar
 
@@ -190,9 +191,14 @@ class Scheduler:
         self._driver: int | None = None  # thread id of a thread inside run_until_complete
         self._bg_thread: threading.Thread | None = None
         self.kernels: list[Any] = []  # booted kernels, in boot order
+        if not isinstance(loop, VirtualEventLoop):
+            self.now = time.monotonic  # type: ignore[method-assign]
 
     # -- clock and callouts ---------------------------------------------------------
     def now(self) -> float:
+        """The kernel clock: the loop's clock on virtual time. On real time it is
+        ``time.monotonic()``, the base asyncio's own loop uses; uvloop's ``time()`` is
+        libuv's cached millisecond clock, too coarse for RTTs and pcap timestamps."""
         return self.loop.time()
 
     def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
