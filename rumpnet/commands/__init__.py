@@ -124,4 +124,8 @@ def run_command(k: Kernel, name: str, argv: list[str]) -> Any:
     fn = COMMANDS.get(name)
     if fn is None:
         raise OSError(errno.ENOENT, f"{name}: command not found")
+    # A sockin kernel has no interfaces or routes: NetBSD's sockin answers EOPNOTSUPP.
+    from rumpnet.sockin import refuse_command
+
+    refuse_command(k, name)
     return fn(k, [str(a) for a in argv])
