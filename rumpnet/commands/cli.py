@@ -39,8 +39,7 @@ def _run(name: str, argv: list[str] | None = None) -> int:
         return 2
     except PingFailed as e:
         if e.output:
-            sys.stdout.write(e.output if e.output.endswith("\n") else e.output + "\n")
-            sys.stdout.flush()
+            _write_output(name, e.output)
         else:
             print(_message(prog, name, e), file=sys.stderr)
         return int(e.exit_status)
@@ -50,9 +49,26 @@ def _run(name: str, argv: list[str] | None = None) -> int:
     finally:
         client.close()
     if out:
-        text = str(out)
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        _write_output(name, str(out))
     return 0
+
+
+def _write_output(name: str, text: str) -> None:
+    """The tool's output on stdout; ping's warnings ("ping: sendto: No route to host",
+    NetBSD's warn(3)) on stderr as NetBSD's ping prints them (t_route.sh matches them
+    there). Before this fix they went to stdout with the rest."""
+    if not text.endswith("\n"):
+        text += "\n"
+    if name == "ping":
+        lines = text.splitlines(keepends=True)
+        warn = "".join(ln for ln in lines if ln.startswith("ping: "))
+        text = "".join(ln for ln in lines if not ln.startswith("ping: "))
+        if warn:
+            sys.stdout.flush()
+            sys.stderr.write(warn)
+            sys.stderr.flush()
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def ifconfig_main(argv: list[str] | None = None) -> int:
