@@ -209,7 +209,7 @@ def run(config_path: str, live: bool, server: str | None, duration: float | None
     k.serve_background()
     srv = None
     if server:
-        from rumpnet.server.rump_server import serve_kernel  # type: ignore[import-not-found]
+        from rumpnet.server.rump_server import serve_kernel
 
         srv = serve_kernel(k, server)
     stop = threading.Event()
@@ -227,6 +227,8 @@ def run(config_path: str, live: bool, server: str | None, duration: float | None
     while not stop.wait(0.2):
         if deadline is not None and time.monotonic() >= deadline:
             break
+        if srv is not None and srv.stop_event.is_set():
+            break  # rump.halt from a client
     stop.set()
     if srv is not None:
         srv.close()

@@ -416,6 +416,42 @@ def _components(o: Options, allserver: bool) -> list[str]:
     return names
 
 
+class EmbeddedServer:
+    """A running :class:`RumpServer` for a kernel booted elsewhere (``serve_kernel``)."""
+
+    def __init__(self, server: RumpServer, path: str | None) -> None:
+        self.server = server
+        self.path = path
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set when a client asked the server to halt (``rump.halt``)."""
+        return self.server.stop_event
+
+    def close(self) -> None:
+        k = self.server.k
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.aclose(), k.sched.loop).result(5)
+        except Exception:
+            pass
+        self.server.pool.shutdown(wait=False, cancel_futures=True)
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+def serve_kernel(k: Any, url: str, verbose: bool = False) -> EmbeddedServer:
+    """Serve remote system calls for an already booted kernel at ``url`` (the kernel's
+    scheduler is put in the background if it is not already there)."""
+    sock, path = listen_socket(url)
+    server = RumpServer(k, verbose=verbose)
+    k.sched.start_background()
+    asyncio.run_coroutine_threadsafe(server.start(sock), k.sched.loop).result(10)
+    return EmbeddedServer(server, path)
+
+
 def serve(o: Options, allserver: bool, ready: Any = None) -> int:
     """Boot, listen and serve until halted or signalled. ``ready(error_or_None)`` is called
     once the server accepts connections (or failed to start)."""

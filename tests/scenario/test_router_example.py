@@ -61,3 +61,34 @@ def test_bad_config_files_name_the_field(tmp_path: Path) -> None:
         r = run("--config", str(cfg), "--duration", "0.2")
         assert r.returncode == 1, text
         assert needle in r.stderr, (text, r.stderr)
+
+
+def test_router_is_reconfigured_at_run_time_with_the_tools(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import time
+
+    cfg = tmp_path / "r.toml"
+    cfg.write_text('[[interface]]\nname = "wire0"\nlink = "rt-a"\naddress = "10.6.1.1/24"\n')
+    sock = tmp_path / "router.sock"
+    bindir = Path(sys.executable).parent
+    env = dict(os.environ, RUMP_SERVER=f"unix://{sock}", PATH=f"{bindir}:{os.environ.get('PATH', '')}")
+    p = subprocess.Popen([sys.executable, str(ROUTER), "--config", str(cfg), "--server", f"unix://{sock}", "--duration", "60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sock.exists()
+        tool = shutil.which("rump.route", path=env["PATH"]) or "rump.route"
+        r = subprocess.run([tool, "add", "10.20.0.0/16", "10.6.1.9"], env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([tool.replace("rump.route", "rump.netstat"), "-rn"], env=env, capture_output=True, text=True, timeout=30)
+        assert "10.20/16" in r.stdout and "10.6.1.9" in r.stdout, r.stdout
+        r = subprocess.run([tool.replace("rump.route", "rump.halt")], env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
