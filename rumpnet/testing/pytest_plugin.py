@@ -1,1 +1,142 @@
-"""pytest plugin: fixtures for kernels and wires (filled in below)."""
+"""pytest plugin (entry point ``pytest11: rumpnet``): kernels, networks and faulty links.
+
+Fixtures:
+
+* ``rump_seed`` -- the seed of this test: ``--rump-seed N``, else ``$RUMP_SEED``, else 1;
+  printed in the report of a failing test ("rumpnet seed: N") so the run can be replayed;
+* ``rump_kernel`` -- a kernel on a fresh virtual clock, halted afterwards;
+* ``rump_network`` -- an empty :class:`rumpnet.faults.network.Network` with that seed;
+* ``faulty_wire`` -- hosts ``a`` (10.0.1.1) and ``b`` (10.0.1.2) on link ``wire``.
+
+Marker ``@pytest.mark.netem("delay 10ms loss 1%", link="lan", direction="both")``
+impairs the network fixture's links of that name (every link when ``link`` is not given),
+now or as soon as they are added; several markers apply in order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+DEFAULT_SEED = 1
+SEED_KEY = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rumpnet")
+    group.addoption("--rump-seed", action="store", type=int, default=None, dest="rump_seed",
+                    help="seed of rumpnet kernels and networks (default: $RUMP_SEED, else 1)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "netem(spec, link=None, direction='both'): impair the rump_network/faulty_wire links "
+        "(tc-netem options or keyword parameters)")
+
+
+def _seed(config: pytest.Config) -> int:
+    opt = config.getoption("rump_seed", default=None)
+    if opt is not None:
+        return int(opt)
+    env = os.environ.get("RUMP_SEED")
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise pytest.UsageError(f"RUMP_SEED={env!r} is not an integer") from None
+    return DEFAULT_SEED
+
+
+@pytest.fixture
+def rump_seed(request: pytest.FixtureRequest, record_property: Any) -> int:
+    seed = _seed(request.config)
+    request.node.stash[SEED_KEY] = seed
+    record_property("rumpnet_seed", seed)
+    return seed
+
+
+@pytest.fixture
+def rump_kernel(rump_seed: int) -> Iterator[Any]:
+    from rumpkern import rump_init
+    from rumpkern.sched import Scheduler
+
+    sched = Scheduler(virtual=True)
+    k = rump_init(clock="virtual", seed=rump_seed, scheduler=sched)
+    try:
+        yield k
+    finally:
+        k.halt()
+        if sched.background:
+            sched.stop_background()
+        if not sched.loop.is_running():
+            sched.loop.close()
+
+
+def _apply_markers(request: pytest.FixtureRequest, net: Any) -> None:
+    for mark in reversed(list(request.node.iter_markers("netem"))):  # closest last
+        spec = mark.args[0] if mark.args else None
+        kw = dict(mark.kwargs)
+        link = kw.pop("link", None)
+        direction = kw.pop("direction", "both")
+        try:
+            net.preset(spec, link=link, direction=direction, **kw)
+        except ValueError as e:
+            raise pytest.UsageError(f"@pytest.mark.netem: {e}") from None
+
+
+@pytest.fixture
+def rump_network(request: pytest.FixtureRequest, rump_seed: int) -> Iterator[Any]:
+    from rumpnet.faults.network import Network
+
+    net = Network(seed=rump_seed)
+    try:
+        _apply_markers(request, net)
+        yield net
+    finally:
+        net.close()
+
+
+class FaultyWire:
+    """Two hosts on one impaired link: ``a``, ``b`` (Hosts), ``link``, ``net``."""
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+        self.a = net.host("a")
+        self.b = net.host("b")
+        self.link = net.link("wire")
+
+    def impair(self, spec: Any = None, direction: str = "both", **params: Any) -> Any:
+        return self.link.impair(spec, direction=direction, **params)
+
+    def partition(self, direction: str = "both") -> Any:
+        return self.link.partition(direction)
+
+    def heal(self, direction: str = "both") -> Any:
+        return self.link.heal(direction)
+
+    def counters(self, direction: str = "both") -> dict[str, int]:
+        return self.link.counters(direction)  # type: ignore[no-any-return]
+
+    def run_for(self, seconds: float) -> None:
+        self.net.run_for(seconds)
+
+
+@pytest.fixture
+def faulty_wire(rump_network: Any) -> FaultyWire:
+    rump_network.add_host("a")
+    rump_network.add_host("b")
+    rump_network.add_link("wire", "a", "b", subnet="10.0.1.0/24")
+    return FaultyWire(rump_network)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    outcome: Any = yield
+    rep = outcome.get_result()
+    seed = item.stash.get(SEED_KEY, None)
+    if seed is not None and rep.failed:
+        rep.sections.append(("rumpnet", f"rumpnet seed: {seed} (replay with --rump-seed {seed})"))
