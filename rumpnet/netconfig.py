@@ -176,6 +176,15 @@ class NetConfig:
                 else:
                     # rtrequest: the gateway must be on a directly connected network.
                     ifa = inet.ifa_on_link(gw) if out_ifp is None else (out_ifp.addrs[0] if out_ifp.addrs else None)
+                    if ifa is None and out_ifp is None:
+                        # NetBSD's rtrequest also takes a gateway reached by a route that
+                        # is not itself through a gateway (an interface route such as
+                        # "add -net 10.0.3.0/24 -connected -link -iface shmif0";
+                        # t_route.sh route_command_add). Before this fix: ENETUNREACH.
+                        via = inet.routes.lookup(gw)
+                        if via is not None and via.ifp is not None and via.ifa is not None and \
+                                not via.flags & (RTF_GATEWAY | RTF_REJECT | RTF_BLACKHOLE):
+                            ifa = via.ifa
                     if ifa is None:
                         raise kerr(errno.ENETUNREACH, "Network is unreachable")
                     out_ifp = ifa.ifp

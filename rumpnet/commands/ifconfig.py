@@ -54,6 +54,16 @@ def status(ifp: Ifnet, verbose: bool = False) -> str:
     else:
         lines.append("\tstatus: active")
     if verbose:
+        # NetBSD's ifconfig -v prints the link state (tests/net/if_shmif/t_shmif.sh greps
+        # it). shmif's link is up once it has a bus (linkstr), whether IFF_UP or not,
+        # down with media none, unknown without a bus; before this fix it was not shown.
+        if ifp.loopback:
+            ls = "up"
+        elif ifp.driver is None:
+            ls = "unknown"
+        else:
+            ls = "down" if ifp.media == "none" else "up"
+        lines.append(f"\tlinkstate: {ls}")
         st: Any = ifp.stats
         inp = f"\tinput: {st.ipackets} packets, {st.ibytes} bytes"
         if st.imcasts:
@@ -131,6 +141,10 @@ def _ifconfig(k: Kernel, argv: list[str]) -> str:
                     return ""
             else:
                 raise UsageError(USAGE)
+    if not argv:
+        # NetBSD's ifconfig with no arguments lists all interfaces (as -a); tests/net
+        # scripts run plain ``rump.ifconfig``. Before this fix it was a usage error.
+        all_ = True
     if cloners:
         if args or all_ or listnames:
             raise UsageError(USAGE)
@@ -152,7 +166,9 @@ def _ifconfig(k: Kernel, argv: list[str]) -> str:
     name = args.pop(0)
     if name.startswith("-"):
         raise UsageError(USAGE)
-    if not args:
+    if not args or args == ["inet"]:
+        # "ifconfig IF inet" shows the interface with its inet addresses (NetBSD; the
+        # only family here). Before this fix it printed nothing.
         ifp = k.ifnet.get(name)
         if ifp is None:
             raise OSError(errno.ENXIO, f"ifconfig: SIOCGIFFLAGS {name}: Device not configured")
@@ -228,6 +244,11 @@ def _configure(k: Kernel, name: str, args: list[str]) -> str:
             delete = True
         elif w in ("-arp", "arp", "debug", "-debug", "link0", "-link0", "link1", "-link1", "link2", "-link2",
                    "mediaopt", "-mediaopt"):
+            pass
+        elif w == "active":
+            # "link ADDR active" (NetBSD: make the new link address the active one):
+            # "link" here always replaces the active address, so nothing more to do.
+            # Before this fix "active" was a usage error (t_ifconfig.sh uses it).
             pass
         elif w[:1].isdigit() and addr is None:
             _check_addr(w)

@@ -88,7 +88,8 @@ def gateway_name(rt: Rtentry) -> str:
         return ntoa(rt.gateway) if rt.gateway else "default"
     if rt.flags & RTF_LOCAL and rt.ifa is not None:
         owner = rt.ifa.ifp
-        return owner.name if owner.loopback else format_mac(owner.lladdr)
+        # NetBSD shows the owning interface's empty link address (t_ipaddress.sh).
+        return owner.name if owner.loopback else f"link#{owner.index}"
     return f"link#{rt.ifp.index}" if rt.ifp is not None else "-"
 
 
@@ -213,6 +214,12 @@ def _parse(cmd: str, args: list[str]) -> _Req:
                 r.clear_flags |= RTF_STATIC
             elif kw == "proxy":
                 r.set_flags |= 0x20000
+            elif kw == "connected":
+                # NetBSD route(8) -connected (RTF_CONNECTED); tests/net/route/t_route.sh
+                # uses it. Before this fix it was an invalid option.
+                r.set_flags |= RTF_CONNECTED
+            elif kw == "noconnected":
+                r.clear_flags |= RTF_CONNECTED
             elif kw in ("cloning", "xresolve", "llinfo", "inet", "nocloning", "cloned", "nocloned"):
                 pass
             elif kw == "mtu":
@@ -262,7 +269,11 @@ def _parse(cmd: str, args: list[str]) -> _Req:
 
 
 def _msg(cmd: str, r: _Req) -> str:
-    s = f"{cmd} {'net' if r.net else 'host'} {r.dest}"
+    # NetBSD's route prints the destination as getaddr() left it: "10.0.2.0/24" becomes
+    # "10.0.2.0" (it writes a NUL over the '/'); t_route.sh matches "add net 10.0.0.1:
+    # gateway shmif0" for "add -net 10.0.0.1/32 ...". Before this fix the /len stayed.
+    dest = (r.dest or "").split("/", 1)[0]
+    s = f"{cmd} {'net' if r.net else 'host'} {dest}"
     if r.gateway is not None:
         s += f": gateway {r.gateway}"
     return s
@@ -277,15 +288,20 @@ def _failure(cmd: str, r: _Req, e: OSError) -> OSError:
 def _do_add(k: Kernel, r: _Req) -> Rtentry:
     cfg = k.config
     assert r.dest is not None
-    rt = cfg.route_add(r.dest, r.gateway, host=r.host, net=r.net, netmask=r.netmask,
-                       interface=r.iface or r.link, ifp=r.ifp,
+    gateway, ifp = r.gateway, r.ifp
+    if gateway is not None and (r.iface or r.link) and k.ifnet.get(gateway) is not None:
+        # "-link -iface shmif0": the gateway is the interface itself (a sockaddr_dl in
+        # NetBSD); t_route.sh route_non_subnet_gateway. Before this fix: EINVAL.
+        gateway, ifp = None, gateway
+    rt = cfg.route_add(r.dest, gateway, host=r.host, net=r.net, netmask=r.netmask,
+                       interface=r.iface or r.link, ifp=ifp,
                        reject=bool(r.set_flags & RTF_REJECT), blackhole=bool(r.set_flags & RTF_BLACKHOLE),
                        mtu=r.mtu or 0, static=not r.clear_flags & RTF_STATIC)
     if r.gateway is not None and rt.gateway is None and not (r.iface or r.link):
         # A reject/blackhole route through a local address keeps its gateway (UGHR).
         rt.gateway = aton_strict(r.gateway)
         rt.flags |= RTF_GATEWAY
-    rt.flags |= r.set_flags & 0x20000
+    rt.flags |= r.set_flags & (0x20000 | RTF_CONNECTED)
     if r.ifa is not None:
         _set_ifa(k, rt, r.ifa)
     k.net.routes.invalidate()
@@ -413,7 +429,19 @@ def _route(k: Kernel, argv: list[str]) -> str:
         if cmd == "add":
             _do_add(k, r)
         elif cmd == "delete":
-            k.config.route_delete(r.dest, host=r.host, net=r.net, netmask=r.netmask)
+            try:
+                k.config.route_delete(r.dest, host=r.host, net=r.net, netmask=r.netmask)
+            except OSError as e:
+                # In NetBSD an ARP entry is an LLINFO host route in the table (netstat -r
+                # lists it, here too), so "route delete 10.0.1.1" removes it
+                # (t_forwarding.sh test_ping_success). Before this fix: "not in table".
+                lle = None
+                if e.errno == errno.ESRCH and not r.net and r.dest != "default" and "/" not in r.dest \
+                        and k.inet is not None:
+                    lle = k.inet.arp.lookup(aton_strict(r.dest))
+                if lle is None or lle.published:
+                    raise
+                k.config.arp_delete(ntoa(lle.ip))
         else:
             _do_change(k, r)
     except OSError as e:
