@@ -1,0 +1,146 @@
+"""In-process workloads (no tap, no root): kernel boot and kernel-to-kernel TCP bulk.
+
+    python -m bench.inproc boot [--count N] [--seconds S]
+    python -m bench.inproc k2k --size BYTES --mtu MTU [--max-seconds S]
+
+Each prints one JSON object. The benchmark runs them in a subprocess with a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import hashlib
+import itertools
+import json
+import os
+import socket
+import statistics
+import time
+from typing import Any
+
+_seg = itertools.count(1)
+
+
+def boot(count: int, seconds: float) -> dict[str, Any]:
+    """Boot time (each kernel halted after) and kernels booted per second into one process
+    (kept alive, as a process hosting many kernels does, then halted)."""
+    from rumpkern import rump_init
+    from rumpkern.sched import Scheduler
+
+    sched = Scheduler(virtual=False)
+    rump_init(clock="real", seed=1, scheduler=sched).halt()  # warm imports
+    times = []
+    for i in range(count):
+        t = time.perf_counter()
+        k = rump_init(clock="real", seed=i, scheduler=sched)
+        times.append(time.perf_counter() - t)
+        k.halt()
+    kept: list[Any] = []
+    gc.collect()
+    t0 = time.perf_counter()
+    while len(kept) < count * 20 and time.perf_counter() - t0 < seconds:
+        kept.append(rump_init(clock="real", seed=len(kept), scheduler=sched))
+    dt = time.perf_counter() - t0
+    n = len(kept)
+    for k in kept:
+        k.halt()
+    return {"boot_ms": statistics.median(times) * 1e3, "boot_p99_ms": sorted(times)[int(0.99 * (len(times) - 1))] * 1e3,
+            "boots": count, "kernels_kept": n, "seconds": dt, "boots_per_s": n / dt}
+
+
+def k2k(size: int, mtu: int, max_seconds: float) -> dict[str, Any]:
+    """Two kernels on an in-process wire (one scheduler, real clock): bulk TCP a -> b."""
+    from rumpkern import rump_init
+    from rumpkern.sched import Scheduler
+
+    sched = Scheduler(virtual=False)
+    seg = f"bench-k2k-{os.getpid()}-{next(_seg)}"
+    a = rump_init(clock="real", seed=1, scheduler=sched)
+    b = rump_init(clock="real", seed=2, scheduler=sched)
+    for k, addr in ((a, "10.96.0.1/24"), (b, "10.96.0.2/24")):
+        k.config.if_create("wire0")
+        k.config.if_set_linkstr("wire0", seg)
+        try:
+            k.config.if_set_mtu("wire0", mtu)
+        except OSError:
+            if mtu < 65000:
+                raise
+            mtu = 65535 - 14  # builds that count the Ethernet header in the 64 KB frame limit
+            k.config.if_set_mtu("wire0", mtu)
+        k.config.addr_add("wire0", addr)
+        k.config.if_up("wire0")
+    chunk = bytes(range(256)) * 1024  # 256 KB
+    want = hashlib.sha256()
+    off = 0
+    while off < size:
+        want.update(chunk[: min(len(chunk), size - off)])
+        off += len(chunk)
+
+    async def run() -> dict[str, Any]:
+        from rumpnet import streams
+
+        done: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+        async def sink(reader: Any, writer: Any) -> None:
+            h = hashlib.sha256()
+            n = 0
+            while True:
+                d = await reader.read(256 * 1024)
+                if not d:
+                    break
+                n += len(d)
+                h.update(d)
+            if not done.done():
+                done.set_result((n, h.hexdigest()))
+            writer.close()
+
+        server = await streams.start_server(b, sink, "10.96.0.2", 5001)
+        t0 = time.perf_counter()
+        _r, w = await streams.open_connection(a, "10.96.0.2", 5001)
+        off = 0
+        while off < size:
+            piece = chunk[: min(len(chunk), size - off)]
+            w.write(piece)
+            await w.drain()
+            off += len(piece)
+        w.write_eof()
+        n, sha = await asyncio.wait_for(done, max_seconds)
+        dt = time.perf_counter() - t0
+        w.close()
+        server.close()
+        return {"bytes": n, "seconds": dt, "MBps": n / dt / 1e6, "verified": n == size and sha == want.hexdigest(),
+                "mtu": mtu}
+
+    try:
+        r = sched.run_coroutine(run())
+    except TimeoutError:
+        r = {"error": f"timeout after {max_seconds}s"}
+    finally:
+        a.halt()
+        b.halt()
+    if "verified" in r and not r["verified"]:
+        r = {"error": "sha256 mismatch", **r}
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["boot", "k2k"])
+    ap.add_argument("--count", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--size", type=int, default=20_000_000)
+    ap.add_argument("--mtu", type=int, default=1500)
+    ap.add_argument("--max-seconds", type=float, default=60.0)
+    a = ap.parse_args()
+    try:
+        r = boot(a.count, a.seconds) if a.what == "boot" else k2k(a.size, a.mtu, a.max_seconds)
+    except (OSError, ValueError, RuntimeError) as e:
+        r = {"error": f"{type(e).__name__}: {e}"}
+    print(json.dumps(r), flush=True)
+
+
+if __name__ == "__main__":
+    _ = socket  # the stdlib module is imported for its constants by rumpnet
+    main()

@@ -1,0 +1,229 @@
+"""The stacks under test, each brought up as a server the Linux client in a namespace talks to.
+
+Every stack is a context manager yielding a :class:`Target` (the namespace the client runs
+in and the server's address). Everything is created under the ``rbn`` prefix
+(``rbn-PID-N`` namespaces, ``rbnPIDxN`` links) and removed on exit; the server processes
+run inside the namespaces, so removing a namespace also kills what runs there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import rumpkern  # noqa: F401  (first: importing rumpnet.virtif before rumpkern can be circular)
+from rumpnet.testing.netns import NetNS, move_link_to_netns, ns_configure, ns_popen, ns_run, unique_ifname
+from rumpnet.virtif.hostif import off_loop
+
+PREFIX = "rbn"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVE = os.path.join(ROOT, "examples", "services", "serve.py")
+PEERS = os.path.join(ROOT, "bench", "peers")
+VENVS = os.path.join(ROOT, "bench", ".venvs")
+
+PEER_SPECS = {  # stack -> (venv dir, pip requirement, import name, server script)
+    "pytcp": ("pytcp", "PyTCP==2.7.6", "pytcp", "pytcp_serve.py"),
+    "pmd-pytcp": ("pmd-pytcp", "pmd-pytcp==0.3.8", "pmd_pytcp", "pmd_pytcp_serve.py"),
+}
+
+
+class StackUnavailable(Exception):
+    """The stack cannot run here; the message says why (reported as n/a)."""
+
+
+@dataclass
+class Target:
+    stack: str
+    ns: NetNS
+    host: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _read_ready(proc: Any, timeout: float) -> dict[str, Any]:
+    """The server's JSON "ready" line, or StackUnavailable with its stderr."""
+    out = proc.stdout
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        r, _, _ = select.select([out], [], [], 0.2)
+        if r:
+            line = out.readline()
+            if not line:
+                break
+            with contextlib.suppress(ValueError):
+                msg = json.loads(line)
+                if isinstance(msg, dict) and msg.get("ready"):
+                    return msg
+    err = ""
+    if proc.poll() is not None:
+        with contextlib.suppress(Exception):
+            err = proc.popen.stderr.read()[-800:]
+    raise StackUnavailable(f"server did not become ready in {timeout:.0f}s: {err.strip() or 'no output'}")
+
+
+def wait_reachable(ns: NetNS, host: str, timeout: float = 30.0) -> float:
+    """Ping until ``host`` answers (stacks differ in how long ARP/ACD take); seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        r = ns_run(ns, ["ping", "-c", "1", "-W", "1", host], timeout=5)
+        if r.returncode == 0:
+            return time.monotonic() - t0
+        time.sleep(0.2)
+    raise StackUnavailable(f"{host} did not answer ping within {timeout:.0f}s")
+
+
+def wait_tcp(ns: NetNS, host: str, port: int = 7, timeout: float = 20.0) -> None:
+    code = ("import socket,sys,time\n"
+            "t=time.time()\n"
+            "while time.time()-t<float(sys.argv[3]):\n"
+            "    try:\n"
+            "        s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=1)\n"
+            "        s.sendall(b'x'); s.recv(1); s.close(); sys.exit(0)\n"
+            "    except OSError: time.sleep(0.2)\n"
+            "sys.exit(1)\n")
+    r = ns_run(ns, [sys.executable, "-c", code, host, str(port), str(timeout)], timeout=timeout + 10)
+    if r.returncode != 0:
+        raise StackUnavailable(f"TCP echo on {host}:{port} not answering within {timeout:.0f}s")
+
+
+# -- virtif capabilities ---------------------------------------------------------------
+def virtif_offload() -> tuple[str | None, str]:
+    """(offload mode to ask for, description) or (None, why it is not available)."""
+    sys.path.insert(0, os.path.dirname(SERVE))
+    try:
+        from serve import virtif_modes  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    info = virtif_modes()
+    if info["offload_param"] is None:
+        from rumpnet.virtif.if_virt import VirtifDriver
+
+        mode = getattr(VirtifDriver, "offload_mode", None)
+        return None, (f"not available: VirtifDriver has vnet_hdr but no offload mode in this build "
+                      f"(keywords {', '.join(info['params'])}; offload_mode {mode or 'none'})")
+    modes = info["offload_modes"]
+    want = next((m for m in ("tso", "gso", "tso4", "full", "csum") if m in modes), modes[0] if modes else "tso")
+    return want, f"offload={want} (modes: {modes or 'unknown'})"
+
+
+# -- the stacks ------------------------------------------------------------------------
+@contextlib.contextmanager
+def rumpnet_stack(index: int, offload: str | None = None) -> Iterator[Target]:
+    name = "rumpnet-offload" if offload else "rumpnet-plain"
+    with NetNS(PREFIX) as ns:
+        tap = unique_ifname(PREFIX)
+        host, mine = f"10.97.{index}.2", f"10.97.{index}.1/24"
+        argv = [sys.executable, "-u", SERVE, "--tap", tap, "--address", f"{host}/24", "--seed", "1"]
+        if offload:
+            argv += ["--offload", offload]
+        with ns_popen(ns, argv) as proc:
+            info = _read_ready(proc, 30)
+            ns_configure(ns, tap, mine)
+            wait_reachable(ns, host)
+            wait_tcp(ns, host)
+            yield Target(name, ns, host, info)
+
+
+@contextlib.contextmanager
+def linux_stack(index: int) -> Iterator[Target]:
+    """Linux on both ends: client namespace <-> veth <-> server namespace running the same
+    Python services (asyncio, uvloop if installed) on kernel sockets."""
+    with NetNS(PREFIX) as client_ns, NetNS(PREFIX) as server_ns:
+        a, b = unique_ifname(PREFIX), unique_ifname(PREFIX)
+        off_loop(_veth_add, a, b)
+        try:
+            move_link_to_netns(a, client_ns)
+            move_link_to_netns(b, server_ns)
+        except BaseException:
+            off_loop(_link_del, a)
+            raise
+        host = f"10.97.{index}.2"
+        ns_configure(client_ns, a, f"10.97.{index}.1/24")
+        ns_configure(server_ns, b, f"{host}/24")
+        with ns_popen(server_ns, [sys.executable, "-u", SERVE, "--host-stack"]) as proc:
+            info = _read_ready(proc, 30)
+            wait_reachable(client_ns, host)
+            wait_tcp(client_ns, host)
+            yield Target("linux", client_ns, host, info)
+
+
+def _veth_add(a: str, b: str) -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=a, kind="veth", peer=b)
+
+
+def _link_del(name: str) -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if idx:
+            ipr.link("del", index=idx[0])
+
+
+def peer_python(stack: str) -> str:
+    return os.path.join(VENVS, PEER_SPECS[stack][0], "bin", "python")
+
+
+def peer_ready(stack: str) -> bool:
+    py = peer_python(stack)
+    if not os.path.exists(py):
+        return False
+    r = subprocess.run([py, "-c", f"import {PEER_SPECS[stack][2]}"], capture_output=True, timeout=60)
+    return r.returncode == 0
+
+
+def ensure_peer_venv(stack: str, create: bool) -> str:
+    """The peer's venv python, creating the venv and installing from PyPI if asked."""
+    venv, req, mod, _ = PEER_SPECS[stack]
+    if peer_ready(stack):
+        return peer_python(stack)
+    if not create:
+        raise StackUnavailable(f"skipped: venv bench/.venvs/{venv} absent (quick mode does not create it; "
+                               f"a full run does)")
+    path = os.path.join(VENVS, venv)
+    log(f"{stack}: creating venv {path} and installing {req} from PyPI")
+    base = getattr(sys, "_base_executable", sys.executable)
+    r = subprocess.run([base, "-m", "venv", "--clear", path], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise StackUnavailable(f"cannot create venv: {r.stderr.strip()[-300:]}")
+    r = subprocess.run([os.path.join(path, "bin", "pip"), "install", "-q", req], capture_output=True, text=True,
+                       timeout=900)
+    if r.returncode != 0 or not peer_ready(stack):
+        raise StackUnavailable(f"cannot install {req}: {r.stderr.strip()[-300:]}")
+    return peer_python(stack)
+
+
+@contextlib.contextmanager
+def peer_stack(stack: str, index: int, create_venv: bool) -> Iterator[Target]:
+    py = ensure_peer_venv(stack, create_venv)
+    script = os.path.join(PEERS, PEER_SPECS[stack][3])
+    with NetNS(PREFIX) as ns:
+        tap = unique_ifname(PREFIX)
+        host = f"10.97.{index}.2"
+        # -O: PyTCP guards its per-packet logging with ``__debug__ and log(...)``
+        with ns_popen(ns, [py, "-O", "-u", script, tap, f"{host}/24"]) as proc:
+            info = _read_ready(proc, 60)
+            ns_configure(ns, tap, f"10.97.{index}.1/24")
+            wait_reachable(ns, host, 60)
+            wait_tcp(ns, host)
+            r = subprocess.run([py, "-c", f"import importlib.metadata as m; print(m.version('{PEER_SPECS[stack][1].split('==')[0]}'))"],
+                               capture_output=True, text=True, timeout=60)
+            info["version"] = r.stdout.strip()
+            yield Target(stack, ns, host, info)
+
