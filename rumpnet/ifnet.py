@@ -54,6 +54,61 @@ ETHER_BROADCAST = b"\xff" * 6
 _ETHER_HDR = struct.Struct("!6s6sH")
 _ETHER_TYPE = struct.Struct("!H")
 
+# Interface capabilities (NetBSD ``if.h`` IFCAP_*): what the driver does for the stack.
+IFCAP_TSOv4 = 0x00080
+IFCAP_CSUM_IPv4_Rx = 0x00100
+IFCAP_CSUM_IPv4_Tx = 0x00200
+IFCAP_CSUM_TCPv4_Rx = 0x00400
+IFCAP_CSUM_TCPv4_Tx = 0x00800
+IFCAP_CSUM_UDPv4_Rx = 0x01000
+IFCAP_CSUM_UDPv4_Tx = 0x02000
+IFCAP_CSUM_TCPv6_Rx = 0x04000
+IFCAP_CSUM_TCPv6_Tx = 0x08000
+IFCAP_CSUM_UDPv6_Rx = 0x10000
+IFCAP_CSUM_UDPv6_Tx = 0x20000
+IFCAP_TSOv6 = 0x40000
+
+IFCAP_NAMES = [
+    (IFCAP_TSOv4, "TSO4"), (IFCAP_CSUM_IPv4_Rx, "IP4CSUM_Rx"), (IFCAP_CSUM_IPv4_Tx, "IP4CSUM_Tx"),
+    (IFCAP_CSUM_TCPv4_Rx, "TCP4CSUM_Rx"), (IFCAP_CSUM_TCPv4_Tx, "TCP4CSUM_Tx"),
+    (IFCAP_CSUM_UDPv4_Rx, "UDP4CSUM_Rx"), (IFCAP_CSUM_UDPv4_Tx, "UDP4CSUM_Tx"),
+    (IFCAP_CSUM_TCPv6_Rx, "TCP6CSUM_Rx"), (IFCAP_CSUM_TCPv6_Tx, "TCP6CSUM_Tx"),
+    (IFCAP_CSUM_UDPv6_Rx, "UDP6CSUM_Rx"), (IFCAP_CSUM_UDPv6_Tx, "UDP6CSUM_Tx"),
+    (IFCAP_TSOv6, "TSO6"),
+]
+
+# Per-packet checksum/segmentation state (NetBSD ``m_pkthdr.csum_flags``, ``segsz``).
+M_CSUM_TCPv4 = 0x0001  # tx: the interface completes the TCP checksum; rx: it was checked
+M_CSUM_UDPv4 = 0x0002
+M_CSUM_TSOv4 = 0x0100  # tx: the interface cuts the packet into segsz-sized TCP segments
+M_CSUM_PARTIAL = 0x1000  # the TCP checksum field holds only the pseudo-header sum
+
+
+def ifcap_string(caps: int) -> str:
+    """``ifconfig``'s ``capabilities=7ff80<TSO4,IP4CSUM_Rx,...>`` rendering of ``caps``."""
+    names = ",".join(name for bit, name in IFCAP_NAMES if caps & bit)
+    return f"{caps:x}<{names}>"
+
+
+class Mbuf(bytearray):
+    """A packet (or frame) with offload requests attached, as an mbuf's packet header
+    carries them: ``csum_flags`` (``M_CSUM_*``), ``segsz`` (TSO: TCP payload bytes per
+    segment) and ``csum_start`` (offset of the TCP header in this buffer).
+
+    Plain packets are plain ``bytes``/``bytearray``: only packets that need the interface
+    to finish them (a TSO superframe, a partial checksum) are ``Mbuf``, so the common path
+    pays one ``type(x) is Mbuf`` test. ``ether_output`` keeps the attributes on the frame
+    (``csum_start`` moved past the Ethernet header)."""
+
+    __slots__ = ("csum_flags", "segsz", "csum_start")
+
+    def __init__(self, data: bytes | bytearray | memoryview = b"", csum_flags: int = 0,
+                 segsz: int = 0, csum_start: int = 0) -> None:
+        super().__init__(data)
+        self.csum_flags = csum_flags
+        self.segsz = segsz
+        self.csum_start = csum_start
+
 
 class LinkDriver(Protocol):
     def attach(self, sched: Scheduler, deliver: Callable[[bytes], None]) -> None: ...
@@ -113,6 +168,14 @@ class Ifnet:
         self.bpf_taps: list[Callable[[bytes | bytearray | memoryview], None]] = []
         self._qdisc: dict[str, Any] = {"egress": None, "ingress": None}
         self._ether_hdr_cache: dict[bytes, bytes] = {}
+        # Offloads (set from the driver at attach): IFCAP_* bits, and the largest IP
+        # packet the driver takes for TSO (0: none).
+        self.capabilities = 0
+        self.tso_mtu = 0
+        # Offload state of the frame being input right now (the synchronous path from
+        # the driver to the transport): M_CSUM_* flags and the host's GSO segment size.
+        self.rx_csum_flags = 0
+        self.rx_segsz = 0
         # lwIP's triple: input from the link, link output; ``output`` is IP's entry.
         self.link_transmit: Callable[[bytes | bytearray | memoryview], None] = self._driver_transmit
         self.link_deliver: Callable[[bytes], None] = self.ether_input
@@ -164,7 +227,8 @@ class Ifnet:
         self.flags = (self.flags | IFF_PROMISC) if on else (self.flags & ~IFF_PROMISC)
 
     def set_mtu(self, mtu: int) -> None:
-        limit = 65535 if not self.loopback else 65535
+        # An Ethernet frame (header included) holds at most 65535 bytes, as on Linux taps.
+        limit = 65535 - ETHER_HDR_LEN if not self.loopback else 65535
         if mtu < 68 or mtu > limit:
             raise kerr(errno.EINVAL)
         self.mtu = mtu
@@ -182,12 +246,49 @@ class Ifnet:
             self.detach_driver()
         self.driver = driver
         driver.attach(self.kernel.sched, self._deliver_from_driver)
+        attach_offload = getattr(driver, "attach_offload", None)
+        if attach_offload is not None:
+            # A driver with offloads delivers (frame, csum_flags, segsz) through
+            # _deliver_offload and reports what it can do.
+            attach_offload(self._deliver_offload)
+            self.capabilities = int(getattr(driver, "capabilities", 0))
+            self.tso_mtu = int(getattr(driver, "tso_mtu", 0))
+            self._offload_sysctl()
         self._update_running()
+
+    @property
+    def offload_mode(self) -> str:
+        """The driver's offload mode (``"none"``, ``"csum"``, ``"tso"``) for ifconfig."""
+        return str(getattr(self.driver, "offload_mode", "none"))
+
+    def _offload_sysctl(self) -> None:
+        """``net.link.<cloner>.<ifname>.offload``: the offload mode, writable (the driver
+        renegotiates with the host; capabilities follow)."""
+        path = f"net.link.{self.cloner}.{self.name}.offload"
+        tree = self.kernel.sysctl_tree
+        try:
+            tree.lookup(path)
+            return
+        except OSError:
+            pass
+
+        def setter(v: str) -> None:
+            drv = self.driver
+            if drv is None or not hasattr(drv, "set_offload"):
+                raise kerr(errno.EOPNOTSUPP)
+            drv.set_offload(v)
+            self.capabilities = int(getattr(drv, "capabilities", 0))
+            self.tso_mtu = int(getattr(drv, "tso_mtu", 0))
+
+        tree.add_string(path, lambda: self.offload_mode, setter, choices=("none", "csum", "tso"),
+                        desc="offloads in use: none, csum (checksums) or tso (checksums + TSO/GRO)")
 
     def detach_driver(self) -> None:
         drv, self.driver = self.driver, None
         if drv is not None:
             drv.detach()
+        self.capabilities = 0
+        self.tso_mtu = 0
         self._update_running()
 
     def _driver_transmit(self, frame: bytes | bytearray | memoryview) -> None:
@@ -238,11 +339,60 @@ class Ifnet:
             return
         self._input_entry(frame)
 
+    def _deliver_offload(self, frame: bytes, csum_flags: int, segsz: int = 0) -> None:
+        """A received frame the driver flags: its TCP checksum was checked or is partial
+        (``M_CSUM_TCPv4``, ``M_CSUM_PARTIAL``), or it is a superframe of ``segsz``-byte
+        segments (GRO/TSO from the host). The flags hold for the synchronous input path
+        (``rx_csum_flags``/``rx_segsz``, read by ip_input and the transport). Through an
+        ingress qdisc the frame is delayed, so it goes on as plain frames: a superframe
+        cut into its segments, a partial checksum completed."""
+        if not self.running:
+            self.stats.iqdrops += 1
+            return
+        if self._qdisc["ingress"] is not None:
+            # Faults act on wire frames: a superframe is cut back into the segments it
+            # stands for, a partial checksum completed; they go on as plain frames.
+            from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, tcp_segment_superframe
+
+            if segsz:
+                try:
+                    segs = tcp_segment_superframe(memoryview(frame)[ETHER_HDR_LEN:], segsz)
+                except GsoError:
+                    self.stats.ierrors += 1
+                    return
+                head = bytes(frame[:ETHER_HDR_LEN])
+                for seg in segs:
+                    self._input_entry(head + seg)
+                return
+            if csum_flags & M_CSUM_PARTIAL:
+                done = complete_tcp_csum(frame, ETHER_HDR_LEN)
+                if done is None:
+                    self.stats.ierrors += 1
+                    return
+                frame = done
+            self._input_entry(bytes(frame))
+            return
+        self.rx_csum_flags = csum_flags
+        self.rx_segsz = segsz
+        try:
+            self.ether_input(frame)
+        finally:
+            self.rx_csum_flags = 0
+            self.rx_segsz = 0
+
     def ether_input(self, frame: bytes) -> None:
         """Ethernet II input: filter on destination, dispatch on ethertype."""
         st = self.stats
         n = len(frame)
         if n < ETHER_HDR_LEN:
+            st.ierrors += 1
+            return
+        # NetBSD ether_input: a frame longer than ETHER_MAX_FRAME (MTU + header, plus
+        # a VLAN tag's 4 bytes when tagged) is an input error. Without this check an
+        # oversized frame was taken whole, whatever the interface's MTU.
+        # (A GRO/TSO superframe from an offloading driver, rx_segsz set, is the exception.)
+        if n > self.mtu + ETHER_HDR_LEN and not self.rx_segsz and (
+                n > self.mtu + ETHER_HDR_LEN + 4 or frame[12:14] != b"\x81\x00"):
             st.ierrors += 1
             return
         st.ipackets += 1
@@ -272,6 +422,12 @@ class Ifnet:
             hdr = dst_mac + self.lladdr + _ETHER_TYPE.pack(ethertype)
             if len(self._ether_hdr_cache) < 256:
                 self._ether_hdr_cache[key] = hdr
+        if type(payload) is Mbuf:
+            # Offload requests ride on the frame to the driver.
+            m = Mbuf(hdr, payload.csum_flags, payload.segsz, payload.csum_start + ETHER_HDR_LEN)
+            m += payload
+            self.transmit_frame(m)  # type: ignore[arg-type]
+            return
         frame = hdr + payload
         self.transmit_frame(frame)
 

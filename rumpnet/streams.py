@@ -71,6 +71,9 @@ class RumpStreamReader:
         start = 0
         while True:
             i = self._buf.find(separator, start)
+            if i > self._limit:
+                # as asyncio: the separator is there, but the chunk is over the limit
+                raise asyncio.LimitOverrunError("Separator is found, but chunk is longer than limit", i)
             if i >= 0:
                 end = i + len(separator)
                 data = bytes(self._buf[:end])
@@ -89,6 +92,14 @@ class RumpStreamReader:
             return await self.readuntil(b"\n")
         except asyncio.IncompleteReadError as e:
             return e.partial
+        except asyncio.LimitOverrunError as e:
+            # As asyncio.StreamReader.readline: a line over the limit is discarded and
+            # reported as ValueError (LimitOverrunError leaked out before).
+            if self._buf.startswith(b"\n", e.consumed):
+                del self._buf[: e.consumed + 1]
+            else:
+                self._buf.clear()
+            raise ValueError(e.args[0]) from None
 
     def __aiter__(self) -> RumpStreamReader:
         return self
@@ -258,6 +269,12 @@ class RumpServer:
 
     async def wait_closed(self) -> None:
         await self._closed
+        # Let the cancelled accept loop finish too: a task still pending when the loop
+        # closes is destroyed later by the GC, at an arbitrary point (seen as CPython
+        # 3.11's "AST constructor recursion depth mismatch" SystemError in pytest).
+        task = self._task
+        if task is not None and not task.done():
+            await asyncio.gather(task, return_exceptions=True)
 
     async def serve_forever(self) -> None:
         if self._task is None:

@@ -99,7 +99,9 @@ def sys_accept(ctx: SyscallCtx, p: Proc, fd: int) -> tuple[int, Any]:
     so = getsock(p, fd)
     nso, addr = so.accept(ctx)
     try:
-        return p.fdt.alloc(File(nso)), addr
+        # NetBSD do_sys_accept: the new file inherits the listener's FNONBLOCK (the
+        # protocol already copied it to nso.nbio); F_GETFL must agree with it.
+        return p.fdt.alloc(File(nso, FNONBLOCK if nso.nbio else 0)), addr
     except OSError:
         nso.close()
         raise
@@ -131,11 +133,35 @@ def close_file(fp: File) -> None:
         obj.close()
 
 
+class _Lingering:
+    """sys_close's restart state in ctx.data (a type of its own, so that callers that run
+    sys_close inside their own call and keep other things in ctx.data are not confused)."""
+
+    __slots__ = ("so",)
+
+    def __init__(self, so: Socket) -> None:
+        self.so = so
+
+
 def sys_close(ctx: SyscallCtx, p: Proc, fd: int) -> None:
-    fp = p.fdt.remove(fd)
-    fp.refcount -= 1
-    if fp.refcount <= 0:
+    if isinstance(ctx.data, _Lingering):
+        so = ctx.data.so
+    else:
+        fp = p.fdt.remove(fd)
+        fp.refcount -= 1
+        if fp.refcount > 0:
+            return
         close_file(fp)
+        so = fp.obj
+        # Fix: SO_LINGER with a positive time made close(2) return at once. NetBSD's
+        # soclose sleeps (up to the linger time) until the connection is disconnected,
+        # i.e. everything sent, FIN included, is acknowledged; non-blocking sockets don't.
+        if not isinstance(so, Socket) or so.nbio or not so.linger_pending():
+            return
+        ctx.data = _Lingering(so)
+    if ctx.timed_out or not so.linger_pending():
+        return
+    raise Sleep(so.snd_chan, float(so.linger[1]))
 
 
 def sys_getsockname(ctx: SyscallCtx, p: Proc, fd: int) -> Any:

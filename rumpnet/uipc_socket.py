@@ -290,6 +290,11 @@ class Socket:
     def linger_changed(self) -> None:
         """SO_LINGER changed (TCP follows)."""
 
+    def linger_pending(self) -> bool:
+        """After close: must close(2) still wait (SO_LINGER with a positive time and the
+        connection not yet disconnected)? Connection-oriented protocols override."""
+        return False
+
     def is_listening(self) -> bool:
         return False
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
@@ -24,6 +25,8 @@ ARPOP_REQUEST = 1
 ARPOP_REPLY = 2
 ARP_PKT = struct.Struct("!HHBBH6sI6sI")
 ARP_LEN = ARP_PKT.size  # 28
+
+ARP_CONFLICTS_KEPT = 32
 
 LLE_INCOMPLETE = 0
 LLE_VALID = 1
@@ -66,7 +69,10 @@ class Arp:
         self.params = inet.arp_params
         self.stats = inet.arpstat
         self.table: dict[int, LlEntry] = {}
-        self.conflicts: list[tuple[int, bytes]] = []
+        # Recent address conflicts (address, the other MAC), newest last. Bounded: before
+        # this fix every conflicting frame was appended, so a peer (or a flood of forged
+        # ARP) claiming our address grew the list without limit.
+        self.conflicts: deque[tuple[int, bytes]] = deque(maxlen=ARP_CONFLICTS_KEPT)
 
     # -- timers ----------------------------------------------------------------------
     def _arm(self, lle: LlEntry, when: float) -> None:

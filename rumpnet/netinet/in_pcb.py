@@ -8,6 +8,7 @@ import socket as pysocket
 from typing import Any
 
 from rumpkern.errno import kerr
+from rumpnet.ifnet import IFF_BROADCAST
 from rumpnet.netinet.in_addr import INADDR_ANY, INADDR_BROADCAST, ntoa, sockaddr_in
 
 IPPORT_ANONMIN = 49152
@@ -88,6 +89,14 @@ class InPcbMixin:
         inet = self.inet
         if faddr == INADDR_ANY:
             faddr = inet.primary_addr()
+        elif faddr == INADDR_BROADCAST:
+            # NetBSD's in_pcbconnect: the limited broadcast becomes the broadcast address
+            # of the first interface that can broadcast (so no route to 255.255.255.255
+            # is needed); before this fix connect() failed with EHOSTUNREACH.
+            for ifp in inet.kernel.ifnet.all():
+                if ifp.flags & IFF_BROADCAST and not ifp.loopback and ifp.addrs and ifp.addrs[0].broadaddr:
+                    faddr = ifp.addrs[0].broadaddr
+                    break
         # A route must exist (in_pcbconnect -> in_selectsrc); pick the source now.
         src = self.laddr
         if src == INADDR_ANY:

@@ -145,7 +145,9 @@ class Icmp:
         if rt.flags & RTF_HOST and rt.dst == dst:
             if rt.mtu == 0 or nextmtu < rt.mtu:
                 rt.mtu = nextmtu
-                rt.flags |= RTF_MODIFIED
+                # NetBSD's icmp_mtudisc only lowers rmx_mtu of an existing host route; it
+                # does not mark it RTF_MODIFIED (t_mtudisc.sh expects "UGHS ... 1280").
+                # Before this fix the route showed up as UGHMS.
                 inet.routes.invalidate()
             return
         host = Rtentry(dst, 32, rt.gateway, (rt.flags | RTF_HOST | RTF_DYNAMIC | RTF_MODIFIED | RTF_UP) & ~0x100,
@@ -154,6 +156,26 @@ class Icmp:
         try:
             inet.routes.add(host)
         except OSError:
+            return
+        # The learned MTU lives net.inet.ip.mtudisctimeout seconds (NetBSD's
+        # ip_mtudisc_timeout_q); before this fix the host route stayed for ever.
+        self._expire_later(host)
+
+    def _expire_later(self, rt: Rtentry) -> None:
+        self.inet.kernel.sched.call_at(rt.expire, self._expire, rt)
+
+    def _expire(self, rt: Rtentry) -> None:
+        """Remove a dynamic host route (PMTU or redirect) when its time is up, unless it
+        was replaced or its lifetime extended meanwhile."""
+        routes = self.inet.routes
+        if routes.exact(rt.dst, 32) is not rt:
+            return
+        if rt.expire > self.inet.now() + 1e-9:
+            self._expire_later(rt)
+            return
+        try:
+            routes.delete(rt.dst, 32)
+        except OSError:
             pass
 
     def _redirect(self, dst: int, gw: int, from_router: int) -> None:
@@ -161,8 +183,12 @@ class Icmp:
         rt = inet.routes.lookup(dst)
         if rt is None or inet.ifa_on_link(gw) is None or gw in inet.local_addrs:
             return
-        # RFC 1122 3.2.2.2: only from the current first-hop gateway for dst.
-        if rt.gateway is not None and rt.gateway != from_router:
+        # RFC 1122 3.2.2.2: only from the current first-hop gateway for dst. A
+        # destination reached without a gateway (a connected route) has no first-hop
+        # router, so nobody may redirect it (NetBSD's rtredirect compares the sender with
+        # rt_gateway, a link address then, and refuses). Before this fix any host on the
+        # link could redirect traffic for its neighbours.
+        if rt.gateway is None or rt.gateway != from_router:
             return
         host = Rtentry(dst, 32, gw, RTF_UP | 0x2 | RTF_HOST | RTF_DYNAMIC, rt.ifp, rt.ifa)
         existing = inet.routes.exact(dst, 32)
@@ -175,7 +201,12 @@ class Icmp:
         try:
             inet.routes.add(host)
         except OSError:
-            pass
+            return
+        # Redirected routes time out after net.inet.icmp.redirtimeout seconds (NetBSD's
+        # icmp_redirect_timeout_q; 0 means never); before this fix they never did.
+        if self.params.redirtimeout > 0:
+            host.expire = inet.now() + self.params.redirtimeout
+            self._expire_later(host)
 
     # -- output ----------------------------------------------------------------------
     def reflect(self, ifp: Ifnet, msg: bytearray, orig_src: int, orig_dst: int, icmp_type: int) -> None:

@@ -5,8 +5,10 @@ Every malformed packet is counted in ``IpStats`` and dropped; nothing raises out
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING
 
+from rumpnet.ifnet import M_CSUM_PARTIAL, M_CSUM_TSOv4, Mbuf
 from rumpnet.netinet.in_cksum import in_cksum
 from rumpnet.netinet.ip_var import (
     IP_DF,
@@ -107,6 +109,7 @@ class IpInput:
             st.ips_reassembled += 1
             pkt = memoryview(whole)
             hlen = (pkt[0] & 0xF) << 2
+            ifp.rx_csum_flags = 0  # a driver's checksum state is about one frame
         handler = inet.inetsw.get(proto)
         if inet.raw_listeners:
             inet.raw.input(ifp, pkt, hlen, proto, src, dst)
@@ -170,10 +173,35 @@ class IpInput:
                     st.ips_redirectsent += 1
                     inet.icmp.error(pkt, ifp, ICMP_REDIRECT, ICMP_REDIRECT_HOST, gateway=nexthop)
         mtu = rt.path_mtu
-        if len(buf) > mtu and ip_off & IP_DF:
+        csum_flags = ifp.rx_csum_flags
+        gso_fits = False
+        if csum_flags:
+            # Offload state from the driver travels on (a GRO superframe of rx_segsz-byte
+            # segments, a partial TCP checksum): ip_output lets the out-interface finish
+            # the packet or does it in software (ip_gso).
+            segsz = ifp.rx_segsz
+            flags = (csum_flags & M_CSUM_PARTIAL) | (M_CSUM_TSOv4 if segsz else 0)
+            if flags:
+                buf = Mbuf(buf, flags, segsz, hlen)
+                if segsz and len(buf) > mtu:
+                    # Linux's ip_exceeds_mtu for GSO packets: each segment must fit.
+                    thl = (buf[hlen + 12] >> 4) << 2 if len(buf) >= hlen + 20 else 20
+                    gso_fits = segsz + hlen + thl <= mtu
+        if len(buf) > mtu and ip_off & IP_DF and not gso_fits:
             st.ips_cantfrag += 1
             st.ips_cantforward += 1
             inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_NEEDFRAG, nextmtu=mtu)
             return
+        # ip_output's errors become ICMP errors to the sender, as NetBSD's ip_forward
+        # maps them; before this fix an OSError (EHOSTDOWN from ARP after maxtries)
+        # escaped packet input into the driver's callback.
+        try:
+            inet.output.send_packet(buf, hlen, rt, dst, IP_FORWARDING)
+        except OSError as e:
+            st.ips_cantforward += 1
+            if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN):
+                inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST)
+            elif e.errno == errno.EMSGSIZE:
+                inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_NEEDFRAG, nextmtu=mtu)
+            return
         st.ips_forward += 1
-        inet.output.send_packet(buf, hlen, rt, dst, IP_FORWARDING)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
+from rumpnet.ifnet import IFF_RUNNING, IFF_UP, M_CSUM_PARTIAL, IFCAP_CSUM_TCPv4_Tx, IFCAP_TSOv4, M_CSUM_TSOv4, Mbuf
 from rumpnet.netinet.in_cksum import in_cksum
+from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, set_partial_tcp_csum, tcp_segment_superframe
 from rumpnet.netinet.ip_var import (
     IP_ALLOWBROADCAST,
     IP_DF,
@@ -16,6 +18,7 @@ from rumpnet.netinet.ip_var import (
     IP_MF,
     IP_RAWOUTPUT,
     IP_ROUTETOIF,
+    IPPROTO_TCP,
 )
 from rumpnet.route import RTF_BLACKHOLE, RTF_GATEWAY, RTF_HOST, RTF_LOCAL, RTF_REJECT, Rtentry
 
@@ -32,6 +35,11 @@ class IpOutput:
         self.params = inet.ip_params
         # IP IDs: a counter from a random start (the seeded kernel source).
         self._ip_id = inet.kernel.rng.randrange(1, 0xFFFF)
+        # Offload counters (not in struct ipstat): superframes handed to an interface
+        # for TSO, superframes cut in software and the segments that made.
+        self.tso_out = 0
+        self.gso_sw = 0
+        self.gso_segs = 0
 
     def next_id(self) -> int:
         self._ip_id = (self._ip_id + 1) & 0xFFFF or 1
@@ -71,12 +79,23 @@ class IpOutput:
         raise kerr(errno.EADDRNOTAVAIL)
 
     def output(self, src: int, dst: int, proto: int, payload: Buffer, *, ttl: int | None = None,
-               tos: int = 0, df: bool = False, flags: int = 0, ip_id: int | None = None) -> None:
-        """Send ``payload`` as the data of an IPv4 packet (``ip_output``)."""
+               tos: int = 0, df: bool = False, flags: int = 0, ip_id: int | None = None,
+               tso_segsz: int = 0) -> None:
+        """Send ``payload`` as the data of an IPv4 packet (``ip_output``).
+
+        ``tso_segsz``: ``payload`` is a TCP superframe to be cut into segments of that many
+        payload bytes by the interface (TSO) or by :mod:`ip_gso`; its checksum need not
+        be valid (it is made partial here)."""
         st = self.stats
         rt = self.route(dst, flags)
         if rt.flags & RTF_BLACKHOLE:
             return
+        if proto == IPPROTO_TCP and self.params.mtudisc:
+            # Path MTU discovery: NetBSD's tcp_output passes IP_MTUDISC while
+            # net.inet.ip.mtudisc is on and ip_output then sets DF, so a router with a
+            # smaller MTU answers "fragmentation needed" instead of fragmenting. Before
+            # this fix TCP never set DF (tests/net/net/t_mtudisc.sh, mtudisc_basic).
+            df = True
         inet = self.inet
         is_bcast = dst == 0xFFFFFFFF or dst in inet.bcast_addrs
         if is_bcast and not flags & IP_ALLOWBROADCAST:
@@ -87,15 +106,36 @@ class IpOutput:
         if total > IP_MAXPACKET:
             raise kerr(errno.EMSGSIZE)
         if flags & IP_RAWOUTPUT:
+            # IP_HDRINCL (NetBSD rip_output + ip_output): the user's header is checked
+            # (EINVAL for a bad header length or an ip_len that is not the packet's
+            # length), a zero ip_id and source are filled in and the header checksum is
+            # always computed -- before this fix the user's (usually zero) checksum went
+            # out as is and every receiver dropped the packet as ips_badsum.
             buf = bytearray(payload)
+            rhlen = (buf[0] & 0xF) << 2 if buf else 0
+            if len(buf) < IP_HDR_LEN or rhlen < IP_HDR_LEN or rhlen > len(buf) or \
+                    ((buf[2] << 8) | buf[3]) != len(buf):
+                raise kerr(errno.EINVAL)
+            if buf[4] == 0 and buf[5] == 0:
+                nid = self.next_id()
+                buf[4], buf[5] = nid >> 8, nid & 0xFF
+            if buf[12:16] == b"\0\0\0\0":
+                buf[12:16] = src.to_bytes(4, "big")
+            buf[10] = buf[11] = 0
+            c = in_cksum(memoryview(buf)[:rhlen])
+            buf[10] = c >> 8
+            buf[11] = c & 0xFF
         else:
-            buf = bytearray(IP_HDR_LEN + len(payload))
+            buf = bytearray(IP_HDR_LEN + len(payload)) if not tso_segsz else \
+                Mbuf(bytes(IP_HDR_LEN + len(payload)), M_CSUM_TSOv4 | M_CSUM_PARTIAL, tso_segsz, IP_HDR_LEN)
             IP_HDR.pack_into(buf, 0, 0x45, tos, total, ip_id if ip_id is not None else self.next_id(),
                              IP_DF if df else 0, self.params.ttl if ttl is None else ttl, proto, 0, src, dst)
             buf[IP_HDR_LEN:] = payload
             c = in_cksum(memoryview(buf)[:IP_HDR_LEN])
             buf[10] = c >> 8
             buf[11] = c & 0xFF
+            if tso_segsz:
+                set_partial_tcp_csum(buf, IP_HDR_LEN)
         st.ips_localout += 1
         self.send_packet(buf, (buf[0] & 0xF) << 2, rt, dst, flags, is_bcast)
 
@@ -109,48 +149,127 @@ class IpOutput:
             raise kerr(errno.EHOSTUNREACH)
         rt.use += 1
         if ifp.loopback or rt.flags & RTF_LOCAL:
+            if type(buf) is Mbuf:
+                plain = self._finish_in_software(buf, hlen)
+                if plain is None:
+                    return
+                buf = plain
             inet.loop_output(buf)
             return
+        if ifp.flags & (IFF_UP | IFF_RUNNING) != IFF_UP | IFF_RUNNING:
+            # NetBSD's ether_output: ENETDOWN when the interface is down or has no link
+            # driver. Before this fix the packet vanished (oerrors) and sendto succeeded.
+            self.stats.ips_odropped += 1
+            raise kerr(errno.ENETDOWN)
         if is_bcast is None:
             is_bcast = dst == 0xFFFFFFFF or dst in inet.bcast_addrs
         nexthop = rt.gateway if rt.flags & RTF_GATEWAY and rt.gateway is not None else dst
         mtu = rt.path_mtu
+        if type(buf) is Mbuf:
+            plain = self._offload_output(buf, hlen, ifp, mtu, nexthop, is_bcast)
+            if plain is None:
+                return
+            buf = plain
         if len(buf) <= mtu:
             inet.arp.output(ifp, buf, nexthop, is_bcast)
             return
+        if buf[9] == IPPROTO_TCP and ifp.capabilities & IFCAP_TSOv4 and len(buf) <= ifp.tso_mtu \
+                and len(buf) >= hlen + 20:
+            # A TCP packet bigger than the MTU toward an interface that does TSO: the
+            # interface segments it (to the MTU) instead of IP fragmenting it.
+            thl = (buf[hlen + 12] >> 4) << 2
+            m = Mbuf(buf, M_CSUM_TSOv4, max(1, mtu - hlen - thl), hlen)
+            if self._offload_output(m, hlen, ifp, mtu, nexthop, is_bcast) is None:
+                return
         if buf[6] & 0x40:  # DF
             self.stats.ips_cantfrag += 1
             raise kerr(errno.EMSGSIZE)
         for frag in self.fragment(buf, hlen, mtu):
             inet.arp.output(ifp, frag, nexthop, is_bcast)
 
+    def _offload_output(self, m: Mbuf, hlen: int, ifp: Any, mtu: int, nexthop: int,
+                        is_bcast: bool) -> bytearray | None:
+        """Send a packet carrying offload requests (TSO superframe, partial TCP checksum):
+        through the interface's offloads when it has them, else finished here (segmented
+        by ip_gso, checksum completed). Returns a plain packet for the normal path, or
+        None when it has been sent."""
+        fl = m.csum_flags
+        caps = ifp.capabilities
+        n = len(m)
+        if fl & M_CSUM_TSOv4 and n > mtu:
+            thl = (m[hlen + 12] >> 4) << 2
+            segsz = max(1, min(m.segsz, mtu - hlen - thl))
+            if caps & IFCAP_TSOv4 and n <= ifp.tso_mtu:
+                if not fl & M_CSUM_PARTIAL:
+                    set_partial_tcp_csum(m, hlen)
+                m.csum_flags = M_CSUM_TSOv4 | M_CSUM_PARTIAL
+                m.segsz = segsz
+                m.csum_start = hlen
+                self.tso_out += 1
+                self.inet.arp.output(ifp, m, nexthop, is_bcast)
+                return None
+            try:
+                segs = tcp_segment_superframe(m, segsz)
+            except GsoError:
+                self.stats.ips_odropped += 1
+                return None
+            self.gso_sw += 1
+            self.gso_segs += len(segs)
+            for seg in segs:
+                self.inet.arp.output(ifp, seg, nexthop, is_bcast)
+            return None
+        if fl & M_CSUM_PARTIAL and caps & IFCAP_CSUM_TCPv4_Tx and n <= mtu:
+            m.csum_flags = M_CSUM_PARTIAL
+            m.csum_start = hlen
+            self.inet.arp.output(ifp, m, nexthop, is_bcast)
+            return None
+        return self._finish_in_software(m, hlen)
+
+    def _finish_in_software(self, m: Mbuf, hlen: int) -> bytearray | None:
+        """A plain packet from an offload request no interface will honour (loopback, a
+        packet that fits the MTU): the TCP checksum completed here."""
+        if m.csum_flags & M_CSUM_PARTIAL:
+            done = complete_tcp_csum(m)
+            if done is None:
+                self.stats.ips_odropped += 1
+                return None
+            return bytearray(done)
+        return bytearray(m)
+
     def fragment(self, buf: bytearray, hlen: int, mtu: int) -> list[bytearray]:
         """Split ``buf`` into fragments of at most ``mtu`` bytes (RFC 791 section 3.2).
 
-        Options are not copied into later fragments (we never emit options that must be).
+        The first fragment keeps the whole header with its options; later ones carry
+        only the options whose "copied" bit is set (NetBSD's ip_optcopy). Before this
+        fix every fragment got a bare 20-byte header, so a forwarded packet with
+        options lost them all.
         """
         st = self.stats
         data = memoryview(buf)[hlen:]
         _, tos, _, ip_id, off0, ttl, proto, _, src, dst = IP_HDR.unpack_from(buf)
         base_off = off0 & 0x1FFF
         more_after = off0 & IP_MF
-        chunk = (mtu - IP_HDR_LEN) & ~7
-        if chunk <= 0:
+        first_opts = bytes(buf[IP_HDR_LEN:hlen])
+        later_opts = _optcopy(first_opts)
+        if (mtu - hlen) & ~7 <= 0 or (mtu - IP_HDR_LEN - len(later_opts)) & ~7 <= 0:
             st.ips_cantfrag += 1
             raise kerr(errno.EMSGSIZE)
         frags = []
         pos = 0
         n = len(data)
         while pos < n:
-            part = data[pos:pos + chunk]
+            opts = first_opts if pos == 0 else later_opts
+            fhlen = IP_HDR_LEN + len(opts)
+            part = data[pos:pos + ((mtu - fhlen) & ~7)]
             last = pos + len(part) >= n
             off = base_off + (pos >> 3)
             if not last or more_after:
                 off |= IP_MF
-            frag = bytearray(IP_HDR_LEN + len(part))
-            IP_HDR.pack_into(frag, 0, 0x45, tos, len(frag), ip_id, off, ttl, proto, 0, src, dst)
-            frag[IP_HDR_LEN:] = part
-            c = in_cksum(memoryview(frag)[:IP_HDR_LEN])
+            frag = bytearray(fhlen + len(part))
+            IP_HDR.pack_into(frag, 0, 0x40 | (fhlen >> 2), tos, len(frag), ip_id, off, ttl, proto, 0, src, dst)
+            frag[IP_HDR_LEN:fhlen] = opts
+            frag[fhlen:] = part
+            c = in_cksum(memoryview(frag)[:fhlen])
             frag[10] = c >> 8
             frag[11] = c & 0xFF
             frags.append(frag)
@@ -158,3 +277,25 @@ class IpOutput:
         st.ips_fragmented += 1
         st.ips_ofragments += len(frags)
         return frags
+
+
+def _optcopy(opts: bytes) -> bytes:
+    """The options to repeat in fragments after the first: those with the "copied" flag
+    (0x80) set, padded with end-of-list to a multiple of 4 bytes (``ip_optcopy``)."""
+    out = bytearray()
+    i, n = 0, len(opts)
+    while i < n:
+        opt = opts[i]
+        if opt == 0:  # IPOPT_EOL
+            break
+        if opt == 1:  # IPOPT_NOP
+            i += 1
+            continue
+        if i + 1 >= n or opts[i + 1] < 2 or i + opts[i + 1] > n:
+            break  # malformed: copy nothing more
+        olen = opts[i + 1]
+        if opt & 0x80:
+            out += opts[i:i + olen]
+        i += olen
+    out += b"\0" * (-len(out) % 4)
+    return bytes(out)

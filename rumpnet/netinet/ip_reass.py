@@ -74,10 +74,13 @@ class Reassembler:
             return None
         q = self.queues.get(key)
         if q is None:
-            if self.params.maxfragpackets <= 0:
+            # net.inet.ip.maxfragpackets: 0 accepts no fragments, -1 any number of
+            # datagrams (NetBSD's ip_maxfragpackets); before this fix -1 dropped all.
+            maxq = self.params.maxfragpackets
+            if maxq == 0:
                 st.ips_fragdropped += 1
                 return None
-            if len(self.queues) >= self.params.maxfragpackets:
+            if 0 < maxq <= len(self.queues):
                 # Make room by dropping the oldest queue (NetBSD ip_reass_drophalf idea).
                 oldest = next(iter(self.queues))
                 self._drop_queue(oldest)
@@ -90,7 +93,10 @@ class Reassembler:
             self._drop_queue(key)
             return None
         if not more:
-            if q.total >= 0 and q.total != end:
+            # A last fragment must not end before data already held (Linux's "end <
+            # q.len" check); before this fix such a queue could never complete and sat
+            # there until the timeout.
+            if (q.total >= 0 and q.total != end) or (q.frags and q.frags[-1][1] > end):
                 st.ips_fragoverlap += 1
                 self._drop_queue(key)
                 return None

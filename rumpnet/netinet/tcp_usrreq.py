@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import errno
 import socket as pysocket
+import struct
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpkern.sched import SyscallCtx
+from rumpnet.ifnet import IFCAP_TSOv4, M_CSUM_TCPv4
 from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
 from rumpnet.netinet.ip_var import IPPROTO_TCP
 from rumpnet.netinet.tcp_fsm import TcpState
@@ -27,6 +29,7 @@ from rumpnet.netinet.tcp_var import (
     TcpParams,
     TcpStats,
 )
+from rumpnet.route import RTF_LOCAL
 from rumpnet.uipc_socket import (
     MSG_DONTWAIT,
     MSG_KNOWN,
@@ -45,6 +48,14 @@ if TYPE_CHECKING:
     from rumpnet.ifnet import Ifnet
 
 TCPCTL_STATS = 30
+# TSO by coalescing (Tcp._output): a segment must carry more than this many bytes to
+# start a superframe; SYN, FIN, RST and URG segments are never merged; a superframe
+# holds at most TSO_MAX_TCP bytes of TCP payload (it and the headers fit 65535 bytes).
+TSO_MIN_SEG = 512
+_NO_COALESCE = 0x01 | 0x02 | 0x04 | 0x20
+TSO_MAX_TCP = 65535 - 20 - 60
+TH_PUSH = 0x08
+_U32 = struct.Struct("!I")
 TCP_KEEPIDLE = getattr(pysocket, "TCP_KEEPIDLE", 4)
 TCP_KEEPINTVL = getattr(pysocket, "TCP_KEEPINTVL", 5)
 TCP_KEEPCNT = getattr(pysocket, "TCP_KEEPCNT", 6)
@@ -64,15 +75,96 @@ class Tcp:
         self._timer: Any = None
         self._timer_when: float | None = None
         self.output_drops = 0
+        # TSO by coalescing: back-to-back full-sized data segments of one connection
+        # toward a TSO-capable interface, as tcp_output emits them in one call, are held
+        # here and go to IP as one superframe when TCP returns (see _tso_add).
+        self._tso_q: list[bytes] = []
+        self._tso_src = self._tso_dst = 0
+        self._tso_len = self._tso_hl = self._tso_segsz = self._tso_next = self._tso_flags = 0
+        self._tso_k0 = self._tso_k1 = self._tso_k2 = self._tso_k3 = b""
+        self._tso_flush_armed = False
+        self.tso_superframes = 0  # superframes built (counter)
+        self.tso_segments = 0  # segments that went into them
 
     # -- TCP -> IP ---------------------------------------------------------------------
     def _output(self, src: int, dst: int, segment: bytes) -> None:
+        if self._tso_q:
+            if self._tso_add(src, dst, segment):
+                return
+            self.tso_flush()
+        elif len(segment) > TSO_MIN_SEG and not segment[13] & _NO_COALESCE:
+            rt = self.inet.routes.lookup(dst)
+            if rt is not None and rt.ifp is not None and rt.ifp.capabilities & IFCAP_TSOv4 \
+                    and not rt.flags & RTF_LOCAL:
+                self._tso_start(src, dst, segment)
+                return
+        self._ip_output(src, dst, segment)
+
+    def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0) -> None:
         try:
-            self.inet.output.output(src, dst, IPPROTO_TCP, segment)
+            self.inet.output.output(src, dst, IPPROTO_TCP, segment, tso_segsz=tso_segsz)
         except OSError:
             # No route / host down: the segment is lost like one dropped on the wire;
             # TCP's retransmission timer deals with it (tcp_output ignores ENOBUFS too).
             self.output_drops += 1
+
+    def _tso_add(self, src: int, dst: int, seg: bytes) -> bool:
+        """Append ``seg`` to the held superframe if it continues it: same connection,
+        same header but for the sequence number, flags and checksum (ack, window,
+        options), a full-sized predecessor, and room left under 64 KB."""
+        q = self._tso_q
+        hl = self._tso_hl
+        segsz = self._tso_segsz
+        n = len(seg) - hl
+        if (n <= 0 or n > segsz or src != self._tso_src or dst != self._tso_dst
+                or len(q[-1]) - hl != segsz or self._tso_len + n > TSO_MAX_TCP
+                or seg[13] | TH_PUSH != self._tso_flags or seg[8:13] != self._tso_k1
+                or seg[0:4] != self._tso_k0 or seg[14:16] != self._tso_k2
+                or seg[18:hl] != self._tso_k3
+                or _U32.unpack_from(seg, 4)[0] != self._tso_next):
+            return False
+        q.append(seg)
+        self._tso_len += n
+        self._tso_next = (self._tso_next + n) & 0xFFFFFFFF
+        return True
+
+    def _tso_start(self, src: int, dst: int, seg: bytes) -> None:
+        hl = (seg[12] >> 4) << 2
+        self._tso_q = [seg]
+        self._tso_src, self._tso_dst = src, dst
+        self._tso_hl = hl
+        self._tso_segsz = self._tso_len = len(seg) - hl
+        self._tso_next = (_U32.unpack_from(seg, 4)[0] + self._tso_len) & 0xFFFFFFFF
+        self._tso_flags = seg[13] | TH_PUSH
+        # ports, (ack, offset), window, (urgent, options): what must match
+        self._tso_k0, self._tso_k1, self._tso_k2, self._tso_k3 = seg[0:4], seg[8:13], seg[14:16], seg[18:hl]
+        if not self._tso_flush_armed:
+            self._tso_flush_armed = True
+            self.kernel.sched.call_soon(self.tso_flush)
+
+    def tso_flush(self) -> None:
+        """Send the held segments: one superframe (``tso_segsz`` = their payload size),
+        or the single segment as it is."""
+        self._tso_flush_armed = False
+        q = self._tso_q
+        if not q:
+            return
+        self._tso_q = []
+        src, dst = self._tso_src, self._tso_dst
+        if len(q) == 1:
+            self._ip_output(src, dst, q[0])
+            return
+        first = q[0]
+        hl = self._tso_hl
+        psh = 0
+        sf = bytearray(first)
+        for seg in q[1:]:
+            sf += memoryview(seg)[hl:]
+            psh |= seg[13]
+        sf[13] |= psh & TH_PUSH
+        self.tso_superframes += 1
+        self.tso_segments += len(q)
+        self._ip_output(src, dst, sf, len(first) - hl)
 
     def _mtu_for(self, dst: int) -> int:
         rt = self.inet.routes.lookup(dst)
@@ -80,7 +172,9 @@ class Tcp:
 
     # -- IP -> TCP ---------------------------------------------------------------------
     def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, src: int, dst: int) -> None:
-        self.proto.input(src, dst, pkt[hlen:], self.kernel.sched.now())
+        # The driver checked the checksum, or the host left it partial (offloads).
+        self.proto.input(src, dst, pkt[hlen:], self.kernel.sched.now(),
+                         csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4))
         self.kick()
 
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> None:
@@ -89,7 +183,10 @@ class Tcp:
 
     # -- the one timer -------------------------------------------------------------------
     def kick(self) -> None:
-        """Re-arm the loop timer if TCP's earliest deadline is earlier than the armed one."""
+        """Re-arm the loop timer if TCP's earliest deadline is earlier than the armed one
+        (and send a superframe held for TSO: TCP has returned)."""
+        if self._tso_q:
+            self.tso_flush()
         when = self.proto.get_timer()
         if when is None:
             return
@@ -193,6 +290,21 @@ class TcpSocket(Socket):
         lst = self.tcp.proto.listen(self.laddr, self.lport, backlog, self._now())
         lst.upcall = self._listen_upcall
         self.listener = lst
+        self._sync_listener()
+
+    def _sync_listener(self) -> None:
+        # Fix: the listener's options were never handed to TcpListener, so accepted
+        # connections ignored SO_RCVBUF/SO_SNDBUF (window, wscale), TCP_MAXSEG,
+        # TCP_NODELAY and SO_KEEPALIVE (reported 1 by getsockopt, but no probes were
+        # sent). BSD's sonewconn copies them from the listening socket.
+        lst = self.listener
+        if lst is None:
+            return
+        lst.rcvbuf = self.rcv_hiwat
+        lst.sndbuf = self.snd_hiwat
+        lst.maxseg = self.maxseg
+        lst.nodelay = self.nodelay
+        lst.keepalive = SO_KEEPALIVE in self.so_options
 
     def is_listening(self) -> bool:
         return self.listener is not None
@@ -213,6 +325,15 @@ class TcpSocket(Socket):
         nso.rcvtimeo, nso.sndtimeo = self.rcvtimeo, self.sndtimeo
         nso.nodelay = self.nodelay
         cb.nodelay = self.nodelay or cb.nodelay
+        # Fix: also inherit buffer sizes, low water marks, SO_LINGER and TCP_MAXSEG
+        # (sonewconn), so getsockopt on the accepted socket tells the truth.
+        nso.rcv_hiwat, nso.snd_hiwat = self.rcv_hiwat, self.snd_hiwat
+        nso.rcv_lowat, nso.snd_lowat = self.rcv_lowat, self.snd_lowat
+        nso.maxseg = self.maxseg
+        nso.linger = self.linger
+        nso.linger_changed()
+        cb.keepalive = SO_KEEPALIVE in nso.so_options
+        self.tcp.kick()  # the keepalive timer may be new: re-arm the loop timer
         return nso, (ntoa(cb.faddr), cb.fport)
 
     # -- connecting -----------------------------------------------------------------------
@@ -379,7 +500,10 @@ class TcpSocket(Socket):
             self.listener = None
         elif self.cb is not None:
             cb = self.cb
-            cb.upcall = None
+            if not (self.linger[0] and self.linger[1] > 0):
+                # (a lingering close keeps the upcall: sys_close sleeps on so_snd until
+                # the peer has acknowledged everything, see linger_pending)
+                cb.upcall = None
             if self.linger[0] and self.linger[1] == 0:
                 cb.abort(now)  # SO_LINGER with zero timeout: RST (RFC 9293 3.10.4 ABORT)
             else:
@@ -388,6 +512,16 @@ class TcpSocket(Socket):
             self.tcp.proto.unbind(self.laddr, self.lport)
         self.tcp.kick()
         super().close()
+
+    def linger_pending(self) -> bool:
+        if not (self.linger[0] and self.linger[1] > 0) or self.listener is not None:
+            return False
+        cb = self.cb
+        if cb is None or cb.freed:
+            return False
+        # NetBSD: soisdisconnected() when our FIN is acknowledged (FIN_WAIT_2, TIME_WAIT)
+        # or the connection is gone.
+        return cb.state not in (TcpState.FIN_WAIT_2, TcpState.TIME_WAIT, TcpState.CLOSED)
 
     # -- names ------------------------------------------------------------------------------
     def getsockname(self) -> tuple[str, int]:
@@ -429,6 +563,7 @@ class TcpSocket(Socket):
     # -- options -----------------------------------------------------------------------------
     def setsockopt(self, level: int, opt: int, value: Any) -> None:
         super().setsockopt(level, opt, value)
+        self._sync_listener()
         if level == pysocket.SOL_SOCKET and self.cb is not None:
             if opt == SO_KEEPALIVE:
                 self.cb.keepalive = SO_KEEPALIVE in self.so_options

@@ -16,10 +16,28 @@ Transmit: one ``os.write`` per frame; a full tap queue (EAGAIN) or any other I/O
 counts ``oerrors`` (and ``oqdrops`` for EAGAIN) and drops the frame, never blocks or raises.
 
 ``vnet_hdr=True`` opens the tap with ``IFF_VNET_HDR`` and carries the 10-byte
-``struct virtio_net_hdr`` in front of every frame, without any offload yet
-(``offload_mode == "none"``): received frames have it stripped (completing a checksum
-the host left partial), sent frames get an all-zero one. TSO/GRO superframes through
-``TUNSETOFFLOAD`` are a later step.
+``struct virtio_net_hdr`` in front of every frame. Without offloads
+(``offload_mode == "none"``) received frames have it stripped (completing a checksum the
+host left partial) and sent frames get an all-zero one.
+
+``offload=True`` (or ``"tso"``; ``"csum"`` for checksums only) also asks the host for
+offloads with ``TUNSETOFFLOAD`` (``TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6``), and the tap then
+moves 64 KB superframes both ways:
+
+* receive: the host hands over GSO/GRO superframes (``gso_type`` TCPV4, ``gso_size`` the
+  MSS) and leaves TCP checksums partial (``NEEDS_CSUM``) or vouches for them
+  (``DATA_VALID``); such frames go to ``Ifnet._deliver_offload(frame, csum_flags, segsz)``
+  so that IP and TCP skip verification and TCP gets one input call per superframe.
+  Partial checksums of other protocols are completed here. Plain frames take the plain
+  ``deliver(frame)`` path.
+* transmit: a frame that is an :class:`~rumpnet.ifnet.Mbuf` carrying ``M_CSUM_TSOv4``
+  and/or ``M_CSUM_PARTIAL`` goes out with ``NEEDS_CSUM`` (``csum_start``/``csum_offset``)
+  and, for TSO, ``gso_type`` TCPV4 and ``gso_size``: the host segments and checksums it.
+  Header and frame go out in one ``os.writev``.
+
+If the host refuses (no ``IFF_VNET_HDR``, ``TUNSETOFFLOAD`` failing) the driver falls back
+to fewer offloads or plain frames; ``offload_mode`` says which: ``"tso"``, ``"csum"`` or
+``"none"``, and ``capabilities`` holds the ``IFCAP_*`` bits the interface reports.
 """
 
 from __future__ import annotations
@@ -30,6 +48,8 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import rumpkern  # noqa: F401 -- first: rumpkern.kernel imports rumpnet.ifnet (import cycle)
+from rumpnet.ifnet import M_CSUM_PARTIAL, M_CSUM_TCPv4, M_CSUM_TSOv4, M_CSUM_UDPv4, Mbuf
 from rumpnet.virtif import hostif
 
 if TYPE_CHECKING:
@@ -49,12 +69,34 @@ class SchedLike(Protocol):
 VNET_HDR = struct.Struct("=BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
 VNET_HDR_LEN = VNET_HDR.size  # 10
 VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_F_DATA_VALID = 2
 VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_UDP = 3
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
+VIRTIO_NET_HDR_GSO_UDP_L4 = 5
+VIRTIO_NET_HDR_GSO_ECN = 0x80
 _ZERO_VNET_HDR = bytes(VNET_HDR_LEN)
 
+# TUNSETOFFLOAD bits (<linux/if_tun.h>)
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+TUN_F_UFO = 0x10
+TUN_F_USO4 = 0x20
+TUN_F_USO6 = 0x40
+
+OFFLOAD_MODES = ("none", "csum", "tso")
+# The largest IPv4 packet handed to the host as one TSO superframe.
+TSO_MTU = 65535
+
 DEFAULT_BATCH = 64
-# Big enough for any frame the host may queue (a 64 KB MTU tap), whatever the MTU now.
-DEFAULT_BUFSIZE = 65536 + 14 + 4
+# Big enough for any frame the host may queue (a 64 KB MTU tap or a 64 KB superframe
+# behind a vnet header), whatever the MTU now.
+DEFAULT_BUFSIZE = VNET_HDR_LEN + 14 + 65535 + 4
+_ETH = 14
+_TCP_CSUM_OFF = 16
 
 
 class VirtifDriver:
@@ -65,13 +107,39 @@ class VirtifDriver:
     ``detach`` closes the fd (a non-persistent tap then disappears from the host).
     """
 
-    def __init__(self, tapname: str, vnet_hdr: bool = False, *, batch: int = DEFAULT_BATCH,
-                 bufsize: int = DEFAULT_BUFSIZE, host_up: bool = True) -> None:
+    def __init__(self, tapname: str, vnet_hdr: bool | None = None, *, offload: bool | str = False,
+                 batch: int = DEFAULT_BATCH, bufsize: int = DEFAULT_BUFSIZE, host_up: bool = True) -> None:
         if batch < 1:
             raise ValueError("batch must be >= 1")
+        if "," in tapname:
+            # linkstr options (``ifconfig virt0 linkstr tap0,offload``): "offload",
+            # "offload=tso|csum|none", "nooffload"; interface names have no commas.
+            tapname, *opts = tapname.split(",")
+            for opt in opts:
+                key, _, val = opt.partition("=")
+                if key == "offload":
+                    offload = val or True
+                elif key == "nooffload" and not val:
+                    offload = False
+                else:
+                    raise OSError(errno.EINVAL, f"unknown virtif linkstr option {opt!r}")
+        if offload is True:
+            offload = "tso"
+        elif offload is False or offload is None:
+            offload = "none"
+        if offload not in OFFLOAD_MODES:
+            raise ValueError(f"offload must be one of {OFFLOAD_MODES} or a bool, not {offload!r}")
         self.tapname = tapname
-        self.vnet_hdr = vnet_hdr
-        self.offload_mode = "none"  # later: "csum", "tso" via TUNSETOFFLOAD
+        # offload implies the vnet header unless the caller insists on none (then the
+        # driver falls back to plain frames, as on a host that refuses IFF_VNET_HDR).
+        self.vnet_hdr = bool(vnet_hdr) if vnet_hdr is not None else offload != "none"
+        self.offload_requested = offload
+        self.offload_mode = "none"  # what the host granted: "none", "csum" or "tso"
+        self.tun_offload = 0  # TUN_F_* bits set with TUNSETOFFLOAD
+        self.capabilities = 0  # IFCAP_* bits for the interface
+        self.tso_mtu = 0
+        self.offload_error: OSError | None = None  # why the host refused, if it did
+        self.host_uso = False  # the host takes TUN_F_USO4/6 (probed, not used)
         self.batch = batch
         self.bufsize = bufsize
         self.host_up = host_up
@@ -86,7 +154,13 @@ class VirtifDriver:
         self.oqdrops = 0
         self.rx_wakeups = 0  # readiness callbacks that read at least one frame
         self.rx_batch_max = 0  # most frames drained by one callback
+        self.rx_gso = 0  # superframes received (gso_type TCPV4)
+        self.rx_csum_trusted = 0  # frames whose checksum the host did or vouched for
+        self.rx_csum_sw = 0  # partial checksums completed here
+        self.tx_gso = 0  # superframes handed to the host for segmentation
+        self.tx_csum_offload = 0  # frames whose TCP checksum the host completes
         self.last_error: OSError | None = None
+        self._deliver_offload: Callable[[Any, int, int], None] | None = None
 
         self._dev: Any = None  # pytun.TunTapDevice
         self._fd = -1
@@ -120,13 +194,30 @@ class VirtifDriver:
             return
         import pytun
 
+        if self.vnet_hdr and self.offload_requested != "none":
+            # TUNGETFEATURES: a host whose tun driver lacks IFF_VNET_HDR gets plain frames.
+            try:
+                if not hostif.tun_features_mask() & hostif.IFF_VNET_HDR:
+                    self.vnet_hdr = False
+                    self.offload_error = OSError(errno.EOPNOTSUPP, "host tun has no IFF_VNET_HDR")
+            except OSError as e:
+                self.offload_error = e
         flags = pytun.IFF_TAP | pytun.IFF_NO_PI
         if self.vnet_hdr:
             flags |= pytun.IFF_VNET_HDR
         try:
             dev = pytun.TunTapDevice(name=self.tapname, flags=flags)
         except pytun.Error as e:  # an OSError subclass with errno set
-            raise OSError(e.errno or errno.EIO, f"cannot open tap {self.tapname!r}: {e.strerror or e}") from e
+            if not (self.vnet_hdr and self.offload_requested != "none" and e.errno == errno.EINVAL):
+                raise OSError(e.errno or errno.EIO, f"cannot open tap {self.tapname!r}: {e.strerror or e}") from e
+            # The tap exists with other flags (a persistent tap without IFF_VNET_HDR):
+            # take it as it is, with plain frames.
+            self.vnet_hdr = False
+            self.offload_error = OSError(e.errno, f"IFF_VNET_HDR refused: {e.strerror or e}")
+            try:
+                dev = pytun.TunTapDevice(name=self.tapname, flags=pytun.IFF_TAP | pytun.IFF_NO_PI)
+            except pytun.Error as e2:
+                raise OSError(e2.errno or errno.EIO, f"cannot open tap {self.tapname!r}: {e2.strerror or e2}") from e2
         fd = dev.fileno()
         try:
             os.set_blocking(fd, False)
@@ -134,14 +225,90 @@ class VirtifDriver:
                 import fcntl
 
                 fcntl.ioctl(fd, hostif.TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+            self._fd = fd
+            self._negotiate_offload(self.offload_requested)
             self.tapname = dev.name  # the kernel may have filled in a "tap%d" template
             if self.host_up:
                 hostif.link_set_up(self.tapname)
         except BaseException:
+            self._fd = -1
             dev.close()
             raise
         self._dev = dev
         self._fd = fd
+
+    # -- offloads --------------------------------------------------------------------
+    def _negotiate_offload(self, want: str) -> None:
+        """``TUNSETOFFLOAD`` the strongest set of offloads up to ``want`` the host takes;
+        set ``offload_mode``, ``tun_offload``, ``capabilities`` and ``tso_mtu``."""
+        from rumpnet import ifnet
+
+        self.offload_mode = "none"
+        self.tun_offload = 0
+        self.capabilities = 0
+        self.tso_mtu = 0
+        if want == "none" or not self.vnet_hdr:
+            if want != "none" and self.offload_error is None:
+                self.offload_error = OSError(errno.EOPNOTSUPP, "tap has no IFF_VNET_HDR")
+            return
+        import fcntl
+
+        # Probe for UDP segmentation offload (Linux 6.2+) and record it, but do not keep
+        # it on: nothing in rumpnet makes or takes UDP superframes, so it would only
+        # move Linux's segmentation work into Python.
+        try:
+            fcntl.ioctl(self._fd, hostif.TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
+                        | TUN_F_USO4 | TUN_F_USO6)
+            self.host_uso = True
+        except OSError:
+            self.host_uso = False
+        tries = []
+        if want == "tso":
+            tries += [("tso", TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), ("tso", TUN_F_CSUM | TUN_F_TSO4)]
+        tries.append(("csum", TUN_F_CSUM))
+        for mode, bits in tries:
+            try:
+                fcntl.ioctl(self._fd, hostif.TUNSETOFFLOAD, bits)
+            except OSError as e:
+                self.offload_error = e
+                continue
+            self.offload_mode = mode
+            self.tun_offload = bits
+            # What the stack makes use of: TCP skips checks of host-checked/partial sums,
+            # partial TCP checksums and TSO go out to the host (UDP still verifies).
+            caps = ifnet.IFCAP_CSUM_TCPv4_Rx | ifnet.IFCAP_CSUM_TCPv4_Tx
+            if bits & TUN_F_TSO4:
+                caps |= ifnet.IFCAP_TSOv4
+                self.tso_mtu = TSO_MTU
+            self.capabilities = caps
+            return
+        try:  # leave the tap in a known state
+            fcntl.ioctl(self._fd, hostif.TUNSETOFFLOAD, 0)
+        except OSError:
+            pass
+
+    def set_offload(self, mode: bool | str) -> str:
+        """Change offloads at run time (the vnet header itself cannot be added to an open
+        tap); returns the mode granted. The interface's ``capabilities`` follow on the
+        next attach; :meth:`Ifnet.attach_driver` reads them."""
+        if mode is True:
+            mode = "tso"
+        elif mode is False:
+            mode = "none"
+        if mode not in OFFLOAD_MODES:
+            raise ValueError(f"offload must be one of {OFFLOAD_MODES}")
+        if self._fd < 0:
+            raise OSError(errno.EBADF, "tap is closed")
+        self.offload_requested = mode
+        self._negotiate_offload(mode)
+        if mode == "none" and self.vnet_hdr:
+            import fcntl
+
+            try:
+                fcntl.ioctl(self._fd, hostif.TUNSETOFFLOAD, 0)
+            except OSError:
+                pass
+        return self.offload_mode
 
     def host_features(self) -> set[str]:
         """What the host's tun driver supports (``TUNGETFEATURES``), as ``IFF_*`` names."""
@@ -161,8 +328,12 @@ class VirtifDriver:
         self._sched = sched
         self._loop = sched.loop
         self._deliver = deliver
-        self._loop.add_reader(self._fd, self._rx_ready)
+        self._loop.add_reader(self._fd, self._rx_ready_vnet if self.vnet_hdr else self._rx_ready)
         self._reading = True
+
+    def attach_offload(self, deliver_offload: Callable[[Any, int, int], None]) -> None:
+        """Called by ``Ifnet.attach_driver``: where frames with offload state go."""
+        self._deliver_offload = deliver_offload
 
     def transmit(self, frame: bytes | bytearray | memoryview) -> None:
         fd = self._fd
@@ -171,7 +342,16 @@ class VirtifDriver:
             return
         try:
             if self.vnet_hdr:
-                n = os.writev(fd, (_ZERO_VNET_HDR, frame)) - VNET_HDR_LEN
+                if type(frame) is Mbuf:
+                    hdr = self._tx_vnet_hdr(frame)
+                    if hdr is None:
+                        return
+                else:
+                    hdr = _ZERO_VNET_HDR
+                n = os.writev(fd, (hdr, frame)) - VNET_HDR_LEN
+            elif type(frame) is Mbuf and frame.csum_flags:
+                self._tx_software(frame)
+                return
             else:
                 n = os.write(fd, frame)
         except BlockingIOError:
@@ -185,9 +365,52 @@ class VirtifDriver:
         self.opackets += 1
         self.obytes += n
 
+    def _tx_vnet_hdr(self, m: Mbuf) -> bytes | None:
+        """The vnet header asking the host to finish ``m`` (TSO and/or checksum)."""
+        fl = m.csum_flags
+        start = m.csum_start
+        if not fl or start < _ETH + 20 or start + 20 > len(m):
+            return _ZERO_VNET_HDR
+        if fl & M_CSUM_TSOv4 and m.segsz:
+            if not self.tun_offload & TUN_F_TSO4:
+                self._tx_software(m)
+                return None
+            thl = (m[start + 12] >> 4) << 2
+            self.tx_gso += 1
+            return VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
+                                 start + thl, m.segsz, start, _TCP_CSUM_OFF)
+        if not self.tun_offload & TUN_F_CSUM:
+            self._tx_software(m)
+            return None
+        self.tx_csum_offload += 1
+        return VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, 0, 0, start,
+                             _TCP_CSUM_OFF)
+
+    def _tx_software(self, m: Mbuf) -> None:
+        """Finish an offload request here when the host does not do it (offloads turned
+        off under a frame already built for them)."""
+        from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, tcp_segment_superframe
+
+        head = bytes(m[:_ETH])
+        if m.csum_flags & M_CSUM_TSOv4 and m.segsz:
+            try:
+                segs = tcp_segment_superframe(memoryview(m)[_ETH:], m.segsz)
+            except GsoError:
+                self.oerrors += 1
+                return
+            for seg in segs:
+                self.transmit(head + seg)
+            return
+        done = complete_tcp_csum(m, _ETH)
+        if done is None:
+            self.oerrors += 1
+            return
+        self.transmit(done)
+
     def detach(self) -> None:
         self._stop_reading()
         self._deliver = None
+        self._deliver_offload = None
         self._sched = None
         dev, self._dev = self._dev, None
         self._fd = -1
@@ -208,7 +431,8 @@ class VirtifDriver:
     def stats(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in (
             "ipackets", "ibytes", "ierrors", "iqdrops", "opackets", "obytes", "oerrors", "oqdrops",
-            "rx_wakeups", "rx_batch_max")}
+            "rx_wakeups", "rx_batch_max", "rx_gso", "rx_csum_trusted", "rx_csum_sw", "tx_gso",
+            "tx_csum_offload")}
 
     # -- receive ---------------------------------------------------------------------
     def _stop_reading(self) -> None:
@@ -253,6 +477,130 @@ class VirtifDriver:
             if n > self.rx_batch_max:
                 self.rx_batch_max = n
 
+    def _rx_ready_vnet(self) -> None:
+        """Drain the tap in vnet-header mode: plain frames to ``deliver``, superframes and
+        frames with host-checked or partial checksums to ``deliver_offload``."""
+        fd, bufsize, deliver = self._fd, self.bufsize, self._deliver
+        offload = self._deliver_offload if self.offload_mode != "none" else None
+        n = 0
+        dropped = 0
+        nbytes = 0
+        while n < self.batch and deliver is not None:
+            try:
+                data = os.read(fd, bufsize)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                self.ierrors += 1
+                self.last_error = e
+                self._stop_reading()
+                break
+            if not data:
+                self._stop_reading()
+                break
+            n += 1
+            if len(data) < VNET_HDR_LEN + _ETH:
+                self.ierrors += 1
+                dropped += 1
+                continue
+            if not data[0] and not data[1]:
+                # A plain frame: drivers deliver bytes (one copy of at most an MTU).
+                frame = data[VNET_HDR_LEN:]
+                nbytes += len(frame)
+                deliver(frame)
+            elif offload is None:
+                if data[1] and self.offload_mode != "none":
+                    # A superframe but nobody to take it whole (a driver attached
+                    # without attach_offload): cut it into wire frames here.
+                    k = self._rx_gso_software(data, deliver)
+                    if not k:
+                        dropped += 1
+                        continue
+                    nbytes += k
+                else:
+                    stripped = self._strip_vnet_hdr(data)
+                    if stripped is None:
+                        dropped += 1
+                        continue
+                    nbytes += len(stripped)
+                    deliver(stripped)
+            else:
+                if not self._rx_offload(data, offload):
+                    dropped += 1
+                    continue
+                nbytes += len(data) - VNET_HDR_LEN
+            deliver = self._deliver  # deliver may have detached us
+            if offload is not None:
+                offload = self._deliver_offload
+        if n:
+            self.ipackets += n - dropped
+            self.ibytes += nbytes
+            self.rx_wakeups += 1
+            if n > self.rx_batch_max:
+                self.rx_batch_max = n
+
+    def _rx_offload(self, data: bytes, offload: Callable[[Any, int, int], None]) -> bool:
+        """A frame with a non-zero vnet header in offload mode; False if dropped."""
+        flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(data)
+        frame = memoryview(data)[VNET_HDR_LEN:]
+        gso = gso_type & ~VIRTIO_NET_HDR_GSO_ECN
+        is_tcp4 = csum_offset == _TCP_CSUM_OFF and len(frame) > _ETH + 20 and frame[12] == 8 \
+            and frame[13] == 0 and frame[_ETH + 9] == 6
+        if gso != VIRTIO_NET_HDR_GSO_NONE:
+            if gso != VIRTIO_NET_HDR_GSO_TCPV4 or not is_tcp4:
+                # TCPv6/UDP superframes: no IPv6 stack and no UDP GSO asked for.
+                self.iqdrops += 1
+                return False
+            self.rx_gso += 1
+            self.rx_csum_trusted += 1
+            offload(frame, M_CSUM_TCPv4 | M_CSUM_PARTIAL if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM
+                    else M_CSUM_TCPv4, gso_size)
+            return True
+        if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+            if is_tcp4 and csum_start == _ETH + ((frame[_ETH] & 0xF) << 2):
+                self.rx_csum_trusted += 1
+                offload(frame, M_CSUM_TCPv4 | M_CSUM_PARTIAL, 0)
+                return True
+            done = complete_partial_csum(frame, csum_start, csum_offset)
+            if done is None:
+                self.ierrors += 1
+                return False
+            self.rx_csum_sw += 1
+            deliver = self._deliver
+            if deliver is not None:
+                deliver(done)
+            return True
+        if flags & VIRTIO_NET_HDR_F_DATA_VALID:
+            self.rx_csum_trusted += 1
+            offload(frame, M_CSUM_TCPv4 | M_CSUM_UDPv4, 0)
+            return True
+        deliver = self._deliver
+        if deliver is not None:
+            deliver(data[VNET_HDR_LEN:])
+        return True
+
+    def _rx_gso_software(self, data: bytes, deliver: Callable[[bytes], None]) -> int:
+        """Deliver a TCPv4 superframe as MSS-sized frames; bytes delivered (0: dropped)."""
+        from rumpnet.netinet.ip_gso import GsoError, tcp_segment_superframe
+
+        _flags, gso_type, _hl, gso_size, _cs, _co = VNET_HDR.unpack_from(data)
+        if gso_type & ~VIRTIO_NET_HDR_GSO_ECN != VIRTIO_NET_HDR_GSO_TCPV4 or not gso_size:
+            self.iqdrops += 1
+            return 0
+        try:
+            segs = tcp_segment_superframe(memoryview(data)[VNET_HDR_LEN + _ETH:], gso_size)
+        except GsoError:
+            self.ierrors += 1
+            return 0
+        self.rx_gso += 1
+        head = data[VNET_HDR_LEN:VNET_HDR_LEN + _ETH]
+        n = 0
+        for seg in segs:
+            frame = head + seg
+            n += len(frame)
+            deliver(frame)
+        return n
+
     def _strip_vnet_hdr(self, data: bytes) -> bytes | None:
         if len(data) < VNET_HDR_LEN + 14:
             self.ierrors += 1
@@ -270,7 +618,8 @@ class VirtifDriver:
         return frame
 
 
-def complete_partial_csum(frame: bytes | bytearray, csum_start: int, csum_offset: int) -> bytes | None:
+def complete_partial_csum(frame: bytes | bytearray | memoryview, csum_start: int,
+                          csum_offset: int) -> bytes | None:
     """Finish a checksum the host left partial (``VIRTIO_NET_HDR_F_NEEDS_CSUM``): the field
     at ``csum_start + csum_offset`` holds the pseudo-header sum; the internet checksum of
     ``frame[csum_start:]`` goes there (as Linux's ``skb_checksum_help``). ``None`` if the
