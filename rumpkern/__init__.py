@@ -1,26 +1,41 @@
 """rumpkern: the kernel core. ``rump_init()`` boots a kernel; the ``rump_sys_*`` functions
-here act on the current kernel (the last booted, or the one made current by ``with k:``)."""
+here act on the current kernel (the last booted, or the one made current by ``with k:``).
+
+The exports are resolved lazily (PEP 562), so that low-level modules such as
+``rumpkern.errno`` can be imported by the net faction without booting the whole kernel
+module graph first (``rumpkern.kernel`` itself imports ``rumpnet``).
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from rumpkern.kernel import Kernel, current_kernel, rump_init
-from rumpkern.lwproc import RUMP_RFCFDG, RUMP_RFFDG
-from rumpkern.sched import Scheduler, VirtualEventLoop, VirtualEventLoopPolicy
-
-__all__ = ["Kernel", "Scheduler", "VirtualEventLoop", "VirtualEventLoopPolicy", "current_kernel",
-           "rump_init", "RUMP_RFFDG", "RUMP_RFCFDG"]
+_LAZY = {
+    "Kernel": "rumpkern.kernel",
+    "current_kernel": "rumpkern.kernel",
+    "rump_init": "rumpkern.kernel",
+    "RUMP_RFFDG": "rumpkern.lwproc",
+    "RUMP_RFCFDG": "rumpkern.lwproc",
+    "Scheduler": "rumpkern.sched",
+    "VirtualEventLoop": "rumpkern.sched",
+    "VirtualEventLoopPolicy": "rumpkern.sched",
+}
 
 _SYSCALLS = ("socket", "bind", "connect", "listen", "accept", "send", "sendto", "recv", "recvfrom",
              "shutdown", "close", "getsockname", "getpeername", "setsockopt", "getsockopt", "poll",
-             "fcntl", "ioctl", "__sysctl", "reboot")
+             "fcntl", "ioctl", "__sysctl", "reboot", "open", "read", "write", "pread", "pwrite",
+             "lseek", "fstat", "getdents")
+
+__all__ = sorted(_LAZY) + [f"rump_sys_{n}" for n in _SYSCALLS]
 
 
 def _make(name: str) -> Any:
     method = f"rump_sys_{name}"
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        from rumpkern.kernel import current_kernel
+
         return getattr(current_kernel(), method)(*args, **kwargs)
 
     call.__name__ = method
@@ -31,4 +46,12 @@ def _make(name: str) -> Any:
 
 for _name in _SYSCALLS:
     globals()[f"rump_sys_{_name}"] = _make(_name)
-    __all__.append(f"rump_sys_{_name}")
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rumpkern' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -69,7 +69,9 @@ def _shmif_init(k: Kernel) -> None:
 def _virt_link(ifp: Ifnet, linkstr: str) -> Any:
     from rumpnet.virtif.if_virt import VirtifDriver
 
-    return VirtifDriver(linkstr)
+    # Offloads (vnet header, TSO/GRO, checksum) by default; the driver steps down by itself
+    # when the host refuses them, and ``linkstr tapN,nooffload`` turns them off.
+    return VirtifDriver(linkstr, offload=True)
 
 
 def _create_virt(k: Kernel, unit: int) -> Ifnet:

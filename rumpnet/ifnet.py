@@ -440,9 +440,37 @@ class Ifnet:
         st.obytes += len(frame)
         if frame[0] & 1:
             st.omcasts += 1
+        if type(frame) is Mbuf and self._qdisc["egress"] is not None:
+            self._transmit_through_qdisc(frame)
+            return
         for tap in self.bpf_taps:
             tap(frame)
         self._output_entry(frame)
+
+    def _transmit_through_qdisc(self, frame: Mbuf) -> None:
+        """Faults act on wire frames: a TSO superframe going through an egress qdisc is
+        cut into the segments the wire would carry (and a partial checksum completed)
+        first, so that "1% loss" loses 1% of segments, as on the ingress side."""
+        from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, tcp_segment_superframe
+
+        head = bytes(frame[:ETHER_HDR_LEN])
+        try:
+            if frame.csum_flags & M_CSUM_TSOv4 and frame.segsz:
+                frames = [head + seg for seg in tcp_segment_superframe(memoryview(frame)[ETHER_HDR_LEN:], frame.segsz)]
+            elif frame.csum_flags & M_CSUM_PARTIAL:
+                done = complete_tcp_csum(frame, ETHER_HDR_LEN)
+                if done is None:
+                    raise GsoError("bad partial checksum")
+                frames = [bytes(done)]
+            else:
+                frames = [bytes(frame)]
+        except GsoError:
+            self.stats.oerrors += 1
+            return
+        for f in frames:
+            for tap in self.bpf_taps:
+                tap(f)
+            self._output_entry(f)
 
 
 class Cloner:
