@@ -6,7 +6,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from rumpnet.commands import UsageError, on_cpu, strerror
-from rumpnet.ifnet import IFF_BROADCAST, IFF_NAMES, IFF_POINTOPOINT, LINK_STATE_UP, Ifnet
+from rumpnet.ifnet import IFF_BROADCAST, IFF_NAMES, IFF_POINTOPOINT, LINK_STATE_UP, Ifnet, ifcap_string
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet.in_addr import aton_strict, ntoa
 
@@ -44,6 +44,15 @@ def _flags(ifp: Ifnet) -> str:
 def status(ifp: Ifnet, verbose: bool = False) -> str:
     """One interface as ``ifconfig IF`` prints it."""
     lines = [f"{ifp.name}: {_flags(ifp)} mtu {ifp.mtu}"]
+    caps = getattr(ifp, "capabilities", 0)
+    if caps:
+        # NetBSD prints capabilities= and enabled= for interfaces with offloads; the
+        # offload line (which vnet-header mode the host granted) is rumpnet's own.
+        lines.append(f"\tcapabilities={ifcap_string(caps)}")
+        lines.append(f"\tenabled={ifcap_string(caps)}")
+    mode = getattr(ifp, "offload_mode", None)
+    if ifp.cloner == "virt" and mode is not None:
+        lines.append(f"\toffload: {mode}")
     if not ifp.loopback:
         lines.append(f"\taddress: {format_mac(ifp.lladdr)}")
         if ifp.linkstr is not None:

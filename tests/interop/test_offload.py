@@ -329,3 +329,23 @@ def test_superframes_cut_for_a_consumer_without_offload_support(vnet_real) -> No
             assert k.inet.tcp.stats.tcps_rcvbadsum == 0
         finally:
             k.halt()
+
+
+def test_ifconfig_and_sysctl_say_which_offload_mode_is_in_use() -> None:
+    from rumpkern import rump_init
+    from rumpnet.testing.netns import unique_ifname
+
+    k = rump_init()
+    try:
+        tap_on, tap_off = unique_ifname("rof"), unique_ifname("rof")
+        k.ifconfig("virt0", "create")
+        k.ifconfig("virt0", "linkstr", tap_on)
+        k.ifconfig("virt1", "create")
+        k.ifconfig("virt1", "linkstr", f"{tap_off},nooffload")
+        on, off = k.ifconfig("virt0"), k.ifconfig("virt1")
+        assert "\toffload: tso\n" in on and "capabilities=c80<TSO4,TCP4CSUM_Rx,TCP4CSUM_Tx>" in on
+        assert "\toffload: none\n" in off and "capabilities=" not in off
+        assert k.sysctl("-n", "net.link.virt.virt0.offload").strip() == "tso"
+        assert k.sysctl("-n", "net.link.virt.virt1.offload").strip() == "none"
+    finally:
+        k.halt()
