@@ -95,10 +95,10 @@ class Kernel:
     def _boot(self, names: tuple[str, ...]) -> None:
         reg = registry()
         wanted: list[str] = []
-        for name in names:
-            name = LIBRARY_ALIASES.get(name, name) if name in LIBRARY_ALIASES else name
+        for given in names:
+            name = LIBRARY_ALIASES[given] if given in LIBRARY_ALIASES else given
             if name is None:
-                continue
+                continue  # a NetBSD library with nothing to load here (rumpvfs, ...)
             if name not in reg:
                 raise kerr(errno.ENOENT, f"unknown component {name}")
             wanted.append(name)

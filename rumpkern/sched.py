@@ -25,7 +25,7 @@ import errno
 import selectors
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -321,6 +321,12 @@ class Scheduler:
                     self._driver = None
                     self._cond.notify_all()
         return self._handoff(fn, args, ctx)
+
+    def asyscall(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """System call ``fn(ctx, *args)`` as an awaitable, for coroutines on the loop."""
+        if not self.on_cpu():
+            raise RuntimeError("asyscall() is for coroutines running on the scheduler's loop")
+        return _SyscallAwaitable(self, fn, args)  # type: ignore[return-value]
 
     def _handoff(self, fn: Callable[..., T], args: tuple[Any, ...], ctx: SyscallCtx) -> T:
         cf: concurrent.futures.Future[T] = concurrent.futures.Future()

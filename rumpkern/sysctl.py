@@ -192,8 +192,16 @@ def format_value(node: SysctlNode, value: Any) -> str:
 
 
 def stats_values(stats: Any) -> list[int]:
-    names = stats_names(stats)
-    return [int(getattr(stats, n)) for n in names]
+    """The counters in declaration order; histogram fields (lists) are flattened, as the
+    C struct lays its arrays out inline."""
+    values: list[int] = []
+    for n in stats_names(stats):
+        v = getattr(stats, n)
+        if isinstance(v, (list, tuple)):
+            values.extend(int(x) for x in v)
+        else:
+            values.append(int(v))
+    return values
 
 
 def stats_names(stats: Any) -> list[str]:

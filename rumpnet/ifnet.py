@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rumpkern.errno import kerr
@@ -136,14 +137,20 @@ class IfAddr:
         return self.addr & self.mask
 
 
+@dataclass(slots=True)
 class IfStats:
-    __slots__ = ("ipackets", "ierrors", "opackets", "oerrors", "ibytes", "obytes", "imcasts", "omcasts",
-                 "iqdrops", "oqdrops", "collisions", "noproto")
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
+    ipackets: int = 0
+    ierrors: int = 0
+    opackets: int = 0
+    oerrors: int = 0
+    ibytes: int = 0
+    obytes: int = 0
+    imcasts: int = 0
+    omcasts: int = 0
+    iqdrops: int = 0
+    oqdrops: int = 0
+    collisions: int = 0
+    noproto: int = 0
 
 class Ifnet:
     """One interface. Ethernet unless ``loopback``."""

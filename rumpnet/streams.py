@@ -14,12 +14,23 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.sched import SyscallCtx
+from rumpnet import sys_socket as S  # noqa: N812
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
 
 _LIMIT = 64 * 1024
 _RECV_CHUNK = 256 * 1024
+
+
+def _sys(k: Kernel, fn: Any, *args: Any) -> Awaitable[Any]:
+    """A system call of ``k``'s current process, awaited on the scheduler's loop."""
+    return k.sched.asyscall(fn, k.curproc, *args)
+
+
+def _recv(ctx: SyscallCtx, p: Any, fd: int, n: int, flags: int) -> bytes:
+    data, _ = S.sys_recvfrom(ctx, p, fd, n, flags)
+    return data
 
 
 class RumpStreamReader:
@@ -33,7 +44,7 @@ class RumpStreamReader:
     async def _fill(self) -> bool:
         if self._eof:
             return False
-        data = await self._k.rump_sys_recv(self._fd, _RECV_CHUNK, 0)  # type: ignore[misc]
+        data = await _sys(self._k, _recv, self._fd, _RECV_CHUNK, 0)
         if not data:
             self._eof = True
             return False
@@ -137,7 +148,7 @@ class RumpStreamWriter:
         async with self._lock:
             while self._pending:
                 chunk = bytes(self._pending)
-                n = await self._k.rump_sys_send(self._fd, chunk, 0)  # type: ignore[misc]
+                n = await _sys(self._k, S.sys_sendto, self._fd, chunk, 0, None)
                 del self._pending[:n]
 
     def can_write_eof(self) -> bool:
@@ -146,7 +157,7 @@ class RumpStreamWriter:
     def write_eof(self) -> None:
         async def eof() -> None:
             await self.drain()
-            await self._k.rump_sys_shutdown(self._fd, pysocket.SHUT_WR)  # type: ignore[misc]
+            await _sys(self._k, S.sys_shutdown, self._fd, pysocket.SHUT_WR)
 
         asyncio.get_running_loop().create_task(eof())
 
@@ -176,7 +187,7 @@ class RumpStreamWriter:
             except OSError:
                 pass
             try:
-                await self._k.rump_sys_close(self._fd)  # type: ignore[misc]
+                await _sys(self._k, S.sys_close, self._fd)
             finally:
                 if not self._closed.done():
                     self._closed.set_result(None)
@@ -203,13 +214,13 @@ async def open_connection(kernel: Kernel, host: str, port: int, *, limit: int = 
                           local_addr: tuple[str, int] | None = None) -> tuple[RumpStreamReader, RumpStreamWriter]:
     """``asyncio.open_connection`` over ``kernel``'s TCP (numeric ``host``)."""
     k = kernel
-    fd = await k.rump_sys_socket(pysocket.AF_INET, pysocket.SOCK_STREAM, 0)  # type: ignore[misc]
+    fd = await _sys(k, S.sys_socket, pysocket.AF_INET, pysocket.SOCK_STREAM, 0)
     try:
         if local_addr is not None:
-            await k.rump_sys_bind(fd, local_addr)  # type: ignore[misc]
-        await k.rump_sys_connect(fd, (host, port))  # type: ignore[misc]
+            await _sys(k, S.sys_bind, fd, local_addr)
+        await _sys(k, S.sys_connect, fd, (host, port))
     except BaseException:
-        await k.rump_sys_close(fd)  # type: ignore[misc]
+        await _sys(k, S.sys_close, fd)
         raise
     return RumpStreamReader(k, fd, limit), RumpStreamWriter(k, fd)
 
@@ -244,7 +255,7 @@ class RumpServer:
         k = self._k
         try:
             while True:
-                cfd, _addr = await k.rump_sys_accept(self._fd)  # type: ignore[misc]
+                cfd, _addr = await _sys(k, S.sys_accept, self._fd)
                 reader = RumpStreamReader(k, cfd, self._limit)
                 writer = RumpStreamWriter(k, cfd)
                 res = self._cb(reader, writer)
@@ -304,11 +315,11 @@ async def start_server(kernel: Kernel, client_connected_cb: ClientConnected, hos
                        reuse_address: bool = True) -> RumpServer:
     """``asyncio.start_server`` over ``kernel``'s TCP."""
     k = kernel
-    fd = await k.rump_sys_socket(pysocket.AF_INET, pysocket.SOCK_STREAM, 0)  # type: ignore[misc]
+    fd = await _sys(k, S.sys_socket, pysocket.AF_INET, pysocket.SOCK_STREAM, 0)
     if reuse_address:
-        await k.rump_sys_setsockopt(fd, pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)  # type: ignore[misc]
-    await k.rump_sys_bind(fd, (host, port))  # type: ignore[misc]
-    await k.rump_sys_listen(fd, backlog)  # type: ignore[misc]
+        await _sys(k, S.sys_setsockopt, fd, pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
+    await _sys(k, S.sys_bind, fd, (host, port))
+    await _sys(k, S.sys_listen, fd, backlog)
     server = RumpServer(k, fd, client_connected_cb, limit)
     server._start()
     return server

@@ -225,15 +225,15 @@ def sys_poll(ctx: SyscallCtx, p: Proc, fds: Sequence[Any], nfds: int | None, tim
     chan: WaitChannel | None = ctx.data
     if ready or timeout == 0 or ctx.timed_out:
         if chan is not None:
-            for so in socks:
-                if so is not None and chan in so.poll_chans:
-                    so.poll_chans.remove(chan)
+            for sock in socks:
+                if sock is not None and chan in sock.poll_chans:
+                    sock.poll_chans.remove(chan)
         return ready
     if chan is None:
         chan = ctx.data = WaitChannel("poll")
-    for so in socks:
-        if so is not None and chan not in so.poll_chans:
-            so.poll_chans.append(chan)
+    for sock in socks:
+        if sock is not None and chan not in sock.poll_chans:
+            sock.poll_chans.append(chan)
     raise Sleep(chan, None if timeout < 0 else timeout / 1000.0)
 
 

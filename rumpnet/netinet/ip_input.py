@@ -87,14 +87,14 @@ class IpInput:
             st.ips_badaddr += 1  # martian: loopback addresses arriving from a wire
             return
 
-        ours = inet.local_addrs.get(dst)
-        if ours is None:
+        ours = dst in inet.local_addrs
+        if not ours:
             if dst == 0xFFFFFFFF or dst in inet.bcast_addrs or dst == 0:
                 ours = True
             elif (dst >> 28) == 0xE:
                 st.ips_notmember += 1
                 return
-        if ours is None:
+        if not ours:
             if not self.params.forwarding or mcast:
                 st.ips_cantforward += 1
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field
 
 IPVERSION = 4
 IP_HDR = struct.Struct("!BBHHHBBHII")  # vhl tos len id off ttl p sum src dst
@@ -44,57 +45,94 @@ class IpParams:
         self.checkinterface = 0
 
 
+@dataclass(slots=True)
 class IpStats:
     """``struct ipstat`` (``net.inet.ip.stats``), names as in NetBSD's ``netstat -s``."""
+    ips_total: int = 0
+    ips_badsum: int = 0
+    ips_tooshort: int = 0
+    ips_toosmall: int = 0
+    ips_badhlen: int = 0
+    ips_badlen: int = 0
+    ips_fragments: int = 0
+    ips_fragdropped: int = 0
+    ips_fragtimeout: int = 0
+    ips_forward: int = 0
+    ips_fastforward: int = 0
+    ips_cantforward: int = 0
+    ips_redirectsent: int = 0
+    ips_noproto: int = 0
+    ips_delivered: int = 0
+    ips_localout: int = 0
+    ips_odropped: int = 0
+    ips_reassembled: int = 0
+    ips_fragmented: int = 0
+    ips_ofragments: int = 0
+    ips_cantfrag: int = 0
+    ips_badoptions: int = 0
+    ips_noroute: int = 0
+    ips_badvers: int = 0
+    ips_rawout: int = 0
+    ips_toolong: int = 0
+    ips_notmember: int = 0
+    ips_nogif: int = 0
+    ips_badaddr: int = 0
+    ips_fragoverlap: int = 0
+    ips_fragduplicate: int = 0
 
-    __slots__ = (
-        "ips_total", "ips_badsum", "ips_tooshort", "ips_toosmall", "ips_badhlen", "ips_badlen",
-        "ips_fragments", "ips_fragdropped", "ips_fragtimeout", "ips_forward", "ips_fastforward",
-        "ips_cantforward", "ips_redirectsent", "ips_noproto", "ips_delivered", "ips_localout",
-        "ips_odropped", "ips_reassembled", "ips_fragmented", "ips_ofragments", "ips_cantfrag",
-        "ips_badoptions", "ips_noroute", "ips_badvers", "ips_rawout", "ips_toolong", "ips_notmember",
-        "ips_nogif", "ips_badaddr", "ips_fragoverlap", "ips_fragduplicate",
-    )
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
-
+@dataclass(slots=True)
 class IcmpStats:
     """``struct icmpstat``."""
+    icps_error: int = 0
+    icps_oldshort: int = 0
+    icps_oldicmp: int = 0
+    icps_badcode: int = 0
+    icps_tooshort: int = 0
+    icps_checksum: int = 0
+    icps_badlen: int = 0
+    icps_reflect: int = 0
+    icps_bmcastecho: int = 0
+    icps_toofreq: int = 0
+    icps_outhist: list[int] = field(default_factory=lambda: [0] * 41)
+    icps_inhist: list[int] = field(default_factory=lambda: [0] * 41)
 
-    __slots__ = ("icps_error", "icps_oldshort", "icps_oldicmp", "icps_badcode", "icps_tooshort",
-                 "icps_checksum", "icps_badlen", "icps_reflect", "icps_bmcastecho", "icps_toofreq",
-                 "icps_outhist", "icps_inhist")
-
-    def __init__(self) -> None:
-        for name in self.__slots__[:-2]:
-            setattr(self, name, 0)
-        self.icps_outhist = [0] * 41
-        self.icps_inhist = [0] * 41
-
-
+@dataclass(slots=True)
 class UdpStats:
     """``struct udpstat``."""
+    udps_ipackets: int = 0
+    udps_hdrops: int = 0
+    udps_badsum: int = 0
+    udps_badlen: int = 0
+    udps_noport: int = 0
+    udps_noportbcast: int = 0
+    udps_fullsock: int = 0
+    udps_opackets: int = 0
+    udps_nosum: int = 0
 
-    __slots__ = ("udps_ipackets", "udps_hdrops", "udps_badsum", "udps_badlen", "udps_noport",
-                 "udps_noportbcast", "udps_fullsock", "udps_opackets", "udps_nosum")
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
-
+@dataclass(slots=True)
 class ArpStats:
     """``struct arpstat``."""
-
-    __slots__ = ("as_sndtotal", "as_sndreply", "as_sndrequest", "as_rcvtotal", "as_rcvrequest",
-                 "as_rcvreply", "as_rcvmcast", "as_rcvbadproto", "as_rcvbadlen", "as_rcvzerotpa",
-                 "as_rcvzerospa", "as_rcvnoint", "as_rcvlocalsha", "as_rcvbcastsha", "as_rcvlocalspa",
-                 "as_rcvoverperm", "as_rcvoverint", "as_rcvover", "as_rcvlenchg", "as_dfrtotal",
-                 "as_dfrsent", "as_dfrdropped", "as_allocfail", "as_ratelimited")
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+    as_sndtotal: int = 0
+    as_sndreply: int = 0
+    as_sndrequest: int = 0
+    as_rcvtotal: int = 0
+    as_rcvrequest: int = 0
+    as_rcvreply: int = 0
+    as_rcvmcast: int = 0
+    as_rcvbadproto: int = 0
+    as_rcvbadlen: int = 0
+    as_rcvzerotpa: int = 0
+    as_rcvzerospa: int = 0
+    as_rcvnoint: int = 0
+    as_rcvlocalsha: int = 0
+    as_rcvbcastsha: int = 0
+    as_rcvlocalspa: int = 0
+    as_rcvoverperm: int = 0
+    as_rcvoverint: int = 0
+    as_rcvover: int = 0
+    as_rcvlenchg: int = 0
+    as_dfrtotal: int = 0
+    as_dfrsent: int = 0
+    as_dfrdropped: int = 0
+    as_allocfail: int = 0
+    as_ratelimited: int = 0
