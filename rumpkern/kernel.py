@@ -64,7 +64,8 @@ class Kernel:
                  memlimit: int | None = None, verbose: bool = False) -> None:
         self.sched = sched
         self.seed = seed
-        self.boot_index = len(sched.kernels)
+        self.boot_index = sched.boots
+        sched.boots += 1
         # The one random source: seeded from the user's seed and the boot order, so the
         # n-th kernel of a scenario draws the same numbers in every run.
         self.rng = random.Random(f"rumpnet:{seed}:{self.boot_index}")

@@ -190,7 +190,8 @@ class Scheduler:
         self._cond = threading.Condition()
         self._driver: int | None = None  # thread id of a thread inside run_until_complete
         self._bg_thread: threading.Thread | None = None
-        self.kernels: list[Any] = []  # booted kernels, in boot order
+        self.kernels: list[Any] = []  # running kernels, in boot order
+        self.boots = 0  # kernels ever booted here (never reused: seeds each kernel's rng)
         if not isinstance(loop, VirtualEventLoop):
             self.now = time.monotonic  # type: ignore[method-assign]
 

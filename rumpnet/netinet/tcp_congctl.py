@@ -36,9 +36,14 @@ class CongCtl:
         return (cb.snd_max - cb.snd_una) & 0xFFFFFFFF
 
     def slow_start(self, acked: int) -> None:
-        # RFC 5681 3.1 with appropriate byte counting L=2*SMSS (RFC 3465).
+        # RFC 5681 3.1 with appropriate byte counting L=2*SMSS (RFC 3465) per delayed
+        # ACK.  A stretch ACK (a receiver that ACKs a batch of segments once, as with
+        # GRO/LRO, or tcp_var.TcpParams.ack_batch) stands for one delayed ACK per two
+        # segments it covers and is credited as those would be (as Linux does), so that
+        # slow start still doubles cwnd per round trip.
         cb = self.cb
-        cb.snd_cwnd += min(acked, 2 * cb.t_maxseg)
+        two = 2 * cb.t_maxseg
+        cb.snd_cwnd += acked if acked > two else min(acked, two)
 
     def on_ack(self, acked: int, now: float) -> None:
         """A new cumulative ACK of ``acked`` bytes outside loss recovery."""

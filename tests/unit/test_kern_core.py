@@ -273,3 +273,15 @@ def test_memlimit_caps_socket_buffers_and_reassembly(monkeypatch: pytest.MonkeyP
         k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     assert ei.value.errno == errno.ENOBUFS
     k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+
+
+def test_a_kernel_booted_after_a_halt_gets_a_fresh_random_stream() -> None:
+    sched = Scheduler(virtual=True)
+    a = rump_init(clock="virtual", seed=5, scheduler=sched)
+    b = rump_init(clock="virtual", seed=5, scheduler=sched)
+    a.halt()
+    c = rump_init(clock="virtual", seed=5, scheduler=sched)
+    macs = set()
+    for k in (b, c):
+        macs.add(k.config.if_create("wire0").lladdr)
+    assert len(macs) == 2 and c.boot_index == 2
