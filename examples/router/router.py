@@ -221,15 +221,18 @@ def run(config_path: str, live: bool, server: str | None, duration: float | None
     signal.signal(signal.SIGTERM, on_signal)
     print(f"router {k.hostname} up; {'Ctrl-C' if sys.stdin.isatty() else 'SIGTERM'} to stop", file=sys.stderr)
     deadline = time.monotonic() + duration if duration else None
+    view: threading.Thread | None = None
     if live:
-        t = threading.Thread(target=live_view, args=(k, stop), daemon=True)
-        t.start()
+        view = threading.Thread(target=live_view, args=(k, stop), daemon=True)
+        view.start()
     while not stop.wait(0.2):
         if deadline is not None and time.monotonic() >= deadline:
             break
         if srv is not None and srv.stop_event.is_set():
             break  # rump.halt from a client
     stop.set()
+    if view is not None:
+        view.join(5)  # the live view draws its last frame (all it draws without a tty)
     if srv is not None:
         srv.close()
     k.stop_background()

@@ -92,3 +92,29 @@ def test_router_is_reconfigured_at_run_time_with_the_tools(tmp_path: Path) -> No
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_live_view_and_clean_shutdown_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    cfg = tmp_path / "r.toml"
+    cfg.write_text('hostname = "live1"\n[[interface]]\nname = "wire0"\nlink = "live-a"\naddress = "10.7.1.1/24"\n')
+    p = subprocess.Popen([sys.executable, str(ROUTER), "--config", str(cfg), "--live"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        line = ""
+        while "up" not in line and time.monotonic() < deadline:
+            line = p.stderr.readline()  # type: ignore[union-attr]
+        assert "router live1 up" in line
+        time.sleep(1.2)  # let the live view draw at least once
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert "router live1 stopped" in err
+        assert "live1: interfaces" in out and "wire0" in out and "10.7.1.0/24" in out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
