@@ -207,38 +207,58 @@ def options_bytes(r: TcpRepr) -> bytes:
     return bytes(out)
 
 
-def emit(r: TcpRepr, src: int, dst: int) -> bytes:
+def emit(r: TcpRepr, src: int, dst: int, csum: bool = True) -> bytes:
     """Build the segment bytes for r, checksummed for IPv4 addresses src -> dst.
 
     The payload is copied exactly once (into the returned bytes): the checksum is summed
     over the header and the payload separately (the header is 32-bit aligned).
     """
     payload = r.payload
-    plen = len(payload)
     ts = r.timestamps
     if (ts is not None and r.mss is None and r.wscale is None and not r.sack_permitted
             and not r.sack_blocks):
-        # Fast path: header + NOP NOP TS, the segment of an established RFC 7323
-        # connection; byte for byte what the general path builds.
-        hlen = 32
-        hdr = bytearray(32)
-        _HDR_TS.pack_into(hdr, 0, r.sport, r.dport, r.seq & 0xFFFFFFFF, r.ack & 0xFFFFFFFF,
-                          _OFF_TS, r.flags & 0xFF, r.window, 0, r.urgent, TCPOPT_NOP,
-                          TCPOPT_NOP, TCPOPT_TIMESTAMP, 10, ts[0], ts[1])
-    else:
-        opts = options_bytes(r) if (r.mss is not None or r.wscale is not None or
-                                    r.sack_permitted or ts is not None or
-                                    r.sack_blocks) else b""
-        hlen = TCP_HDR_LEN + len(opts)
-        hdr = bytearray(hlen)
-        _HDR.pack_into(hdr, 0, r.sport, r.dport, r.seq & 0xFFFFFFFF, r.ack & 0xFFFFFFFF,
-                       (hlen >> 2) << 4, r.flags & 0xFF, r.window, 0, r.urgent)
-        if opts:
-            hdr[TCP_HDR_LEN:hlen] = opts
+        return emit_ts(r.sport, r.dport, r.seq, r.ack, r.flags, r.window, r.urgent, ts[0],
+                       ts[1], payload, src, dst, csum)
+    plen = len(payload)
+    opts = options_bytes(r) if (r.mss is not None or r.wscale is not None or
+                                r.sack_permitted or ts is not None or
+                                r.sack_blocks) else b""
+    hlen = TCP_HDR_LEN + len(opts)
+    hdr = bytearray(hlen)
+    _HDR.pack_into(hdr, 0, r.sport, r.dport, r.seq & 0xFFFFFFFF, r.ack & 0xFFFFFFFF,
+                   (hlen >> 2) << 4, r.flags & 0xFF, r.window, 0, r.urgent)
+    if opts:
+        hdr[TCP_HDR_LEN:hlen] = opts
+    if not csum:
+        return b"".join((hdr, payload))
     # One reduction for pseudo-header, header and payload: the header (32-bit aligned)
     # read as an integer is congruent to the sum of its words, so it can be carried into
     # the payload's sum as its initial value.
     s = in_pseudo_sum(src, dst, IPPROTO_TCP, hlen + plen) + int.from_bytes(hdr, "big")
+    s = in_cksum_sum(payload, s) if plen else in_cksum_sum(b"", s)
+    _U16.pack_into(hdr, OFF_CKSUM, ~s & 0xFFFF)
+    if plen:
+        return b"".join((hdr, payload))
+    return bytes(hdr)
+
+
+def emit_ts(sport: int, dport: int, seq: int, ack: int, flags: int, window: int,
+            urgent: int, tsval: int, tsecr: int, payload: bytes | bytearray | memoryview,
+            src: int, dst: int, csum: bool = True) -> bytes:
+    """:func:`emit` of a segment whose only option is the timestamp (NOP NOP TS), without
+    a :class:`TcpRepr`: every data segment and ACK of an established RFC 7323
+    connection.  Byte for byte what :func:`emit` builds for the same fields.
+
+    ``csum=False`` (both functions) leaves the checksum field zero, for a TSO superframe
+    whose checksum the interface completes."""
+    plen = len(payload)
+    hdr = bytearray(32)
+    _HDR_TS.pack_into(hdr, 0, sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, _OFF_TS,
+                      flags & 0xFF, window, 0, urgent, TCPOPT_NOP, TCPOPT_NOP,
+                      TCPOPT_TIMESTAMP, 10, tsval, tsecr)
+    if not csum:
+        return b"".join((hdr, payload))
+    s = in_pseudo_sum(src, dst, IPPROTO_TCP, 32 + plen) + int.from_bytes(hdr, "big")
     s = in_cksum_sum(payload, s) if plen else in_cksum_sum(b"", s)
     _U16.pack_into(hdr, OFF_CKSUM, ~s & 0xFFFF)
     if plen:

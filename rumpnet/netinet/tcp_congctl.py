@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rumpnet.netinet.tcp_seq import SEQ_GEQ
+
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_var import TcpCb
 
@@ -36,14 +38,20 @@ class CongCtl:
         return (cb.snd_max - cb.snd_una) & 0xFFFFFFFF
 
     def slow_start(self, acked: int) -> None:
-        # RFC 5681 3.1 with appropriate byte counting L=2*SMSS (RFC 3465) per delayed
-        # ACK.  A stretch ACK (a receiver that ACKs a batch of segments once, as with
-        # GRO/LRO, or tcp_var.TcpParams.ack_batch) stands for one delayed ACK per two
-        # segments it covers and is credited as those would be (as Linux does), so that
-        # slow start still doubles cwnd per round trip.
+        # RFC 5681 3.1 with appropriate byte counting L=2*SMSS (RFC 3465) per ACK.
         cb = self.cb
         two = 2 * cb.t_maxseg
-        cb.snd_cwnd += acked if acked > two else min(acked, two)
+        if acked > two and cb.params.abc_stretch \
+                and SEQ_GEQ((cb.snd_una - acked) & 0xFFFFFFFF, cb.snd_recover):
+            # A stretch ACK -- a receiver acknowledging a batch of segments once (GRO/LRO,
+            # tcp_var.TcpParams.ack_batch) -- stands for one delayed ACK per two segments
+            # it covers and is credited as those would be (as Linux does), so that slow
+            # start still doubles cwnd per round trip.  Not while retransmitted data is
+            # being acknowledged (below snd_recover, after an RTO or fast recovery): there
+            # L=2*SMSS keeps the burst that a large cumulative ACK would release small.
+            cb.snd_cwnd += acked
+        else:
+            cb.snd_cwnd += min(acked, two)
 
     def on_ack(self, acked: int, now: float) -> None:
         """A new cumulative ACK of ``acked`` bytes outside loss recovery."""

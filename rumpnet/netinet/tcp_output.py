@@ -40,6 +40,9 @@ _T_REXMT = 0
 _T_PERSIST = 1
 _T_DELACK = 4
 _TS_BOTH = _TF_REQ_TSTMP | _TF_RCVD_TSTMP
+# States as module globals: an enum class attribute costs ~50 ns a lookup, on every segment.
+_LISTEN = TcpState.LISTEN
+_ESTABLISHED = TcpState.ESTABLISHED
 
 
 def base_rto(cb: TcpCb) -> float:
@@ -69,11 +72,14 @@ def tcp_setpersist(cb: TcpCb, now: float) -> None:
 
 def rcv_window(cb: TcpCb) -> int:
     """Window to advertise, in bytes (unscaled)."""
-    space = cb.rcv_space()
-    # Receiver SWS avoidance (RFC 9293 3.8.6.2.2, BSD): don't advertise tiny windows.
-    if space < cb.rcvspace // 4 and space < cb.t_maxseg:
+    rcvspace = cb.rcvspace
+    space = rcvspace - len(cb.rcv_buf)          # cb.rcv_space(), inlined
+    if space < 0:
         space = 0
-    if cb.state < TcpState.ESTABLISHED:
+    # Receiver SWS avoidance (RFC 9293 3.8.6.2.2, BSD): don't advertise tiny windows.
+    if space < rcvspace // 4 and space < cb.t_maxseg:
+        space = 0
+    if cb.state < _ESTABLISHED:
         space = min(space, TCP_MAXWIN)
     else:
         space = min(space, TCP_MAXWIN << cb.rcv_scale)
@@ -116,8 +122,28 @@ def _options(cb: TcpCb, flags: int, now: float, r: TcpRepr) -> int:
     return olen
 
 
+def _optlen(cb: TcpCb, flags: int) -> int:
+    """The option length :func:`_options` would fill in, without its side effects (so
+    that ``_output_one`` builds a segment only when it decides to send one)."""
+    tf = cb.t_flags
+    if flags & TH_SYN:
+        olen = 4
+        if tf & _TF_REQ_SCALE:
+            olen += 4
+        if cb.params.sack and (tf & _TF_SACK_PERMIT or not flags & TH_ACK):
+            olen += 4
+        if tf & _TF_REQ_TSTMP and (not flags & TH_ACK or tf & _TF_RCVD_TSTMP):
+            olen += 12
+        return olen
+    olen = 12 if tf & _TS_BOTH == _TS_BOTH else 0
+    if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
+        nb = len(cb.rcv_sack_blocks) + (cb.rcv_dsack is not None)
+        olen += 4 + 8 * min(nb, (40 - olen - 4) // 8)
+    return olen
+
+
 def _emit(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: int,
-          now: float, r: TcpRepr | None = None) -> bytes:
+          now: float, r: TcpRepr | None = None, csum: bool = True) -> bytes:
     """Build a segment from cb's state and do the ACK bookkeeping.  The caller hands
     the result to ``cb.proto.output`` *after* its own state updates, so that an output
     path that loops back into input synchronously sees a consistent connection."""
@@ -145,7 +171,34 @@ def _emit(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: int
         adv = (cb.rcv_nxt + (r.window << (0 if flags & TH_SYN else cb.rcv_scale))) & SEQ_MASK
         if SEQ_GT(adv, cb.rcv_adv):
             cb.rcv_adv = adv
-    return _tcp.emit(r, cb.laddr, cb.faddr)
+    return _tcp.emit(r, cb.laddr, cb.faddr, csum)
+
+
+def _emit_ts(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: int,
+             now: float, csum: bool = True) -> bytes:
+    """:func:`_emit` for a segment without SYN whose only option is the timestamp (what
+    :func:`_options` gives when TS is on and no SACK blocks are due): the same
+    bookkeeping and bytes, without a TcpRepr."""
+    tsval = cb.ts_now(now)
+    tsecr = cb.ts_recent
+    rcv_scale = cb.rcv_scale
+    window = win >> rcv_scale
+    if window > TCP_MAXWIN:
+        window = TCP_MAXWIN
+    cb.stats.tcps_sndtotal += 1
+    ack = 0
+    if flags & TH_ACK:
+        ack = rcv_nxt = cb.rcv_nxt
+        cb.last_ack_sent = rcv_nxt
+        if cb.t_flags & (_TF_ACKNOW | _TF_DELACK):
+            cb.t_flags &= ~(_TF_ACKNOW | _TF_DELACK)
+            cb.timers[_T_DELACK] = None
+        cb.delack_segs = 0
+        adv = (rcv_nxt + (window << rcv_scale)) & SEQ_MASK
+        if SEQ_GT(adv, cb.rcv_adv):
+            cb.rcv_adv = adv
+    return _tcp.emit_ts(cb.lport, cb.fport, seq, ack, flags, window, 0, tsval, tsecr,
+                        payload, cb.laddr, cb.faddr, csum)
 
 
 def segsize(cb: TcpCb) -> int:
@@ -212,10 +265,10 @@ def send_ack(cb: TcpCb, now: float, seq: int | None = None) -> None:
 def tcp_output(cb: TcpCb, now: float) -> None:
     """Send what can be sent (NetBSD tcp_output)."""
     st = cb.state
-    if st <= TcpState.LISTEN or cb.freed:
+    if st <= _LISTEN or cb.freed:
         return
     idle = cb.snd_max == cb.snd_una      # computed once per call, as BSD does
-    if idle and cb.t_sndtime is not None and st >= TcpState.ESTABLISHED \
+    if idle and cb.t_sndtime is not None and st >= _ESTABLISHED \
             and now - cb.t_sndtime >= base_rto(cb):
         # RFC 5681 4.1: restart from at most the initial window after an idle RTO.
         cb.snd_cwnd = min(cb.snd_cwnd, cb.cc.initial_window())
@@ -230,6 +283,18 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
     tf = cb.t_flags
     buf = cb.snd_buf
     blen = len(buf)
+    if flags == TH_ACK and not blen and not tf & (_TF_ACKNOW | _TF_FORCE):
+        # Nothing queued and no ACK owed (a receiver between ACKs): only a window update
+        # can go out.  The general path below decides the same; this skips its work.
+        promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
+        if promised >= 0x80000000:
+            promised = 0
+        adv = min(rcv_window(cb), TCP_MAXWIN << cb.rcv_scale) - promised
+        if not (adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace)):
+            if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
+                cb.rcv_dsack = None                    # as on the general path
+                cb.stats.tcps_sack_send_opts += 1
+            return False
     snd_una = cb.snd_una
     snd_nxt = cb.snd_nxt
     snd_max_eq = cb.snd_max == snd_una
@@ -259,13 +324,24 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
             length = 0
             tcp_setpersist(cb, now)
 
-    r = TcpRepr(cb.lport, cb.fport, 0, 0, 0, 0)
-    olen = _options(cb, flags, now, r)
+    olen = _optlen(cb, flags)
     ss = cb.t_maxseg - olen
     sendalot = False
+    tso = 0
     if length > ss:
-        length = ss
-        sendalot = True
+        n = cb.t_tsomax - olen
+        if n >= 2 * ss and not flags & TH_SYN:
+            # TSO: whole full-sized segments in one superframe, never the last byte of
+            # the send buffer (so no FIN or PSH rides on it; the tail goes as usual).
+            n = min(length, n, blen - 1 - off)
+            n -= n % ss
+            if n >= 2 * ss:
+                tso = ss
+                sendalot = n < length
+                length = n
+        if not tso:
+            length = ss
+            sendalot = True
 
     # FIN: only with the last byte (also when that byte is retransmitted); once sent,
     # snd_nxt is past it and off exceeds blen, so it is not repeated.
@@ -274,7 +350,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
 
     send = False
     if length:
-        if length == ss:
+        if length >= ss:
             send = True
         elif (idle or tf & _TF_NODELAY) and off + length == blen:
             send = True                       # Nagle (RFC 9293 3.7.4)
@@ -285,7 +361,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         elif SEQ_LT(snd_nxt, cb.snd_max):
             send = True                       # retransmission
     win = rcv_window(cb)
-    if not send and state >= TcpState.ESTABLISHED and not flags & TH_SYN:
+    if not send and state >= _ESTABLISHED and not flags & TH_SYN:
         promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
         if promised >= 0x80000000:
             promised = 0
@@ -296,8 +372,14 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
     if tf & _TF_ACKNOW or flags & (TH_SYN | TH_RST) or flags & TH_FIN:
         send = True
     if not send:
+        if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack) \
+                and not flags & TH_SYN:
+            # What _options did here when it ran before the decision: the D-SACK
+            # range is reported once (or dropped) and the option counted.
+            cb.rcv_dsack = None
+            cb.stats.tcps_sack_send_opts += 1
         if blen and cb.timers[_T_REXMT] is None and cb.timers[_T_PERSIST] is None \
-                and state >= TcpState.ESTABLISHED and snd_max_eq:
+                and state >= _ESTABLISHED and snd_max_eq:
             cb.t_rxtshift = 0
             tcp_setpersist(cb, now)
         return False
@@ -310,19 +392,27 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         seq = cb.snd_max
     stt = cb.stats
     if length:
+        npack = length // tso if tso else 1
         if SEQ_LT(snd_nxt, cb.snd_max):
-            stt.tcps_sndrexmitpack += 1
+            stt.tcps_sndrexmitpack += npack
             stt.tcps_sndrexmitbyte += length
         else:
-            stt.tcps_sndpack += 1
+            stt.tcps_sndpack += npack
             stt.tcps_sndbyte += length
     elif flags & (TH_SYN | TH_FIN | TH_RST):
         stt.tcps_sndctrl += 1
     else:
         stt.tcps_sndacks += 1
     payload = memoryview(buf)[off:off + length] if length else b""
-    raw = _emit(cb, seq, flags, payload, win, now, r)
-    r.payload = payload = b""   # release the view of snd_buf (output may re-enter)
+    if (tf & _TS_BOTH == _TS_BOTH and not flags & TH_SYN
+            and not (tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack))):
+        raw = _emit_ts(cb, seq, flags, payload, win, now, not tso)
+    else:
+        r = TcpRepr(cb.lport, cb.fport, 0, 0, 0, 0)
+        _options(cb, flags, now, r)
+        raw = _emit(cb, seq, flags, payload, win, now, r, not tso)
+        r.payload = b""         # release the view of snd_buf (output may re-enter)
+    payload = b""
     if length:
         cb.t_sndtime = now
 
@@ -343,5 +433,8 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
                 cb.timers[_T_PERSIST] = None
                 cb.t_rxtshift = 0
             cb.set_timer(_T_REXMT, rexmt_value(cb), now)
-    cb.proto.output(cb.laddr, cb.faddr, raw)
+    if tso:
+        cb.proto.output(cb.laddr, cb.faddr, raw, tso_segsz=tso)
+    else:
+        cb.proto.output(cb.laddr, cb.faddr, raw)
     return sendalot and not cb.freed

@@ -7,7 +7,8 @@ match nothing with a RST (RFC 9293 3.10.7.1).
 
 Sans-IO contract (what the socket layer uses)::
 
-    proto = TcpProtocol(params, rng, output, mtu_for=lambda dst: 1500, stats=None)
+    proto = TcpProtocol(params, rng, output, mtu_for=lambda dst: 1500, stats=None,
+                        tso_for=None)   # tso_for(dst) -> max TSO bytes, 0 = no TSO
     proto.input(src, dst, segment, now, csum_ok=False)   # never raises on bad input
     proto.get_timer() -> float | None ; proto.handle_timer(now)
     proto.bind(laddr, lport, reuseaddr=False) -> lport   # 0 = ephemeral; EADDRINUSE
@@ -21,7 +22,10 @@ Sans-IO contract (what the socket layer uses)::
                     send_q, recv_q)
 
 ``output(src, dst, segment)`` may loop back into ``input`` synchronously; state is
-updated before every call to it.  Upcalls fire after the state change they report;
+updated before every call to it.  With ``tso_for`` a superframe of whole MSS-sized
+segments goes as ``output(src, dst, segment, tso_segsz=mss)`` with its checksum left zero.
+Timers may come due at the current time (one ACK per batch): the caller runs
+``handle_timer`` after the rest of the input it has at hand.  Upcalls fire after the state change they report;
 EV_CLOSED comes with EV_READABLE | EV_WRITABLE (and EV_ERROR when ``cb.error``).
 Listener options inherited by accepted connections: ``lst.nodelay``, ``lst.keepalive``,
 ``lst.maxseg``, ``lst.sndbuf``, ``lst.rcvbuf`` (set them before SYNs arrive).
@@ -188,13 +192,20 @@ class TcpProtocol:
     """All TCP state of one kernel (sans-IO)."""
 
     def __init__(self, params: TcpParams, rng: random.Random,
-                 output: Callable[[int, int, bytes], None],
+                 output: Callable[..., None],
                  mtu_for: Callable[[int], int] = lambda dst: 1500,
-                 stats: TcpStats | None = None) -> None:
+                 stats: TcpStats | None = None,
+                 tso_for: Callable[[int], int] | None = None) -> None:
         self.params = params
         self.rng = rng
         self.output = output
         self.mtu_for = mtu_for
+        # TSO (docs/PERFORMANCE.md): tso_for(dst) is the most TCP header + payload the
+        # out-interface takes in one superframe (its tso_mtu - 40), 0 if it has no TSO.
+        # With it, tcp_output sends up to that many bytes of full-sized segments as one
+        # segment, calling output(src, dst, segment, tso_segsz=MSS) with the checksum
+        # left to the interface (ip_output makes it partial).
+        self.tso_for = tso_for
         self.stats = stats if stats is not None else TcpStats()
         self._secret = rng.getrandbits(256).to_bytes(32, "big")
         self._sc_salt = rng.getrandbits(32)
@@ -247,6 +258,13 @@ class TcpProtocol:
         if user:
             mss = min(mss, user)
         return mss
+
+    def _tsomax(self, faddr: int) -> int:
+        f = self.tso_for
+        if f is None:
+            return 0
+        n = f(faddr)
+        return n if n > 0 else 0
 
     # ----- bindings ----------------------------------------------------------------------
     def _conflict(self, laddr: int, lport: int, reuseaddr: bool) -> bool:
@@ -355,6 +373,7 @@ class TcpProtocol:
         cb = TcpCb(self, laddr, lport, faddr, fport, now)
         self._apply_opts(cb, opts)
         cb.t_ourmss = self._ourmss(faddr, cb.user_maxseg)
+        cb.t_tsomax = self._tsomax(faddr)
         cb.t_maxseg = min(p.mssdflt, cb.t_ourmss)
         if p.rfc1323:
             cb.t_flags |= TF_REQ_SCALE | TF_REQ_TSTMP
@@ -670,6 +689,7 @@ class TcpProtocol:
         cb.last_ack_sent = cb.rcv_nxt
         cb.ts_offset = e.ts_offset
         cb.t_ourmss = e.ourmss
+        cb.t_tsomax = self._tsomax(e.faddr)
         if e.peer_ws is not None:
             cb.t_flags |= TF_REQ_SCALE
             cb.request_r_scale = e.rcv_scale

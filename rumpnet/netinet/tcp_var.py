@@ -66,6 +66,16 @@ class TcpParams:
     congctl: str = "newreno"
     delack_ticks: int = 100          # delayed-ACK timer, milliseconds
     delack_max_segs: int = 2         # ACK at least every this many full segments
+    # 1: the ACK due after delack_max_segs segments is sent when the caller next runs
+    # the timers (a deadline of "now": the end of this loop turn), so a batch of
+    # segments that arrives in one turn is acknowledged once, as with GRO/LRO (but at
+    # least every quarter of the receive buffer).
+    # 0: ACK at once (BSD).  Out-of-order data, FIN, window probes: always at once.
+    ack_batch: int = 1
+    # 1: in slow start a stretch ACK (covering more than two segments, e.g. from a peer
+    # with ack_batch or GRO) grows cwnd by all it acknowledges (Linux), not by at most
+    # 2*SMSS (RFC 3465 L); not while retransmissions are acknowledged.  0: L=2*SMSS.
+    abc_stretch: int = 1
     keepidle: float = 7200.0         # seconds
     keepintvl: float = 75.0
     keepcnt: int = 8
@@ -246,6 +256,7 @@ class TcpCb:
         self.t_peermss = p.mssdflt
         self.t_ourmss = p.mssdflt
         self.user_maxseg = 0
+        self.t_tsomax = 0             # TSO: most TCP bytes per superframe, 0 = none
         # RFC 7323.
         self.snd_scale = 0
         self.rcv_scale = 0
