@@ -71,7 +71,8 @@ class Tcp:
         self.inet = inet
         self.params = TcpParams()
         self.stats = TcpStats()
-        self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats)
+        self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats,
+                                 tso_for=self._tso_for)
         self._timer: Any = None
         self._timer_when: float | None = None
         self.output_drops = 0
@@ -83,11 +84,30 @@ class Tcp:
         self._tso_len = self._tso_hl = self._tso_segsz = self._tso_next = self._tso_flags = 0
         self._tso_k0 = self._tso_k1 = self._tso_k2 = self._tso_k3 = b""
         self._tso_flush_armed = False
-        self.tso_superframes = 0  # superframes built (counter)
-        self.tso_segments = 0  # segments that went into them
+        self.tso_superframes = 0  # superframes handed to IP (built by TCP or coalesced here)
+        self.tso_segments = 0  # the wire segments they stand for
 
     # -- TCP -> IP ---------------------------------------------------------------------
-    def _output(self, src: int, dst: int, segment: bytes) -> None:
+    def _tso_for(self, dst: int) -> int:
+        """TCP payload + option bytes the out-interface toward ``dst`` takes as one TSO
+        superframe (its tso_mtu less the IP and base TCP headers), 0 when it has no TSO."""
+        rt = self.inet.routes.lookup(dst)
+        if rt is None or rt.ifp is None or rt.flags & RTF_LOCAL:
+            return 0
+        ifp = rt.ifp
+        if not ifp.capabilities & IFCAP_TSOv4:
+            return 0
+        return min(ifp.tso_mtu, 65535) - 40
+
+    def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0) -> None:
+        if tso_segsz:
+            # TCP built the superframe itself (tso_for): keep the order of anything held.
+            if self._tso_q:
+                self.tso_flush()
+            self.tso_superframes += 1
+            self.tso_segments += -(-(len(segment) - ((segment[12] >> 4) << 2)) // tso_segsz)
+            self._ip_output(src, dst, segment, tso_segsz)
+            return
         if self._tso_q:
             if self._tso_add(src, dst, segment):
                 return
