@@ -31,14 +31,13 @@ import itertools
 import json
 import os
 import platform
-import signal
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
+
+from bench.common import signals_raise
 
 MODES = ("none", "idle", "impaired")
 ETHERTYPE_UNUSED = b"\x88\xb5"  # IEEE 802 local experimental ethertype 1: no handler
@@ -52,28 +51,6 @@ def _log(msg: str) -> None:
     print(f"[micro_faults] {msg}", file=sys.stderr, flush=True)
 
 
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    """SIGTERM (and SIGINT) raise in the main thread, so ``finally`` blocks clean up."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    owner = os.getpid()
-
-    def handler(signum: int, _frame: Any) -> None:
-        if os.getpid() != owner:  # a forked child (pyroute2 forks for netns sockets): die as by default
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _one_run(mode: str, nframes: int, frame_len: int, seed: int) -> dict[str, float]:
@@ -144,7 +121,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     nframes = 20_000 if quick else 200_000
     reps = 1 if quick else 7
     sizes = (60,) if quick else (60, 1514)
-    with _signals_raise():
+    with signals_raise():
         runs: dict[str, list[dict[str, float]]] = {}
         for size in sizes:
             for rep in range(reps):

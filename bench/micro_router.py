@@ -33,17 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import platform
 import re
-import signal
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
+
+from bench.common import signals_raise
 
 PREFIX = "rbm"
 PORT = 9
@@ -109,28 +106,6 @@ def _log(msg: str) -> None:
     print(f"[micro_router] {msg}", file=sys.stderr, flush=True)
 
 
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    """SIGTERM (and SIGINT) raise in the main thread, so ``finally`` blocks clean up."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    owner = os.getpid()
-
-    def handler(signum: int, _frame: Any) -> None:
-        if os.getpid() != owner:  # a forked child (pyroute2 forks for netns sockets): die as by default
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _pctl(samples: list[float], q: float) -> float:
@@ -315,7 +290,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     meta.update({"reps": reps, "flood_seconds": seconds, "ping_count": pings, "sizes": list(sizes)})
     stacks = ("rumpnet", "linux")
     runs: dict[str, dict[str, list[dict[str, float]]]] = {s: {} for s in stacks}
-    with _signals_raise():
+    with signals_raise():
         removed = cleanup_stale(PREFIX)
         if removed:
             _log(f"removed leftovers of killed runs: {', '.join(removed)}")

@@ -39,11 +39,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
+
+from bench.common import signals_raise
 
 OPS = ("null", "sysctl", "socket_close")
 PREFIX = "rbmr"
@@ -55,28 +55,6 @@ def _log(msg: str) -> None:
     print(f"[micro_rsp] {msg}", file=sys.stderr, flush=True)
 
 
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    """SIGTERM (and SIGINT) raise in the main thread, so ``finally`` blocks clean up."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    owner = os.getpid()
-
-    def handler(signum: int, _frame: Any) -> None:
-        if os.getpid() != owner:  # a forked child (pyroute2 forks for netns sockets): die as by default
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _pdeathsig() -> None:  # runs in the child between fork and exec
@@ -243,9 +221,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     n = 300 if quick else 5000
     warmup = 20 if quick else 200
     results: dict[str, dict[str, dict[str, float]]] = {}
-    with _signals_raise():
+    with signals_raise():
         _cleanup_stale_dirs()
-    with _signals_raise(), tempfile.TemporaryDirectory(prefix=f"{PREFIX}-{os.getpid()}-") as tmp:
+    with signals_raise(), tempfile.TemporaryDirectory(prefix=f"{PREFIX}-{os.getpid()}-") as tmp:
         _log(f"in-process, direct: {n} calls per op")
         results["inproc"] = _measure_inproc(n, warmup, background=False)
         _log(f"in-process, background thread: {n} calls per op")

@@ -87,7 +87,8 @@ def boot(tap: str, address: str, gateway: str | None = None, mtu: int | None = N
 
         k.sched.run(attach)
     else:
-        k.config.if_set_linkstr("virt0", tap)
+        # Plain frames: virt interfaces ask the host for offloads by default.
+        k.config.if_set_linkstr("virt0", f"{tap},nooffload")
         drv = k.ifnet.lookup("virt0").driver
     if mtu:
         k.config.if_set_mtu("virt0", mtu)
