@@ -107,11 +107,14 @@ def harness() -> Iterator[Harness]:
         stop.set()
         t.join(5)
     finally:
-        stop.set()
-        sched.stop_background()
-        for k in kernels:
-            k.halt()
-        ns.remove()
+        # Each step runs even if an earlier one fails: the namespace must always go.
+        try:
+            stop.set()
+            sched.stop_background()
+            for k in kernels:
+                k.halt()
+        finally:
+            ns.remove()
 
 
 def _measure(h: Harness, n: int) -> dict[str, object]:

@@ -73,11 +73,14 @@ def test_curl_fetches_from_hijacked_http_server(tmp_path: Path) -> None:
             server.server_close()
             server = None
     finally:
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if t is not None:
-            t.join(5)
-        k.stop_background()
-        k.halt()
-        ns.remove()
+        # Each step runs even if an earlier one fails: the namespace must always go.
+        try:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+            if t is not None:
+                t.join(5)
+            k.stop_background()
+            k.halt()
+        finally:
+            ns.remove()

@@ -62,11 +62,16 @@ def topo() -> Iterator[Topology]:
         ns_configure(ns2, tap2, f"{H2}/24", routes=[("default", R2)])
         yield Topology(k, ns1, ns2)
     finally:
-        if k is not None:
-            k.stop_background()
-            k.halt()
-        ns1.remove()
-        ns2.remove()
+        # Each step runs even if an earlier one fails: the namespaces must always go.
+        try:
+            if k is not None:
+                k.stop_background()
+                k.halt()
+        finally:
+            try:
+                ns1.remove()
+            finally:
+                ns2.remove()
 
 
 def test_ping_crosses_the_router_both_ways(topo: Topology) -> None:

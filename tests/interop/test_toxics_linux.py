@@ -83,11 +83,16 @@ def proxy() -> Iterator[tuple[Kernel, NetNS, Proxy]]:
         px = Proxy(k, (OURS, 7000), (LINUX, 9000), name="echo")
         yield k, ns, px
     finally:
-        if px is not None:
-            px.stop()
-        k.stop_background()
-        k.halt()
-        ns.remove()
+        # Each step runs even if an earlier one fails: the namespace must always go.
+        try:
+            if px is not None:
+                px.stop()
+        finally:
+            try:
+                k.stop_background()
+                k.halt()
+            finally:
+                ns.remove()
 
 
 def _client(ns: NetNS) -> dict[str, object]:
