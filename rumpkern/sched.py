@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import os
 import selectors
 import threading
 import time
@@ -87,6 +88,17 @@ class SyscallCtx:
 Syscall = Callable[..., T]
 
 
+class VirtualClockStalled(RuntimeError):
+    """On virtual time nothing was scheduled and no fd became ready for a long real time:
+    a blocked call can never complete (single-threaded use), so it fails instead of
+    hanging forever."""
+
+
+# Real seconds a virtual-time loop waits with no timer at all before giving up
+# (``RUMP_VIRTUAL_STALL``; another thread handing in a call wakes it at once).
+STALL_SECONDS = float(os.environ.get("RUMP_VIRTUAL_STALL", "120"))
+
+
 class _VirtualSelector:
     """Selector wrapper for virtual time: never waits for a timer, jumps the clock instead.
 
@@ -98,14 +110,21 @@ class _VirtualSelector:
     def __init__(self, inner: selectors.BaseSelector, clock: VirtualClock) -> None:
         self._inner = inner
         self._clock = clock
+        self.stall_seconds = STALL_SECONDS
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         events = self._inner.select(0)
         if events or timeout == 0:
             return events
         if timeout is None:
-            # Nothing scheduled at all: only another thread can make progress now.
-            return self._inner.select(None)
+            # Nothing scheduled at all: only another thread (or a real fd) can make
+            # progress now. Wait for that, but not forever.
+            events = self._inner.select(self.stall_seconds)
+            if not events:
+                raise VirtualClockStalled(
+                    f"virtual clock stalled: no timer and no I/O for {self.stall_seconds:g} s of real time "
+                    "(a blocked call can never complete)")
+            return events
         self._clock.now += timeout
         return []
 
@@ -128,14 +147,22 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, start: float = VIRTUAL_EPOCH) -> None:
         self.virtual_clock = VirtualClock(start)
-        selector = _VirtualSelector(selectors.DefaultSelector(), self.virtual_clock)
-        super().__init__(selector)  # type: ignore[arg-type]
+        self._vselector = _VirtualSelector(selectors.DefaultSelector(), self.virtual_clock)
+        super().__init__(self._vselector)  # type: ignore[arg-type]
         # asyncio treats timers due within one clock resolution as ready; our clock is
         # exact, but the jump is a float sum, so allow a microsecond of rounding.
         self._clock_resolution = 1e-6  # type: ignore[attr-defined]
 
     def time(self) -> float:
         return self.virtual_clock.now
+
+    @property
+    def stall_seconds(self) -> float:
+        return self._vselector.stall_seconds
+
+    @stall_seconds.setter
+    def stall_seconds(self, seconds: float) -> None:
+        self._vselector.stall_seconds = seconds
 
 
 def _new_real_loop() -> asyncio.AbstractEventLoop:
@@ -221,6 +248,20 @@ class Scheduler:
             return asyncio.get_running_loop() is self.loop
         except RuntimeError:
             return False
+
+    @property
+    def stall_seconds(self) -> float | None:
+        """Virtual time: real seconds to wait with no timer and no I/O before a blocked
+        call fails with :class:`VirtualClockStalled` (None on real time)."""
+        loop = self.loop
+        return loop.stall_seconds if isinstance(loop, VirtualEventLoop) else None
+
+    @stall_seconds.setter
+    def stall_seconds(self, seconds: float) -> None:
+        loop = self.loop
+        if not isinstance(loop, VirtualEventLoop):
+            raise ValueError("stall_seconds applies to virtual time only")
+        loop.stall_seconds = float(seconds)
 
     def holds_cpu(self) -> bool:
         """True when the calling thread is the CPU now (on the loop, or running a call

@@ -285,3 +285,19 @@ def test_a_kernel_booted_after_a_halt_gets_a_fresh_random_stream() -> None:
     for k in (b, c):
         macs.add(k.config.if_create("wire0").lladdr)
     assert len(macs) == 2 and c.boot_index == 2
+
+
+def test_a_call_that_can_never_complete_on_virtual_time_fails_instead_of_hanging() -> None:
+    from rumpkern.sched import VirtualClockStalled
+
+    sched = Scheduler(virtual=True)
+    sched.stall_seconds = 0.2
+    chan = WaitChannel()
+
+    def forever(ctx: object) -> None:
+        raise Sleep(chan)  # nothing will ever wake it, and no timer exists
+
+    with pytest.raises(VirtualClockStalled):
+        sched.syscall(forever)
+    # The scheduler is still usable afterwards.
+    assert sched.syscall(lambda ctx: 7) == 7
