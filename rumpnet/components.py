@@ -83,6 +83,7 @@ def _create_virt(k: Kernel, unit: int) -> Ifnet:
 def _virtif_init(k: Kernel) -> None:
     k.ifnet.add_cloner(Cloner("virt", _create_virt, lambda ifp: None))
     Net.link_factories["virt"] = _virt_link
+    Net.default_links["virt"] = lambda ifp: f"tun{ifp.unit}"  # virtN binds to tap tunN
 
 
 @rump_component("sockin", RUMP_COMPONENT_NET + 1, conflicts=("netinet",))

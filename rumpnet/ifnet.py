@@ -216,6 +216,10 @@ class Ifnet:
 
     def set_up(self, up: bool) -> None:
         was = self.is_up
+        if up and self.driver is None:
+            # Cloners with a default link (virtN -> host tap tunN) attach it on first up,
+            # however the interface comes up (ifconfig up, or setting an address).
+            self.kernel.net.attach_default_link(self)
         if up:
             self.flags |= IFF_UP
         else:

@@ -57,6 +57,18 @@ class Net:
         ifp.attach_driver(driver)
         ifp.linkstr = linkstr
 
+    # Links a cloner's interfaces get when brought up without a linkstr.
+    default_links: dict[str, Callable[[Ifnet], str]] = {}
+
+    def attach_default_link(self, ifp: Ifnet) -> None:
+        name_of = self.default_links.get(ifp.cloner)
+        factory = self.link_factories.get(ifp.cloner)
+        if name_of is None or factory is None:
+            return
+        linkstr = name_of(ifp)
+        ifp.attach_driver(factory(ifp, linkstr))
+        ifp.linkstr = linkstr
+
     # -- events ------------------------------------------------------------------------
     def if_updown(self, ifp: Ifnet, up: bool) -> None:
         for listener in self.listeners:

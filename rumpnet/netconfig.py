@@ -78,14 +78,7 @@ class NetConfig:
         return self.k.ifnet.all()
 
     def if_up(self, name: str) -> None:
-        def up() -> None:
-            ifp = self.k.ifnet.lookup(name)
-            if ifp.cloner == "virt" and ifp.driver is None:
-                # NetBSD's virtN opens the host tap of the same unit unless told otherwise.
-                self.k.net.set_linkstr(ifp, f"tun{ifp.unit}")
-            ifp.set_up(True)
-
-        self._run(up)
+        self._run(lambda: self.k.ifnet.lookup(name).set_up(True))
 
     def if_down(self, name: str) -> None:
         self._run(lambda: self.k.ifnet.lookup(name).set_up(False))

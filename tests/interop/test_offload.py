@@ -349,3 +349,24 @@ def test_ifconfig_and_sysctl_say_which_offload_mode_is_in_use() -> None:
         assert k.sysctl("-n", "net.link.virt.virt1.offload").strip() == "none"
     finally:
         k.halt()
+
+
+def test_virt_binds_to_tap_tunN_when_brought_up_without_a_linkstr() -> None:
+    """DESIGN.md 5: virtN binds to host tap tunN unless a linkstr names another -- also
+    when setting an address is what brings the interface up."""
+    import os
+
+    from rumpkern import rump_init
+    from rumpnet.virtif.hostif import link_exists
+
+    unit = 9000 + os.getpid() % 900
+    k = rump_init()
+    try:
+        k.ifconfig(f"virt{unit}", "create")
+        k.ifconfig(f"virt{unit}", "inet", "10.99.66.1/24")  # brings it up
+        k.ifconfig(f"virt{unit}", "up")
+        assert f"\tlinkstr: tun{unit}\n" in k.ifconfig(f"virt{unit}")
+        assert link_exists(f"tun{unit}")
+    finally:
+        k.halt()
+    assert not link_exists(f"tun{unit}")  # the tap goes with the kernel

@@ -21,6 +21,9 @@ from rumpnet.testing.netns import have_netns_privileges
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+SIGNED_FIGURES = ("idle_overhead_per_frame",)  # prefixes (some carry a frame-size suffix)
+
+
 def check_figures(res: dict[str, Any], name: str, expected: set[str]) -> None:
     assert res["benchmark"] == name
     assert res["quick"] is True
@@ -29,7 +32,11 @@ def check_figures(res: dict[str, Any], name: str, expected: set[str]) -> None:
     assert expected <= set(figs), expected - set(figs)
     for key, fig in figs.items():
         v = fig["value"]
-        assert isinstance(v, float) and math.isfinite(v) and v >= 0, (key, v)
+        assert isinstance(v, float) and math.isfinite(v), (key, v)
+        # Differences of two timings (an overhead) may come out negative on a noisy
+        # machine; everything else is a rate, time or ratio. No speed is asserted.
+        if not key.startswith(SIGNED_FIGURES):
+            assert v >= 0, (key, v)
         assert isinstance(fig["unit"], str) and fig["unit"], key
 
 
