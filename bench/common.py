@@ -33,3 +33,26 @@ def signals_raise() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def micro_main(prog: str, doc: str | None, quick_help: str, run: Any, format_table: Any,
+               argv: list[str] | None = None) -> int:
+    """The command line every ``bench.micro_*`` module shares: ``[--quick] [--json FILE]``."""
+    import argparse
+    import json
+    import sys
+
+    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=(doc or "").split("\n")[0])
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--json", metavar="FILE", help="write the result dict as JSON")
+    a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        res = run(quick=a.quick)
+    except KeyboardInterrupt as e:
+        print(f"interrupted ({e or 'SIGINT'}); cleaned up", file=sys.stderr)
+        return 130
+    print(format_table(res))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import platform
 import statistics
@@ -37,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import signals_raise
+from bench.common import micro_main, signals_raise
 
 MODES = ("none", "idle", "impaired")
 ETHERTYPE_UNUSED = b"\x88\xb5"  # IEEE 802 local experimental ethertype 1: no handler
@@ -179,22 +178,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m bench.micro_faults", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="small and fast (one repetition)")
-    p.add_argument("--json", metavar="FILE", help="write the result dict as JSON")
-    a = p.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        res = run(quick=a.quick)
-    except KeyboardInterrupt as e:
-        print(f"interrupted ({e or 'SIGINT'}); cleaned up", file=sys.stderr)
-        return 130
-    print(format_table(res))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=2)
-    return 0
+    return micro_main("bench.micro_faults", __doc__, "small and fast (one repetition)", run, format_table, argv)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ to addresses inside its own namespaces.
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import re
 import statistics
@@ -40,7 +39,7 @@ import sys
 import time
 from typing import Any
 
-from bench.common import signals_raise
+from bench.common import micro_main, signals_raise
 
 PREFIX = "rbm"
 PORT = 9
@@ -373,22 +372,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m bench.micro_router", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="1 s floods, 20 pings, one repetition")
-    p.add_argument("--json", metavar="FILE", help="write the result dict as JSON")
-    a = p.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        res = run(quick=a.quick)
-    except KeyboardInterrupt as e:
-        print(f"interrupted ({e or 'SIGINT'}); cleaned up", file=sys.stderr)
-        return 130
-    print(format_table(res))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=2)
-    return 0
+    return micro_main("bench.micro_router", __doc__, "1 s floods, 20 pings, one repetition", run, format_table, argv)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import platform
 import signal
@@ -43,7 +42,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import signals_raise
+from bench.common import micro_main, signals_raise
 
 OPS = ("null", "sysctl", "socket_close")
 PREFIX = "rbmr"
@@ -282,22 +281,7 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m bench.micro_rsp", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="few calls")
-    p.add_argument("--json", metavar="FILE", help="write the result dict as JSON")
-    a = p.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        res = run(quick=a.quick)
-    except KeyboardInterrupt as e:
-        print(f"interrupted ({e or 'SIGINT'}); cleaned up", file=sys.stderr)
-        return 130
-    print(format_table(res))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=2)
-    return 0
+    return micro_main("bench.micro_rsp", __doc__, "few calls", run, format_table, argv)
 
 
 if __name__ == "__main__":
