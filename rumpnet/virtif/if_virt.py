@@ -462,15 +462,10 @@ class VirtifDriver:
                 self._stop_reading()
                 break
             n += 1
-            if self.vnet_hdr:
-                frame = self._strip_vnet_hdr(data)
-                if frame is None:
-                    continue
-            else:
-                frame = data
+            # Plain taps only: vnet-header taps are drained by _rx_ready_vnet.
             self.ipackets += 1
-            self.ibytes += len(frame)
-            deliver(frame)
+            self.ibytes += len(data)
+            deliver(data)
             deliver = self._deliver  # deliver may have detached us
         if n:
             self.rx_wakeups += 1
@@ -607,7 +602,7 @@ class VirtifDriver:
             return None
         flags, gso_type, _hdr_len, _gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(data)
         if gso_type != VIRTIO_NET_HDR_GSO_NONE:
-            # Only with offloads enabled (TUNSETOFFLOAD), which this driver does not yet do.
+            # The host sends superframes only once TUNSETOFFLOAD granted TSO; unexpected here.
             self.iqdrops += 1
             return None
         if not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
