@@ -174,7 +174,11 @@ class Ifnet:
         self.stats = IfStats()
         self.bpf_taps: list[Callable[[bytes | bytearray | memoryview], None]] = []
         self._qdisc: dict[str, Any] = {"egress": None, "ingress": None}
-        self._ether_hdr_cache: dict[bytes, bytes] = {}
+        # Source MAC + ethertype, per ethertype: a frame header is dst_mac + this (one
+        # concatenation per frame); rebuilt when the MAC changes.
+        self._ether_src_type: dict[int, bytes] = {}
+        # The net faction's ethertype table (filled in place by the domains).
+        self._ether_dispatch: dict[int, Any] = kernel.net.ether_dispatch
         # Offloads (set from the driver at attach): IFCAP_* bits, and the largest IP
         # packet the driver takes for TSO (0: none).
         self.capabilities = 0
@@ -249,7 +253,7 @@ class Ifnet:
         if len(mac) != 6 or mac[0] & 1:
             raise kerr(errno.EINVAL)
         self.lladdr = mac
-        self._ether_hdr_cache.clear()
+        self._ether_src_type.clear()
 
     # -- driver ------------------------------------------------------------------------
     def attach_driver(self, driver: LinkDriver) -> None:
@@ -361,27 +365,13 @@ class Ifnet:
             self.stats.iqdrops += 1
             return
         if self._qdisc["ingress"] is not None:
-            # Faults act on wire frames: a superframe is cut back into the segments it
-            # stands for, a partial checksum completed; they go on as plain frames.
-            from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, tcp_segment_superframe
-
-            if segsz:
-                try:
-                    segs = tcp_segment_superframe(memoryview(frame)[ETHER_HDR_LEN:], segsz)
-                except GsoError:
-                    self.stats.ierrors += 1
-                    return
-                head = bytes(frame[:ETHER_HDR_LEN])
-                for seg in segs:
-                    self._input_entry(head + seg)
+            # Faults act on wire frames: the frames this one stands for go on plain.
+            frames = wire_frames(frame, csum_flags, segsz)
+            if frames is None:
+                self.stats.ierrors += 1
                 return
-            if csum_flags & M_CSUM_PARTIAL:
-                done = complete_tcp_csum(frame, ETHER_HDR_LEN)
-                if done is None:
-                    self.stats.ierrors += 1
-                    return
-                frame = done
-            self._input_entry(bytes(frame))
+            for f in frames:
+                self._input_entry(f)
             return
         self.rx_csum_flags = csum_flags
         self.rx_segsz = segsz
@@ -418,7 +408,7 @@ class Ifnet:
         if frame[6:12] == self.lladdr:
             return  # our own frame echoed back by a bus (shmif) or a switch
         ethertype = (frame[12] << 8) | frame[13]
-        handler = self.kernel.net.ether_dispatch.get(ethertype)
+        handler = self._ether_dispatch.get(ethertype)
         if handler is None:
             st.noproto += 1
             return
@@ -427,12 +417,10 @@ class Ifnet:
     # -- output ------------------------------------------------------------------------
     def ether_output(self, payload: bytes | bytearray | memoryview, dst_mac: bytes, ethertype: int) -> None:
         """Frame ``payload`` and transmit it (lwIP's ``linkoutput``)."""
-        key = dst_mac + _ETHER_TYPE.pack(ethertype)
-        hdr = self._ether_hdr_cache.get(key)
-        if hdr is None:
-            hdr = dst_mac + self.lladdr + _ETHER_TYPE.pack(ethertype)
-            if len(self._ether_hdr_cache) < 256:
-                self._ether_hdr_cache[key] = hdr
+        src_type = self._ether_src_type.get(ethertype)
+        if src_type is None:
+            src_type = self._ether_src_type[ethertype] = self.lladdr + _ETHER_TYPE.pack(ethertype)
+        hdr = dst_mac + src_type
         if type(payload) is Mbuf:
             # Offload requests ride on the frame to the driver.
             m = Mbuf(hdr, payload.csum_flags, payload.segsz, payload.csum_start + ETHER_HDR_LEN)
@@ -462,26 +450,33 @@ class Ifnet:
         """Faults act on wire frames: a TSO superframe going through an egress qdisc is
         cut into the segments the wire would carry (and a partial checksum completed)
         first, so that "1% loss" loses 1% of segments, as on the ingress side."""
-        from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, tcp_segment_superframe
-
-        head = bytes(frame[:ETHER_HDR_LEN])
-        try:
-            if frame.csum_flags & M_CSUM_TSOv4 and frame.segsz:
-                frames = [head + seg for seg in tcp_segment_superframe(memoryview(frame)[ETHER_HDR_LEN:], frame.segsz)]
-            elif frame.csum_flags & M_CSUM_PARTIAL:
-                done = complete_tcp_csum(frame, ETHER_HDR_LEN)
-                if done is None:
-                    raise GsoError("bad partial checksum")
-                frames = [bytes(done)]
-            else:
-                frames = [bytes(frame)]
-        except GsoError:
+        frames = wire_frames(frame, frame.csum_flags, frame.segsz if frame.csum_flags & M_CSUM_TSOv4 else 0)
+        if frames is None:
             self.stats.oerrors += 1
             return
         for f in frames:
             for tap in self.bpf_taps:
                 tap(f)
             self._output_entry(f)
+
+
+def wire_frames(frame: bytes | bytearray | memoryview, csum_flags: int, segsz: int) -> list[bytes] | None:
+    """The plain wire frames an offloaded frame stands for: a superframe of ``segsz``-byte
+    TCP segments cut into them, a partial TCP checksum completed (``None`` if the frame is
+    malformed). Faults (qdiscs) act on these, in either direction."""
+    from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, tcp_segment_superframe
+
+    if segsz:
+        try:
+            segs = tcp_segment_superframe(memoryview(frame)[ETHER_HDR_LEN:], segsz)
+        except GsoError:
+            return None
+        head = bytes(frame[:ETHER_HDR_LEN])
+        return [head + seg for seg in segs]
+    if csum_flags & M_CSUM_PARTIAL:
+        done = complete_tcp_csum(frame, ETHER_HDR_LEN)
+        return None if done is None else [bytes(done)]
+    return [bytes(frame)]
 
 
 class Cloner:
