@@ -337,17 +337,12 @@ def _resolve(host: str) -> int:
 def _close(ctx: SyscallCtx, st: _PingState) -> None:
     if st.fd is not None:
         fd, st.fd = st.fd, None
-        # sys_close keeps its own restart state in ctx.data (the socket, for SO_LINGER),
-        # where ping keeps its _PingState: close with ctx.data cleared, then put it back.
-        # (Before this fix every ping failed with "'_PingState' object has no attribute
-        # 'linger_pending'" once sys_close learned to linger.)
-        saved, ctx.data = ctx.data, None
+        # A call made inside ping's own call gets its own scratch context: ping's state
+        # lives in ctx.data, and close may keep restart state there (SO_LINGER).
         try:
-            S.sys_close(ctx, st.p, fd)
+            S.sys_close(SyscallCtx(), st.p, fd)
         except OSError:
             pass
-        finally:
-            ctx.data = saved
 
 
 def _start(ctx: SyscallCtx, k: Kernel, p: Proc, o: PingOptions) -> _PingState:
