@@ -111,17 +111,11 @@ def _set(k: Kernel, args: list[str]) -> str:
             pass
         else:
             raise UsageError(USAGE)
-    ip = _addr(host)
+    _addr(host)  # validates the host (usage error for a bad one)
     try:
         parse_mac(mac)
     except OSError:
         raise OSError(errno.EINVAL, f"arp: invalid Ethernet address '{mac}'") from None
-    table = k.inet.arp
-    old = table.lookup(ip)
-    if old is not None and old.state == LLE_VALID:
-        if old.static:
-            raise OSError(errno.EEXIST, f"arp: writing to routing socket: {strerror(errno.EEXIST)}")
-        table.remove(ip)  # dynamic and temporary entries are overwritten
     try:
         k.config.arp_add(host, mac, temp=temp, pub=pub)
     except OSError as e:

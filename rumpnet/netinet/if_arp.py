@@ -242,7 +242,10 @@ class Arp:
 
     # -- administration (arp(8)) -------------------------------------------------------
     def add_static(self, ip: int, mac: bytes, temp: bool = False, published: bool = False) -> LlEntry:
-        if ip in self.table and self.table[ip].state != LLE_INCOMPLETE:
+        existing = self.table.get(ip)
+        if existing is not None and existing.state != LLE_INCOMPLETE and existing.static:
+            # NetBSD: a permanent entry must be deleted first; learned and temporary
+            # entries are simply overwritten.
             raise kerr(errno.EEXIST, "File exists")
         ifa = self.inet.ifa_on_link(ip)
         if ifa is None:
