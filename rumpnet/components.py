@@ -42,10 +42,8 @@ def _netinet_init(k: Kernel) -> None:
     k.net.boot_loopback()
     k.inet = Inet(k)
     k.domains[pysocket.AF_INET] = _InetDomain(k)
-    try:
-        from rumpnet.netinet.tcp_usrreq import tcp_attach
-    except ImportError:  # TCP not built into this tree yet
-        return
+    from rumpnet.netinet.tcp_usrreq import tcp_attach
+
     tcp_attach(k)
 
 

@@ -351,7 +351,7 @@ def test_ifconfig_and_sysctl_say_which_offload_mode_is_in_use() -> None:
         k.halt()
 
 
-def test_virt_binds_to_tap_tunN_when_brought_up_without_a_linkstr() -> None:
+def test_virt_binds_to_tap_tun_n_when_brought_up_without_a_linkstr() -> None:
     """DESIGN.md 5: virtN binds to host tap tunN unless a linkstr names another -- also
     when setting an address is what brings the interface up."""
     import os
