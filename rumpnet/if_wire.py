@@ -22,7 +22,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import rumpkern  # noqa: F401 -- first: rumpkern.kernel imports rumpnet.ifnet (import cycle)
 from rumpnet.ifnet import (
     M_CSUM_PARTIAL,
     IFCAP_CSUM_TCPv4_Rx,
@@ -31,6 +30,7 @@ from rumpnet.ifnet import (
     M_CSUM_TCPv4,
     M_CSUM_TSOv4,
     Mbuf,
+    wire_frames,
 )
 
 if TYPE_CHECKING:
@@ -54,21 +54,24 @@ class WireSegment:
         smac = frame[6:12]
         if self.by_mac.get(smac) is not src:
             self.by_mac[smac] = src
+        # The sender runs on its own scheduler's CPU: a receiver on that scheduler is
+        # posted to with call_soon, one elsewhere with call_soon_threadsafe.
+        via = src._sched
         if not frame[0] & 1:
             dst = self.by_mac.get(frame[0:6])
             if dst is not None:
                 if dst is not src:
                     if csum_flags:
-                        dst._receive_offload(frame, csum_flags, segsz)
+                        dst._receive_offload(frame, csum_flags, segsz, via)
                     else:
-                        dst._receive(frame)
+                        dst._receive(frame, via)
                 return
         for port in self.ports:
             if port is not src:
                 if csum_flags:
-                    port._receive_offload(frame, csum_flags, segsz)
+                    port._receive_offload(frame, csum_flags, segsz, via)
                 else:
-                    port._receive(frame)
+                    port._receive(frame, via)
 
 
 def segment(name: str) -> WireSegment:
@@ -123,32 +126,17 @@ class WireDriver:
             frame = bytes(frame)
         seg.forward(self, frame)
 
-    def _receive_offload(self, frame: bytes, csum_flags: int, segsz: int) -> None:
-        """A frame with offload state from a TSO port, at a port without offloads:
-        cut into wire frames / checksum completed here."""
-        from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, tcp_segment_superframe
+    def _receive_offload(self, frame: bytes, csum_flags: int, segsz: int, via: Scheduler | None) -> None:
+        """A frame with offload state from a TSO port, at a port without offloads: the
+        wire frames it stands for (segments cut, checksum completed)."""
+        for f in wire_frames(frame, csum_flags, segsz if csum_flags & M_CSUM_TSOv4 else 0) or ():
+            self._receive(f, via)
 
-        if csum_flags & M_CSUM_TSOv4 and segsz:
-            try:
-                segs = tcp_segment_superframe(memoryview(frame)[14:], segsz)
-            except GsoError:
-                return
-            head = frame[:14]
-            for s in segs:
-                self._receive(head + s)
-            return
-        if csum_flags & M_CSUM_PARTIAL:
-            done = complete_tcp_csum(frame, 14)
-            if done is not None:
-                self._receive(done)
-            return
-        self._receive(frame)
-
-    def _receive(self, frame: bytes) -> None:
+    def _receive(self, frame: bytes, via: Scheduler | None) -> None:
         sched, deliver = self._sched, self._deliver
         if sched is None or deliver is None:
             return
-        if sched.holds_cpu():
+        if sched is via:
             sched.loop.call_soon(deliver, frame)
         else:
             sched.loop.call_soon_threadsafe(deliver, frame)
@@ -182,7 +170,7 @@ class TsoWireDriver(WireDriver):
     def attach_offload(self, deliver_offload: Callable[[bytes, int, int], None]) -> None:
         self._deliver_offload = deliver_offload
 
-    def _receive_offload(self, frame: bytes, csum_flags: int, segsz: int) -> None:
+    def _receive_offload(self, frame: bytes, csum_flags: int, segsz: int, via: Scheduler | None) -> None:
         sched, deliver = self._sched, self._deliver_offload
         if sched is None or deliver is None:
             return
@@ -190,7 +178,7 @@ class TsoWireDriver(WireDriver):
         # asked the "NIC" to): the receiver trusts it as a host's GRO frame.
         flags = M_CSUM_TCPv4 | (csum_flags & M_CSUM_PARTIAL)
         size = segsz if csum_flags & M_CSUM_TSOv4 else 0
-        if sched.holds_cpu():
+        if sched is via:
             sched.loop.call_soon(deliver, frame, flags, size)
         else:
             sched.loop.call_soon_threadsafe(deliver, frame, flags, size)

@@ -48,7 +48,6 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import rumpkern  # noqa: F401 -- first: rumpkern.kernel imports rumpnet.ifnet (import cycle)
 from rumpnet.ifnet import M_CSUM_PARTIAL, M_CSUM_TCPv4, M_CSUM_TSOv4, M_CSUM_UDPv4, Mbuf
 from rumpnet.virtif import hostif
 
