@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--port-offset", type=int, default=0, help="add this to every port")
     ap.add_argument("--host-stack", action="store_true", help="serve on the host's sockets instead")
+    ap.add_argument("--stats", action="store_true", help="print netstat -s to stderr on exit")
     ap.add_argument("--list-modes", action="store_true", help="print the virtif modes available and exit")
     args = ap.parse_args(argv)
 
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             pass
     finally:
         handle.close()
+        if args.stats:
+            print(k.netstat("-s"), file=sys.stderr, flush=True)
         k.halt()
         k.stop_background()
     return 0

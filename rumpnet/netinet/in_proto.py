@@ -171,6 +171,9 @@ class Inet:
                 self.local_addrs.setdefault(ifa.addr, ifa)
                 if ifa.broadaddr and not ifp.loopback:
                     self.bcast_addrs.add(ifa.broadaddr)
+        # Cached output paths (ip_output's RouteCache) depend on which addresses are
+        # local or broadcast: a new generation makes them be looked up again.
+        self.routes.invalidate()
 
     def add_address(self, ifp: Ifnet, addr: int, plen: int, broadaddr: int | None = None,
                     alias: bool = False) -> IfAddr:

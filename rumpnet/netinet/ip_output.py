@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import struct
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpnet.ifnet import IFF_RUNNING, IFF_UP, M_CSUM_PARTIAL, IFCAP_CSUM_TCPv4_Tx, IFCAP_TSOv4, M_CSUM_TSOv4, Mbuf
-from rumpnet.netinet.in_cksum import in_cksum
+from rumpnet.netinet.if_arp import LLE_VALID
+from rumpnet.netinet.in_cksum import in_cksum, in_cksum_sum
 from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, set_partial_tcp_csum, tcp_segment_superframe
 from rumpnet.netinet.ip_var import (
     IP_ALLOWBROADCAST,
@@ -27,6 +29,72 @@ if TYPE_CHECKING:
 
 Buffer = bytes | bytearray | memoryview
 
+_UP_RUNNING = IFF_UP | IFF_RUNNING
+# Ethernet header and the first two bytes of the IP header, total length and id, the
+# next four bytes (fragment field, TTL, protocol), the header checksum, the addresses.
+_ETHER_IP = struct.Struct("!16sHH4sH8s")
+_ETHER_IP_LEN = 34
+_ROUTE_CACHE_MAX = 1024
+TH_FIN = 0x01
+TH_PUSH = 0x08
+TH_CWR = 0x80
+_gso_structs: dict[int, struct.Struct] = {}
+
+
+def _gso_struct(thl: int) -> struct.Struct:
+    """Ethernet, IP and a ``thl``-byte TCP header in one pack (see ``_ETHER_IP``)."""
+    st = _gso_structs.get(thl)
+    if st is None:
+        st = _gso_structs[thl] = struct.Struct(f"!16sHH4sH8s4sI4sBB2sH{thl - 18}s")
+    return st
+
+
+class RouteCache:
+    """One destination's resolved output path: NetBSD's per-pcb ``inp_route`` plus the
+    link header its ARP entry gives (Linux's dst and hh caches). Used by
+    :meth:`IpOutput.output_cached` while everything it was built from is unchanged: the
+    route table generation (every route change, MTU change and address change bumps it),
+    the ARP entry (still in the table, valid, same MAC), the interface's own MAC and
+    flags, and the TTL and PMTU-discovery sysctls. All of it is checked on every use."""
+
+    __slots__ = ("src", "proto", "gen", "rt", "ifp", "nexthop", "lle", "mac", "lladdr", "ttl", "mtudisc",
+                 "prefix", "mid", "addrs", "hsum", "psum")
+
+    def __init__(self, src: int, dst: int, proto: int, gen: int, rt: Rtentry, nexthop: int, lle: Any,
+                 ttl: int, mtudisc: int) -> None:
+        ifp = rt.ifp
+        assert ifp is not None
+        self.src = src
+        self.proto = proto
+        self.gen = gen
+        self.rt = rt
+        self.ifp = ifp
+        self.nexthop = nexthop
+        self.lle = lle
+        self.mac: bytes = lle.mac
+        self.lladdr: bytes = ifp.lladdr
+        self.ttl = ttl
+        self.mtudisc = mtudisc
+        df = IP_DF if proto == IPPROTO_TCP and mtudisc else 0
+        # Destination MAC, ours, ETHERTYPE_IP; then IP version 4, header length 5, TOS 0.
+        self.prefix = self.mac + ifp.lladdr + b"\x08\x00\x45\x00"
+        self.mid = struct.pack("!HBB", df, ttl, proto)
+        self.addrs = struct.pack("!II", src, dst)
+        # The header checksum's constant part (RFC 1071): every word but length and id.
+        # The pseudo-header's (RFC 9293 3.1) likewise: all but the length.
+        self.psum = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto
+        self.hsum = 0x4500 + df + (ttl << 8) + self.psum
+
+    def valid(self, output: IpOutput) -> bool:
+        lle = self.lle
+        ifp = self.ifp
+        inet = output.inet
+        params = output.params
+        return (self.gen == inet.routes.generation and lle.mac is self.mac and lle.state == LLE_VALID
+                and inet.arp.table.get(self.nexthop) is lle and ifp.lladdr is self.lladdr
+                and ifp.flags & _UP_RUNNING == _UP_RUNNING and params.ttl == self.ttl
+                and params.mtudisc == self.mtudisc)
+
 
 class IpOutput:
     def __init__(self, inet: Inet) -> None:
@@ -40,6 +108,7 @@ class IpOutput:
         self.tso_out = 0
         self.gso_sw = 0
         self.gso_segs = 0
+        self._rcache: dict[int, RouteCache] = {}
 
     def next_id(self) -> int:
         self._ip_id = (self._ip_id + 1) & 0xFFFF or 1
@@ -77,6 +146,125 @@ class IpOutput:
             if ifa is not None:
                 return ifa.addr
         raise kerr(errno.EADDRNOTAVAIL)
+
+    def output_cached(self, src: int, dst: int, proto: int, payload: Buffer, tso_segsz: int = 0) -> None:
+        """:meth:`output` of a plain packet (no options, TOS 0, default TTL) from a
+        connected socket: through the destination's :class:`RouteCache`, straight to the
+        interface, when it is valid and the packet fits the path MTU; otherwise (and for
+        everything unusual: broadcast, loopback, unresolved ARP) the full path.
+
+        One call builds the Ethernet and IP headers from the cached template and hands
+        the frame to ``transmit_frame`` (so bpf, qdiscs and the interface counters see
+        it as usual); the result on the wire is byte for byte what :meth:`output` sends.
+
+        ``tso_segsz``: ``payload`` is a TCP superframe (see :meth:`output`); toward an
+        interface without TSO it is cut here (:meth:`_gso_cached`)."""
+        key = (dst << 8) | proto
+        rc = self._rcache.get(key)
+        if rc is None or rc.src != src or not rc.valid(self):
+            rc = self._route_cache_fill(src, dst, proto, key)
+            if rc is None:
+                self.output(src, dst, proto, payload, tso_segsz=tso_segsz)
+                return
+        total = IP_HDR_LEN + len(payload)
+        rt = rc.rt
+        if total > rt.path_mtu:
+            if tso_segsz and not rc.ifp.capabilities & IFCAP_TSOv4 and self._gso_cached(rc, payload, tso_segsz):
+                return
+            # TSO, fragments, or EMSGSIZE with DF
+            self.output(src, dst, proto, payload, tso_segsz=tso_segsz)
+            return
+        ip_id = self._ip_id = (self._ip_id + 1) & 0xFFFF or 1
+        s = rc.hsum + total + ip_id
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        frame = _ETHER_IP.pack(rc.prefix, total, ip_id, rc.mid, ~s & 0xFFFF, rc.addrs) + payload
+        self.stats.ips_localout += 1
+        rt.use += 1
+        rc.ifp.transmit_frame(frame)
+
+    def _gso_cached(self, rc: RouteCache, seg: Buffer, segsz: int) -> bool:
+        """Software segmentation (GSO) of TCP superframe ``seg`` (TCP header and payload,
+        checksum not needed) into frames of ``segsz`` payload bytes, sent through ``rc``.
+        Each frame is what TCP would have sent for that segment on its own: the header
+        repeated with its sequence number advanced, CWR only on the first and FIN and PSH
+        only on the last (as tcp_segment_superframe and TSO hardware do), consecutive IP
+        ids, both checksums complete. False (nothing sent) if a frame would not fit the
+        path MTU."""
+        mv = memoryview(seg)
+        thl = (seg[12] >> 4) << 2
+        plen = len(seg) - thl
+        rt = rc.rt
+        if segsz < 1 or thl < 20 or plen <= 0 or IP_HDR_LEN + thl + segsz > rt.path_mtu:
+            return False
+        st = _gso_struct(thl)
+        ports = bytes(mv[0:4])
+        seq0 = int.from_bytes(mv[4:8], "big")
+        ack = bytes(mv[8:12])
+        off = seg[12]
+        flags = seg[13]
+        win = bytes(mv[14:16])
+        tail = bytes(mv[18:thl])       # urgent pointer and options
+        # RFC 1071 sums: the TCP header without sequence number, flags and checksum,
+        # plus the pseudo-header without its length; each frame adds the rest.
+        hsum = (int.from_bytes(ports, "big") % 0xFFFF + int.from_bytes(ack, "big") % 0xFFFF
+                + (off << 8) + int.from_bytes(win, "big") + int.from_bytes(tail, "big") % 0xFFFF
+                + rc.psum + thl)
+        nseg = -(-plen // segsz)
+        last = nseg - 1
+        ip_id = self._ip_id
+        prefix, mid, addrs, ipsum = rc.prefix, rc.mid, rc.addrs, rc.hsum
+        transmit = rc.ifp.transmit_frame
+        pos = thl
+        for i in range(nseg):
+            chunk = mv[pos:pos + segsz]
+            n = len(chunk)
+            f = flags
+            if i:
+                f &= ~TH_CWR
+            if i != last:
+                f &= ~(TH_FIN | TH_PUSH)
+            seq = (seq0 + pos - thl) & 0xFFFFFFFF
+            c = ~in_cksum_sum(chunk, hsum + (seq >> 16) + (seq & 0xFFFF) + f + n) & 0xFFFF
+            total = IP_HDR_LEN + thl + n
+            ip_id = (ip_id + 1) & 0xFFFF or 1
+            s = ipsum + total + ip_id
+            s = (s & 0xFFFF) + (s >> 16)
+            s = (s & 0xFFFF) + (s >> 16)
+            transmit(st.pack(prefix, total, ip_id, mid, ~s & 0xFFFF, addrs, ports, seq, ack, off, f, win, c,
+                             tail) + chunk)
+            pos += n
+        self._ip_id = ip_id
+        self.stats.ips_localout += nseg
+        rt.use += nseg
+        self.gso_sw += 1
+        self.gso_segs += nseg
+        return True
+
+    def _route_cache_fill(self, src: int, dst: int, proto: int, key: int) -> RouteCache | None:
+        """A :class:`RouteCache` for ``dst`` if its path is the plain one (a unicast
+        destination through an Ethernet interface that is up, a resolved ARP entry),
+        else None (and any stale entry is dropped)."""
+        cache = self._rcache
+        cache.pop(key, None)
+        inet = self.inet
+        if src == 0 or dst == 0xFFFFFFFF or dst >> 28 == 0xE or dst in inet.bcast_addrs:
+            return None
+        rt = inet.routes.lookup(dst)
+        if rt is None or rt.flags & (RTF_REJECT | RTF_BLACKHOLE | RTF_LOCAL):
+            return None
+        ifp = rt.ifp
+        if ifp is None or ifp.loopback or ifp.flags & _UP_RUNNING != _UP_RUNNING:
+            return None
+        nexthop = rt.gateway if rt.flags & RTF_GATEWAY and rt.gateway is not None else dst
+        lle = inet.arp.table.get(nexthop)
+        if lle is None or lle.state != LLE_VALID or lle.mac is None:
+            return None
+        if len(cache) >= _ROUTE_CACHE_MAX:
+            cache.clear()
+        rc = cache[key] = RouteCache(src, dst, proto, inet.routes.generation, rt, nexthop, lle,
+                                     self.params.ttl, self.params.mtudisc)
+        return rc
 
     def output(self, src: int, dst: int, proto: int, payload: Buffer, *, ttl: int | None = None,
                tos: int = 0, df: bool = False, flags: int = 0, ip_id: int | None = None,

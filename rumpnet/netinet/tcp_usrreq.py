@@ -90,14 +90,18 @@ class Tcp:
     # -- TCP -> IP ---------------------------------------------------------------------
     def _tso_for(self, dst: int) -> int:
         """TCP payload + option bytes the out-interface toward ``dst`` takes as one TSO
-        superframe (its tso_mtu less the IP and base TCP headers), 0 when it has no TSO."""
+        superframe (its tso_mtu less the IP and base TCP headers); for an interface
+        without TSO, the same 64 KB for software segmentation (GSO, ``net.inet.tcp.gso``);
+        0 for none (GSO off, loopback, local routes)."""
         rt = self.inet.routes.lookup(dst)
         if rt is None or rt.ifp is None or rt.flags & RTF_LOCAL:
             return 0
         ifp = rt.ifp
-        if not ifp.capabilities & IFCAP_TSOv4:
-            return 0
-        return min(ifp.tso_mtu, 65535) - 40
+        if ifp.capabilities & IFCAP_TSOv4:
+            return min(ifp.tso_mtu, 65535) - 40
+        if self.params.gso and not ifp.loopback:
+            return 65535 - 40
+        return 0
 
     def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0) -> None:
         if tso_segsz:
@@ -122,7 +126,7 @@ class Tcp:
 
     def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0) -> None:
         try:
-            self.inet.output.output(src, dst, IPPROTO_TCP, segment, tso_segsz=tso_segsz)
+            self.inet.output.output_cached(src, dst, IPPROTO_TCP, segment, tso_segsz)
         except OSError:
             # No route / host down: the segment is lost like one dropped on the wire;
             # TCP's retransmission timer deals with it (tcp_output ignores ENOBUFS too).

@@ -76,6 +76,11 @@ class TcpParams:
     # with ack_batch or GRO) grows cwnd by all it acknowledges (Linux), not by at most
     # 2*SMSS (RFC 3465 L); not while retransmissions are acknowledged.  0: L=2*SMSS.
     abc_stretch: int = 1
+    # 1: toward an interface without TSO, TCP still builds superframes of whole segments
+    # and IP cuts them just before the interface (Linux's GSO, on for every device
+    # there): the wire sees the same frames, built in one pass instead of one
+    # tcp_output round per segment.  0: one segment per round.
+    gso: int = 1
     keepidle: float = 7200.0         # seconds
     keepintvl: float = 75.0
     keepcnt: int = 8
