@@ -144,6 +144,8 @@ class Kernel:
             p = tcp.params
             p.sendspace = min(p.sendspace, share)
             p.recvspace = min(p.recvspace, share)
+            p.recvbuf_max = min(p.recvbuf_max, share)
+            p.sendbuf_max = min(p.sendbuf_max, share)
             p.reass_maxbytes = min(p.reass_maxbytes, share)
 
     def _set_hostname(self, name: str) -> None:

@@ -33,13 +33,13 @@ POLLRDBAND = getattr(select, "POLLRDBAND", 0x80)
 POLLIN_SET = POLLIN | POLLRDNORM
 POLLOUT_SET = POLLOUT | POLLWRNORM
 
-MSG_OOB = pysocket.MSG_OOB
-MSG_PEEK = pysocket.MSG_PEEK
-MSG_DONTROUTE = pysocket.MSG_DONTROUTE
-MSG_DONTWAIT = pysocket.MSG_DONTWAIT
-MSG_WAITALL = pysocket.MSG_WAITALL
-MSG_TRUNC = pysocket.MSG_TRUNC
-MSG_NOSIGNAL = getattr(pysocket, "MSG_NOSIGNAL", 0x4000)
+MSG_OOB = int(pysocket.MSG_OOB)  # plain ints: socket.MsgFlag's enum & costs ~1 us
+MSG_PEEK = int(pysocket.MSG_PEEK)
+MSG_DONTROUTE = int(pysocket.MSG_DONTROUTE)
+MSG_DONTWAIT = int(pysocket.MSG_DONTWAIT)
+MSG_WAITALL = int(pysocket.MSG_WAITALL)
+MSG_TRUNC = int(pysocket.MSG_TRUNC)
+MSG_NOSIGNAL = int(getattr(pysocket, "MSG_NOSIGNAL", 0x4000))
 MSG_KNOWN = MSG_OOB | MSG_PEEK | MSG_DONTROUTE | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC | MSG_NOSIGNAL
 
 SOL_SOCKET = pysocket.SOL_SOCKET
@@ -105,7 +105,9 @@ class Socket:
         self.rcvtimeo: float | None = None
         self.sndtimeo: float | None = None
         self.rcv_hiwat = 256 * 1024
+        self.rcv_auto = True      # SO_RCVBUF never set: the protocol may autosize
         self.snd_hiwat = 256 * 1024
+        self.snd_auto = True      # and SO_SNDBUF
         self.rcv_lowat = 1
         self.snd_lowat = 2048
         self.linger: tuple[int, int] = (0, 0)
@@ -221,6 +223,7 @@ class Socket:
             if v <= 0 or v > sb_max:
                 raise kerr(errno.ENOBUFS if v > sb_max else errno.EINVAL)
             self.rcv_hiwat = v
+            self.rcv_auto = False
             self.sb_resized()
         elif opt == pysocket.SO_SNDBUF:
             v = _int_value(value)
@@ -228,6 +231,7 @@ class Socket:
             if v <= 0 or v > sb_max:
                 raise kerr(errno.ENOBUFS if v > sb_max else errno.EINVAL)
             self.snd_hiwat = v
+            self.snd_auto = False
             self.sb_resized()
         elif opt == pysocket.SO_RCVLOWAT:
             self.rcv_lowat = max(1, _int_value(value))

@@ -259,6 +259,26 @@ def enter_time_wait(cb: TcpCb, now: float) -> None:
     cb.set_timer(TCPT_2MSL, 2 * cb.params.msl, now)
 
 
+def _autorcvbuf(cb: TcpCb, sent_ts: int, tsecr: int, tlen: int) -> None:
+    """Receive buffer autosizing (FreeBSD's tcp_input, "automatic sizing of the receive
+    socket buffer"; TcpParams.recvbuf_auto). ``rfbuf_ts`` is a timestamp we sent; once
+    the peer echoes a later one, a round trip has passed: if it sent more than 7/8 of
+    the buffer in it, the window was what held it back, and the buffer doubles (up to
+    recvbuf_max; the window update goes out with the next ACK)."""
+    if (tsecr - sent_ts) & M not in _TS_LATER:
+        cb.rfbuf_cnt += tlen
+        return
+    space = cb.rcvspace
+    top = cb.params.recvbuf_max
+    if cb.rfbuf_cnt > space // 8 * 7 and space < top:
+        cb.rcvspace = min(2 * space, top)
+    cb.rfbuf_ts = None
+    cb.rfbuf_cnt = 0
+
+
+_TS_LATER = range(1, 0x80000000)   # RFC 7323 TSTMP_GT: later by less than 2^31
+
+
 def _data_and_fin(cb: TcpCb, seg: TcpRepr, now: float) -> int:
     """Seventh and eighth steps: segment text and FIN.  Returns event bits."""
     ev = 0
@@ -275,6 +295,8 @@ def _data_and_fin(cb: TcpCb, seg: TcpRepr, now: float) -> int:
             # In order, nothing queued: the common case.
             if not cb.read_shut:
                 cb.rcv_buf += payload
+            if cb.rcv_auto and cb.rfbuf_ts is not None and seg.timestamps is not None:
+                _autorcvbuf(cb, cb.rfbuf_ts, seg.timestamps[1], tlen)
             cb.rcv_nxt = (seq + tlen) & M
             st.tcps_rcvpack += 1
             st.tcps_rcvbyte += tlen

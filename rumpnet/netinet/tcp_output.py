@@ -109,6 +109,8 @@ def _options(cb: TcpCb, flags: int, now: float, r: TcpRepr) -> int:
     if tf & _TS_BOTH == _TS_BOTH:
         r.timestamps = (cb.ts_now(now), cb.ts_recent)
         olen = 12
+        if cb.rcv_auto and cb.rfbuf_ts is None:
+            cb.rfbuf_ts = r.timestamps[0]   # as in _emit_ts
     if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
         blocks = cb.rcv_sack_blocks
         if cb.rcv_dsack is not None:
@@ -181,6 +183,8 @@ def _emit_ts(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: 
     bookkeeping and bytes, without a TcpRepr."""
     tsval = cb.ts_now(now)
     tsecr = cb.ts_recent
+    if cb.rcv_auto and cb.rfbuf_ts is None:
+        cb.rfbuf_ts = tsval         # receive buffer autosizing: a round trip starts
     rcv_scale = cb.rcv_scale
     window = win >> rcv_scale
     if window > TCP_MAXWIN:
@@ -272,8 +276,22 @@ def tcp_output(cb: TcpCb, now: float) -> None:
             and now - cb.t_sndtime >= base_rto(cb):
         # RFC 5681 4.1: restart from at most the initial window after an idle RTO.
         cb.snd_cwnd = min(cb.snd_cwnd, cb.cc.initial_window())
+    if cb.snd_auto:
+        _autosndbuf(cb)
     while _output_one(cb, now, idle):
         pass
+
+
+def _autosndbuf(cb: TcpCb) -> None:
+    """Send buffer autosizing (FreeBSD's tcp_output; TcpParams.sendbuf_auto): double the
+    buffer when it is 7/8 full, the peer's window is at least 4/5 of it and the send
+    window takes all that is unsent -- the buffer is what limits the data in flight."""
+    space = cb.sndspace
+    used = len(cb.snd_buf)
+    top = cb.params.sendbuf_max
+    if used >= space // 8 * 7 and space < top and cb.snd_wnd // 4 * 5 >= space \
+            and min(cb.snd_wnd, cb.snd_cwnd) >= used - ((cb.snd_nxt - cb.snd_una) & SEQ_MASK):
+        cb.sndspace = min(2 * space, top)
 
 
 def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:

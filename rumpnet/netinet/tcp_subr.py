@@ -103,6 +103,8 @@ class TcpListener:
         self.maxseg = 0
         self.sndbuf = 0
         self.rcvbuf = 0
+        self.rcv_auto = True          # accepted connections autosize (SO_RCVBUF unset)
+        self.snd_auto = True          # and SO_SNDBUF
 
     @property
     def recv_q(self) -> int:
@@ -377,7 +379,7 @@ class TcpProtocol:
         cb.t_maxseg = min(p.mssdflt, cb.t_ourmss)
         if p.rfc1323:
             cb.t_flags |= TF_REQ_SCALE | TF_REQ_TSTMP
-            cb.request_r_scale = _wscale_for(cb.rcvspace)
+            cb.request_r_scale = _wscale_for(cb.rcvbuf_scale_space())
         cb.iss = self.isn(laddr, lport, faddr, fport, now)
         cb.ts_offset = self._ts_offset(laddr, lport, faddr, fport)
         cb.snd_una = cb.snd_nxt = cb.snd_max = cb.snd_recover = cb.iss
@@ -402,10 +404,12 @@ class TcpProtocol:
                     cb.set_maxseg(int(v))
             elif k == "sndbuf":
                 if v:
-                    cb.set_sndbuf(int(v))
+                    cb.set_sndbuf(int(v), bool(opts.get("sndauto")))
             elif k == "rcvbuf":
                 if v:
-                    cb.set_rcvbuf(int(v))
+                    cb.set_rcvbuf(int(v), bool(opts.get("rcvauto")))
+            elif k == "rcvauto" or k == "sndauto":
+                pass                  # with "rcvbuf" and "sndbuf"
             elif k == "linger":
                 cb.set_linger(bool(v[0]), int(v[1]))
             else:
@@ -570,7 +574,8 @@ class TcpProtocol:
         e.tsval = seg.timestamps[0] if (p.rfc1323 and seg.timestamps is not None) else None
         e.ts_offset = self._ts_offset(dst, seg.dport, src, seg.sport)
         rcvspace = lst.rcvbuf or p.recvspace
-        e.rcv_scale = _wscale_for(rcvspace) if e.peer_ws is not None else 0
+        scale_space = max(rcvspace, p.recvbuf_max) if lst.rcv_auto and p.recvbuf_auto else rcvspace
+        e.rcv_scale = _wscale_for(scale_space) if e.peer_ws is not None else 0
         e.win = min(rcvspace, 65535)
         e.ourmss = self._ourmss(src, lst.maxseg)
         e.listener = lst
@@ -673,9 +678,9 @@ class TcpProtocol:
         st.tcps_sc_completed += 1
         cb = TcpCb(self, e.laddr, e.lport, e.faddr, e.fport, now)
         if lst.rcvbuf:
-            cb.set_rcvbuf(lst.rcvbuf)
+            cb.set_rcvbuf(lst.rcvbuf, lst.rcv_auto)
         if lst.sndbuf:
-            cb.set_sndbuf(lst.sndbuf)
+            cb.set_sndbuf(lst.sndbuf, lst.snd_auto)
         if lst.maxseg:
             cb.set_maxseg(lst.maxseg)
         cb.nodelay = lst.nodelay

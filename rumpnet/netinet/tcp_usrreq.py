@@ -325,6 +325,8 @@ class TcpSocket(Socket):
         if lst is None:
             return
         lst.rcvbuf = self.rcv_hiwat
+        lst.rcv_auto = self.rcv_auto
+        lst.snd_auto = self.snd_auto
         lst.sndbuf = self.snd_hiwat
         lst.maxseg = self.maxseg
         lst.nodelay = self.nodelay
@@ -352,6 +354,7 @@ class TcpSocket(Socket):
         # Fix: also inherit buffer sizes, low water marks, SO_LINGER and TCP_MAXSEG
         # (sonewconn), so getsockopt on the accepted socket tells the truth.
         nso.rcv_hiwat, nso.snd_hiwat = self.rcv_hiwat, self.snd_hiwat
+        nso.rcv_auto, nso.snd_auto = self.rcv_auto, self.snd_auto
         nso.rcv_lowat, nso.snd_lowat = self.rcv_lowat, self.snd_lowat
         nso.maxseg = self.maxseg
         nso.linger = self.linger
@@ -387,6 +390,7 @@ class TcpSocket(Socket):
                                     "keepalive": SO_KEEPALIVE in self.so_options,
                                     "reuseaddr": pysocket.SO_REUSEADDR in self.so_options,
                                     "sndbuf": self.snd_hiwat, "rcvbuf": self.rcv_hiwat,
+                                    "rcvauto": self.rcv_auto, "sndauto": self.snd_auto,
                                     "linger": (bool(self.linger[0]), self.linger[1])}
             if self.maxseg:
                 opts["maxseg"] = self.maxseg
@@ -596,8 +600,8 @@ class TcpSocket(Socket):
     def sb_resized(self) -> None:
         cb = self.cb
         if cb is not None:
-            cb.set_sndbuf(self.snd_hiwat)
-            cb.set_rcvbuf(self.rcv_hiwat)
+            cb.set_sndbuf(self.snd_hiwat, self.snd_auto)
+            cb.set_rcvbuf(self.rcv_hiwat, self.rcv_auto)
 
     def linger_changed(self) -> None:
         if self.cb is not None:

@@ -81,6 +81,19 @@ class TcpParams:
     # there): the wire sees the same frames, built in one pass instead of one
     # tcp_output round per segment.  0: one segment per round.
     gso: int = 1
+    # Receive buffer autosizing (NetBSD/FreeBSD net.inet.tcp.recvbuf_auto): a socket
+    # whose SO_RCVBUF the user never set doubles its receive buffer, up to recvbuf_max,
+    # whenever the peer sent more than 7/8 of it within one round trip (measured with
+    # timestamps): the window, not the path, was the limit.  The window scale asked for
+    # in the SYN allows recvbuf_max.
+    recvbuf_auto: int = 1
+    recvbuf_max: int = 4 * 1024 * 1024
+    # Send buffer autosizing (net.inet.tcp.sendbuf_auto, FreeBSD's tcp_autosndbuf): a
+    # socket whose SO_SNDBUF the user never set doubles its send buffer, up to
+    # sendbuf_max, when it is nearly full, the peer's window is larger than it and the
+    # send window would take all of it: the buffer, not the path, was the limit.
+    sendbuf_auto: int = 1
+    sendbuf_max: int = 4 * 1024 * 1024
     keepidle: float = 7200.0         # seconds
     keepintvl: float = 75.0
     keepcnt: int = 8
@@ -278,8 +291,14 @@ class TcpCb:
         self.snd_buf = bytearray()
         self.snd_buf_seq = 0          # sequence number of snd_buf[0]
         self.sndspace = p.sendspace
+        self.snd_auto = bool(p.sendbuf_auto)   # SO_SNDBUF unset (TcpParams.sendbuf_auto)
         self.rcv_buf = bytearray()
         self.rcvspace = p.recvspace
+        # Autosizing (TcpParams.recvbuf_auto): on until the user sets SO_RCVBUF; the
+        # bytes received since our timestamp rfbuf_ts went out (FreeBSD's rfbuf_*).
+        self.rcv_auto = bool(p.recvbuf_auto)
+        self.rfbuf_ts: int | None = None
+        self.rfbuf_cnt = 0
         self.reass: list[list[Any]] = []   # [[seq, bytearray], ...] sorted, disjoint
         self.reass_bytes = 0
         self.reass_fin: int | None = None  # sequence number of an out-of-order FIN
@@ -488,12 +507,23 @@ class TcpCb:
         if self.state >= TcpState.ESTABLISHED:
             self.t_maxseg = min(self.t_maxseg, n)
 
-    def set_sndbuf(self, n: int) -> None:
+    def set_sndbuf(self, n: int, auto: bool = False) -> None:
+        """SO_SNDBUF; ``auto``: the size is the default one, still to be autosized."""
         if n <= 0:
             raise _err(errno.EINVAL)
         self.sndspace = n
+        self.snd_auto = auto and bool(self.params.sendbuf_auto)
 
-    def set_rcvbuf(self, n: int) -> None:
+    def set_rcvbuf(self, n: int, auto: bool = False) -> None:
+        """SO_RCVBUF; ``auto``: the size is the default one, still to be autosized."""
         if n <= 0:
             raise _err(errno.EINVAL)
         self.rcvspace = n
+        self.rcv_auto = auto and bool(self.params.recvbuf_auto)
+
+    def rcvbuf_scale_space(self) -> int:
+        """The receive buffer the window scale must cover: the most autosizing may
+        grow it to."""
+        if self.rcv_auto:
+            return max(self.rcvspace, self.params.recvbuf_max)
+        return self.rcvspace

@@ -164,8 +164,11 @@ def test_random_impairments(seed: int) -> None:
 
 def test_large_mtu_and_window_scaling() -> None:
     r = transfer(4_000_000, seed=3, mtu=65535, msl=1.0, sendspace=1 << 20,
-                 recvspace=1 << 20, link_kw={"loss": 0.005})
+                 recvspace=1 << 20, recvbuf_auto=0, sendbuf_auto=0, link_kw={"loss": 0.005})
     assert r["c"].rcv_scale == 5 and r["c"].t_maxseg == 65495
+    # Autosizing on: the scale asked for covers what the buffer may grow to (4 MB).
+    r = transfer(400_000, seed=3, mtu=65535, msl=1.0, recvspace=1 << 20)
+    assert r["c"].rcv_scale == 7
 
 
 # ----- fuzzing -----------------------------------------------------------------------------

@@ -17,7 +17,18 @@ from test_tcp_harness import (
     seg,
 )
 
-FULL = {"rfc1323": 1, "sack": 1}
+# A fixed 256 KiB receive buffer (no autosizing): window scale 3.
+FULL = {"rfc1323": 1, "sack": 1, "recvbuf_auto": 0}
+
+
+def test_autosized_buffer_asks_for_the_scale_of_its_maximum() -> None:
+    """With receive buffer autosizing (the default) the SYN's window scale covers
+    recvbuf_max (4 MiB: 7), as NetBSD's covers sb_max and Linux's tcp_rmem[2]."""
+    env = Env(rfc1323=1, sack=1)
+    cb = env.connect(0.0)
+    assert cb.request_r_scale == 7 and cb.rcv_auto
+    env = Env(rfc1323=1, sack=1, recvbuf_max=1 << 20)
+    assert env.connect(0.0).request_r_scale == 5
 
 
 def test_active_syn_carries_all_options() -> None:
