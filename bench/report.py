@@ -9,7 +9,8 @@ UNITS: dict[str, bool] = {
     "MB/s": True, "MB/s mtu1500": True, "MB/s mtu64k": True, "conn/s": True, "dgram/s": True, "boots/s": True,
     "median us": False, "p99 us": False, "boot ms": False,
 }
-REFS = (("linux", "L"), ("pytcp", "P"))
+REFS = (("linux", "L"), ("pytcp", "P"), ("pytcp_best", "B"))
+PYTCPS = ("pytcp", "pmd-pytcp")
 
 
 def brief(res: dict[str, Any]) -> str:
@@ -44,6 +45,12 @@ def _rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _value(doc: dict[str, Any], stack: str, w: str, m: str) -> float | None:
+    if stack == "pytcp_best":
+        # PyTCP's best figure: the better of PyTCP 2.7.6 and pmd-pytcp 0.3.8 here.
+        vals = [v for v in (_value(doc, p, w, m) for p in PYTCPS) if v is not None and v > 0]
+        if not vals:
+            return None
+        return max(vals) if UNITS.get(m, True) else min(vals)
     res = doc["results"].get(stack, {}).get(w, {})
     v = res.get("metrics", {}).get(m)
     return float(v) if v is not None else None
@@ -63,7 +70,7 @@ def add_ratios(doc: dict[str, Any]) -> None:
                 continue
             for ref, _ in REFS:
                 r = _value(doc, ref, w, m)
-                if r is None or r <= 0 or ref == stack:
+                if r is None or r <= 0 or ref == stack or (ref == "pytcp_best" and stack in PYTCPS):
                     continue
                 ratio = v / r if UNITS.get(m, True) else r / v
                 out.setdefault(stack, {}).setdefault(w, {}).setdefault(m, {})[f"vs_{ref}"] = ratio
@@ -107,8 +114,12 @@ def table(doc: dict[str, Any]) -> str:
             cells.append(txt or "-")
         rbody.append(cells)
     if rbody:
-        parts += ["", "Ratios: performance relative to Linux (L) and to PyTCP 2.7.6 (P); >1x better, <1x worse "
-                  "(for times: ref/value)", _grid(["workload [unit]", *stacks], rbody)]
+        parts += ["", "Ratios: performance relative to Linux (L), to PyTCP 2.7.6 (P) and to the better of "
+                  "PyTCP 2.7.6 and pmd-pytcp 0.3.8 (B);", ">1x better, <1x worse (for times: ref/value)",
+                  _grid(["workload [unit]", *stacks], rbody)]
+    checks = targets(doc)
+    if checks:
+        parts += ["", "Targets (issue 5), from this run:", *checks]
     notes = []
     for s in stacks:
         reasons: dict[str, list[str]] = {}
@@ -121,6 +132,52 @@ def table(doc: dict[str, Any]) -> str:
     if notes:
         parts += ["", "n/a:", *notes]
     return "\n".join(parts)
+
+
+MBPS_PER_GBIT = 125.0
+
+
+def targets(doc: dict[str, Any]) -> list[str]:
+    """The issue's speed targets against this run's figures: one line each, "met" or
+    "NOT met", for those whose stacks ran. PyTCP's figures are its best (either
+    version, either direction for bulk)."""
+    out: list[str] = []
+
+    def line(ok: bool, text: str) -> None:
+        out.append(f"  [{'met' if ok else 'NOT met'}] {text}")
+
+    def v(stack: str, w: str, m: str) -> float | None:
+        return _value(doc, stack, w, m)
+
+    for stack, floor in (("rumpnet-offload", 2.0), ("rumpnet-plain", 0.5)):
+        got = [v(stack, w, "MB/s") for w in ("tcp_bulk_in", "tcp_bulk_out")]
+        if None not in got:
+            gin, gout = (g / MBPS_PER_GBIT for g in got if g is not None)
+            line(min(gin, gout) >= floor, f"{stack} bulk >= {floor} Gbit/s each way: "
+                                          f"{gin:.2f} in, {gout:.2f} out")
+    bulk_best = [x for x in (v(p, w, "MB/s") for p in PYTCPS for w in ("tcp_bulk_in", "tcp_bulk_out"))
+                 if x is not None]
+    ours = [v("rumpnet-offload", w, "MB/s") for w in ("tcp_bulk_in", "tcp_bulk_out")]
+    if bulk_best and None not in ours:
+        ref = max(bulk_best)
+        worst = min(o for o in ours if o is not None) / ref
+        line(worst >= 50, f"bulk >= 50x PyTCP's best bulk figure ({ref:.3g} MB/s): "
+                          f"{worst:.0f}x in the weaker direction")
+    cps_ref = v("pytcp_best", "tcp_cps", "conn/s")
+    cps = [x for x in (v(s, "tcp_cps", "conn/s") for s in ("rumpnet-offload", "rumpnet-plain")) if x is not None]
+    if cps_ref and cps:
+        line(min(cps) >= 10 * cps_ref, f"connections/s >= 10x PyTCP's best ({cps_ref:,.0f}): "
+                                       f"{min(cps) / cps_ref:.1f}x (the slower rumpnet mode)")
+    rtt_ref = v("pytcp_best", "tcp_rtt", "median us")
+    rtt = [x for x in (v(s, "tcp_rtt", "median us") for s in ("rumpnet-offload", "rumpnet-plain")) if x is not None]
+    if rtt_ref and rtt:
+        line(max(rtt) < rtt_ref / 4, f"TCP echo RTT < 1/4 of PyTCP's best ({rtt_ref:,.0f} us): "
+                                     f"{max(rtt):.0f} us (the slower rumpnet mode)")
+    k2k = v("rumpnet-plain", "k2k_bulk", "MB/s mtu64k")
+    if k2k is not None:
+        line(k2k / MBPS_PER_GBIT >= 2.0, f"in-process kernel-to-kernel >= 2 Gbit/s: {k2k / MBPS_PER_GBIT:.2f} "
+                                         f"Gbit/s at 64K MTU")
+    return out
 
 
 def plot(doc: dict[str, Any], path: str) -> None:
