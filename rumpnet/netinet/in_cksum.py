@@ -10,17 +10,29 @@ Above ``_CHUNKED_MIN`` bytes the buffer is read as several integers of ``_CHUNK`
 the sum of its words) and their sum is reduced: ``% 0xffff`` of one 57 KB integer costs
 twice its ``int.from_bytes``, of the sum of 2 KB pieces almost nothing (a 64 KB TCP segment
 is summed in ~40 us instead of ~85 us).
+
+With numpy installed (the ``fast`` extra), buffers of ``_NUMPY_MIN`` bytes and more are
+summed as an array of big-endian 16-bit words instead: 10 us for 57 KB instead of 45 (the
+same value; below 4 KB the call overhead eats the gain). Without numpy nothing changes.
 """
 
 from __future__ import annotations
 
 import struct
+from typing import Any
+
+_numpy: Any
+try:
+    import numpy as _numpy
+except ImportError:  # optional: the pure method below is complete on its own
+    _numpy = None
 
 _PSEUDO = struct.Struct("!IIBBH")
 
 Buffer = bytes | bytearray | memoryview
 _CHUNK = 2048            # even: each piece starts on a 16-bit boundary
 _CHUNKED_MIN = 3072
+_NUMPY_MIN = 4096
 
 
 def _from_bytes(b: Buffer) -> int:
@@ -45,7 +57,11 @@ def in_cksum_sum(data: Buffer, initial: int = 0) -> int:
             mv = mv[:n]
         else:
             value = 0
-        value += sum(map(_from_bytes, [mv[i:i + _CHUNK] for i in range(0, n, _CHUNK)]))
+        if _numpy is not None and n >= _NUMPY_MIN:
+            # A uint64 accumulator cannot overflow: 2**47 bytes of 0xffff words would.
+            value += int(_numpy.frombuffer(mv, dtype=">u2", count=n >> 1).sum(dtype=_numpy.uint64))
+        else:
+            value += sum(map(_from_bytes, [mv[i:i + _CHUNK] for i in range(0, n, _CHUNK)]))
     value += initial
     if value == 0:
         return 0

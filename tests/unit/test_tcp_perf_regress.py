@@ -41,6 +41,23 @@ def test_in_cksum_sum_chunked_matches_plain_sum(n: int) -> None:
     assert in_cksum_sum(b"\xff" * n) == _ref_sum(b"\xff" * n)      # -0 is 0xffff
 
 
+@pytest.mark.parametrize("n", [4095, 4096, 4097, 4098, 9001, 57000, 57001, 65535])
+def test_in_cksum_sum_same_with_and_without_numpy(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """The numpy path (large buffers, when numpy is installed) and the pure path agree."""
+    from rumpnet.netinet import in_cksum as ic
+
+    if ic._numpy is None:
+        pytest.skip("numpy is not installed (the 'fast' extra): only the pure path exists")
+    rng = random.Random(n)
+    cases = [rng.randbytes(n), bytes(n), b"\xff" * n]
+    views = [memoryview(bytearray(8) + c)[8:] for c in cases]      # offset views too
+    inits = (0, 1, 0xFFFF, 0x1234567)
+    fast = [ic.in_cksum_sum(b, i) for b in [*cases, *views] for i in inits]
+    monkeypatch.setattr(ic, "_numpy", None)
+    pure = [ic.in_cksum_sum(b, i) for b in [*cases, *views] for i in inits]
+    assert fast == pure == [_ref_sum(bytes(b), i) for b in [*cases, *views] for i in inits]
+
+
 def test_in_pseudo_sum_matches_packed_header() -> None:
     rng = random.Random(1)
     for _ in range(2000):
