@@ -21,11 +21,14 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-_numpy: Any
+# numpy, when installed, for large buffers; set to None to use the pure method only.
+NUMPY: Any
 try:
-    import numpy as _numpy
+    import numpy
 except ImportError:  # optional: the pure method below is complete on its own
-    _numpy = None
+    NUMPY = None
+else:
+    NUMPY = numpy
 
 _PSEUDO = struct.Struct("!IIBBH")
 
@@ -57,9 +60,10 @@ def in_cksum_sum(data: Buffer, initial: int = 0) -> int:
             mv = mv[:n]
         else:
             value = 0
-        if _numpy is not None and n >= _NUMPY_MIN:
+        np = NUMPY
+        if np is not None and n >= _NUMPY_MIN:
             # A uint64 accumulator cannot overflow: 2**47 bytes of 0xffff words would.
-            value += int(_numpy.frombuffer(mv, dtype=">u2", count=n >> 1).sum(dtype=_numpy.uint64))
+            value += int(np.frombuffer(mv, dtype=">u2", count=n >> 1).sum(dtype=np.uint64))
         else:
             value += sum(map(_from_bytes, [mv[i:i + _CHUNK] for i in range(0, n, _CHUNK)]))
     value += initial

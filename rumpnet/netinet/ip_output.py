@@ -183,6 +183,12 @@ class IpOutput:
         rt.use += 1
         rc.ifp.transmit_frame(frame)
 
+    def cached_route(self, dst: int, proto: int) -> RouteCache | None:
+        """The :class:`RouteCache` :meth:`output_cached` holds for ``dst`` and ``proto``, if
+        it is still valid (for inspection: tests, debugging)."""
+        rc = self._rcache.get((dst << 8) | proto)
+        return rc if rc is not None and rc.valid(self) else None
+
     def _gso_cached(self, rc: RouteCache, seg: Buffer, segsz: int) -> bool:
         """Software segmentation (GSO) of TCP superframe ``seg`` (TCP header and payload,
         checksum not needed) into frames of ``segsz`` payload bytes, sent through ``rc``.

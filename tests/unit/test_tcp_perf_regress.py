@@ -46,14 +46,14 @@ def test_in_cksum_sum_same_with_and_without_numpy(monkeypatch: pytest.MonkeyPatc
     """The numpy path (large buffers, when numpy is installed) and the pure path agree."""
     from rumpnet.netinet import in_cksum as ic
 
-    if ic._numpy is None:
+    if ic.NUMPY is None:
         pytest.skip("numpy is not installed (the 'fast' extra): only the pure path exists")
     rng = random.Random(n)
     cases = [rng.randbytes(n), bytes(n), b"\xff" * n]
     views = [memoryview(bytearray(8) + c)[8:] for c in cases]      # offset views too
     inits = (0, 1, 0xFFFF, 0x1234567)
     fast = [ic.in_cksum_sum(b, i) for b in [*cases, *views] for i in inits]
-    monkeypatch.setattr(ic, "_numpy", None)
+    monkeypatch.setattr(ic, "NUMPY", None)
     pure = [ic.in_cksum_sum(b, i) for b in [*cases, *views] for i in inits]
     assert fast == pure == [_ref_sum(bytes(b), i) for b in [*cases, *views] for i in inits]
 
