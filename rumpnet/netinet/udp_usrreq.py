@@ -125,7 +125,11 @@ class Udp:
             seg[6] = c >> 8
             seg[7] = c & 0xFF
         self.stats.udps_opackets += 1
-        self.inet.output.output(src, dst, IPPROTO_UDP, seg, ttl=ttl, tos=tos, flags=oflags)
+        if ttl is None and not tos and not oflags:
+            # The common datagram: through the destination's route cache (the same frame).
+            self.inet.output.output_cached(src, dst, IPPROTO_UDP, seg)
+        else:
+            self.inet.output.output(src, dst, IPPROTO_UDP, seg, ttl=ttl, tos=tos, flags=oflags)
 
     def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, src: int, dst: int) -> None:
         st = self.stats
