@@ -43,7 +43,7 @@ from rumpnet.virtif.hostif import TUN_DEV, link_exists, link_info, off_loop
 __all__ = [
     "NetNS", "have_netns_privileges", "unique_name", "unique_ifname", "netns_exists",
     "list_netns", "move_link_to_netns", "ns_configure", "ns_run", "ns_popen", "ns_python",
-    "ns_python_popen", "ns_pids", "cleanup_stale", "link_exists", "link_info",
+    "ns_python_popen", "ns_pids", "cleanup_stale", "link_exists", "link_info", "tap_peer",
 ]
 
 _counter = itertools.count(1)
@@ -401,3 +401,40 @@ def cleanup_stale(prefix: str = "rn") -> list[str]:
         off_loop(_del_links, links)
         removed.extend(links)
     return removed
+
+
+@contextlib.contextmanager
+def tap_peer(k: Any, kernel_addr: str, peer_addr: str, *, ifname: str = "virt0", prefix: str = "rtp",
+             routes: Iterable[Route] = (), linkopts: str = "", serve: bool = True) -> Iterator[tuple[NetNS, str]]:
+    """Kernel ``k``'s interface ``ifname`` on a new host tap whose Linux end is in a new
+    network namespace: ``peer_addr`` (ADDR/LEN) there, with ``routes``; ``kernel_addr``
+    (ADDR/LEN) on the kernel's interface. ``linkopts`` is appended to the tap's name in
+    the interface's linkstr (``nooffload``, for plain frames).
+
+    With ``serve`` (the default) the kernel serves its scheduler from a background
+    thread while the block runs, so Linux programs in the namespace get answers while
+    the test does other things. Yields (namespace, tap name). On exit, also when the
+    block raised, the interface is destroyed (closing the tap, which then disappears) and
+    the namespace removed with whatever still runs in it."""
+    tap = unique_ifname(prefix)
+    with NetNS(prefix) as ns:
+        created = served = False
+        try:
+            k.config.if_create(ifname)
+            created = True
+            k.config.if_set_linkstr(ifname, f"{tap},{linkopts}" if linkopts else tap)
+            move_link_to_netns(tap, ns)
+            ns_configure(ns, tap, peer_addr, routes=routes)
+            k.config.addr_add(ifname, kernel_addr)
+            k.config.if_up(ifname)
+            if serve and not k.sched.background:
+                k.serve_background()
+                served = True
+            yield ns, tap
+        finally:
+            try:
+                if created:
+                    k.config.if_destroy(ifname)
+            finally:
+                if served:
+                    k.stop_background()

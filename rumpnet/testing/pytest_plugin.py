@@ -6,7 +6,12 @@ Fixtures:
   printed in the report of a failing test ("rumpnet seed: N") so the run can be replayed;
 * ``rump_kernel`` -- a kernel on a fresh virtual clock, halted afterwards;
 * ``rump_network`` -- an empty :class:`rumpnet.faults.network.Network` with that seed;
-* ``faulty_wire`` -- hosts ``a`` (10.0.1.1) and ``b`` (10.0.1.2) on link ``wire``.
+* ``faulty_wire`` -- hosts ``a`` (10.0.1.1) and ``b`` (10.0.1.2) on link ``wire``;
+* ``rump_linux_peer`` -- a real-clock kernel (``.kernel``, 10.213.0.2 on ``virt0``) whose
+  tap's other end is in a new network namespace (``.ns``) where Linux has 10.213.0.1:
+  ``.run(argv)`` and ``.python(code)`` run programs there (ping, curl, sockets). It needs
+  root, ``/dev/net/tun`` and ``ip netns``, and skips with the reason when they are missing;
+  the namespace and tap are removed afterwards.
 
 Marker ``@pytest.mark.netem("delay 10ms loss 1%", link="lan", direction="both")``
 impairs the network fixture's links of that name (every link when ``link`` is not given),
@@ -140,3 +145,43 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     seed = item.stash.get(SEED_KEY, None)
     if seed is not None and rep.failed:
         rep.sections.append(("rumpnet", f"rumpnet seed: {seed} (replay with --rump-seed {seed})"))
+
+
+class LinuxPeer:
+    """What ``rump_linux_peer`` yields: a kernel and Linux on either side of a tap."""
+
+    kernel_addr = "10.213.0.2"
+    peer_addr = "10.213.0.1"
+
+    def __init__(self, kernel: Any, ns: Any, tap: str) -> None:
+        self.kernel = kernel
+        self.ns = ns
+        self.tap = tap
+
+    def run(self, argv: list[str], timeout: float = 30.0) -> Any:
+        """``argv`` in the namespace; a ``subprocess.CompletedProcess`` (text output)."""
+        from rumpnet.testing.netns import ns_run
+
+        return ns_run(self.ns, argv, timeout=timeout)
+
+    def python(self, code: str, timeout: float = 30.0, args: tuple[str, ...] = ()) -> Any:
+        """``python -c code args...`` in the namespace (this interpreter)."""
+        from rumpnet.testing.netns import ns_python
+
+        return ns_python(self.ns, code, timeout=timeout, args=args)
+
+
+@pytest.fixture
+def rump_linux_peer(rump_seed: int) -> Iterator[LinuxPeer]:
+    from rumpkern import rump_init
+    from rumpnet.testing.netns import have_netns_privileges, tap_peer
+
+    ok, why = have_netns_privileges()
+    if not ok:
+        pytest.skip(why)
+    k = rump_init(clock="real", seed=rump_seed)
+    try:
+        with tap_peer(k, f"{LinuxPeer.kernel_addr}/24", f"{LinuxPeer.peer_addr}/24", prefix="rlp") as (ns, tap):
+            yield LinuxPeer(k, ns, tap)
+    finally:
+        k.halt()

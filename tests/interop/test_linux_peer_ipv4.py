@@ -8,15 +8,12 @@ import socket
 import pytest
 
 from rumpnet.testing.netns import (
-    NetNS,
     have_netns_privileges,
     link_exists,
-    move_link_to_netns,
-    ns_configure,
     ns_python,
     ns_python_popen,
     ns_run,
-    unique_ifname,
+    tap_peer,
 )
 
 _ok, _why = have_netns_privileges()
@@ -27,21 +24,12 @@ LINUX, RUMP = "10.99.41.1", "10.99.41.2"
 
 @pytest.fixture
 def linux_peer(vnet_real):
-    tap = unique_ifname("rnp")
     k = vnet_real.kernel(seed=11, hostname="rumpk")
-    with NetNS("rnp") as ns:
-        try:
-            k.config.if_create("virt0")
-            k.config.if_set_linkstr("virt0", tap)
-            move_link_to_netns(tap, ns)
-            ns_configure(ns, tap, f"{LINUX}/24")
-            k.config.addr_add("virt0", f"{RUMP}/24")
-            k.config.if_up("virt0")
-            k.serve_background()
+    try:
+        with tap_peer(k, f"{RUMP}/24", f"{LINUX}/24", prefix="rnp") as (ns, tap):
             yield k, ns, tap
-        finally:
-            k.stop_background()
-            k.halt()  # closes the tap fd: the (non-persistent) tap goes away
+    finally:
+        k.halt()
     assert not link_exists(tap)
     assert not ns.exists
 

@@ -21,14 +21,11 @@ from rumpnet.bpf import PcapReader
 from rumpnet.netinet import tcp as tcpwire
 from rumpnet.socket import create_connection
 from rumpnet.testing.netns import (
-    NetNS,
     have_netns_privileges,
     link_exists,
-    move_link_to_netns,
-    ns_configure,
     ns_python_popen,
     ns_run,
-    unique_ifname,
+    tap_peer,
 )
 
 _ok, _why = have_netns_privileges()
@@ -48,30 +45,19 @@ def _blob(seed: int, n: int = SIZE) -> bytes:
 @pytest.fixture
 def peer(vnet_real, tmp_path):
     """(kernel, namespace, path of the pcap of virt0 written while the test runs)."""
-    tap = unique_ifname("rnt")
     k = vnet_real.kernel(seed=43, hostname="rumptcp")
     pcap_path = tmp_path / "virt0.pcap"
-    cap = None
-    with NetNS("rnt") as ns:
-        try:
-            k.config.if_create("virt0")
-            k.config.if_set_linkstr("virt0", tap)
-            move_link_to_netns(tap, ns)
-            ns_configure(ns, tap, f"{LINUX}/24")
-            k.config.addr_add("virt0", f"{RUMP}/24")
-            k.config.if_up("virt0")
+    try:
+        with tap_peer(k, f"{RUMP}/24", f"{LINUX}/24", prefix="rnt") as (ns, tap):
             cap = k.config.pcap("virt0", str(pcap_path), filter="tcp")
-            k.serve_background()
             _TAPS[id(k)] = tap
-            yield k, ns, pcap_path
-        finally:
             try:
-                if cap is not None:
-                    cap.close()
+                yield k, ns, pcap_path
             finally:
                 _TAPS.pop(id(k), None)
-                k.stop_background()
-                k.halt()  # closes the tap fd: the (non-persistent) tap goes away
+                cap.close()
+    finally:
+        k.halt()
     assert not link_exists(tap)
     assert not ns.exists
 

@@ -16,11 +16,9 @@ from rumpnet.faults.toxics import Proxy, Toxic
 from rumpnet.testing.netns import (
     NetNS,
     have_netns_privileges,
-    move_link_to_netns,
-    ns_configure,
     ns_python,
     ns_python_popen,
-    unique_ifname,
+    tap_peer,
 )
 
 _ok, _why = have_netns_privileges()
@@ -67,32 +65,16 @@ CLIENT = (
 
 @pytest.fixture
 def proxy() -> Iterator[tuple[Kernel, NetNS, Proxy]]:
-    ns = NetNS("rntx")
     k = rump_init(hostname="toxiproxy")
-    px: Proxy | None = None
     try:
-        ns.create()
-        tap = unique_ifname("rtx")
-        k.config.if_create("virt0")
-        k.config.if_set_linkstr("virt0", tap)
-        k.config.addr_add("virt0", f"{OURS}/24")
-        k.config.if_up("virt0")
-        k.serve_background()
-        move_link_to_netns(tap, ns)
-        ns_configure(ns, tap, f"{LINUX}/24")
-        px = Proxy(k, (OURS, 7000), (LINUX, 9000), name="echo")
-        yield k, ns, px
-    finally:
-        # Each step runs even if an earlier one fails: the namespace must always go.
-        try:
-            if px is not None:
-                px.stop()
-        finally:
+        with tap_peer(k, f"{OURS}/24", f"{LINUX}/24", prefix="rtx") as (ns, _tap):
+            px = Proxy(k, (OURS, 7000), (LINUX, 9000), name="echo")
             try:
-                k.stop_background()
-                k.halt()
+                yield k, ns, px
             finally:
-                ns.remove()
+                px.stop()
+    finally:
+        k.halt()
 
 
 def _client(ns: NetNS) -> dict[str, object]:
