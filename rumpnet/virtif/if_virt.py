@@ -45,7 +45,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rumpnet.ifnet import M_CSUM_PARTIAL, M_CSUM_TCPv4, M_CSUM_TSOv4, M_CSUM_UDPv4, Mbuf
@@ -442,57 +442,56 @@ class VirtifDriver:
                 loop.remove_reader(self._fd)
         self._loop = None
 
-    def _rx_ready(self) -> None:
-        fd, bufsize, deliver = self._fd, self.bufsize, self._deliver
-        n = 0
-        while n < self.batch and deliver is not None:
+    def _read_batch(self) -> Iterator[bytes]:
+        """Frames read from the tap until EAGAIN, the batch cap or a detach. A read error
+        (EBADFD: the tap was destroyed under us, its namespace gone; EIO, ...) or EOF is
+        counted and stops reading rather than spin on a permanently readable fd."""
+        fd, bufsize = self._fd, self.bufsize
+        for _ in range(self.batch):
+            if self._deliver is None:
+                return
             try:
                 data = os.read(fd, bufsize)
             except BlockingIOError:
-                break
+                return
             except OSError as e:
-                # EBADFD: the tap was destroyed under us (its namespace went away), EIO, ...
-                # Stop reading rather than spin on a permanently readable fd.
                 self.ierrors += 1
                 self.last_error = e
                 self._stop_reading()
-                break
+                return
             if not data:
                 self._stop_reading()
-                break
-            n += 1
-            # Plain taps only: vnet-header taps are drained by _rx_ready_vnet.
-            self.ipackets += 1
-            self.ibytes += len(data)
-            deliver(data)
-            deliver = self._deliver  # deliver may have detached us
+                return
+            yield data
+
+    def _batch_done(self, n: int) -> None:
         if n:
             self.rx_wakeups += 1
             if n > self.rx_batch_max:
                 self.rx_batch_max = n
 
+    def _rx_ready(self) -> None:
+        """Drain a plain tap (vnet-header taps are drained by _rx_ready_vnet)."""
+        n = nbytes = 0
+        for data in self._read_batch():
+            n += 1
+            nbytes += len(data)
+            deliver = self._deliver
+            assert deliver is not None      # _read_batch yields only while attached
+            deliver(data)
+        self.ipackets += n
+        self.ibytes += nbytes
+        self._batch_done(n)
+
     def _rx_ready_vnet(self) -> None:
         """Drain the tap in vnet-header mode: plain frames to ``deliver``, superframes and
         frames with host-checked or partial checksums to ``deliver_offload``."""
-        fd, bufsize, deliver = self._fd, self.bufsize, self._deliver
-        offload = self._deliver_offload if self.offload_mode != "none" else None
-        n = 0
-        dropped = 0
-        nbytes = 0
-        while n < self.batch and deliver is not None:
-            try:
-                data = os.read(fd, bufsize)
-            except BlockingIOError:
-                break
-            except OSError as e:
-                self.ierrors += 1
-                self.last_error = e
-                self._stop_reading()
-                break
-            if not data:
-                self._stop_reading()
-                break
+        n = dropped = nbytes = 0
+        for data in self._read_batch():
             n += 1
+            deliver = self._deliver
+            assert deliver is not None      # _read_batch yields only while attached
+            offload = self._deliver_offload if self.offload_mode != "none" else None
             if len(data) < VNET_HDR_LEN + _ETH:
                 self.ierrors += 1
                 dropped += 1
@@ -523,15 +522,9 @@ class VirtifDriver:
                     dropped += 1
                     continue
                 nbytes += len(data) - VNET_HDR_LEN
-            deliver = self._deliver  # deliver may have detached us
-            if offload is not None:
-                offload = self._deliver_offload
-        if n:
-            self.ipackets += n - dropped
-            self.ibytes += nbytes
-            self.rx_wakeups += 1
-            if n > self.rx_batch_max:
-                self.rx_batch_max = n
+        self.ipackets += n - dropped
+        self.ibytes += nbytes
+        self._batch_done(n)
 
     def _rx_offload(self, data: bytes, offload: Callable[[Any, int, int], None]) -> bool:
         """A frame with a non-zero vnet header in offload mode; False if dropped."""
