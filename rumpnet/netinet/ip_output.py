@@ -33,7 +33,6 @@ _UP_RUNNING = IFF_UP | IFF_RUNNING
 # Ethernet header and the first two bytes of the IP header, total length and id, the
 # next four bytes (fragment field, TTL, protocol), the header checksum, the addresses.
 _ETHER_IP = struct.Struct("!16sHH4sH8s")
-_ETHER_IP_LEN = 34
 _ROUTE_CACHE_MAX = 1024
 TH_FIN = 0x01
 TH_PUSH = 0x08
@@ -80,8 +79,8 @@ class RouteCache:
         self.prefix = self.mac + ifp.lladdr + b"\x08\x00\x45\x00"
         self.mid = struct.pack("!HBB", df, ttl, proto)
         self.addrs = struct.pack("!II", src, dst)
-        # The header checksum's constant part (RFC 1071): every word but length and id.
-        # The pseudo-header's (RFC 9293 3.1) likewise: all but the length.
+        # RFC 1071 sums of what does not change from packet to packet: the pseudo-header
+        # (RFC 9293 3.1) without its length, and the IP header without length and id.
         self.psum = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto
         self.hsum = 0x4500 + df + (ttl << 8) + self.psum
 
@@ -166,13 +165,18 @@ class IpOutput:
             if rc is None:
                 self.output(src, dst, proto, payload, tso_segsz=tso_segsz)
                 return
+        if tso_segsz:
+            # A superframe is cut at its segment size even when it would fit the MTU
+            # (a peer with a small MSS): here for an interface without TSO, else by the
+            # interface (TSO) or ip_gso on the full path.
+            if not rc.ifp.capabilities & IFCAP_TSOv4 and self._gso_cached(rc, payload, tso_segsz):
+                return
+            self.output(src, dst, proto, payload, tso_segsz=tso_segsz)
+            return
         total = IP_HDR_LEN + len(payload)
         rt = rc.rt
         if total > rt.path_mtu:
-            if tso_segsz and not rc.ifp.capabilities & IFCAP_TSOv4 and self._gso_cached(rc, payload, tso_segsz):
-                return
-            # TSO, fragments, or EMSGSIZE with DF
-            self.output(src, dst, proto, payload, tso_segsz=tso_segsz)
+            self.output(src, dst, proto, payload)    # fragments, or EMSGSIZE with DF
             return
         ip_id = self._ip_id = (self._ip_id + 1) & 0xFFFF or 1
         s = rc.hsum + total + ip_id
@@ -390,8 +394,10 @@ class IpOutput:
         fl = m.csum_flags
         caps = ifp.capabilities
         n = len(m)
-        if fl & M_CSUM_TSOv4 and n > mtu:
-            thl = (m[hlen + 12] >> 4) << 2
+        thl = (m[hlen + 12] >> 4) << 2 if fl & M_CSUM_TSOv4 else 0
+        if fl & M_CSUM_TSOv4 and (n > mtu or n - hlen - thl > m.segsz):
+            # More than one segment: cut (by the interface or here) even when the whole
+            # would fit the MTU, since the segment size is the peer's MSS.
             segsz = max(1, min(m.segsz, mtu - hlen - thl))
             if caps & IFCAP_TSOv4 and n <= ifp.tso_mtu:
                 if not fl & M_CSUM_PARTIAL:

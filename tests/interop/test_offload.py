@@ -178,6 +178,25 @@ def test_bulk_same_bytes_with_and_without_offload(vnet_real, offload: bool, dire
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
+def test_bulk_out_to_a_linux_peer_with_a_small_mss(vnet_real, offload: bool) -> None:
+    """Linux announces MSS 536 (``advmss`` on its route): the kernel's superframes of a few
+    524-byte segments fit in the MTU, yet must be cut at 524 bytes (by IP's GSO, or by the
+    host's TSO from the vnet header) -- and the bytes arrive intact."""
+    size = 2 * MB + 77
+    with tap_kernel(vnet_real, offload=offload) as (k, ns, drv):
+        r = ns_run(ns, ["ip", "route", "replace", f"{LINUX.rsplit('.', 1)[0]}.0/24", "dev", drv.tapname,
+                        "advmss", "536"], timeout=10)
+        assert r.returncode == 0, r.stderr
+        n, digest, _ = bulk(k, ns, "out", size)
+        assert n == size and digest == pattern_sha(size)
+        tcp = k.inet.tcp
+        assert tcp.tso_superframes > 0 and tcp.stats.tcps_sndrexmitpack == 0
+        mss = [cb.t_maxseg for cb in tcp.proto.conns.values()]
+        assert mss and max(mss) <= 536
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("direction", ["out", "in"])
 def test_fallback_without_vnet_hdr(vnet_real, direction: str) -> None:
     """Offloads asked for on a tap opened without IFF_VNET_HDR: TUNSETOFFLOAD cannot be

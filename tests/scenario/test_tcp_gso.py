@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,43 @@ def test_gso_puts_the_same_frames_on_the_wire(vnet_factory, tmp_path: Path, loss
         assert (again[IP].chksum, again[TCP].chksum) == (ip_sum, tcp_sum)
         payload_bytes += len(pkt[TCP].payload)
     assert payload_bytes >= size
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("linkopt", ["", ",tso"], ids=["gso", "tso-port"])
+def test_superframes_respect_a_small_peer_mss(vnet_factory, tmp_path: Path, linkopt: str) -> None:
+    """B announces MSS 536: A's superframes (two or three 524-byte segments fit in the
+    1500-byte MTU) must still be cut at the segment size, by A's IP (GSO) or by A's TSO
+    wire port toward B's plain one, with valid checksums; never sent as one big frame."""
+    net = vnet_factory()
+    try:
+        a, b = net.kernel(5), net.kernel(6)
+        for k, addr, opt in ((a, "10.0.0.1/24", linkopt), (b, "10.0.0.2/24", "")):
+            k.config.if_create("wire0")
+            k.config.if_set_linkstr("wire0", net.seg("lan") + opt)
+            k.config.addr_add("wire0", addr)
+            k.config.if_up("wire0")
+        cap = b.config.pcap("wire0", str(tmp_path / "b.pcap"))
+        real_socket = b.rump_sys_socket
+
+        def small_mss_socket(*args):
+            fd = real_socket(*args)
+            b.rump_sys_setsockopt(fd, socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+            return fd
+
+        b.rump_sys_socket = small_mss_socket
+        data = random.Random(4).randbytes(300_000)
+        got, _ = _transfer(net, a, b, data)
+        assert got == data
+        a.run_for(1)
+        cap.close()
+        assert b.inet.tcp.stats.tcps_rcvbadsum == 0
+        assert a.inet.tcp.stats.tcps_sndrexmitpack == 0
+        assert a.inet.tcp.tso_superframes > 0          # superframes were built
+    finally:
+        net.close()
+    reader = PcapReader(tmp_path / "b.pcap")
+    sizes = [len(Ether(f)[TCP].payload) for _ts, f in reader
+             if TCP in Ether(f) and Ether(f)[IP].src == "10.0.0.1"]
+    reader.close()
+    assert sizes and max(sizes) <= 536 - 12
