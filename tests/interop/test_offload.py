@@ -14,6 +14,7 @@ import hashlib
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -37,6 +38,7 @@ pytestmark = [pytest.mark.interop, pytest.mark.skipif(not _ok, reason=_why)]
 LINUX, RUMP = "10.99.61.1", "10.99.61.2"
 PORT = 5001
 MB = 1 << 20
+TRANSFER_LIMIT = 60.0  # seconds for one bulk() transfer (64 MB at 0.1 Gbit/s is 5 s)
 
 # Linux peers: listen on argv[1]:PORT; "sink" reads to EOF and prints "<n> <sha256> <secs>";
 # "source" sends argv[2] bytes, shuts down, waits for the other side's close and prints
@@ -98,17 +100,37 @@ def tap_kernel(vnet_real: Any, *, offload: bool, vnet_hdr: bool | None = None,
             k.halt()
 
 
+def _line(p: Any, timeout: float = 60.0) -> str:
+    """The peer's next output line; a test failure (not a hang) if none comes in time,
+    e.g. because the transfer stalled. (The reader thread ends when the peer is killed.)"""
+    got: list[str] = []
+    t = threading.Thread(target=lambda: got.append(p.stdout.readline()), daemon=True)
+    t.start()
+    t.join(timeout)
+    if not got:
+        pytest.fail(f"the Linux peer printed nothing for {timeout:.0f} s (transfer stalled?)")
+    return got[0]
+
+
 def bulk(k: Any, ns: NetNS, direction: str, nbytes: int, peer: str = LINUX) -> tuple[int, str, float]:
     """Move ``nbytes`` between the kernel and a Linux peer: "out" (kernel sends) or "in"
     (kernel receives). Returns (bytes the receiver got, their SHA-256, seconds)."""
     code = PEER_SINK if direction == "out" else PEER_SOURCE
     with ns_python_popen(ns, code, args=[peer, str(nbytes)]) as p:
-        assert p.stdout.readline().strip() == "ready"
+        assert _line(p).strip() == "ready"
         fd = k.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
         k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVTIMEO, 20.0)
         k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_SNDTIMEO, 20.0)
         k.rump_sys_connect(fd, (peer, PORT))
         t0 = time.perf_counter()
+
+        def check_time() -> None:
+            # Each call is bounded by SO_SNDTIMEO/SO_RCVTIMEO; this bounds a transfer
+            # that trickles (a stall with retransmissions), which would otherwise hang
+            # the test: its timeout cannot interrupt a kernel waiting in the event loop.
+            if time.perf_counter() - t0 > TRANSFER_LIMIT:
+                pytest.fail(f"transfer {direction} not done in {TRANSFER_LIMIT:.0f} s")
+
         if direction == "out":
             view = memoryview(PATTERN)
             sent = 0
@@ -116,6 +138,7 @@ def bulk(k: Any, ns: NetNS, direction: str, nbytes: int, peer: str = LINUX) -> t
                 k_ = min(len(PATTERN), nbytes - sent)
                 off = 0
                 while off < k_:
+                    check_time()
                     off += k.rump_sys_send(fd, view[off:k_], 0)
                 sent += k_
             k.rump_sys_shutdown(fd, socket.SHUT_WR)
@@ -127,13 +150,14 @@ def bulk(k: Any, ns: NetNS, direction: str, nbytes: int, peer: str = LINUX) -> t
             k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 30))
             k.rump_sys_close(fd)
             fd = -1
-            fields = p.stdout.readline().split()
+            fields = _line(p).split()
             secs = time.perf_counter() - t0
             n, digest = int(fields[0]), fields[1]
         else:
             h = hashlib.sha256()
             n = 0
             while True:
+                check_time()
                 chunk = k.rump_sys_recv(fd, MB, 0)
                 if not chunk:
                     break
@@ -141,7 +165,7 @@ def bulk(k: Any, ns: NetNS, direction: str, nbytes: int, peer: str = LINUX) -> t
                 n += len(chunk)
             secs = time.perf_counter() - t0
             k.rump_sys_send(fd, b"x", 0)
-            fields = p.stdout.readline().split()
+            fields = _line(p).split()
             assert int(fields[0]) == nbytes and fields[1] == pattern_sha(nbytes)
             digest = h.hexdigest()
         if fd >= 0:
