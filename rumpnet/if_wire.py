@@ -57,16 +57,12 @@ class WireSegment:
         # The sender runs on its own scheduler's CPU: a receiver on that scheduler is
         # posted to with call_soon, one elsewhere with call_soon_threadsafe.
         via = src._sched
+        ports: list[WireDriver] | tuple[WireDriver] = self.ports
         if not frame[0] & 1:
             dst = self.by_mac.get(frame[0:6])
             if dst is not None:
-                if dst is not src:
-                    if csum_flags:
-                        dst._receive_offload(frame, csum_flags, segsz, via)
-                    else:
-                        dst._receive(frame, via)
-                return
-        for port in self.ports:
+                ports = (dst,)          # learned unicast: that port only (none if it is src)
+        for port in ports:
             if port is not src:
                 if csum_flags:
                     port._receive_offload(frame, csum_flags, segsz, via)

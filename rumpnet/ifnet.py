@@ -266,8 +266,7 @@ class Ifnet:
             # A driver with offloads delivers (frame, csum_flags, segsz) through
             # _deliver_offload and reports what it can do.
             attach_offload(self._deliver_offload)
-            self.capabilities = int(getattr(driver, "capabilities", 0))
-            self.tso_mtu = int(getattr(driver, "tso_mtu", 0))
+            self._take_offload_caps(driver)
             self._offload_sysctl()
         self._update_running()
 
@@ -275,6 +274,11 @@ class Ifnet:
     def offload_mode(self) -> str:
         """The driver's offload mode (``"none"``, ``"csum"``, ``"tso"``) for ifconfig."""
         return str(getattr(self.driver, "offload_mode", "none"))
+
+    def _take_offload_caps(self, driver: Any) -> None:
+        """Capabilities and TSO size as the driver now reports them."""
+        self.capabilities = int(getattr(driver, "capabilities", 0))
+        self.tso_mtu = int(getattr(driver, "tso_mtu", 0))
 
     def _offload_sysctl(self) -> None:
         """``net.link.<cloner>.<ifname>.offload``: the offload mode, writable (the driver
@@ -292,8 +296,7 @@ class Ifnet:
             if drv is None or not hasattr(drv, "set_offload"):
                 raise kerr(errno.EOPNOTSUPP)
             drv.set_offload(v)
-            self.capabilities = int(getattr(drv, "capabilities", 0))
-            self.tso_mtu = int(getattr(drv, "tso_mtu", 0))
+            self._take_offload_caps(drv)
 
         tree.add_string(path, lambda: self.offload_mode, setter, choices=("none", "csum", "tso"),
                         desc="offloads in use: none, csum (checksums) or tso (checksums + TSO/GRO)")

@@ -31,6 +31,9 @@ ARP_CONFLICTS_KEPT = 32
 LLE_INCOMPLETE = 0
 LLE_VALID = 1
 LLE_DOWN = 2
+# No longer in the table (NetBSD's LLE_DELETED): set on an entry removed or replaced, so
+# that whoever still holds it (ip_output's RouteCache) sees it is stale without a lookup.
+LLE_DELETED = 3
 
 
 class ArpParams:
@@ -261,6 +264,7 @@ class Arp:
         lle = LlEntry(ip, ifp)
         if old is not None:
             lle.hold = old.hold
+            old.state = LLE_DELETED
             if old.timer is not None:
                 old.timer.cancel()
         lle.mac = mac
@@ -281,6 +285,7 @@ class Arp:
         lle = self.table.pop(ip, None)
         if lle is None:
             raise kerr(errno.ESRCH, "No such process")
+        lle.state = LLE_DELETED
         if lle.timer is not None:
             lle.timer.cancel()
             lle.timer = None

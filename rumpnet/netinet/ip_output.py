@@ -53,7 +53,7 @@ class RouteCache:
     link header its ARP entry gives (Linux's dst and hh caches). Used by
     :meth:`IpOutput.output_cached` while everything it was built from is unchanged: the
     route table generation (every route change, MTU change and address change bumps it),
-    the ARP entry (still in the table, valid, same MAC), the interface's own MAC and
+    the ARP entry (valid, not deleted, same MAC), the interface's own MAC and
     flags, and the TTL and PMTU-discovery sysctls. All of it is checked on every use."""
 
     __slots__ = ("src", "proto", "gen", "rt", "ifp", "nexthop", "lle", "mac", "lladdr", "ttl", "mtudisc",
@@ -89,8 +89,9 @@ class RouteCache:
         ifp = self.ifp
         inet = output.inet
         params = output.params
+        # An ARP entry removed or replaced is LLE_DELETED: no table lookup needed.
         return (self.gen == inet.routes.generation and lle.mac is self.mac and lle.state == LLE_VALID
-                and inet.arp.table.get(self.nexthop) is lle and ifp.lladdr is self.lladdr
+                and ifp.lladdr is self.lladdr
                 and ifp.flags & _UP_RUNNING == _UP_RUNNING and params.ttl == self.ttl
                 and params.mtudisc == self.mtudisc)
 

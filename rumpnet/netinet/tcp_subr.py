@@ -65,6 +65,7 @@ from rumpnet.netinet.tcp_var import (
     TcpCb,
     TcpParams,
     TcpStats,
+    rcvbuf_scale_space,
 )
 
 EPHEMERAL_LO = 49152
@@ -103,8 +104,6 @@ class TcpListener:
         self.maxseg = 0
         self.sndbuf = 0
         self.rcvbuf = 0
-        self.rcv_auto = True          # accepted connections autosize (SO_RCVBUF unset)
-        self.snd_auto = True          # and SO_SNDBUF
 
     @property
     def recv_q(self) -> int:
@@ -262,11 +261,7 @@ class TcpProtocol:
         return mss
 
     def _tsomax(self, faddr: int) -> int:
-        f = self.tso_for
-        if f is None:
-            return 0
-        n = f(faddr)
-        return n if n > 0 else 0
+        return self.tso_for(faddr) if self.tso_for is not None else 0
 
     # ----- bindings ----------------------------------------------------------------------
     def _conflict(self, laddr: int, lport: int, reuseaddr: bool) -> bool:
@@ -379,7 +374,7 @@ class TcpProtocol:
         cb.t_maxseg = min(p.mssdflt, cb.t_ourmss)
         if p.rfc1323:
             cb.t_flags |= TF_REQ_SCALE | TF_REQ_TSTMP
-            cb.request_r_scale = _wscale_for(cb.rcvbuf_scale_space())
+            cb.request_r_scale = _wscale_for(rcvbuf_scale_space(p, cb.rcvspace, cb.rcv_auto))
         cb.iss = self.isn(laddr, lport, faddr, fport, now)
         cb.ts_offset = self._ts_offset(laddr, lport, faddr, fport)
         cb.snd_una = cb.snd_nxt = cb.snd_max = cb.snd_recover = cb.iss
@@ -404,12 +399,10 @@ class TcpProtocol:
                     cb.set_maxseg(int(v))
             elif k == "sndbuf":
                 if v:
-                    cb.set_sndbuf(int(v), bool(opts.get("sndauto")))
+                    cb.set_sndbuf(int(v))
             elif k == "rcvbuf":
                 if v:
-                    cb.set_rcvbuf(int(v), bool(opts.get("rcvauto")))
-            elif k == "rcvauto" or k == "sndauto":
-                pass                  # with "rcvbuf" and "sndbuf"
+                    cb.set_rcvbuf(int(v))
             elif k == "linger":
                 cb.set_linger(bool(v[0]), int(v[1]))
             else:
@@ -574,7 +567,7 @@ class TcpProtocol:
         e.tsval = seg.timestamps[0] if (p.rfc1323 and seg.timestamps is not None) else None
         e.ts_offset = self._ts_offset(dst, seg.dport, src, seg.sport)
         rcvspace = lst.rcvbuf or p.recvspace
-        scale_space = max(rcvspace, p.recvbuf_max) if lst.rcv_auto and p.recvbuf_auto else rcvspace
+        scale_space = rcvbuf_scale_space(p, rcvspace, not lst.rcvbuf and bool(p.recvbuf_auto))
         e.rcv_scale = _wscale_for(scale_space) if e.peer_ws is not None else 0
         e.win = min(rcvspace, 65535)
         e.ourmss = self._ourmss(src, lst.maxseg)
@@ -678,9 +671,9 @@ class TcpProtocol:
         st.tcps_sc_completed += 1
         cb = TcpCb(self, e.laddr, e.lport, e.faddr, e.fport, now)
         if lst.rcvbuf:
-            cb.set_rcvbuf(lst.rcvbuf, lst.rcv_auto)
+            cb.set_rcvbuf(lst.rcvbuf)
         if lst.sndbuf:
-            cb.set_sndbuf(lst.sndbuf, lst.snd_auto)
+            cb.set_sndbuf(lst.sndbuf)
         if lst.maxseg:
             cb.set_maxseg(lst.maxseg)
         cb.nodelay = lst.nodelay

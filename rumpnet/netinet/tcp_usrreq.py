@@ -93,15 +93,21 @@ class Tcp:
         superframe (its tso_mtu less the IP and base TCP headers); for an interface
         without TSO, the same 64 KB for software segmentation (GSO, ``net.inet.tcp.gso``);
         0 for none (GSO off, loopback, local routes)."""
-        rt = self.inet.routes.lookup(dst)
-        if rt is None or rt.ifp is None or rt.flags & RTF_LOCAL:
+        ifp = self._out_ifp(dst)
+        if ifp is None:
             return 0
-        ifp = rt.ifp
         if ifp.capabilities & IFCAP_TSOv4:
             return min(ifp.tso_mtu, 65535) - 40
         if self.params.gso and not ifp.loopback:
             return 65535 - 40
         return 0
+
+    def _out_ifp(self, dst: int) -> Any:
+        """The interface toward ``dst``, or None for no route or a local one."""
+        rt = self.inet.routes.lookup(dst)
+        if rt is None or rt.flags & RTF_LOCAL:
+            return None
+        return rt.ifp
 
     def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0) -> None:
         if tso_segsz:
@@ -117,9 +123,8 @@ class Tcp:
                 return
             self.tso_flush()
         elif len(segment) > TSO_MIN_SEG and not segment[13] & _NO_COALESCE:
-            rt = self.inet.routes.lookup(dst)
-            if rt is not None and rt.ifp is not None and rt.ifp.capabilities & IFCAP_TSOv4 \
-                    and not rt.flags & RTF_LOCAL:
+            ifp = self._out_ifp(dst)
+            if ifp is not None and ifp.capabilities & IFCAP_TSOv4:
                 self._tso_start(src, dst, segment)
                 return
         self._ip_output(src, dst, segment)
@@ -324,10 +329,9 @@ class TcpSocket(Socket):
         lst = self.listener
         if lst is None:
             return
-        lst.rcvbuf = self.rcv_hiwat
-        lst.rcv_auto = self.rcv_auto
-        lst.snd_auto = self.snd_auto
-        lst.sndbuf = self.snd_hiwat
+        # Sizes the user set (0: TCP's default, autosized).
+        lst.rcvbuf = 0 if self.rcv_auto else self.rcv_hiwat
+        lst.sndbuf = 0 if self.snd_auto else self.snd_hiwat
         lst.maxseg = self.maxseg
         lst.nodelay = self.nodelay
         lst.keepalive = SO_KEEPALIVE in self.so_options
@@ -389,8 +393,9 @@ class TcpSocket(Socket):
             opts: dict[str, Any] = {"nodelay": self.nodelay,
                                     "keepalive": SO_KEEPALIVE in self.so_options,
                                     "reuseaddr": pysocket.SO_REUSEADDR in self.so_options,
-                                    "sndbuf": self.snd_hiwat, "rcvbuf": self.rcv_hiwat,
-                                    "rcvauto": self.rcv_auto, "sndauto": self.snd_auto,
+                                    # sizes the user set (0: TCP's default, autosized)
+                                    "sndbuf": 0 if self.snd_auto else self.snd_hiwat,
+                                    "rcvbuf": 0 if self.rcv_auto else self.rcv_hiwat,
                                     "linger": (bool(self.linger[0]), self.linger[1])}
             if self.maxseg:
                 opts["maxseg"] = self.maxseg
@@ -600,8 +605,10 @@ class TcpSocket(Socket):
     def sb_resized(self) -> None:
         cb = self.cb
         if cb is not None:
-            cb.set_sndbuf(self.snd_hiwat, self.snd_auto)
-            cb.set_rcvbuf(self.rcv_hiwat, self.rcv_auto)
+            if not self.snd_auto:
+                cb.set_sndbuf(self.snd_hiwat)
+            if not self.rcv_auto:
+                cb.set_rcvbuf(self.rcv_hiwat)
 
     def linger_changed(self) -> None:
         if self.cb is not None:

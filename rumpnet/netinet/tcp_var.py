@@ -507,23 +507,22 @@ class TcpCb:
         if self.state >= TcpState.ESTABLISHED:
             self.t_maxseg = min(self.t_maxseg, n)
 
-    def set_sndbuf(self, n: int, auto: bool = False) -> None:
-        """SO_SNDBUF; ``auto``: the size is the default one, still to be autosized."""
+    def set_sndbuf(self, n: int) -> None:
+        """SO_SNDBUF, set by the user: the size is fixed from now on (no autosizing)."""
         if n <= 0:
             raise _err(errno.EINVAL)
         self.sndspace = n
-        self.snd_auto = auto and bool(self.params.sendbuf_auto)
+        self.snd_auto = False
 
-    def set_rcvbuf(self, n: int, auto: bool = False) -> None:
-        """SO_RCVBUF; ``auto``: the size is the default one, still to be autosized."""
+    def set_rcvbuf(self, n: int) -> None:
+        """SO_RCVBUF, set by the user: the size is fixed from now on (no autosizing)."""
         if n <= 0:
             raise _err(errno.EINVAL)
         self.rcvspace = n
-        self.rcv_auto = auto and bool(self.params.recvbuf_auto)
+        self.rcv_auto = False
 
-    def rcvbuf_scale_space(self) -> int:
-        """The receive buffer the window scale must cover: the most autosizing may
-        grow it to."""
-        if self.rcv_auto:
-            return max(self.rcvspace, self.params.recvbuf_max)
-        return self.rcvspace
+
+def rcvbuf_scale_space(p: TcpParams, rcvspace: int, auto: bool) -> int:
+    """The receive buffer a window scale must cover: with autosizing, the most it may
+    grow to (TcpParams.recvbuf_max)."""
+    return max(rcvspace, p.recvbuf_max) if auto else rcvspace
