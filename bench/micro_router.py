@@ -135,7 +135,7 @@ class Bed:
         self.k = k
         for ifname, tap, addr in (("virt0", tap1, f"{NET}.1.254/24"), ("virt1", tap2, f"{NET}.2.254/24")):
             k.config.if_create(ifname)
-            k.config.if_set_linkstr(ifname, tap)
+            k.config.if_set_linkstr(ifname, f"{tap},nooffload")  # plain frames, as documented
             k.config.addr_add(ifname, addr)
             k.config.if_up(ifname)
         k.config.sysctl_set("net.inet.ip.forwarding", 1)

@@ -165,28 +165,18 @@ def _connect(url: str, p: subprocess.Popen[bytes], logpath: str) -> Any:
     raise RuntimeError(f"rump_server at {url} did not answer in {SERVER_START_TIMEOUT:.0f} s: {last}")
 
 
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return stat[stat.rfind(b")") + 2: stat.rfind(b")") + 3] not in (b"Z", b"X")
-
-
 def _cleanup_stale_dirs() -> None:
     """Remove the temporary directories (server logs) of runs killed with SIGKILL."""
     import re
     import shutil
 
+    from rumpnet.testing.netns import pid_alive
+
     pat = re.compile(rf"^{PREFIX}-(\d+)-")
     tmpdir = tempfile.gettempdir()
     for name in os.listdir(tmpdir):
         m = pat.match(name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             shutil.rmtree(os.path.join(tmpdir, name), ignore_errors=True)
 
 

@@ -27,6 +27,7 @@ background, ``k.serve_background()``, or be driven by the caller) and returns a
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import re
 import socket as pysocket
@@ -287,7 +288,7 @@ async def _udp_echo_rump(k: Any, fd: int) -> None:
         except asyncio.CancelledError:
             raise
         except OSError as e:
-            if e.errno == 9:  # EBADF: closed
+            if e.errno == errno.EBADF:  # closed
                 return
 
 

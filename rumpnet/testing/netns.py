@@ -44,6 +44,7 @@ __all__ = [
     "NetNS", "have_netns_privileges", "unique_name", "unique_ifname", "netns_exists",
     "list_netns", "move_link_to_netns", "ns_configure", "ns_run", "ns_popen", "ns_python",
     "ns_python_popen", "ns_pids", "cleanup_stale", "link_exists", "link_info", "tap_peer",
+    "pid_alive",
 ]
 
 _counter = itertools.count(1)
@@ -351,7 +352,7 @@ def ns_python_popen(ns: NsLike, code: str, *, args: Sequence[str] = (),
 
 
 # -- leftovers of killed runs ----------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True if process ``pid`` exists and is not a zombie (killed, not yet reaped)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -371,7 +372,7 @@ def _stale_links(prefix: str) -> list[str]:
         for msg in ipr.get_links():
             name = msg.get_attr("IFLA_IFNAME") or ""
             m = pat.match(name)
-            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
                 out.append(name)
     return out
 
@@ -393,7 +394,7 @@ def cleanup_stale(prefix: str = "rn") -> list[str]:
     removed = []
     for name in list_netns():
         m = pat.match(name)
-        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             off_loop(_remove_netns, name)
             removed.append(name)
     links = off_loop(_stale_links, prefix)
