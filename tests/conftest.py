@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rumpnet.testing.vnet import VNet, icmp_echo  # noqa: F401  (re-exported for tests)
+from rumpnet.testing.vnet import VNet
 
 
 @pytest.fixture
@@ -49,3 +49,19 @@ def vnet_factory() -> Iterator[Any]:
     finally:
         for net in made:
             net.close()
+
+
+@pytest.fixture
+def routed(vnet: VNet) -> tuple[Any, Any, Any]:
+    """h1 (10.0.1.2) -- router (10.0.1.1 | 10.0.2.1, forwarding on) -- h2 (10.0.2.2) on wires."""
+    h1 = vnet.kernel(1, hostname="h1")
+    r = vnet.kernel(2, hostname="router")
+    h2 = vnet.kernel(3, hostname="h2")
+    vnet.attach(h1, "wire0", "net1", "10.0.1.2/24")
+    vnet.attach(r, "wire0", "net1", "10.0.1.1/24")
+    vnet.attach(r, "wire1", "net2", "10.0.2.1/24")
+    vnet.attach(h2, "wire0", "net2", "10.0.2.2/24")
+    h1.config.route_add("default", "10.0.1.1")
+    h2.config.route_add("default", "10.0.2.1")
+    r.config.sysctl_set("net.inet.ip.forwarding", 1)
+    return h1, r, h2

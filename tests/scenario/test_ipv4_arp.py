@@ -34,12 +34,10 @@ def test_learned_entry_and_expiry(vnet) -> None:
     assert e.mac == b.ifnet.lookup("wire0").lladdr
     # b learned a from a's request for b's address
     assert _entry(b, "10.0.0.1") is not None
-    t_learned = a.clock_now()
     a.run_for(59)
     assert _entry(a, "10.0.0.2") is not None
     a.run_for(2)
     assert _entry(a, "10.0.0.2") is None
-    assert a.clock_now() - t_learned < 62  # virtual time: no real minute went by
     # traffic learns it again
     assert vnet.ping(a, "10.0.0.2") is not None
     assert _entry(a, "10.0.0.2") is not None

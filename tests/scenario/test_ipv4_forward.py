@@ -13,21 +13,6 @@ from rumpnet.netinet.in_cksum import in_cksum
 from rumpnet.route import RTF_DYNAMIC, RTF_HOST, flags_letters
 
 
-@pytest.fixture
-def routed(vnet):
-    h1 = vnet.kernel(1, hostname="h1")
-    r = vnet.kernel(2, hostname="router")
-    h2 = vnet.kernel(3, hostname="h2")
-    vnet.attach(h1, "wire0", "net1", "10.0.1.2/24")
-    vnet.attach(r, "wire0", "net1", "10.0.1.1/24")
-    vnet.attach(r, "wire1", "net2", "10.0.2.1/24")
-    vnet.attach(h2, "wire0", "net2", "10.0.2.2/24")
-    h1.config.route_add("default", "10.0.1.1")
-    h2.config.route_add("default", "10.0.2.1")
-    r.config.sysctl_set("net.inet.ip.forwarding", 1)
-    return h1, r, h2
-
-
 def _echo_df(src: str, dst: str, size: int, ident: int = 0x77) -> bytes:
     """A whole IPv4 packet (for IP_HDRINCL): ICMP echo with DF, checksum and id left 0."""
     icmp = bytearray(struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"P" * (size - 28))

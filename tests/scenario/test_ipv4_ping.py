@@ -8,12 +8,7 @@ import struct
 
 from rumpkern import rump_init
 from rumpnet.netinet.in_cksum import in_cksum
-
-
-def _echo(ident: int, seq: int, payload: bytes) -> bytes:
-    msg = bytearray(struct.pack("!BBHHH", 8, 0, 0, ident, seq) + payload)
-    msg[2:4] = struct.pack("!H", in_cksum(msg))
-    return bytes(msg)
+from rumpnet.testing.vnet import icmp_echo
 
 
 def _ping(k, dst: str, ident: int, seq: int) -> tuple[bytes, object]:
@@ -21,7 +16,7 @@ def _ping(k, dst: str, ident: int, seq: int) -> tuple[bytes, object]:
     try:
         k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVTIMEO, 2.0)
         payload = bytes(range(56))
-        assert k.rump_sys_sendto(fd, _echo(ident, seq, payload), 0, (dst, 0)) == 8 + 56
+        assert k.rump_sys_sendto(fd, icmp_echo(ident, seq, payload), 0, (dst, 0)) == 8 + 56
         while True:
             pkt, src = k.rump_sys_recvfrom(fd, 2048, 0)
             hl = (pkt[0] & 0xF) * 4

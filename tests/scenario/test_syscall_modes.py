@@ -10,28 +10,21 @@ import errno
 import itertools
 import os
 import socket
-import struct
 import threading
 
 import pytest
 
 from rumpkern import rump_init
-from rumpnet.netinet.in_cksum import in_cksum
+from rumpnet.testing.vnet import icmp_echo
 
 _n = itertools.count(1)
-
-
-def _echo_req(ident: int) -> bytes:
-    msg = bytearray(struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"modes")
-    msg[2:4] = struct.pack("!H", in_cksum(msg))
-    return bytes(msg)
 
 
 def _exchange(a, b, port: int) -> None:
     """Ping b from a, then a UDP round trip a -> b -> a (blocking calls)."""
     icmp = a.rump_sys_socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     a.rump_sys_setsockopt(icmp, socket.SOL_SOCKET, socket.SO_RCVTIMEO, 5.0)
-    a.rump_sys_sendto(icmp, _echo_req(0x99), 0, ("10.0.0.2", 0))
+    a.rump_sys_sendto(icmp, icmp_echo(0x99, 1, b"modes"), 0, ("10.0.0.2", 0))
     while True:
         pkt, src = a.rump_sys_recvfrom(icmp, 1500, 0)
         if pkt[20] == 0:
@@ -81,7 +74,7 @@ async def test_await_from_coroutine() -> None:
             k.config.addr_add("wire0", addr)
             k.config.if_up("wire0")
         icmp = await a.rump_sys_socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-        await a.rump_sys_sendto(icmp, _echo_req(0x55), 0, ("10.0.0.2", 0))
+        await a.rump_sys_sendto(icmp, icmp_echo(0x55, 1, b"modes"), 0, ("10.0.0.2", 0))
         pkt, src = await asyncio.wait_for(a.rump_sys_recvfrom(icmp, 1500, 0), 5)
         assert pkt[20] == 0 and src == ("10.0.0.2", 0)
         srv = await b.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
