@@ -16,12 +16,9 @@ import pytest
 from rumpkern import rump_init
 from rumpnet.hijack import hijack
 from rumpnet.testing.netns import (
-    NetNS,
     have_netns_privileges,
-    move_link_to_netns,
-    ns_configure,
     ns_run,
-    unique_ifname,
+    tap_peer,
 )
 
 _ok, _why = have_netns_privileges()
@@ -43,44 +40,30 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 def test_curl_fetches_from_hijacked_http_server(tmp_path: Path) -> None:
     blob = os.urandom(2 * 1024 * 1024 + 17)
     (tmp_path / "blob.bin").write_bytes(blob)
-    ns = NetNS("rnhj")
     k = rump_init(hostname="hijacked")
     server: http.server.ThreadingHTTPServer | None = None
     t: threading.Thread | None = None
     try:
-        ns.create()
-        tap = unique_ifname("rhj")
-        k.config.if_create("virt0")
-        k.config.if_set_linkstr("virt0", tap)
-        k.config.addr_add("virt0", f"{OURS}/24")
-        k.config.if_up("virt0")
-        k.serve_background()
-        move_link_to_netns(tap, ns)
-        ns_configure(ns, tap, f"{LINUX}/24")
-        with hijack(k):
-            # Unmodified standard-library server: its socket is a kernel socket now.
-            handler = functools.partial(QuietHandler, directory=str(tmp_path))
-            server = http.server.ThreadingHTTPServer((OURS, 8080), handler)
-            t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-            t.start()
-            out = tmp_path / "fetched.bin"
-            r = ns_run(ns, ["curl", "-sS", "--max-time", "60", "-o", str(out), f"http://{OURS}:8080/blob.bin"], timeout=90)
-            assert r.returncode == 0, r.stderr
-            assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(blob).hexdigest()
-            r = ns_run(ns, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{OURS}:8080/nope"], timeout=30)
-            assert r.stdout == "404"
-            server.shutdown()
-            server.server_close()
-            server = None
+        with tap_peer(k, f"{OURS}/24", f"{LINUX}/24", prefix="rhj") as (ns, _tap), hijack(k):
+            try:
+                # Unmodified standard-library server: its socket is a kernel socket now.
+                handler = functools.partial(QuietHandler, directory=str(tmp_path))
+                server = http.server.ThreadingHTTPServer((OURS, 8080), handler)
+                t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+                t.start()
+                out = tmp_path / "fetched.bin"
+                r = ns_run(ns, ["curl", "-sS", "--max-time", "60", "-o", str(out), f"http://{OURS}:8080/blob.bin"],
+                           timeout=90)
+                assert r.returncode == 0, r.stderr
+                assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(blob).hexdigest()
+                r = ns_run(ns, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{OURS}:8080/nope"],
+                           timeout=30)
+                assert r.stdout == "404"
+            finally:
+                if server is not None:
+                    server.shutdown()
+                    server.server_close()
+                if t is not None:
+                    t.join(5)
     finally:
-        # Each step runs even if an earlier one fails: the namespace must always go.
-        try:
-            if server is not None:
-                server.shutdown()
-                server.server_close()
-            if t is not None:
-                t.join(5)
-            k.stop_background()
-            k.halt()
-        finally:
-            ns.remove()
+        k.halt()

@@ -23,12 +23,9 @@ LINUX, RUMP = "10.99.41.1", "10.99.41.2"
 
 @pytest.fixture
 def linux_peer(vnet_real):
-    k = vnet_real.kernel(seed=11, hostname="rumpk")
-    try:
-        with tap_peer(k, f"{RUMP}/24", f"{LINUX}/24", prefix="rnp") as (ns, tap):
-            yield k, ns, tap
-    finally:
-        k.halt()
+    k = vnet_real.kernel(seed=11, hostname="rumpk")  # halted by vnet_real
+    with tap_peer(k, f"{RUMP}/24", f"{LINUX}/24", prefix="rnp") as (ns, tap):
+        yield k, ns, tap
     assert not link_exists(tap)
     assert not ns.exists
 

@@ -6,6 +6,7 @@ a rump kernel routing between two host taps (issue 7, "Linux around the router")
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -19,12 +20,10 @@ from rumpkern import Kernel, rump_init
 from rumpnet.testing.netns import (
     NetNS,
     have_netns_privileges,
-    move_link_to_netns,
-    ns_configure,
     ns_python,
     ns_python_popen,
     ns_run,
-    unique_ifname,
+    tap_peer,
 )
 
 _ok, _why = have_netns_privileges()
@@ -42,36 +41,17 @@ class Topology:
 
 @pytest.fixture
 def topo() -> Iterator[Topology]:
-    ns1, ns2 = NetNS("rnrt"), NetNS("rnrt")
-    k: Kernel | None = None
+    k = rump_init(hostname="router")
     try:
-        ns1.create()
-        ns2.create()
-        tap1, tap2 = unique_ifname("rrt"), unique_ifname("rrt")
-        k = rump_init(hostname="router")
-        for ifname, tap, addr in (("virt0", tap1, f"{R1}/24"), ("virt1", tap2, f"{R2}/24")):
-            k.config.if_create(ifname)
-            k.config.if_set_linkstr(ifname, tap)
-            k.config.addr_add(ifname, addr)
-            k.config.if_up(ifname)
-        k.config.sysctl_set("net.inet.ip.forwarding", 1)
-        k.serve_background()
-        move_link_to_netns(tap1, ns1)
-        move_link_to_netns(tap2, ns2)
-        ns_configure(ns1, tap1, f"{H1}/24", routes=[("default", R1)])
-        ns_configure(ns2, tap2, f"{H2}/24", routes=[("default", R2)])
-        yield Topology(k, ns1, ns2)
+        with contextlib.ExitStack() as stack:
+            ns1, _ = stack.enter_context(tap_peer(k, f"{R1}/24", f"{H1}/24", ifname="virt0", prefix="rrt",
+                                                  routes=[("default", R1)]))
+            ns2, _ = stack.enter_context(tap_peer(k, f"{R2}/24", f"{H2}/24", ifname="virt1", prefix="rrt",
+                                                  routes=[("default", R2)]))
+            k.config.sysctl_set("net.inet.ip.forwarding", 1)
+            yield Topology(k, ns1, ns2)
     finally:
-        # Each step runs even if an earlier one fails: the namespaces must always go.
-        try:
-            if k is not None:
-                k.stop_background()
-                k.halt()
-        finally:
-            try:
-                ns1.remove()
-            finally:
-                ns2.remove()
+        k.halt()
 
 
 def test_ping_crosses_the_router_both_ways(topo: Topology) -> None:

@@ -35,9 +35,6 @@ LINUX, RUMP = "10.99.43.1", "10.99.43.2"
 SIZE = 4 * 1024 * 1024
 
 
-_TAPS: dict[int, str] = {}  # id(kernel) -> its tap's name (the Linux end)
-
-
 def _blob(seed: int, n: int = SIZE) -> bytes:
     return random.Random(seed).randbytes(n)
 
@@ -45,19 +42,14 @@ def _blob(seed: int, n: int = SIZE) -> bytes:
 @pytest.fixture
 def peer(vnet_real, tmp_path):
     """(kernel, namespace, path of the pcap of virt0 written while the test runs)."""
-    k = vnet_real.kernel(seed=43, hostname="rumptcp")
+    k = vnet_real.kernel(seed=43, hostname="rumptcp")  # halted by vnet_real
     pcap_path = tmp_path / "virt0.pcap"
-    try:
-        with tap_peer(k, f"{RUMP}/24", f"{LINUX}/24", prefix="rnt") as (ns, tap):
-            cap = k.config.pcap("virt0", str(pcap_path), filter="tcp")
-            _TAPS[id(k)] = tap
-            try:
-                yield k, ns, pcap_path
-            finally:
-                _TAPS.pop(id(k), None)
-                cap.close()
-    finally:
-        k.halt()
+    with tap_peer(k, f"{RUMP}/24", f"{LINUX}/24", prefix="rnt") as (ns, tap):
+        cap = k.config.pcap("virt0", str(pcap_path), filter="tcp")
+        try:
+            yield k, ns, pcap_path
+        finally:
+            cap.close()
     assert not link_exists(tap)
     assert not ns.exists
 
@@ -457,7 +449,7 @@ def test_handshake_options_in_tcpdump_capture(peer, tmp_path) -> None:
     from rumpnet.testing.netns import ns_popen
 
     k, ns, _ = peer
-    tap = _TAPS[id(k)]
+    tap = k.ifnet.lookup("virt0").linkstr  # the tap (its Linux end is in ns)
     path = tmp_path / "linux.pcap"
     with ns_popen(ns, ["tcpdump", "-i", tap, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(path), "tcp"]) as dump:
         # tcpdump says "listening on ..." on stderr once the capture runs

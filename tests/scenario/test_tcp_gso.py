@@ -82,11 +82,8 @@ def test_superframes_respect_a_small_peer_mss(vnet_factory, tmp_path: Path, link
     net = vnet_factory()
     try:
         a, b = net.kernel(5), net.kernel(6)
-        for k, addr, opt in ((a, "10.0.0.1/24", linkopt), (b, "10.0.0.2/24", "")):
-            k.config.if_create("wire0")
-            k.config.if_set_linkstr("wire0", net.seg("lan") + opt)
-            k.config.addr_add("wire0", addr)
-            k.config.if_up("wire0")
+        net.attach(a, "wire0", "lan" + linkopt, "10.0.0.1/24")
+        net.attach(b, "wire0", "lan", "10.0.0.2/24")
         cap = b.config.pcap("wire0", str(tmp_path / "b.pcap"))
         real_socket = b.rump_sys_socket
 
