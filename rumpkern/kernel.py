@@ -97,7 +97,7 @@ class Kernel:
         reg = registry()
         wanted: list[str] = []
         for given in names:
-            name = LIBRARY_ALIASES[given] if given in LIBRARY_ALIASES else given
+            name = LIBRARY_ALIASES.get(given, given)
             if name is None:
                 continue  # a NetBSD library with nothing to load here (rumpvfs, ...)
             if name not in reg:

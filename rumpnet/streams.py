@@ -274,7 +274,7 @@ class RumpServer:
             self._task.cancel()
         fd, self._fd = self._fd, -1
         if fd >= 0:
-            _close(SyscallCtx(), self._k.curproc, fd)  # we are on the CPU: call directly
+            S.sys_close(SyscallCtx(), self._k.curproc, fd)  # we are on the CPU: call directly
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -304,10 +304,6 @@ class RumpServer:
         await self.wait_closed()
 
 
-def _close(ctx: Any, p: Any, fd: int) -> None:
-    from rumpnet.sys_socket import sys_close
-
-    sys_close(ctx, p, fd)
 
 
 async def start_server(kernel: Kernel, client_connected_cb: ClientConnected, host: str = "0.0.0.0",

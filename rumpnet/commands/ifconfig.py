@@ -44,15 +44,16 @@ def _flags(ifp: Ifnet) -> str:
 def status(ifp: Ifnet, verbose: bool = False) -> str:
     """One interface as ``ifconfig IF`` prints it."""
     lines = [f"{ifp.name}: {_flags(ifp)} mtu {ifp.mtu}"]
-    caps = getattr(ifp, "capabilities", 0)
+    caps = ifp.capabilities
     if caps:
         # NetBSD prints capabilities= and enabled= for interfaces with offloads; the
         # offload line (which vnet-header mode the host granted) is rumpnet's own.
+        # Every capability a driver reports is in use (there is no ifconfig to turn
+        # one off; the offload sysctl renegotiates them all), so enabled= repeats it.
         lines.append(f"\tcapabilities={ifcap_string(caps)}")
         lines.append(f"\tenabled={ifcap_string(caps)}")
-    mode = getattr(ifp, "offload_mode", None)
-    if ifp.cloner == "virt" and mode is not None:
-        lines.append(f"\toffload: {mode}")
+    if ifp.cloner == "virt":
+        lines.append(f"\toffload: {ifp.offload_mode}")
     if not ifp.loopback:
         lines.append(f"\taddress: {format_mac(ifp.lladdr)}")
         if ifp.linkstr is not None:

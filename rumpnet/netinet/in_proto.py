@@ -257,9 +257,7 @@ class Inet:
         # 3). There is no IPv4 DAD here (addresses are usable at once, ``ifconfig -w``
         # returns at once), so the node only keeps its value; NetBSD's tests/net scripts
         # set it (to 0) before configuring addresses, and failed on the missing node.
-        self._dad_count = 3
-        t.add_int("net.inet.ip.dad_count", lambda: self._dad_count,
-                  lambda v: setattr(self, "_dad_count", int(v)), minval=0, maxval=10)
+        t.bind_int("net.inet.ip.dad_count", p, "dad_count", minval=0, maxval=10)
         t.add_struct("net.inet.ip.stats", lambda: self.ipstat, num=IPCTL["stats"])
         t.add_node("net.inet.icmp", num=IPPROTO_ICMP)
         ip_ = self.icmp_params

@@ -18,7 +18,7 @@ from rumpnet.netinet.ip_input import (
     ICMP_UNREACH_PORT,
 )
 from rumpnet.netinet.ip_var import IP_HDR, IP_OFFMASK, IPPROTO_ICMP
-from rumpnet.route import RTF_DYNAMIC, RTF_HOST, RTF_MODIFIED, RTF_UP, Rtentry
+from rumpnet.route import RTF_DYNAMIC, RTF_GATEWAY, RTF_HOST, RTF_MODIFIED, RTF_UP, Rtentry
 
 if TYPE_CHECKING:
     from rumpnet.ifnet import Ifnet
@@ -190,7 +190,7 @@ class Icmp:
         # link could redirect traffic for its neighbours.
         if rt.gateway is None or rt.gateway != from_router:
             return
-        host = Rtentry(dst, 32, gw, RTF_UP | 0x2 | RTF_HOST | RTF_DYNAMIC, rt.ifp, rt.ifa)
+        host = Rtentry(dst, 32, gw, RTF_UP | RTF_GATEWAY | RTF_HOST | RTF_DYNAMIC, rt.ifp, rt.ifa)
         existing = inet.routes.exact(dst, 32)
         if existing is not None:
             if existing.flags & RTF_DYNAMIC:

@@ -43,6 +43,7 @@ class IpParams:
         self.maxfrags = 2000  # total fragments held in all reassembly queues
         self.maxfragsperpacket = 64
         self.checkinterface = 0
+        self.dad_count = 3  # kept only: IPv4 DAD is not done (see in_proto's sysctl note)
 
 
 @dataclass(slots=True)
