@@ -196,7 +196,7 @@ def test_forwarding_to_a_host_that_is_down(vnet, routed) -> None:
     assert r.inet.ipstat.ips_cantforward >= 1
 
 
-def test_pmtu_and_redirect_routes_expire(vnet, routed) -> None:
+def test_pmtu_routes_expire(routed) -> None:
     h1, r, h2 = routed
     h1.config.sysctl_set("net.inet.ip.mtudisctimeout", 100)
     r.config.if_set_mtu("wire1", 1000)

@@ -44,7 +44,7 @@ def _run(vnet, *, recv_auto: int = 1, send_auto: int = 1,
     b.rump_sys_socket, b.rump_sys_accept = socket_, accept_
     data = random.Random(1).randbytes(SIZE)
     t0 = a.clock_now()
-    got, _ = _transfer(vnet, a, b, data)
+    got, _ = _transfer(a, b, data)
     took = a.clock_now() - t0
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
     assert len(accepted) == 2

@@ -136,7 +136,7 @@ def acceptable(flags: int, seq_kind: str, ack_kind: str) -> bool:
     return False
 
 
-def run_transfer(net: Net, size: int, injections: list, *, until_done: bool = True) -> None:
+def run_transfer(net: Net, size: int, injections: list) -> None:
     """Send ``size`` bytes a -> b while ``injections`` (callables taking ``net`` and
     returning a frame and an end, or None) are fired at seeded virtual times."""
     a, b, c, s = net.a, net.b, net.c, net.s

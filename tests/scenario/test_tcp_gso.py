@@ -33,7 +33,7 @@ def _capture(make_vnet, gso: int, loss: float, path: Path, size: int) -> tuple[b
             _impair(a, loss=loss)
         cap = a.config.pcap("wire0", str(path))
         data = random.Random(9).randbytes(size)
-        got, _ = _transfer(net, a, b, data)
+        got, _ = _transfer(a, b, data)
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
         a.run_for(5)
         cap.close()
@@ -94,7 +94,7 @@ def test_superframes_respect_a_small_peer_mss(vnet_factory, tmp_path: Path, link
 
         b.rump_sys_socket = small_mss_socket
         data = random.Random(4).randbytes(300_000)
-        got, _ = _transfer(net, a, b, data)
+        got, _ = _transfer(a, b, data)
         assert got == data
         a.run_for(1)
         cap.close()

@@ -62,7 +62,7 @@ class _FakeServer:
     server_port = 80
 
 
-def _serve(k, lsock, nconn: int, errors: list[BaseException]) -> None:
+def _serve(lsock, nconn: int, errors: list[BaseException]) -> None:
     try:
         for _ in range(nconn):
             conn, addr = lsock.accept()
@@ -99,7 +99,7 @@ def test_http_client_and_server_threads(vnet_real, background: bool) -> None:
     lsock.bind(("0.0.0.0", 8080))
     lsock.listen(8)
     errors: list[BaseException] = []
-    t = threading.Thread(target=_serve, args=(b, lsock, 2, errors), daemon=True)
+    t = threading.Thread(target=_serve, args=(lsock, 2, errors), daemon=True)
     t.start()
     try:
         conn = _RumpHTTPConnection(a, B, 8080, timeout=20)

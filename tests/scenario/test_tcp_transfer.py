@@ -33,7 +33,7 @@ def _payload(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-def _transfer(vnet, a, b, data: bytes, both_ways: bool = False) -> tuple[bytes, bytes]:
+def _transfer(a, b, data: bytes, both_ways: bool = False) -> tuple[bytes, bytes]:
     """Send ``data`` a -> b (and b -> a when ``both_ways``) with non-blocking sockets and
     poll, as a single-threaded event loop would; return what each side received."""
     lfd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
@@ -95,7 +95,7 @@ def test_50mb_over_lossy_reordering_duplicating_wire(vnet) -> None:
     qa, qb = _impair(a, **imp), _impair(b, **imp)
     data = _payload(size, 1)
     t0, v0 = time.perf_counter(), a.clock_now()
-    got, _ = _transfer(vnet, a, b, data)
+    got, _ = _transfer(a, b, data)
     wall, virt = time.perf_counter() - t0, a.clock_now() - v0
     assert len(got) == size
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
@@ -119,7 +119,7 @@ def test_both_ways_at_once_lossy(vnet, congctl: str) -> None:
         k.config.sysctl_set("net.inet.tcp.congctl", congctl)
         _impair(k, loss=0.03, delay=0.002, reorder=0.1, duplicate=0.01)
     data = _payload(size, 2)
-    got_b, got_a = _transfer(vnet, a, b, data, both_ways=True)
+    got_b, got_a = _transfer(a, b, data, both_ways=True)
     digest = hashlib.sha256(data).digest()
     assert hashlib.sha256(got_b).digest() == digest
     assert hashlib.sha256(got_a).digest() == digest
@@ -135,7 +135,7 @@ def test_sack_off_and_timestamps_off(vnet) -> None:
         k.config.sysctl_set("net.inet.tcp.rfc1323", 0)
         _impair(k, loss=0.03, delay=0.002, reorder=0.1)
     data = _payload(size, 3)
-    got, _ = _transfer(vnet, a, b, data)
+    got, _ = _transfer(a, b, data)
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
     assert a.inet.tcp.stats.tcps_sack_rcv_opts == 0
     assert a.inet.tcp.stats.tcps_newreno_recovery + a.inet.tcp.stats.tcps_rexmttimeo > 0
@@ -155,7 +155,7 @@ def test_same_seed_same_run(vnet) -> None:
                 _impair(k, loss=0.05, delay=0.003, reorder=0.2, duplicate=0.02)
             data = _payload(1_000_000, 4)
             v0 = a.clock_now()
-            got, _ = _transfer(net, a, b, data)
+            got, _ = _transfer(a, b, data)
             assert got == data
             results.append((a.clock_now() - v0, a.inet.tcp.stats.as_dict(), b.inet.tcp.stats.as_dict()))
         finally:

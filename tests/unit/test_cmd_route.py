@@ -9,7 +9,6 @@ import pytest
 
 from rumpkern.kernel import Kernel
 from rumpnet.commands import UsageError
-from rumpnet.netconfig import format_mac
 
 HDR = ("Routing tables\n\nInternet:\n"
        "Destination        Gateway            Flags    Refs      Use    Mtu Interface\n")
@@ -25,8 +24,6 @@ def host(vnet: Any, seed: int = 1, addr: str = "10.0.1.1/24") -> Kernel:
     return k
 
 
-def mac(k: Kernel) -> str:
-    return format_mac(k.ifnet.lookup("wire0").lladdr)
 
 
 def test_netstat_rn_flags_connected_local_default(vnet: Any) -> None:
