@@ -17,6 +17,7 @@ pseudo-header sum in the checksum field; :func:`complete_tcp_csum` finishes it a
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 from rumpnet.netinet.in_cksum import in_cksum, in_cksum_sum, in_pseudo_sum
 
@@ -54,6 +55,42 @@ def _headers(packet: Buffer) -> tuple[int, int, int]:
     return ihl, thl, total
 
 
+def tcp_gso_split(tcp: Buffer, segsz: int, psum: int) -> Iterator[tuple[int, int, memoryview, int]]:
+    """The segments TCP superframe ``tcp`` (TCP header and payload; its checksum field
+    is ignored) stands for, cut at ``segsz`` payload bytes: (sequence number, flags,
+    payload, TCP checksum) each, as Linux's ``tcp_gso_segment`` makes them: CWR on the
+    first segment only, FIN and PSH on the last only. ``psum`` is the pseudo-header's
+    RFC 1071 sum without its length (addresses and protocol). A superframe with no more
+    than one segment of payload gives one segment. Every path that cuts superframes in
+    software (IP's cached GSO output, :func:`tcp_segment_superframe`) goes through here."""
+    mv = memoryview(tcp)
+    thl = (tcp[12] >> 4) << 2
+    end = len(tcp)
+    seq0 = int.from_bytes(mv[4:8], "big")
+    flags = tcp[13]
+    # The header's sum without sequence number, flags and checksum (2**16 = 1 mod 0xffff,
+    # so the header read as one integer will do), plus the pseudo-header's; each
+    # segment adds its sequence number, flags and length.
+    hdr = bytearray(mv[:thl])
+    hdr[4:8] = b"\0\0\0\0"
+    hdr[13] = hdr[16] = hdr[17] = 0
+    hsum = int.from_bytes(hdr, "big") + psum + thl
+    pos = thl
+    first = True
+    while True:
+        chunk = mv[pos:pos + segsz]
+        n = len(chunk)
+        f = flags if first else flags & ~TH_CWR
+        if pos + n < end:
+            f &= ~(TH_FIN | TH_PUSH)
+        seq = (seq0 + pos - thl) & 0xFFFFFFFF
+        yield seq, f, chunk, ~in_cksum_sum(chunk, hsum + (seq >> 16) + (seq & 0xFFFF) + f + n) & 0xFFFF
+        pos += n
+        first = False
+        if pos >= end:
+            return
+
+
 def tcp_segment_superframe(packet: Buffer, mss: int) -> list[bytearray]:
     """Cut an IPv4/TCP superframe into segments of at most ``mss`` payload bytes.
 
@@ -69,42 +106,25 @@ def tcp_segment_superframe(packet: Buffer, mss: int) -> list[bytearray]:
     mv = memoryview(packet)
     src, dst = _ADDRS.unpack_from(packet, 12)
     ip_id = _U16.unpack_from(packet, 4)[0]
-    seq = _U32.unpack_from(packet, ihl + 4)[0]
-    flags = packet[ihl + 13]
-    payload = mv[hlen:total]
-    plen = len(payload)
-    out: list[bytearray] = []
+    psum = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + IPPROTO_TCP
     template = bytearray(mv[:hlen])
     template[10] = template[11] = 0  # IP checksum
-    template[ihl + 16] = template[ihl + 17] = 0  # TCP checksum
-    pos = 0
-    i = 0
-    while True:
-        chunk = payload[pos:pos + mss]
+    out: list[bytearray] = []
+    for i, (seq, flags, chunk, csum) in enumerate(tcp_gso_split(mv[ihl:total], mss, psum)):
         n = len(chunk)
-        last = pos + n >= plen
         seg = bytearray(hlen + n)
         seg[:hlen] = template
         seg[hlen:] = chunk
         _U16.pack_into(seg, 2, hlen + n)
         _U16.pack_into(seg, 4, (ip_id + i) & 0xFFFF)
-        _U32.pack_into(seg, ihl + 4, (seq + pos) & 0xFFFFFFFF)
-        f = flags
-        if i:
-            f &= ~TH_CWR
-        if not last:
-            f &= ~(TH_FIN | TH_PUSH)
-        seg[ihl + 13] = f
+        _U32.pack_into(seg, ihl + 4, seq)
+        seg[ihl + 13] = flags
+        _U16.pack_into(seg, ihl + 16, csum)
         c = in_cksum(memoryview(seg)[:ihl])
         seg[10] = c >> 8
         seg[11] = c & 0xFF
-        s = in_cksum_sum(memoryview(seg)[ihl:], in_pseudo_sum(src, dst, IPPROTO_TCP, thl + n))
-        _U16.pack_into(seg, ihl + 16, ~s & 0xFFFF)
         out.append(seg)
-        pos += n
-        i += 1
-        if last:
-            return out
+    return out
 
 
 def complete_tcp_csum(frame: Buffer, l3off: int = 0) -> bytes | None:

@@ -9,8 +9,14 @@ from typing import TYPE_CHECKING, Any
 from rumpkern.errno import kerr
 from rumpnet.ifnet import IFF_RUNNING, IFF_UP, M_CSUM_PARTIAL, IFCAP_CSUM_TCPv4_Tx, IFCAP_TSOv4, M_CSUM_TSOv4, Mbuf
 from rumpnet.netinet.if_arp import LLE_VALID
-from rumpnet.netinet.in_cksum import in_cksum, in_cksum_sum
-from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, set_partial_tcp_csum, tcp_segment_superframe
+from rumpnet.netinet.in_cksum import in_cksum
+from rumpnet.netinet.ip_gso import (
+    GsoError,
+    complete_tcp_csum,
+    set_partial_tcp_csum,
+    tcp_gso_split,
+    tcp_segment_superframe,
+)
 from rumpnet.netinet.ip_var import (
     IP_ALLOWBROADCAST,
     IP_DF,
@@ -34,9 +40,6 @@ _UP_RUNNING = IFF_UP | IFF_RUNNING
 # next four bytes (fragment field, TTL, protocol), the header checksum, the addresses.
 _ETHER_IP = struct.Struct("!16sHH4sH8s")
 _ROUTE_CACHE_MAX = 1024
-TH_FIN = 0x01
-TH_PUSH = 0x08
-TH_CWR = 0x80
 _gso_structs: dict[int, struct.Struct] = {}
 
 
@@ -199,9 +202,10 @@ class IpOutput:
         checksum not needed) into frames of ``segsz`` payload bytes, sent through ``rc``.
         Each frame is what TCP would have sent for that segment on its own: the header
         repeated with its sequence number advanced, CWR only on the first and FIN and PSH
-        only on the last (as tcp_segment_superframe and TSO hardware do), consecutive IP
-        ids, both checksums complete. False (nothing sent) if a frame would not fit the
-        path MTU."""
+        only on the last (``ip_gso.tcp_gso_split``, which tcp_segment_superframe uses
+        too), consecutive IP ids, both checksums complete; the Ethernet and IP headers
+        from the cache's template, all three in one pack. False (nothing sent) if a
+        frame would not fit the path MTU."""
         mv = memoryview(seg)
         thl = (seg[12] >> 4) << 2
         plen = len(seg) - thl
@@ -210,41 +214,23 @@ class IpOutput:
             return False
         st = _gso_struct(thl)
         ports = bytes(mv[0:4])
-        seq0 = int.from_bytes(mv[4:8], "big")
         ack = bytes(mv[8:12])
         off = seg[12]
-        flags = seg[13]
         win = bytes(mv[14:16])
         tail = bytes(mv[18:thl])       # urgent pointer and options
-        # RFC 1071 sums: the TCP header without sequence number, flags and checksum,
-        # plus the pseudo-header without its length; each frame adds the rest.
-        hsum = (int.from_bytes(ports, "big") % 0xFFFF + int.from_bytes(ack, "big") % 0xFFFF
-                + (off << 8) + int.from_bytes(win, "big") + int.from_bytes(tail, "big") % 0xFFFF
-                + rc.psum + thl)
-        nseg = -(-plen // segsz)
-        last = nseg - 1
         ip_id = self._ip_id
         prefix, mid, addrs, ipsum = rc.prefix, rc.mid, rc.addrs, rc.hsum
         transmit = rc.ifp.transmit_frame
-        pos = thl
-        for i in range(nseg):
-            chunk = mv[pos:pos + segsz]
-            n = len(chunk)
-            f = flags
-            if i:
-                f &= ~TH_CWR
-            if i != last:
-                f &= ~(TH_FIN | TH_PUSH)
-            seq = (seq0 + pos - thl) & 0xFFFFFFFF
-            c = ~in_cksum_sum(chunk, hsum + (seq >> 16) + (seq & 0xFFFF) + f + n) & 0xFFFF
-            total = IP_HDR_LEN + thl + n
+        nseg = 0
+        for seq, f, chunk, c in tcp_gso_split(mv, segsz, rc.psum):
+            total = IP_HDR_LEN + thl + len(chunk)
             ip_id = (ip_id + 1) & 0xFFFF or 1
             s = ipsum + total + ip_id
             s = (s & 0xFFFF) + (s >> 16)
             s = (s & 0xFFFF) + (s >> 16)
             transmit(st.pack(prefix, total, ip_id, mid, ~s & 0xFFFF, addrs, ports, seq, ack, off, f, win, c,
                              tail) + chunk)
-            pos += n
+            nseg += 1
         self._ip_id = ip_id
         self.stats.ips_localout += nseg
         rt.use += nseg
