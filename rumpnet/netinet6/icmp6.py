@@ -436,7 +436,7 @@ class Icmp6(Ip6Core):
         self.stats.icp6s_outhist[ICMP6_ECHO_REQUEST] += 1
         return pkt
 
-    def _rate_ok(self, now: float) -> bool:
+    def rate_ok(self, now: float) -> bool:
         """RFC 4443 2.4 f: a token bucket of ``errppslimit`` tokens refilled at that many
         per second (NetBSD's ppsratecheck: 0 sends none, a negative limit all)."""
         limit = self.params.errppslimit
@@ -489,7 +489,7 @@ class Icmp6(Ip6Core):
         if not self._may_report(pkt, icmp6_type, code, param, l2mcast):
             st.icp6s_canterror += 1
             return False
-        if not self._rate_ok(now):
+        if not self.rate_ok(now):
             return False
         h = parse_header(pkt)
         ia = self.ifaddrs.lookup(h.dst, ifindex)

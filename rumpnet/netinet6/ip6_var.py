@@ -114,15 +114,16 @@ class Ip6Stats(Counters):
 class Ip6Send:
     """A whole IPv6 packet a core wants sent.
 
-    ``ifindex`` 0: route it (ip6_output's route lookup and neighbour resolution);
-    otherwise send it on that interface (ND, MLD, link-local destinations), to
-    ``lladdr`` when the core already knows the link-layer destination, else to the
-    multicast mapping of a multicast destination or through neighbour resolution.
+    ``ifindex`` 0: route it (``Ip6Output.route``: route lookup, MTU, next hop);
+    otherwise send it on that interface, to ``lladdr`` when the link-layer destination
+    is known already, else to the multicast mapping of a multicast destination, else to
+    the neighbour ``nexthop`` (0: the packet's destination) through ``nd6.resolve``.
     """
 
     packet: bytes
     ifindex: int = 0
     lladdr: bytes | None = None
+    nexthop: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +147,8 @@ class Outbox:
         self.packets: deque[Ip6Send] = deque()
         self.events: deque[object] = deque()
 
-    def send(self, packet: bytes, ifindex: int = 0, lladdr: bytes | None = None) -> None:
-        self.packets.append(Ip6Send(packet, ifindex, lladdr))
+    def send(self, packet: bytes, ifindex: int = 0, lladdr: bytes | None = None, nexthop: int = 0) -> None:
+        self.packets.append(Ip6Send(packet, ifindex, lladdr, nexthop))
 
     def event(self, ev: object) -> None:
         self.events.append(ev)

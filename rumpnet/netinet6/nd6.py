@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from rumpnet.netinet6 import in6
-from rumpnet.netinet6.in6_var import MAX_RANDOM_FACTOR, MIN_RANDOM_FACTOR, In6Ifaddrs
+from rumpnet.netinet6.in6_var import MAX_RANDOM_FACTOR, MIN_RANDOM_FACTOR, In6Ifaddrs, In6Ifextra
 from rumpnet.netinet6.ip6_var import Counters, Icmp6ErrorRequest, Ip6Core, Ip6Params, Outbox
 
 # ND options (RFC 4861 4.6, RFC 7527 for the nonce).
@@ -120,6 +120,36 @@ def nd6_options(buf: bytes | bytearray | memoryview, off: int) -> NdOpts:
         elif otype == ND_OPT_NONCE and opts.nonce is None:
             opts.nonce = body
         off += olen
+    return opts
+
+
+def nd6_recv_options(msg: bytes, off: int, ext: In6Ifextra | None, stats: Counters, bad: str) -> NdOpts | None:
+    """The options of a received ND message, or None with the reason counted: malformed
+    options (``icp6s_nd_badopt``), or a link-layer address option of the wrong size for
+    the link (``bad``, the message's own counter). Links without link-layer addresses
+    ignore those options (RFC 4861 4.6.1)."""
+    if ext is None:
+        stats.bump(bad)
+        return None
+    try:
+        opts = nd6_options(msg, off)
+    except NdOptError as e:
+        stats.bump(e.kind)
+        return None
+    if opts.toomany:
+        stats.bump("icp6s_nd_toomanyopt")
+    want = ((len(ext.lladdr) + 2 + 7) & ~7) - 2
+    for name in ("src_lladdr", "tgt_lladdr"):
+        ll = getattr(opts, name)
+        if ll is None:
+            continue
+        if not ext.lladdr:
+            setattr(opts, name, None)
+        elif len(ll) != want:
+            stats.bump(bad)
+            return None
+        else:
+            setattr(opts, name, ll[:len(ext.lladdr)])
     return opts
 
 
