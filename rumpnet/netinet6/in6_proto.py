@@ -41,6 +41,7 @@ from rumpnet.netinet6.icmp6 import (
     ND_NEIGHBOR_SOLICIT,
     ND_REDIRECT,
     ND_ROUTER_ADVERT,
+    ND_ROUTER_SOLICIT,
     Icmp6,
     Icmp6Params,
     Icmp6Stats,
@@ -63,6 +64,7 @@ from rumpnet.netinet6.mld6 import Mld6, Mld6Stats
 from rumpnet.netinet6.nd6 import Nd6, Nd6Params, Nd6Stats, Nd6Unreachable
 from rumpnet.netinet6.nd6_nbr import MAX_RTR_SOLICITATION_DELAY, DadDuplicated, Nd6Nbr, Nd6NotRouter
 from rumpnet.netinet6.nd6_rtr import Nd6Rtr, lifetime_end
+from rumpnet.netinet6.rtadvd import Rtadvd
 
 IDGEN_RETRIES = 3     # RFC 7217 6: new stable identifiers tried after DAD failures
 
@@ -111,10 +113,13 @@ class Inet6:
         self.nd6_rtr = Nd6Rtr(self.ip6_params, self.icmp6, self.ifaddrs, self.nd6, routes, self, rng, self.out)
         self.ip6_output = Ip6Output(self.ip6_params, self.ip6stat, self.ifaddrs, routes, rng, self.icmp6.pmtu)
         self.ip6_forward = Ip6Forward(self.ip6_params, self.ip6stat, self.ifaddrs, routes, self.out)
-        self.cores: tuple[Ip6Core, ...] = (self.frag6, self.icmp6, self.nd6, self.nd6_nbr, self.mld6, self.nd6_rtr)
+        self.rtadvd = Rtadvd(self.ifaddrs, self.icmp6stat, self.nd6, rng, self.out)
+        self.cores: tuple[Ip6Core, ...] = (self.frag6, self.icmp6, self.nd6, self.nd6_nbr, self.mld6, self.nd6_rtr,
+                                           self.rtadvd)
         self.protosw: dict[int, Handler] = {IPPROTO_ICMPV6: self._icmp6_input}
         for t, h in ((ND_NEIGHBOR_SOLICIT, self.nd6_nbr.ns_input), (ND_NEIGHBOR_ADVERT, self.nd6_nbr.na_input),
                      (ND_ROUTER_ADVERT, self.nd6_rtr.ra_input), (ND_REDIRECT, self.nd6_rtr.redirect_input),
+                     (ND_ROUTER_SOLICIT, self.rtadvd.rs_input),
                      (MLD_LISTENER_QUERY, self.mld6.input), (MLD_LISTENER_REPORT, self.mld6.input)):
             self.icmp6.handlers[t] = h
         self._frames: deque[Ip6Frame] = deque()
@@ -150,7 +155,8 @@ class Inet6:
             self.add_address(ifindex, in6.linklocal(1), 64, 0, now)
         elif self.ip6_params.auto_linklocal and len(ext.lladdr) == 6 and ext.linklocal(ready_only=False) is None:
             self.add_address(ifindex, in6.linklocal(in6.ifid_eui64(ext.lladdr)), 64, 0, now, random_delay=True)
-        self.nd6_rtr.rs_start(ifindex, now)
+        if not ext.loopback:
+            self.nd6_rtr.rs_start(ifindex, now)
 
     def if_down(self, ifindex: int, now: float) -> None:
         """``in6_if_down``: neighbours forgotten, addresses tentative again (DAD runs on
@@ -172,6 +178,7 @@ class Inet6:
             self.remove_address(ia, now)
         self.nd6.purge_if(ifindex)
         self.mld6.purge_if(ifindex)
+        self.rtadvd.ifs.pop(ifindex, None)
         for dr in [d for d in self.nd6_rtr.defrouters.values() if d.ifindex == ifindex]:
             self.nd6_rtr.defrouter_remove(dr.addr, ifindex)
         self.ifaddrs.detach(ifindex)
