@@ -174,8 +174,8 @@ class Ip6Input(Ip6Core):
         pkt = bytes(data[:IP6_HDR_LEN + h.plen])   # trailing link padding goes
         st.ip6s_nxthist[h.nxt] += 1
         ext = self.ifaddrs.ifs.get(ifindex)
-        if ext is None or ext.disabled:
-            st.ip6s_ifdisabled += 1    # no IPv6 on this interface (RFC 4862 5.4.5)
+        if ext is None or ext.disabled or not ext.up:
+            st.ip6s_ifdisabled += 1    # no IPv6 on this interface (down; RFC 4862 5.4.5)
             return None
         bad = ip6_check_addrs(h, ext.loopback)
         if bad is not None:

@@ -74,7 +74,7 @@ class Ip6Stats(Counters):
     rumpnet's own, for drops NetBSD does not count: ``ip6s_fragoverlap`` (RFC 5722
     overlaps), ``ip6s_atomicfrags`` (RFC 6946 atomic fragments, FreeBSD's name),
     ``ip6s_notready`` (to a tentative or duplicated address, RFC 4862 5.4) and
-    ``ip6s_ifdisabled`` (IPv6 off on the receiving interface, RFC 4862 5.4.5).
+    ``ip6s_ifdisabled`` (the receiving interface is down or has IPv6 off, RFC 4862 5.4.5).
     """
 
     ip6s_total: int = 0

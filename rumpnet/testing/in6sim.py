@@ -82,8 +82,19 @@ class SimNode:
         return next(i for i, (lk, _) in self.ports.items() if lk == link)
 
     def drain_events(self) -> None:
+        """Collect the node's events, doing for the route table what the stack would:
+        a local route through lo0 for each address (RTF_LOCAL), the connected and
+        learned routes, another default router when the one in use goes."""
         while (ev := self.node.next_event()) is not None:
             self.routes.apply(ev)
+            if isinstance(ev, In6AddrAdded) and 1 in self.ports and ev.ia.ifindex != 1 and not in6.is_scoped(ev.ia.addr):
+                self.routes.add(ev.ia.addr, 128, Route6(1))
+            elif isinstance(ev, In6AddrRemoved) and not in6.is_scoped(ev.ia.addr):
+                self.routes.delete(ev.ia.addr, 128)
+            elif isinstance(ev, RouterRemoved) and self.routes.lookup6(1 << 127, 0) is None:
+                dr = self.node.nd6_rtr.defrouter_select()
+                if dr is not None:
+                    self.routes.add(0, 0, Route6(dr.ifindex, dr.addr))
             self.events.append(ev)
 
     def events_of(self, kind: type) -> list:

@@ -189,3 +189,30 @@ def test_host_configured_by_the_routers_advertisements() -> None:
     assert len(reps) == 1 and reps[0].src == B
     src = IPv6(next(f.packet for _, _, who, f in sim.log if who == "h" and IPv6(f.packet).haslayer("ICMPv6EchoRequest")))
     assert in6.are_prefix_equal(P(src.src), P("fc00:0:0:1::"), 64)
+
+
+def test_ping_own_address_through_loopback() -> None:
+    net = Net()
+    net.a.node.ping6(A, 3, 1, b"self", net.sim.now)
+    net.sim.run_for(1)
+    (rep,) = net.replies(net.a)
+    assert rep.src == A and rep.ifindex == 1
+    assert not [f for _, link, who, f in net.sim.log if who == "a" and link == "lan1" and IPv6(f.packet).dst == in6.ntop(A)]
+
+
+def test_another_default_router_takes_over() -> None:
+    sim = In6Sim(seed=33)
+    r1, r2, h = sim.node("r1", forwarding=True), sim.node("r2", forwarding=True), sim.node("h", accept_rtadv=True)
+    i1, i2 = sim.attach(r1, "lan"), sim.attach(r2, "lan")
+    sim.attach(h, "lan")
+    cfg = RtadvConfig([NdPrefixInfo(64, True, True, 86400, 14400, P("fc00:0:0:1::"))])
+    r1.node.rtadvd.start(i1, cfg, sim.now)
+    r2.node.rtadvd.start(i2, cfg, sim.now)
+    sim.run_for(20)
+    first = h.routes.lookup6(B, 0).gateway
+    assert len(h.node.nd6_rtr.defrouters) == 2
+    gone = r1 if first == r1.node.ifaddrs.get(i1).linklocal().addr else r2
+    gone.node.rtadvd.stop(gone.ifindex("lan"), sim.now)
+    sim.run_for(10)
+    now_gw = h.routes.lookup6(B, 0).gateway
+    assert now_gw != first and len(h.node.nd6_rtr.defrouters) == 1
