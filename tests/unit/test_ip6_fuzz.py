@@ -28,10 +28,24 @@ from scapy.layers.inet6 import (
 )
 
 from rumpnet.netinet6 import in6
-from rumpnet.netinet6.icmp6 import Icmp6RawInput, Icmp6Repr, emit
+from rumpnet.netinet6.icmp6 import Icmp6ParseError, Icmp6RawInput, Icmp6Repr, emit
+from rumpnet.netinet6.icmp6 import parse as icmp6_parse
 from rumpnet.netinet6.in6_proto import Inet6
-from rumpnet.netinet6.ip6 import Ip6FragRepr, emit_frag, ip6_build
+from rumpnet.netinet6.ip6 import (
+    Ip6FragRepr,
+    Ip6ParseError,
+    emit_frag,
+    ext_len,
+    ip6_build,
+    ip6_lasthdr,
+    parse_frag,
+    parse_header,
+    parse_options,
+    parse_rthdr,
+    walk_exthdrs,
+)
 from rumpnet.netinet6.ip6_output import Route6
+from rumpnet.netinet6.nd6 import NdOptError, nd6_options
 from rumpnet.testing.in6sim import In6Sim, StaticRoutes
 
 P = in6.pton
@@ -199,3 +213,25 @@ def test_node_still_answers_after_a_storm() -> None:
     assert any(isinstance(e, Icmp6RawInput) and e.msg[0] == 129 and e.msg[8:] == b"alive" for e in a.events)
     assert b.node.frag6.queues == {}
     assert len(b.node.nd6.table) <= b.node.ip6_params.neighborgcthresh
+
+
+@FUZZ
+@given(st.binary(max_size=120), st.integers(0, 255), st.integers(0, 64))
+def test_every_parser_raises_only_its_own_error(data: bytes, nxt: int, off: int) -> None:
+    """The wire parsers on arbitrary bytes: a result or the parser's own error type."""
+    for fn in (lambda: parse_header(data), lambda: parse_frag(data, off), lambda: parse_rthdr(data, off),
+               lambda: ext_len(data, off, nxt), lambda: list(walk_exthdrs(data, nxt, off, 16)),
+               lambda: parse_options(data, off, len(data))):
+        try:
+            fn()
+        except Ip6ParseError:
+            pass
+    assert ip6_lasthdr(data) is None or ip6_lasthdr(data)[1] <= len(data)
+    try:
+        icmp6_parse(data, ME, PEER)
+    except Icmp6ParseError:
+        pass
+    try:
+        nd6_options(data, min(off, len(data)))
+    except NdOptError:
+        pass
