@@ -241,7 +241,11 @@ class Nd6Rtr(Ip6Core):
         self.timers.cancel(("rs", inp.ifindex))   # an answer: no more solicitations
 
     def _room(self) -> bool:
-        if len(self.defrouters) + len(self.prefixes) >= self.ip6.rtadv_maxroutes:
+        """``net.inet6.ip6.rtadv_maxroutes`` bounds what advertisements may make:
+        routers, on-link prefixes and autoconfigured addresses together (a host on the
+        link could otherwise advertise without end)."""
+        made = sum(1 for ia in self.ifaddrs.all() if ia.flags & IN6_IFF_AUTOCONF)
+        if len(self.defrouters) + len(self.prefixes) + made >= self.ip6.rtadv_maxroutes:
             self.stats.icp6s_dropped_raroute += 1
             return False
         return True
@@ -345,7 +349,7 @@ class Nd6Rtr(Ip6Core):
                     self.stats.icp6s_nd_badopt += 1   # 5.5.3 d: prefix + IID must be 128 bits
                 return
             iid = self.ifid(ifindex, prefix)
-            if iid is None:
+            if iid is None or not self._room():
                 return
             made = self.addrs.add_address(ifindex, in6.with_ifid(prefix, iid), pi.plen, IN6_IFF_AUTOCONF, now,
                                           pi.vltime, pi.pltime)

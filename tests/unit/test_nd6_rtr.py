@@ -225,6 +225,11 @@ def test_learned_routes_are_capped() -> None:
     sim.inject(h, ih, ra("fe80::1", 255, 0, 600, *opts))
     assert len(h.node.nd6_rtr.defrouters) + len(h.node.nd6_rtr.prefixes) == 2
     assert h.node.icmp6stat.icp6s_dropped_raroute == 2
+    # addresses count too: prefixes with only the A flag cannot make addresses without end
+    h.node.ip6_params.rtadv_maxroutes = 4
+    opts = [ICMPv6NDOptPrefixInfo(prefix=f"2001:db8:{i}::", prefixlen=64, L=0) for i in range(10, 20)]
+    sim.inject(h, ih, ra("fe80::1", 255, 0, 600, *opts))
+    assert len(host_slaac(h, ih)) == 2 and h.node.icmp6stat.icp6s_dropped_raroute == 2 + 8
 
 
 def test_stable_addresses_and_a_retry_after_a_duplicate() -> None:
