@@ -115,8 +115,7 @@ def test_solicitation_for_someone_else_is_ignored() -> None:
 
 def test_our_solicitation_formats() -> None:
     sim, a, ifa = host()
-    a.node.nd6.resolve(ifa, P("fc00:1::5"), b"held", sim.now)
-    a.node._settle(sim.now)
+    a.node.output(0, P("fc00:1::5"), 17, b"12345678", sim.now)   # to a neighbour not yet resolved
     (sol,) = sent(sim)
     assert (sol.src, sol.dst, sol.hlim) == (ME, "ff02::1:ff00:5", 255)
     assert sol[ICMPv6ND_NS].tgt == "fc00:1::5" and sol[ICMPv6NDOptSrcLLAddr].lladdr == a.mac(ifa).hex(":")
