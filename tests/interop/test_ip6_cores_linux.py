@@ -2,8 +2,9 @@
 an :class:`~rumpnet.netinet6.in6_proto.Inet6` node on a host tap whose other end is in a
 namespace the test makes, pumped by the test itself on the real clock (the cores only see
 bytes and ``now``). Linux resolves us and pings us (fragmented too), we resolve and ping
-Linux (global and link-local), our DAD sees Linux defend its address, and Linux
-configures itself (SLAAC and a default route) from our router advertisements."""
+Linux (global and link-local), our DAD sees Linux defend its address, Linux configures
+itself (SLAAC and a default route) from our router advertisements, and a snooping Linux
+bridge learns our multicast groups from our MLDv2 reports."""
 
 from __future__ import annotations
 
@@ -192,5 +193,36 @@ def test_linux_configures_itself_from_our_advertisements() -> None:
             assert "fc00:62::" in state["addr"], state
             ll = in6.ntop(tap.node.ifaddrs.get(IFINDEX).linklocal().addr)
             assert f"via {ll}" in state["route"], state
+        finally:
+            tap.close()
+
+
+def test_linux_bridge_snoops_our_mld_reports() -> None:
+    """RFC 3810 reports well-formed enough for a snooping Linux bridge to learn the groups
+    (the solicited-node groups ND depends on on such a switch)."""
+    with NetNS("r6t") as ns:
+        tap = TapNode(ns)
+        try:
+            for argv in (["ip", "link", "add", "br0", "type", "bridge", "mcast_snooping", "1"],
+                         ["ip", "link", "set", tap.tapname, "master", "br0"],
+                         ["ip", "link", "set", "br0", "up"], ["ip", "link", "set", tap.tapname, "up"]):
+                ns_run(ns, argv, check=True)
+            tap.node.add_address(IFINDEX, P(OURS), 64, 0, tap.now())
+            tap.node.mld6.join(IFINDEX, P("ff05::1:3"), tap.now())
+            ll = tap.node.ifaddrs.get(IFINDEX).linklocal(ready_only=False)
+            assert ll is not None
+            want = {"ff05::1:3", in6.ntop(in6.solicited_node(P(OURS))), in6.ntop(in6.solicited_node(ll.addr))}
+            learned: set[str] = set()
+
+            def snooped() -> bool:
+                out = ns_run(ns, ["bridge", "mdb", "show"]).stdout
+                learned.update(m.group(1) for m in re.finditer(rf"port {tap.tapname} grp (\S+)", out))
+                return want <= learned
+
+            deadline = time.monotonic() + 15
+            while not snooped() and time.monotonic() < deadline:
+                tap.pump(lambda: False, 0.5)
+            assert want <= learned, learned
+            assert "ff02::1" not in learned                       # all-nodes is never reported
         finally:
             tap.close()
