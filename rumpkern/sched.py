@@ -27,7 +27,10 @@ import selectors
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from rumpkern.kernel import Kernel
 
 T = TypeVar("T")
 
@@ -217,10 +220,18 @@ class Scheduler:
         self._cond = threading.Condition()
         self._driver: int | None = None  # thread id of a thread inside run_until_complete
         self._bg_thread: threading.Thread | None = None
-        self.kernels: list[Any] = []  # running kernels, in boot order
+        self.kernels: list[Kernel] = []  # running kernels, in boot order
         self.boots = 0  # kernels ever booted here (never reused: seeds each kernel's rng)
         if not isinstance(loop, VirtualEventLoop):
             self.now = time.monotonic  # type: ignore[method-assign]
+
+    # -- the kernels on this CPU ----------------------------------------------------
+    def kernel_booted(self, k: Kernel) -> None:
+        self.kernels.append(k)
+
+    def kernel_halted(self, k: Kernel) -> None:
+        if k in self.kernels:
+            self.kernels.remove(k)
 
     # -- clock and callouts ---------------------------------------------------------
     def now(self) -> float:

@@ -8,11 +8,16 @@ layer's ``forwarding`` field). Struct nodes (the ``*.stats`` counters) are read-
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
+import struct
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
+
+if TYPE_CHECKING:
+    from rumpkern.lwproc import Proc
+    from rumpkern.sched import SyscallCtx
 
 # Top-level MIB numbers from NetBSD's sys/sysctl.h.
 CTL_KERN = 1
@@ -209,3 +214,45 @@ def stats_names(stats: Any) -> list[str]:
     if slots:
         return list(slots)
     return [n for n in vars(stats) if not n.startswith("_")]
+
+
+# -- __sysctl(2) (kern_sysctl.c) -----------------------------------------------------------
+
+
+def sys___sysctl(ctx: SyscallCtx, p: Proc, name: str | Sequence[int], namelen: int | None = None,
+                 oldp: bytearray | None = None, oldlenp: object = None, newp: object = None,
+                 newlen: int = 0) -> int | str | bytes:
+    """``__sysctl(2)``: ``name`` is a MIB (list of ints) or a dotted name.
+
+    Returns the old value (int, str, or bytes for struct nodes). When ``oldp`` is a
+    ``bytearray`` it is also filled with the binary value, as C callers expect.
+    When ``newp`` is not None the node is written.
+    """
+    tree = p.kernel.sysctl_tree
+    if isinstance(name, str):
+        node = tree.lookup(name)
+    else:
+        mib = list(name)[: len(name) if namelen is None else int(namelen)]
+        node = tree.lookup_mib(mib)
+    old = tree.read_node(node)
+    if node.kind == "struct":
+        vals = stats_values(old)
+        old = struct.pack(f"{len(vals)}Q", *vals)
+    if isinstance(oldp, bytearray):
+        if isinstance(old, int):
+            raw = struct.pack("i", old)
+        elif isinstance(old, str):
+            raw = old.encode() + b"\0"
+        else:
+            raw = bytes(old)
+        if len(oldp) < len(raw) and node.kind != "string":
+            raise kerr(errno.ENOMEM)
+        oldp[: len(raw)] = raw[: len(oldp)]
+    if newp is not None:
+        value = newp
+        if isinstance(newp, (bytes, bytearray)) and node.kind == "int":
+            value = struct.unpack("i", bytes(newp[:4]))[0]
+        elif isinstance(newp, (bytes, bytearray)):
+            value = bytes(newp).rstrip(b"\0").decode()
+        tree.write_node(node, value)
+    return old

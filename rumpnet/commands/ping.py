@@ -20,11 +20,11 @@ from rumpnet import sys_socket as S  # noqa: N812
 from rumpnet.commands import PingFailed, UsageError, strerror
 from rumpnet.netinet.in_addr import ntoa
 from rumpnet.netinet.in_cksum import in_cksum
-from rumpnet.uipc_socket import MSG_DONTWAIT
+from rumpnet.uipc_socket import MSG_DONTWAIT, Socket
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
     from rumpkern.lwproc import Proc
+    from rumpnet.net_kernel import NetKernel
 
 USAGE = """usage: ping [-aCDdfLnoPQqRrv] [-c count] [-g gateway] [-h host] [-I addr] [-i interval]
 	[-l preload] [-p pattern] [-s packetsize] [-t tos] [-T ttl] [-w maxwait] host"""
@@ -145,7 +145,7 @@ def parse(argv: list[str]) -> PingOptions:
 class _PingState:
     """ping's variables (NetBSD ping.c's globals), kept across retries of the call."""
 
-    def __init__(self, k: Kernel, p: Proc, o: PingOptions, dst: int) -> None:
+    def __init__(self, k: NetKernel, p: Proc, o: PingOptions, dst: int) -> None:
         self.k = k
         self.p = p
         self.o = o
@@ -345,7 +345,7 @@ def _close(ctx: SyscallCtx, st: _PingState) -> None:
             pass
 
 
-def _start(ctx: SyscallCtx, k: Kernel, p: Proc, o: PingOptions) -> _PingState:
+def _start(ctx: SyscallCtx, k: NetKernel, p: Proc, o: PingOptions) -> _PingState:
     dst = _resolve(o.host)
     st = _PingState(k, p, o, dst)
     try:
@@ -370,7 +370,7 @@ def _start(ctx: SyscallCtx, k: Kernel, p: Proc, o: PingOptions) -> _PingState:
     return st
 
 
-def _ping_call(ctx: SyscallCtx, k: Kernel, p: Proc, o: PingOptions) -> str:
+def _ping_call(ctx: SyscallCtx, k: NetKernel, p: Proc, o: PingOptions) -> str:
     # ping manages its own timeouts: every attempt starts a fresh sleep.
     ctx.timed_out = False
     ctx.deadline = None
@@ -384,7 +384,7 @@ def _ping_call(ctx: SyscallCtx, k: Kernel, p: Proc, o: PingOptions) -> str:
         raise
     if wait is not None:
         fp = p.fdt.files.get(st.fd) if st.fd is not None else None
-        chans = [fp.obj.rcv_chan] if fp is not None else []
+        chans = [fp.obj.rcv_chan] if fp is not None and isinstance(fp.obj, Socket) else []
         raise Sleep(chans, wait)
     _close(ctx, st)
     text = st.output()
@@ -439,7 +439,7 @@ def _step(ctx: SyscallCtx, st: _PingState) -> float | None:
         return max(1e-6, min(events) - now)
 
 
-def ping(k: Kernel, argv: list[str]) -> Any:
+def ping(k: NetKernel, argv: list[str]) -> Any:
     o = parse(argv)
     if k.inet is None:
         raise OSError(errno.EPROTONOSUPPORT, "ping: socket: Protocol not supported")
