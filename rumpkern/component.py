@@ -26,11 +26,12 @@ Factions also register NetBSD's library names (``rump_library``: ``rumpnet_netin
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -118,14 +119,51 @@ def load_factions() -> None:
     with _factions_lock:
         if _factions_loaded:
             return
-        found = entry_points(group=FACTION_ENTRY_POINTS)
+        found = entry_points(FACTION_ENTRY_POINTS)
         if not found:
             warnings.warn(f"no faction is installed (entry-point group {FACTION_ENTRY_POINTS!r} is empty): "
                           "kernels boot with the kern core only; is the package installed (pip install -e .)?",
                           RuntimeWarning, stacklevel=3)
-        for ep in sorted(found, key=lambda e: e.name):
-            importlib.import_module(ep.value.partition(":")[0])
+        for name in sorted(found):
+            importlib.import_module(found[name].partition(":")[0])
         _factions_loaded = True
+
+
+def entry_points(group: str) -> dict[str, str]:
+    """The entry points of ``group`` (name -> "module:attr") of the installed
+    distributions, first on ``sys.path`` first, as ``importlib.metadata`` finds them: read
+    from their ``entry_points.txt`` directly, because importing ``importlib.metadata``
+    costs a tenth of a second of every program's start."""
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith((".dist-info", ".egg-info")):
+                for ep_name, value in _group_of(os.path.join(entry or ".", name, "entry_points.txt"), group):
+                    found.setdefault(ep_name, value)
+    return found
+
+
+def _group_of(path: str, group: str) -> list[tuple[str, str]]:
+    """``name = value`` lines of section ``[group]`` of an entry_points.txt (INI)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out: list[tuple[str, str]] = []
+    section = None
+    for line in lines:
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+        elif section == group and "=" in line and not line.startswith(("#", ";")):
+            name, _, value = line.partition("=")
+            out.append((name.strip(), value.strip()))
+    return out
 
 
 def registry() -> dict[str, Component]:

@@ -463,7 +463,7 @@ class Kernel:
 def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False,
               hostname: str | None = None, scheduler: Scheduler | None = None,
               components: tuple[str, ...] | list[str] | None = None, memlimit: int | None = None,
-              verbose: bool | None = None) -> Kernel:
+              verbose: bool | None = None, threads: bool | None = None) -> Kernel:
     """Boot a kernel and make it the current one (the target of the module-level calls).
 
     ``clock``: ``"real"`` or ``"virtual"``. ``seed``: the one random source (default:
@@ -471,15 +471,27 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
     ``sockin=True`` loads sockin instead of netinet. ``scheduler``: share (or supply) a
     CPU explicitly; by default kernels booted from one thread with one clock share one.
     ``components``: the components (or NetBSD library names) to load; by default those the
-    installed factions load by default; ``()`` boots the kern core alone.
+    installed factions load by default; ``()`` boots the kern core alone. ``threads``: a
+    real-clock kernel's scheduler serves its loop from a thread of its own, so the kernel
+    answers the network and runs its timers while the application is outside any call
+    (default ``$RUMP_THREADS``, on unless 0); ``False`` keeps it driven by the calls made
+    to it. The mode belongs to the scheduler, so it applies to every kernel on it.
+    Virtual-clock kernels are always driven by calls (deterministic).
     """
     if clock not in ("real", "virtual"):
         raise ValueError(f"clock must be 'real' or 'virtual', not {clock!r}")
     virtual = clock == "virtual"
+    if virtual and threads:
+        raise ValueError("virtual-clock kernels are driven by calls: threads=True needs clock='real'")
     if scheduler is None:
-        scheduler = default_scheduler(virtual)
+        scheduler = default_scheduler(virtual, threads)
     elif scheduler.virtual != virtual and clock == "virtual":
         raise ValueError("scheduler's clock does not match clock=")
+    if threads is not None and not virtual and threads != scheduler.threads:
+        if threads:
+            scheduler.threads = True  # starts serving when this kernel has booted
+        else:
+            scheduler.stop_background()
     if seed is None:
         env = os.environ.get("RUMP_SEED")
         if env is not None:

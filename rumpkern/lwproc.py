@@ -15,6 +15,7 @@ from rumpkern.errno import kerr
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
+    from rumpkern.sched import Sleep
 
 RUMP_RFFDG = 0x01  # copy the fd table
 RUMP_RFCFDG = 0x02  # start with an empty fd table
@@ -29,6 +30,11 @@ class FileOps(Protocol):
 
     def close(self) -> None:
         """The last reference to the file is gone (``fo_close``)."""
+
+    def close_wait(self) -> Sleep | None:
+        """After close(): what close(2) must sleep on before it returns (a socket with
+        SO_LINGER: NetBSD's soclose sleeps until the connection is gone or the linger
+        time has passed), or None."""
 
 
 class File:

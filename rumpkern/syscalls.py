@@ -15,13 +15,13 @@ calling process, then the call's arguments; it returns the result or raises
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rumpkern.errno import kerr
-from rumpkern.sched import Sleep, SyscallCtx
+from rumpkern.sched import SyscallCtx
 
 if TYPE_CHECKING:
-    from rumpkern.lwproc import Proc
+    from rumpkern.lwproc import FileOps, Proc
 
 T = TypeVar("T")
 
@@ -80,22 +80,13 @@ def sys_nosys(name: str) -> OSError:
 # -- close(2), the kern's own (kern_descrip.c) ------------------------------------------------
 
 
-@runtime_checkable
-class LingeringFile(Protocol):
-    """A file whose close may have to wait (a socket with SO_LINGER: NetBSD's soclose
-    sleeps until the connection is gone or the linger time has passed)."""
-
-    def close_wait(self) -> Sleep | None:
-        """After close(): what to sleep on before close(2) returns, or None."""
-
-
 class _Closing:
     """sys_close's restart state in ctx.data (a type of its own, so that callers that run
     sys_close inside their own call and keep other things in ctx.data are not confused)."""
 
     __slots__ = ("obj",)
 
-    def __init__(self, obj: LingeringFile) -> None:
+    def __init__(self, obj: FileOps) -> None:
         self.obj = obj
 
 
@@ -107,11 +98,13 @@ def sys_close(ctx: SyscallCtx, p: Proc, fd: int) -> None:
         fp.refcount -= 1
         if fp.refcount > 0:
             return
-        fp.obj.close()
-        if not isinstance(fp.obj, LingeringFile):
-            return
         obj = fp.obj
+        obj.close()
+        wait = obj.close_wait()  # a socket with SO_LINGER: soclose sleeps
+        if wait is None:
+            return
         ctx.data = _Closing(obj)
+        raise wait
     if ctx.timed_out:
         return
     wait = obj.close_wait()

@@ -31,9 +31,16 @@ class Net:
         self.listeners: list[Any] = []  # domains told about interface events (Inet)
         self.loop_input: Callable[[Ifnet, memoryview, int], None] | None = None
         self.lo0: Ifnet | None = None
+        # ICMP echo identifiers of ping runs (NetBSD's ping uses its pid): per kernel, so
+        # that a replay does not depend on what pinged before in the process.
+        self._ping_idents = 0
         reg: IfnetRegistry = kernel.ifnet
         reg.add_cloner(Cloner("lo", _create_lo, _destroy_plain))
         reg.add_cloner(Cloner("wire", _create_ether("wire", 1500), _destroy_plain))
+
+    def next_ping_ident(self) -> int:
+        self._ping_idents += 1
+        return self._ping_idents
 
     def boot_loopback(self) -> None:
         self.lo0 = self.kernel.ifnet.create("lo0")

@@ -300,7 +300,7 @@ class Socket:
         return False
 
     def close_wait(self) -> Sleep | None:
-        """What close(2) sleeps on after close() (``rumpkern.syscalls.LingeringFile``).
+        """What close(2) sleeps on after close() (``rumpkern.lwproc.FileOps``).
 
         NetBSD's soclose sleeps, up to the SO_LINGER time, until the connection is
         disconnected, i.e. everything sent, FIN included, is acknowledged; a non-blocking

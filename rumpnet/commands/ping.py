@@ -9,7 +9,6 @@ coroutine on the scheduler's loop.
 from __future__ import annotations
 
 import errno
-import itertools
 import math
 import socket as pysocket
 import struct
@@ -52,7 +51,6 @@ _REDIRECT = {0: "Redirect: Network", 1: "Redirect: Host", 2: "Redirect: Type of 
              3: "Redirect: Type of Service and Host"}
 _TIME = struct.Struct("!d")
 _ECHO = struct.Struct("!BBHHH")
-_idents = itertools.count(1)
 
 
 class PingOptions:
@@ -150,7 +148,7 @@ class _PingState:
         self.p = p
         self.o = o
         self.dst = dst
-        self.ident = (0x5A00 + next(_idents)) & 0xFFFF
+        self.ident = (0x5A00 + k.net.next_ping_ident()) & 0xFFFF
         self.fd: int | None = None
         self.lines: list[str] = []
         self.warnings: list[str] = []

@@ -236,6 +236,10 @@ class EtfsFile:
                         st_blocks=(size + 511) // 512, st_atime=st.st_atime, st_mtime=st.st_mtime,
                         st_ctime=st.st_ctime)
 
+    def close_wait(self) -> None:
+        """Nothing to wait for after close (``rumpkern.lwproc.FileOps``)."""
+        return None
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -267,6 +271,10 @@ class EtfsDir:
         return EtfsStat(st_mode=stat.S_IFDIR | stat.S_IMODE(st.st_mode), st_size=st.st_size, st_ino=st.st_ino,
                         st_dev=st.st_dev, st_nlink=st.st_nlink, st_uid=st.st_uid, st_gid=st.st_gid,
                         st_atime=st.st_atime, st_mtime=st.st_mtime, st_ctime=st.st_ctime)
+
+    def close_wait(self) -> None:
+        """Nothing to wait for after close (``rumpkern.lwproc.FileOps``)."""
+        return None
 
     def close(self) -> None:
         if not self.closed:
