@@ -489,6 +489,8 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
         raise ValueError("scheduler's clock does not match clock=")
     if threads is not None and not virtual and threads != scheduler.threads:
         if threads:
+            if not scheduler.owns_loop:
+                raise ValueError("threads=True: this scheduler's loop is run by someone else (a coroutine)")
             scheduler.threads = True  # starts serving when this kernel has booted
         else:
             scheduler.stop_background()

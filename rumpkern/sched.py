@@ -236,9 +236,12 @@ class Scheduler:
         self.virtual = virtual
         if threads and virtual:
             raise ValueError("virtual-clock kernels are driven by calls: threads=True needs the real clock")
+        if threads and loop is not None:
+            raise ValueError("threads=True needs a scheduler that runs a loop of its own")
         if threads is None:
             threads = not virtual and loop is None and threads_default()
         self.threads = threads
+        self.owns_loop = loop is None  # False: someone else runs it (a coroutine's loop)
         # The CPU a calling thread can take while the serving thread waits in select; only
         # on a loop built for it (not on uvloop or a loop someone else runs).
         self._cpu: CpuLock | None = None
@@ -351,6 +354,8 @@ class Scheduler:
                 return
             while self._driver is not None:
                 self._cond.wait()
+            if self.loop.is_running():
+                raise RuntimeError("the scheduler's loop is run by someone else: it cannot be served")
             ready = threading.Event()
             cpu = self._cpu
 

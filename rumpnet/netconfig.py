@@ -194,7 +194,7 @@ class NetConfig:
                     out_ifp = self.k.net.lo0
                 ifa = out_ifp.addrs[0] if out_ifp is not None and out_ifp.addrs else None
             rt = Rtentry(ip, plen, gw, flags, out_ifp, ifa, mtu=mtu)
-            return inet.routes.add(rt)  # type: ignore[no-any-return]
+            return inet.routes.add(rt)
 
         return self._run(add)
 

@@ -331,10 +331,10 @@ def _getfile(p: Proc, fd: int) -> Any:
 
 
 def _check_count(n: Any) -> int:
-    n = int(n)
-    if n < 0:
+    count = int(n)
+    if count < 0:
         raise kerr(errno.EINVAL)
-    return n
+    return count
 
 
 def sys_read(ctx: SyscallCtx, p: Proc, fd: int, n: int) -> bytes:

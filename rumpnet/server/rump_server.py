@@ -258,7 +258,7 @@ class RumpServer:
 
     def _command(self, proc: Proc, name: str, argv: list[str]) -> Any:
         try:
-            from rumpnet.commands import run_command  # type: ignore[attr-defined]
+            from rumpnet.commands import run_command
         except ImportError:
             raise OSError(errno.ENOSYS, "in-kernel commands are not available in this build") from None
         self.k.rump_pub_lwproc_switch(proc)
