@@ -447,15 +447,17 @@ class Kernel:
 
     # -- the structured API (provided by the net faction) ------------------------------------
     @property
-    def config(self) -> Any:  # noqa: ANN401  (the providing faction's type: rumpnet.netconfig.NetConfig)
-        """The structured configuration API of the faction that provides ``config``."""
+    def config(self) -> Any:
+        """The structured configuration API of the faction that provides ``config``
+        (rumpnet.netconfig.NetConfig: its type belongs to the faction, so the kern core
+        can only say Any; the faction's own code uses NetConfig directly)."""
         self.check_up()
         cfg = self.__dict__.get("_config")
         if cfg is None:
             cfg = self.__dict__["_config"] = self._pub("config")
         return cfg
 
-    def socket(self, family: int = 2, type: int = 1, proto: int = 0) -> Any:  # noqa: A002, ANN401
+    def socket(self, family: int = 2, type: int = 1, proto: int = 0) -> Any:  # noqa: A002
         """A ``socket.socket``-shaped object on this kernel (rumpnet.socket.RumpSocket)."""
         return self._pub("socket", family, type, proto)
 
