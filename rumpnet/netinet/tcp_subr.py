@@ -614,6 +614,10 @@ class TcpProtocol:
                 del self._sc_buckets[e.bucket]
         self.stats.tcps_sc_entries = len(self._sc)
 
+    def syn_cache_entries(self) -> list[SynCacheEntry]:
+        """The half-open passive connections (for listings such as sockstat's)."""
+        return list(self._sc.values())
+
     def syn_cache_len(self) -> int:
         return len(self._sc)
 
