@@ -83,7 +83,7 @@ def apply_syn_options(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         cb.ts_recent_age = now
     else:
         cb.t_flags &= ~(TF_REQ_TSTMP | TF_RCVD_TSTMP)
-    if p.sack and seg.sack_permitted:
+    if p.sack and seg.sack_permitted and not cb.noopt:
         cb.t_flags |= TF_SACK_PERMIT
     else:
         cb.t_flags &= ~TF_SACK_PERMIT
@@ -92,6 +92,7 @@ def apply_syn_options(cb: TcpCb, seg: TcpRepr, now: float) -> None:
     if cb.user_maxseg:
         mss = min(mss, cb.user_maxseg)
     cb.t_maxseg = max(mss, 64)
+    _round_buffers(cb)
 
 
 def established(cb: TcpCb, now: float) -> None:
@@ -104,6 +105,18 @@ def established(cb: TcpCb, now: float) -> None:
         cb.set_timer(TCPT_KEEP, cb.params.keepidle, now)
     else:
         cb.cancel_timer(TCPT_KEEP)
+
+
+def _round_buffers(cb: TcpCb) -> None:
+    """Once the MSS is known, both socket buffers grow to a whole number of segments (at
+    most kern.sbmax), as 4.4BSD's tcp_mss does in NetBSD and FreeBSD: a window of whole
+    segments avoids a last small one (RFC 9293 3.8.6.2.1, receiver SWS avoidance)."""
+    mss = cb.t_maxseg
+    sb_max = cb.proto.sb_max()
+    if cb.rcvspace > mss:
+        cb.rcvspace = max(cb.rcvspace, min(-(-cb.rcvspace // mss) * mss, sb_max))
+    if cb.sndspace > mss:
+        cb.sndspace = max(cb.sndspace, min(-(-cb.sndspace // mss) * mss, sb_max))
 
 
 def _respond_rst(cb: TcpCb, seg: TcpRepr) -> None:
@@ -159,7 +172,12 @@ def _syn_sent(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         cb.notify(ev)
     else:
         # Simultaneous open (RFC 9293 figure 7): SYN_SENT -> SYN_RECEIVED, send SYN,ACK.
+        # Data on the SYN waits for ESTABLISHED (RFC 9293 3.10.7.3: "queue them for
+        # processing after the ESTABLISHED state has been reached"); a FIN on it is
+        # dropped, as 4.4BSD's reassembly drops one before ESTABLISHED.
         cb.transition(Ev.RCV_SYN)
+        if seg.payload:
+            _reass_insert(cb, cb.rcv_nxt, seg.payload)
         cb.snd_nxt = cb.iss
         cb.t_flags |= TF_ACKNOW
         _out.tcp_output(cb, now)
@@ -391,8 +409,12 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
 
     # RST (RFC 9293 3.10.7.4 second, RFC 5961 3.2).
     if flags & TH_RST:
+        if state == TcpState.TIME_WAIT and p.rfc1337:
+            st.tcps_tw_rst_ignored += 1
+            return
         seq = seg.seq
-        if seq == rcv_nxt:
+        in_window = bool(rwnd) and ((seq - rcv_nxt) & M) < rwnd
+        if seq == rcv_nxt or (in_window and p.insecure_rst):
             st.tcps_rcvrst += 1
             if state == TcpState.SYN_RECEIVED:
                 err = errno.ECONNREFUSED
@@ -402,8 +424,10 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
             else:
                 err = 0
             cb.proto.drop(cb, err, now, send_rst=False)
-        elif rwnd and ((seq - rcv_nxt) & M) < rwnd:
+        elif in_window:
             cb.proto.challenge_ack(cb, now)
+        else:
+            st.tcps_rst_outwin += 1
         return
 
     # SYN in a synchronized state (RFC 5961 4.2; RFC 9293 3.10.7.4 fourth).
@@ -417,6 +441,10 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
             flags &= ~TH_SYN
             seg.flags = flags
             seg.seq = (seg.seq + 1) & M
+        elif p.insecure_syn and rwnd and ((seg.seq - rcv_nxt) & M) < rwnd:
+            # RFC 793 (net.inet.tcp.insecure_syn): a SYN in the window is an error; reset.
+            cb.proto.drop(cb, errno.ECONNRESET, now, send_rst=True)
+            return
         else:
             cb.proto.challenge_ack(cb, now)
             return
@@ -497,6 +525,8 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         cb.snd_wl2 = ack
         established(cb, now)
         ev |= EV_CONNECTED | EV_WRITABLE
+        if cb.reass and _reass_deliver(cb):
+            ev |= EV_READABLE                 # data that came with a simultaneous SYN
         state = cb.state
 
     # ACK acceptability (RFC 5961 5.2).
@@ -548,6 +578,11 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
     if state == _TIME_WAIT:
         if seg.flags & TH_FIN or cb.t_flags & TF_ACKNOW:
             cb.set_timer(TCPT_2MSL, 2 * p.msl, now)     # FIN retransmitted: restart
+            cb.t_flags |= TF_ACKNOW
+        elif seg.flags != TH_ACK or tlen or seq != cb.rcv_nxt or ack != cb.snd_nxt:
+            # Anything but the exact ACK we expect is answered with our ACK (4.4BSD
+            # acknowledges whatever arrives in TIME_WAIT; FreeBSD's tcp_twcheck spares
+            # the exact one, so two ends in TIME_WAIT cannot ACK each other forever).
             cb.t_flags |= TF_ACKNOW
         _out.tcp_output(cb, now)
         return

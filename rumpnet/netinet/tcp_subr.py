@@ -102,6 +102,7 @@ class TcpListener:
         self.nodelay = False
         self.keepalive = False
         self.maxseg = 0
+        self.noopt = False
         self.sndbuf = 0
         self.rcvbuf = 0
 
@@ -147,7 +148,7 @@ class SynCacheEntry:
     __slots__ = ("key", "laddr", "lport", "faddr", "fport", "irs", "iss", "peer_mss",
                  "peer_ws", "sack_ok", "tsval", "ts_offset", "rcv_scale", "ourmss",
                  "listener", "rxt", "deadline", "sent", "bucket", "_hdl", "freed", "proto",
-                 "win")
+                 "win", "noopt")
     key: tuple[int, int, int, int]
     laddr: int
     lport: int
@@ -167,6 +168,7 @@ class SynCacheEntry:
     bucket: int
     proto: TcpProtocol
     win: int
+    noopt: bool
 
     def __init__(self) -> None:
         self._hdl: float | None = None
@@ -219,6 +221,8 @@ class TcpProtocol:
         self._ca_sec = -1
         self._ca_count = 0
         self.now_hint = 0.0        # latest time seen (for calls that carry no time)
+        # The largest socket buffer (kern.sbmax): the glue binds it to the kernel's.
+        self.sb_max: Callable[[], int] = lambda: 4 * 1024 * 1024
 
     # ----- timers ------------------------------------------------------------------------
     def timer_push(self, deadline: float, owner: Any) -> None:
@@ -372,9 +376,9 @@ class TcpProtocol:
         cb.t_ourmss = self._ourmss(faddr, cb.user_maxseg)
         cb.t_tsomax = self._tsomax(faddr)
         cb.t_maxseg = min(p.mssdflt, cb.t_ourmss)
-        if p.rfc1323:
+        if p.rfc1323 and not cb.noopt:
             cb.t_flags |= TF_REQ_SCALE | TF_REQ_TSTMP
-            cb.request_r_scale = _wscale_for(rcvbuf_scale_space(p, cb.rcvspace, cb.rcv_auto))
+            cb.request_r_scale = _wscale_for(rcvbuf_scale_space(p, cb.rcvspace, cb.rcv_auto, self.sb_max()))
         cb.iss = self.isn(laddr, lport, faddr, fport, now)
         cb.ts_offset = self._ts_offset(laddr, lport, faddr, fport)
         cb.snd_una = cb.snd_nxt = cb.snd_max = cb.snd_recover = cb.iss
@@ -392,6 +396,8 @@ class TcpProtocol:
         for k, v in opts.items():
             if k == "nodelay":
                 cb.nodelay = bool(v)
+            elif k == "noopt":
+                cb.noopt = bool(v)
             elif k == "keepalive":
                 cb.keepalive = bool(v)
             elif k == "maxseg":
@@ -472,18 +478,25 @@ class TcpProtocol:
         self.stats.tcps_sndctrl += 1
         self.output(laddr, faddr, _tcp.emit(r, laddr, faddr))
 
-    def challenge_ack(self, cb: TcpCb, now: float) -> None:
-        """RFC 5961 section 7: challenge ACKs, at most challenge_ack_limit per second."""
+    def _challenge_allowed(self, now: float) -> bool:
+        """RFC 5961 section 7: at most challenge_ack_limit challenge ACKs per second
+        (counted in tcps_challenge_ack, or tcps_challenge_ack_limited when refused)."""
         sec = int(now)
         if sec != self._ca_sec:
             self._ca_sec = sec
             self._ca_count = 0
         if self._ca_count >= self.params.challenge_ack_limit:
             self.stats.tcps_challenge_ack_limited += 1
-            return
+            return False
         self._ca_count += 1
         self.stats.tcps_challenge_ack += 1
-        _out.send_ack(cb, now, seq=cb.snd_nxt)
+        return True
+
+    def challenge_ack(self, cb: TcpCb, now: float) -> None:
+        """RFC 5961 3.2/4.2/5.2: an ACK of what we expect, inviting a legitimate peer to
+        send its RST (or ACK) again at the exact sequence number."""
+        if self._challenge_allowed(now):
+            _out.send_ack(cb, now, seq=cb.snd_nxt)
 
     # ----- input -------------------------------------------------------------------------
     def input(self, src: int, dst: int, segment: bytes | bytearray | memoryview, now: float,
@@ -506,6 +519,9 @@ class TcpProtocol:
                 raise
 
     def _input(self, src: int, dst: int, seg: TcpRepr, now: float) -> None:
+        if seg.flags & (TH_SYN | TH_FIN) == TH_SYN | TH_FIN and self.params.drop_synfin:
+            self.stats.tcps_badsyn += 1       # net.inet.tcp.drop_synfin
+            return
         key = (dst, seg.dport, src, seg.sport)
         cb = self.conns.get(key)
         if cb is not None:
@@ -548,9 +564,6 @@ class TcpProtocol:
         if not f & TH_SYN:
             return
         st = self.stats
-        if f & TH_FIN:
-            st.tcps_badsyn += 1
-            return
         if lst.full():
             st.tcps_listendrop += 1
             return
@@ -562,12 +575,16 @@ class TcpProtocol:
         e.irs = seg.seq
         e.iss = self.isn(dst, seg.dport, src, seg.sport, now)
         e.peer_mss = seg.mss if seg.mss else 536
-        e.peer_ws = seg.wscale if (p.rfc1323 and seg.wscale is not None) else None
-        e.sack_ok = bool(p.sack and seg.sack_permitted)
-        e.tsval = seg.timestamps[0] if (p.rfc1323 and seg.timestamps is not None) else None
+        # TCP_NOOPT on the listener (FreeBSD): the SYN,ACK carries no options and none
+        # of the peer's are used.
+        e.noopt = lst.noopt
+        opts_on = p.rfc1323 and not e.noopt
+        e.peer_ws = seg.wscale if (opts_on and seg.wscale is not None) else None
+        e.sack_ok = bool(p.sack and seg.sack_permitted and not e.noopt)
+        e.tsval = seg.timestamps[0] if (opts_on and seg.timestamps is not None) else None
         e.ts_offset = self._ts_offset(dst, seg.dport, src, seg.sport)
         rcvspace = lst.rcvbuf or p.recvspace
-        scale_space = rcvbuf_scale_space(p, rcvspace, not lst.rcvbuf and bool(p.recvbuf_auto))
+        scale_space = rcvbuf_scale_space(p, rcvspace, not lst.rcvbuf and bool(p.recvbuf_auto), self.sb_max())
         e.rcv_scale = _wscale_for(scale_space) if e.peer_ws is not None else 0
         e.win = min(rcvspace, 65535)
         e.ourmss = self._ourmss(src, lst.maxseg)
@@ -623,7 +640,7 @@ class TcpProtocol:
 
     def _sc_send(self, e: SynCacheEntry, now: float) -> None:
         r = TcpRepr(e.lport, e.fport, e.iss, (e.irs + 1) & M, TH_SYN | TH_ACK, e.win,
-                    mss=e.ourmss)
+                    mss=None if e.noopt else e.ourmss)
         if e.peer_ws is not None:
             r.wscale = e.rcv_scale
         if e.sack_ok:
@@ -632,7 +649,7 @@ class TcpProtocol:
             r.timestamps = ((int(now * 1000) + e.ts_offset) & M, e.tsval)
         self.stats.tcps_sndtotal += 1
         self.stats.tcps_sndctrl += 1
-        self.output(e.laddr, e.faddr, _tcp.emit(r, e.laddr, e.faddr))
+        self.output(e.laddr, e.faddr, _tcp.emit(r, e.laddr, e.faddr, compact=bool(self.params.compact_options)))
 
     def _sc_timer(self, e: SynCacheEntry, now: float) -> None:
         e.rxt += 1
@@ -644,14 +661,30 @@ class TcpProtocol:
         self._sc_send(e, now)
         e.deadline = now + min(self.params.init_rto * (1 << e.rxt), self.params.rtomax)
 
+    def _sc_rst(self, e: SynCacheEntry, seg: TcpRepr, now: float) -> None:
+        """A RST for a half-open connection (RFC 5961 3.2; RFC 793 with insecure_rst):
+        an exact one (RCV.NXT) removes the entry, one elsewhere in the window we offered
+        gets a challenge ACK, one outside it is dropped."""
+        rcv_nxt = (e.irs + 1) & M
+        in_window = ((seg.seq - rcv_nxt) & M) < e.win or seg.seq == rcv_nxt
+        if seg.seq == rcv_nxt or (in_window and self.params.insecure_rst):
+            self.stats.tcps_sc_reset += 1
+            self._sc_remove(e)
+        elif not in_window:
+            self.stats.tcps_rst_outwin += 1
+        elif self._challenge_allowed(now):
+            r = TcpRepr(e.lport, e.fport, (e.iss + 1) & M, rcv_nxt, TH_ACK, e.win)
+            if e.tsval is not None:
+                r.timestamps = ((int(now * 1000) + e.ts_offset) & M, e.tsval)
+            self.stats.tcps_sndtotal += 1
+            self.stats.tcps_sndacks += 1
+            self.output(e.laddr, e.faddr, _tcp.emit(r, e.laddr, e.faddr))
+
     def _sc_input(self, e: SynCacheEntry, seg: TcpRepr, now: float) -> None:
         st = self.stats
         f = seg.flags
         if f & TH_RST:
-            # RFC 5961 3.2 in spirit: only an exact RST removes the entry.
-            if seg.seq == (e.irs + 1) & M:
-                st.tcps_sc_reset += 1
-                self._sc_remove(e)
+            self._sc_rst(e, seg, now)
             return
         if f & TH_SYN:
             if seg.seq == e.irs and not f & TH_ACK:
@@ -681,6 +714,7 @@ class TcpProtocol:
         if lst.maxseg:
             cb.set_maxseg(lst.maxseg)
         cb.nodelay = lst.nodelay
+        cb.noopt = e.noopt
         cb.t_flags |= TF_PASSIVE
         cb.iss = e.iss
         cb.irs = e.irs

@@ -19,6 +19,12 @@ FREEBSD: dict[str, int | str] = {
     # later; a script checks SO_RCVBUF right after the handshake, before any growth.
     "net.inet.tcp.recvbuf_auto": 0,
     "net.inet.tcp.sendbuf_auto": 0,
+    # SYN and SYN-ACK options packed as FreeBSD's tcp_addoptions packs them.
+    "net.inet.tcp.compact_options": 1,
+    # The window scale covers kern.ipc.maxsockbuf (kern.sbmax), as FreeBSD's.
+    "net.inet.tcp.rcvscale_sbmax": 1,
+    # FreeBSD ignores RSTs in TIME_WAIT (RFC 1337).
+    "net.inet.tcp.rfc1337": 1,
 }
 
 PROFILES: dict[str, dict[str, int | str]] = {"freebsd": FREEBSD, "none": {}}

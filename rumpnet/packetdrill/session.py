@@ -26,6 +26,7 @@ import contextlib
 import errno
 import inspect
 import os
+import socket
 import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
@@ -134,6 +135,10 @@ class Session:
         cfg.if_up("tun0")
         cfg.addr_add("tun0", f"{self.options.local}/16")
         cfg.route_add("default", self.options.local, interface=True)
+        if socket.AF_INET6 in self.k.domains:
+            # IPv6 scripts, once the kernel has netinet6 (NetBSD's ifconfig/route syntax).
+            self.k.ifconfig("tun0", "inet6", f"{self.options.local6}/48")
+            self.k.route("add", "-inet6", "default", "-interface", self.options.local6)
         return tun
 
     # -- the clock ---------------------------------------------------------------------
