@@ -1,4 +1,4 @@
-"""The per-kernel TCP protocol object (NetBSD tcp_subr.c, tcp_usrreq.c, syn cache).
+"""The per-kernel TCP protocol object (NetBSD tcp_subr.c, tcp_usrreq.c; the SYN cache is tcp_syncache).
 
 :class:`TcpProtocol` demultiplexes incoming segments, owns the connection table, the
 listeners, the SYN cache (bounded so a SYN flood cannot exhaust memory), the port
@@ -47,8 +47,9 @@ from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpParseError, TcpRepr
 from rumpnet.netinet.tcp_congctl import CongCtl, congctl_class
 from rumpnet.netinet.tcp_fsm import Ev, TcpState
-from rumpnet.netinet.tcp_input import apply_syn_options, established, tcp_input_cb
+from rumpnet.netinet.tcp_input import tcp_input_cb
 from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_MASK
+from rumpnet.netinet.tcp_syncache import SynCache, SynCacheEntry
 from rumpnet.netinet.tcp_timer import TimerHeap
 from rumpnet.netinet.tcp_var import (
     EV_CLOSED,
@@ -57,15 +58,14 @@ from rumpnet.netinet.tcp_var import (
     EV_WRITABLE,
     TCPT_KEEP,
     TCPT_NTIMERS,
-    TF_PASSIVE,
     TF_RCVD_TSTMP,
     TF_REQ_SCALE,
     TF_REQ_TSTMP,
-    TF_SACK_PERMIT,
     TcpCb,
     TcpParams,
     TcpStats,
     rcvbuf_scale_space,
+    wscale_for,
 )
 
 EPHEMERAL_LO = 49152
@@ -76,13 +76,6 @@ M = SEQ_MASK
 
 def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
-
-
-def _wscale_for(space: int) -> int:
-    s = 0
-    while s < 14 and (65535 << s) < space:
-        s += 1
-    return s
 
 
 class TcpListener:
@@ -142,48 +135,6 @@ class TcpListener:
             self.upcall(self, ev)
 
 
-class SynCacheEntry:
-    """A half-open passive connection (NetBSD struct syn_cache): a few fields only."""
-
-    __slots__ = ("key", "laddr", "lport", "faddr", "fport", "irs", "iss", "peer_mss",
-                 "peer_ws", "sack_ok", "tsval", "ts_offset", "rcv_scale", "ourmss",
-                 "listener", "rxt", "deadline", "sent", "bucket", "_hdl", "freed", "proto",
-                 "win", "noopt")
-    key: tuple[int, int, int, int]
-    laddr: int
-    lport: int
-    faddr: int
-    fport: int
-    irs: int
-    iss: int
-    peer_mss: int
-    peer_ws: int | None
-    sack_ok: bool
-    tsval: int | None
-    ts_offset: int
-    rcv_scale: int
-    ourmss: int
-    listener: TcpListener
-    sent: float
-    bucket: int
-    proto: TcpProtocol
-    win: int
-    noopt: bool
-
-    def __init__(self) -> None:
-        self._hdl: float | None = None
-        self.freed = False
-        self.rxt = 0
-        self.deadline = 0.0
-
-    def next_deadline(self) -> float | None:
-        return None if self.freed else self.deadline
-
-    def on_timer(self, now: float) -> None:
-        if self.deadline <= now:
-            self.proto._sc_timer(self, now)
-
-
 class _Bind:
     __slots__ = ("laddr", "kind", "owner")
 
@@ -211,12 +162,10 @@ class TcpProtocol:
         self.tso_for = tso_for
         self.stats = stats if stats is not None else TcpStats()
         self._secret = rng.getrandbits(256).to_bytes(32, "big")
-        self._sc_salt = rng.getrandbits(32)
+        self.syncache = SynCache(self, rng.getrandbits(32))
         self.conns: dict[tuple[int, int, int, int], TcpCb] = {}
         self.listeners: dict[tuple[int, int], TcpListener] = {}
         self._ports: dict[int, list[_Bind]] = {}
-        self._sc: dict[tuple[int, int, int, int], SynCacheEntry] = {}
-        self._sc_buckets: dict[int, list[SynCacheEntry]] = {}
         self._timers = TimerHeap()
         self._ca_sec = -1
         self._ca_count = 0
@@ -378,7 +327,7 @@ class TcpProtocol:
         cb.t_maxseg = min(p.mssdflt, cb.t_ourmss)
         if p.rfc1323 and not cb.noopt:
             cb.t_flags |= TF_REQ_SCALE | TF_REQ_TSTMP
-            cb.request_r_scale = _wscale_for(rcvbuf_scale_space(p, cb.rcvspace, cb.rcv_auto, self.sb_max()))
+            cb.request_r_scale = wscale_for(rcvbuf_scale_space(p, cb.rcvspace, cb.rcv_auto, self.sb_max()))
         cb.iss = self.isn(laddr, lport, faddr, fport, now)
         cb.ts_offset = self._ts_offset(laddr, lport, faddr, fport)
         cb.snd_una = cb.snd_nxt = cb.snd_max = cb.snd_recover = cb.iss
@@ -459,8 +408,14 @@ class TcpProtocol:
         if self.listeners.get((lst.laddr, lst.lport)) is lst:
             del self.listeners[(lst.laddr, lst.lport)]
         self._del_bind(lst.lport, lst)
-        for sc in [e for e in self._sc.values() if e.listener is lst]:
-            self._sc_remove(sc)
+        self.syncache.listener_closed(lst)
+
+    def syn_cache_entries(self) -> list[SynCacheEntry]:
+        """The half-open passive connections (for listings such as sockstat's)."""
+        return self.syncache.entries()
+
+    def syn_cache_len(self) -> int:
+        return len(self.syncache)
 
     # ----- output helpers ----------------------------------------------------------------
     def respond(self, laddr: int, faddr: int, seg: TcpRepr,
@@ -532,13 +487,13 @@ class TcpProtocol:
             else:
                 tcp_input_cb(cb, seg, now)
                 return
-        sc = self._sc.get(key)
+        sc = self.syncache.get(key)
         if sc is not None:
-            self._sc_input(sc, seg, now)
+            self.syncache.input(sc, seg, now)
             return
         lst = self.listeners.get((dst, seg.dport)) or self.listeners.get((0, seg.dport))
         if lst is not None:
-            self._listen_input(lst, src, dst, seg, now)
+            self.syncache.listen_input(lst, src, dst, seg, now)
             return
         self.stats.tcps_noport += 1
         self.respond(dst, src, seg)
@@ -550,213 +505,6 @@ class TcpProtocol:
         if cb.t_flags & TF_RCVD_TSTMP and seg.timestamps is not None:
             return SEQ_GT(seg.timestamps[0], cb.ts_recent)
         return SEQ_GT(seg.seq, cb.rcv_nxt)
-
-    # ----- SYN cache ---------------------------------------------------------------------
-    def _listen_input(self, lst: TcpListener, src: int, dst: int, seg: TcpRepr,
-                      now: float) -> None:
-        """RFC 9293 3.10.7.2 (LISTEN), through the SYN cache (NetBSD syn_cache_add)."""
-        f = seg.flags
-        if f & TH_RST:
-            return
-        if f & TH_ACK:
-            self.respond(dst, src, seg)
-            return
-        if not f & TH_SYN:
-            return
-        st = self.stats
-        if lst.full():
-            st.tcps_listendrop += 1
-            return
-        p = self.params
-        e = SynCacheEntry()
-        e.proto = self
-        e.key = (dst, seg.dport, src, seg.sport)
-        e.laddr, e.lport, e.faddr, e.fport = dst, seg.dport, src, seg.sport
-        e.irs = seg.seq
-        e.iss = self.isn(dst, seg.dport, src, seg.sport, now)
-        e.peer_mss = seg.mss if seg.mss else 536
-        # TCP_NOOPT on the listener (FreeBSD): the SYN,ACK carries no options and none
-        # of the peer's are used.
-        e.noopt = lst.noopt
-        opts_on = p.rfc1323 and not e.noopt
-        e.peer_ws = seg.wscale if (opts_on and seg.wscale is not None) else None
-        e.sack_ok = bool(p.sack and seg.sack_permitted and not e.noopt)
-        e.tsval = seg.timestamps[0] if (opts_on and seg.timestamps is not None) else None
-        e.ts_offset = self._ts_offset(dst, seg.dport, src, seg.sport)
-        rcvspace = lst.rcvbuf or p.recvspace
-        scale_space = rcvbuf_scale_space(p, rcvspace, not lst.rcvbuf and bool(p.recvbuf_auto), self.sb_max())
-        e.rcv_scale = _wscale_for(scale_space) if e.peer_ws is not None else 0
-        e.win = min(rcvspace, 65535)
-        e.ourmss = self._ourmss(src, lst.maxseg)
-        e.listener = lst
-        e.sent = now
-        self._sc_add(e)
-        self._sc_send(e, now)
-        e.deadline = now + p.init_rto
-        e._hdl = e.deadline
-        self.timer_push(e.deadline, e)
-
-    def _sc_add(self, e: SynCacheEntry) -> None:
-        p = self.params
-        st = self.stats
-        b = hash((self._sc_salt, e.key)) % max(1, p.syn_cache_buckets)
-        e.bucket = b
-        bl = self._sc_buckets.setdefault(b, [])
-        if len(bl) >= p.syn_bucket_limit:
-            st.tcps_sc_bucketoverflow += 1
-            self._sc_remove(bl[0])
-            st.tcps_sc_dropped += 1
-        elif len(self._sc) >= p.syn_cache_limit:
-            st.tcps_sc_overflowed += 1
-            self._sc_remove(next(iter(self._sc.values())))
-            st.tcps_sc_dropped += 1
-        self._sc[e.key] = e
-        self._sc_buckets.setdefault(b, []).append(e)
-        st.tcps_sc_added += 1
-        st.tcps_sc_entries = len(self._sc)
-
-    def _sc_remove(self, e: SynCacheEntry) -> None:
-        if e.freed:
-            return
-        e.freed = True
-        if self._sc.get(e.key) is e:
-            del self._sc[e.key]
-        bl = self._sc_buckets.get(e.bucket)
-        if bl is not None:
-            try:
-                bl.remove(e)
-            except ValueError:
-                pass
-            if not bl:
-                del self._sc_buckets[e.bucket]
-        self.stats.tcps_sc_entries = len(self._sc)
-
-    def syn_cache_entries(self) -> list[SynCacheEntry]:
-        """The half-open passive connections (for listings such as sockstat's)."""
-        return list(self._sc.values())
-
-    def syn_cache_len(self) -> int:
-        return len(self._sc)
-
-    def _sc_send(self, e: SynCacheEntry, now: float) -> None:
-        r = TcpRepr(e.lport, e.fport, e.iss, (e.irs + 1) & M, TH_SYN | TH_ACK, e.win,
-                    mss=None if e.noopt else e.ourmss)
-        if e.peer_ws is not None:
-            r.wscale = e.rcv_scale
-        if e.sack_ok:
-            r.sack_permitted = True
-        if e.tsval is not None:
-            r.timestamps = ((int(now * 1000) + e.ts_offset) & M, e.tsval)
-        self.stats.tcps_sndtotal += 1
-        self.stats.tcps_sndctrl += 1
-        self.output(e.laddr, e.faddr, _tcp.emit(r, e.laddr, e.faddr, compact=bool(self.params.compact_options)))
-
-    def _sc_timer(self, e: SynCacheEntry, now: float) -> None:
-        e.rxt += 1
-        if e.rxt > self.params.synack_retries:
-            self.stats.tcps_sc_timed_out += 1
-            self._sc_remove(e)
-            return
-        self.stats.tcps_sc_retransmitted += 1
-        self._sc_send(e, now)
-        e.deadline = now + min(self.params.init_rto * (1 << e.rxt), self.params.rtomax)
-
-    def _sc_rst(self, e: SynCacheEntry, seg: TcpRepr, now: float) -> None:
-        """A RST for a half-open connection (RFC 5961 3.2; RFC 793 with insecure_rst):
-        an exact one (RCV.NXT) removes the entry, one elsewhere in the window we offered
-        gets a challenge ACK, one outside it is dropped."""
-        rcv_nxt = (e.irs + 1) & M
-        in_window = ((seg.seq - rcv_nxt) & M) < e.win or seg.seq == rcv_nxt
-        if seg.seq == rcv_nxt or (in_window and self.params.insecure_rst):
-            self.stats.tcps_sc_reset += 1
-            self._sc_remove(e)
-        elif not in_window:
-            self.stats.tcps_rst_outwin += 1
-        elif self._challenge_allowed(now):
-            r = TcpRepr(e.lport, e.fport, (e.iss + 1) & M, rcv_nxt, TH_ACK, e.win)
-            if e.tsval is not None:
-                r.timestamps = ((int(now * 1000) + e.ts_offset) & M, e.tsval)
-            self.stats.tcps_sndtotal += 1
-            self.stats.tcps_sndacks += 1
-            self.output(e.laddr, e.faddr, _tcp.emit(r, e.laddr, e.faddr))
-
-    def _sc_input(self, e: SynCacheEntry, seg: TcpRepr, now: float) -> None:
-        st = self.stats
-        f = seg.flags
-        if f & TH_RST:
-            self._sc_rst(e, seg, now)
-            return
-        if f & TH_SYN:
-            if seg.seq == e.irs and not f & TH_ACK:
-                st.tcps_sc_dupesyn += 1
-                self._sc_send(e, now)
-            return
-        if not f & TH_ACK:
-            return
-        if seg.ack != (e.iss + 1) & M:
-            self.respond(e.laddr, e.faddr, seg)
-            return
-        lst = e.listener
-        if lst.closed:
-            self._sc_remove(e)
-            self.respond(e.laddr, e.faddr, seg)
-            return
-        if lst.full():
-            st.tcps_listendrop += 1      # keep the entry; the peer will retry
-            return
-        self._sc_remove(e)
-        st.tcps_sc_completed += 1
-        cb = TcpCb(self, e.laddr, e.lport, e.faddr, e.fport, now)
-        if lst.rcvbuf:
-            cb.set_rcvbuf(lst.rcvbuf)
-        if lst.sndbuf:
-            cb.set_sndbuf(lst.sndbuf)
-        if lst.maxseg:
-            cb.set_maxseg(lst.maxseg)
-        cb.nodelay = lst.nodelay
-        cb.noopt = e.noopt
-        cb.t_flags |= TF_PASSIVE
-        cb.iss = e.iss
-        cb.irs = e.irs
-        cb.snd_una = cb.snd_nxt = cb.snd_max = cb.snd_recover = (e.iss + 1) & M
-        cb.snd_buf_seq = cb.snd_una
-        cb.rcv_nxt = (e.irs + 1) & M
-        cb.rcv_adv = (cb.rcv_nxt + e.win) & M
-        cb.last_ack_sent = cb.rcv_nxt
-        cb.ts_offset = e.ts_offset
-        cb.t_ourmss = e.ourmss
-        cb.t_tsomax = self._tsomax(e.faddr)
-        if e.peer_ws is not None:
-            cb.t_flags |= TF_REQ_SCALE
-            cb.request_r_scale = e.rcv_scale
-        if e.tsval is not None:
-            cb.t_flags |= TF_REQ_TSTMP
-        syn = TcpRepr(e.fport, e.lport, e.irs, 0, TH_SYN, 0, mss=e.peer_mss,
-                      wscale=e.peer_ws, sack_permitted=e.sack_ok,
-                      timestamps=(e.tsval, 0) if e.tsval is not None else None)
-        apply_syn_options(cb, syn, e.sent)
-        if cb.t_flags & TF_RCVD_TSTMP and seg.timestamps is not None:
-            cb.ts_recent = seg.timestamps[0]
-            cb.ts_recent_age = now
-        if e.rxt == 0:
-            cb.t_srtt = max(now - e.sent, 1e-6)
-            cb.t_rttvar = cb.t_srtt / 2
-        assert cb.t_flags & TF_SACK_PERMIT or not e.sack_ok
-        cb.snd_wnd = seg.window << cb.snd_scale
-        cb.max_sndwnd = cb.snd_wnd
-        cb.snd_wl1 = seg.seq
-        cb.snd_wl2 = seg.ack
-        cb.transition(Ev.SYNCACHE_COMPLETE)
-        cb.keepalive = lst.keepalive
-        established(cb, now)
-        self.conns[e.key] = cb
-        self._add_bind(cb.laddr, cb.lport, "conn", cb)
-        st.tcps_accepts += 1
-        cb.listener = lst
-        lst.queue.append(cb)
-        if seg.payload or f & TH_FIN:
-            tcp_input_cb(cb, seg, now)
-        lst.notify(EV_READABLE)
 
     # ----- ICMP ----------------------------------------------------------------------------
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes | memoryview,
@@ -825,4 +573,4 @@ def _fire(owner: Any, now: float) -> None:
     owner.on_timer(now)
 
 
-__all__ = ["TcpProtocol", "TcpListener", "SynCacheEntry"]
+__all__ = ["TcpProtocol", "TcpListener", "SynCacheEntry"]  # SynCacheEntry: tcp_syncache

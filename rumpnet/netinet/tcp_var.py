@@ -545,6 +545,14 @@ class TcpCb:
         self.rcv_auto = False
 
 
+def wscale_for(space: int) -> int:
+    """The window scale that lets a window of ``space`` bytes be announced (RFC 7323 2.2)."""
+    s = 0
+    while s < 14 and (65535 << s) < space:
+        s += 1
+    return s
+
+
 def rcvbuf_scale_space(p: TcpParams, rcvspace: int, auto: bool, sb_max: int) -> int:
     """The receive buffer a window scale must cover: with autosizing, the most it may
     grow to (TcpParams.recvbuf_max); with ``rcvscale_sbmax``, the largest any socket
