@@ -377,6 +377,55 @@ def _data_and_fin(cb: TcpCb, seg: TcpRepr, now: float) -> int:
     return ev
 
 
+def _rst_input(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: float) -> None:
+    """A RST in a synchronized state or SYN_RECEIVED: exact (RCV.NXT) resets, elsewhere in
+    the window gets a challenge ACK (RFC 5961 3.2), or resets too with insecure_rst (RFC
+    793); outside the window it is dropped and counted. In TIME_WAIT with rfc1337 it is
+    ignored (RFC 1337 section 3)."""
+    p = cb.params
+    st = cb.stats
+    state = cb.state
+    if state == TcpState.TIME_WAIT and p.rfc1337:
+        st.tcps_tw_rst_ignored += 1
+        return
+    seq = seg.seq
+    in_window = bool(rwnd) and ((seq - rcv_nxt) & M) < rwnd
+    if seq == rcv_nxt or (in_window and p.insecure_rst):
+        st.tcps_rcvrst += 1
+        if state == TcpState.SYN_RECEIVED:
+            err = errno.ECONNREFUSED
+        elif state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2,
+                       TcpState.CLOSE_WAIT):
+            err = errno.ECONNRESET
+        else:
+            err = 0        # CLOSING, LAST_ACK, TIME_WAIT: closed, nothing to report
+        cb.proto.drop(cb, err, now, send_rst=False)
+    elif in_window:
+        cb.proto.challenge_ack(cb, now)
+    else:
+        st.tcps_rst_outwin += 1
+
+
+def _syn_in_synchronized(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: float) -> bool:
+    """A SYN after SYN_SENT. True when the segment goes on (the SYN,ACK of a simultaneous
+    open, its SYN trimmed off); otherwise it was answered here: the SYN,ACK again for a
+    retransmitted SYN, a RST with insecure_syn for one in the window (RFC 793), else a
+    challenge ACK (RFC 5961 4.2)."""
+    if cb.state == TcpState.SYN_RECEIVED and seg.seq == cb.irs:
+        if not seg.flags & TH_ACK:
+            cb.snd_nxt = cb.iss            # peer retransmitted its SYN: resend SYN,ACK
+            _out.tcp_output(cb, now)
+            return False
+        seg.flags &= ~TH_SYN               # simultaneous open: the SYN is a duplicate
+        seg.seq = (seg.seq + 1) & M
+        return True
+    if cb.params.insecure_syn and rwnd and ((seg.seq - rcv_nxt) & M) < rwnd:
+        cb.proto.drop(cb, errno.ECONNRESET, now, send_rst=True)
+    else:
+        cb.proto.challenge_ack(cb, now)
+    return False
+
+
 # ----- main entry -----------------------------------------------------------------------
 def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
     state = cb.state
@@ -409,45 +458,14 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
 
     # RST (RFC 9293 3.10.7.4 second, RFC 5961 3.2).
     if flags & TH_RST:
-        if state == TcpState.TIME_WAIT and p.rfc1337:
-            st.tcps_tw_rst_ignored += 1
-            return
-        seq = seg.seq
-        in_window = bool(rwnd) and ((seq - rcv_nxt) & M) < rwnd
-        if seq == rcv_nxt or (in_window and p.insecure_rst):
-            st.tcps_rcvrst += 1
-            if state == TcpState.SYN_RECEIVED:
-                err = errno.ECONNREFUSED
-            elif state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2,
-                           TcpState.CLOSE_WAIT):
-                err = errno.ECONNRESET
-            else:
-                err = 0
-            cb.proto.drop(cb, err, now, send_rst=False)
-        elif in_window:
-            cb.proto.challenge_ack(cb, now)
-        else:
-            st.tcps_rst_outwin += 1
+        _rst_input(cb, seg, rcv_nxt, rwnd, now)
         return
 
     # SYN in a synchronized state (RFC 5961 4.2; RFC 9293 3.10.7.4 fourth).
     if flags & TH_SYN:
-        if state == TcpState.SYN_RECEIVED and seg.seq == cb.irs:
-            if not flags & TH_ACK:
-                cb.snd_nxt = cb.iss        # peer retransmitted its SYN: resend SYN,ACK
-                _out.tcp_output(cb, now)
-                return
-            # Simultaneous open: the peer's SYN,ACK.  Its SYN is a duplicate; trim it.
-            flags &= ~TH_SYN
-            seg.flags = flags
-            seg.seq = (seg.seq + 1) & M
-        elif p.insecure_syn and rwnd and ((seg.seq - rcv_nxt) & M) < rwnd:
-            # RFC 793 (net.inet.tcp.insecure_syn): a SYN in the window is an error; reset.
-            cb.proto.drop(cb, errno.ECONNRESET, now, send_rst=True)
+        if not _syn_in_synchronized(cb, seg, rcv_nxt, rwnd, now):
             return
-        else:
-            cb.proto.challenge_ack(cb, now)
-            return
+        flags = seg.flags
 
     # Trim to the receive window (RFC 9293 3.10.7.4 first; NetBSD's todrop).
     seq = seg.seq
