@@ -1,7 +1,7 @@
 """TCP input for an existing connection (NetBSD tcp_input.c, RFC 9293 section 3.10.7).
 
 ``tcp_input_cb(cb, seg, now)`` runs the SEGMENT ARRIVES event for one connection that is
-not LISTEN (listening sockets are handled by the SYN cache in tcp_subr).  The order of the
+not LISTEN (listening sockets are handled by the SYN cache, tcp_syncache).  The order of the
 checks follows RFC 9293 3.10.7.4 with RFC 5961 (blind attacks), RFC 7323 (PAWS), RFC 5681 /
 6582 / 6675 (loss recovery) and RFC 3042 (limited transmit) folded in.
 """
@@ -92,7 +92,7 @@ def apply_syn_options(cb: TcpCb, seg: TcpRepr, now: float) -> None:
     if cb.user_maxseg:
         mss = min(mss, cb.user_maxseg)
     cb.t_maxseg = max(mss, 64)
-    _round_buffers(cb)
+    cb.round_buffers()
 
 
 def established(cb: TcpCb, now: float) -> None:
@@ -105,18 +105,6 @@ def established(cb: TcpCb, now: float) -> None:
         cb.set_timer(TCPT_KEEP, cb.params.keepidle, now)
     else:
         cb.cancel_timer(TCPT_KEEP)
-
-
-def _round_buffers(cb: TcpCb) -> None:
-    """Once the MSS is known, both socket buffers grow to a whole number of segments (at
-    most kern.sbmax), as 4.4BSD's tcp_mss does in NetBSD and FreeBSD: a window of whole
-    segments avoids a last small one (RFC 9293 3.8.6.2.1, receiver SWS avoidance)."""
-    mss = cb.t_maxseg
-    sb_max = cb.proto.sb_max()
-    if cb.rcvspace > mss:
-        cb.rcvspace = max(cb.rcvspace, min(-(-cb.rcvspace // mss) * mss, sb_max))
-    if cb.sndspace > mss:
-        cb.sndspace = max(cb.sndspace, min(-(-cb.sndspace // mss) * mss, sb_max))
 
 
 def _respond_rst(cb: TcpCb, seg: TcpRepr) -> None:
@@ -378,10 +366,9 @@ def _data_and_fin(cb: TcpCb, seg: TcpRepr, now: float) -> int:
 
 
 def _rst_input(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: float) -> None:
-    """A RST in a synchronized state or SYN_RECEIVED: exact (RCV.NXT) resets, elsewhere in
-    the window gets a challenge ACK (RFC 5961 3.2), or resets too with insecure_rst (RFC
-    793); outside the window it is dropped and counted. In TIME_WAIT with rfc1337 it is
-    ignored (RFC 1337 section 3)."""
+    """Exact (RCV.NXT) resets; elsewhere in the window a challenge ACK (RFC 5961 3.2), or
+    a reset with insecure_rst (RFC 793); outside it counted and dropped; ignored in
+    TIME_WAIT with rfc1337 (RFC 1337 section 3)."""
     p = cb.params
     st = cb.stats
     state = cb.state
@@ -407,10 +394,9 @@ def _rst_input(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: float) -> 
 
 
 def _syn_in_synchronized(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: float) -> bool:
-    """A SYN after SYN_SENT. True when the segment goes on (the SYN,ACK of a simultaneous
-    open, its SYN trimmed off); otherwise it was answered here: the SYN,ACK again for a
-    retransmitted SYN, a RST with insecure_syn for one in the window (RFC 793), else a
-    challenge ACK (RFC 5961 4.2)."""
+    """True when the segment goes on (a simultaneous open's SYN,ACK, its SYN trimmed);
+    else answered here: SYN,ACK again for a retransmitted SYN, RST with insecure_syn for
+    one in the window (RFC 793), or a challenge ACK (RFC 5961 4.2)."""
     if cb.state == TcpState.SYN_RECEIVED and seg.seq == cb.irs:
         if not seg.flags & TH_ACK:
             cb.snd_nxt = cb.iss            # peer retransmitted its SYN: resend SYN,ACK
@@ -424,6 +410,61 @@ def _syn_in_synchronized(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: 
     else:
         cb.proto.challenge_ack(cb, now)
     return False
+
+
+def _trim_to_window(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: float) -> bool:
+    """Cut ``seg`` to the receive window (duplicates ACKed and reported by D-SACK, RFC
+    2883); False when the segment was dealt with here (answered, or reset after close)."""
+    st = cb.stats
+    flags = seg.flags
+    tlen = len(seg.payload)
+    seq = seg.seq
+    todrop = seq_diff(rcv_nxt, seq)
+    if todrop > 0:
+        if todrop > tlen or (todrop == tlen and not flags & TH_FIN):
+            # Entirely duplicate: ACK it, but go on to process the ACK field.
+            st.tcps_rcvduppack += 1
+            st.tcps_rcvdupbyte += tlen
+            if tlen and cb.t_flags & TF_SACK_PERMIT:
+                cb.rcv_dsack = (seq, (seq + tlen) & M)
+            cb.t_flags |= TF_ACKNOW
+            flags &= ~TH_FIN
+            seg.payload = b""
+            tlen = 0
+        else:
+            st.tcps_rcvpartduppack += 1
+            st.tcps_rcvpartdupbyte += todrop
+            if cb.t_flags & TF_SACK_PERMIT:
+                cb.rcv_dsack = (seq, rcv_nxt)
+            seg.payload = seg.payload[todrop:]
+            tlen -= todrop
+        seq = rcv_nxt
+        seg.seq = seq
+        seg.flags = flags
+
+    # Data after the user closed: reset (NetBSD, RFC 9293 3.10.7.4 seventh note).
+    if cb.user_closed and tlen and cb.state > _CLOSE_WAIT:
+        st.tcps_rcvafterclose += 1
+        cb.proto.drop(cb, 0, now, send_rst=True)
+        return False
+
+    todrop = seq_diff((seq + tlen) & M, (rcv_nxt + rwnd) & M)
+    if todrop > 0:
+        st.tcps_rcvpackafterwin += 1
+        if todrop >= tlen:
+            st.tcps_rcvbyteafterwin += tlen
+            if rwnd == 0 and seq == rcv_nxt:
+                st.tcps_rcvwinprobe += 1       # zero-window probe: ACK it
+                cb.t_flags |= TF_ACKNOW
+            else:
+                _out.send_ack(cb, now)
+                return False
+            seg.payload = b""
+        else:
+            st.tcps_rcvbyteafterwin += todrop
+            seg.payload = seg.payload[:tlen - todrop]
+        seg.flags = flags & ~TH_FIN
+    return True
 
 
 # ----- main entry -----------------------------------------------------------------------
@@ -468,56 +509,11 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         flags = seg.flags
 
     # Trim to the receive window (RFC 9293 3.10.7.4 first; NetBSD's todrop).
-    seq = seg.seq
-    todrop = seq_diff(rcv_nxt, seq)
-    if todrop > 0:
-        if todrop > tlen or (todrop == tlen and not flags & TH_FIN):
-            # Entirely duplicate: ACK it, but go on to process the ACK field.
-            st.tcps_rcvduppack += 1
-            st.tcps_rcvdupbyte += tlen
-            if tlen and cb.t_flags & TF_SACK_PERMIT:
-                cb.rcv_dsack = (seq, (seq + tlen) & M)
-            cb.t_flags |= TF_ACKNOW
-            flags &= ~TH_FIN
-            seg.payload = b""
-            tlen = 0
-            seq = rcv_nxt
-        else:
-            st.tcps_rcvpartduppack += 1
-            st.tcps_rcvpartdupbyte += todrop
-            if cb.t_flags & TF_SACK_PERMIT:
-                cb.rcv_dsack = (seq, rcv_nxt)
-            seg.payload = seg.payload[todrop:]
-            tlen -= todrop
-            seq = rcv_nxt
-        seg.seq = seq
-        seg.flags = flags
-
-    # Data after the user closed: reset (NetBSD, RFC 9293 3.10.7.4 seventh note).
-    if cb.user_closed and tlen and cb.state > _CLOSE_WAIT:
-        st.tcps_rcvafterclose += 1
-        cb.proto.drop(cb, 0, now, send_rst=True)
+    if not _trim_to_window(cb, seg, rcv_nxt, rwnd, now):
         return
-
-    todrop = seq_diff((seq + tlen) & M, (rcv_nxt + rwnd) & M)
-    if todrop > 0:
-        st.tcps_rcvpackafterwin += 1
-        if todrop >= tlen:
-            st.tcps_rcvbyteafterwin += tlen
-            if rwnd == 0 and seq == rcv_nxt:
-                st.tcps_rcvwinprobe += 1       # zero-window probe: ACK it
-                cb.t_flags |= TF_ACKNOW
-            else:
-                _out.send_ack(cb, now)
-                return
-            seg.payload = b""
-            tlen = 0
-        else:
-            st.tcps_rcvbyteafterwin += todrop
-            seg.payload = seg.payload[:tlen - todrop]
-            tlen -= todrop
-        flags &= ~TH_FIN
-        seg.flags = flags
+    seq = seg.seq
+    flags = seg.flags
+    tlen = len(seg.payload)
 
     # Remember the timestamp to echo (RFC 7323 4.3 / appendix D).
     if ts is not None and SEQ_LEQ(seq, cb.last_ack_sent) and SEQ_GEQ(ts[0], cb.ts_recent):

@@ -530,6 +530,17 @@ class TcpCb:
         if self.state >= TcpState.ESTABLISHED:
             self.t_maxseg = min(self.t_maxseg, n)
 
+    def round_buffers(self) -> None:
+        """Once the MSS is known, both socket buffers grow to a whole number of segments (at
+        most kern.sbmax), as 4.4BSD's tcp_mss does in NetBSD and FreeBSD: a window of whole
+        segments avoids a last small one (RFC 9293 3.8.6.2.1, receiver SWS avoidance)."""
+        mss = self.t_maxseg
+        sb_max = self.proto.sb_max()
+        if self.rcvspace > mss:
+            self.rcvspace = max(self.rcvspace, min(-(-self.rcvspace // mss) * mss, sb_max))
+        if self.sndspace > mss:
+            self.sndspace = max(self.sndspace, min(-(-self.sndspace // mss) * mss, sb_max))
+
     def set_sndbuf(self, n: int) -> None:
         """SO_SNDBUF, set by the user: the size is fixed from now on (no autosizing)."""
         if n <= 0:
