@@ -124,6 +124,7 @@ class Session:
         self.tools = tools.Tools(self)
         self.syscalls = syscalls.Syscalls(self)
         profiles.apply(self, options.profile)
+        self._table = self._handlers()
         self.closed = False
 
     # -- set-up ------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class Session:
         """Serve one request; a ScriptError or an exception out of the kernel becomes a
         fatal reply (packetdrill prints it and fails the script)."""
         try:
-            handler = self._handlers().get(req.op)
+            handler = self._table.get(req.op)
             if handler is None:
                 return fatal(f"unknown request {req.op}")
             reply = handler(req)

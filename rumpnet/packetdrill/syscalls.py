@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
+from rumpnet.netinet.tcp_usrreq import TcpSocket
 from rumpnet.packetdrill import linux_abi as L  # noqa: N812
 from rumpnet.packetdrill.wire import Op, Reply, Request
 from rumpnet.sys_socket import getsock, pollfd
@@ -136,7 +137,9 @@ class Syscalls:
         fd, level, opt, optlen = req.args[:4]
         so = getsock(self.s.proc, fd)
         if level == L.SOL_TCP and opt == L.TCP_INFO:
-            raw = L.tcp_info(getattr(so, "cb", None), so.is_listening())
+            if not isinstance(so, TcpSocket):
+                raise kerr(errno.ENOPROTOOPT)
+            raw = L.tcp_info(so.cb, so.is_listening())
         elif level == L.SOL_TCP and opt == L.TCP_CC_INFO:
             raw = L.cc_info()
         elif level == L.SOL_SOCKET and opt == L.SO_MEMINFO:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rumpnet.netinet import tcp_subr
+from rumpnet.netinet import tcp_syncache
 from rumpnet.packetdrill.build import Toolchain
 from rumpnet.packetdrill.runner import run_script
 
@@ -71,7 +71,7 @@ def test_a_kernel_exception_fails_the_script(drill: Toolchain, monkeypatch: pyte
     def broken(*args: object, **kw: object) -> None:
         raise RuntimeError("injected fault in the SYN cache")
 
-    monkeypatch.setattr(tcp_subr.TcpProtocol, "_listen_input", broken)
+    monkeypatch.setattr(tcp_syncache.SynCache, "listen_input", broken)
     r = _run(drill, "passive-blocking-accept.pkt")
     assert not r.passed
     assert "rumpdrill" in r.error
