@@ -111,8 +111,9 @@ struct pd_interface {
 		      size_t len, unsigned int flags);
 };
 
-/* Found with dlsym(RTLD_DEFAULT): present only when we were preloaded. */
-int rumpdrill_preload_marker = 1;
+/* An address inside this object, for dladdr(). */
+int rumpdrill_marker = 1;
+static int rd_preloaded;	/* $LD_PRELOAD named this object when the process started */
 
 static int rd_fd = -1;		/* requests and their replies */
 static int rd_cfd = -1;		/* completions of pending calls */
@@ -787,7 +788,7 @@ static void spawn_session(void)
 static void find_tooldir(void)
 {
 	Dl_info info;
-	if (dladdr((void *)&rumpdrill_preload_marker, &info) == 0 || info.dli_fname == NULL)
+	if (dladdr((void *)&rumpdrill_marker, &info) == 0 || info.dli_fname == NULL)
 		rd_die("cannot find where librumpdrill.so lives");
 	snprintf(rd_tooldir, sizeof(rd_tooldir), "%s", info.dli_fname);
 	char *slash = strrchr(rd_tooldir, '/');
@@ -804,10 +805,13 @@ void packetdrill_interface_init(const char *flags, struct pd_interface *ifc)
 	char buf[32];
 	if (flags == NULL)
 		flags = "";
-	if (dlsym(RTLD_DEFAULT, "rumpdrill_preload_marker") == NULL)
+	if (!rd_preloaded)
 		rd_die("librumpdrill.so must also be in LD_PRELOAD (packetdrill calls the "
 		       "host's close(), getsockopt() and system() on the kernel's sockets); "
 		       "rump_packetdrill runs packetdrill that way");
+	/* Our interposers are for packetdrill only: not for the shell and the programs its
+	 * backtick commands run. */
+	unsetenv("LD_PRELOAD");
 	if (flag_value(flags, "fd", buf, sizeof(buf))) {
 		rd_fd = atoi(buf);
 		if (!flag_value(flags, "cfd", buf, sizeof(buf)))
@@ -860,11 +864,17 @@ void packetdrill_interface_init(const char *flags, struct pd_interface *ifc)
 /* ------------------------------------------------------------------------ */
 /* the interposers (see the top of this file) */
 
-__attribute__((constructor)) static void rd_preloaded(void)
+__attribute__((constructor)) static void rd_check_preloaded(void)
 {
-	/* Our interposers are for packetdrill only: not for the shell and the programs
-	 * its backtick commands run. */
-	unsetenv("LD_PRELOAD");
+	/* Preloaded, not (only) dlopen()ed: then our interposers see the calls of the
+	 * program itself. (A wrapper such as timeout(1) or strace(1) in front of
+	 * packetdrill passes $LD_PRELOAD on; packetdrill drops it for its own children
+	 * when it loads us as its --so_filename.) */
+	Dl_info info;
+	const char *preload = getenv("LD_PRELOAD");
+	if (preload == NULL || dladdr((void *)&rumpdrill_marker, &info) == 0 || info.dli_fname == NULL)
+		return;
+	rd_preloaded = strstr(preload, info.dli_fname) != NULL;
 }
 
 int close(int fd)
@@ -907,7 +917,7 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 	if (fn == NULL)
 		fn = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "getsockname");
 	int ret = fn(fd, addr, len);
-	if (ret == 0 && addr != NULL && len != NULL && *len >= sizeof(struct sockaddr_in) &&
+	if (ret == 0 && rd_preloaded && addr != NULL && len != NULL && *len >= sizeof(struct sockaddr_in) &&
 	    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
 		uint16_t port = htons(next_port++);
 		/* sin_port and sin6_port are at the same offset */
@@ -931,6 +941,10 @@ clock_t times(struct tms *buf)
 
 int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)
 {
-	(void)pid, (void)policy, (void)param;
-	return 0;
+	static int (*fn)(pid_t, int, const struct sched_param *);
+	if (rd_preloaded)
+		return 0;
+	if (fn == NULL)
+		fn = (int (*)(pid_t, int, const struct sched_param *))dlsym(RTLD_NEXT, "sched_setscheduler");
+	return fn(pid, policy, param);
 }

@@ -7,6 +7,7 @@ here is seen) or the ``rump_packetdrill`` command line.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,16 @@ def test_cli_usage_errors_exit_2(args: list[str]) -> None:
     r = _cli(*args)
     assert r.returncode == 2
     assert "usage: rump_packetdrill" in r.stderr
+
+
+def test_packetdrill_run_by_hand_starts_its_own_session(drill: Toolchain) -> None:
+    """Without a session (--so_flags with no fd=), librumpdrill.so starts one itself
+    (python -m rumpnet.packetdrill.serve); without LD_PRELOAD it refuses, saying why."""
+    cmd = [str(drill.packetdrill), f"--so_filename={drill.shim}", "--so_flags=profile=none",
+           "--local_ip=192.168.0.2", "--remote_ip=192.0.2.1", str(SCRIPTS / "passive-blocking-accept.pkt")]
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    ok = subprocess.run(cmd, env=dict(env, LD_PRELOAD=str(drill.shim)), capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
+    assert "librumpdrill.so must also be in LD_PRELOAD" in bad.stderr
