@@ -192,6 +192,9 @@ class Ifnet:
         self.link_deliver: Callable[[bytes], None] = self.ether_input
         self._input_entry: Callable[[bytes], None] = self.ether_input
         self._output_entry: Callable[[bytes | bytearray | memoryview], None] = self._driver_transmit
+        # Interfaces without a link layer (tun) take IP packets here instead of frames:
+        # IP output hands them over without ARP (NetBSD's per-type ``if_output``).
+        self.l3_output: Callable[[bytes | bytearray | memoryview], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Ifnet {self.name}>"

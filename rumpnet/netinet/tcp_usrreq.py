@@ -61,6 +61,9 @@ TCP_KEEPIDLE = getattr(pysocket, "TCP_KEEPIDLE", 4)
 TCP_KEEPINTVL = getattr(pysocket, "TCP_KEEPINTVL", 5)
 TCP_KEEPCNT = getattr(pysocket, "TCP_KEEPCNT", 6)
 SO_KEEPALIVE = pysocket.SO_KEEPALIVE
+# FreeBSD's TCP_NOOPT (8 there) has no Linux counterpart and Linux's 8 is TCP_LINGER2:
+# rumpnet's number for it lies outside Linux's option numbers.
+TCP_NOOPT = 0x1008
 
 
 class Tcp:
@@ -74,6 +77,7 @@ class Tcp:
         self.stats = TcpStats()
         self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats,
                                  tso_for=self._tso_for)
+        self.proto.sb_max = lambda: kernel.sb_max
         self._timer: Any = None
         self._timer_when: float | None = None
         self.output_drops = 0
@@ -250,6 +254,7 @@ class TcpSocket(Socket):
         self.bound = False
         self.nodelay = False
         self.maxseg = 0
+        self.noopt = False
         self._err_seen = 0
         self.rcv_hiwat = self.tcp.params.recvspace
         self.snd_hiwat = self.tcp.params.sendspace
@@ -335,6 +340,7 @@ class TcpSocket(Socket):
         lst.sndbuf = 0 if self.snd_auto else self.snd_hiwat
         lst.maxseg = self.maxseg
         lst.nodelay = self.nodelay
+        lst.noopt = self.noopt
         lst.keepalive = SO_KEEPALIVE in self.so_options
 
     def is_listening(self) -> bool:
@@ -362,6 +368,7 @@ class TcpSocket(Socket):
         nso.rcv_auto, nso.snd_auto = self.rcv_auto, self.snd_auto
         nso.rcv_lowat, nso.snd_lowat = self.rcv_lowat, self.snd_lowat
         nso.maxseg = self.maxseg
+        nso.noopt = self.noopt
         nso.linger = self.linger
         nso.linger_changed()
         cb.keepalive = SO_KEEPALIVE in nso.so_options
@@ -400,6 +407,8 @@ class TcpSocket(Socket):
                                     "linger": (bool(self.linger[0]), self.linger[1])}
             if self.maxseg:
                 opts["maxseg"] = self.maxseg
+            if self.noopt:
+                opts["noopt"] = True
             lport = self.lport if self.bound else 0
             cb = self.tcp.proto.connect(laddr, lport, faddr, fport, self._now(), **opts)
             self._adopt(cb)
@@ -603,6 +612,15 @@ class TcpSocket(Socket):
                 self.cb.keepalive = SO_KEEPALIVE in self.so_options
             self.tcp.kick()
 
+    def getsockopt(self, level: int, opt: int, buflen: int = 0) -> Any:
+        """SO_RCVBUF/SO_SNDBUF report the connection's buffers, which TCP resizes
+        (rounded to whole segments at ESTABLISHED, grown by autosizing)."""
+        cb = self.cb
+        if level == pysocket.SOL_SOCKET and cb is not None and opt in (pysocket.SO_RCVBUF, pysocket.SO_SNDBUF):
+            v = cb.rcvspace if opt == pysocket.SO_RCVBUF else cb.sndspace
+            return struct.pack("i", v)[:buflen] if buflen else v
+        return super().getsockopt(level, opt, buflen)
+
     def sb_resized(self) -> None:
         cb = self.cb
         if cb is not None:
@@ -629,6 +647,10 @@ class TcpSocket(Socket):
             if self.cb is not None:
                 self.cb.nodelay = self.nodelay
                 self.tcp.kick()
+        elif opt == TCP_NOOPT:
+            # FreeBSD: before the SYN (on the connecting or listening socket) only.
+            self.noopt = bool(value)
+            self._sync_listener()
         elif opt == pysocket.TCP_MAXSEG:
             if value <= 0 or value > 65535:
                 raise kerr(errno.EINVAL)
@@ -643,6 +665,8 @@ class TcpSocket(Socket):
             raise kerr(errno.ENOPROTOOPT)
         if opt == pysocket.TCP_NODELAY:
             return 1 if self.nodelay else 0
+        if opt == TCP_NOOPT:
+            return 1 if self.noopt else 0
         if opt == pysocket.TCP_MAXSEG:
             cb = self.cb
             return cb.t_maxseg if cb is not None else (self.maxseg or self.tcp.params.mssdflt)

@@ -166,7 +166,9 @@ def test_simultaneous_close() -> None:
     env.recv()
     env.send(1.0, seg(seq=R_ISS + 1, ack=cb.iss + 1, flags=TH_FIN | TH_ACK))
     assert cb.state == TcpState.CLOSING
-    env.expect(None, env.ack_of(cb, seq=cb.iss + 2, ack=R_ISS + 2))
+    # Our FIN is still unacknowledged: the ACK carries it again from its own sequence
+    # number (4.4BSD tcp_output, as NetBSD and FreeBSD send it).
+    env.expect(None, env.ack_of(cb, seq=cb.iss + 1, ack=R_ISS + 2, flags=TH_FIN | TH_ACK))
     env.send(1.0, seg(seq=R_ISS + 2, ack=cb.iss + 2))
     assert cb.state == TcpState.TIME_WAIT
 
@@ -395,8 +397,19 @@ def test_icmp_unreach_soft_error_in_syn_sent() -> None:
     assert cb.state == TcpState.CLOSED and cb.error == errno.ECONNREFUSED
 
 
-def test_synack_carrying_data_and_fin() -> None:
+def test_synack_with_fin_dropped_by_default() -> None:
+    """net.inet.tcp.drop_synfin (on by default): SYN and FIN together are dropped and
+    counted, in any state."""
     env = Env()
+    cb = env.connect()
+    env.recv()
+    env.send(0.0, seg(seq=R_ISS, ack=cb.iss + 1, flags=TH_SYN | TH_ACK | TH_FIN, payload=b"early"))
+    assert cb.state == TcpState.SYN_SENT and env.stats.tcps_badsyn == 1
+    env.nothing()
+
+
+def test_synack_carrying_data_and_fin() -> None:
+    env = Env(drop_synfin=0)
     cb = env.connect()
     env.recv()
     env.send(0.0, seg(seq=R_ISS, ack=cb.iss + 1, flags=TH_SYN | TH_ACK | TH_FIN,
