@@ -81,7 +81,7 @@ class Inet:
             (pysocket.SOCK_DGRAM, 0): UdpSocket,
             (pysocket.SOCK_DGRAM, IPPROTO_UDP): UdpSocket,
         }
-        self.ctlinputs: dict[int, Callable[[str, int, int, bytes], None]] = {IPPROTO_UDP: self.udp.ctlinput}
+        self.ctlinputs: dict[int, Callable[[str, int, int, bytes, int], bool]] = {IPPROTO_UDP: self.udp.ctlinput}
         net = kernel.net
         net.ether_dispatch[ETHERTYPE_IP] = self.input.input
         net.ether_dispatch[ETHERTYPE_ARP] = self.arp.input
@@ -108,14 +108,12 @@ class Inet:
     def raw_wants(self, proto: int) -> bool:
         return self.raw_listeners > 0 and self.raw.wants(proto)
 
-    def ctlinput(self, proto: int, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> None:
-        handler = self.ctlinputs.get(proto)
-        if handler is None:
-            return
-        if proto == pysocket.IPPROTO_TCP:
-            handler(kind, src, dst, inner, mtu)  # type: ignore[call-arg]
-        else:
-            handler(kind, src, dst, inner)
+    def ctlinput(self, proto: int, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
+        """An ICMP error about a datagram we sent to the transport that sent it
+        (``pr_ctlinput``; raw IP for protocols without one, as NetBSD's rip_ctlinput).
+        True if the transport took it: it is about one of its connections or sockets."""
+        handler = self.ctlinputs.get(proto, self.raw.ctlinput)
+        return bool(handler(kind, src, dst, inner, mtu))
 
     def loop_output(self, buf: bytes | bytearray) -> None:
         """A packet for one of our own addresses: back up through lo0 (``looutput``),
@@ -250,6 +248,7 @@ class Inet:
         t.bind_int("net.inet.ip.directed-broadcast", p, "directedbcast", num=IPCTL["directed-broadcast"], minval=0, maxval=1)
         t.bind_int("net.inet.ip.mtudisc", p, "mtudisc", num=IPCTL["mtudisc"], minval=0, maxval=1)
         t.bind_int("net.inet.ip.mtudisctimeout", p, "mtudisctimeout", num=IPCTL["mtudisctimeout"], minval=1)
+        t.bind_int("net.inet.ip.min_pmtu", p, "min_pmtu", minval=68, maxval=65535)
         t.bind_int("net.inet.ip.maxfragpackets", p, "maxfragpackets", num=IPCTL["maxfragpackets"], minval=-1)
         t.bind_int("net.inet.ip.maxfrags", p, "maxfrags", minval=0)
         t.bind_int("net.inet.ip.checkinterface", p, "checkinterface", num=IPCTL["checkinterface"], minval=0, maxval=1)

@@ -28,7 +28,7 @@ from rumpnet.netinet.ip_var import (
     IP_ROUTETOIF,
     IPPROTO_TCP,
 )
-from rumpnet.route import RTF_BLACKHOLE, RTF_GATEWAY, RTF_HOST, RTF_LOCAL, RTF_REJECT, Rtentry
+from rumpnet.route import RTF_BLACKHOLE, RTF_GATEWAY, RTF_HOST, RTF_LOCAL, RTF_REJECT, RTV_MTU, Rtentry
 
 if TYPE_CHECKING:
     from rumpnet.netinet.in_proto import Inet
@@ -77,7 +77,9 @@ class RouteCache:
         self.lladdr: bytes = ifp.lladdr
         self.ttl = ttl
         self.mtudisc = mtudisc
-        df = IP_DF if proto == IPPROTO_TCP and mtudisc else 0
+        # DF for TCP while PMTU discovery is on, unless the route's MTU is locked
+        # (RTV_MTU: a reported MTU fell under the floor, ip_icmp's mtudisc).
+        df = IP_DF if proto == IPPROTO_TCP and mtudisc and not rt.locks & RTV_MTU else 0
         # Destination MAC, ours, ETHERTYPE_IP; then IP version 4, header length 5, TOS 0.
         self.prefix = self.mac + ifp.lladdr + b"\x08\x00\x45\x00"
         self.mid = struct.pack("!HBB", df, ttl, proto)
@@ -275,7 +277,7 @@ class IpOutput:
         rt = self.route(dst, flags)
         if rt.flags & RTF_BLACKHOLE:
             return
-        if proto == IPPROTO_TCP and self.params.mtudisc:
+        if proto == IPPROTO_TCP and self.params.mtudisc and not rt.locks & RTV_MTU:
             # Path MTU discovery: NetBSD's tcp_output passes IP_MTUDISC while
             # net.inet.ip.mtudisc is on and ip_output then sets DF, so a router with a
             # smaller MTU answers "fragmentation needed" instead of fragmenting. Before

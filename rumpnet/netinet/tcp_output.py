@@ -271,6 +271,8 @@ def tcp_output(cb: TcpCb, now: float) -> None:
     st = cb.state
     if st <= _LISTEN or cb.freed:
         return
+    if cb.t_pmtu_gen != cb.proto.route_gen():
+        cb.proto.pmtu_sync(cb)           # a route changed: size segments to its MTU
     idle = cb.snd_max == cb.snd_una      # computed once per call, as BSD does
     if idle and cb.t_sndtime is not None and st >= _ESTABLISHED \
             and now - cb.t_sndtime >= base_rto(cb):

@@ -16,8 +16,8 @@ Sans-IO contract (what the socket layer uses)::
     proto.listen(laddr, lport, backlog, now) -> TcpListener   # takes over a bind()
     proto.connect(laddr, lport, faddr, fport, now, **opts) -> TcpCb   # laddr concrete
         opts: nodelay, keepalive, maxseg, sndbuf, rcvbuf, linger=(on, secs), reuseaddr
-    proto.ctlinput(kind, src, dst, inner, mtu=0, now=None)
-        kind: "portunreach" (ECONNREFUSED), "unreach", "timxceed", "needfrag", ...
+    proto.ctlinput(kind, src, dst, inner, mtu=0, now=None) -> bool   # taken?
+        kind: "portunreach" (ECONNREFUSED), "hostunreach", "timxceed", "needfrag", ...
     proto.pcbs() -> listeners and connections (laddr, lport, faddr, fport, state,
                     send_q, recv_q)
 
@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rumpnet.netinet import tcp as _tcp
+from rumpnet.netinet import tcp_ctlinput as _ctl
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpParseError, TcpRepr
 from rumpnet.netinet.tcp_congctl import CongCtl, congctl_class
@@ -196,7 +197,9 @@ class TcpProtocol:
                  output: Callable[..., None],
                  mtu_for: Callable[[int], int] = lambda dst: 1500,
                  stats: TcpStats | None = None,
-                 tso_for: Callable[[int], int] | None = None) -> None:
+                 tso_for: Callable[[int], int] | None = None,
+                 route_gen: Callable[[], int] | None = None,
+                 pmtu_update: Callable[[int, int, int], int] | None = None) -> None:
         self.params = params
         self.rng = rng
         self.output = output
@@ -207,6 +210,12 @@ class TcpProtocol:
         # segment, calling output(src, dst, segment, tso_segsz=MSS) with the checksum
         # left to the interface (ip_output makes it partial).
         self.tso_for = tso_for
+        # Path MTU (tcp_ctlinput.py): route_gen() changes whenever a route, an MTU or an
+        # address changes (tcp_output then resizes t_maxseg from mtu_for); pmtu_update(
+        # dst, nextmtu, quoted_len) applies a checked "fragmentation needed" to the
+        # route (IP's icmp_mtudisc) and returns the path MTU.
+        self.route_gen: Callable[[], int] = route_gen if route_gen is not None else _no_route_gen
+        self.pmtu_update = pmtu_update
         self.stats = stats if stats is not None else TcpStats()
         self._secret = rng.getrandbits(256).to_bytes(32, "big")
         self._sc_salt = rng.getrandbits(32)
@@ -720,67 +729,29 @@ class TcpProtocol:
             tcp_input_cb(cb, seg, now)
         lst.notify(EV_READABLE)
 
-    # ----- ICMP ----------------------------------------------------------------------------
+    # ----- ICMP and path MTU (tcp_ctlinput.py) -----------------------------------------------
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes | memoryview,
-                 mtu: int = 0, now: float | None = None) -> None:
-        """ICMP error about a segment we sent (NetBSD tcp_ctlinput / tcp_notify).
+                 mtu: int = 0, now: float | None = None) -> bool:
+        """ICMP error about a segment we sent (NetBSD tcp_ctlinput): see
+        :mod:`rumpnet.netinet.tcp_ctlinput`. ``inner`` is the quoted IP header plus at
+        least 8 bytes of our TCP header; kind as ip_icmp names them ("portunreach",
+        "needfrag" with ``mtu``, ...). True if it was about one of our connections, with
+        a quoted sequence number in flight. ``now`` defaults to the latest time this
+        protocol saw (input, timers, connect, listen)."""
+        return _ctl.tcp_ctlinput(self, kind, inner, mtu, self.now_hint if now is None else now)
 
-        ``inner`` is the quoted IP header plus at least 8 bytes of our TCP header.
-        kind (as ip_icmp names them): "portunreach" / "protounreach" (ECONNREFUSED),
-        "unreach" / "hostunreach" / "timxceed" (EHOSTUNREACH), "netunreach"
-        (ENETUNREACH), "needfrag" (with ``mtu``).  As in NetBSD tcp_notify these are soft
-        errors: remembered in ``t_softerror`` (reported if the connection then times
-        out), made the socket error only in SYN_SENT after more than 3 retransmissions,
-        and host/net unreachables are ignored on an established connection.  ``now`` defaults to the latest time this protocol saw
-        (input, timers, connect, listen)."""
-        try:
-            if len(inner) < 20:
-                return
-            ihl = (inner[0] & 0x0F) * 4
-            if ihl < 20 or len(inner) < ihl + 8:
-                return
-            laddr, faddr = struct.unpack_from("!II", inner, 12)
-            lport, fport, seq = struct.unpack_from("!HHI", inner, ihl)
-        except (struct.error, IndexError, TypeError):
-            return
-        cb = self.conns.get((laddr, lport, faddr, fport))
-        if cb is None or cb.freed:
-            return
-        # RFC 5927 4.1: the quoted sequence number must be in flight.
-        if not (((seq - cb.snd_una) & M) < ((cb.snd_max - cb.snd_una) & M)
-                or seq == cb.snd_una):
-            return
-        if now is None:
-            now = self.now_hint
-        if kind == "needfrag":
-            newmss = (mtu - 40) if mtu and mtu > 68 else 536
-            if newmss < cb.t_maxseg:
-                cb.t_maxseg = max(newmss, 64)
-                cb.snd_nxt = cb.snd_una
-                _out.tcp_output(cb, now)
-            return
-        err = _CTLERR.get(kind)
-        if err is None:
-            return
-        if cb.state == TcpState.ESTABLISHED and err in (errno.EHOSTUNREACH,
-                                                        errno.ENETUNREACH):
-            return
-        if cb.state < TcpState.ESTABLISHED and cb.t_rxtshift > 3 and cb.t_softerror:
-            cb.error = err
-            cb.notify(EV_ERROR)
-        else:
-            cb.t_softerror = err
+    def pmtu_sync(self, cb: TcpCb) -> bool:
+        """``cb.t_maxseg`` from the route's path MTU now (tcp_output does this whenever
+        the route table changed). True if it shrank."""
+        return _ctl.tcp_pmtu_sync(cb)
+
+    def emsgsize(self, src: int, dst: int, segment: bytes | bytearray | memoryview, now: float) -> None:
+        """IP refused ``segment`` as bigger than the path MTU: resize, resend later."""
+        _ctl.tcp_emsgsize(self, src, dst, segment, now)
 
 
-# ICMP error kinds -> errno (NetBSD inetctlerrmap).
-_CTLERR = {
-    "portunreach": errno.ECONNREFUSED,
-    "protounreach": errno.ECONNREFUSED,
-    "unreach": errno.EHOSTUNREACH,
-    "hostunreach": errno.EHOSTUNREACH,
-    "timxceed": errno.EHOSTUNREACH,
-    "netunreach": errno.ENETUNREACH,
-}
+def _no_route_gen() -> int:
+    return 0
 
 
 def _fire(owner: Any, now: float) -> None:

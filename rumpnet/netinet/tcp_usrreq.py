@@ -71,8 +71,10 @@ class Tcp:
         self.inet = inet
         self.params = TcpParams()
         self.stats = TcpStats()
+        routes = inet.routes
         self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats,
-                                 tso_for=self._tso_for)
+                                 tso_for=self._tso_for, route_gen=lambda: routes.generation,
+                                 pmtu_update=inet.icmp.mtudisc)
         self._timer: Any = None
         self._timer_when: float | None = None
         self.output_drops = 0
@@ -132,10 +134,13 @@ class Tcp:
     def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0) -> None:
         try:
             self.inet.output.output_cached(src, dst, IPPROTO_TCP, segment, tso_segsz)
-        except OSError:
+        except OSError as e:
             # No route / host down: the segment is lost like one dropped on the wire;
             # TCP's retransmission timer deals with it (tcp_output ignores ENOBUFS too).
             self.output_drops += 1
+            if e.errno == errno.EMSGSIZE:
+                # Bigger than the path MTU (DF): built before the route's MTU went down.
+                self.proto.emsgsize(src, dst, segment, self.kernel.sched.now())
 
     def _tso_add(self, src: int, dst: int, seg: bytes) -> bool:
         """Append ``seg`` to the held superframe if it continues it: same connection,
@@ -206,9 +211,10 @@ class Tcp:
                          csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4))
         self.kick()
 
-    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> None:
-        self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
+    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
+        taken = self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
         self.kick()
+        return taken
 
     # -- the one timer -------------------------------------------------------------------
     def kick(self) -> None:

@@ -118,6 +118,10 @@ class TcpParams:
     dupthresh: int = 3
     limited_transmit: int = 1
     maxidle_fin_wait_2: float = 600.0  # orphaned FIN_WAIT_2 limit (BSD tcp_maxidle)
+    # 1: a hard ICMP error (protocol/port unreachable, administratively prohibited, TTL
+    # exceeded in transit) aborts a connection attempt in SYN-SENT (FreeBSD's
+    # net.inet.tcp.icmp_may_rst, RFC 1122 4.2.3.9, RFC 5461); 0: soft, as NetBSD.
+    icmp_may_rst: int = 1
 
     def names(self) -> list[str]:
         return [f.name for f in fields(self)]
@@ -275,6 +279,7 @@ class TcpCb:
         self.t_ourmss = p.mssdflt
         self.user_maxseg = 0
         self.t_tsomax = 0             # TSO: most TCP bytes per superframe, 0 = none
+        self.t_pmtu_gen = -1          # route generation t_maxseg was last sized for
         # RFC 7323.
         self.snd_scale = 0
         self.rcv_scale = 0
