@@ -187,6 +187,9 @@ class Ifnet:
         # the driver to the transport): M_CSUM_* flags and the host's GSO segment size.
         self.rx_csum_flags = 0
         self.rx_segsz = 0
+        # The frame being input was sent to a link-level broadcast or multicast address
+        # (NetBSD's M_BCAST|M_MCAST): transports that must not answer one read it.
+        self.rx_mcast = 0
         # lwIP's triple: input from the link, link output; ``output`` is IP's entry.
         self.link_transmit: Callable[[bytes | bytearray | memoryview], None] = self._driver_transmit
         self.link_deliver: Callable[[bytes], None] = self.ether_input
@@ -415,7 +418,8 @@ class Ifnet:
         if handler is None:
             st.noproto += 1
             return
-        handler(self, memoryview(frame)[ETHER_HDR_LEN:], dst[0] & 1)
+        self.rx_mcast = mcast = dst[0] & 1
+        handler(self, memoryview(frame)[ETHER_HDR_LEN:], mcast)
 
     # -- output ------------------------------------------------------------------------
     def ether_output(self, payload: bytes | bytearray | memoryview, dst_mac: bytes, ethertype: int) -> None:

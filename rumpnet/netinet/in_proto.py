@@ -144,6 +144,11 @@ class Inet:
                     best = ifa
         return best
 
+    def is_bcast_or_mcast(self, addr: int) -> bool:
+        """A broadcast (limited or one of our subnets') or multicast address (NetBSD's
+        in_broadcast || IN_MULTICAST): never a TCP endpoint, never a source."""
+        return (addr >> 28) >= 0xE or addr in self.bcast_addrs
+
     def is_bcast_of(self, dst: int, laddr: int) -> bool:
         ifa = self.local_addrs.get(laddr)
         return ifa is not None and ifa.broadaddr == dst

@@ -247,7 +247,7 @@ class IpOutput:
         cache = self._rcache
         cache.pop(key, None)
         inet = self.inet
-        if src == 0 or dst == 0xFFFFFFFF or dst >> 28 == 0xE or dst in inet.bcast_addrs:
+        if src == 0 or inet.is_bcast_or_mcast(dst) or inet.is_bcast_or_mcast(src):
             return None
         rt = inet.routes.lookup(dst)
         if rt is None or rt.flags & (RTF_REJECT | RTF_BLACKHOLE | RTF_LOCAL):
@@ -289,6 +289,10 @@ class IpOutput:
             raise kerr(errno.EACCES)
         if src == 0:
             src = self.source_for(dst, rt)
+        elif not flags & IP_RAWOUTPUT and inet.is_bcast_or_mcast(src):
+            # RFC 1122 3.2.1.3: a broadcast or multicast address is never a source.
+            self.stats.ips_odropped += 1
+            raise kerr(errno.EADDRNOTAVAIL)
         total = IP_HDR_LEN + len(payload)
         if total > IP_MAXPACKET:
             raise kerr(errno.EMSGSIZE)

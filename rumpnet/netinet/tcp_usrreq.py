@@ -206,6 +206,13 @@ class Tcp:
 
     # -- IP -> TCP ---------------------------------------------------------------------
     def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, src: int, dst: int) -> None:
+        inet = self.inet
+        if ifp.rx_mcast or src == 0 or inet.is_bcast_or_mcast(dst) or inet.is_bcast_or_mcast(src):
+            # RFC 1122 4.2.3.10 and 3.2.1.3: TCP has no broadcast or multicast; such a
+            # segment (or one from such a source) is dropped silently -- no RST, no
+            # SYN-ACK with the broadcast address as its source (NetBSD's tcp_input).
+            self.stats.tcps_rcvbcast += 1
+            return
         # The driver checked the checksum, or the host left it partial (offloads).
         self.proto.input(src, dst, pkt[hlen:], self.kernel.sched.now(),
                          csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4))

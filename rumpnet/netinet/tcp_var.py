@@ -215,6 +215,9 @@ class TcpStats:
     tcps_tw_reuse: int = 0
     tcps_reass_overflow: int = 0
     tcps_rcvinternalerr: int = 0
+    # (not in NetBSD, whose tcp_input says "XXX stat") segments to or from a broadcast or
+    # multicast address, dropped (RFC 1122 4.2.3.10, 3.2.1.3)
+    tcps_rcvbcast: int = 0
 
     NAMES: tuple[str, ...] = ()  # filled below
 

@@ -88,7 +88,9 @@ class UdpSocket(InPcbMixin, DgramSocket):
             oflags |= IP_ROUTETOIF
         src = self.laddr
         inet = self.inet
-        if src == INADDR_ANY:
+        if src == INADDR_ANY or inet.is_bcast_or_mcast(src):
+            # Bound to a broadcast or multicast address (to receive): the source comes
+            # from the route, as for INADDR_ANY (Linux's inet_bind keeps saddr 0 then).
             src = inet.output.source_for(faddr, inet.output.route(faddr, oflags))
         self.udp.output(src, self.lport, faddr, fport, data, self.ttl, self.tos, oflags)
         return n
