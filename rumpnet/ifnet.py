@@ -398,7 +398,7 @@ class Ifnet:
         # a VLAN tag's 4 bytes when tagged) is an input error. Without this check an
         # oversized frame was taken whole, whatever the interface's MTU.
         # (A GRO/TSO superframe from an offloading driver, rx_segsz set, is the exception.)
-        if n > self.mtu + ETHER_HDR_LEN and not self.rx_segsz and (
+        if n > self.mtu + ETHER_HDR_LEN and not self.rx_segsz and not self.loopback and (
                 n > self.mtu + ETHER_HDR_LEN + 4 or frame[12:14] != b"\x81\x00"):
             st.ierrors += 1
             return
@@ -411,7 +411,7 @@ class Ifnet:
             st.imcasts += 1
         elif dst != self.lladdr and not self.flags & IFF_PROMISC:
             return  # not for us (a flooded unicast on a shared segment)
-        if frame[6:12] == self.lladdr:
+        if frame[6:12] == self.lladdr and not self.loopback:
             return  # our own frame echoed back by a bus (shmif) or a switch
         ethertype = (frame[12] << 8) | frame[13]
         handler = self._ether_dispatch.get(ethertype)

@@ -42,6 +42,8 @@ IPCTL = {"forwarding": 1, "sendredirects": 2, "ttl": 3, "forwsrcrt": 5, "directe
          "mtudisc": 9, "maxfragpackets": 18, "checkinterface": 20, "mtudisctimeout": 11, "stats": 23}
 ICMPCTL = {"maskrepl": 1, "errppslimit": 4, "rediraccept": 5, "redirtimeout": 6, "bmcastecho": 7,
            "returndatabytes": 3, "stats": 8}
+# The Ethernet header loopback frames carry: zero addresses, ETHERTYPE_IP (Linux's lo).
+_LOOP_ETHER_HDR = bytes(12) + b"\x08\x00"
 UDPCTL = {"checksum": 1, "sendspace": 2, "recvspace": 3, "stats": 5}
 
 
@@ -116,18 +118,14 @@ class Inet:
         return bool(handler(kind, src, dst, inner, mtu))
 
     def loop_output(self, buf: bytes | bytearray) -> None:
-        """A packet for one of our own addresses: back up through lo0 (``looutput``),
-        on a later turn of the scheduler so the sender's call stack unwinds first."""
+        """A packet for one of our own addresses: out of lo0 and back in
+        (``looutput``, :class:`rumpnet.net.LoopDriver`), through its bpf taps, counters
+        and qdiscs; before, loopback bypassed them and a netem qdisc on lo0 did nothing."""
         lo0 = self.kernel.net.lo0
         if lo0 is None or not lo0.is_up:
             self.ipstat.ips_odropped += 1
             return
-        st = lo0.stats
-        st.opackets += 1
-        st.obytes += len(buf)
-        st.ipackets += 1
-        st.ibytes += len(buf)
-        self.kernel.sched.call_soon(self.input.input, lo0, memoryview(bytes(buf)), 0)
+        lo0.transmit_frame(_LOOP_ETHER_HDR + buf)
 
     # -- addresses -------------------------------------------------------------------
     def ifa_for_ifp(self, ifp: Ifnet) -> IfAddr | None:
