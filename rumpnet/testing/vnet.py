@@ -51,6 +51,27 @@ def _answers(pkt: bytes, ident: int, seq: int) -> bool:
     return False
 
 
+class FrameLog:
+    """A bpf writer keeping the frames an interface sees (:func:`capture`)."""
+
+    def __init__(self, mac: bytes | None = None) -> None:
+        self.frames: list[bytes] = []
+        self._mac = mac
+
+    def write(self, frame: bytes | bytearray | memoryview, ts: float) -> None:
+        if self._mac is None or bytes(frame[6:12]) == self._mac:
+            self.frames.append(bytes(frame))
+
+
+def capture(k: Kernel, ifname: str, sent_only: bool = False) -> FrameLog:
+    """Tap ``k``'s interface ``ifname``: every frame it sends and receives from now on
+    (with ``sent_only``, only those it sends) lands in the returned log's ``frames``."""
+    ifp = k.ifnet.lookup(ifname)
+    log = FrameLog(ifp.lladdr if sent_only else None)
+    k.sched.run(lambda: ifp.bpf_attach(log))
+    return log
+
+
 def tcp_transfer(a: Kernel, b: Kernel, data: bytes, addr: tuple[str, int], *, chunk: int = 256 * 1024,
                  hook: Callable[[int], None] | None = None, limit: float | None = None) -> bytes:
     """Send ``data`` from kernel ``a`` to a listener on kernel ``b`` at ``addr`` with

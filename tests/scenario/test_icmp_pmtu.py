@@ -24,22 +24,10 @@ from scapy.layers.l2 import Ether
 
 from rumpnet.netinet.in_addr import aton
 from rumpnet.route import RTF_DYNAMIC, RTF_HOST, RTV_MTU
-from rumpnet.testing.vnet import tcp_transfer
+from rumpnet.testing.vnet import capture, tcp_transfer
 
 A, B = "10.0.0.1", "10.0.0.2"
 PORT = 7100
-
-
-class Frames:
-    """A bpf writer keeping the frames an interface sends."""
-
-    def __init__(self, ifp) -> None:
-        self.ifp = ifp
-        self.out: list[bytes] = []
-
-    def write(self, frame, ts) -> None:
-        if bytes(frame[6:12]) == self.ifp.lladdr:
-            self.out.append(bytes(frame))
 
 
 def transfer(a, b, data: bytes, hook: Callable[[int], None] | None = None) -> bytes:
@@ -115,15 +103,14 @@ def test_needfrag_out_of_window_ignored(pair) -> None:
 def test_needfrag_in_window_floors_and_locks_the_route(pair) -> None:
     a, b = pair
     data = random.Random(3).randbytes(1 << 20)
-    seen = Frames(a.ifnet.lookup("wire0"))
-    a.sched.run(lambda: a.ifnet.lookup("wire0").bpf_attach(seen))
+    seen = capture(a, "wire0", sent_only=True)
     fired = []
 
     def hook(sent: int) -> None:
         cb = conn_to_b(a)
         if sent and cb is not None and not fired and cb.snd_max != cb.snd_una:
             inject(a, needfrag(a, b"\x02" * 6, quote(cb.lport, PORT, cb.snd_una), 68))
-            fired.append(len(seen.out))
+            fired.append(len(seen.frames))
             assert cb.t_maxseg == 552 - 40
 
     got = transfer(a, b, data, hook)
@@ -131,7 +118,7 @@ def test_needfrag_in_window_floors_and_locks_the_route(pair) -> None:
     rt = a.config.route_get(B)
     assert rt.plen == 32 and rt.flags & RTF_HOST and rt.flags & RTF_DYNAMIC
     assert rt.mtu == 552 and rt.locks & RTV_MTU
-    after = [f for f in seen.out[fired[0]:] if f[23] == 6]
+    after = [f for f in seen.frames[fired[0]:] if f[23] == 6]
     assert after and max(len(f) - 14 for f in after) <= 552
     assert not any(f[20] & 0x40 for f in after)  # no DF on a locked route
     assert a.inet.icmpstat.icps_noconn == 0
@@ -140,8 +127,7 @@ def test_needfrag_in_window_floors_and_locks_the_route(pair) -> None:
 def test_learned_pmtu_ages_and_segments_grow_back(pair) -> None:
     a, b = pair
     a.config.sysctl_set("net.inet.ip.mtudisctimeout", 30)
-    seen = Frames(a.ifnet.lookup("wire0"))
-    a.sched.run(lambda: a.ifnet.lookup("wire0").bpf_attach(seen))
+    seen = capture(a, "wire0", sent_only=True)
     marks: list[int] = []
 
     def hook(sent: int) -> None:
@@ -149,34 +135,33 @@ def test_learned_pmtu_ages_and_segments_grow_back(pair) -> None:
         if sent and cb is not None and not marks and cb.snd_max != cb.snd_una:
             inject(a, needfrag(a, b"\x02" * 6, quote(cb.lport, PORT, cb.snd_una), 1000))
             assert cb.t_maxseg == 960 and a.config.route_get(B).mtu == 1000
-            marks.append(len(seen.out))
+            marks.append(len(seen.frames))
         elif len(marks) == 1 and sent >= (1 << 20):
             a.run_for(31)  # the estimate ages out (RFC 1191 6.3) mid-connection
             assert a.config.route_get(B).plen == 24
-            marks.append(len(seen.out))
+            marks.append(len(seen.frames))
 
     data = random.Random(4).randbytes(2 << 20)
     assert transfer(a, b, data, hook) == data
     assert len(marks) == 2
-    assert max(len(f) for f in seen.out[marks[0] + 1:marks[1]]) <= 1014
-    assert max(len(f) for f in seen.out[marks[1]:]) == 1514  # the same connection grew back
+    assert max(len(f) for f in seen.frames[marks[0] + 1:marks[1]]) <= 1014
+    assert max(len(f) for f in seen.frames[marks[1]:]) == 1514  # the same connection grew back
 
 
 def test_interface_mtu_lowered_under_a_connection(pair) -> None:
     """t_maxseg follows the route: after ifconfig mtu 900 on both ends no frame above
     it leaves (superframes are cut to it, single segments sized to it)."""
     a, b = pair
-    seen = Frames(a.ifnet.lookup("wire0"))
-    a.sched.run(lambda: a.ifnet.lookup("wire0").bpf_attach(seen))
+    seen = capture(a, "wire0", sent_only=True)
     marks = []
 
     def hook(sent: int) -> None:
         if sent > (256 << 10) and not marks:
             b.config.if_set_mtu("wire0", 900)
             a.config.if_set_mtu("wire0", 900)
-            marks.append(len(seen.out))
+            marks.append(len(seen.frames))
 
     data = random.Random(5).randbytes(1 << 20)
     assert transfer(a, b, data, hook) == data
-    assert marks and max(len(f) for f in seen.out[marks[0]:]) <= 914
+    assert marks and max(len(f) for f in seen.frames[marks[0]:]) <= 914
     assert a.ifnet.lookup("wire0").stats.oerrors == 0

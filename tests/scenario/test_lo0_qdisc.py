@@ -8,15 +8,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from rumpnet.testing.vnet import tcp_transfer
-
-
-class Frames:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def write(self, frame, ts) -> None:
-        self.frames.append(bytes(frame))
+from rumpnet.testing.vnet import capture, tcp_transfer
 
 
 def test_netem_delay_on_lo0_egress(vnet) -> None:
@@ -35,8 +27,7 @@ def test_netem_delay_on_lo0_egress(vnet) -> None:
 def test_netem_loss_on_lo0_ingress_and_bpf(vnet) -> None:
     k = vnet.kernel(32)
     lo0 = k.ifnet.lookup("lo0")
-    seen = Frames()
-    k.sched.run(lambda: lo0.bpf_attach(seen))
+    seen = capture(k, "lo0")
     before = lo0.stats.opackets
     k.tc("qdisc", "add", "dev", "lo0", "ingress", "netem", "loss", "100%")
     assert vnet.ping(k, "127.0.0.1", timeout=1.0) is None

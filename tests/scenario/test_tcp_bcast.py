@@ -15,21 +15,22 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
+from rumpnet.testing.vnet import capture
+
 A, B = "10.0.0.1", "10.0.0.2"
 PORT = 7200
 BCAST_MAC = "ff:ff:ff:ff:ff:ff"
 
 
 class Out:
-    """A bpf writer keeping the IP packets an interface sends."""
+    """The IP packets an interface sends."""
 
-    def __init__(self, ifp) -> None:
-        self.ifp = ifp
-        self.pkts: list[IP] = []
+    def __init__(self, k, ifname: str) -> None:
+        self.log = capture(k, ifname, sent_only=True)
 
-    def write(self, frame, ts) -> None:
-        if bytes(frame[6:12]) == self.ifp.lladdr and frame[12:14] == b"\x08\x00":
-            self.pkts.append(IP(bytes(frame[14:])))
+    @property
+    def pkts(self) -> list[IP]:
+        return [IP(f[14:]) for f in self.log.frames if f[12:14] == b"\x08\x00"]
 
 
 @pytest.fixture
@@ -39,8 +40,7 @@ def victim(vnet):
     b.rump_sys_bind(lfd, ("0.0.0.0", PORT))
     b.rump_sys_listen(lfd, 5)
     ifp = b.ifnet.lookup("wire0")
-    out = Out(ifp)
-    b.sched.run(lambda: ifp.bpf_attach(out))
+    out = Out(b, "wire0")
     return a, b, ifp, out
 
 
