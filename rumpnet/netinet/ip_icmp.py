@@ -11,12 +11,21 @@ from typing import TYPE_CHECKING
 
 from rumpnet.netinet.in_cksum import in_cksum
 from rumpnet.netinet.ip_input import (
+    ICMP_PARAMPROB,
     ICMP_REDIRECT,
     ICMP_TIMXCEED,
     ICMP_UNREACH,
     ICMP_UNREACH_NEEDFRAG,
+    IPOPT_LSRR,
+    IPOPT_MINOFF,
+    IPOPT_NOP,
+    IPOPT_RR,
+    IPOPT_SSRR,
+    IPOPT_TS,
+    ip_options,
+    source_route_done,
 )
-from rumpnet.netinet.ip_var import IP_HDR, IP_OFFMASK, IPPROTO_ICMP
+from rumpnet.netinet.ip_var import IP_HDR, IP_HDR_LEN, IP_OFFMASK, IPPROTO_ICMP
 from rumpnet.route import RTF_DYNAMIC, RTF_GATEWAY, RTF_HOST, RTF_MODIFIED, RTF_UP, RTV_MTU, Rtentry
 
 if TYPE_CHECKING:
@@ -27,7 +36,6 @@ ICMP_ECHOREPLY = 0
 ICMP_SOURCEQUENCH = 4
 ICMP_ECHO = 8
 ICMP_ROUTERADVERT = 9
-ICMP_PARAMPROB = 12
 ICMP_TSTAMP = 13
 ICMP_TSTAMPREPLY = 14
 ICMP_MASKREQ = 17
@@ -103,7 +111,7 @@ class Icmp:
             c = in_cksum(reply)
             reply[2] = c >> 8
             reply[3] = c & 0xFF
-            self.reflect(ifp, reply, src, dst, ICMP_ECHOREPLY)
+            self.reflect(ifp, reply, src, dst, ICMP_ECHOREPLY, pkt[:hlen] if hlen > IP_HDR_LEN else None)
             return
         if icmp_type == ICMP_MASKREQ and self.params.maskrepl and len(msg) >= 12:
             ifa = inet.ifa_for_ifp(ifp)
@@ -268,9 +276,17 @@ class Icmp:
             self._expire_later(host)
 
     # -- output ----------------------------------------------------------------------
-    def reflect(self, ifp: Ifnet, msg: bytearray, orig_src: int, orig_dst: int, icmp_type: int) -> None:
-        """Send ``msg`` back to ``orig_src`` (``icmp_reflect``)."""
+    def reflect(self, ifp: Ifnet, msg: bytearray, orig_src: int, orig_dst: int, icmp_type: int,
+                hdr: memoryview | None = None) -> None:
+        """Send ``msg`` back to ``orig_src`` (``icmp_reflect``). With the request's
+        header ``hdr`` (options checked and updated by ip_dooptions), its Record Route
+        and Timestamp options go back in the reply and a used-up source route is
+        reversed for it (RFC 1122 3.2.2.6, RFC 791; NetBSD's icmp_reflect)."""
         inet = self.inet
+        opts = b""
+        dst = orig_src
+        if hdr is not None:
+            opts, dst = reply_options(hdr, orig_src)
         src = orig_dst if orig_dst in inet.local_addrs else 0
         if src == 0:
             ifa = inet.ifa_for_ifp(ifp)
@@ -279,7 +295,7 @@ class Icmp:
         if icmp_type < len(self.stats.icps_outhist):
             self.stats.icps_outhist[icmp_type] += 1
         try:
-            inet.output.output(src, orig_src, IPPROTO_ICMP, msg)
+            inet.output.output(src, dst, IPPROTO_ICMP, msg, opts=opts)
         except OSError:
             pass
 
@@ -298,8 +314,9 @@ class Icmp:
         return True
 
     def error(self, pkt: memoryview, ifp: Ifnet, icmp_type: int, code: int, nextmtu: int = 0,
-              gateway: int = 0) -> None:
-        """``icmp_error``: report a problem with ``pkt`` (a received IP packet)."""
+              gateway: int = 0, pointer: int = 0) -> None:
+        """``icmp_error``: report a problem with ``pkt`` (a received IP packet);
+        ``pointer``: the octet in error, for Parameter Problem (RFC 792)."""
         st = self.stats
         st.icps_error += 1
         if len(pkt) < 20:
@@ -324,6 +341,8 @@ class Icmp:
             struct.pack_into("!BBHHH", msg, 0, icmp_type, code, 0, 0, nextmtu)
         elif icmp_type == ICMP_REDIRECT:
             struct.pack_into("!BBHI", msg, 0, icmp_type, code, 0, gateway)
+        elif icmp_type == ICMP_PARAMPROB:
+            struct.pack_into("!BBHB3x", msg, 0, icmp_type, code, 0, pointer)
         else:
             struct.pack_into("!BBHI", msg, 0, icmp_type, code, 0, 0)
         msg[8:] = quote
@@ -342,3 +361,28 @@ class Icmp:
             inet.output.output(my, src, IPPROTO_ICMP, msg)
         except OSError:
             pass
+
+
+def reply_options(hdr: bytes | bytearray | memoryview, orig_src: int) -> tuple[bytes, int]:
+    """The options of a reply to the datagram whose header is ``hdr`` and its first
+    destination (NetBSD's icmp_reflect with ip_srcroute): Record Route and Timestamp as
+    they arrived (updated with our entry), and a source route used up on the way here
+    reversed (RFC 1122 3.2.1.8(c), 3.2.2.6): the reply goes to the last hop recorded,
+    then back along the others to ``orig_src``."""
+    hlen = (hdr[0] & 0xF) << 2
+    out = bytearray()
+    dst = orig_src
+    for opt, off, olen in ip_options(hdr, hlen):
+        if opt in (IPOPT_RR, IPOPT_TS):
+            out += hdr[off:off + olen]
+        elif opt in (IPOPT_LSRR, IPOPT_SSRR) and source_route_done(hdr, off, olen):
+            hops = [bytes(hdr[i:i + 4]) for i in range(off + 3, off + olen - 3, 4)]
+            if not hops:
+                continue
+            dst = int.from_bytes(hops[-1], "big")
+            route = b"".join(reversed(hops[:-1])) + orig_src.to_bytes(4, "big")
+            out += bytes((IPOPT_NOP, opt, 3 + len(route), IPOPT_MINOFF)) + route
+    out += bytes(-len(out) % 4)
+    if len(out) > 40:
+        return b"", orig_src  # more than an IP header holds: reply without options
+    return bytes(out), dst

@@ -17,6 +17,7 @@ from rumpnet.netinet.ip_gso import (
     tcp_gso_split,
     tcp_segment_superframe,
 )
+from rumpnet.netinet.ip_input import OptionError, ip_options
 from rumpnet.netinet.ip_var import (
     IP_ALLOWBROADCAST,
     IP_DF,
@@ -267,8 +268,9 @@ class IpOutput:
 
     def output(self, src: int, dst: int, proto: int, payload: Buffer, *, ttl: int | None = None,
                tos: int = 0, df: bool = False, flags: int = 0, ip_id: int | None = None,
-               tso_segsz: int = 0) -> None:
-        """Send ``payload`` as the data of an IPv4 packet (``ip_output``).
+               tso_segsz: int = 0, opts: bytes = b"") -> None:
+        """Send ``payload`` as the data of an IPv4 packet (``ip_output``); ``opts``: IP
+        options for its header (a multiple of 4 bytes, at most 40).
 
         ``tso_segsz``: ``payload`` is a TCP superframe to be cut into segments of that many
         payload bytes by the interface (TSO) or by :mod:`ip_gso`; its checksum need not
@@ -293,7 +295,8 @@ class IpOutput:
             # RFC 1122 3.2.1.3: a broadcast or multicast address is never a source.
             self.stats.ips_odropped += 1
             raise kerr(errno.EADDRNOTAVAIL)
-        total = IP_HDR_LEN + len(payload)
+        hlen = IP_HDR_LEN + len(opts)
+        total = hlen + len(payload)
         if total > IP_MAXPACKET:
             raise kerr(errno.EMSGSIZE)
         if flags & IP_RAWOUTPUT:
@@ -317,12 +320,13 @@ class IpOutput:
             buf[10] = c >> 8
             buf[11] = c & 0xFF
         else:
-            buf = bytearray(IP_HDR_LEN + len(payload)) if not tso_segsz else \
-                Mbuf(bytes(IP_HDR_LEN + len(payload)), M_CSUM_TSOv4 | M_CSUM_PARTIAL, tso_segsz, IP_HDR_LEN)
-            IP_HDR.pack_into(buf, 0, 0x45, tos, total, ip_id if ip_id is not None else self.next_id(),
+            buf = bytearray(total) if not tso_segsz else \
+                Mbuf(bytes(total), M_CSUM_TSOv4 | M_CSUM_PARTIAL, tso_segsz, IP_HDR_LEN)
+            IP_HDR.pack_into(buf, 0, 0x40 | (hlen >> 2), tos, total, ip_id if ip_id is not None else self.next_id(),
                              IP_DF if df else 0, self.params.ttl if ttl is None else ttl, proto, 0, src, dst)
-            buf[IP_HDR_LEN:] = payload
-            c = in_cksum(memoryview(buf)[:IP_HDR_LEN])
+            buf[IP_HDR_LEN:hlen] = opts
+            buf[hlen:] = payload
+            c = in_cksum(memoryview(buf)[:hlen])
             buf[10] = c >> 8
             buf[11] = c & 0xFF
             if tso_segsz:
@@ -474,21 +478,12 @@ class IpOutput:
 
 def _optcopy(opts: bytes) -> bytes:
     """The options to repeat in fragments after the first: those with the "copied" flag
-    (0x80) set, padded with end-of-list to a multiple of 4 bytes (``ip_optcopy``)."""
-    out = bytearray()
-    i, n = 0, len(opts)
-    while i < n:
-        opt = opts[i]
-        if opt == 0:  # IPOPT_EOL
-            break
-        if opt == 1:  # IPOPT_NOP
-            i += 1
-            continue
-        if i + 1 >= n or opts[i + 1] < 2 or i + opts[i + 1] > n:
-            break  # malformed: copy nothing more
-        olen = opts[i + 1]
-        if opt & 0x80:
-            out += opts[i:i + olen]
-        i += olen
-    out += b"\0" * (-len(out) % 4)
-    return bytes(out)
+    (0x80) set, padded with end-of-list to a multiple of 4 bytes (``ip_optcopy``); none
+    from a malformed list."""
+    hdr = bytes(IP_HDR_LEN) + opts
+    try:
+        found = ip_options(hdr, len(hdr))
+    except OptionError:
+        return b""
+    out = b"".join(hdr[off:off + olen] for opt, off, olen in found if opt & 0x80)
+    return out + b"\0" * (-len(out) % 4)

@@ -99,6 +99,9 @@ class IpStats:
     ips_badaddr: int = 0
     ips_fragoverlap: int = 0
     ips_fragduplicate: int = 0
+    # Not in NetBSD's struct ipstat (so after its fields): datagrams with a source route
+    # not used up, dropped (net.inet.ip.forwsrcrt off; RFC 7126 4.3, 4.4)
+    ips_srcrtdrop: int = 0
 
 @dataclass(slots=True)
 class IcmpStats:
