@@ -11,11 +11,12 @@ Sans-IO contract (what the socket layer uses)::
                         tso_for=None)   # tso_for(dst) -> max TSO bytes, 0 = no TSO
     proto.input(src, dst, segment, now, csum_ok=False)   # never raises on bad input
     proto.get_timer() -> float | None ; proto.handle_timer(now)
-    proto.bind(laddr, lport, reuseaddr=False) -> lport   # 0 = ephemeral; EADDRINUSE
+    proto.bind(laddr, lport, reuseaddr=False, reuseport=False) -> lport   # 0 = ephemeral
     proto.unbind(laddr, lport)            # release an unused bind() reservation
     proto.listen(laddr, lport, backlog, now) -> TcpListener   # takes over a bind()
     proto.connect(laddr, lport, faddr, fport, now, **opts) -> TcpCb   # laddr concrete
-        opts: nodelay, keepalive, maxseg, sndbuf, rcvbuf, linger=(on, secs), reuseaddr
+        opts: reuseaddr and tcp_ctloutput.CB_OPTS's keys (nodelay, keepalive, maxseg,
+        sndbuf, rcvbuf, linger=(on, secs), keepidle.., ip_tos, ip_ttl, congctl)
     proto.ctlinput(kind, src, dst, inner, mtu=0, now=None) -> bool   # taken?
         kind: "portunreach" (ECONNREFUSED), "hostunreach", "timxceed", "needfrag", ...
     proto.pcbs() -> listeners and connections (laddr, lport, faddr, fport, state,
@@ -28,7 +29,8 @@ Timers may come due at the current time (one ACK per batch): the caller runs
 ``handle_timer`` after the rest of the input it has at hand.  Upcalls fire after the state change they report;
 EV_CLOSED comes with EV_READABLE | EV_WRITABLE (and EV_ERROR when ``cb.error``).
 Listener options inherited by accepted connections: ``lst.nodelay``, ``lst.keepalive``,
-``lst.maxseg``, ``lst.sndbuf``, ``lst.rcvbuf`` (set them before SYNs arrive).
+``lst.maxseg``, ``lst.sndbuf``, ``lst.rcvbuf`` and ``lst.opts`` (CB_OPTS keys) (set them
+before SYNs arrive).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from rumpnet.netinet import tcp_ctlinput as _ctl
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpParseError, TcpRepr
 from rumpnet.netinet.tcp_congctl import CongCtl, congctl_class
+from rumpnet.netinet.tcp_ctloutput import CB_OPTS
 from rumpnet.netinet.tcp_fsm import Ev, TcpState
 from rumpnet.netinet.tcp_input import apply_syn_options, established, tcp_input_cb
 from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_MASK
@@ -105,6 +108,10 @@ class TcpListener:
         self.maxseg = 0
         self.sndbuf = 0
         self.rcvbuf = 0
+        # and the rest (keepalive times, IP_TOS/IP_TTL, congctl): tcp_ctloutput.CB_OPTS keys
+        self.opts: dict[str, Any] = {}
+        self.shadowed: TcpListener | None = None  # an older SO_REUSEPORT listener
+
 
     @property
     def recv_q(self) -> int:
@@ -184,10 +191,10 @@ class SynCacheEntry:
 
 
 class _Bind:
-    __slots__ = ("laddr", "kind", "owner")
+    __slots__ = ("laddr", "kind", "owner", "reuseport")
 
-    def __init__(self, laddr: int, kind: str, owner: Any) -> None:
-        self.laddr, self.kind, self.owner = laddr, kind, owner
+    def __init__(self, laddr: int, kind: str, owner: Any, reuseport: bool = False) -> None:
+        self.laddr, self.kind, self.owner, self.reuseport = laddr, kind, owner, reuseport
 
 
 class TcpProtocol:
@@ -273,9 +280,11 @@ class TcpProtocol:
         return self.tso_for(faddr) if self.tso_for is not None else 0
 
     # ----- bindings ----------------------------------------------------------------------
-    def _conflict(self, laddr: int, lport: int, reuseaddr: bool) -> bool:
+    def _conflict(self, laddr: int, lport: int, reuseaddr: bool, reuseport: bool = False) -> bool:
         for b in self._ports.get(lport, ()):
             if b.laddr == laddr or b.laddr == 0 or laddr == 0:
+                if reuseport and b.reuseport:
+                    continue  # SO_REUSEPORT on both: the same address may be bound twice
                 if reuseaddr and b.kind == "conn":
                     continue
                 if reuseaddr and b.kind == "listen" and b.laddr != laddr:
@@ -283,8 +292,8 @@ class TcpProtocol:
                 return True
         return False
 
-    def _add_bind(self, laddr: int, lport: int, kind: str, owner: Any) -> _Bind:
-        b = _Bind(laddr, kind, owner)
+    def _add_bind(self, laddr: int, lport: int, kind: str, owner: Any, reuseport: bool = False) -> _Bind:
+        b = _Bind(laddr, kind, owner, reuseport)
         self._ports.setdefault(lport, []).append(b)
         return b
 
@@ -314,14 +323,15 @@ class TcpProtocol:
                 return port
         raise _err(errno.EADDRNOTAVAIL)
 
-    def bind(self, laddr: int, lport: int, reuseaddr: bool = False) -> int:
-        """Reserve (laddr, lport); lport 0 picks an ephemeral port.  EADDRINUSE."""
+    def bind(self, laddr: int, lport: int, reuseaddr: bool = False, reuseport: bool = False) -> int:
+        """Reserve (laddr, lport); lport 0 picks an ephemeral port.  EADDRINUSE.
+        ``reuseport`` (SO_REUSEPORT): another socket with it may bind the same pair."""
         if lport == 0:
             lport = self._ephemeral(laddr, reuseaddr)
-        elif self._conflict(laddr, lport, reuseaddr):
+        elif self._conflict(laddr, lport, reuseaddr, reuseport):
             raise _err(errno.EADDRINUSE)
         tok = object()
-        self._add_bind(laddr, lport, "reserved", tok)
+        self._add_bind(laddr, lport, "reserved", tok, reuseport)
         return lport
 
     def unbind(self, laddr: int, lport: int) -> None:
@@ -335,10 +345,11 @@ class TcpProtocol:
         if now > self.now_hint:
             self.now_hint = now
         old = self.listeners.get((laddr, lport))
-        if old is not None and not old.closed:
+        res = self._find_reserved(laddr, lport)
+        reuseport = res is not None and res.reuseport
+        if old is not None and not old.closed and not reuseport:
             old.set_backlog(backlog)
             return old
-        res = self._find_reserved(laddr, lport)
         if res is None:
             if lport == 0:
                 lport = self._ephemeral(laddr)
@@ -347,14 +358,20 @@ class TcpProtocol:
         else:
             self._del_bind(lport, res.owner)
         lst = TcpListener(self, laddr, lport, backlog)
-        self._add_bind(laddr, lport, "listen", lst)
+        self._add_bind(laddr, lport, "listen", lst, reuseport)
+        if old is not None and not old.closed:
+            # SO_REUSEPORT: the newest listener takes the connections (NetBSD's
+            # in_pcblookup_bind finds the last bound); the older one again once it closes.
+            lst.shadowed = old
         self.listeners[(laddr, lport)] = lst
         return lst
 
     def connect(self, laddr: int, lport: int, faddr: int, fport: int, now: float,
                 **opts: Any) -> TcpCb:
-        """Active open: send a SYN.  opts: nodelay, keepalive, maxseg, sndbuf, rcvbuf,
-        linger=(onoff, secs), reuseaddr."""
+        """Active open: send a SYN.  opts: reuseaddr and the keys of
+        tcp_ctloutput.CB_OPTS (nodelay, keepalive, maxseg, sndbuf, rcvbuf,
+        linger=(onoff, secs), keepidle, keepintvl, keepcnt, keepinit, ip_tos, ip_ttl,
+        congctl)."""
         p = self.params
         if now > self.now_hint:
             self.now_hint = now
@@ -392,30 +409,17 @@ class TcpProtocol:
         self.conns[key] = cb
         self._add_bind(laddr, lport, "conn", cb)
         self.stats.tcps_connattempt += 1
-        cb.set_timer(TCPT_KEEP, p.keepinit, now)
+        cb.set_timer(TCPT_KEEP, cb.keep_init(), now)
         _out.tcp_output(cb, now)
         return cb
 
     @staticmethod
     def _apply_opts(cb: TcpCb, opts: dict[str, Any]) -> None:
         for k, v in opts.items():
-            if k == "nodelay":
-                cb.nodelay = bool(v)
-            elif k == "keepalive":
-                cb.keepalive = bool(v)
-            elif k == "maxseg":
-                if v:
-                    cb.set_maxseg(int(v))
-            elif k == "sndbuf":
-                if v:
-                    cb.set_sndbuf(int(v))
-            elif k == "rcvbuf":
-                if v:
-                    cb.set_rcvbuf(int(v))
-            elif k == "linger":
-                cb.set_linger(bool(v[0]), int(v[1]))
-            else:
+            setter = CB_OPTS.get(k)
+            if setter is None:
                 raise TypeError(f"unknown connect option {k!r}")
+            setter(cb, v)
 
     def pcbs(self) -> Iterable[TcpCb | TcpListener]:
         return [*self.listeners.values(), *self.conns.values()]
@@ -459,8 +463,15 @@ class TcpProtocol:
         self.close_cb(cb, now)
 
     def _listener_closed(self, lst: TcpListener, now: float) -> None:
-        if self.listeners.get((lst.laddr, lst.lport)) is lst:
-            del self.listeners[(lst.laddr, lst.lport)]
+        key = (lst.laddr, lst.lport)
+        if self.listeners.get(key) is lst:
+            prev = lst.shadowed
+            while prev is not None and prev.closed:
+                prev = prev.shadowed
+            if prev is None:
+                del self.listeners[key]
+            else:
+                self.listeners[key] = prev
         self._del_bind(lst.lport, lst)
         for sc in [e for e in self._sc.values() if e.listener is lst]:
             self._sc_remove(sc)
@@ -718,6 +729,7 @@ class TcpProtocol:
         cb.snd_wl1 = seg.seq
         cb.snd_wl2 = seg.ack
         cb.transition(Ev.SYNCACHE_COMPLETE)
+        self._apply_opts(cb, lst.opts)
         cb.keepalive = lst.keepalive
         established(cb, now)
         self.conns[e.key] = cb

@@ -321,11 +321,25 @@ class TcpCb:
         self.t_rcvtime = now
         self.t_starttime = now
         self.t_keepprobes = 0
+        # Keepalive and connection-establishment times the socket set (TCP_KEEPIDLE..
+        # TCP_KEEPINIT); 0: the sysctl's, whatever it is when used (FreeBSD's
+        # TP_KEEPIDLE(tp)). Read them through keep_idle() and friends.
+        self.t_keepidle = 0.0
+        self.t_keepintvl = 0.0
+        self.t_keepcnt = 0
+        self.t_keepinit = 0.0
         self.delack_segs = 0
         # Socket options.
         self._keepalive = False
         self.linger_on = False
         self.linger_secs = 0
+        self.ip_tos = 0                   # IP_TOS of its segments
+        self.ip_ttl: int | None = None    # IP_TTL, None: net.inet.ip.ttl
+        # Per-connection counters for TCP_INFO (NetBSD's t_sndrexmitpack, t_rcvoopack,
+        # t_sndzerowin).
+        self.t_sndrexmitpack = 0
+        self.t_rcvoopack = 0
+        self.t_sndzerowin = 0
         self.cc: CongCtl = proto.new_congctl(self)
         self.freed = False
 
@@ -377,9 +391,21 @@ class TcpCb:
         if self.state >= TcpState.ESTABLISHED and not self.freed:
             if on:
                 if self.timers[TCPT_KEEP] is None:
-                    self.set_timer(TCPT_KEEP, self.params.keepidle, self.t_rcvtime)
+                    self.set_timer(TCPT_KEEP, self.keep_idle(), self.t_rcvtime)
             else:
                 self.cancel_timer(TCPT_KEEP)
+
+    def keep_idle(self) -> float:
+        return self.t_keepidle or self.params.keepidle
+
+    def keep_intvl(self) -> float:
+        return self.t_keepintvl or self.params.keepintvl
+
+    def keep_cnt(self) -> int:
+        return self.t_keepcnt or self.params.keepcnt
+
+    def keep_init(self) -> float:
+        return self.t_keepinit or self.params.keepinit
 
     def next_deadline(self) -> float | None:
         return _timer.next_deadline(self)
