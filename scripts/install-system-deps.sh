@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install the host programs the interop tests use as real peers: ping (iputils-ping),
-# tcpdump, curl and iproute2. Only as root with apt-get; otherwise say what is missing
+# tcpdump, curl, iproute2 and redis-server. Only as root with apt-get; otherwise say what is missing
 # (those tests then skip with a reason).
 set -u
 missing=""
@@ -8,6 +8,7 @@ command -v ping >/dev/null 2>&1 || missing="$missing iputils-ping"
 command -v tcpdump >/dev/null 2>&1 || missing="$missing tcpdump"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing:$missing"
