@@ -14,12 +14,14 @@ scapy and handed to the sender's interface while a transfer runs, on virtual tim
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import random
+import socket
 from collections.abc import Callable
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from rumpnet.netinet.in_addr import aton
@@ -165,3 +167,30 @@ def test_interface_mtu_lowered_under_a_connection(pair) -> None:
     assert transfer(a, b, data, hook) == data
     assert marks and max(len(f) for f in seen.frames[marks[0]:]) <= 914
     assert a.ifnet.lookup("wire0").stats.oerrors == 0
+
+
+def _icmp_frame(victim, icmp_type: int, code: int, quoted: bytes, mtu: int = 0) -> bytes:
+    ifp = victim.ifnet.lookup("wire0")
+    icmp = ICMP(type=icmp_type, code=code, nexthopmtu=mtu) if icmp_type == 3 else ICMP(type=icmp_type, code=code)
+    return bytes(Ether(dst=ifp.lladdr, src=b"\x02" * 6) / IP(src="10.0.0.254", dst=A) / icmp / quoted)
+
+
+def test_unknown_codes_are_badcode_and_udp_takes_needfrag(pair) -> None:
+    """Codes NetBSD's icmp_input does not know are icps_badcode; a "fragmentation needed"
+    about a UDP datagram of a connected socket is taken (its error is EMSGSIZE, the
+    path MTU goes down), one quoting no socket is not (icps_noconn)."""
+    a, b = pair
+    udp = bytes(IP(src=A, dst=B, len=1500) / UDP(sport=5555, dport=6666))[:28]
+    inject(a, _icmp_frame(a, 3, 16, udp))       # unreachable code 16: none such
+    inject(a, _icmp_frame(a, 11, 2, udp))       # time exceeded code 2: none such
+    assert a.inet.icmpstat.icps_badcode == 2
+    inject(a, _icmp_frame(a, 3, 4, udp, 1000))  # no socket on 5555
+    assert a.inet.icmpstat.icps_noconn == 1 and a.config.route_get(B).plen == 24
+    fd = a.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+    a.rump_sys_bind(fd, (A, 5555))
+    a.rump_sys_connect(fd, (B, 6666))
+    inject(a, _icmp_frame(a, 3, 4, udp, 1000))
+    assert a.config.route_get(B).mtu == 1000
+    with pytest.raises(OSError) as ei:
+        a.rump_sys_send(fd, b"x", 0)
+    assert ei.value.errno == errno.EMSGSIZE
