@@ -142,12 +142,8 @@ class IpInput:
         if n > ip_len:
             pkt = pkt[:ip_len]  # link-layer padding (Ethernet minimum frame)
         inet = self.inet
-        # Source addresses that can never be a sender (RFC 1122 3.2.1.3).
-        if (src >> 28) == 0xE or src == 0xFFFFFFFF or (src >> 24) == 127 and not ifp.loopback:
+        if _martian(ifp, src, dst):
             st.ips_badaddr += 1
-            return
-        if (dst >> 24) == 127 and not ifp.loopback:
-            st.ips_badaddr += 1  # martian: loopback addresses arriving from a wire
             return
         if hlen > IP_HDR_LEN:
             done = self.dooptions(ifp, pkt, hlen, dst)
@@ -378,6 +374,14 @@ class IpInput:
                 inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_NEEDFRAG, nextmtu=mtu)
             return
         st.ips_forward += 1
+
+
+def _martian(ifp: Ifnet, src: int, dst: int) -> bool:
+    """A source that can never be a sender (RFC 1122 3.2.1.3), or loopback addresses
+    arriving from a wire."""
+    if (src >> 28) == 0xE or src == 0xFFFFFFFF:
+        return True
+    return not ifp.loopback and ((src >> 24) == 127 or (dst >> 24) == 127)
 
 
 # Option type -> its action in ip_dooptions (False: the datagram was dropped).

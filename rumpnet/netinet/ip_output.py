@@ -300,25 +300,7 @@ class IpOutput:
         if total > IP_MAXPACKET:
             raise kerr(errno.EMSGSIZE)
         if flags & IP_RAWOUTPUT:
-            # IP_HDRINCL (NetBSD rip_output + ip_output): the user's header is checked
-            # (EINVAL for a bad header length or an ip_len that is not the packet's
-            # length), a zero ip_id and source are filled in and the header checksum is
-            # always computed -- before this fix the user's (usually zero) checksum went
-            # out as is and every receiver dropped the packet as ips_badsum.
-            buf = bytearray(payload)
-            rhlen = (buf[0] & 0xF) << 2 if buf else 0
-            if len(buf) < IP_HDR_LEN or rhlen < IP_HDR_LEN or rhlen > len(buf) or \
-                    ((buf[2] << 8) | buf[3]) != len(buf):
-                raise kerr(errno.EINVAL)
-            if buf[4] == 0 and buf[5] == 0:
-                nid = self.next_id()
-                buf[4], buf[5] = nid >> 8, nid & 0xFF
-            if buf[12:16] == b"\0\0\0\0":
-                buf[12:16] = src.to_bytes(4, "big")
-            buf[10] = buf[11] = 0
-            c = in_cksum(memoryview(buf)[:rhlen])
-            buf[10] = c >> 8
-            buf[11] = c & 0xFF
+            buf = self._rawoutput_header(payload, src)
         else:
             buf = bytearray(total) if not tso_segsz else \
                 Mbuf(bytes(total), M_CSUM_TSOv4 | M_CSUM_PARTIAL, tso_segsz, IP_HDR_LEN)
@@ -333,6 +315,28 @@ class IpOutput:
                 set_partial_tcp_csum(buf, IP_HDR_LEN)
         st.ips_localout += 1
         self.send_packet(buf, (buf[0] & 0xF) << 2, rt, dst, flags, is_bcast)
+
+    def _rawoutput_header(self, payload: Buffer, src: int) -> bytearray:
+        """IP_HDRINCL (NetBSD rip_output + ip_output): the user's header is checked
+        (EINVAL for a bad header length or an ip_len that is not the packet's length), a
+        zero ip_id and source are filled in and the header checksum is always computed --
+        before this fix the user's (usually zero) checksum went out as is and every
+        receiver dropped the packet as ips_badsum."""
+        buf = bytearray(payload)
+        rhlen = (buf[0] & 0xF) << 2 if buf else 0
+        if len(buf) < IP_HDR_LEN or rhlen < IP_HDR_LEN or rhlen > len(buf) or \
+                ((buf[2] << 8) | buf[3]) != len(buf):
+            raise kerr(errno.EINVAL)
+        if buf[4] == 0 and buf[5] == 0:
+            nid = self.next_id()
+            buf[4], buf[5] = nid >> 8, nid & 0xFF
+        if buf[12:16] == b"\0\0\0\0":
+            buf[12:16] = src.to_bytes(4, "big")
+        buf[10] = buf[11] = 0
+        c = in_cksum(memoryview(buf)[:rhlen])
+        buf[10] = c >> 8
+        buf[11] = c & 0xFF
+        return buf
 
     def send_packet(self, buf: bytearray, hlen: int, rt: Rtentry, dst: int, flags: int,
                     is_bcast: bool | None = None) -> None:

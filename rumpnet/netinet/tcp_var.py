@@ -236,6 +236,21 @@ class TcpCb:
     """One TCP connection (NetBSD struct tcpcb + the socket buffers it owns)."""
 
     _ids = 0
+    # Defaults an instance overrides when set (rarely: socket options, counters).
+    # Keepalive and connection-establishment times the socket set (TCP_KEEPIDLE..
+    # TCP_KEEPINIT); 0: the sysctl's, whatever it is when used (FreeBSD's TP_KEEPIDLE(tp)).
+    # Read them through keep_idle() and friends.
+    t_keepidle = 0.0
+    t_keepintvl = 0.0
+    t_keepcnt = 0
+    t_keepinit = 0.0
+    ip_tos = 0                          # IP_TOS of its segments
+    ip_ttl: int | None = None           # IP_TTL, None: net.inet.ip.ttl
+    # Per-connection counters for TCP_INFO (NetBSD's t_sndrexmitpack, t_rcvoopack,
+    # t_sndzerowin).
+    t_sndrexmitpack = 0
+    t_rcvoopack = 0
+    t_sndzerowin = 0
 
     def __init__(self, proto: TcpProtocol, laddr: int, lport: int, faddr: int, fport: int,
                  now: float) -> None:
@@ -321,25 +336,11 @@ class TcpCb:
         self.t_rcvtime = now
         self.t_starttime = now
         self.t_keepprobes = 0
-        # Keepalive and connection-establishment times the socket set (TCP_KEEPIDLE..
-        # TCP_KEEPINIT); 0: the sysctl's, whatever it is when used (FreeBSD's
-        # TP_KEEPIDLE(tp)). Read them through keep_idle() and friends.
-        self.t_keepidle = 0.0
-        self.t_keepintvl = 0.0
-        self.t_keepcnt = 0
-        self.t_keepinit = 0.0
         self.delack_segs = 0
         # Socket options.
         self._keepalive = False
         self.linger_on = False
         self.linger_secs = 0
-        self.ip_tos = 0                   # IP_TOS of its segments
-        self.ip_ttl: int | None = None    # IP_TTL, None: net.inet.ip.ttl
-        # Per-connection counters for TCP_INFO (NetBSD's t_sndrexmitpack, t_rcvoopack,
-        # t_sndzerowin).
-        self.t_sndrexmitpack = 0
-        self.t_rcvoopack = 0
-        self.t_sndzerowin = 0
         self.cc: CongCtl = proto.new_congctl(self)
         self.freed = False
 
