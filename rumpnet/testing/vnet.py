@@ -21,6 +21,7 @@ from rumpkern import rump_init
 from rumpkern.kernel import Kernel
 from rumpkern.sched import Scheduler
 from rumpnet.ifnet import Ifnet
+from rumpnet.net_kernel import net_kernel
 from rumpnet.netinet.in_cksum import in_cksum
 from rumpnet.sys_socket import pollfd
 from rumpnet.uipc_socket import POLLIN, POLLOUT
@@ -66,7 +67,7 @@ class FrameLog:
 def capture(k: Kernel, ifname: str, sent_only: bool = False) -> FrameLog:
     """Tap ``k``'s interface ``ifname``: every frame it sends and receives from now on
     (with ``sent_only``, only those it sends) lands in the returned log's ``frames``."""
-    ifp = k.ifnet.lookup(ifname)
+    ifp = net_kernel(k).ifnet.lookup(ifname)
     log = FrameLog(ifp.lladdr if sent_only else None)
     k.sched.run(lambda: ifp.bpf_attach(log))
     return log
@@ -144,7 +145,7 @@ class VNet:
         if addr is not None:
             k.config.addr_add(ifname, addr)
         k.config.if_up(ifname)
-        return k.ifnet.lookup(ifname)
+        return net_kernel(k).ifnet.lookup(ifname)
 
     def pair(self, a_addr: str = "10.0.0.1/24", b_addr: str = "10.0.0.2/24", seg: str = "lan",
              seeds: tuple[int, int] = (1, 2)) -> tuple[Kernel, Kernel]:
