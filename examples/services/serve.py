@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--offload", metavar="MODE", choices=("tso", "csum", "none"),
                     help="virtif offload mode to ask the host for (default: plain frames)")
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--sysctl", metavar="NAME=VALUE", action="append", default=[],
+                    help="set a sysctl of the kernel before serving (repeatable), "
+                         "e.g. net.inet.tcp.congctl=cubic")
     ap.add_argument("--port-offset", type=int, default=0, help="add this to every port")
     ap.add_argument("--host-stack", action="store_true", help="serve on the host's sockets instead")
     ap.add_argument("--stats", action="store_true", help="print netstat -s to stderr on exit")
@@ -98,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.tap or not args.address:
         ap.error("--tap and --address are required")
     k, drv = boot(args.tap, args.address, args.gateway, args.mtu, args.offload, args.seed)
+    for assignment in args.sysctl:
+        if "=" not in assignment:
+            ap.error(f"--sysctl {assignment!r}: want NAME=VALUE")
+        try:
+            k.sysctl("-w", assignment)
+        except OSError as e:
+            ap.error(f"--sysctl {assignment}: {e.strerror}")
     k.serve_background()
     handle = start_services(k, ports)
     ifp = k.ifnet.lookup("virt0")
