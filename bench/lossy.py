@@ -40,9 +40,27 @@ ROUTER = os.path.join(ROOT, "bench", "peers", "impaired_router.py")
 NET_A, NET_B = "10.96.1", "10.96.2"
 LINUX_A, RUMP_A, ROUTER_A, ROUTER_B, LINUX_B = (f"{NET_A}.1", f"{NET_A}.3", f"{NET_A}.254",
                                                  f"{NET_B}.254", f"{NET_B}.1")
-SERVERS = {"linux": LINUX_A, "rumpnet": RUMP_A}
 DIRECTIONS = {"out": "bulk_out", "in": "bulk_in"}   # seen from the server
 TARGET_RATIO = 0.8
+
+
+@dataclass
+class Server:
+    """A server in ns A: its address, port offset and, for Linux, congestion control."""
+
+    name: str
+    addr: str
+    port_offset: int = 0
+    congestion: str | None = None
+
+
+def servers_for(linux_ccs: list[str], rumpnet: bool) -> list[Server]:
+    """``linux-CC`` for each congestion control (ports shifted by 1000 per extra one), then
+    ``rumpnet``."""
+    out = [Server(f"linux-{cc}", LINUX_A, 1000 * i, cc) for i, cc in enumerate(linux_ccs)]
+    if rumpnet:
+        out.append(Server("rumpnet", RUMP_A))
+    return out
 
 
 @dataclass
@@ -50,7 +68,7 @@ class Path:
     ns_a: Any
     ns_b: Any
     router: Any
-    servers: dict[str, Any]
+    procs: dict[str, Any]
 
 
 def _bridge_add(ns: str, name: str, addr: str) -> None:
@@ -92,7 +110,7 @@ class Router:
 
 
 @contextlib.contextmanager
-def impaired_path(stacks: list[str], sysctls: list[str]) -> Iterator[Path]:
+def impaired_path(servers: list[Server], sysctls: list[str]) -> Iterator[Path]:
     """Namespaces A and B, the router between them and the servers in A; all removed on exit."""
     from rumpnet.testing.netns import NetNS, move_link_to_netns, ns_configure, ns_popen, unique_ifname
     from rumpnet.virtif.hostif import off_loop
@@ -109,22 +127,23 @@ def impaired_path(stacks: list[str], sysctls: list[str]) -> Iterator[Path]:
         off_loop(_enslave, ns_a.name, tap_a, bridge)
         move_link_to_netns(tap_b, ns_b, from_ns=ns_a)
         ns_configure(ns_b, tap_b, f"{LINUX_B}/24", routes=[("default", ROUTER_B)])
-        servers: dict[str, Any] = {}
-        if "linux" in stacks:
-            servers["linux"] = stack.enter_context(ns_popen(ns_a, [sys.executable, "-u", SERVE, "--host-stack"]))
-            _read_ready(servers["linux"], 30)
-        if "rumpnet" in stacks:
-            argv = [sys.executable, "-u", SERVE, "--tap", tap_s, "--address", f"{RUMP_A}/24", "--gateway",
-                    ROUTER_A, "--seed", "1"]
-            for s in sysctls:
-                argv += ["--sysctl", s]
-            servers["rumpnet"] = stack.enter_context(ns_popen(ns_a, argv))
-            _read_ready(servers["rumpnet"], 30)
-            off_loop(_enslave, ns_a.name, tap_s, bridge)
-        for name in servers:
-            wait_reachable(ns_b, SERVERS[name])
-            wait_tcp(ns_b, SERVERS[name])
-        yield Path(ns_a, ns_b, Router(proc), servers)
+        procs: dict[str, Any] = {}
+        for srv in servers:
+            if srv.congestion is not None:
+                argv = [sys.executable, "-u", SERVE, "--host-stack", "--congestion", srv.congestion,
+                        "--port-offset", str(srv.port_offset)]
+            else:
+                argv = [sys.executable, "-u", SERVE, "--tap", tap_s, "--address", f"{RUMP_A}/24", "--gateway",
+                        ROUTER_A, "--seed", "1"]
+                for s in sysctls:
+                    argv += ["--sysctl", s]
+            procs[srv.name] = stack.enter_context(ns_popen(ns_a, argv))
+            _read_ready(procs[srv.name], 30)
+            if srv.congestion is None:
+                off_loop(_enslave, ns_a.name, tap_s, bridge)
+            wait_reachable(ns_b, srv.addr)
+            wait_tcp(ns_b, srv.addr, 7 + srv.port_offset)
+        yield Path(ns_a, ns_b, Router(proc), procs)
 
 
 def _proc_cpu(pid: int) -> float:
@@ -135,14 +154,19 @@ def _proc_cpu(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / tick
 
 
-def transfer(path: Path, server: str, direction: str, size: int, netem: str, limit: float) -> dict[str, Any]:
+def transfer(path: Path, srv: Server, direction: str, size: int, netem: str, limit: float,
+             client_cc: str) -> dict[str, Any]:
+    """One transfer through the path, netem re-installed first; the client's result with
+    the router's and the server's CPU share over it and the netem counters."""
     from rumpnet.testing.netns import ns_run
 
     path.router.ask(f"netem {netem}")
     before = path.router.ask("stats")
-    srv_cpu0 = _proc_cpu(path.servers[server].pid)
-    argv = [sys.executable, CLIENT, DIRECTIONS[direction], SERVERS[server], "--size", str(size),
-            "--max-seconds", str(limit)]
+    pid = path.procs[srv.name].pid
+    srv_cpu0 = _proc_cpu(pid)
+    argv = [sys.executable, CLIENT, DIRECTIONS[direction], srv.addr, "--size", str(size),
+            "--max-seconds", str(limit), "--congestion", srv.congestion or client_cc,
+            "--port-offset", str(srv.port_offset)]
     try:
         r = ns_run(path.ns_b, argv, timeout=limit + 30)
         res: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
@@ -154,63 +178,74 @@ def transfer(path: Path, server: str, direction: str, size: int, netem: str, lim
     path.router.ask("netem delay 0ms")   # no loss between runs (the next run re-seeds)
     seconds = float(res.get("seconds", 0.0)) or 1e-9
     res["router_cpu"] = (after["cpu_s"] - before["cpu_s"]) / seconds
-    res["server_cpu"] = (_proc_cpu(path.servers[server].pid) - srv_cpu0) / seconds
+    res["server_cpu"] = (_proc_cpu(pid) - srv_cpu0) / seconds
     res["netem"] = {ifn: {k: v - (before["egress"][ifn] or {}).get(k, 0) for k, v in (c or {}).items()
                           if k in ("packets", "drop_loss", "drops")}
                     for ifn, c in after["egress"].items()}
     return res
 
 
-def run(stacks: list[str], losses: list[float], delay: str, size: int, seed: int, limit: float,
+def run(servers: list[Server], losses: list[float], delay: str, size: int, seed: int, limit: float,
         sysctls: list[str]) -> dict[str, Any]:
+    """Rows ``loss P% DIR CC``: the Linux server with congestion control CC, and rumpnet
+    where CC matters to it: as receiver ("in", the Linux client sending with CC) for every
+    CC, as sender ("out", with its own congestion control) in the reference row only."""
     results: dict[str, Any] = {}
-    with impaired_path(stacks, sysctls) as path:
+    linux = [srv for srv in servers if srv.congestion is not None]
+    rump = next((srv for srv in servers if srv.congestion is None), None)
+    with impaired_path(servers, sysctls) as path:
         for loss in losses:
             netem = f"delay {delay} loss {loss:g}% seed {seed}"
             for direction in DIRECTIONS:
-                for server in stacks:
-                    key = f"loss {loss:g}% {direction}"
-                    log(f"{server}: {key} ({netem}) ...")
-                    t0 = time.monotonic()
-                    res = transfer(path, server, direction, size, netem, limit)
-                    log(f"{server}: {key} -> {res.get('MBps', res.get('error'))} MB/s "
-                        f"(router CPU {res['router_cpu']:.0%}, {time.monotonic() - t0:.1f}s)")
-                    results.setdefault(key, {})[server] = res
+                for i, lx in enumerate(linux):
+                    key = f"loss {loss:g}% {direction} {lx.congestion}"
+                    row = results.setdefault(key, {})
+                    cc = lx.congestion or ""
+                    runs = [(lx, "linux")]
+                    if rump is not None and (direction == "in" or i == 0):
+                        runs.append((rump, "rumpnet"))
+                    for srv, col in runs:
+                        log(f"{srv.name}: {key} ({netem}) ...")
+                        t0 = time.monotonic()
+                        res = transfer(path, srv, direction, size, netem, limit, cc)
+                        log(f"{srv.name}: {key} -> {res.get('MBps', res.get('error'))} MB/s "
+                            f"(router CPU {res['router_cpu']:.0%}, {time.monotonic() - t0:.1f}s)")
+                        row[col] = res
     return results
 
 
 def table(doc: dict[str, Any]) -> str:
-    stacks = doc["meta"]["stacks"]
-    lines = [f"Bulk TCP through a rumpnet router with netem ({doc['meta']['netem']}) on both egresses; "
-             f"{doc['meta']['size'] / 1e6:g} MB, SHA-256 checked; load average {doc['meta']['loadavg_start']}",
-             "direction is seen from the server: out = server sends to Linux, in = Linux sends to the server",
-             f"{'path':<18}" + "".join(f"{s + ' MB/s':>16}" for s in stacks)
-             + ("     ratio" if len(stacks) > 1 else "") + "   router CPU (max)"]
+    meta = doc["meta"]
+    ref = meta["reference"]
+    lines = [f"Bulk TCP through a rumpnet router kernel with netem ({meta['netem']}) on both egresses;",
+             f"{meta['size'] / 1e6:g} MB per transfer, SHA-256 checked; rumpnet: {' '.join(meta['sysctl'])}; "
+             f"load average {meta['loadavg_start'][0]:.2f} at start, {meta['loadavg_end'][0]:.2f} at end",
+             "out: the server (Linux or rumpnet) sends to Linux; in: Linux sends to the server, with the CC named",
+             f"{'path, Linux CC':<22}{'Linux MB/s':>12}{'rumpnet MB/s':>14}{'ratio':>8}{'router CPU':>12}"]
     met = []
     for key, row in doc["results"].items():
-        cells = []
-        for s in stacks:
-            r = row.get(s, {})
-            cells.append(f"{r['MBps']:>16.3f}" if "MBps" in r else f"{'failed':>16}")
-        ratio = ""
-        lin, rn = row.get("linux", {}), row.get("rumpnet", {})
-        if "MBps" in lin and "MBps" in rn:
-            q = rn["MBps"] / lin["MBps"]
-            ratio = f"{q:>9.2f}x"
-            met.append((key, q))
-        cpu = max((r.get("router_cpu", 0.0) for r in row.values()), default=0.0)
-        lines.append(f"{key:<18}" + "".join(cells) + f"{ratio:>10}" + f"{cpu:>12.0%}")
+        lin, rn = row.get("linux", {}), row.get("rumpnet")
+        cells = f"{lin['MBps']:>12.3f}" if "MBps" in lin else f"{'failed':>12}"
+        if rn is None:
+            cells += f"{'-':>14}{'':>8}"
+        elif "MBps" in rn:
+            q = rn["MBps"] / lin["MBps"] if "MBps" in lin else 0.0
+            cells += f"{rn['MBps']:>14.3f}{q:>7.2f}x"
+            if key.endswith(" " + ref):
+                met.append((key, q))
+        else:
+            cells += f"{'failed':>14}{'':>8}"
+        cpu = max((r.get("router_cpu", 0.0) for r in row.values() if r), default=0.0)
+        lines.append(f"{key:<22}{cells}{cpu:>12.0%}")
     if met:
-        lines.append("")
-        lines.append("Targets (issue 13), from this run:")
         worst = min(met, key=lambda m: m[1])
-        ok = worst[1] >= TARGET_RATIO
-        lines.append(f"  [{'met' if ok else 'NOT met'}] rumpnet >= {TARGET_RATIO}x Linux's goodput in both "
-                     f"directions: weakest {worst[1]:.2f}x ({worst[0]})")
+        lines += ["", "Targets (issue 13), from this run:",
+                  f"  [{'met' if worst[1] >= TARGET_RATIO else 'NOT met'}] rumpnet >= {TARGET_RATIO}x Linux's "
+                  f"goodput ({ref}) in both directions: weakest {worst[1]:.2f}x ({worst[0]})"]
     for key, row in doc["results"].items():
-        for s, r in row.items():
-            if "error" in r:
-                lines.append(f"{s}: {key}: {r['error']}")
+        for n, r in row.items():
+            if r and "error" in r:
+                lines.append(f"{n}: {key}: {r['error']}")
     return "\n".join(lines)
 
 
@@ -221,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loss", default="1,3", help="comma-separated loss percentages (default 1,3)")
     ap.add_argument("--delay", default="10ms", help="netem delay on each egress (default 10ms)")
     ap.add_argument("--seed", type=int, default=7, help="netem seed, the same for every transfer")
-    ap.add_argument("--stacks", default="linux,rumpnet", help="servers: linux, rumpnet (default both)")
+    ap.add_argument("--linux-cc", default="cubic",
+                    help="comma-separated Linux congestion controls, one row each; the first is the "
+                         "reference of the target (default cubic, Linux's default)")
+    ap.add_argument("--no-rumpnet", action="store_true", help="Linux servers only")
     ap.add_argument("--sysctl", action="append", default=[], metavar="NAME=VALUE",
-                    help="for the rumpnet kernel (default: net.inet.tcp.congctl=cubic, as Linux)")
+                    help="for the rumpnet kernel (default: net.inet.tcp.congctl=cubic)")
     ap.add_argument("--max-seconds", type=float, default=600.0, help="limit per transfer")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args(argv)
@@ -231,14 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         losses = [float(x) for x in a.loss.split(",") if x.strip()]
     except ValueError:
         ap.error(f"--loss {a.loss!r}: want comma-separated percentages")
-    stacks = [s.strip() for s in a.stacks.split(",") if s.strip()]
-    for s in stacks:
-        if s not in SERVERS:
-            ap.error(f"unknown stack {s!r}; choose from {', '.join(SERVERS)}")
+    ccs = [c.strip() for c in a.linux_cc.split(",") if c.strip()]
+    if not ccs:
+        ap.error("--linux-cc: name at least one congestion control (e.g. cubic)")
     size = 2_000_000 if a.quick and a.size == 50_000_000 else a.size
     if a.quick and a.loss == "1,3":
         losses = [1.0]
     sysctls = a.sysctl or ["net.inet.tcp.congctl=cubic"]
+    servers = servers_for(ccs, not a.no_rumpnet)
 
     from rumpnet.testing.netns import cleanup_stale, have_netns_privileges
 
@@ -251,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     load0 = list(os.getloadavg())
     started = time.time()
     try:
-        results = run(stacks, losses, a.delay, size, a.seed, a.max_seconds, sysctls)
+        results = run(servers, losses, a.delay, size, a.seed, a.max_seconds, sysctls)
     except Interrupted as e:
         log(f"interrupted ({e}); cleaned up")
         return 130
@@ -262,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     doc = {"meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                    "seconds": round(time.time() - started, 1), "size": size, "stacks": stacks,
+                    "seconds": round(time.time() - started, 1), "size": size,
+                    "servers": [srv.name for srv in servers], "reference": ccs[0],
                     "netem": f"delay {a.delay} loss {'/'.join(f'{x:g}' for x in losses)}% seed {a.seed}",
                     "sysctl": sysctls, "loadavg_start": load0, "loadavg_end": list(os.getloadavg()),
                     "cpus": os.cpu_count()},

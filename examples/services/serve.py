@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import signal
+import socket as pysocket
 import sys
 import threading
 from typing import Any
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                          "e.g. net.inet.tcp.congctl=cubic")
     ap.add_argument("--port-offset", type=int, default=0, help="add this to every port")
     ap.add_argument("--host-stack", action="store_true", help="serve on the host's sockets instead")
+    ap.add_argument("--congestion", metavar="NAME",
+                    help="with --host-stack: Linux congestion control of the listening sockets "
+                         "(TCP_CONGESTION; accepted connections inherit it)")
     ap.add_argument("--stats", action="store_true", help="print netstat -s to stderr on exit")
     args = ap.parse_args(argv)
 
@@ -84,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.host_stack:
         async def host_main() -> None:
             servers = await start_host_services(ports)
+            if args.congestion:
+                for srv in servers:
+                    for sock in getattr(srv, "sockets", None) or ():
+                        if sock.type == pysocket.SOCK_STREAM:
+                            sock.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_CONGESTION,
+                                            args.congestion.encode())
             print(json.dumps({"ready": True, "stack": "host", "ports": ports}), flush=True)
             while not done.is_set():
                 await asyncio.sleep(0.1)
