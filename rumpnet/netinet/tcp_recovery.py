@@ -72,7 +72,7 @@ def sack_ack(cb: TcpCb, seg: TcpRepr, acked: int, tsecr: int | None, now: float)
         st.tcps_tlp_recovered += 1
         if not cb.in_recovery:
             _tlp_reduce(cb, now)
-    _leave_recovery(cb, dsack, now)
+    exited = _leave_recovery(cb, dsack, now)
     lost = _detect_loss(cb, dsack, now)
     if lost and not cb.in_recovery and not cb.rto_recovery and SEQ_GEQ(cb.snd_una, cb.snd_recover):
         enter_recovery(cb, now)
@@ -82,16 +82,18 @@ def sack_ack(cb: TcpCb, seg: TcpRepr, acked: int, tsecr: int | None, now: float)
             _cc.prr_ack(cb, delivered, sb.pipe(flight(cb)))
         else:
             cb.snd_cwnd = cb.snd_ssthresh    # RFC 6675 section 5 step 4.4
-    elif acked:
+    elif acked and not exited:
         cb.cc.on_ack(acked, now)
     if acked:
         tlp_schedule(cb, now)
 
 
-def _leave_recovery(cb: TcpCb, dsack: bool, now: float) -> None:
+def _leave_recovery(cb: TcpCb, dsack: bool, now: float) -> bool:
     """Fast or RTO recovery ends once SND.UNA reaches the recovery point (RFC 6675
-    section 5); RFC 6937: cwnd = ssthresh at the end of fast recovery."""
+    section 5); RFC 6937: cwnd = ssthresh at the end of fast recovery (and the ACK that
+    ends it grows nothing).  Returns True when fast recovery ended."""
     exiting = False
+    fast = cb.in_recovery
     if (cb.in_recovery or cb.rto_recovery) and SEQ_GEQ(cb.snd_una, cb.snd_recover):
         exiting = True
         if cb.in_recovery:
@@ -100,6 +102,7 @@ def _leave_recovery(cb: TcpCb, dsack: bool, now: float) -> None:
         cb.t_rxt_tsval = None
     if cb.params.recovery == "rack":
         _rack.update_reo_wnd(cb, dsack, exiting)
+    return exiting and fast
 
 
 def _detect_loss(cb: TcpCb, dsack: bool, now: float) -> int:
