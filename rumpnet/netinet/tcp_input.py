@@ -266,7 +266,7 @@ def enter_time_wait(cb: TcpCb, now: float) -> None:
 def _autorcvbuf(cb: TcpCb, sent_ts: int, tsecr: int, tlen: int) -> None:
     """Receive buffer autosizing (FreeBSD's tcp_input, "automatic sizing of the receive
     socket buffer"; TcpParams.recvbuf_auto). ``rfbuf_ts`` is a timestamp we sent; once
-    the peer echoes a later one, a round trip has passed: if it sent more than 7/8 of
+    the peer echoes a later one, a round trip has passed: if it sent more than half of
     the buffer in it, the window was what held it back, and the buffer doubles (up to
     recvbuf_max; the window update goes out with the next ACK)."""
     if (tsecr - sent_ts) & M not in _TS_LATER:
@@ -274,7 +274,7 @@ def _autorcvbuf(cb: TcpCb, sent_ts: int, tsecr: int, tlen: int) -> None:
         return
     space = cb.rcvspace
     top = cb.params.recvbuf_max
-    if cb.rfbuf_cnt > space // 8 * 7 and space < top:
+    if cb.rfbuf_cnt > space // 2 and space < top:
         cb.rcvspace = min(2 * space, top)
     cb.rfbuf_ts = None
     cb.rfbuf_cnt = 0
@@ -345,6 +345,10 @@ def _data_and_fin(cb: TcpCb, seg: TcpRepr, now: float) -> int:
                 st.tcps_rcvoobyte += tlen
                 if _reass_insert(cb, seq, payload) < 0:
                     fin = 0
+                elif cb.rcv_auto and cb.rfbuf_ts is not None and seg.timestamps is not None:
+                    # What arrived counts toward autosizing in order or not: behind a
+                    # hole the window still had to hold it.
+                    _autorcvbuf(cb, cb.rfbuf_ts, seg.timestamps[1], tlen)
             if cb.t_flags & TF_SACK_PERMIT:
                 latest = (seq, (seq + tlen) & M) if seq != cb.rcv_nxt else None
                 ranges = _sack_ranges(cb)

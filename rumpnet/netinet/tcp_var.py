@@ -113,7 +113,10 @@ class TcpParams:
     syn_bucket_limit: int = 105
     syn_cache_buckets: int = 512
     challenge_ack_limit: int = 1000  # per second (RFC 5961 section 7)
-    reass_maxbytes: int = 256 * 1024
+    # Out-of-order bytes a connection may queue.  Only data inside the offered window is
+    # queued (tcp_input trims the rest), so the window, up to recvbuf_max, is the real
+    # bound; this is a cap on top of it.  Behind a hole a window's worth may wait.
+    reass_maxbytes: int = 4 * 1024 * 1024
     sendspace: int = 256 * 1024
     recvspace: int = 256 * 1024
     persmin: float = 5.0
