@@ -15,6 +15,9 @@ it runs until SIGINT or SIGTERM. The host side of the tap is yours to configure 
 or move it into a network namespace). ``--host-stack`` serves the same services on the
 host's own sockets instead (for comparisons; no tap involved).
 
+``--sysctl NAME=VALUE`` (repeatable) sets the kernel's sysctls before it serves;
+``--congestion NAME`` picks Linux's congestion control for the ``--host-stack`` listeners.
+
 virtif modes: plain frames by default (``linkstr TAP,nooffload``); ``--offload MODE``
 (``tso``, ``csum`` or ``none``) asks the host for that offload mode
 (``linkstr TAP,offload=MODE``; the driver steps down if the host refuses).

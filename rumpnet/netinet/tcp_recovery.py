@@ -43,6 +43,8 @@ def sack_ack(cb: TcpCb, seg: TcpRepr, acked: int, tsecr: int | None, now: float)
     """Everything loss recovery does with an acceptable ACK on a SACK connection, after
     SND.UNA has moved by ``acked`` (RFC 6675 section 5, RFC 8985 6.2 and 7.4, RFC 6937).
     Sends nothing itself: the caller's tcp_output sends what this made due."""
+    if not acked and not seg.sack_blocks and cb.rack.tlp_end is None:
+        return              # nothing delivered, nothing learnt (a receiver's common case)
     p = cb.params
     st = cb.stats
     sb = cb.sack

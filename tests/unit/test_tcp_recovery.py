@@ -323,3 +323,65 @@ def test_recovery_sysctl_choices() -> None:
     finally:
         k.halt()
 
+
+
+# ----- HyStart++ (RFC 9406) and CUBIC after an RTO (RFC 9438 4.8) --------------------------
+def _slow_start_run(env: Env, cb: TcpCb, rtt_at: Any, until: float) -> None:
+    """Drive slow start: the peer ACKs every segment one RTT (``rtt_at(send time)``) after
+    it was sent, echoing the timestamp it carried."""
+    import heapq
+
+    pending: list[tuple[float, int, int]] = []
+
+    def take(now: float) -> None:
+        for s in env.recv():
+            if s.payload:
+                heapq.heappush(pending, (now + rtt_at(now), (s.seq + len(s.payload)) & 0xFFFFFFFF,
+                                         s.timestamps[0] if s.timestamps else 0))
+
+    cb.send(b"h" * (SMSS_TS * 3000), 0.1)
+    take(0.1)
+    while pending and pending[0][0] < until:
+        t, end, tsval = heapq.heappop(pending)
+        env.send(t, seg(seq=R_ISS + 1, ack=end, window=65535, timestamps=(1001, tsval)))
+        take(t)
+
+
+def test_hystart_plus_plus_leaves_slow_start_when_the_rtt_grows() -> None:
+    """RFC 9406 4.2: a round whose minimum RTT exceeds the last round's by more than
+    clamp(last/8, 4 ms, 16 ms) enters conservative slow start (growth / 4); after
+    CSS_ROUNDS rounds of it, ssthresh = cwnd: congestion avoidance, without a loss."""
+    env = Env(congctl="cubic", rfc1323=1, sack=1)
+    cb, c = connect(env, ts=True)
+    _slow_start_run(env, cb, lambda now: 0.1 if now < 0.5 else 0.13, until=0.75)
+    st = env.stats
+    assert st.tcps_hystart_css == 1 and st.tcps_hystart_exit == 0
+    css_cwnd = cb.snd_cwnd
+    _slow_start_run(env, cb, lambda now: 0.13, until=1.8)
+    assert st.tcps_hystart_exit == 1 and cb.snd_ssthresh < 1 << 30
+    assert cb.snd_cwnd < 4 * css_cwnd      # a slow start would have grown 2x per round
+
+
+def test_hystart_plus_plus_off_keeps_slow_start() -> None:
+    env = Env(congctl="cubic", rfc1323=1, sack=1, hystart=0)
+    cb, c = connect(env, ts=True)
+    _slow_start_run(env, cb, lambda now: 0.1 if now < 0.5 else 0.13, until=1.8)
+    assert env.stats.tcps_hystart_css == 0 and cb.snd_ssthresh >= 1 << 30
+
+
+def test_cubic_after_an_rto_starts_its_curve_at_the_cwnd_it_has() -> None:
+    """RFC 9438 4.8: after a timeout, the first congestion avoidance stage takes K = 0 and
+    W_max = the cwnd at its start (no concave jump back to the old W_max)."""
+    from rumpnet.netinet.tcp_congctl import Cubic
+
+    env = Env(congctl="cubic")
+    cb, _ = connect(env)
+    cc = cb.cc
+    assert isinstance(cc, Cubic)
+    cb.snd_cwnd = 100 * MSS
+    cc.on_congestion(1.0)
+    assert cc.w_max == 100
+    cc.on_rto(1.0)
+    cb.snd_cwnd = cb.snd_ssthresh = 10 * MSS           # slow start over: CA from 10
+    cc.on_ack(MSS, 2.0)
+    assert cc.k == 0.0 and cc.w_max == pytest.approx(10.0)
