@@ -229,7 +229,7 @@ def tcp_stats(st: Any) -> list[str]:
     p.p("tcps_rack_lost", "\t{n} segment{s} deemed lost by RACK")
     p.p("tcps_rack_lost_rexmit", "\t\t{n} of them lost retransmission{s}")
     p.p("tcps_rack_reordertimeo", "\t{n} RACK reordering timeout{s}")
-    p.p("tcps_dupack_lost", "\t{n} loss{es} detected by the DupAck threshold")
+    p.p("tcps_dupack_lost", "\t{n} ACK{s} finding losses by the DupAck threshold")
     p.p("tcps_tlp_probes", "\t{n} tail loss probe{s} sent")
     p.p("tcps_tlp_probe_rexmit", "\t\t{n} retransmitting the last segment")
     p.p("tcps_tlp_recovered", "\t{n} loss{es} repaired by tail loss probes")

@@ -232,7 +232,7 @@ class TcpStats:
     tcps_rack_lost_rexmit: int = 0      # ... of them retransmissions lost again
     tcps_rack_reordertimeo: int = 0     # RACK reordering timer expirations
     tcps_rack_reorder_seen: int = 0     # connections on which reordering was seen
-    tcps_dupack_lost: int = 0           # segments deemed lost by RFC 6675 IsLost
+    tcps_dupack_lost: int = 0           # ACKs on which RFC 6675 IsLost found losses
     tcps_tlp_probes: int = 0            # tail loss probes sent (RFC 8985 7.3)
     tcps_tlp_probe_rexmit: int = 0      # ... of them retransmitting the last segment
     tcps_tlp_recovered: int = 0         # losses repaired by a probe (RFC 8985 7.4)
