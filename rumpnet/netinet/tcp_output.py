@@ -319,6 +319,43 @@ def _autosndbuf(cb: TcpCb) -> None:
         cb.sndspace = min(2 * space, top)
 
 
+def _send_room(cb: TcpCb, snd_nxt: int, inflight: int, tf: int) -> int:
+    """What the send window (offered window and cwnd) leaves from ``snd_nxt``.  With
+    SACK information, cwnd limits pipe, not SND.NXT - SND.UNA (RFC 6675 section 5)."""
+    snd_wnd = cb.snd_wnd
+    cwnd_room = cb.snd_cwnd - inflight
+    if tf & _TF_SACK_PERMIT and snd_nxt == cb.snd_max:
+        sb = cb.sack
+        if sb.sacked or sb.lost or sb.retrans:
+            cwnd_room = cb.snd_cwnd - sb.pipe(inflight)
+    if tf & _TF_FORCE and min(snd_wnd, cb.snd_cwnd) == 0:
+        return 1 - inflight                 # a window probe: one byte past SND.UNA
+    return min(snd_wnd - inflight, cwnd_room)
+
+
+def _count_output(cb: TcpCb, snd_nxt: int, length: int, tso: int, flags: int, now: float) -> None:
+    """The tcps_snd* counters of a segment about to go (one per MSS of a TSO/GSO
+    superframe: the wire carries that many, and _emit counts one), and its bookkeeping."""
+    stt = cb.stats
+    if length:
+        npack = length // tso if tso else 1
+        rexmit = SEQ_LT(snd_nxt, cb.snd_max)
+        if rexmit:
+            stt.tcps_sndrexmitpack += npack
+            stt.tcps_sndrexmitbyte += length
+        else:
+            stt.tcps_sndpack += npack
+            stt.tcps_sndbyte += length
+        stt.tcps_sndtotal += npack - 1
+        _sent(cb, snd_nxt, length, 1 if flags & TH_FIN else 0, now, rexmit)
+    elif flags & (TH_SYN | TH_FIN | TH_RST):
+        stt.tcps_sndctrl += 1
+        if flags & TH_FIN and not flags & TH_SYN:
+            _sent(cb, snd_nxt, 0, 1, now, SEQ_LT(snd_nxt, cb.snd_max))
+    else:
+        stt.tcps_sndacks += 1
+
+
 def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
     """Build and send at most one segment; True if more may be sent (sendalot)."""
     state = cb.state
@@ -351,17 +388,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
         if off >= 0x80000000:
             off = 0
-        inflight = (snd_nxt - snd_una) & SEQ_MASK
-        snd_wnd = cb.snd_wnd
-        cwnd_room = cb.snd_cwnd - inflight
-        if tf & _TF_SACK_PERMIT and snd_nxt == cb.snd_max:
-            sb = cb.sack
-            if sb.sacked or sb.lost or sb.retrans:
-                # RFC 6675 section 5: cwnd limits pipe, not SND.NXT - SND.UNA.
-                cwnd_room = cb.snd_cwnd - sb.pipe(inflight)
-        if tf & _TF_FORCE and min(snd_wnd, cb.snd_cwnd) == 0:
-            snd_wnd = cwnd_room = inflight + 1
-        length = min(blen - off, snd_wnd - inflight, cwnd_room)
+        length = min(blen - off, _send_room(cb, snd_nxt, (snd_nxt - snd_una) & SEQ_MASK, tf))
         if length < 0:
             length = 0
         if cb.snd_wnd == 0 and not tf & _TF_FORCE and blen and cb.timers[_T_PERSIST] is None:
@@ -439,25 +466,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         seq = snd_nxt
     else:
         seq = cb.snd_max
-    stt = cb.stats
-    if length:
-        npack = length // tso if tso else 1
-        rexmit = SEQ_LT(snd_nxt, cb.snd_max)
-        if rexmit:
-            stt.tcps_sndrexmitpack += npack
-            stt.tcps_sndrexmitbyte += length
-        else:
-            stt.tcps_sndpack += npack
-            stt.tcps_sndbyte += length
-        # One segment on the wire per MSS of a TSO/GSO superframe: _emit counts one.
-        stt.tcps_sndtotal += npack - 1
-        _sent(cb, snd_nxt, length, 1 if flags & TH_FIN else 0, now, rexmit)
-    elif flags & (TH_SYN | TH_FIN | TH_RST):
-        stt.tcps_sndctrl += 1
-        if flags & TH_FIN and not flags & TH_SYN:
-            _sent(cb, snd_nxt, 0, 1, now, SEQ_LT(snd_nxt, cb.snd_max))
-    else:
-        stt.tcps_sndacks += 1
+    _count_output(cb, snd_nxt, length, tso, flags, now)
     payload = memoryview(buf)[off:off + length] if length else b""
     if (tf & _TS_BOTH == _TS_BOTH and not flags & TH_SYN
             and not (tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack))):
@@ -482,7 +491,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
             if cb.t_rtttime is None:
                 cb.t_rtttime = now
                 cb.t_rtseq = snd_nxt
-                stt.tcps_segstimed += 1
+                cb.stats.tcps_segstimed += 1
         if cb.timers[_T_REXMT] is None and cb.snd_nxt != cb.snd_una:
             if cb.timers[_T_PERSIST] is not None:
                 cb.timers[_T_PERSIST] = None
