@@ -13,8 +13,9 @@ Two independent witnesses:
   lost, never resent before) must stay 0; the send counters must equal the frames the
   interface carried;
 * a capture of the interface (a bpf tap, before the qdisc): from Linux's ACKs it keeps
-  RFC 6675's IsLost for each segment in flight, and it finds no segment retransmitted
-  more than half a second (RTO at least 1 s, RTT 5 ms) after SACK said it was lost.
+  RFC 6675's IsLost for each segment in flight, and it finds no segment sent once whose
+  first retransmission came more than half a second (RTO at least 1 s, RTT 5 ms) after
+  SACK said it was lost.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class LossWitness:
         self.una = 0
         self.stalls: list[tuple[int, float]] = []
         self.rexmits = 0
+        self.resent: set[int] = set()            # segments retransmitted at least once
 
     def rel(self, seq: int) -> int:
         assert self.origin is not None
@@ -96,10 +98,10 @@ class LossWitness:
         s = self.rel(seg.seq)
         if s in self.sent or s < self.una:
             self.rexmits += 1
-            lost = self.lost_at.get(s)
-            if lost is not None and ts - lost > STALL:
-                self.stalls.append((s, ts - lost))
-            self.lost_at.pop(s, None)
+            lost = self.lost_at.pop(s, None)
+            if lost is not None and ts - lost > STALL and s not in self.resent:
+                self.stalls.append((s, ts - lost))   # sent once, lost by SACK, resent late
+            self.resent.add(s)
         self.sent[s] = n
 
     def _acked(self, seg: tcpw.TcpRepr, ts: float) -> None:
