@@ -52,7 +52,8 @@ class _Printer:
 
     def p(self, name: str, fmt: str) -> None:
         n = self.v(name)
-        self.lines.append(fmt.replace("{n}", str(n)).replace("{s}", _pl(n)).replace("{ies}", _plies(n)))
+        self.lines.append(fmt.replace("{n}", str(n)).replace("{s}", _pl(n)).replace("{ies}", _plies(n))
+                          .replace("{es}", "" if n == 1 else "es"))
 
     def p2(self, a: str, b: str, fmt: str) -> None:
         n, m = self.v(a), self.v(b)
@@ -225,6 +226,19 @@ def tcp_stats(st: Any) -> list[str]:
     p.p("tcps_sack_rexmit_bytes", "\t{n} byte rexmit{s} in SACK recovery episodes")
     p.p("tcps_sack_rcv_opts", "\t{n} SACK option{s} received")
     p.p("tcps_sack_send_opts", "\t{n} SACK option{s} sent")
+    # Loss recovery beyond NetBSD's list (FreeBSD's and Linux's names and wording).
+    p.p("tcps_rack_lost", "\t{n} segment{s} deemed lost by RACK")
+    p.p("tcps_rack_lost_rexmit", "\t\t{n} of them lost retransmission{s}")
+    p.p("tcps_rack_reordertimeo", "\t{n} RACK reordering timeout{s}")
+    p.p("tcps_dupack_lost", "\t{n} ACK{s} finding losses by the DupAck threshold")
+    p.p("tcps_tlp_probes", "\t{n} tail loss probe{s} sent")
+    p.p("tcps_tlp_probe_rexmit", "\t\t{n} retransmitting the last segment")
+    p.p("tcps_tlp_recovered", "\t{n} loss{es} repaired by tail loss probes")
+    p.p("tcps_prr_recoveries", "\t{n} recover{ies} with proportional rate reduction")
+    p.p("tcps_rexmttimeo_spurious", "\t{n} spurious retransmit timeout{s} undone")
+    p.p("tcps_sndrexmitbad", "\t{n} unnecessary packet retransmission{s}")
+    p.p("tcps_rexmttimeo_sacklost", "\t{n} retransmit timeout{s} of segments SACK had deemed lost")
+    p.p("tcps_hystart_css", "\t{n} HyStart++ conservative slow start{s}")
     p.p("tcps_challenge_ack", "\t{n} challenge ACK{s} sent")
     return p.lines
 

@@ -28,6 +28,7 @@ from rumpnet.netinet.tcp_var import (
     EV_ERROR,
     EV_READABLE,
     EV_WRITABLE,
+    PARAM_CHOICES,
     TcpCb,
     TcpParams,
     TcpStats,
@@ -745,8 +746,7 @@ def tcp_attach(k: NetKernel) -> None:
     for name in params.names():
         value = getattr(params, name)
         if isinstance(value, str):
-            choices = ("newreno", "cubic") if name == "congctl" else None
-            t.bind_string(f"net.inet.tcp.{name}", params, name, choices=choices)
+            t.bind_string(f"net.inet.tcp.{name}", params, name, choices=PARAM_CHOICES.get(name))
         elif isinstance(value, float):
             # Timers are seconds in TcpParams; the RTO bounds need finer steps, so those
             # three nodes are milliseconds (documented in docs/SYSCTL.md).
