@@ -36,12 +36,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from rumpkern._version import __version__
 from rumpnet.faults.params import check, impairment
+from rumpnet.usage import version_text
+
+MAX_BODY = 1 << 20  # a control request is small; a larger body is refused, not read
 
 
 class ApiError(Exception):
@@ -224,7 +229,7 @@ class Harness:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server_version = "rumpnet-faults/0.1"
+    server_version = f"rumpnet-faults/{__version__}"
     harness: Harness
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by default
@@ -237,14 +242,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if data:
+        if data and self.command != "HEAD":
             self.wfile.write(data)
 
     def _dispatch(self, method: str) -> None:
         h = type(self).harness
         parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n > 0 else b""
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._send(400, {"error": f"Content-Length: not a number: {self.headers.get('Content-Length')!r}",
+                             "status": 400})
+            return
+        raw = self.rfile.read(n) if 0 < n <= MAX_BODY else b""
+        if n > MAX_BODY:
+            self._send(413, {"error": f"body: {n} bytes is over the limit of {MAX_BODY}", "status": 413})
+            return
         try:
             with h.lock:
                 status, obj = self._route(h, method, parts, raw)
@@ -256,7 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, h: Harness, m: str, p: list[str], raw: bytes) -> tuple[int, Any]:
         if p == ["version"] and m == "GET":
-            return 200, {"version": "rumpnet-faults 0.1", "seed": h.net.seed}
+            return 200, {"version": f"rumpnet-faults {__version__}", "seed": h.net.seed}
         if p == ["reset"] and m == "POST":
             h.reset()
             return 204, None
@@ -301,14 +314,25 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(405, f"{m} {self.path}: method not allowed")
         raise ApiError(404, f"{self.path}: not found")
 
-    def do_GET(self) -> None:  # noqa: N802
-        self._dispatch("GET")
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (an unknown method, a bad request line) in the API's
+        JSON shape: ``{"error": ..., "status": N}``."""
+        self.close_connection = True
+        msg = message or self.responses.get(code, ("error",))[0]
+        data = json.dumps({"error": msg, "status": code}).encode() + b"\n"
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
 
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._dispatch("DELETE")
+# Every method gets the API's JSON answers; those it has no use for (PUT, PATCH, ...)
+# answer 405 on a known path and 404 elsewhere, never http.server's HTML page.
+for _method in ("GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"):
+    setattr(_Handler, f"do_{_method}", lambda self, m=_method: self._dispatch(m))
 
 
 class HttpApi:
@@ -360,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     ap.add_argument("--clock", choices=("virtual", "real"), default="real",
                     help="the network's clock (default real: clients outside the process wait in real time)")
+    ap.add_argument("--version", action="version", version=version_text(ap.prog).rstrip())
     args = ap.parse_args(argv)
     from rumpnet.faults.network import Network
     from rumpnet.faults.scenario import ScenarioError
@@ -367,10 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         net = Network.from_toml(args.scenario, seed=args.seed, clock=args.clock)
     except ScenarioError as e:
-        print(f"{args.scenario}: {e}", flush=True)
-        return 2
+        print(f"{ap.prog}: {args.scenario}: {e}", file=sys.stderr, flush=True)
+        return 1
     net.sched.start_background()
-    api = HttpApi(net, port=args.port).start()
+    try:
+        api = HttpApi(net, port=args.port).start()
+    except OSError as e:
+        print(f"{ap.prog}: cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}", file=sys.stderr, flush=True)
+        net.close()
+        return 1
     print(f"rumpnet fault harness: seed {net.seed}, {len(net.hosts)} hosts, {len(net.links)} links; "
           f"API on {api.url}", flush=True)
     import signal

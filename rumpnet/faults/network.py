@@ -41,8 +41,8 @@ from typing import Any
 from rumpnet.faults.netem import Netem, NetemParams
 from rumpnet.faults.params import check, impairment
 from rumpnet.faults.runner import QdiscRunner
-from rumpnet.faults.schedule import FaultSchedule, parse_action
-from rumpnet.faults.tc import format_netem, parse_time
+from rumpnet.faults.schedule import FaultSchedule, parse_action, statement_times
+from rumpnet.faults.tc import format_netem, netem_keyword
 
 COUNTER_NAMES = ("offered", "sent", "bytes", "dropped", "drop_loss", "drop_queue", "drop_partition",
                  "drop_nth", "drop_match", "duplicated", "corrupted", "reordered", "delayed", "ecn_marked")
@@ -539,32 +539,33 @@ class Network:
             words = stmt.split()
             if not words or words[0].startswith("#"):
                 continue
-            if words[0] != "at" or len(words) < 3:
-                raise ValueError(f"schedule: statement must be 'at TIME [TARGET] ACTION [for DURATION]': {stmt.strip()!r}")
-            at = _sched_time(words[1], "at")
-            rest = words[2:]
-            dur = None
-            if len(rest) >= 3 and rest[-2] == "for":
-                dur = _sched_time(rest[-1], "for")
-                rest = rest[:-2]
-            target: str | None = None
-            if len(rest) >= 3 and rest[-2] == "on":
-                target, rest = rest[-1], rest[:-2]
-            elif rest[0] in ("partition", "heal", "clear", "reset") and len(rest) == 2:
-                target, rest = rest[1], rest[:1]
-            elif self._is_target(rest[0]) and len(rest) >= 2:
-                target, rest = rest[0].rstrip(":"), rest[1:]
             try:
-                action = parse_action(rest)
+                out.append(self._statement(words))
             except ValueError as e:
                 raise ValueError(f"schedule: {stmt.strip()!r}: {e}") from None
-            if target is not None:
-                try:
-                    self.runners(target)
-                except KeyError as e:
-                    raise ValueError(f"schedule: {stmt.strip()!r}: {e.args[0]}") from None
-            out.append((at, action, dur, target))
         return out
+
+    def _statement(self, words: list[str]) -> tuple[float, Any, float | None, str | None]:
+        """One schedule statement (split into words): (at, action, duration, target)."""
+        at, rest, dur = statement_times(words)
+        target: str | None = None
+        if len(rest) >= 3 and rest[-2] == "on":
+            target, rest = rest[-1], rest[:-2]
+        elif rest[0] in ("partition", "heal", "clear", "reset") and len(rest) == 2:
+            target, rest = rest[1], rest[:1]
+        elif self._is_target(rest[0]) and len(rest) >= 2:
+            target, rest = rest[0].rstrip(":"), rest[1:]
+        if target is None and rest[0] not in ("partition", "heal", "clear", "reset") and \
+                not rest[0][:1].isdigit() and netem_keyword(rest[0]) is None:
+            raise ValueError(f"{rest[0]!r} is not a link, host, direction or netem option "
+                             f"(links: {', '.join(self.links) or 'none'}; hosts: {', '.join(self.hosts) or 'none'})")
+        action = parse_action(rest)
+        if target is not None:
+            try:
+                self.runners(target)
+            except KeyError as e:
+                raise ValueError(str(e.args[0])) from None
+        return (at, action, dur, target)
 
     def _is_target(self, word: str) -> bool:
         try:
@@ -736,9 +737,3 @@ def _assign(link: str, net4: ipaddress.IPv4Network, names: list[str], given: dic
             out[h] = str(nxt)
     return out
 
-
-def _sched_time(text: str, field: str) -> float:
-    try:
-        return parse_time(text, field, bare=1.0)
-    except OSError:
-        raise ValueError(f"schedule: {field}: bad time {text!r}") from None

@@ -21,8 +21,8 @@
     netem = "delay 10ms 2ms"      # tc-netem(8) options, both directions ...
     loss = "1%"                   # ... and/or single parameters (tc units or SI numbers)
 
-    [links.lan.directions."a->r"] # one direction (A->B, A->*, *->B)
-    duplicate = "5%"
+    [links.lan.directions."a->r"] # one direction (A->B, A->*, *->B), on top of the
+    duplicate = "5%"              # link-wide fields: a->r gets delay, loss and duplicate
 
     [proxies.web]                 # a toxiproxy-style TCP proxy (needs netinet TCP)
     host = "a"
@@ -42,7 +42,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from rumpnet.faults.params import impairment
+from rumpnet.faults.params import FIELDS, impairment
+from rumpnet.usage import did_you_mean
 
 _TOP = {"seed", "clock", "schedule", "hosts", "links", "proxies", "name", "description"}
 _HOST = {"router", "hostname", "routes", "sysctl"}
@@ -89,7 +90,7 @@ def _table(doc: dict[str, Any], key: str, field: str) -> dict[str, Any]:
 def _unknown(d: dict[str, Any], allowed: set[str], field: str) -> None:
     for k in d:
         if k not in allowed:
-            raise _err(f"{field}.{k}" if field else k, "unknown field")
+            raise _err(f"{field}.{k}" if field else k, f"unknown field{did_you_mean(k, allowed)}")
 
 
 def validate(doc: dict[str, Any]) -> None:
@@ -164,6 +165,10 @@ def validate(doc: dict[str, Any]) -> None:
         except ValueError as e:
             raise _err(f"{f}.addresses", str(e).split(": ", 1)[-1]) from None
         params = {k: v for k, v in lk.items() if k not in _LINK_STRUCT}
+        for key in params:
+            if key not in FIELDS and key != "netem":
+                raise _err(f"{f}.{key}", "not a netem parameter or link field"
+                           f"{did_you_mean(key, (*FIELDS, 'netem', *_LINK_STRUCT))}")
         _impair_fields(params, f)
         dirs = lk.get("directions", {})
         if not isinstance(dirs, dict):
@@ -254,8 +259,10 @@ def build(doc: dict[str, Any], seed: int | None = None, clock: str | None = None
             if params:
                 link.impair(params)
             for d, spec in lk.get("directions", {}).items():
+                # A direction's table adds to the link-wide fields (as update does), so
+                # [links.lan.directions."a->r"] duplicate = "5%" keeps lan's loss and delay.
                 field = f"links.{name}.directions.{d}"
-                link.impair(spec, direction=d)
+                link.update(direction=d, **spec)
         for name, h in doc.get("hosts", {}).items():
             for i, rt in enumerate(h.get("routes", [])):
                 field = f"hosts.{name}.routes[{i}]"
@@ -280,8 +287,10 @@ def build(doc: dict[str, Any], seed: int | None = None, clock: str | None = None
             net.schedule(text)
     except (ValueError, KeyError, OSError) as e:
         net.close()
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
-        raise _err(field, str(msg)) from None
+        msg = str(e.args[0] if isinstance(e, KeyError) and e.args else (e.strerror if isinstance(e, OSError) and e.strerror else e))
+        if msg.startswith(f"{field}: "):  # already named (the schedule's own errors say "schedule: ...")
+            msg = msg[len(field) + 2:]
+        raise _err(field, msg) from None
     except BaseException:
         net.close()
         raise

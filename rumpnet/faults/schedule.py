@@ -147,11 +147,24 @@ def _targets(objs: Iterable[Any]) -> list[Any]:
     return out
 
 
-def _sched_time(text: str, field: str) -> float:
+def sched_time(text: str, field: str) -> float:
     try:
         return parse_time(text, field, bare=1.0)
     except OSError as e:
-        raise ValueError(f"{field}: bad time {text!r}") from e
+        raise ValueError(f"{field}: bad time {text!r} (5s, 250ms, or a bare number of seconds)") from e
+
+
+def statement_times(words: list[str]) -> tuple[float, list[str], float | None]:
+    """``at TIME WORDS... [for DURATION]`` (split into words) -> (at, WORDS, duration)."""
+    if words[0] != "at" or len(words) < 3:
+        raise ValueError("at: a statement is 'at TIME [TARGET] ACTION [for DURATION]'")
+    at = sched_time(words[1], "at")
+    rest = words[2:]
+    dur = None
+    if len(rest) >= 3 and rest[-2] == "for":
+        dur = sched_time(rest[-1], "for")
+        rest = rest[:-2]
+    return at, rest, dur
 
 
 def parse_action(words: list[str]) -> Action:
@@ -166,7 +179,9 @@ def parse_action(words: list[str]) -> Action:
     try:
         changes = parse_netem_args(words, checks=False)
     except OSError as e:
-        raise ValueError(f"action: {e.strerror}") from None
+        # tc's answer is its message and then its usage text; the message is enough here
+        first = str(e.strerror).split("\n", 1)[0]
+        raise ValueError(f"action: {first}") from None
     return Update(**changes)
 
 
@@ -205,15 +220,11 @@ class FaultSchedule:
             words = stmt.split()
             if not words:
                 continue
-            if words[0] != "at" or len(words) < 3:
-                raise ValueError(f"at: statement must be 'at TIME ACTION [for DURATION]': {stmt.strip()!r}")
-            at = _sched_time(words[1], "at")
-            rest = words[2:]
-            dur = None
-            if len(rest) >= 3 and rest[-2] == "for":
-                dur = _sched_time(rest[-1], "for")
-                rest = rest[:-2]
-            events.append((at, parse_action(rest), dur))
+            try:
+                at, rest, dur = statement_times(words)
+                events.append((at, parse_action(rest), dur))
+            except ValueError as e:
+                raise ValueError(f"{e} (in {stmt.strip()!r})") from None
         return cls(events)
 
     def start(self, sched: Any, *targets: Any, base: float | None = None) -> FaultSchedule:

@@ -119,15 +119,24 @@ def parse_time(text: str, field: str, bare: float = 1e-6) -> float:
     return v * scale
 
 
-def parse_percent(text: str, field: str) -> float:
-    """iproute2 parse_percent(): ``"1%"`` or ``"1"`` -> 0.01."""
-    body = text[:-1] if text.endswith("%") else text
+def percent_value(text: str) -> float | None:
+    """``"1%"`` or ``"1"`` -> 1.0 (tc's percent units); None when not a number."""
+    body = text.strip()
+    body = body[:-1] if body.endswith("%") else body
     try:
         v = float(body)
     except ValueError:
-        raise _illegal(field, text) from None
-    if v != v or v < 0:
+        return None
+    return None if v != v or v in (float("inf"), float("-inf")) else v
+
+
+def parse_percent(text: str, field: str) -> float:
+    """iproute2 parse_percent(): ``"1%"`` or ``"1"`` -> 0.01."""
+    v = percent_value(text)
+    if v is None:
         raise _illegal(field, text)
+    if v < 0:
+        raise _einval(f'Illegal "{field}" value "{text}": a percentage is 0% to 100%')
     if v > 100:
         raise _einval(f'Illegal "{field}" value "{text}": over 100%')
     return v / 100.0
@@ -207,7 +216,7 @@ _MATCH_WORDS_1 = {"tcp", "udp", "icmp", "ip", "arp", "and"}
 _MATCH_WORDS_2 = {"proto", "src", "dst", "host", "sport", "dport", "port", "flags"}
 
 
-def _keyword(word: str) -> str | None:
+def netem_keyword(word: str) -> str | None:
     if word in _OURS:
         return word
     for kw in _KEYWORDS:
@@ -256,7 +265,7 @@ def parse_netem_args(argv: list[str], checks: bool = True) -> dict[str, Any]:
     loss_given = False
     while i < n:
         word = argv[i]
-        kw = _keyword(word)
+        kw = netem_keyword(word)
         if kw is None:
             raise _einval(f'What is "{word}"?\n{NETEM_USAGE}')
         if kw == "help":
@@ -278,7 +287,9 @@ def parse_netem_args(argv: list[str], checks: bool = True) -> dict[str, Any]:
             loss_given = True
             ch.update(loss=0.0, loss_corr=0.0, loss_state=None, loss_gemodel=None)
             sub = nxt("loss")
-            if sub[:1].isdigit() or sub == "random":
+            # A number (even a bad one: "-5%", ".5%") is the loss percentage, so that its
+            # error names the value rather than calling it an unknown model.
+            if sub[:1].isdigit() or sub[:1] in "-+." or sub == "random":
                 if sub == "random":
                     sub = nxt("loss percent")
                 ch["loss"] = parse_percent(sub, "loss percent")
