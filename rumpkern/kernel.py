@@ -18,6 +18,7 @@ from typing import Any
 from rumpkern.component import LIBRARY_ALIASES, registry
 from rumpkern.errno import kerr
 from rumpkern.lwproc import Proc, ProcTable
+from rumpkern.options import check_options, env_seed
 from rumpkern.sched import Scheduler, default_scheduler
 from rumpkern.sysctl import CTL_KERN, KERN_HOSTNAME, SysctlTree
 from rumpnet import sys_socket as S  # noqa: N812
@@ -101,7 +102,7 @@ class Kernel:
             if name is None:
                 continue  # a NetBSD library with nothing to load here (rumpvfs, ...)
             if name not in reg:
-                raise kerr(errno.ENOENT, f"unknown component {name}")
+                raise kerr(errno.ENOENT, f"unknown component {name} (components: {', '.join(sorted(reg))})")
             wanted.append(name)
         # Requirements pull in their dependencies.
         i = 0
@@ -394,15 +395,16 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
     """
     if clock not in ("real", "virtual"):
         raise ValueError(f"clock must be 'real' or 'virtual', not {clock!r}")
+    check_options(seed, sockin, hostname, components, memlimit, verbose)
     virtual = clock == "virtual"
     if scheduler is None:
         scheduler = default_scheduler(virtual)
     elif scheduler.virtual != virtual and clock == "virtual":
         raise ValueError("scheduler's clock does not match clock=")
     if seed is None:
-        env = os.environ.get("RUMP_SEED")
+        env = env_seed()
         if env is not None:
-            seed = int(env)
+            seed = env
         elif virtual:
             seed = 0
         else:

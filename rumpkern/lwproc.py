@@ -11,6 +11,7 @@ import errno
 from typing import Any
 
 from rumpkern.errno import kerr
+from rumpkern.unawaited import not_an_fd
 
 RUMP_RFFDG = 0x01  # copy the fd table
 RUMP_RFCFDG = 0x02  # start with an empty fd table
@@ -50,13 +51,13 @@ class FdTable:
         try:
             return self.files[fd]
         except (KeyError, TypeError):
-            raise kerr(errno.EBADF) from None
+            raise _bad_fd(fd) from None
 
     def remove(self, fd: int) -> File:
         try:
             return self.files.pop(fd)
         except (KeyError, TypeError):
-            raise kerr(errno.EBADF) from None
+            raise _bad_fd(fd) from None
 
     def copy(self) -> FdTable:
         new = FdTable()
@@ -64,6 +65,14 @@ class FdTable:
             fp.refcount += 1
             new.files[fd] = fp
         return new
+
+
+def _bad_fd(fd: Any) -> Exception:
+    """EBADF for a number that is no open descriptor; TypeError for what is no number (an
+    un-awaited call's awaitable, a string), which no errno describes."""
+    if isinstance(fd, int):
+        return kerr(errno.EBADF)
+    return not_an_fd(fd)
 
 
 class Proc:

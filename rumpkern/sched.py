@@ -29,6 +29,8 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, TypeVar
 
+from rumpkern.unawaited import warn_unawaited
+
 T = TypeVar("T")
 
 # The virtual clock starts here (seconds); an arbitrary, fixed origin keeps pcap files
@@ -174,6 +176,25 @@ def _new_real_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
+def _attempt(fn: Callable[..., Any], ctx: SyscallCtx, args: tuple[Any, ...]) -> tuple[Any, Sleep | None, BaseException | None]:
+    """Try a system call: (result, sleep, error). A kept traceback's frames would lead back
+    to the awaitable (a cycle: an awaitable dropped unawaited would warn only at the next
+    garbage collection), so a Sleep and an errno error keep none; other exceptions (bugs)
+    keep theirs for the report."""
+    try:
+        return fn(ctx, *args), None, None
+    except Sleep as s:
+        s.__traceback__ = None
+        return None, s, None
+    except OSError as e:
+        e.__traceback__ = None
+        if e.__suppress_context__:
+            e.__context__ = None
+        return None, None, e
+    except BaseException as e:  # delivered when awaited
+        return None, None, e
+
+
 class _SyscallAwaitable:
     """What a system call returns to a coroutine on the scheduler's loop.
 
@@ -181,7 +202,7 @@ class _SyscallAwaitable:
     result or sleeps until it completes.
     """
 
-    __slots__ = ("_sched", "_fn", "_args", "_ctx", "_result", "_exc", "_sleep")
+    __slots__ = ("_sched", "_fn", "_args", "_ctx", "_result", "_exc", "_sleep", "_awaited")
 
     def __init__(self, sched: Scheduler, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self._sched = sched
@@ -191,14 +212,15 @@ class _SyscallAwaitable:
         self._result: Any = None
         self._exc: BaseException | None = None
         self._sleep: Sleep | None = None
-        try:
-            self._result = fn(self._ctx, *args)
-        except Sleep as s:
-            self._sleep = s
-        except BaseException as e:  # delivered when awaited
-            self._exc = e
+        self._awaited = False
+        self._result, self._sleep, self._exc = _attempt(fn, self._ctx, args)
+
+    def __del__(self) -> None:
+        if not self._awaited:  # warn, as for a coroutine never awaited (rumpkern.unawaited)
+            warn_unawaited(self._fn, self._exc, self._sleep is not None)
 
     def __await__(self) -> Generator[Any, None, Any]:
+        self._awaited = True
         if self._exc is not None:
             raise self._exc
         if self._sleep is None:
@@ -305,7 +327,12 @@ class Scheduler:
 
     # -- running things -------------------------------------------------------------
     def run(self, fn: Callable[[], T]) -> T:
-        """Run ``fn()`` on the CPU from any thread (configuration commands and the like)."""
+        """Run ``fn()`` on the CPU from any thread (configuration commands and the like).
+
+        ``fn`` never sleeps, so a caller that holds the CPU (a coroutine on the loop) gets
+        the result directly: no awaitable to forget (``k.halt()`` in a coroutine)."""
+        if self.holds_cpu():
+            return fn()
 
         def call(_ctx: SyscallCtx) -> T:
             return fn()

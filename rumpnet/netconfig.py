@@ -52,10 +52,7 @@ class NetConfig:
         self.k = kernel
 
     def _run(self, fn: Callable[[], T]) -> T:
-        sched = self.k.sched
-        if sched.holds_cpu():
-            return fn()
-        return sched.run(fn)
+        return self.k.sched.run(fn)
 
     @property
     def _inet(self) -> Any:

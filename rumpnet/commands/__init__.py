@@ -52,10 +52,7 @@ class PingFailed(OSError):
 
 def on_cpu(k: Kernel, fn: Callable[[], T]) -> T:
     """Run ``fn`` on the kernel's CPU (directly when the caller already holds it)."""
-    sched = k.sched
-    if sched.holds_cpu():
-        return fn()
-    return sched.run(fn)
+    return k.sched.run(fn)
 
 
 def fail(code: int, msg: str) -> OSError:

@@ -350,8 +350,6 @@ class Network:
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn()`` on the network's CPU (from any thread)."""
-        if self.sched.holds_cpu():
-            return fn()
         return self.sched.run(fn)
 
     def runner_rng(self, name: str) -> random.Random:

@@ -443,7 +443,7 @@ class Proxy:
 
     def _on_cpu(self, fn: Callable[[], Any]) -> Any:
         sched = self.kernel.sched
-        return fn() if sched.holds_cpu() else sched.run(fn)
+        return sched.run(fn)
 
     def start(self) -> None:
         """Listen (``OSError`` as the socket calls give it, e.g. no TCP in the kernel)."""

@@ -185,3 +185,24 @@ def rump_linux_peer(rump_seed: int) -> Iterator[LinuxPeer]:
             yield LinuxPeer(k, ns, tap)
     finally:
         k.halt()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
+    """A system call a test made in a coroutine and never awaited fails the test (its
+    UnawaitedSyscallWarning would only be a line in the warnings summary). A warning the
+    test expects (``pytest.warns``) is caught there and never reaches this check."""
+    import warnings
+
+    from rumpkern.unawaited import UnawaitedSyscallWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnawaitedSyscallWarning)
+        result = yield
+    lost = [w for w in caught if issubclass(w.category, UnawaitedSyscallWarning)]
+    for w in caught:  # everything else goes on to pytest's own warning capture
+        if w not in lost:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if lost:
+        pytest.fail("a system call was never awaited:\n" + "\n".join(str(w.message) for w in lost), pytrace=False)
+    return result  # type: ignore[no-any-return]
