@@ -68,14 +68,12 @@ from rumpkern import rump_init
 from rumpkern.unawaited import UnawaitedSyscallWarning
 
 @pytest.mark.asyncio
-@pytest.mark.asyncio
 async def test_forgets_an_await():
     k = rump_init(clock="virtual", seed=1)
     fd = await k.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
     k.rump_sys_bind(fd, ("10.9.9.9", 7))
     k.halt()
 
-@pytest.mark.asyncio
 @pytest.mark.asyncio
 async def test_expects_the_warning():
     k = rump_init(clock="virtual", seed=1)
