@@ -65,6 +65,7 @@ class Kernel:
                  memlimit: int | None = None, verbose: bool = False) -> None:
         self.sched = sched
         self.seed = seed
+        self.boottime = sched.now()  # kernel clock at boot: uptime is now() - boottime
         self.boot_index = sched.boots
         sched.boots += 1
         # The one random source: seeded from the user's seed and the boot order, so the

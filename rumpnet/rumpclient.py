@@ -179,11 +179,13 @@ class RumpClient:
     def __init__(self, url: str | None = None, retry: int | None = None, comm: str | None = None) -> None:
         url = url if url is not None else os.environ.get("RUMP_SERVER")
         if not url:
-            raise OSError(errno.ENOENT, "RUMP_SERVER is not set")
+            raise OSError(errno.ENOENT, "RUMP_SERVER is not set (unix://path or tcp://127.0.0.1:port/)")
         try:
             parse_url(url)
         except ValueError as e:
             raise OSError(errno.EINVAL, str(e)) from None
+        except TypeError:
+            raise TypeError(f"url must be a str, not {type(url).__name__}") from None
         self.url = url
         self.retry = _default_retry if retry is None else retry
         self.comm = comm or os.path.basename(sys.argv[0] or "python") or "python"
@@ -202,7 +204,10 @@ class RumpClient:
             sock = pysocket.socket(pysocket.AF_INET6 if ":" in where[0] else pysocket.AF_INET, pysocket.SOCK_STREAM)
         try:
             sock.settimeout(CONNECT_TIMEOUT)
-            sock.connect(where)
+            try:
+                sock.connect(where)
+            except OSError as e:  # name the server that is not there
+                raise OSError(e.errno, f"{self.url}: {e.strerror or e}") from None
             banner = _recv_msg(sock)
             if not (isinstance(banner, tuple) and len(banner) == 3 and banner[0] == PROTO_NAME):
                 raise OSError(errno.EPROTO, "not a rumpnet server")

@@ -18,6 +18,8 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rumpnet.usage import BadOption, getopt_bsd
+
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
 
@@ -48,6 +50,15 @@ class PingFailed(OSError):
         super().__init__(code, message)
         self.output = output
         self.exit_status = exit_status
+
+
+def getopt(name: str, argv: list[str], optstring: str, usage: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """The tool's leading options, as NetBSD's getopt(3) reads them; a bad one is a
+    UsageError whose text is getopt's line (``ifconfig: unknown option -- Z``) and the usage."""
+    try:
+        return getopt_bsd(argv, optstring, name)
+    except BadOption as e:
+        raise UsageError(f"{e}\n{usage}") from None
 
 
 def on_cpu(k: Kernel, fn: Callable[[], T]) -> T:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from rumpnet.commands import UsageError, on_cpu, strerror
+from rumpnet.commands import UsageError, getopt, on_cpu, strerror
 from rumpnet.netconfig import format_mac, parse_mac
 from rumpnet.netinet.if_arp import LLE_VALID
 from rumpnet.netinet.in_addr import aton_strict, ntoa
@@ -18,6 +18,8 @@ USAGE = """usage: arp [-n] hostname
        arp [-v] -d [-a|hostname]
        arp -s hostname ether_addr [temp] [pub [proxy]]
        arp -f filename"""
+
+OPTSTRING = "andsfv"  # usr.sbin/arp/arp.c
 
 
 def _addr(host: str) -> int:
@@ -44,24 +46,18 @@ def arp(k: Kernel, argv: list[str]) -> str:
 def _arp(k: Kernel, argv: list[str]) -> str:
     if k.inet is None:
         raise OSError(errno.EAFNOSUPPORT, "arp: socket: Address family not supported by protocol family")
-    args = list(argv)
+    opts, args = getopt("arp", argv, OPTSTRING, USAGE)
     mode: str | None = None
     all_ = verbose = False
-    while args and args[0].startswith("-") and len(args[0]) > 1:
-        opt = args.pop(0)
-        for ch in opt[1:]:
-            if ch == "a":
-                all_ = True
-            elif ch == "n":
-                pass
-            elif ch == "v":
-                verbose = True
-            elif ch in "dsf":
-                if mode is not None:
-                    raise UsageError(USAGE)
-                mode = ch
-            else:
+    for ch, _ in opts:
+        if ch == "a":
+            all_ = True
+        elif ch == "v":
+            verbose = True
+        elif ch in "dsf":
+            if mode is not None:
                 raise UsageError(USAGE)
+            mode = ch
     if mode == "s":
         if len(args) < 2 or all_:
             raise UsageError(USAGE)

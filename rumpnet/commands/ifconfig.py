@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from rumpnet.commands import UsageError, on_cpu, strerror
+from rumpnet.commands import UsageError, getopt, on_cpu, strerror
 from rumpnet.ifnet import IFF_BROADCAST, IFF_NAMES, IFF_POINTOPOINT, LINK_STATE_UP, Ifnet, ifcap_string
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet.in_addr import aton_strict, ntoa
@@ -25,6 +25,8 @@ USAGE = """usage: ifconfig [-h] [-v] [-z] [-L] [-C] [-l [-b] [-d] [-s] [-u]]
        ifconfig -w n
        ifconfig interface create
        ifconfig interface destroy"""
+
+OPTSTRING = "AabCdhLlsuvw:z"  # sbin/ifconfig/ifconfig.c's flags that mean something here
 
 # Keywords that take one argument.
 _ONE_ARG = {"netmask", "broadcast", "mtu", "linkstr", "media", "link", "lladdr", "prefixlen", "metric"}
@@ -122,35 +124,16 @@ def ifconfig(k: Kernel, argv: list[str]) -> str:
 
 
 def _ifconfig(k: Kernel, argv: list[str]) -> str:
-    args = list(argv)
-    all_ = listnames = cloners = verbose = False
-    only_up = only_down = False
-    while args and args[0].startswith("-") and len(args[0]) > 1 and not args[0][1:2].isdigit():
-        opt = args.pop(0)
-        for ch in opt[1:]:
-            if ch == "a":
-                all_ = True
-            elif ch == "l":
-                listnames = True
-            elif ch == "C":
-                cloners = True
-            elif ch == "v":
-                verbose = True
-            elif ch == "u":
-                only_up = True
-            elif ch == "d":
-                only_down = True
-            elif ch in "bhszL":
-                pass
-            elif ch == "w":
-                # Wait for duplicate address detection: none here, so done at once.
-                if not args or not args[0].isdigit():
-                    raise UsageError(USAGE)
-                args.pop(0)
-                if not args:
-                    return ""
-            else:
-                raise UsageError(USAGE)
+    opts, args = getopt("ifconfig", argv, OPTSTRING, USAGE)
+    letters = {ch for ch, _ in opts}
+    all_, listnames, cloners, verbose = "a" in letters, "l" in letters, "C" in letters, "v" in letters
+    only_up, only_down = "u" in letters, "d" in letters
+    for ch, value in opts:
+        # -w n: wait for duplicate address detection; there is none here, so done at once.
+        if ch == "w" and not value.isdigit():
+            raise UsageError(f"ifconfig: -w {value}: not a number of seconds\n{USAGE}")
+    if "w" in letters and not args:
+        return ""
     if not argv:
         # NetBSD's ifconfig with no arguments lists all interfaces (as -a); tests/net
         # scripts run plain ``rump.ifconfig``. Before this fix it was a usage error.

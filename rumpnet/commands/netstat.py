@@ -6,7 +6,7 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rumpnet.commands import UsageError, on_cpu
+from rumpnet.commands import UsageError, getopt, on_cpu
 from rumpnet.commands.route import kernel_rttable, netname
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet.in_addr import ntoa
@@ -21,6 +21,7 @@ USAGE = """usage: netstat [-Aan] [-f address_family] [-M core] [-N system]
        netstat [-s] [-f address_family] [-t] [-p protocol] [-M core] [-N system]"""
 
 _ARGOPTS = "fpIMNwc"
+OPTSTRING = "AabdgiLmnqrsSvtz" + "".join(f"{ch}:" for ch in _ARGOPTS)  # usr.bin/netstat/main.c
 
 ICMP_NAMES = [
     "echo reply", "#1", "#2", "destination unreachable", "source quench", "routing redirect", "#6",
@@ -317,32 +318,9 @@ def netstat(k: Kernel, argv: list[str]) -> str:
 
 
 def _netstat(k: Kernel, argv: list[str]) -> str:
-    flags: set[str] = set()
-    opts: dict[str, str] = {}
-    args = list(argv)
-    while args:
-        a = args[0]
-        if not a.startswith("-") or len(a) < 2:
-            break
-        args.pop(0)
-        if a == "--":
-            break
-        j = 1
-        while j < len(a):
-            ch = a[j]
-            if ch in _ARGOPTS:
-                rest = a[j + 1:]
-                if rest:
-                    opts[ch] = rest
-                elif args:
-                    opts[ch] = args.pop(0)
-                else:
-                    raise UsageError(USAGE)
-                break
-            if ch not in "AabdgiLmnqrsSvtz":
-                raise UsageError(USAGE)
-            flags.add(ch)
-            j += 1
+    parsed, args = getopt("netstat", argv, OPTSTRING, USAGE)
+    flags = {ch for ch, value in parsed if ch not in _ARGOPTS}
+    opts = {ch: value for ch, value in parsed if ch in _ARGOPTS}
     if args:
         raise UsageError(USAGE)
     fam = opts.get("f")

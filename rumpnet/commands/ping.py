@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 USAGE = """usage: ping [-aCDdfLnoPQqRrv] [-c count] [-g gateway] [-h host] [-I addr] [-i interval]
 	[-l preload] [-p pattern] [-s packetsize] [-t tos] [-T ttl] [-w maxwait] host"""
 
+# sbin/ping/ping.c's getopt string, for a check of the leading options (rump.ping --help
+# and bad options answer without a server); parse() reads options anywhere, as before.
+OPTSTRING = "aCDdfLnoPQqRrvc:i:s:w:W:T:I:l:t:p:g:h:"
+
 ICMP_ECHOREPLY = 0
 ICMP_UNREACH = 3
 ICMP_SOURCEQUENCH = 4
@@ -94,7 +98,7 @@ def parse(argv: list[str]) -> PingOptions:
             if ch in "ciswWTIltpgh":
                 val = a[j + 1:] or (args.pop(0) if args else None)
                 if val is None:
-                    raise UsageError(USAGE)
+                    raise UsageError(f"ping: option requires an argument -- {ch}\n{USAGE}")
                 if ch == "c":
                     o.count = _number("count", val)
                     if o.count <= 0:
@@ -131,7 +135,7 @@ def parse(argv: list[str]) -> PingOptions:
             elif ch in "aCDdfLPQRr":
                 pass
             else:
-                raise UsageError(USAGE)
+                raise UsageError(f"ping: unknown option -- {ch}\n{USAGE}")
             j += 1
     if len(pos) != 1:
         raise UsageError(USAGE)

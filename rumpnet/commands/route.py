@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from rumpnet.commands import UsageError, on_cpu, strerror
+from rumpnet.commands import UsageError, getopt, on_cpu, strerror
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet.if_arp import LLE_VALID
 from rumpnet.netinet.in_addr import aton_strict, ntoa
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
 
 USAGE = "usage: route [-dfLnqSsTtv] cmd [[-<qualifers>] args]"
+OPTSTRING = "dfLnqSsTtv"  # sbin/route/route.c
 
 # netstat -r / route show letters, in NetBSD's order (sbin/route/rtutil.c ``bits``).
 _LETTERS = [
@@ -374,20 +375,9 @@ def route(k: Kernel, argv: list[str]) -> str:
 
 
 def _route(k: Kernel, argv: list[str]) -> str:
-    args = list(argv)
-    quiet = False
-    flush_first = False
-    while args and args[0].startswith("-") and len(args[0]) > 1:
-        opt = args.pop(0)
-        for ch in opt[1:]:
-            if ch == "q":
-                quiet = True
-            elif ch == "f":
-                flush_first = True
-            elif ch in "nvdLSsTt":
-                pass
-            else:
-                raise UsageError(USAGE)
+    opts, args = getopt("route", argv, OPTSTRING, USAGE)
+    quiet = any(ch == "q" for ch, _ in opts)
+    flush_first = any(ch == "f" for ch, _ in opts)
     if k.inet is None:
         raise OSError(errno.EAFNOSUPPORT, "route: socket: Address family not supported by protocol family")
     out: list[str] = []

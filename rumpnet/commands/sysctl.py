@@ -6,7 +6,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.sysctl import SysctlNode, format_value
-from rumpnet.commands import UsageError, on_cpu, strerror
+from rumpnet.commands import UsageError, getopt, on_cpu, strerror
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
@@ -17,6 +17,8 @@ USAGE = """usage: sysctl [-dneq] [-x[x]|-r] variable ...
        sysctl [-dne] -A
        sysctl [-ne] -M
        sysctl [-dne] [-q] -f file"""
+
+OPTSTRING = "Aadenqw"  # NetBSD's sysctl takes more; these are the ones that mean something here
 
 _LEVELS = ("top", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
            "tenth", "eleventh", "twelfth")
@@ -42,25 +44,10 @@ def sysctl(k: Kernel, argv: list[str]) -> str:
 
 
 def _sysctl(k: Kernel, argv: list[str]) -> str:
-    args = list(argv)
-    nflag = wflag = qflag = aflag = False
-    while args and args[0].startswith("-") and len(args[0]) > 1:
-        opt = args.pop(0)
-        if opt == "--":
-            break
-        for ch in opt[1:]:
-            if ch == "n":
-                nflag = True
-            elif ch == "w":
-                wflag = True
-            elif ch == "q":
-                qflag = True
-            elif ch in "aA":
-                aflag = True
-            elif ch in "de":
-                pass
-            else:
-                raise UsageError(USAGE)
+    opts, args = getopt("sysctl", argv, OPTSTRING, USAGE)
+    letters = {ch for ch, _ in opts}
+    nflag, wflag, qflag = "n" in letters, "w" in letters, "q" in letters
+    aflag = bool(letters & {"a", "A"})
     if aflag:
         if args or wflag:
             raise UsageError(USAGE)

@@ -41,6 +41,10 @@ from rumpnet.faults.runner import QdiscRunner
 USAGE = ("Usage: tc [ -s ] qdisc { add | change | replace | del | show } dev STRING\n"
          "       [ root | ingress ] [ handle QHANDLE ] [ netem OPTIONS ]")
 
+# tc's global options that mean something here (-s and its long forms; the others change
+# nothing in our output)
+OPTIONS = ("-s", "-stats", "-statistics", "-d", "-details", "-p", "-pretty", "-iec")
+
 NETEM_USAGE = (
     "Usage: ... netem [ limit PACKETS ]\n"
     "                 [ delay TIME [ JITTER [CORRELATION]]]\n"
@@ -576,12 +580,9 @@ def tc_command(get_ifp: Callable[[str], Any], argv: list[str], rng: random.Rando
     stats = False
     while args and args[0].startswith("-") and len(args[0]) > 1:
         o = args.pop(0)
-        if o in ("-s", "-stats", "-statistics"):
-            stats = True
-        elif o in ("-d", "-details", "-p", "-pretty", "-iec"):
-            pass
-        else:
+        if o not in OPTIONS:
             raise _einval(f'Option "{o}" is unknown, try "tc -help".')
+        stats = stats or o in ("-s", "-stats", "-statistics")
     if not args:
         raise _einval(USAGE)
     obj = args.pop(0)

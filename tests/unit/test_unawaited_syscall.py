@@ -16,6 +16,7 @@ import pytest
 from rumpkern import rump_init
 from rumpkern.unawaited import UnawaitedSyscallWarning
 
+
 @pytest.mark.asyncio
 async def test_a_forgotten_await_warns_with_the_call_its_place_and_its_lost_error() -> None:
     k = rump_init(clock="virtual", seed=1)
