@@ -21,7 +21,7 @@ sysdeps:
 setup: $(STAMP) sysdeps
 
 demo: $(STAMP)
-	$(BIN)/python examples/router/router.py --demo
+	$(BIN)/rump_router --demo
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -20,7 +20,7 @@ from rumpkern.errno import kerr
 from rumpkern.lwproc import Proc, ProcTable
 from rumpkern.options import check_options, env_seed
 from rumpkern.sched import Scheduler, default_scheduler
-from rumpkern.sysctl import CTL_KERN, KERN_HOSTNAME, SysctlTree
+from rumpkern.sysctl import CLOCKINFO, CTL_KERN, KERN_HOSTNAME, SysctlTree
 from rumpnet import sys_socket as S  # noqa: N812
 from rumpnet.ifnet import IfnetRegistry
 
@@ -126,7 +126,7 @@ class Kernel:
         t.add_string("kern.hostname", lambda: self.hostname, self._set_hostname, num=KERN_HOSTNAME)
         t.add_string("kern.ostype", lambda: "NetBSD", num=1)
         t.add_string("kern.osrelease", lambda: "10.0", num=2)
-        t.add_int("kern.clockrate", lambda: 100, num=12)
+        t.add_struct("kern.clockrate", lambda: CLOCKINFO, num=12)
         t.add_int("kern.sbmax", lambda: self.sb_max, num=81)
 
     def _apply_memlimit(self, limit: int) -> None:

@@ -302,12 +302,14 @@ class Capture:
 
 
 def describe_route(rt: Rtentry) -> dict[str, Any]:
-    """A route as plain data (for JSON, the live view and tests)."""
+    """A route as plain data (for JSON, the live view and tests); the gateway and flags as
+    ``netstat -rn`` shows them (``link#2``, ``UC``)."""
+    from rumpnet.commands.route import gateway_name
     from rumpnet.route import flags_letters
 
     return {
         "destination": "default" if rt.plen == 0 else f"{ntoa(rt.dst)}/{rt.plen}",
-        "gateway": ntoa(rt.gateway) if rt.gateway is not None else (f"link#{rt.ifp.index}" if rt.ifp else "-"),
+        "gateway": gateway_name(rt),
         "flags": flags_letters(rt.flags),
         "interface": rt.ifp.name if rt.ifp else None,
         "mtu": rt.mtu,

@@ -34,11 +34,11 @@ RTF_ANNOUNCE = 0x20000
 RTF_LOCAL = 0x40000
 RTF_BROADCAST = 0x80000
 
-# Letters as NetBSD's netstat(1) prints them, in its order.
+# Letters as NetBSD's netstat(1) prints them, in its order (sbin/route/rtutil.c ``bits``).
 FLAG_LETTERS = [
-    (RTF_UP, "U"), (RTF_GATEWAY, "G"), (RTF_HOST, "H"), (RTF_REJECT, "R"), (RTF_DYNAMIC, "D"),
-    (RTF_MODIFIED, "M"), (RTF_DONE, "d"), (RTF_MASK, "m"), (RTF_CONNECTED, "C"), (RTF_LLDATA, "L"),
-    (RTF_STATIC, "S"), (RTF_BLACKHOLE, "B"), (RTF_PROTO2, "2"), (RTF_PROTO1, "1"),
+    (RTF_UP, "U"), (RTF_GATEWAY, "G"), (RTF_HOST, "H"), (RTF_REJECT, "R"), (RTF_BLACKHOLE, "B"),
+    (RTF_DYNAMIC, "D"), (RTF_MODIFIED, "M"), (RTF_DONE, "d"), (RTF_MASK, "m"), (RTF_CONNECTED, "C"),
+    (RTF_LLDATA, "L"), (RTF_STATIC, "S"), (RTF_PROTO1, "1"), (RTF_PROTO2, "2"),
     (RTF_ANNOUNCE, "p"), (RTF_LOCAL, "l"), (RTF_BROADCAST, "b"),
 ]
 # Names as route(8) "get" prints them in its "flags: <...>" line.

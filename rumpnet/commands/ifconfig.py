@@ -38,14 +38,15 @@ def _err(op: str, e: OSError, name: str | None = None) -> OSError:
     return OSError(code, f"ifconfig: {where}: {strerror(code)}")
 
 
-def _flags(ifp: Ifnet) -> str:
+def flags_text(ifp: Ifnet) -> str:
+    """``flags=0x8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST>`` as ifconfig prints it."""
     names = ",".join(n for bit, n in IFF_NAMES if ifp.flags & bit)
     return f"flags=0x{ifp.flags:x}<{names}>" if names else f"flags=0x{ifp.flags:x}"
 
 
 def status(ifp: Ifnet, verbose: bool = False) -> str:
     """One interface as ``ifconfig IF`` prints it."""
-    lines = [f"{ifp.name}: {_flags(ifp)} mtu {ifp.mtu}"]
+    lines = [f"{ifp.name}: {flags_text(ifp)} mtu {ifp.mtu}"]
     caps = ifp.capabilities
     if caps:
         # NetBSD prints capabilities= and enabled= for interfaces with offloads; the

@@ -22,6 +22,7 @@ from rumpnet.route import (
     RTF_STATIC,
     RTF_UP,
     Rtentry,
+    flags_letters,
 )
 
 RTF_LLINFO = RTF_LLDATA
@@ -32,12 +33,6 @@ if TYPE_CHECKING:
 USAGE = "usage: route [-dfLnqSsTtv] cmd [[-<qualifers>] args]"
 OPTSTRING = "dfLnqSsTtv"  # sbin/route/route.c
 
-# netstat -r / route show letters, in NetBSD's order (sbin/route/rtutil.c ``bits``).
-_LETTERS = [
-    (0x1, "U"), (0x2, "G"), (0x4, "H"), (0x8, "R"), (0x1000, "B"), (0x10, "D"), (0x20, "M"),
-    (0x40, "d"), (0x80, "m"), (0x100, "C"), (0x400, "L"), (0x800, "S"), (0x8000, "1"),
-    (0x4000, "2"), (0x20000, "p"), (0x40000, "l"), (0x80000, "b"),
-]
 # route get's ``flags: 0x..<...>`` names, by bit (snprintb, NetBSD's ``routeflags``).
 _NAMES = [
     (0x1, "UP"), (0x2, "GATEWAY"), (0x4, "HOST"), (0x8, "REJECT"), (0x10, "DYNAMIC"),
@@ -56,7 +51,8 @@ _ERRWORDS = {
 
 
 def flag_letters(flags: int) -> str:
-    return "".join(ch for bit, ch in _LETTERS if flags & bit)
+    """netstat -r / route show letters (``UGS``)."""
+    return flags_letters(flags)
 
 
 def flag_names(flags: int) -> str:

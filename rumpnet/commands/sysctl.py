@@ -65,7 +65,7 @@ def _sysctl(k: Kernel, argv: list[str]) -> str:
             raise UsageError(USAGE)
         else:
             node = _lookup(k, arg)
-            if node.kind == "node":
+            if node.kind == "node" or node.path in _DISPLAY:
                 out.append(_list(node, nflag))
             else:
                 v = _value(node)
@@ -76,20 +76,35 @@ def _sysctl(k: Kernel, argv: list[str]) -> str:
 def _list(node: SysctlNode, nflag: bool) -> str:
     lines: list[str] = []
     for leaf in _walk(node):
+        display = _DISPLAY.get(leaf.path)
+        if display is not None:  # sysctl.c's handlers: "kern.clockrate: tick = 10000, ..."
+            text = display(leaf.getter() if leaf.getter is not None else None)
+            lines.append(text if nflag else f"{leaf.path}: {text}")
+            continue
         if leaf.kind == "struct":
-            continue  # as NetBSD's sysctl -a: structures are for netstat -s
+            continue  # as NetBSD's sysctl -a: structures without a handler are for netstat -s
         v = _value(leaf)
         lines.append(v if nflag else f"{leaf.path} = {v}")
     return "".join(line + "\n" for line in lines)
 
 
 def _walk(node: SysctlNode) -> list[SysctlNode]:
+    """The leaves under ``node`` in MIB order, as NetBSD's sysctl -a walks them (children
+    by number: fixed numbers from sysctl.h first, dynamic ones in the order created)."""
     if node.kind != "node":
         return [node]
     out: list[SysctlNode] = []
-    for name in sorted(node.children):
-        out.extend(_walk(node.children[name]))
+    for child in sorted(node.children.values(), key=lambda c: c.num):
+        out.extend(_walk(child))
     return out
+
+
+def _clockrate(c: Any) -> str:
+    return f"tick = {c.tick}, tickadj = {c.tickadj}, hz = {c.hz}, profhz = {c.profhz}, stathz = {c.stathz}"
+
+
+# Structures sysctl(8) knows how to print (sbin/sysctl/sysctl.c's handlers).
+_DISPLAY: dict[str, Any] = {"kern.clockrate": _clockrate}
 
 
 def _write(k: Kernel, name: str, value: str, nflag: bool, qflag: bool) -> str:
