@@ -379,13 +379,15 @@ class HttpApi:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rumpnet.faults.http_api",
                                  description="Run a fault-injection harness from a scenario file, with an HTTP control API.")
-    ap.add_argument("--scenario", required=True, help="scenario TOML file")
+    ap.add_argument("--scenario", help="scenario TOML file (required)")
     ap.add_argument("--port", type=int, default=8474, help="port on 127.0.0.1 (default 8474, as toxiproxy)")
     ap.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     ap.add_argument("--clock", choices=("virtual", "real"), default="real",
                     help="the network's clock (default real: clients outside the process wait in real time)")
     ap.add_argument("--version", action="version", version=version_text(ap.prog).rstrip())
-    args = ap.parse_args(argv)
+    args = ap.parse_args(argv)  # (an unknown option is named before a missing --scenario)
+    if not args.scenario:
+        ap.error("the following arguments are required: --scenario")
     from rumpnet.faults.network import Network
     from rumpnet.faults.scenario import ScenarioError
 
