@@ -40,7 +40,9 @@ def _make(name: str) -> Any:
 
     call.__name__ = method
     call.__qualname__ = method
-    call.__doc__ = f"``{method}`` on the current kernel."
+    from rumpkern.syscall_docs import doc_of
+
+    call.__doc__ = f"{doc_of(method)} On the current kernel (the last booted, or ``with k:``)."
     return call
 
 

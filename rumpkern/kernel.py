@@ -20,6 +20,7 @@ from rumpkern.errno import kerr
 from rumpkern.lwproc import Proc, ProcTable
 from rumpkern.options import check_options, env_seed
 from rumpkern.sched import Scheduler, default_scheduler
+from rumpkern.syscall_docs import document
 from rumpkern.sysctl import CLOCKINFO, CTL_KERN, KERN_HOSTNAME, SysctlTree
 from rumpnet import sys_socket as S  # noqa: N812
 from rumpnet.ifnet import IfnetRegistry
@@ -156,11 +157,13 @@ class Kernel:
         self.hostname = name
 
     def clock_now(self) -> float:
+        """The kernel clock in seconds (virtual or real, as the kernel was booted)."""
         return self.sched.now()
 
     # -- processes -----------------------------------------------------------------------
     @property
     def curproc(self) -> Proc:
+        """The calling thread's current process in this kernel (proc0 unless switched)."""
         p = getattr(self._lwp, "proc", None)
         return p if p is not None else self.procs.proc0
 
@@ -182,6 +185,8 @@ class Kernel:
         self._lwp.proc = None
 
     def run_in(self, p: Proc, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run system call ``fn(ctx, p, *args)`` as process ``p`` (how rump_server runs a
+        client's calls)."""
         return self.sched.syscall(fn, p, *args)
 
     # -- current-kernel context ------------------------------------------------------------
@@ -223,9 +228,12 @@ class Kernel:
         self.sched.run_for(seconds)
 
     def serve_background(self) -> None:
+        """Run the scheduler in a background thread, so the kernel answers the network
+        while the program does other things (a host peer over a tap, threads making calls)."""
         self.sched.start_background()
 
     def stop_background(self) -> None:
+        """Stop the background thread of :meth:`serve_background`."""
         self.sched.stop_background()
 
     # -- system calls ----------------------------------------------------------------------
@@ -358,6 +366,7 @@ class Kernel:
     # -- the structured API ------------------------------------------------------------------
     @property
     def config(self) -> Any:
+        """The structured configuration API (:class:`rumpnet.netconfig.NetConfig`)."""
         from rumpnet.netconfig import NetConfig
 
         cfg = self.__dict__.get("_config")
@@ -430,9 +439,14 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
 
 
 def current_kernel() -> Kernel:
+    """The kernel the module-level ``rump_sys_*`` calls act on: the innermost ``with k:``
+    of this thread, else the last booted (ENXIO when none is)."""
     stack = getattr(_current, "stack", None)
     if stack:
         return stack[-1]  # type: ignore[no-any-return]
     if _last_booted:
         return _last_booted[-1]
     raise kerr(errno.ENXIO, "no kernel booted: call rump_init() first")
+
+
+document(Kernel)  # the rump_sys_*/rump_pub_* methods' docstrings (rumpkern.syscall_docs)

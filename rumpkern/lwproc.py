@@ -32,6 +32,8 @@ class File:
 
 
 class FdTable:
+    """A process's descriptor table: fd -> File."""
+
     __slots__ = ("files", "refcount")
 
     def __init__(self) -> None:
@@ -39,6 +41,7 @@ class FdTable:
         self.refcount = 1
 
     def alloc(self, fp: File, lowest: int = 0) -> int:
+        """Put ``fp`` in the lowest free slot at or above ``lowest``; returns the fd (EMFILE when full)."""
         fd = lowest
         while fd in self.files:
             fd += 1
@@ -48,18 +51,21 @@ class FdTable:
         return fd
 
     def get(self, fd: int) -> File:
+        """The File of ``fd`` (EBADF for a number that is no descriptor; TypeError for what is no number)."""
         try:
             return self.files[fd]
         except (KeyError, TypeError):
             raise _bad_fd(fd) from None
 
     def remove(self, fd: int) -> File:
+        """Take ``fd`` out of the table and return its File (EBADF / TypeError as :meth:`get`)."""
         try:
             return self.files.pop(fd)
         except (KeyError, TypeError):
             raise _bad_fd(fd) from None
 
     def copy(self) -> FdTable:
+        """A copy of the table sharing the open files (RUMP_RFFDG)."""
         new = FdTable()
         for fd, fp in self.files.items():
             fp.refcount += 1
@@ -76,6 +82,8 @@ def _bad_fd(fd: Any) -> Exception:
 
 
 class Proc:
+    """A process of a kernel: pid, fd table, the kernel, its command name."""
+
     __slots__ = ("pid", "fdt", "kernel", "comm")
 
     def __init__(self, kernel: Any, pid: int, fdt: FdTable, comm: str = "rump") -> None:
@@ -86,6 +94,8 @@ class Proc:
 
 
 class ProcTable:
+    """The processes of a kernel (proc0 first)."""
+
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
         self.procs: dict[int, Proc] = {}
@@ -100,6 +110,7 @@ class ProcTable:
         return p
 
     def rfork(self, parent: Proc, flags: int, comm: str = "rump") -> Proc:
+        """A new process from ``parent``: its fd table copied (RUMP_RFFDG), shared (0) or empty (RUMP_RFCFDG)."""
         if flags & RUMP_RFFDG and flags & RUMP_RFCFDG:
             raise kerr(errno.EINVAL)
         if flags & RUMP_RFCFDG:

@@ -51,6 +51,7 @@ class WaitChannel:
         self._waiters.append(fut)
 
     def wakeup(self) -> None:
+        """Wake every system call sleeping on this channel (each retries)."""
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for fut in waiters:
@@ -58,6 +59,7 @@ class WaitChannel:
                     fut.set_result(None)
 
     def has_waiters(self) -> bool:
+        """True when some call sleeps on this channel."""
         return bool(self._waiters)
 
 
@@ -135,6 +137,8 @@ class _VirtualSelector:
 
 
 class VirtualClock:
+    """The time of a virtual clock: seconds, moved only by the loop when nothing is runnable."""
+
     __slots__ = ("now",)
 
     def __init__(self, start: float = VIRTUAL_EPOCH) -> None:
@@ -156,14 +160,17 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self._clock_resolution = 1e-6  # type: ignore[attr-defined]
 
     def time(self) -> float:
+        """The virtual clock's time."""
         return self.virtual_clock.now
 
     @property
     def stall_seconds(self) -> float:
+        """Real seconds with nothing scheduled and no I/O before a blocked call fails (VirtualClockStalled)."""
         return self._vselector.stall_seconds
 
     @stall_seconds.setter
     def stall_seconds(self, seconds: float) -> None:
+        """Real seconds with nothing scheduled and no I/O before a blocked call fails (VirtualClockStalled)."""
         self._vselector.stall_seconds = seconds
 
 
@@ -252,15 +259,19 @@ class Scheduler:
         return self.loop.time()
 
     def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
+        """Run ``fn(*args)`` on the CPU at kernel time ``when`` (a callout; ``.cancel()`` it)."""
         return self.loop.call_at(when, fn, *args)
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
+        """Run ``fn(*args)`` on the CPU ``delay`` seconds from now."""
         return self.loop.call_later(delay, fn, *args)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> asyncio.Handle:
+        """Run ``fn(*args)`` on the CPU next (from the scheduler's thread)."""
         return self.loop.call_soon(fn, *args)
 
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> asyncio.Handle:
+        """Run ``fn(*args)`` on the CPU next, from any thread."""
         return self.loop.call_soon_threadsafe(fn, *args)
 
     # -- who holds the CPU ---------------------------------------------------------
@@ -292,6 +303,7 @@ class Scheduler:
 
     @property
     def background(self) -> bool:
+        """True while a background thread serves the loop."""
         return self._bg_thread is not None
 
     def start_background(self) -> None:
@@ -315,6 +327,7 @@ class Scheduler:
         ready.wait()
 
     def stop_background(self) -> None:
+        """Stop the background thread (calls from threads then drive the loop themselves again)."""
         with self._cond:
             t = self._bg_thread
         if t is None:
@@ -483,6 +496,7 @@ _local = threading.local()
 
 
 def default_scheduler(virtual: bool) -> Scheduler:
+    """The scheduler a kernel booted here shares: the running loop's when booted from a coroutine, else this thread's one for the clock (``virtual`` or real)."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
@@ -514,4 +528,5 @@ class VirtualEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     """Event loop policy whose loops run on virtual time (for asyncio tests)."""
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """A fresh VirtualEventLoop."""
         return VirtualEventLoop()

@@ -37,6 +37,7 @@ def call_site() -> tuple[str, int]:
 
 
 def call_name(fn: Any) -> str:
+    """``rump_sys_bind`` for the system call function ``sys_bind``."""
     name = getattr(fn, "__name__", "system call")
     return f"rump_{name}" if name.startswith("sys_") else name
 

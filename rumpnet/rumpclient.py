@@ -31,6 +31,8 @@ import threading
 import time
 from typing import Any
 
+from rumpkern.syscall_docs import document
+from rumpnet.mirror import borrow
 from rumpnet.server.protocol import (
     MAX_FRAME,
     PROTO_NAME,
@@ -271,6 +273,7 @@ class RumpClient:
                 delay = min(delay * 2, 1.0)
 
     def setconnretry(self, timeout: int) -> None:
+        """How this client reacts to a lost connection (rumpclient_setconnretry(3): 0, n seconds, or RUMPCLIENT_RETRYCONN_*)."""
         self.retry = _check_retry(timeout)
         self._gave_up = False
 
@@ -281,6 +284,7 @@ class RumpClient:
 
     @property
     def hostname(self) -> str:
+        """The server kernel's hostname."""
         return str(self.server_info.get("hostname", "rump"))
 
     @property
@@ -510,6 +514,7 @@ class RumpClient:
         return RumpSocket(self, family, type, proto)  # type: ignore[arg-type]
 
 
+@borrow(pysocket.socket)
 class RemoteSocket:
     """A ``socket.socket``-shaped object whose fd lives in the server's kernel (blocking
     mode; timeouts through SO_RCVTIMEO/SO_SNDTIMEO)."""
@@ -585,6 +590,9 @@ class RemoteSocket:
 # -- module-level API (rumpclient(3)) ------------------------------------------------------------
 _global: RumpClient | None = None
 _global_lock = threading.Lock()
+
+
+document(RumpClient, "Run in the rump_server.")  # docstrings of rump_sys_*: rumpkern.syscall_docs
 
 
 def _check_retry(timeout: int) -> int:

@@ -36,6 +36,7 @@ class UsageError(OSError):
 
     @property
     def usage(self) -> str:
+        """The usage text."""
         return str(self.strerror)
 
 

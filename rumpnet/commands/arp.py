@@ -30,6 +30,7 @@ def _addr(host: str) -> int:
 
 
 def entry_line(lle: Any) -> str:
+    """One ARP entry as ``arp -a`` prints it."""
     mac = format_mac(lle.mac) if lle.mac is not None and lle.state == LLE_VALID else "(incomplete)"
     s = f"? ({ntoa(lle.ip)}) at {mac} on {lle.ifp.name}"
     if lle.static:
@@ -40,6 +41,7 @@ def entry_line(lle: Any) -> str:
 
 
 def arp(k: Kernel, argv: list[str]) -> str:
+    """arp(8) on kernel ``k`` (see rumpnet.commands)."""
     return on_cpu(k, lambda: _arp(k, argv))
 
 

@@ -121,6 +121,7 @@ def _check_addr(s: str) -> None:
 
 
 def ifconfig(k: Kernel, argv: list[str]) -> str:
+    """ifconfig(8) on kernel ``k`` (see rumpnet.commands)."""
     return on_cpu(k, lambda: _ifconfig(k, argv))
 
 

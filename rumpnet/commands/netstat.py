@@ -64,6 +64,7 @@ class _Printer:
 
 
 def ip_stats(st: Any) -> list[str]:
+    """``netstat -s``'s ip section."""
     p = _Printer(st)
     p.p("ips_total", "\t{n} total packet{s} received")
     p.p("ips_badsum", "\t{n} bad header checksum{s}")
@@ -96,6 +97,7 @@ def ip_stats(st: Any) -> list[str]:
 
 
 def icmp_stats(st: Any) -> list[str]:
+    """``netstat -s``'s icmp section."""
     p = _Printer(st)
     p.p("icps_error", "\t{n} call{s} to icmp_error")
     p.p("icps_oldicmp", "\t{n} error{s} not generated because old message was icmp")
@@ -121,6 +123,7 @@ def icmp_stats(st: Any) -> list[str]:
 
 
 def udp_stats(st: Any) -> list[str]:
+    """``netstat -s``'s udp section."""
     p = _Printer(st)
     p.p("udps_ipackets", "\t{n} datagram{s} received")
     p.p("udps_hdrops", "\t{n} with incomplete header")
@@ -137,6 +140,7 @@ def udp_stats(st: Any) -> list[str]:
 
 
 def arp_stats(st: Any) -> list[str]:
+    """``netstat -s``'s arp section."""
     p = _Printer(st)
     p.p("as_sndtotal", "\t{n} packet{s} sent")
     p.p("as_sndreply", "\t\t{n} reply packet{s}")
@@ -165,6 +169,7 @@ def arp_stats(st: Any) -> list[str]:
 
 
 def tcp_stats(st: Any) -> list[str]:
+    """``netstat -s``'s tcp section."""
     p = _Printer(st)
     p.p("tcps_sndtotal", "\t{n} packet{s} sent")
     p.p2("tcps_sndpack", "tcps_sndbyte", "\t\t{n} data packet{s} ({m} byte{t})")
@@ -314,6 +319,7 @@ def _connections(k: Kernel, aflag: bool) -> str:
 
 
 def netstat(k: Kernel, argv: list[str]) -> str:
+    """netstat(1) on kernel ``k`` (see rumpnet.commands)."""
     return on_cpu(k, lambda: _netstat(k, argv))
 
 

@@ -60,6 +60,8 @@ _idents = itertools.count(1)
 
 
 class PingOptions:
+    """ping's options, parsed."""
+
     def __init__(self) -> None:
         self.count: int | None = None
         self.interval = 1.0
@@ -84,6 +86,7 @@ def _number(opt: str, text: str, kind: type = int) -> Any:
 
 
 def parse(argv: list[str]) -> PingOptions:
+    """ping's command line (UsageError / OSError naming the bad value)."""
     o = PingOptions()
     args = list(argv)
     pos: list[str] = []
@@ -444,6 +447,7 @@ def _step(ctx: SyscallCtx, st: _PingState) -> float | None:
 
 
 def ping(k: Kernel, argv: list[str]) -> Any:
+    """ping(8) on kernel ``k`` (see rumpnet.commands)."""
     o = parse(argv)
     if k.inet is None:
         raise OSError(errno.EPROTONOSUPPORT, "ping: socket: Protocol not supported")

@@ -56,6 +56,7 @@ def flag_letters(flags: int) -> str:
 
 
 def flag_names(flags: int) -> str:
+    """Route flags as route get prints them (``0x803<UP,GATEWAY,STATIC>``)."""
     names = ",".join(n for bit, n in _NAMES if flags & bit)
     return f"0x{flags:x}<{names}>" if names else f"0x{flags:x}"
 
@@ -122,6 +123,7 @@ def rttable(routes: list[Rtentry], llentries: list[Any] | None = None) -> str:
 
 
 def kernel_rttable(k: Kernel) -> str:
+    """``netstat -rn``'s Internet section for kernel ``k``."""
     return rttable(list(k.net.routes), k.inet.arp.entries() if k.inet is not None else None)
 
 
@@ -367,6 +369,7 @@ def _do_change(k: Kernel, r: _Req) -> Rtentry:
 
 
 def route(k: Kernel, argv: list[str]) -> str:
+    """route(8) on kernel ``k`` (see rumpnet.commands)."""
     return on_cpu(k, lambda: _route(k, argv))
 
 

@@ -40,6 +40,7 @@ def _value(node: SysctlNode) -> str:
 
 
 def sysctl(k: Kernel, argv: list[str]) -> str:
+    """sysctl(8) on kernel ``k`` (see rumpnet.commands)."""
     return on_cpu(k, lambda: _sysctl(k, argv))
 
 

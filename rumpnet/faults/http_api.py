@@ -50,6 +50,8 @@ MAX_BODY = 1 << 20  # a control request is small; a larger body is refused, not 
 
 
 class ApiError(Exception):
+    """An error answer: HTTP ``status`` and the message (``FIELD: what is wrong``)."""
+
     def __init__(self, status: int, msg: str) -> None:
         super().__init__(msg)
         self.status = status
@@ -85,9 +87,11 @@ class Harness:
         return px
 
     def proxies(self) -> dict[str, Any]:
+        """GET /proxies."""
         return {n: p.to_json() for n, p in self.net.proxies.items()}
 
     def create_proxy(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /proxies: a new proxy from ``{name, listen, upstream, enabled?, host?}``."""
         from rumpnet.faults.toxics import Proxy, parse_hostport
 
         for k in body:
@@ -120,6 +124,7 @@ class Harness:
         return px.to_json()  # type: ignore[no-any-return]
 
     def update_proxy(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /proxies/{name}: ``{enabled}``."""
         px = self._proxy(name)
         for k in body:
             if k not in ("enabled", "name"):
@@ -135,14 +140,17 @@ class Harness:
         return px.to_json()  # type: ignore[no-any-return]
 
     def delete_proxy(self, name: str) -> None:
+        """DELETE /proxies/{name}."""
         px = self._proxy(name)
         px.stop()
         del self.net.proxies[name]
 
     def toxics(self, name: str) -> list[dict[str, Any]]:
+        """GET /proxies/{name}/toxics."""
         return [t.to_json() for t in self._proxy(name).toxics.values()]
 
     def add_toxic(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /proxies/{name}/toxics."""
         from rumpnet.faults.toxics import toxic_from_json
 
         px = self._proxy(name)
@@ -155,12 +163,14 @@ class Harness:
         return px.add_toxic(t).to_json()  # type: ignore[no-any-return]
 
     def toxic(self, name: str, toxic: str) -> dict[str, Any]:
+        """GET /proxies/{name}/toxics/{toxic}."""
         px = self._proxy(name)
         if toxic not in px.toxics:
             raise ApiError(404, f"toxic {toxic!r} not found")
         return px.toxics[toxic].to_json()  # type: ignore[no-any-return]
 
     def update_toxic(self, name: str, toxic: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /proxies/{name}/toxics/{toxic}."""
         px = self._proxy(name)
         if toxic not in px.toxics:
             raise ApiError(404, f"toxic {toxic!r} not found")
@@ -170,12 +180,14 @@ class Harness:
             raise ApiError(400, str(e)) from None
 
     def delete_toxic(self, name: str, toxic: str) -> None:
+        """DELETE /proxies/{name}/toxics/{toxic}."""
         px = self._proxy(name)
         if toxic not in px.toxics:
             raise ApiError(404, f"toxic {toxic!r} not found")
         px.remove_toxic(toxic)
 
     def reset(self) -> None:
+        """POST /reset: every proxy enabled without toxics, every link clear."""
         for px in self.net.proxies.values():
             try:
                 px.reset()
@@ -191,12 +203,15 @@ class Harness:
         return lk
 
     def links(self) -> dict[str, Any]:
+        """GET /links."""
         return {n: lk.describe() for n, lk in self.net.links.items()}
 
     def link(self, name: str) -> dict[str, Any]:
+        """GET /links/{name}."""
         return self._link(name).describe()  # type: ignore[no-any-return]
 
     def link_netem(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /links/{name}/netem: impair (or with ``update``, change) the link from a JSON body."""
         from rumpnet.faults.network import _fresh
 
         lk = self._link(name)
@@ -350,19 +365,23 @@ class HttpApi:
 
     @property
     def port(self) -> int:
+        """The port the API listens on (the chosen one when asked for port 0)."""
         return self.server.server_address[1]
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> HttpApi:
+        """Serve from a thread of its own; returns self."""
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        name="rumpnet-http-api", daemon=True)
         self.thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket."""
         self.server.shutdown()
         self.server.server_close()
         if self.thread is not None:
@@ -377,6 +396,7 @@ class HttpApi:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m rumpnet.faults.http_api --scenario FILE [--port N] [--seed N] [--clock real|virtual]``."""
     ap = argparse.ArgumentParser(prog="python -m rumpnet.faults.http_api",
                                  description="Run a fault-injection harness from a scenario file, with an HTTP control API.")
     ap.add_argument("--scenario", help="scenario TOML file (required)")

@@ -62,6 +62,7 @@ class LinkRunner(QdiscRunner):
         self.after: list[Any] = []  # writers fed the frames leaving it
 
     def input(self, frame: bytes | bytearray | memoryview) -> None:
+        """A frame offered to this runner (the interface's qdisc hook): impaired, then passed on or dropped and counted."""
         self.offered += 1
         if self.before:
             now = self.sched.now()
@@ -77,6 +78,7 @@ class LinkRunner(QdiscRunner):
         self._next(frame)
 
     def counters(self) -> dict[str, int]:
+        """This runner's counters (offered, sent, bytes, dropped, drop_loss, ..., delayed)."""
         st = self.stats
         return {"offered": self.offered, "sent": st.packets, "bytes": st.bytes, "dropped": st.drops,
                 "drop_loss": st.drop_loss, "drop_queue": st.drop_queue, "drop_partition": st.drop_partition,
@@ -102,10 +104,12 @@ class Port:
 
     @property
     def ifp(self) -> Any:
+        """The interface (Ifnet) of this host on this link."""
         return self.host.kernel.ifnet.lookup(self.ifname)
 
     @property
     def mac(self) -> bytes:
+        """The interface's Ethernet address."""
         return self.ifp.lladdr  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
@@ -128,9 +132,11 @@ class Host:
         return self.port(link).addr
 
     def ifname(self, link: str | None = None) -> str:
+        """The name of this host's interface on ``link`` (its first link when None)."""
         return self.port(link).ifname
 
     def port(self, link: str | None = None) -> Port:
+        """This host's Port (interface, address) on ``link`` (its first link when None)."""
         if link is None:
             if not self.ports:
                 raise KeyError(f"host {self.name}: on no link")
@@ -163,6 +169,7 @@ class Link:
 
     @property
     def hosts(self) -> list[str]:
+        """The names of the hosts on this link, in the order they joined."""
         return list(self.ports)
 
     def runners(self, direction: str = "both") -> list[LinkRunner]:
@@ -204,15 +211,18 @@ class Link:
         return self
 
     def clear(self, direction: str = "both") -> Link:
+        """Remove every impairment of ``direction`` (both: the ingress runners too), partition included."""
         self.net._apply([(r, NetemParams()) for r in self.runners(direction)] +
                         ([(p.ingress, NetemParams()) for p in self.ports.values()] if direction == "both" else []))
         return self
 
     def partition(self, direction: str = "both") -> Link:
+        """Drop everything on ``direction`` until :meth:`heal`."""
         self.net._apply([(r, r.params.replace(partition=True)) for r in self.runners(direction)])
         return self
 
     def heal(self, direction: str = "both") -> Link:
+        """End a partition of ``direction`` (the other impairments stay)."""
         rs = self.runners(direction)
         if direction == "both":
             rs = rs + [p.ingress for p in self.ports.values()]
@@ -221,6 +231,7 @@ class Link:
 
     @property
     def partitioned(self) -> bool:
+        """True while any runner of the link is partitioned."""
         return any(r.params.partition for p in self.ports.values() for r in (p.egress, p.ingress))
 
     def counters(self, direction: str = "both") -> dict[str, int]:
@@ -253,6 +264,7 @@ class Link:
         return out
 
     def describe(self) -> dict[str, Any]:
+        """The link as plain data (name, subnet, mtu, hosts, netem, partitioned, counters), as the HTTP API gives it."""
         return {"name": self.name, "subnet": str(self.subnet), "mtu": self.mtu,
                 "hosts": {h: {"interface": p.ifname, "address": p.addr} for h, p in self.ports.items()},
                 "netem": self.netem(), "partitioned": self.partitioned, "counters": self.counters()}
@@ -277,9 +289,11 @@ class PcapTap:
 
     @property
     def frames(self) -> int:
+        """How many frames the capture has written so far."""
         return self.writer.frames  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        """Stop capturing and close the file (also at the end of a ``with`` block)."""
         def detach() -> None:
             for lst in self.lists:
                 if self.writer in lst:
@@ -305,13 +319,16 @@ class NetSchedule:
 
     @property
     def log(self) -> list[tuple[float, str]]:
+        """What the schedule did, as (time, description), in order."""
         return sorted((e for p in self.parts for e in p.log), key=lambda e: e[0])
 
     @property
     def errors(self) -> list[tuple[float, str]]:
+        """Actions that could not apply when their time came (time, message)."""
         return sorted((e for p in self.parts for e in p.errors), key=lambda e: e[0])
 
     def cancel(self) -> None:
+        """Disarm every statement that has not fired yet."""
         for p in self.parts:
             p.cancel()
 
@@ -343,9 +360,11 @@ class Network:
 
     # -- running ---------------------------------------------------------------------------
     def now(self) -> float:
+        """The network's clock (seconds, kernel time)."""
         return self.sched.now()  # type: ignore[no-any-return]
 
     def run_for(self, seconds: float) -> None:
+        """Let the network run for ``seconds`` of kernel time (on virtual time, instantly)."""
         self.sched.run_for(seconds)
 
     def call(self, fn: Callable[[], Any]) -> Any:
@@ -358,6 +377,7 @@ class Network:
 
     # -- building --------------------------------------------------------------------------
     def add_host(self, name: str, router: bool = False, hostname: str | None = None) -> Host:
+        """Boot a kernel for host ``name`` (``router=True``: forwarding on, and hosts on its links route through it)."""
         from rumpkern import rump_init
 
         _check_name(name, "host")
@@ -371,12 +391,14 @@ class Network:
         return h
 
     def host(self, name: str) -> Host:
+        """The Host called ``name`` (KeyError naming the hosts there are)."""
         try:
             return self.hosts[name]
         except KeyError:
             raise KeyError(f"host: no host {name!r}") from None
 
     def link(self, name: str) -> Link:
+        """The Link called ``name`` (KeyError naming the links there are)."""
         try:
             return self.links[name]
         except KeyError:
@@ -517,6 +539,7 @@ class Network:
         self._apply([(r, r.params.replace(partition=True)) for r in self.runners(target)])
 
     def heal(self, target: str | None = None) -> None:
+        """End the partitions of ``target`` (None: every link)."""
         rs = self.runners(target)
         if target is None:
             rs = [r for lk in self.links.values() for p in lk.ports.values() for r in (p.egress, p.ingress)]
@@ -636,9 +659,11 @@ class Network:
 
     # -- reporting ------------------------------------------------------------------------------
     def counters(self) -> dict[str, dict[str, int]]:
+        """Every link's counters, by link name."""
         return {name: lk.counters() for name, lk in self.links.items()}
 
     def describe(self) -> dict[str, Any]:
+        """The network as plain data (seed, hosts, links), as the HTTP API gives it."""
         return {"seed": self.seed, "clock": self.clock,
                 "hosts": {n: {"router": h.router, "addresses": {lk: p.addr for lk, p in h.ports.items()}}
                           for n, h in self.hosts.items()},
@@ -646,6 +671,7 @@ class Network:
 
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
+        """Stop schedules, proxies and captures and halt every kernel (also at the end of ``with``)."""
         if self.closed:
             return
         self.closed = True

@@ -94,6 +94,7 @@ def _unknown(d: dict[str, Any], allowed: set[str], field: str) -> None:
 
 
 def validate(doc: dict[str, Any]) -> None:
+    """Check a parsed scenario; ScenarioError naming the first bad field."""
     from rumpnet.faults.network import _assign
 
     _unknown(doc, _TOP, "")

@@ -44,6 +44,7 @@ class Action:
         """Validate before anything is scheduled (``ValueError`` names the field)."""
 
     def new_params(self, cur: NetemParams) -> NetemParams:
+        """The parameters of a runner after this action, from its current ones ``cur``."""
         raise NotImplementedError
 
 
@@ -59,9 +60,11 @@ class Update(Action):
         self.check()
 
     def check(self) -> None:
+        """Validate the changes on default parameters (``ValueError`` names the field)."""
         NetemParams().replace(**self.changes)
 
     def new_params(self, cur: NetemParams) -> NetemParams:
+        """``cur`` with the fields this action names changed."""
         return cur.replace(**self.changes)
 
     def __repr__(self) -> str:
@@ -79,6 +82,7 @@ class SetParams(Action):
         self.params = params
 
     def new_params(self, cur: NetemParams) -> NetemParams:
+        """The action's parameters, whatever ``cur`` was."""
         return self.params
 
     def __repr__(self) -> str:
@@ -86,6 +90,8 @@ class SetParams(Action):
 
 
 class Partition(Update):
+    """``partition``: drop everything until healed."""
+
     def __init__(self) -> None:
         super().__init__(partition=True)
 
@@ -94,6 +100,8 @@ class Partition(Update):
 
 
 class Heal(Update):
+    """``heal``: end a partition."""
+
     def __init__(self) -> None:
         super().__init__(partition=False)
 
@@ -102,6 +110,8 @@ class Heal(Update):
 
 
 class Clear(SetParams):
+    """``clear``: back to no impairment at all."""
+
     def __init__(self) -> None:
         super().__init__(NetemParams())
 
@@ -148,6 +158,7 @@ def _targets(objs: Iterable[Any]) -> list[Any]:
 
 
 def sched_time(text: str, field: str) -> float:
+    """A schedule's ``5s``/``250ms``/bare-seconds time in seconds (ValueError naming ``field``)."""
     try:
         return parse_time(text, field, bare=1.0)
     except OSError as e:
@@ -168,6 +179,7 @@ def statement_times(words: list[str]) -> tuple[float, list[str], float | None]:
 
 
 def parse_action(words: list[str]) -> Action:
+    """A statement's action words (``partition``, ``heal``, ``clear`` or netem options) as an Action."""
     if not words:
         raise ValueError("action: missing")
     if words == ["partition"]:
@@ -239,6 +251,7 @@ class FaultSchedule:
         return self
 
     def cancel(self) -> None:
+        """Disarm the statements that have not fired yet."""
         for h in self._handles:
             h.cancel()
         self._handles.clear()

@@ -161,6 +161,7 @@ def parse_rate(text: str, field: str = "rate") -> float:
 
 
 def parse_int(text: str, field: str, signed: bool = False) -> int:
+    """A tc integer (decimal, 0x hex or 0 octal) for ``field`` (EINVAL naming it; negative only when ``signed``)."""
     try:
         v = int(text, 0)
     except ValueError:
@@ -203,6 +204,7 @@ def format_rate(bits_per_sec: float) -> str:
 
 
 def format_size(n: int) -> str:
+    """A byte count as tc prints one (``1Mb``, ``64Kb``, ``1500b``)."""
     if n >= 1024 * 1024 and n % (1024 * 1024) == 0:
         return f"{n // (1024 * 1024)}Mb"
     if n >= 1024 and n % 1024 == 0:
@@ -221,6 +223,7 @@ _MATCH_WORDS_2 = {"proto", "src", "dst", "host", "sport", "dport", "port", "flag
 
 
 def netem_keyword(word: str) -> str | None:
+    """The netem keyword ``word`` abbreviates (as q_netem.c's matches()), or None."""
     if word in _OURS:
         return word
     for kw in _KEYWORDS:
@@ -513,6 +516,7 @@ def format_netem(p: NetemParams) -> str:
 
 
 def format_stats(r: QdiscRunner) -> list[str]:
+    """``tc -s``'s statistics lines of runner ``r``."""
     st = r.stats
     nm = r.netem
     return [

@@ -126,6 +126,7 @@ class Toxic:
         self.attributes = attrs
 
     def to_json(self) -> dict[str, Any]:
+        """The toxic as toxiproxy's JSON gives it (name, type, stream, toxicity, attributes)."""
         return {"name": self.name, "type": self.type, "stream": self.stream, "toxicity": self.toxicity,
                 "attributes": dict(self.attributes)}
 
@@ -147,9 +148,11 @@ class Toxic:
 
     # -- behaviour (called by a connection's pump, on the scheduler's loop) ----------------
     def a(self, name: str) -> int:
+        """Attribute ``name`` of the toxic (the attributes carry toxiproxy's defaults for those not given)."""
         return self.attributes[name]
 
     async def pipe(self, conn: Connection, data: bytes, ts: float, emit: Emit) -> None:
+        """Apply this toxic to ``data`` of ``conn`` (arrived at ``ts``), handing what goes on, and when, to ``emit``."""
         kind = self.type
         loop = conn.loop
         if kind == "latency":
@@ -207,6 +210,7 @@ class Toxic:
             await emit(data, ts)
 
     async def on_close(self, conn: Connection) -> None:
+        """What the toxic does when its side of the connection ends (slow_close delays the EOF)."""
         if self.type == "slow_close" and self.a("delay"):
             await asyncio.sleep(self.a("delay") / 1000.0)
 
@@ -251,6 +255,7 @@ class Connection:
         self.closed = False
 
     def toxics(self, stream: str) -> list[Toxic]:
+        """The toxics that apply to this connection in one direction (drawn once per connection from their toxicity)."""
         out = []
         for t in self.proxy.toxics.values():
             if t.stream != stream:
@@ -263,6 +268,7 @@ class Connection:
         return out
 
     def toxics_changed(self) -> None:
+        """Follow a change of the proxy's toxics: cancel the timers of removed ones, arm the timeouts of those that now apply."""
         for name in list(self.timers):
             if name not in self.proxy.toxics:
                 self.timers.pop(name).cancel()
@@ -272,11 +278,13 @@ class Connection:
                     self.arm_timeout(t)
 
     def arm_timeout(self, t: Toxic) -> None:
+        """Close the connection after toxic ``t``'s ``timeout`` (ms; 0: never), once."""
         if t.name in self.timers or not t.a("timeout"):
             return
         self.timers[t.name] = self.loop.call_later(t.a("timeout") / 1000.0, self.close)
 
     async def run(self) -> None:
+        """Pump both directions until the connection ends."""
         k = self.k
         try:
             ufd = await k.rump_sys_socket(pysocket.AF_INET, pysocket.SOCK_STREAM, 0)
@@ -439,6 +447,7 @@ class Proxy:
     # -- lifetime ------------------------------------------------------------------------------
     @property
     def enabled(self) -> bool:
+        """True while the proxy listens; setting it False closes its connections, True listens again."""
         return self._enabled
 
     def _on_cpu(self, fn: Callable[[], Any]) -> Any:
@@ -507,6 +516,7 @@ class Proxy:
 
     # -- toxics --------------------------------------------------------------------------------
     def add_toxic(self, toxic: Toxic | dict[str, Any]) -> Toxic:
+        """Add ``toxic`` (applied after those already there; ValueError if its name is taken)."""
         t = toxic if isinstance(toxic, Toxic) else toxic_from_json(toxic)
         if t.name in self.toxics:
             raise KeyError(f"toxic {t.name!r} exists")
@@ -515,12 +525,14 @@ class Proxy:
         return t
 
     def update_toxic(self, name: str, body: dict[str, Any]) -> Toxic:
+        """Change the toxic called ``name`` from a toxiproxy JSON body (attributes, toxicity, stream)."""
         t = self.toxics[name].updated(body)
         self.toxics[name] = t
         self._changed()
         return t
 
     def remove_toxic(self, name: str) -> None:
+        """Remove the toxic called ``name`` (KeyError if there is none)."""
         del self.toxics[name]
         self._changed()
 
@@ -539,6 +551,7 @@ class Proxy:
             self._on_cpu(go)
 
     def to_json(self) -> dict[str, Any]:
+        """The proxy as toxiproxy's JSON gives it (name, listen, upstream, enabled, toxics)."""
         return {"name": self.name, "listen": f"{self.listen[0]}:{self.listen[1]}",
                 "upstream": f"{self.upstream[0]}:{self.upstream[1]}", "enabled": self._enabled,
                 "host": self.host, "connections": len(self.connections),

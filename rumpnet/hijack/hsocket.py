@@ -30,6 +30,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from rumpnet.mirror import borrow
 from rumpnet.uipc_socket import Socket
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def _timed_out() -> OSError:
     return TimeoutError("timed out")
 
 
+@borrow(pysocket.socket)
 class HijackSocket:
     """A kernel socket shaped like ``socket.socket`` (made by the hijacked ``socket.socket``)."""
 

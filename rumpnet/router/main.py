@@ -203,6 +203,7 @@ def _seconds(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line of rump_router."""
     p = argparse.ArgumentParser(prog=PROG, description="A virtual IP router on a rump kernel.")
     p.add_argument("--demo", action="store_true", help="run the three-kernel demo on in-process wires and exit")
     p.add_argument("--config", metavar="FILE", help="router configuration (TOML; see --example-config)")
@@ -216,6 +217,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``rump_router``: see the module docstring; returns the exit status."""
     p = parser()
     args = p.parse_args(argv)
     if args.example_config:

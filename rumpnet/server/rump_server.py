@@ -51,6 +51,7 @@ _NOT_REMOTE = {"rump_sys_reboot"}  # use "halt"
 
 
 def remote_syscalls() -> frozenset[str]:
+    """The ``rump_sys_*`` calls a remote client may make (all of Kernel's but reboot: use ``halt``)."""
     from rumpkern.kernel import Kernel
 
     return frozenset(n for n in dir(Kernel) if n.startswith("rump_sys_") and n not in _NOT_REMOTE)
@@ -100,17 +101,20 @@ class RumpServer:
         self.stop_event = threading.Event()
 
     def log(self, msg: str) -> None:
+        """``msg`` on standard error when verbose (``-v``)."""
         if self.verbose:
             print(f"rump_server: {msg}", file=sys.stderr, flush=True)
 
     # -- life cycle (called on the loop) ----------------------------------------------------
     async def start(self, sock: socket.socket) -> None:
+        """Serve on the listening socket ``sock`` (on the kernel's loop)."""
         if sock.family == socket.AF_UNIX:
             self._server = await asyncio.start_unix_server(self._serve_client, sock=sock, limit=1 << 16)
         else:
             self._server = await asyncio.start_server(self._serve_client, sock=sock, limit=1 << 16)
 
     async def aclose(self) -> None:
+        """Stop listening and drop every client (their blocked calls cancelled)."""
         if self._server is not None:
             self._server.close()
         for conn in list(self.conns.values()):
@@ -120,6 +124,7 @@ class RumpServer:
         await asyncio.sleep(0)
 
     def request_stop(self) -> None:
+        """Ask the server to halt (a client's ``halt``, a signal)."""
         self.stop_event.set()
 
     # -- one client -------------------------------------------------------------------------
@@ -363,6 +368,8 @@ class Options:
 
 
 class UsageError(Exception):
+    """A bad command line (the message says what; the usage follows it)."""
+
     pass
 
 
@@ -381,6 +388,7 @@ def component_name(lib: str) -> str | None:
 
 
 def parse_args(argv: list[str]) -> Options:
+    """rump_server's command line as Options (UsageError naming what is wrong)."""
     from rumpnet.server.etfs import parse_drivespec, parse_size
 
     try:
@@ -447,6 +455,7 @@ class EmbeddedServer:
         return self.server.stop_event
 
     def close(self) -> None:
+        """Stop serving and remove the unix socket file."""
         k = self.server.k
         try:
             asyncio.run_coroutine_threadsafe(self.server.aclose(), k.sched.loop).result(5)
@@ -593,10 +602,12 @@ def _main(argv: list[str] | None, allserver: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``rump_server``: see the module docstring; returns the exit status."""
     return _main(argv, allserver=False)
 
 
 def main_all(argv: list[str] | None = None) -> int:
+    """``rump_allserver``: rump_server with every component loaded."""
     return _main(argv, allserver=True)
 
 

@@ -31,12 +31,14 @@ SEED_KEY = pytest.StashKey[int]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--rump-seed N``: the seed of the rumpnet fixtures."""
     group = parser.getgroup("rumpnet")
     group.addoption("--rump-seed", action="store", type=int, default=None, dest="rump_seed",
                     help="seed of rumpnet kernels and networks (default: $RUMP_SEED, else 1)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``netem`` marker."""
     config.addinivalue_line(
         "markers",
         "netem(spec, link=None, direction='both'): impair the rump_network/faulty_wire links "
@@ -115,18 +117,23 @@ class FaultyWire:
         self.link = net.link("wire")
 
     def impair(self, spec: Any = None, direction: str = "both", **params: Any) -> Any:
+        """Impair the wire (``Link.impair``)."""
         return self.link.impair(spec, direction=direction, **params)
 
     def partition(self, direction: str = "both") -> Any:
+        """Partition the wire until :meth:`heal`."""
         return self.link.partition(direction)
 
     def heal(self, direction: str = "both") -> Any:
+        """End a partition of the wire."""
         return self.link.heal(direction)
 
     def counters(self, direction: str = "both") -> dict[str, int]:
+        """The wire's counters for ``direction``."""
         return self.link.counters(direction)  # type: ignore[no-any-return]
 
     def run_for(self, seconds: float) -> None:
+        """Let the network run for ``seconds`` of kernel time."""
         self.net.run_for(seconds)
 
 
@@ -140,6 +147,7 @@ def faulty_wire(rump_network: Any) -> FaultyWire:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """A failing test's report gets the seed to replay it with (``--rump-seed N``)."""
     outcome: Any = yield
     rep = outcome.get_result()
     seed = item.stash.get(SEED_KEY, None)
