@@ -18,7 +18,7 @@ from typing import Any
 from rumpkern.component import LIBRARY_ALIASES, registry
 from rumpkern.errno import kerr
 from rumpkern.lwproc import Proc, ProcTable
-from rumpkern.options import check_options, env_seed
+from rumpkern.options import check_options, env_number, env_seed
 from rumpkern.sched import Scheduler, default_scheduler
 from rumpkern.syscall_docs import document
 from rumpkern.sysctl import CLOCKINFO, CTL_KERN, KERN_HOSTNAME, SysctlTree
@@ -52,10 +52,12 @@ def parse_memlimit(text: str) -> int:
 
 
 def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
+    """``$NAME`` as an integer; a value that is none is an error naming the variable
+    (``RUMP_VERBOSE=yes`` was silently 0)."""
+    value = env_number(name, default, "an integer")
+    if value != int(value):
+        raise ValueError(f"{name}={os.environ.get(name)!r}: not an integer")
+    return int(value)
 
 
 class Kernel:

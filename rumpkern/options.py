@@ -30,6 +30,18 @@ def check_options(seed: Any, sockin: Any, hostname: Any, components: Any, memlim
         raise _fail("verbose", "True, False or None", verbose)
 
 
+def env_number(name: str, default: float, what: str = "a number") -> float:
+    """``$NAME`` as a number (``default`` when unset); a value that is none is an error
+    naming the variable (it used to be a bare ``could not convert string to float``)."""
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: not {what}") from None
+
+
 def env_seed() -> int | None:
     """``$RUMP_SEED`` as an int (None when unset); a value that is no integer is an error."""
     env = os.environ.get("RUMP_SEED")

@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
-import os
 import selectors
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, TypeVar
 
+from rumpkern.options import env_number
 from rumpkern.unawaited import warn_unawaited
 
 T = TypeVar("T")
@@ -100,7 +100,7 @@ class VirtualClockStalled(RuntimeError):
 
 # Real seconds a virtual-time loop waits with no timer at all before giving up
 # (``RUMP_VIRTUAL_STALL``; another thread handing in a call wakes it at once).
-STALL_SECONDS = float(os.environ.get("RUMP_VIRTUAL_STALL", "120"))
+STALL_SECONDS = env_number("RUMP_VIRTUAL_STALL", 120.0, "a number of seconds")
 
 
 class _VirtualSelector:

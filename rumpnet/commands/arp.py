@@ -13,9 +13,10 @@ from rumpnet.netinet.in_addr import aton_strict, ntoa
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
 
-USAGE = """usage: arp [-n] hostname
+# usr.sbin/arp/arp.c usage(), as NetBSD prints it (capital U)
+USAGE = """Usage: arp [-n] hostname
        arp [-nv] -a
-       arp [-v] -d [-a|hostname]
+       arp [-v] -d [-a|hostname [proxy]]
        arp -s hostname ether_addr [temp] [pub [proxy]]
        arp -f filename"""
 
@@ -74,7 +75,8 @@ def _arp(k: Kernel, argv: list[str]) -> str:
                 raise UsageError(USAGE)
             out = "".join(_delete(k, ntoa(lle.ip)) for lle in k.inet.arp.entries())
         else:
-            if len(args) != 1:
+            # arp -d hostname [proxy] (every entry is "proxy only" since the lltable)
+            if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].startswith("pro")):
                 raise UsageError(USAGE)
             out = _delete(k, args[0])
         # NetBSD's arp(8) prints "host (addr) deleted" only with -v (usr.sbin/arp

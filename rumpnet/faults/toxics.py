@@ -46,6 +46,7 @@ from typing import Any
 
 from rumpkern.sched import Sleep, SyscallCtx
 from rumpnet import sys_socket as S  # noqa: N812
+from rumpnet.usage import did_you_mean
 
 STREAMS = ("upstream", "downstream")
 TOXIC_TYPES: dict[str, tuple[str, ...]] = {
@@ -132,9 +133,7 @@ class Toxic:
 
     def updated(self, body: dict[str, Any]) -> Toxic:
         """A copy with ``toxicity``/``attributes``/``stream`` changed (toxiproxy's update)."""
-        unknown = [k for k in body if k not in ("name", "type", "stream", "toxicity", "attributes")]
-        if unknown:
-            raise ValueError(f"{unknown[0]}: unknown field")
+        _known_fields(body)
         if "type" in body and body["type"] != self.type:
             raise ValueError("type: a toxic's type cannot change")
         if "name" in body and body["name"] != self.name:
@@ -215,13 +214,20 @@ class Toxic:
             await asyncio.sleep(self.a("delay") / 1000.0)
 
 
+TOXIC_FIELDS = ("name", "type", "stream", "toxicity", "attributes")
+
+
+def _known_fields(body: dict[str, Any]) -> None:
+    for k in body:
+        if k not in TOXIC_FIELDS:
+            raise ValueError(f"{k}: unknown field{did_you_mean(k, TOXIC_FIELDS)}")
+
+
 def toxic_from_json(body: Any) -> Toxic:
     """A toxic from toxiproxy's JSON shape; ``ValueError`` naming the field."""
     if not isinstance(body, dict):
         raise ValueError("toxic: must be an object")
-    for k in body:
-        if k not in ("name", "type", "stream", "toxicity", "attributes"):
-            raise ValueError(f"{k}: unknown field")
+    _known_fields(body)
     if "type" not in body:
         raise ValueError("type: missing")
     return Toxic(body["type"], body.get("name") or "", body.get("stream", "downstream"),

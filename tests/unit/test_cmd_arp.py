@@ -121,7 +121,7 @@ def test_usage(vnet: Any, argv: list[str]) -> None:
     a, _ = lan(vnet)
     with pytest.raises(UsageError) as ei:
         a.arp(*argv)
-    assert re.match(r"(arp: (unknown option|option requires an argument) -- .\n)?usage: arp \[\-n\] hostname", str(ei.value.strerror))
+    assert re.match(r"(arp: (unknown option|option requires an argument) -- .\n)?Usage: arp \[\-n\] hostname", str(ei.value.strerror))
 
 
 def test_entries_in_netstat_rn_like_netbsd(vnet: Any) -> None:
