@@ -78,3 +78,14 @@ def test_getopt_says_it_the_netbsd_way_naming_the_tool_as_invoked() -> None:
     assert r.stderr.startswith("rump.ping: option requires an argument -- c\nusage: rump.ping ")
     r = run([str(BIN / "rump.tc"), "help"])  # iproute2's spelling of help
     assert r.returncode == 0 and r.stdout.startswith("Usage: rump.tc ")
+
+
+def test_a_server_that_is_not_there_is_named(tmp_path: Path) -> None:
+    url = f"unix://{tmp_path}/nobody.sock"
+    env = dict(os.environ, RUMP_SERVER=url)
+    for tool, args in (("rump.ifconfig", ["-a"]), ("rump.halt", [])):
+        r = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 1 and f"{url}: No such file or directory" in r.stderr, (tool, r.stderr)
+    r = subprocess.run([str(BIN / "rumphijack"), "--server", url, "-c", "pass"], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 1 and url in r.stderr and "Traceback" not in r.stderr, r.stderr
