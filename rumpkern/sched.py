@@ -170,7 +170,6 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
 
     @stall_seconds.setter
     def stall_seconds(self, seconds: float) -> None:
-        """Real seconds with nothing scheduled and no I/O before a blocked call fails (VirtualClockStalled)."""
         self._vselector.stall_seconds = seconds
 
 
@@ -354,6 +353,10 @@ class Scheduler:
 
     def run_for(self, seconds: float) -> None:
         """Let the kernels run for ``seconds`` of kernel time (virtual or real)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"run_for: seconds must be a number, not {type(seconds).__name__} {seconds!r}")
+        if not seconds >= 0:
+            raise ValueError(f"run_for: seconds must be 0 or more, not {seconds!r}")
         if self.on_cpu():
             raise RuntimeError("run_for() from the scheduler's own loop: use await asyncio.sleep()")
 

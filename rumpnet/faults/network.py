@@ -395,14 +395,14 @@ class Network:
         try:
             return self.hosts[name]
         except KeyError:
-            raise KeyError(f"host: no host {name!r}") from None
+            raise KeyError(f"host: no host {name!r} (hosts: {', '.join(self.hosts) or 'none'})") from None
 
     def link(self, name: str) -> Link:
         """The Link called ``name`` (KeyError naming the links there are)."""
         try:
             return self.links[name]
         except KeyError:
-            raise KeyError(f"link: no link {name!r}") from None
+            raise KeyError(f"link: no link {name!r} (links: {', '.join(self.links) or 'none'})") from None
 
     def add_link(self, name: str, host_a: str, host_b: str | Iterable[str] | None = None,
                  subnet: str | None = None, mtu: int = 1500, addresses: dict[str, str] | None = None) -> Link:
