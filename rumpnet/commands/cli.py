@@ -131,7 +131,8 @@ def _write_output(name: str, text: str) -> None:
         text += "\n"
     if name == "ping":
         lines = text.splitlines(keepends=True)
-        warn = "".join(ln for ln in lines if ln.startswith("ping: "))
+        # warn(3) prefixes getprogname(): the tool as invoked
+        warn = "".join("rump." + ln for ln in lines if ln.startswith("ping: "))
         text = "".join(ln for ln in lines if not ln.startswith("ping: "))
         if warn:
             sys.stdout.flush()

@@ -108,7 +108,10 @@ def rttable(routes: list[Rtentry], llentries: list[Any] | None = None) -> str:
     """``netstat -rn -f inet`` / ``route -n show``: the Internet section.
 
     ARP entries follow the routes, as NetBSD's routing dump appends the lltable:
-    ``UHL`` (``S`` when permanent, ``p`` when published), gateway the MAC address.
+    ``UHL`` (``S`` when permanent, ``p`` when published), gateway the MAC address. NetBSD
+    keeps link-layer entries out of its routing table since 8.0, but netstat -rn still
+    lists them: tests/net/arp/t_arp.sh (2024) checks ``check_route IP MAC UHLS shmif0``
+    and finds a cached neighbour in ``netstat -nr -f inet``.
     """
     out = ["Routing tables", "", "Internet:",
            f"{'Destination':<18} {'Gateway':<18} {'Flags':<6} {'Refs':>6} {'Use':>8} {'Mtu':>6} Interface"]
