@@ -143,6 +143,8 @@ def test_live_view_and_clean_shutdown_on_sigterm(tmp_path: Path) -> None:
         assert p.returncode == 0, err
         assert "router live1 stopped" in err
         assert "live1: interfaces" in out and "wire0" in out and "10.7.1.0/24" in out
+        # flags and gateways as ifconfig and netstat -rn show them (it said 0x8843, link#1)
+        assert "0x8843<UP," in out and "link#2" in out and "link#1" not in out
     finally:
         if p.poll() is None:
             p.kill()
