@@ -9,7 +9,19 @@ module graph first (``rumpkern.kernel`` itself imports ``rumpnet``).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from rumpkern._version import __version__
+
+if TYPE_CHECKING:  # what the lazy exports are, for type checkers (py.typed)
+    from rumpkern.kernel import Kernel as Kernel
+    from rumpkern.kernel import current_kernel as current_kernel
+    from rumpkern.kernel import rump_init as rump_init
+    from rumpkern.lwproc import RUMP_RFCFDG as RUMP_RFCFDG
+    from rumpkern.lwproc import RUMP_RFFDG as RUMP_RFFDG
+    from rumpkern.sched import Scheduler as Scheduler
+    from rumpkern.sched import VirtualEventLoop as VirtualEventLoop
+    from rumpkern.sched import VirtualEventLoopPolicy as VirtualEventLoopPolicy
 
 _LAZY = {
     "Kernel": "rumpkern.kernel",
@@ -27,7 +39,7 @@ _SYSCALLS = ("socket", "bind", "connect", "listen", "accept", "send", "sendto", 
              "fcntl", "ioctl", "__sysctl", "reboot", "open", "read", "write", "pread", "pwrite",
              "lseek", "fstat", "getdents")
 
-__all__ = sorted(_LAZY) + [f"rump_sys_{n}" for n in _SYSCALLS]
+__all__ = sorted(_LAZY) + [f"rump_sys_{n}" for n in _SYSCALLS] + ["__version__"]
 
 
 def _make(name: str) -> Any:
