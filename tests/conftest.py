@@ -4,16 +4,38 @@
 asked otherwise), wired together on in-process segments whose names are unique to the
 test, halted at teardown. ``VNet.ping`` sends one ICMP echo through a raw socket and
 returns the IP packet that answers it (an echo reply or an ICMP error quoting it).
+
+SIGTERM (what CI timeouts, ``timeout`` and ``kill`` send; make passes it on to pytest)
+would end pytest at once, before any teardown, leaving the detached ``rump_server``
+daemons of tests/netbsd running and their work directories in /tmp. During the tests it
+is an interruption as Ctrl-C is: pytest stops, tears the fixtures down and exits.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from rumpnet.testing.vnet import VNet
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the test was so that teardown runs."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sigterm_tears_down() -> Iterator[None]:
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture
