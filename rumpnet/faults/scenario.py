@@ -95,8 +95,6 @@ def _unknown(d: dict[str, Any], allowed: set[str], field: str) -> None:
 
 def validate(doc: dict[str, Any]) -> None:
     """Check a parsed scenario; ScenarioError naming the first bad field."""
-    from rumpnet.faults.network import _assign
-
     _unknown(doc, _TOP, "")
     seed = doc.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -106,6 +104,12 @@ def validate(doc: dict[str, Any]) -> None:
     sched = doc.get("schedule", "")
     if not isinstance(sched, str) and not (isinstance(sched, list) and all(isinstance(s, str) for s in sched)):
         raise _err("schedule", "must be a string or a list of strings")
+    hosts = _validate_hosts(doc)
+    _validate_links(doc, hosts)
+    _validate_proxies(doc, hosts)
+
+
+def _validate_hosts(doc: dict[str, Any]) -> dict[str, Any]:
     hosts = _table(doc, "hosts", "hosts")
     for name, h in hosts.items():
         f = f"hosts.{name}"
@@ -136,6 +140,12 @@ def validate(doc: dict[str, Any]) -> None:
         sysctl = h.get("sysctl", {})
         if not isinstance(sysctl, dict):
             raise _err(f"{f}.sysctl", "must be a table of name = value")
+    return hosts
+
+
+def _validate_links(doc: dict[str, Any], hosts: dict[str, Any]) -> None:
+    from rumpnet.faults.network import _assign
+
     links = _table(doc, "links", "links")
     for i, (name, lk) in enumerate(links.items()):
         f = f"links.{name}"
@@ -180,6 +190,9 @@ def validate(doc: dict[str, Any]) -> None:
                 raise _err(df, "must be a table of netem parameters")
             _check_direction(d, members, df)
             _impair_fields(spec, df)
+
+
+def _validate_proxies(doc: dict[str, Any], hosts: dict[str, Any]) -> None:
     proxies = _table(doc, "proxies", "proxies")
     for name, p in proxies.items():
         f = f"proxies.{name}"

@@ -44,27 +44,27 @@ def _read_bus(path: str) -> bytes:
             return bytes(mm[:BUSMEM_SIZE])
 
 
+def _parse_args(args: list[str]) -> tuple[bool, str | None, str]:
+    """(-h given, -p's file or None, the bus file); BadOption as getopt(3) words it."""
+    opts, rest = getopt_bsd(args, "hp:", PROG)
+    if len(rest) != 1:
+        raise BadOption(f"{PROG}: {'a bus file is needed' if not rest else 'one bus file only'}")
+    pcapfile = next((value for letter, value in reversed(opts) if letter == "p"), None)
+    return any(letter == "h" for letter, _ in opts), pcapfile, rest[0]
+
+
 def main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """``shmif_dumpbus``: see the module docstring; returns the exit status."""
     out = sys.stdout if stdout is None else stdout
     args = sys.argv[1:] if argv is None else list(argv)
     status = help_or_version(PROG, args, USAGE)
     if status is not None:
         return status
     try:
-        opts, rest = getopt_bsd(args, "hp:", PROG)
-        if len(rest) != 1:
-            raise BadOption(f"{PROG}: {'a bus file is needed' if not rest else 'one bus file only'}")
+        header_only, pcapfile, path = _parse_args(args)
     except BadOption as e:
         sys.stderr.write(f"{e}\n{USAGE}")
         return EXIT_USAGE
-    header_only = False
-    pcapfile: str | None = None
-    for opt, val in opts:
-        if opt == "h":
-            header_only = True
-        elif opt == "p":
-            pcapfile = val
-    path = rest[0]
 
     try:
         image = _read_bus(path)
