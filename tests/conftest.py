@@ -13,6 +13,7 @@ is an interruption as Ctrl-C is: pytest stops, tears the fixtures down and exits
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -28,7 +29,15 @@ class Terminated(KeyboardInterrupt):
 
 @pytest.fixture(autouse=True, scope="session")
 def _sigterm_tears_down() -> Iterator[None]:
+    pid = os.getpid()
+
     def on_sigterm(signum: int, frame: object) -> None:
+        if os.getpid() != pid:
+            # a child forked by a test (netns helpers fork and are then terminated): it
+            # must die as before, not run pytest's teardown of the parent's fixtures
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         raise Terminated("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
