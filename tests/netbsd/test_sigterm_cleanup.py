@@ -57,3 +57,18 @@ def test_sigterm_of_a_pytest_run_stops_its_rump_servers_and_removes_their_direct
             run.wait()
         reap_cwd(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_child_the_test_forked_still_dies_of_sigterm() -> None:
+    # pyroute2's netns helpers are forks of pytest, stopped with SIGTERM: such a child must
+    # die of it, not run the teardown of the parent's fixtures (it removed their netns)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            time.sleep(30)
+        finally:
+            os._exit(3)  # reached only if SIGTERM became an exception in the child
+    time.sleep(0.2)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status
