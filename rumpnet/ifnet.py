@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rumpkern.errno import kerr
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
     from rumpkern.sched import Scheduler
+    from rumpnet.net_kernel import NetKernel
 
 # if.h flags
 IFF_UP = 0x0001
@@ -155,7 +155,7 @@ class IfStats:
 class Ifnet:
     """One interface. Ethernet unless ``loopback``."""
 
-    def __init__(self, kernel: Kernel, name: str, cloner: str, unit: int, index: int,
+    def __init__(self, kernel: NetKernel, name: str, cloner: str, unit: int, index: int,
                  lladdr: bytes | None = None, mtu: int = ETHERMTU, loopback: bool = False) -> None:
         self.kernel = kernel
         self.name = name
@@ -485,7 +485,7 @@ def wire_frames(frame: bytes | bytearray | memoryview, csum_flags: int, segsz: i
 class Cloner:
     """An interface cloner (``if_clone``): ``wire``, ``shmif``, ``virt``, ``lo``."""
 
-    def __init__(self, name: str, create: Callable[[Kernel, int], Ifnet],
+    def __init__(self, name: str, create: Callable[[NetKernel, int], Ifnet],
                  destroy: Callable[[Ifnet], None] | None = None) -> None:
         self.name = name
         self.create = create
@@ -495,7 +495,7 @@ class Cloner:
 class IfnetRegistry:
     """The kernel's list of interfaces (``ifnet_list``) and cloners."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: NetKernel) -> None:
         self.kernel = kernel
         self._ifs: dict[str, Ifnet] = {}
         self.cloners: dict[str, Cloner] = {}

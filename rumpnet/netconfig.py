@@ -11,8 +11,10 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rumpkern.commands import on_cpu
 from rumpkern.errno import kerr
 from rumpnet.ifnet import Ifnet
+from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import aton_strict, classful_plen, ntoa, parse_prefix
 from rumpnet.route import (
     RTF_BLACKHOLE,
@@ -26,8 +28,9 @@ from rumpnet.route import (
 )
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
     from rumpnet.netinet.if_arp import LlEntry
+    from rumpnet.netinet.in_proto import Inet
 
 T = TypeVar("T")
 
@@ -52,18 +55,15 @@ def format_mac(mac: bytes) -> str:
 class NetConfig:
     """``k.config``: the structured configuration API of kernel ``k`` (see the module docstring)."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: NetKernel) -> None:
         self.k = kernel
 
     def _run(self, fn: Callable[[], T]) -> T:
-        return self.k.sched.run(fn)
+        return on_cpu(self.k, fn)  # ENXIO once the kernel is halted
 
     @property
-    def _inet(self) -> Any:
-        inet = self.k.inet
-        if inet is None:
-            raise kerr(errno.EOPNOTSUPP, "Operation not supported (no netinet in this kernel)")
-        return inet
+    def _inet(self) -> Inet:
+        return netinet(self.k)
 
     # -- interfaces ----------------------------------------------------------------------
     def if_create(self, name: str) -> Ifnet:
@@ -76,10 +76,12 @@ class NetConfig:
 
     def if_get(self, name: str) -> Ifnet:
         """The interface called ``name`` (ENXIO if there is none)."""
+        self.k.check_up()
         return self.k.ifnet.lookup(name)
 
     def if_list(self) -> list[Ifnet]:
         """Every interface, in creation order (lo0 first)."""
+        self.k.check_up()
         return self.k.ifnet.all()
 
     def if_up(self, name: str) -> None:
@@ -209,7 +211,7 @@ class NetConfig:
                     out_ifp = self.k.net.lo0
                 ifa = out_ifp.addrs[0] if out_ifp is not None and out_ifp.addrs else None
             rt = Rtentry(ip, plen, gw, flags, out_ifp, ifa, mtu=mtu)
-            return inet.routes.add(rt)  # type: ignore[no-any-return]
+            return inet.routes.add(rt)
 
         return self._run(add)
 
@@ -320,7 +322,8 @@ class Capture:
             if ifp is not None:
                 ifp.bpf_detach(self.tap)
 
-        self.cfg._run(detach)
+        if not self.cfg.k.halted:  # a halt detached the links already; the file still closes
+            self.cfg._run(detach)
         self.writer.close()
 
     def __enter__(self) -> Capture:

@@ -29,11 +29,6 @@ def _sys(k: Kernel, fn: Any, *args: Any) -> Awaitable[Any]:
     return k.sched.asyscall(fn, k.curproc, *args)
 
 
-def _recv(ctx: SyscallCtx, p: Any, fd: int, n: int, flags: int) -> bytes:
-    data, _ = S.sys_recvfrom(ctx, p, fd, n, flags)
-    return data
-
-
 @borrow(asyncio.StreamReader)
 class RumpStreamReader:
     """Reads a socket of a rump kernel as ``asyncio.StreamReader`` reads a transport (returned by :func:`open_connection` and given to :func:`start_server`'s callback)."""
@@ -48,7 +43,7 @@ class RumpStreamReader:
     async def _fill(self) -> bool:
         if self._eof:
             return False
-        data = await _sys(self._k, _recv, self._fd, _RECV_CHUNK, 0)
+        data = await _sys(self._k, S.sys_recv, self._fd, _RECV_CHUNK, 0)
         if not data:
             self._eof = True
             return False

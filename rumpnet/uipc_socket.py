@@ -19,7 +19,7 @@ from rumpkern.errno import kerr
 from rumpkern.sched import Sleep, SyscallCtx, WaitChannel
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
 
 POLLIN = select.POLLIN
 POLLPRI = select.POLLPRI
@@ -96,7 +96,7 @@ class Socket:
     so_type = 0
     family = pysocket.AF_INET
 
-    def __init__(self, kernel: Kernel, proto: int) -> None:
+    def __init__(self, kernel: NetKernel, proto: int) -> None:
         self.kernel = kernel
         self.protocol = proto
         self.so_options: set[int] = set()
@@ -299,6 +299,16 @@ class Socket:
         connection not yet disconnected)? Connection-oriented protocols override."""
         return False
 
+    def close_wait(self) -> Sleep | None:
+        """What close(2) sleeps on after close() (``rumpkern.lwproc.FileOps``).
+
+        NetBSD's soclose sleeps, up to the SO_LINGER time, until the connection is
+        disconnected, i.e. everything sent, FIN included, is acknowledged; a non-blocking
+        socket does not wait."""
+        if self.nbio or not self.linger_pending():
+            return None
+        return Sleep(self.snd_chan, float(self.linger[1]))
+
     def is_listening(self) -> bool:
         return False
 
@@ -306,7 +316,7 @@ class Socket:
 class DgramSocket(Socket):
     """A socket whose receive buffer is a queue of datagrams with their sources."""
 
-    def __init__(self, kernel: Kernel, proto: int) -> None:
+    def __init__(self, kernel: NetKernel, proto: int) -> None:
         super().__init__(kernel, proto)
         self.rcvq: deque[tuple[bytes, Any]] = deque()
         self.rcv_cc = 0

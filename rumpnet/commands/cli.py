@@ -25,7 +25,7 @@ from rumpnet.usage import EXIT_USAGE, BadOption, getopt_bsd, help_or_version
 # Where each tool's USAGE and OPTSTRING live (the in-kernel command's own module).
 _MODULES = {
     "ifconfig": "rumpnet.commands.ifconfig", "route": "rumpnet.commands.route", "arp": "rumpnet.commands.arp",
-    "sysctl": "rumpnet.commands.sysctl", "netstat": "rumpnet.commands.netstat", "ping": "rumpnet.commands.ping",
+    "sysctl": "rumpkern.sysctl_cmd", "netstat": "rumpnet.commands.netstat", "ping": "rumpnet.commands.ping",
     "tc": "rumpnet.faults.tc",
 }
 _TC_HELP = ("help", "-help", "-h", "-?")  # iproute2's spellings of help

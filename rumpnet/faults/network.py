@@ -361,7 +361,7 @@ class Network:
     # -- running ---------------------------------------------------------------------------
     def now(self) -> float:
         """The network's clock (seconds, kernel time)."""
-        return self.sched.now()  # type: ignore[no-any-return]
+        return self.sched.now()
 
     def run_for(self, seconds: float) -> None:
         """Let the network run for ``seconds`` of kernel time (on virtual time, instantly)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import socket as pysocket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rumpkern.errno import kerr
 from rumpnet.ifnet import ETHERTYPE_ARP, ETHERTYPE_IP, IfAddr, Ifnet
@@ -34,7 +34,9 @@ from rumpnet.netinet.udp_usrreq import Udp, UdpParams, UdpSocket
 from rumpnet.route import RTF_CONNECTED, RTF_HOST, RTF_LOCAL, RTF_UP, Rtentry
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
+    from rumpnet.netinet.tcp_usrreq import Tcp
+    from rumpnet.uipc_socket import Socket
 
 # NetBSD MIB numbers (netinet/in.h, ip_var.h, icmp_var.h, udp_var.h)
 PF_INET = 2
@@ -46,7 +48,7 @@ UDPCTL = {"checksum": 1, "sendspace": 2, "recvspace": 3, "stats": 5}
 
 
 class Inet:
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: NetKernel) -> None:
         self.kernel = kernel
         self.routes = kernel.net.routes
         self.now: Callable[[], float] = kernel.sched.now
@@ -70,18 +72,19 @@ class Inet:
         self.icmp = Icmp(self)
         self.udp = Udp(self)
         self.raw = RawIp(self)
-        self.tcp: Any = None
+        self.tcp: Tcp | None = None  # attached by tcp_attach (rumpnet/netinet/tcp_usrreq.py)
         # The protocol switch: IP protocol -> input routine.
         self.inetsw: dict[int, Callable[[Ifnet, memoryview, int, int, int], None]] = {
             IPPROTO_ICMP: self.icmp.input,
             IPPROTO_UDP: self.udp.input,
         }
         # Socket types -> socket class (pr_type, pr_protocol); 0 is the default protocol.
-        self.socket_types: dict[tuple[int, int], type] = {
+        self.socket_types: dict[tuple[int, int], Callable[[NetKernel, int], Socket]] = {
             (pysocket.SOCK_DGRAM, 0): UdpSocket,
             (pysocket.SOCK_DGRAM, IPPROTO_UDP): UdpSocket,
         }
-        self.ctlinputs: dict[int, Callable[[str, int, int, bytes], None]] = {IPPROTO_UDP: self.udp.ctlinput}
+        # TCP's takes the MTU as well (see ctlinput).
+        self.ctlinputs: dict[int, Callable[..., None]] = {IPPROTO_UDP: self.udp.ctlinput}
         net = kernel.net
         net.ether_dispatch[ETHERTYPE_IP] = self.input.input
         net.ether_dispatch[ETHERTYPE_ARP] = self.arp.input
@@ -93,7 +96,7 @@ class Inet:
             self.add_address(lo0, INADDR_LOOPBACK, 8)
 
     # -- sockets ---------------------------------------------------------------------
-    def socket(self, so_type: int, proto: int) -> Any:
+    def socket(self, so_type: int, proto: int) -> Socket:
         if so_type == pysocket.SOCK_RAW:
             if not 0 <= proto <= 255:
                 raise kerr(errno.EPROTONOSUPPORT)
@@ -113,7 +116,7 @@ class Inet:
         if handler is None:
             return
         if proto == pysocket.IPPROTO_TCP:
-            handler(kind, src, dst, inner, mtu)  # type: ignore[call-arg]
+            handler(kind, src, dst, inner, mtu)
         else:
             handler(kind, src, dst, inner)
 

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpkern.sched import SyscallCtx
+from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
 from rumpnet.netinet.in_pcb import InPcbMixin
 from rumpnet.netinet.ip_var import IP_ALLOWBROADCAST, IP_HDR, IP_RAWOUTPUT, IP_ROUTETOIF
 from rumpnet.uipc_socket import MSG_DONTROUTE, MSG_KNOWN, MSG_OOB, DgramSocket
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
     from rumpnet.ifnet import Ifnet
+    from rumpnet.net_kernel import NetKernel
     from rumpnet.netinet.in_proto import Inet
 
 IP_HDRINCL = pysocket.IP_HDRINCL
@@ -28,10 +29,10 @@ IP_HDRINCL = pysocket.IP_HDRINCL
 class RawSocket(InPcbMixin, DgramSocket):
     so_type = pysocket.SOCK_RAW
 
-    def __init__(self, kernel: Kernel, proto: int) -> None:
+    def __init__(self, kernel: NetKernel, proto: int) -> None:
         DgramSocket.__init__(self, kernel, proto)
         InPcbMixin.__init__(self)
-        self.inet: Inet = kernel.inet
+        self.inet: Inet = netinet(kernel)
         self.hdrincl = proto == pysocket.IPPROTO_RAW
         self.inet.raw.attach(self)
 

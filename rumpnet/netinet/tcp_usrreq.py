@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rumpkern.errno import kerr
 from rumpkern.sched import SyscallCtx
 from rumpnet.ifnet import IFCAP_TSOv4, M_CSUM_TCPv4
+from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
 from rumpnet.netinet.ip_var import IPPROTO_TCP
 from rumpnet.netinet.tcp_fsm import TcpState
@@ -44,8 +45,8 @@ from rumpnet.uipc_socket import (
 )
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
     from rumpnet.ifnet import Ifnet
+    from rumpnet.net_kernel import NetKernel
 
 TCPCTL_STATS = 30
 # TSO by coalescing (Tcp._output): a segment must carry more than this many bytes to
@@ -65,9 +66,9 @@ SO_KEEPALIVE = pysocket.SO_KEEPALIVE
 class Tcp:
     """Per-kernel TCP glue: ``k.inet.tcp``."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: NetKernel) -> None:
         self.kernel = kernel
-        inet = kernel.inet
+        inet = netinet(kernel)
         self.inet = inet
         self.params = TcpParams()
         self.stats = TcpStats()
@@ -239,9 +240,9 @@ class Tcp:
 class TcpSocket(Socket):
     so_type = pysocket.SOCK_STREAM
 
-    def __init__(self, kernel: Kernel, proto: int, cb: TcpCb | None = None) -> None:
+    def __init__(self, kernel: NetKernel, proto: int, cb: TcpCb | None = None) -> None:
         super().__init__(kernel, proto)
-        self.tcp: Tcp = kernel.inet.tcp
+        self.tcp: Tcp = tcp_of(kernel)
         self.cb: TcpCb | None = None
         self.listener: TcpListener | None = None
         self.laddr = INADDR_ANY
@@ -298,7 +299,7 @@ class TcpSocket(Socket):
         laddr, lport = sockaddr_in(addr)
         if self.bound or self.cb is not None or self.listener is not None:
             raise kerr(errno.EINVAL)
-        inet = self.kernel.inet
+        inet = self.tcp.inet
         if laddr != INADDR_ANY and laddr not in inet.local_addrs:
             raise kerr(errno.EADDRNOTAVAIL)
         reuse = pysocket.SO_REUSEADDR in self.so_options
@@ -380,7 +381,7 @@ class TcpSocket(Socket):
                     raise kerr(errno.EISCONN)
                 raise kerr(errno.EINVAL)
             faddr, fport = sockaddr_in(addr)
-            inet = self.kernel.inet
+            inet = self.tcp.inet
             if fport == 0:
                 raise kerr(errno.EADDRNOTAVAIL)
             if faddr == INADDR_ANY:
@@ -659,9 +660,17 @@ def _float_setter(obj: Any, name: str, scale: int) -> Any:
     return lambda v: setattr(obj, name, float(v) / scale)
 
 
-def tcp_attach(k: Kernel) -> None:
+def tcp_of(k: NetKernel) -> Tcp:
+    """The kernel's TCP glue (EPROTONOSUPPORT where TCP is not attached)."""
+    tcp = netinet(k).tcp
+    if tcp is None:
+        raise kerr(errno.EPROTONOSUPPORT)
+    return tcp
+
+
+def tcp_attach(k: NetKernel) -> None:
     """Add TCP to a kernel's inet domain (the protocol switch entries and sysctl)."""
-    inet = k.inet
+    inet = netinet(k)
     tcp = Tcp(k)
     inet.tcp = tcp
     inet.inetsw[IPPROTO_TCP] = tcp.input

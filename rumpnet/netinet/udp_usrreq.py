@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpkern.sched import SyscallCtx
+from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, INADDR_BROADCAST, ntoa, sockaddr_in
 from rumpnet.netinet.in_cksum import in4_cksum, in_cksum_sum, in_pseudo_sum
 from rumpnet.netinet.in_pcb import InPcbMixin
@@ -17,8 +18,8 @@ from rumpnet.netinet.ip_var import IP_ALLOWBROADCAST, IP_ROUTETOIF, IPPROTO_UDP
 from rumpnet.uipc_socket import MSG_DONTROUTE, MSG_KNOWN, MSG_OOB, DgramSocket
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
     from rumpnet.ifnet import Ifnet
+    from rumpnet.net_kernel import NetKernel
     from rumpnet.netinet.in_proto import Inet
 
 UDP_HDR = struct.Struct("!HHHH")
@@ -35,10 +36,10 @@ class UdpParams:
 class UdpSocket(InPcbMixin, DgramSocket):
     so_type = pysocket.SOCK_DGRAM
 
-    def __init__(self, kernel: Kernel, proto: int) -> None:
+    def __init__(self, kernel: NetKernel, proto: int) -> None:
         DgramSocket.__init__(self, kernel, proto)
         InPcbMixin.__init__(self)
-        self.inet: Inet = kernel.inet
+        self.inet: Inet = netinet(kernel)
         self.udp = self.inet.udp
         self.snd_hiwat = self.udp.params.sendspace
         self.rcv_hiwat = self.udp.params.recvspace

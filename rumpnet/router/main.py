@@ -39,6 +39,12 @@ def _show(k: Any) -> None:
     print()
 
 
+def _text(out: object) -> str:
+    """A command's output (an awaitable only in a coroutine on the loop, never here)."""
+    assert isinstance(out, str)
+    return out.rstrip()
+
+
 def demo() -> int:
     """Two hosts and a router between 10.0.1.0/24 and 10.0.2.0/24 on in-process wires."""
     from rumpkern import rump_init
@@ -63,10 +69,10 @@ def demo() -> int:
     print(r.sysctl("-w", "net.inet.ip.forwarding=1").rstrip())
     print()
     _heading("h1 (10.0.1.1): ping -c 3 10.0.2.1, across the router")
-    print(h1.ping("-c", "3", "10.0.2.1").rstrip())
+    print(_text(h1.ping("-c", "3", "10.0.2.1")))
     print()
     _heading("h2 (10.0.2.1): ping -c 3 10.0.1.1, across the router")
-    print(h2.ping("-c", "3", "10.0.1.1").rstrip())
+    print(_text(h2.ping("-c", "3", "10.0.1.1")))
     print()
     for k in (h1, r, h2):
         _show(k)

@@ -46,7 +46,7 @@ from rumpnet.uipc_socket import (
 )
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ def host_error(e: OSError) -> OSError:
 class SockinSocket(Socket):
     """PF_INET/PF_INET6 stream or datagram socket proxied onto a host socket."""
 
-    def __init__(self, kernel: Kernel, family: int, so_type: int, proto: int,
+    def __init__(self, kernel: NetKernel, family: int, so_type: int, proto: int,
                  hs: _socket.socket | None = None, state: int = IDLE) -> None:
         super().__init__(kernel, proto)
         self.family = pysocket.AddressFamily(family)

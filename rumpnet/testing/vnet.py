@@ -20,6 +20,7 @@ from rumpkern import rump_init
 from rumpkern.kernel import Kernel
 from rumpkern.sched import Scheduler
 from rumpnet.ifnet import Ifnet
+from rumpnet.net_kernel import net_kernel
 from rumpnet.netinet.in_cksum import in_cksum
 
 _ids = itertools.count(1)
@@ -75,7 +76,7 @@ class VNet:
         if addr is not None:
             k.config.addr_add(ifname, addr)
         k.config.if_up(ifname)
-        return k.ifnet.lookup(ifname)
+        return net_kernel(k).ifnet.lookup(ifname)
 
     def pair(self, a_addr: str = "10.0.0.1/24", b_addr: str = "10.0.0.2/24", seg: str = "lan",
              seeds: tuple[int, int] = (1, 2)) -> tuple[Kernel, Kernel]:
