@@ -15,6 +15,7 @@ from pathlib import Path
 from rumpnet.packetdrill.build import BuildError, toolchain
 from rumpnet.packetdrill.profiles import PROFILES
 from rumpnet.packetdrill.runner import DEFAULT_TIMEOUT, run_scripts
+from rumpnet.usage import version_text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,13 +34,17 @@ def parser() -> argparse.ArgumentParser:
                     help="run N scripts at once (default 1)")
     ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                     help=f"real seconds a script may take before it fails (default {DEFAULT_TIMEOUT:g})")
-    ap.add_argument("scripts", nargs="+", metavar="SCRIPT.pkt")
+    ap.add_argument("--version", action="version", version=version_text("rump_packetdrill").rstrip())
+    # "*", checked after parsing: a bad option is then named before a missing script.
+    ap.add_argument("scripts", nargs="*", metavar="SCRIPT.pkt")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser()
     args = ap.parse_args(argv)
+    if not args.scripts:
+        ap.error("no script given (SCRIPT.pkt...)")
     if args.jobs < 1:
         ap.error("-j takes a positive number")
     missing = [s for s in args.scripts if not Path(s).is_file()]
