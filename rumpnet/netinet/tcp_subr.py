@@ -500,11 +500,17 @@ class TcpProtocol:
 
     @staticmethod
     def _tw_reusable(cb: TcpCb, seg: TcpRepr) -> bool:
-        """RFC 6191: a new SYN may reuse a TIME_WAIT 4-tuple if its timestamp (or, without
-        timestamps, its ISN) is higher than what the old incarnation used."""
+        """A SYN may open a new incarnation of a 4-tuple in TIME_WAIT: with timestamps,
+        if its timestamp is higher than the old incarnation's (RFC 6191 2, RFC 9293
+        3.10.7.4); without, if it starts beyond the receive window and above RCV.NXT
+        (4.4BSD's and NetBSD's tcp_input, "If a new connection request is received while
+        in TIME_WAIT"; RFC 1122 4.2.2.13 MAY). A SYN inside the window is a SYN in a
+        synchronized state (RFC 5961 4.2). The window is tcp_input's: the buffer space,
+        never less than what we advertised."""
         if cb.t_flags & TF_RCVD_TSTMP and seg.timestamps is not None:
             return SEQ_GT(seg.timestamps[0], cb.ts_recent)
-        return SEQ_GT(seg.seq, cb.rcv_nxt)
+        beyond = (seg.seq - cb.rcv_nxt) & SEQ_MASK
+        return 0 < beyond < 0x80000000 and beyond >= max(cb.rcv_space(), cb.rcv_wnd)
 
     # ----- ICMP ----------------------------------------------------------------------------
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes | memoryview,
