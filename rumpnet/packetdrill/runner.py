@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rumpnet.packetdrill.build import Toolchain, toolchain
+from rumpnet.packetdrill.nplab import adapt
 from rumpnet.packetdrill.preprocess import DEFAULT_DEFINES, ScriptSyntaxError, has_conditionals, preprocess
 from rumpnet.packetdrill.profiles import packetdrill_defines
 from rumpnet.packetdrill.serve import serve
@@ -110,11 +111,12 @@ def run_script(path: str | Path, tc: Toolchain | None = None, profile: str = "fr
 def for_google_packetdrill(text: str, defines: frozenset[str] = DEFAULT_DEFINES,
                            path: str = "<script>") -> str:
     """The script as Google's packetdrill is to read it: the nplab fork's ``#ifdef``
-    blocks evaluated (:mod:`.preprocess`); line for line the same line numbers.
-    ScriptSyntaxError when that cannot be done."""
+    blocks evaluated (:mod:`.preprocess`), then its ways with sockets that are only
+    bound and with ``!`` given to packetdrill (:mod:`.nplab`); line for line the same
+    line numbers. ScriptSyntaxError when that cannot be done."""
     if has_conditionals(text):
         text = preprocess(text, defines, path)
-    return text
+    return adapt(text, path)
 
 
 def _finish(path: str | Path, start: float, timeout: float, rc: int, expired: bool,

@@ -1,5 +1,6 @@
 """What rump_packetdrill gives Google's packetdrill of the nplab fork the FreeBSD suite
-was written for: ``#ifdef`` blocks (preprocess.py).
+was written for: ``#ifdef`` blocks (preprocess.py), segments for a socket that is only
+bound and the ``!`` of absolute sequence numbers (nplab.py).
 
 Each of our scripts is run as written by Google's packetdrill first (it must fail: the
 feature is what makes it pass), then through ``run_script``.
@@ -49,6 +50,23 @@ def test_skipped_lines_keep_their_numbers(drill: Toolchain) -> None:
     r = _run(drill, "ifdef-standard.pkt", defines=frozenset({"STANDARD", "NO_SUCH_SYMBOL"}))
     assert not r.passed
     assert r.error.endswith("ifdef-standard.pkt:22: parse error at 'this': syntax error")
+
+
+def test_bound_only_socket_needs_the_forks_connection(drill: Toolchain) -> None:
+    """As written, Google's packetdrill injects the SYN from and to 0.0.0.0 and can never
+    match the kernel's answer; given the fork's connection, the kernel's RSTs are checked
+    (and a second SYN is refused again: the kernel's socket never listened)."""
+    rc, err = _as_written(drill, "bound-only-closed.pkt")
+    assert rc != 0 and "timed out waiting for a packet from the kernel" in err
+    r = _run(drill, "bound-only-closed.pkt")
+    assert r.passed, r.error
+
+
+def test_absolute_sequence_number(drill: Toolchain) -> None:
+    rc, err = _as_written(drill, "absolute-seq.pkt")
+    assert rc != 0 and "absolute-seq.pkt:9: parse error at '!'" in err
+    r = _run(drill, "absolute-seq.pkt")
+    assert r.passed, r.error
 
 
 def test_malformed_conditional_fails_with_its_line(tmp_path: Path, drill: Toolchain) -> None:

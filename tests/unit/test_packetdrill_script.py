@@ -1,10 +1,12 @@
 """rump_packetdrill's rewriting of a script for Google's packetdrill, line by line:
-the nplab fork's conditionals (preprocess.py)."""
+the nplab fork's conditionals (preprocess.py), its passive connection for sockets that
+are only bound and its absolute sequence numbers (nplab.py)."""
 
 from __future__ import annotations
 
 import pytest
 
+from rumpnet.packetdrill.nplab import PACKETDRILL_ONLY_BACKLOG, adapt
 from rumpnet.packetdrill.preprocess import ScriptSyntaxError, preprocess
 
 SCRIPT = """\
@@ -57,3 +59,48 @@ def test_comment_after_a_directive_is_allowed() -> None:
     assert preprocess("#ifdef X // why\nx\n#endif // done\n", {"X"}) == "\nx\n\n"
 
 
+BOUND = """\
+0.000 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+0.000 bind(3, ..., ...) = 0
++0.10 < S 0:0(0) win 32767
++0.00 > R. 0:0(0)! ack 1 win 0
++0.10 < . 1:1(0) ack 5 win 32767
+"""
+
+
+def test_bound_only_socket_gets_a_packetdrill_only_listen_on_the_same_line() -> None:
+    out = adapt(BOUND).split("\n")
+    assert len(out) == len(BOUND.split("\n"))
+    assert out[2] == f"+0 listen(3, {PACKETDRILL_ONLY_BACKLOG}) = 0 +0.10 < S 0:0(0) win 32767"
+    assert out[3] == "+0.00 > R. 0:0(0)  ack 1 win 0"        # the '!' dropped, columns kept
+    assert out[4] == "+0.10 < . 1:1(0) ack 5 win 32767"        # one listen only
+
+
+@pytest.mark.parametrize("between", [
+    "0.000 listen(3, 1) = 0",                       # a listener: packetdrill's own rules
+    "0.000 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)",
+])
+def test_no_listen_for_a_socket_that_listens_or_connects(between: str) -> None:
+    text = BOUND.replace("0.000 bind(3, ..., ...) = 0", "0.000 bind(3, ..., ...) = 0\n" + between)
+    text = text.replace("0:0(0)!", "0:0(0)")
+    assert adapt(text) == text
+
+
+def test_udp_and_icmp_are_left_alone() -> None:
+    text = "0.000 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n0.000 bind(3, ..., ...) = 0\n+0 < udp(10)\n"
+    assert adapt(text) == text
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # after the kernel's SYN,ACK packetdrill maps outbound sequence numbers
+    ("0.0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n0.0 listen(3, 1) = 0\n+0 < S 0:0(0) win 1\n"
+     "+0 > S. 0:0(0) ack 1\n+0 > R. 1:1(0)! ack 1\n", "s.pkt:5: an absolute sequence number ('!') on or after"),
+    ("0.0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 > S 0:0(0)! win 1\n", "s.pkt:2: an absolute sequence number ('!') on or after"),
+    ("0.0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < S 0:0(0)! win 1\n",
+     "s.pkt:2: an absolute sequence number ('!') on an injected segment"),
+    ("+0 < . 1:1(0) ack 1 win 1 <nop,nop,TS val 1 ecr 2!>\n", "s.pkt:1: an absolute TS ecr"),
+])
+def test_absolute_numbers_packetdrill_cannot_give_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ScriptSyntaxError) as e:
+        adapt(text, "s.pkt")
+    assert str(e.value).startswith(message)
