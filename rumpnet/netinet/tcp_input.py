@@ -102,7 +102,7 @@ def established(cb: TcpCb, now: float) -> None:
     cb.snd_recover = cb.snd_una
     cb.sack.clear(cb.snd_una)
     if cb.keepalive:
-        cb.set_timer(TCPT_KEEP, cb.params.keepidle, now)
+        cb.set_timer(TCPT_KEEP, cb.keep_idle(), now)
     else:
         cb.cancel_timer(TCPT_KEEP)
 
@@ -345,6 +345,7 @@ def _data_and_fin(cb: TcpCb, seg: TcpRepr, now: float) -> int:
             else:
                 st.tcps_rcvoopack += 1
                 st.tcps_rcvoobyte += tlen
+                cb.t_rcvoopack += 1
                 if _reass_insert(cb, seq, payload) < 0:
                     fin = 0
             if cb.t_flags & TF_SACK_PERMIT:

@@ -168,6 +168,8 @@ def _emit(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: int
     r.payload = payload
     st = cb.stats
     st.tcps_sndtotal += 1
+    if not r.window:
+        cb.t_sndzerowin += 1
     if flags & TH_ACK:
         cb.last_ack_sent = cb.rcv_nxt
         if cb.t_flags & (_TF_ACKNOW | _TF_DELACK):
@@ -193,6 +195,8 @@ def _emit_ts(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: 
     window = win >> rcv_scale
     if window > TCP_MAXWIN:
         window = TCP_MAXWIN
+    elif not window:
+        cb.t_sndzerowin += 1
     cb.stats.tcps_sndtotal += 1
     ack = 0
     if flags & TH_ACK:
@@ -239,6 +243,7 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
     if SEQ_LT(seq, cb.snd_max):
         st.tcps_sndrexmitpack += 1
         st.tcps_sndrexmitbyte += length
+        cb.t_sndrexmitpack += 1
     else:
         st.tcps_sndpack += 1
         st.tcps_sndbyte += length
@@ -275,6 +280,8 @@ def tcp_output(cb: TcpCb, now: float) -> None:
     st = cb.state
     if st <= _LISTEN or cb.freed:
         return
+    if cb.t_pmtu_gen != cb.proto.route_gen():
+        cb.proto.pmtu_sync(cb)           # a route changed: size segments to its MTU
     idle = cb.snd_max == cb.snd_una      # computed once per call, as BSD does
     if idle and cb.t_sndtime is not None and st >= _ESTABLISHED \
             and now - cb.t_sndtime >= base_rto(cb):
@@ -425,6 +432,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         if SEQ_LT(snd_nxt, cb.snd_max):
             stt.tcps_sndrexmitpack += npack
             stt.tcps_sndrexmitbyte += length
+            cb.t_sndrexmitpack += npack
         else:
             stt.tcps_sndpack += npack
             stt.tcps_sndbyte += length

@@ -11,13 +11,14 @@ Sans-IO contract (what the socket layer uses)::
                         tso_for=None)   # tso_for(dst) -> max TSO bytes, 0 = no TSO
     proto.input(src, dst, segment, now, csum_ok=False)   # never raises on bad input
     proto.get_timer() -> float | None ; proto.handle_timer(now)
-    proto.bind(laddr, lport, reuseaddr=False) -> lport   # 0 = ephemeral; EADDRINUSE
+    proto.bind(laddr, lport, reuseaddr=False, reuseport=False) -> lport   # 0 = ephemeral
     proto.unbind(laddr, lport)            # release an unused bind() reservation
     proto.listen(laddr, lport, backlog, now) -> TcpListener   # takes over a bind()
     proto.connect(laddr, lport, faddr, fport, now, **opts) -> TcpCb   # laddr concrete
-        opts: nodelay, keepalive, maxseg, sndbuf, rcvbuf, linger=(on, secs), reuseaddr
-    proto.ctlinput(kind, src, dst, inner, mtu=0, now=None)
-        kind: "portunreach" (ECONNREFUSED), "unreach", "timxceed", "needfrag", ...
+        opts: reuseaddr and tcp_ctloutput.CB_OPTS's keys (nodelay, keepalive, maxseg,
+        sndbuf, rcvbuf, linger=(on, secs), keepidle.., ip_tos, ip_ttl, congctl)
+    proto.ctlinput(kind, src, dst, inner, mtu=0, now=None) -> bool   # taken?
+        kind: "portunreach" (ECONNREFUSED), "hostunreach", "timxceed", "needfrag", ...
     proto.pcbs() -> listeners and connections (laddr, lport, faddr, fport, state,
                     send_q, recv_q)
 
@@ -28,7 +29,8 @@ Timers may come due at the current time (one ACK per batch): the caller runs
 ``handle_timer`` after the rest of the input it has at hand.  Upcalls fire after the state change they report;
 EV_CLOSED comes with EV_READABLE | EV_WRITABLE (and EV_ERROR when ``cb.error``).
 Listener options inherited by accepted connections: ``lst.nodelay``, ``lst.keepalive``,
-``lst.maxseg``, ``lst.sndbuf``, ``lst.rcvbuf`` (set them before SYNs arrive).
+``lst.maxseg``, ``lst.sndbuf``, ``lst.rcvbuf`` and ``lst.opts`` (CB_OPTS keys) (set them
+before SYNs arrive).
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from rumpnet.netinet import tcp as _tcp
+from rumpnet.netinet import tcp_ctlinput as _ctl
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpParseError, TcpRepr
 from rumpnet.netinet.tcp_congctl import CongCtl, congctl_class
+from rumpnet.netinet.tcp_ctloutput import CB_OPTS
 from rumpnet.netinet.tcp_fsm import Ev, TcpState
 from rumpnet.netinet.tcp_input import tcp_input_cb
 from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_MASK
@@ -98,6 +102,10 @@ class TcpListener:
         self.noopt = False
         self.sndbuf = 0
         self.rcvbuf = 0
+        # and the rest (keepalive times, IP_TOS/IP_TTL, congctl): tcp_ctloutput.CB_OPTS keys
+        self.opts: dict[str, Any] = {}
+        self.shadowed: TcpListener | None = None  # an older SO_REUSEPORT listener
+
 
     @property
     def recv_q(self) -> int:
@@ -136,10 +144,10 @@ class TcpListener:
 
 
 class _Bind:
-    __slots__ = ("laddr", "kind", "owner")
+    __slots__ = ("laddr", "kind", "owner", "reuseport")
 
-    def __init__(self, laddr: int, kind: str, owner: Any) -> None:
-        self.laddr, self.kind, self.owner = laddr, kind, owner
+    def __init__(self, laddr: int, kind: str, owner: Any, reuseport: bool = False) -> None:
+        self.laddr, self.kind, self.owner, self.reuseport = laddr, kind, owner, reuseport
 
 
 class TcpProtocol:
@@ -149,7 +157,9 @@ class TcpProtocol:
                  output: Callable[..., None],
                  mtu_for: Callable[[int], int] = lambda dst: 1500,
                  stats: TcpStats | None = None,
-                 tso_for: Callable[[int], int] | None = None) -> None:
+                 tso_for: Callable[[int], int] | None = None,
+                 route_gen: Callable[[], int] | None = None,
+                 pmtu_update: Callable[[int, int, int], int] | None = None) -> None:
         self.params = params
         self.rng = rng
         self.output = output
@@ -160,6 +170,12 @@ class TcpProtocol:
         # segment, calling output(src, dst, segment, tso_segsz=MSS) with the checksum
         # left to the interface (ip_output makes it partial).
         self.tso_for = tso_for
+        # Path MTU (tcp_ctlinput.py): route_gen() changes whenever a route, an MTU or an
+        # address changes (tcp_output then resizes t_maxseg from mtu_for); pmtu_update(
+        # dst, nextmtu, quoted_len) applies a checked "fragmentation needed" to the
+        # route (IP's icmp_mtudisc) and returns the path MTU.
+        self.route_gen: Callable[[], int] = route_gen if route_gen is not None else _no_route_gen
+        self.pmtu_update = pmtu_update
         self.stats = stats if stats is not None else TcpStats()
         self._secret = rng.getrandbits(256).to_bytes(32, "big")
         self.syncache = SynCache(self, rng.getrandbits(32))
@@ -217,9 +233,11 @@ class TcpProtocol:
         return self.tso_for(faddr) if self.tso_for is not None else 0
 
     # ----- bindings ----------------------------------------------------------------------
-    def _conflict(self, laddr: int, lport: int, reuseaddr: bool) -> bool:
+    def _conflict(self, laddr: int, lport: int, reuseaddr: bool, reuseport: bool = False) -> bool:
         for b in self._ports.get(lport, ()):
             if b.laddr == laddr or b.laddr == 0 or laddr == 0:
+                if reuseport and b.reuseport:
+                    continue  # SO_REUSEPORT on both: the same address may be bound twice
                 if reuseaddr and b.kind == "conn":
                     continue
                 if reuseaddr and b.kind == "listen" and b.laddr != laddr:
@@ -227,8 +245,8 @@ class TcpProtocol:
                 return True
         return False
 
-    def _add_bind(self, laddr: int, lport: int, kind: str, owner: Any) -> _Bind:
-        b = _Bind(laddr, kind, owner)
+    def _add_bind(self, laddr: int, lport: int, kind: str, owner: Any, reuseport: bool = False) -> _Bind:
+        b = _Bind(laddr, kind, owner, reuseport)
         self._ports.setdefault(lport, []).append(b)
         return b
 
@@ -258,14 +276,15 @@ class TcpProtocol:
                 return port
         raise _err(errno.EADDRNOTAVAIL)
 
-    def bind(self, laddr: int, lport: int, reuseaddr: bool = False) -> int:
-        """Reserve (laddr, lport); lport 0 picks an ephemeral port.  EADDRINUSE."""
+    def bind(self, laddr: int, lport: int, reuseaddr: bool = False, reuseport: bool = False) -> int:
+        """Reserve (laddr, lport); lport 0 picks an ephemeral port.  EADDRINUSE.
+        ``reuseport`` (SO_REUSEPORT): another socket with it may bind the same pair."""
         if lport == 0:
             lport = self._ephemeral(laddr, reuseaddr)
-        elif self._conflict(laddr, lport, reuseaddr):
+        elif self._conflict(laddr, lport, reuseaddr, reuseport):
             raise _err(errno.EADDRINUSE)
         tok = object()
-        self._add_bind(laddr, lport, "reserved", tok)
+        self._add_bind(laddr, lport, "reserved", tok, reuseport)
         return lport
 
     def unbind(self, laddr: int, lport: int) -> None:
@@ -279,10 +298,11 @@ class TcpProtocol:
         if now > self.now_hint:
             self.now_hint = now
         old = self.listeners.get((laddr, lport))
-        if old is not None and not old.closed:
+        res = self._find_reserved(laddr, lport)
+        reuseport = res is not None and res.reuseport
+        if old is not None and not old.closed and not reuseport:
             old.set_backlog(backlog)
             return old
-        res = self._find_reserved(laddr, lport)
         if res is None:
             if lport == 0:
                 lport = self._ephemeral(laddr)
@@ -291,14 +311,20 @@ class TcpProtocol:
         else:
             self._del_bind(lport, res.owner)
         lst = TcpListener(self, laddr, lport, backlog)
-        self._add_bind(laddr, lport, "listen", lst)
+        self._add_bind(laddr, lport, "listen", lst, reuseport)
+        if old is not None and not old.closed:
+            # SO_REUSEPORT: the newest listener takes the connections (NetBSD's
+            # in_pcblookup_bind finds the last bound); the older one again once it closes.
+            lst.shadowed = old
         self.listeners[(laddr, lport)] = lst
         return lst
 
     def connect(self, laddr: int, lport: int, faddr: int, fport: int, now: float,
                 **opts: Any) -> TcpCb:
-        """Active open: send a SYN.  opts: nodelay, keepalive, maxseg, sndbuf, rcvbuf,
-        linger=(onoff, secs), reuseaddr."""
+        """Active open: send a SYN.  opts: reuseaddr and the keys of
+        tcp_ctloutput.CB_OPTS (nodelay, keepalive, maxseg, sndbuf, rcvbuf,
+        linger=(onoff, secs), keepidle, keepintvl, keepcnt, keepinit, ip_tos, ip_ttl,
+        congctl)."""
         p = self.params
         if now > self.now_hint:
             self.now_hint = now
@@ -336,32 +362,17 @@ class TcpProtocol:
         self.conns[key] = cb
         self._add_bind(laddr, lport, "conn", cb)
         self.stats.tcps_connattempt += 1
-        cb.set_timer(TCPT_KEEP, p.keepinit, now)
+        cb.set_timer(TCPT_KEEP, cb.keep_init(), now)
         _out.tcp_output(cb, now)
         return cb
 
     @staticmethod
     def _apply_opts(cb: TcpCb, opts: dict[str, Any]) -> None:
         for k, v in opts.items():
-            if k == "nodelay":
-                cb.nodelay = bool(v)
-            elif k == "noopt":
-                cb.noopt = bool(v)
-            elif k == "keepalive":
-                cb.keepalive = bool(v)
-            elif k == "maxseg":
-                if v:
-                    cb.set_maxseg(int(v))
-            elif k == "sndbuf":
-                if v:
-                    cb.set_sndbuf(int(v))
-            elif k == "rcvbuf":
-                if v:
-                    cb.set_rcvbuf(int(v))
-            elif k == "linger":
-                cb.set_linger(bool(v[0]), int(v[1]))
-            else:
+            setter = CB_OPTS.get(k)
+            if setter is None:
                 raise TypeError(f"unknown connect option {k!r}")
+            setter(cb, v)
 
     def pcbs(self) -> Iterable[TcpCb | TcpListener]:
         return [*self.listeners.values(), *self.conns.values()]
@@ -405,8 +416,15 @@ class TcpProtocol:
         self.close_cb(cb, now)
 
     def _listener_closed(self, lst: TcpListener, now: float) -> None:
-        if self.listeners.get((lst.laddr, lst.lport)) is lst:
-            del self.listeners[(lst.laddr, lst.lport)]
+        key = (lst.laddr, lst.lport)
+        if self.listeners.get(key) is lst:
+            prev = lst.shadowed
+            while prev is not None and prev.closed:
+                prev = prev.shadowed
+            if prev is None:
+                del self.listeners[key]
+            else:
+                self.listeners[key] = prev
         self._del_bind(lst.lport, lst)
         self.syncache.listener_closed(lst)
 
@@ -512,67 +530,29 @@ class TcpProtocol:
         beyond = (seg.seq - cb.rcv_nxt) & SEQ_MASK
         return 0 < beyond < 0x80000000 and beyond >= max(cb.rcv_space(), cb.rcv_wnd)
 
-    # ----- ICMP ----------------------------------------------------------------------------
+    # ----- ICMP and path MTU (tcp_ctlinput.py) -----------------------------------------------
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes | memoryview,
-                 mtu: int = 0, now: float | None = None) -> None:
-        """ICMP error about a segment we sent (NetBSD tcp_ctlinput / tcp_notify).
+                 mtu: int = 0, now: float | None = None) -> bool:
+        """ICMP error about a segment we sent (NetBSD tcp_ctlinput): see
+        :mod:`rumpnet.netinet.tcp_ctlinput`. ``inner`` is the quoted IP header plus at
+        least 8 bytes of our TCP header; kind as ip_icmp names them ("portunreach",
+        "needfrag" with ``mtu``, ...). True if it was about one of our connections, with
+        a quoted sequence number in flight. ``now`` defaults to the latest time this
+        protocol saw (input, timers, connect, listen)."""
+        return _ctl.tcp_ctlinput(self, kind, inner, mtu, self.now_hint if now is None else now)
 
-        ``inner`` is the quoted IP header plus at least 8 bytes of our TCP header.
-        kind (as ip_icmp names them): "portunreach" / "protounreach" (ECONNREFUSED),
-        "unreach" / "hostunreach" / "timxceed" (EHOSTUNREACH), "netunreach"
-        (ENETUNREACH), "needfrag" (with ``mtu``).  As in NetBSD tcp_notify these are soft
-        errors: remembered in ``t_softerror`` (reported if the connection then times
-        out), made the socket error only in SYN_SENT after more than 3 retransmissions,
-        and host/net unreachables are ignored on an established connection.  ``now`` defaults to the latest time this protocol saw
-        (input, timers, connect, listen)."""
-        try:
-            if len(inner) < 20:
-                return
-            ihl = (inner[0] & 0x0F) * 4
-            if ihl < 20 or len(inner) < ihl + 8:
-                return
-            laddr, faddr = struct.unpack_from("!II", inner, 12)
-            lport, fport, seq = struct.unpack_from("!HHI", inner, ihl)
-        except (struct.error, IndexError, TypeError):
-            return
-        cb = self.conns.get((laddr, lport, faddr, fport))
-        if cb is None or cb.freed:
-            return
-        # RFC 5927 4.1: the quoted sequence number must be in flight.
-        if not (((seq - cb.snd_una) & M) < ((cb.snd_max - cb.snd_una) & M)
-                or seq == cb.snd_una):
-            return
-        if now is None:
-            now = self.now_hint
-        if kind == "needfrag":
-            newmss = (mtu - 40) if mtu and mtu > 68 else 536
-            if newmss < cb.t_maxseg:
-                cb.t_maxseg = max(newmss, 64)
-                cb.snd_nxt = cb.snd_una
-                _out.tcp_output(cb, now)
-            return
-        err = _CTLERR.get(kind)
-        if err is None:
-            return
-        if cb.state == TcpState.ESTABLISHED and err in (errno.EHOSTUNREACH,
-                                                        errno.ENETUNREACH):
-            return
-        if cb.state < TcpState.ESTABLISHED and cb.t_rxtshift > 3 and cb.t_softerror:
-            cb.error = err
-            cb.notify(EV_ERROR)
-        else:
-            cb.t_softerror = err
+    def pmtu_sync(self, cb: TcpCb) -> bool:
+        """``cb.t_maxseg`` from the route's path MTU now (tcp_output does this whenever
+        the route table changed). True if it shrank."""
+        return _ctl.tcp_pmtu_sync(cb)
+
+    def emsgsize(self, src: int, dst: int, segment: bytes | bytearray | memoryview, now: float) -> None:
+        """IP refused ``segment`` as bigger than the path MTU: resize, resend later."""
+        _ctl.tcp_emsgsize(self, src, dst, segment, now)
 
 
-# ICMP error kinds -> errno (NetBSD inetctlerrmap).
-_CTLERR = {
-    "portunreach": errno.ECONNREFUSED,
-    "protounreach": errno.ECONNREFUSED,
-    "unreach": errno.EHOSTUNREACH,
-    "hostunreach": errno.EHOSTUNREACH,
-    "timxceed": errno.EHOSTUNREACH,
-    "netunreach": errno.ENETUNREACH,
-}
+def _no_route_gen() -> int:
+    return 0
 
 
 def _fire(owner: Any, now: float) -> None:

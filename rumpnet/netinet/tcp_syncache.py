@@ -292,6 +292,7 @@ class SynCache:
         cb.snd_wl1 = seg.seq
         cb.snd_wl2 = seg.ack
         cb.transition(Ev.SYNCACHE_COMPLETE)
+        self.proto._apply_opts(cb, lst.opts)
         cb.keepalive = lst.keepalive
         established(cb, now)
         self.proto.conns[e.key] = cb

@@ -138,6 +138,10 @@ class TcpParams:
     dupthresh: int = 3
     limited_transmit: int = 1
     maxidle_fin_wait_2: float = 600.0  # orphaned FIN_WAIT_2 limit (BSD tcp_maxidle)
+    # 1: a hard ICMP error (protocol/port unreachable, administratively prohibited, TTL
+    # exceeded in transit) aborts a connection attempt in SYN-SENT (FreeBSD's
+    # net.inet.tcp.icmp_may_rst, RFC 1122 4.2.3.9, RFC 5461); 0: soft, as NetBSD.
+    icmp_may_rst: int = 1
 
     def names(self) -> list[str]:
         return [f.name for f in fields(self)]
@@ -233,6 +237,9 @@ class TcpStats:
     tcps_rst_outwin: int = 0         # RSTs outside the receive window, ignored
     tcps_reass_overflow: int = 0
     tcps_rcvinternalerr: int = 0
+    # (not in NetBSD, whose tcp_input says "XXX stat") segments to or from a broadcast or
+    # multicast address, dropped (RFC 1122 4.2.3.10, 3.2.1.3)
+    tcps_rcvbcast: int = 0
 
     NAMES: tuple[str, ...] = ()  # filled below
 
@@ -251,6 +258,21 @@ class TcpCb:
     """One TCP connection (NetBSD struct tcpcb + the socket buffers it owns)."""
 
     _ids = 0
+    # Defaults an instance overrides when set (rarely: socket options, counters).
+    # Keepalive and connection-establishment times the socket set (TCP_KEEPIDLE..
+    # TCP_KEEPINIT); 0: the sysctl's, whatever it is when used (FreeBSD's TP_KEEPIDLE(tp)).
+    # Read them through keep_idle() and friends.
+    t_keepidle = 0.0
+    t_keepintvl = 0.0
+    t_keepcnt = 0
+    t_keepinit = 0.0
+    ip_tos = 0                          # IP_TOS of its segments
+    ip_ttl: int | None = None           # IP_TTL, None: net.inet.ip.ttl
+    # Per-connection counters for TCP_INFO (NetBSD's t_sndrexmitpack, t_rcvoopack,
+    # t_sndzerowin).
+    t_sndrexmitpack = 0
+    t_rcvoopack = 0
+    t_sndzerowin = 0
 
     def __init__(self, proto: TcpProtocol, laddr: int, lport: int, faddr: int, fport: int,
                  now: float) -> None:
@@ -298,6 +320,7 @@ class TcpCb:
         self.user_maxseg = 0
         self.noopt = False          # TCP_NOOPT: no options in our SYN, none used
         self.t_tsomax = 0             # TSO: most TCP bytes per superframe, 0 = none
+        self.t_pmtu_gen = -1          # route generation t_maxseg was last sized for
         # RFC 7323.
         self.snd_scale = 0
         self.rcv_scale = 0
@@ -392,9 +415,21 @@ class TcpCb:
         if self.state >= TcpState.ESTABLISHED and not self.freed:
             if on:
                 if self.timers[TCPT_KEEP] is None:
-                    self.set_timer(TCPT_KEEP, self.params.keepidle, self.t_rcvtime)
+                    self.set_timer(TCPT_KEEP, self.keep_idle(), self.t_rcvtime)
             else:
                 self.cancel_timer(TCPT_KEEP)
+
+    def keep_idle(self) -> float:
+        return self.t_keepidle or self.params.keepidle
+
+    def keep_intvl(self) -> float:
+        return self.t_keepintvl or self.params.keepintvl
+
+    def keep_cnt(self) -> int:
+        return self.t_keepcnt or self.params.keepcnt
+
+    def keep_init(self) -> float:
+        return self.t_keepinit or self.params.keepinit
 
     def next_deadline(self) -> float | None:
         return _timer.next_deadline(self)

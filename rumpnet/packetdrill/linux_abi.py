@@ -15,8 +15,8 @@ import struct
 from typing import Any
 
 from rumpkern.errno import kerr
+from rumpnet.netinet.tcp_ctloutput import TCP_KEEPINIT, TCP_NOOPT
 from rumpnet.netinet.tcp_fsm import TcpState
-from rumpnet.netinet.tcp_usrreq import TCP_NOOPT
 from rumpnet.netinet.tcp_var import TF_RCVD_SCALE, TF_RCVD_TSTMP, TF_REQ_SCALE, TF_REQ_TSTMP, TF_SACK_PERMIT
 from rumpnet.packetdrill.profiles import FREEBSD_TCPOPT
 
@@ -85,7 +85,7 @@ def encode_sockaddr(addr: Any) -> bytes:
 # kernel's option number; None where the kernel has no such option.
 FREEBSD_TCP_OPTION_MAP: dict[int, int | None] = {
     8: TCP_NOOPT,
-    128: None,    # TCP_KEEPINIT
+    128: TCP_KEEPINIT,
     1054: None,   # TCP_RACK_PACE_MAX_SEG (FreeBSD's RACK stack only)
     1055: None,   # TCP_RACK_PACE_ALWAYS
     1109: None,   # TCP_RACK_PACE_RATE_SS
