@@ -276,16 +276,23 @@ class TcpProtocol:
                 return port
         raise _err(errno.EADDRNOTAVAIL)
 
-    def bind(self, laddr: int, lport: int, reuseaddr: bool = False, reuseport: bool = False) -> int:
+    def bind(self, laddr: int, lport: int, reuseaddr: bool = False, reuseport: bool = False,
+             owner: object | None = None) -> int:
         """Reserve (laddr, lport); lport 0 picks an ephemeral port.  EADDRINUSE.
-        ``reuseport`` (SO_REUSEPORT): another socket with it may bind the same pair."""
+        ``reuseport`` (SO_REUSEPORT): another socket with it may bind the same pair.
+        ``owner`` (the socket) is what :meth:`bound_only` finds there."""
         if lport == 0:
             lport = self._ephemeral(laddr, reuseaddr)
         elif self._conflict(laddr, lport, reuseaddr, reuseport):
             raise _err(errno.EADDRINUSE)
-        tok = object()
-        self._add_bind(laddr, lport, "reserved", tok, reuseport)
+        self._add_bind(laddr, lport, "reserved", owner if owner is not None else object(), reuseport)
         return lport
+
+    def bound_only(self, laddr: int, lport: int) -> object | None:
+        """The owner of a reservation of (laddr, lport) or (*, lport) that is neither
+        listening nor connected: a socket in CLOSED (RFC 9293 3.10.7.1)."""
+        b = self._find_reserved(laddr, lport)
+        return None if b is None else b.owner
 
     def unbind(self, laddr: int, lport: int) -> None:
         """Release a reservation made by bind() that was never used (socket closed)."""
