@@ -63,6 +63,7 @@ _U32 = struct.Struct("!I")
 _PORTS = struct.Struct("!HH")
 TH_SYN = 0x02
 TH_ACK = 0x10
+TH_RST = 0x04
 SO_KEEPALIVE = pysocket.SO_KEEPALIVE
 SO_REUSEPORT = getattr(pysocket, "SO_REUSEPORT", 15)
 # What a listener hands its connections beyond its nodelay/keepalive/maxseg/bufs fields.
@@ -159,8 +160,10 @@ class Tcp:
                 self.proto.emsgsize(src, dst, segment, self.kernel.sched.now())
 
     def _tos_ttl(self, src: int, dst: int, seg: bytes | bytearray) -> tuple[int, int | None] | None:
-        """IP_TOS and IP_TTL for a segment: its connection's, or for a SYN-ACK its
-        listener's; None when they are the defaults."""
+        """IP_TOS and IP_TTL for a segment: its connection's, for a SYN-ACK its
+        listener's, for a RST from a socket that is only bound (CLOSED) that socket's
+        (FreeBSD's tcp_respond takes them from the socket's inpcb); None when they are
+        the defaults."""
         sport, dport = _PORTS.unpack_from(seg)
         proto = self.proto
         cb = proto.conns.get((src, sport, dst, dport))
@@ -171,6 +174,8 @@ class Tcp:
             if lst is None:
                 return None
             tos, ttl = lst.opts.get("ip_tos", 0), lst.opts.get("ip_ttl")
+        elif seg[13] & TH_RST and isinstance(so := proto.bound_only(src, sport), TcpSocket):
+            tos, ttl = so.tos, so.ttl
         else:
             return None
         return (tos, ttl) if tos or ttl is not None else None
@@ -356,7 +361,7 @@ class TcpSocket(Socket):
         if laddr != INADDR_ANY and laddr not in inet.local_addrs:
             raise kerr(errno.EADDRNOTAVAIL)
         reuse = pysocket.SO_REUSEADDR in self.so_options
-        self.lport = self.tcp.proto.bind(laddr, lport, reuse, SO_REUSEPORT in self.so_options)
+        self.lport = self.tcp.proto.bind(laddr, lport, reuse, SO_REUSEPORT in self.so_options, owner=self)
         self.laddr = laddr
         self.bound = True
 

@@ -125,9 +125,11 @@ class TcpParams:
     # connection, where RFC 5961 3.2/4.2 answer with a challenge ACK unless a RST is exact.
     insecure_rst: int = 0
     insecure_syn: int = 0
-    # Segments with both SYN and FIN are dropped in every state (FreeBSD's knob; NetBSD
-    # drops them at listeners: no real stack sends one, scanners do). 0: the SYN is
-    # taken and the FIN ignored where RFC 9293 3.10.7.2/3.10.7.3 do not process it.
+    # Segments with both SYN and FIN are dropped where a SYN would open or synchronize
+    # a connection: at listeners, in SYN-SENT and SYN-RECEIVED (FreeBSD's knob; NetBSD
+    # drops them at listeners: no real stack sends one, scanners do). In a synchronized
+    # state such a segment is a SYN, answered with RFC 5961 4.2's challenge ACK. 0: the
+    # SYN is taken and the FIN ignored where RFC 9293 3.10.7.2/3.10.7.3 do not process it.
     drop_synfin: int = 1
     # RFC 1337 section 3 ("F1"): a RST in TIME_WAIT is ignored, so that an old
     # duplicate cannot cut the TIME_WAIT short (FreeBSD; Linux's tcp_rfc1337). 0: the
