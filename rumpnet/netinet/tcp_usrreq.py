@@ -676,14 +676,13 @@ class TcpSocket(Socket):
                 self.cb.keepalive = SO_KEEPALIVE in self.so_options
             self.tcp.kick()  # a timer may have moved (keepalive)
 
-    def getsockopt(self, level: int, opt: int, buflen: int = 0) -> Any:
-        """SO_RCVBUF/SO_SNDBUF report the connection's buffers, which TCP resizes
-        (rounded to whole segments at ESTABLISHED, grown by autosizing)."""
+    def buffer_size(self, rcv: bool) -> int:
+        """The connection's buffers, which TCP resizes (rounded to whole segments at
+        ESTABLISHED, grown by autosizing)."""
         cb = self.cb
-        if level == pysocket.SOL_SOCKET and cb is not None and opt in (pysocket.SO_RCVBUF, pysocket.SO_SNDBUF):
-            v = cb.rcvspace if opt == pysocket.SO_RCVBUF else cb.sndspace
-            return struct.pack("i", v)[:buflen] if buflen else v
-        return super().getsockopt(level, opt, buflen)
+        if cb is None:
+            return super().buffer_size(rcv)
+        return cb.rcvspace if rcv else cb.sndspace
 
     def sb_resized(self) -> None:
         cb = self.cb
