@@ -60,6 +60,7 @@ class FrameLog:
         self._mac = mac
 
     def write(self, frame: bytes | bytearray | memoryview, ts: float) -> None:
+        """Keep ``frame`` (bpf calls this for every frame the interface sees)."""
         if self._mac is None or bytes(frame[6:12]) == self._mac:
             self.frames.append(bytes(frame))
 
