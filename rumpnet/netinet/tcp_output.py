@@ -18,29 +18,28 @@ from rumpnet.netinet.tcp import (
     TH_SYN,
     TcpRepr,
 )
+from rumpnet.netinet.tcp_const import (
+    TCP_MAXWIN,
+    TCPT_DELACK,
+    TCPT_PERSIST,
+    TCPT_REXMT,
+    TF_ACKNOW,
+    TF_DELACK,
+    TF_FORCE,
+    TF_NODELAY,
+    TF_RCVD_TSTMP,
+    TF_REQ_SCALE,
+    TF_REQ_TSTMP,
+    TF_SACK_PERMIT,
+    TF_SENTFIN,
+    TS_BOTH,
+)
 from rumpnet.netinet.tcp_fsm import TCP_OUTFLAGS, TcpState
 from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_LT, SEQ_MASK
 
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_var import TcpCb
 
-TCP_MAXWIN = 65535
-
-# Flag/timer constants duplicated from tcp_var to avoid an import cycle.
-_TF_ACKNOW = 0x0001
-_TF_DELACK = 0x0002
-_TF_NODELAY = 0x0004
-_TF_SENTFIN = 0x0010
-_TF_REQ_SCALE = 0x0020
-_TF_RCVD_SCALE = 0x0040
-_TF_REQ_TSTMP = 0x0080
-_TF_RCVD_TSTMP = 0x0100
-_TF_SACK_PERMIT = 0x0200
-_TF_FORCE = 0x0800
-_T_REXMT = 0
-_T_PERSIST = 1
-_T_DELACK = 4
-_TS_BOTH = _TF_REQ_TSTMP | _TF_RCVD_TSTMP
 # States as module globals: an enum class attribute costs ~50 ns a lookup, on every segment.
 _LISTEN = TcpState.LISTEN
 _ESTABLISHED = TcpState.ESTABLISHED
@@ -66,7 +65,7 @@ def tcp_setpersist(cb: TcpCb, now: float) -> None:
     p = cb.params
     t = base_rto(cb) * (1 << min(cb.t_rxtshift, 30))
     t = min(max(t, p.persmin), p.persmax)
-    cb.set_timer(_T_PERSIST, t, now)
+    cb.set_timer(TCPT_PERSIST, t, now)
     if cb.t_rxtshift < p.rexmit_max:
         cb.t_rxtshift += 1
 
@@ -99,22 +98,22 @@ def _options(cb: TcpCb, flags: int, now: float, r: TcpRepr) -> int:
             return 0                 # TCP_NOOPT: a bare SYN (the peer assumes MSS 536)
         r.mss = cb.t_ourmss
         olen = 4
-        if tf & _TF_REQ_SCALE:
+        if tf & TF_REQ_SCALE:
             r.wscale = cb.request_r_scale
             olen += 4
-        if cb.params.sack and (tf & _TF_SACK_PERMIT or not flags & TH_ACK):
+        if cb.params.sack and (tf & TF_SACK_PERMIT or not flags & TH_ACK):
             r.sack_permitted = True
             olen += 4
-        if tf & _TF_REQ_TSTMP and (not flags & TH_ACK or tf & _TF_RCVD_TSTMP):
+        if tf & TF_REQ_TSTMP and (not flags & TH_ACK or tf & TF_RCVD_TSTMP):
             r.timestamps = (cb.ts_now(now), cb.ts_recent if flags & TH_ACK else 0)
             olen += 12
         return olen
-    if tf & _TS_BOTH == _TS_BOTH:
+    if tf & TS_BOTH == TS_BOTH:
         r.timestamps = (cb.ts_now(now), cb.ts_recent)
         olen = 12
         if cb.rcv_auto and cb.rfbuf_ts is None:
             cb.rfbuf_ts = r.timestamps[0]   # as in _emit_ts
-    if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
+    if tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
         blocks = cb.rcv_sack_blocks
         if cb.rcv_dsack is not None:
             # RFC 2883: the duplicate range goes first, reported once.
@@ -135,15 +134,15 @@ def _optlen(cb: TcpCb, flags: int) -> int:
         return 0
     if flags & TH_SYN:
         olen = 4
-        if tf & _TF_REQ_SCALE:
+        if tf & TF_REQ_SCALE:
             olen += 4
-        if cb.params.sack and (tf & _TF_SACK_PERMIT or not flags & TH_ACK):
+        if cb.params.sack and (tf & TF_SACK_PERMIT or not flags & TH_ACK):
             olen += 4
-        if tf & _TF_REQ_TSTMP and (not flags & TH_ACK or tf & _TF_RCVD_TSTMP):
+        if tf & TF_REQ_TSTMP and (not flags & TH_ACK or tf & TF_RCVD_TSTMP):
             olen += 12
         return olen
-    olen = 12 if tf & _TS_BOTH == _TS_BOTH else 0
-    if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
+    olen = 12 if tf & TS_BOTH == TS_BOTH else 0
+    if tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
         nb = len(cb.rcv_sack_blocks) + (cb.rcv_dsack is not None)
         olen += 4 + 8 * min(nb, (40 - olen - 4) // 8)
     return olen
@@ -173,9 +172,9 @@ def _emit(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: int
         cb.t_sndzerowin += 1
     if flags & TH_ACK:
         cb.last_ack_sent = cb.rcv_nxt
-        if cb.t_flags & (_TF_ACKNOW | _TF_DELACK):
-            cb.t_flags &= ~(_TF_ACKNOW | _TF_DELACK)
-            cb.timers[_T_DELACK] = None
+        if cb.t_flags & (TF_ACKNOW | TF_DELACK):
+            cb.t_flags &= ~(TF_ACKNOW | TF_DELACK)
+            cb.timers[TCPT_DELACK] = None
         cb.delack_segs = 0
         adv = (cb.rcv_nxt + (r.window << (0 if flags & TH_SYN else cb.rcv_scale))) & SEQ_MASK
         if SEQ_GT(adv, cb.rcv_adv):
@@ -203,9 +202,9 @@ def _emit_ts(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: 
     if flags & TH_ACK:
         ack = rcv_nxt = cb.rcv_nxt
         cb.last_ack_sent = rcv_nxt
-        if cb.t_flags & (_TF_ACKNOW | _TF_DELACK):
-            cb.t_flags &= ~(_TF_ACKNOW | _TF_DELACK)
-            cb.timers[_T_DELACK] = None
+        if cb.t_flags & (TF_ACKNOW | TF_DELACK):
+            cb.t_flags &= ~(TF_ACKNOW | TF_DELACK)
+            cb.timers[TCPT_DELACK] = None
         cb.delack_segs = 0
         adv = (rcv_nxt + (window << rcv_scale)) & SEQ_MASK
         if SEQ_GT(adv, cb.rcv_adv):
@@ -218,7 +217,7 @@ def segsize(cb: TcpCb) -> int:
     """The effective segment size, SMSS (RFC 5681 section 2, RFC 9293 3.7.1): the MSS less
     the options every segment carries (NetBSD's t_segsz).  cwnd counts in these units."""
     n = cb.t_maxseg
-    if cb.t_flags & _TS_BOTH == _TS_BOTH:
+    if cb.t_flags & TS_BOTH == TS_BOTH:
         n -= 12
     return max(n, 1)
 
@@ -226,7 +225,7 @@ def segsize(cb: TcpCb) -> int:
 def _sent(cb: TcpCb, seq: int, length: int, fin: int, now: float, rexmit: bool) -> None:
     """Bookkeeping of every data transmission: the SACK scoreboard's send times (RACK,
     RFC 8985 6.1), PRR's prr_out (RFC 6937), the retransmissions of an RTO episode."""
-    if cb.t_flags & _TF_SACK_PERMIT:
+    if cb.t_flags & TF_SACK_PERMIT:
         cb.sack.sent(seq, length + fin, now)
     if cb.in_recovery:
         cb.prr_out += length
@@ -247,7 +246,7 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
     flags = TH_ACK
     end = off + length
     if (cb.fin_queued and end == len(buf) and TCP_OUTFLAGS[cb.state] & TH_FIN
-            and cb.t_flags & _TF_SENTFIN):
+            and cb.t_flags & TF_SENTFIN):
         flags |= TH_FIN
     if length == 0 and not flags & TH_FIN:
         return 0
@@ -269,8 +268,8 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
         cb.snd_max = nxt
     raw = _emit(cb, seq, flags, memoryview(buf)[off:end], rcv_window(cb), now, r)
     r.payload = b""        # drop the view of snd_buf before anything can resize it
-    if cb.timers[_T_REXMT] is None:
-        cb.set_timer(_T_REXMT, rexmt_value(cb), now)
+    if cb.timers[TCPT_REXMT] is None:
+        cb.set_timer(TCPT_REXMT, rexmt_value(cb), now)
     cb.proto.output(cb.laddr, cb.faddr, raw)
     return length
 
@@ -306,7 +305,7 @@ def tcp_output(cb: TcpCb, now: float) -> None:
         cb.snd_cwnd = min(cb.snd_cwnd, cb.cc.initial_window())
     if cb.snd_auto:
         _autosndbuf(cb)
-    sack = cb.t_flags & _TF_SACK_PERMIT
+    sack = cb.t_flags & TF_SACK_PERMIT
     if sack:
         sb = cb.sack
         if sb.lost != sb.lost_rx and st >= _ESTABLISHED:
@@ -335,11 +334,11 @@ def _send_room(cb: TcpCb, snd_nxt: int, inflight: int, tf: int) -> int:
     SACK information, cwnd limits pipe, not SND.NXT - SND.UNA (RFC 6675 section 5)."""
     snd_wnd = cb.snd_wnd
     cwnd_room = cb.snd_cwnd - inflight
-    if tf & _TF_SACK_PERMIT and snd_nxt == cb.snd_max:
+    if tf & TF_SACK_PERMIT and snd_nxt == cb.snd_max:
         sb = cb.sack
         if sb.sacked or sb.lost or sb.retrans:
             cwnd_room = cb.snd_cwnd - sb.pipe(inflight)
-    if tf & _TF_FORCE and min(snd_wnd, cb.snd_cwnd) == 0:
+    if tf & TF_FORCE and min(snd_wnd, cb.snd_cwnd) == 0:
         return 1 - inflight                 # a window probe: one byte past SND.UNA
     return min(snd_wnd - inflight, cwnd_room)
 
@@ -375,7 +374,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
     tf = cb.t_flags
     buf = cb.snd_buf
     blen = len(buf)
-    if flags == TH_ACK and not blen and not tf & (_TF_ACKNOW | _TF_FORCE):
+    if flags == TH_ACK and not blen and not tf & (TF_ACKNOW | TF_FORCE):
         # Nothing queued and no ACK owed (a receiver between ACKs): only a window update
         # can go out.  The general path below decides the same; this skips its work.
         promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
@@ -383,14 +382,14 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
             promised = 0
         adv = min(rcv_window(cb), TCP_MAXWIN << cb.rcv_scale) - promised
         if not (adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace)):
-            if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
+            if tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
                 cb.rcv_dsack = None                    # as on the general path
                 cb.stats.tcps_sack_send_opts += 1
             return False
     snd_una = cb.snd_una
     snd_nxt = cb.snd_nxt
     snd_max_eq = cb.snd_max == snd_una
-    if flags & TH_FIN and tf & _TF_SENTFIN and snd_nxt == cb.snd_max and snd_nxt != snd_una:
+    if flags & TH_FIN and tf & TF_SENTFIN and snd_nxt == cb.snd_max and snd_nxt != snd_una:
         # 4.4BSD tcp_output (NetBSD, FreeBSD): while our FIN is unacknowledged every
         # segment carries it again, from its own sequence number (the ACK of the peer's
         # FIN in CLOSING is "F. ack"): snd_nxt is backed up over it.
@@ -408,9 +407,9 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         length = min(blen - off, _send_room(cb, snd_nxt, (snd_nxt - snd_una) & SEQ_MASK, tf))
         if length < 0:
             length = 0
-        if cb.snd_wnd == 0 and not tf & _TF_FORCE and blen and cb.timers[_T_PERSIST] is None:
+        if cb.snd_wnd == 0 and not tf & TF_FORCE and blen and cb.timers[TCPT_PERSIST] is None:
             # Zero window: pull back and probe with the persist timer (NetBSD).
-            cb.timers[_T_REXMT] = None
+            cb.timers[TCPT_REXMT] = None
             cb.t_rxtshift = 0
             cb.snd_nxt = snd_nxt = snd_una
             off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
@@ -445,9 +444,9 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
     if length:
         if length >= ss:
             send = True
-        elif (idle or tf & _TF_NODELAY) and off + length == blen:
+        elif (idle or tf & TF_NODELAY) and off + length == blen:
             send = True                       # Nagle (RFC 9293 3.7.4)
-        elif tf & _TF_FORCE:
+        elif tf & TF_FORCE:
             send = True
         elif cb.max_sndwnd and length >= cb.max_sndwnd // 2:
             send = True                       # sender SWS avoidance
@@ -462,18 +461,18 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         if adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace):
             send = True                       # window update
             cb.stats.tcps_sndwinup += 1
-    if tf & _TF_ACKNOW or flags & (TH_SYN | TH_RST):
+    if tf & TF_ACKNOW or flags & (TH_SYN | TH_RST):
         send = True
-    elif flags & TH_FIN and (not tf & _TF_SENTFIN or cb.snd_nxt == snd_una):
+    elif flags & TH_FIN and (not tf & TF_SENTFIN or cb.snd_nxt == snd_una):
         send = True                           # a FIN not yet sent, or retransmitted
     if not send:
-        if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack) \
+        if tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack) \
                 and not flags & TH_SYN:
             # What _options did here when it ran before the decision: the D-SACK
             # range is reported once (or dropped) and the option counted.
             cb.rcv_dsack = None
             cb.stats.tcps_sack_send_opts += 1
-        if blen and cb.timers[_T_REXMT] is None and cb.timers[_T_PERSIST] is None \
+        if blen and cb.timers[TCPT_REXMT] is None and cb.timers[TCPT_PERSIST] is None \
                 and state >= _ESTABLISHED and snd_max_eq:
             cb.t_rxtshift = 0
             tcp_setpersist(cb, now)
@@ -481,14 +480,14 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
 
     if length and off + length == blen:
         flags |= TH_PUSH
-    if length or flags & (TH_SYN | TH_FIN) or cb.timers[_T_PERSIST] is not None:
+    if length or flags & (TH_SYN | TH_FIN) or cb.timers[TCPT_PERSIST] is not None:
         seq = snd_nxt
     else:
         seq = cb.snd_max
     _count_output(cb, snd_nxt, length, tso, flags, now)
     payload = memoryview(buf)[off:off + length] if length else b""
-    if (tf & _TS_BOTH == _TS_BOTH and not flags & TH_SYN
-            and not (tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack))):
+    if (tf & TS_BOTH == TS_BOTH and not flags & TH_SYN
+            and not (tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack))):
         raw = _emit_ts(cb, seq, flags, payload, win, now, not tso)
     else:
         r = TcpRepr(cb.lport, cb.fport, 0, 0, 0, 0)
@@ -503,7 +502,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         nxt = (snd_nxt + length + (1 if flags & TH_SYN else 0)
                + (1 if flags & TH_FIN else 0)) & SEQ_MASK
         if flags & TH_FIN:
-            cb.t_flags |= _TF_SENTFIN
+            cb.t_flags |= TF_SENTFIN
         cb.snd_nxt = nxt
         if SEQ_GT(nxt, cb.snd_max):
             cb.snd_max = nxt
@@ -511,11 +510,11 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
                 cb.t_rtttime = now
                 cb.t_rtseq = snd_nxt
                 cb.stats.tcps_segstimed += 1
-        if cb.timers[_T_REXMT] is None and cb.snd_nxt != cb.snd_una:
-            if cb.timers[_T_PERSIST] is not None:
-                cb.timers[_T_PERSIST] = None
+        if cb.timers[TCPT_REXMT] is None and cb.snd_nxt != cb.snd_una:
+            if cb.timers[TCPT_PERSIST] is not None:
+                cb.timers[TCPT_PERSIST] = None
                 cb.t_rxtshift = 0
-            cb.set_timer(_T_REXMT, rexmt_value(cb), now)
+            cb.set_timer(TCPT_REXMT, rexmt_value(cb), now)
     if tso:
         cb.proto.output(cb.laddr, cb.faddr, raw, tso_segsz=tso)
     else:

@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING
 from rumpnet.netinet import tcp_congctl as _cc
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet import tcp_rack as _rack
-from rumpnet.netinet import tcp_var as _var  # an alias: tcp_var imports this module
 from rumpnet.netinet.tcp import TcpRepr
+from rumpnet.netinet.tcp_const import (
+    TCPT_REORDER,
+    TCPT_REXMT,
+    TCPT_TLP,
+    TF_RCVD_TSTMP,
+    TF_SACK_PERMIT,
+    TF_SENTFIN,
+)
 from rumpnet.netinet.tcp_fsm import TcpState
 from rumpnet.netinet.tcp_sack import EVER_RETRANS, RETRANS, SACKED
 from rumpnet.netinet.tcp_seq import SEQ_GEQ, SEQ_LT, SEQ_MASK
@@ -111,14 +118,14 @@ def _detect_loss(cb: TcpCb, dsack: bool, now: float) -> int:
     """Deem lost what the chosen rule says; returns bytes newly deemed lost."""
     sb = cb.sack
     if not (sb.sacked or cb.in_recovery or cb.rto_recovery or sb.retrans):
-        cb.timers[_var.TCPT_REORDER] = None
+        cb.timers[TCPT_REORDER] = None
         return 0
     if cb.params.recovery == "rack":
         lost, timeout = _rack.rack_detect_loss(cb, now)
         if timeout > 0:
-            cb.set_timer(_var.TCPT_REORDER, timeout, now)
+            cb.set_timer(TCPT_REORDER, timeout, now)
         else:
-            cb.timers[_var.TCPT_REORDER] = None
+            cb.timers[TCPT_REORDER] = None
         return lost
     smss = _out.segsize(cb)
     lost = sb.mark_lost_dupthresh(smss, cb.params.dupthresh)
@@ -142,7 +149,7 @@ def enter_recovery(cb: TcpCb, now: float) -> None:
     cb.in_recovery = cb.sack_recovery = True
     cb.t_rtttime = None
     cb.rack.tlp_end = None
-    cb.timers[_var.TCPT_TLP] = None
+    cb.timers[TCPT_TLP] = None
 
 
 def _tlp_reduce(cb: TcpCb, now: float) -> None:
@@ -171,13 +178,13 @@ def rexmit_lost(cb: TcpCb, now: float) -> None:
 
 def tlp_schedule(cb: TcpCb, now: float) -> None:
     """RFC 8985 7.2: (re)arm the probe timer after new data or a cumulative ACK."""
-    if not cb.t_flags & _var.TF_SACK_PERMIT:
+    if not cb.t_flags & TF_SACK_PERMIT:
         return
-    deadline = _rack.tlp_pto(cb, cb.timers[_var.TCPT_REXMT], now)
+    deadline = _rack.tlp_pto(cb, cb.timers[TCPT_REXMT], now)
     if deadline is None:
-        cb.timers[_var.TCPT_TLP] = None
+        cb.timers[TCPT_TLP] = None
     else:
-        cb.set_timer(_var.TCPT_TLP, deadline - now, now)
+        cb.set_timer(TCPT_TLP, deadline - now, now)
 
 
 def tlp_fire(cb: TcpCb, now: float) -> None:
@@ -187,7 +194,7 @@ def tlp_fire(cb: TcpCb, now: float) -> None:
     rk = cb.rack
     if (cb.state < TcpState.ESTABLISHED or cb.in_recovery or cb.rto_recovery
             or cb.snd_max == cb.snd_una or rk.tlp_end is not None or not rk.tlp_rtt_seen
-            or not cb.t_flags & _var.TF_SACK_PERMIT):
+            or not cb.t_flags & TF_SACK_PERMIT):
         return
     st = cb.stats
     ss = _out.segsize(cb)
@@ -198,7 +205,7 @@ def tlp_fire(cb: TcpCb, now: float) -> None:
         cb.snd_nxt = cb.snd_max
         rk.tlp_is_retrans = False
     else:
-        fin = 1 if cb.t_flags & _var.TF_SENTFIN and cb.fin_queued else 0
+        fin = 1 if cb.t_flags & TF_SENTFIN and cb.fin_queued else 0
         data = flight(cb) - fin
         n = min(data, ss)
         _out.send_range(cb, (cb.snd_max - fin - n) & M, n, now)
@@ -207,7 +214,7 @@ def tlp_fire(cb: TcpCb, now: float) -> None:
     st.tcps_tlp_probes += 1
     rk.tlp_end = cb.snd_max
     rk.tlp_rtt_seen = False
-    cb.set_timer(_var.TCPT_REXMT, _out.rexmt_value(cb), now)
+    cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
 
 
 def reorder_fire(cb: TcpCb, now: float) -> None:
@@ -215,7 +222,7 @@ def reorder_fire(cb: TcpCb, now: float) -> None:
     cb.stats.tcps_rack_reordertimeo += 1
     lost, timeout = _rack.rack_detect_loss(cb, now)
     if timeout > 0:
-        cb.set_timer(_var.TCPT_REORDER, timeout, now)
+        cb.set_timer(TCPT_REORDER, timeout, now)
     if not lost:
         return
     if not cb.in_recovery and not cb.rto_recovery and SEQ_GEQ(cb.snd_una, cb.snd_recover):
@@ -245,8 +252,8 @@ def sack_rto(cb: TcpCb, now: float) -> bool:
     else:
         for r in sb.segs:
             sb.mark_lost(r)
-    cb.timers[_var.TCPT_REORDER] = None
-    cb.timers[_var.TCPT_TLP] = None
+    cb.timers[TCPT_REORDER] = None
+    cb.timers[TCPT_TLP] = None
     cb.rack.tlp_end = None
     n = min(head[1] - head[0], _out.segsize(cb))
     _out.send_range(cb, sb.seq(head[0]), n, now)
@@ -261,7 +268,7 @@ def rto_save(cb: TcpCb, now: float) -> None:
         return
     cb.t_rto_undo = (cb.snd_cwnd, cb.snd_ssthresh, cb.cc.save())
     cb.t_rto_rexmits = 0
-    cb.t_rxt_tsval = cb.ts_now(now) if cb.t_flags & _var.TF_RCVD_TSTMP else None
+    cb.t_rxt_tsval = cb.ts_now(now) if cb.t_flags & TF_RCVD_TSTMP else None
 
 
 def spurious_rto_check(cb: TcpCb, tsecr: int | None, now: float) -> None:
@@ -283,7 +290,7 @@ def spurious_rto_check(cb: TcpCb, tsecr: int | None, now: float) -> None:
     cb.rto_recovery = False
     cb.snd_recover = cb.snd_una
     cb.t_rxtshift = 0
-    if cb.t_flags & _var.TF_SACK_PERMIT:
+    if cb.t_flags & TF_SACK_PERMIT:
         cb.sack.unmark_lost()
     if SEQ_LT(cb.snd_nxt, cb.snd_max):
         cb.snd_nxt = cb.snd_max          # RFC 4015 section 4: SND.NXT = SND.MAX
@@ -311,7 +318,7 @@ def newreno_dupack(cb: TcpCb, now: float) -> None:
         cb.in_recovery = True
         cb.t_rtttime = None
         cb.t_rxtshift = 0
-        cb.set_timer(_var.TCPT_REXMT, _out.rexmt_value(cb), now)
+        cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
         _out.send_range(cb, cb.snd_una, smss, now)
         cb.snd_cwnd = cb.snd_ssthresh + p.dupthresh * smss
         _out.tcp_output(cb, now)
@@ -342,7 +349,7 @@ def newreno_ack(cb: TcpCb, acked: int, now: float) -> None:
     cb.stats.tcps_partial_acks += 1
     smss = _out.segsize(cb)
     cb.t_rxtshift = 0
-    cb.set_timer(_var.TCPT_REXMT, _out.rexmt_value(cb), now)
+    cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
     _out.send_range(cb, cb.snd_una, smss, now)
     cb.snd_cwnd = max(cb.snd_cwnd - acked + smss, smss)
 

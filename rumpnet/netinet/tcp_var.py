@@ -16,44 +16,39 @@ from typing import TYPE_CHECKING, Any
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet import tcp_rack as _rack
 from rumpnet.netinet import tcp_timer as _timer
+from rumpnet.netinet.tcp_const import (  # noqa: F401  (re-exported: tcp_var.h's names)
+    EV_CLOSED,
+    EV_CONNECTED,
+    EV_ERROR,
+    EV_READABLE,
+    EV_WRITABLE,
+    TCPT_2MSL,
+    TCPT_DELACK,
+    TCPT_KEEP,
+    TCPT_NTIMERS,
+    TCPT_PERSIST,
+    TCPT_REORDER,
+    TCPT_REXMT,
+    TCPT_TLP,
+    TF_ACKNOW,
+    TF_DELACK,
+    TF_FORCE,
+    TF_NODELAY,
+    TF_PASSIVE,
+    TF_RCVD_SCALE,
+    TF_RCVD_TSTMP,
+    TF_REQ_SCALE,
+    TF_REQ_TSTMP,
+    TF_SACK_PERMIT,
+    TF_SENTFIN,
+    TF_WILL_SACK,
+)
 from rumpnet.netinet.tcp_fsm import Ev, TcpState, next_state
 from rumpnet.netinet.tcp_sack import SackScoreboard
 
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_congctl import CongCtl
     from rumpnet.netinet.tcp_subr import TcpProtocol
-
-# Event bits for upcalls.
-EV_READABLE = 0x01
-EV_WRITABLE = 0x02
-EV_CONNECTED = 0x04
-EV_CLOSED = 0x08
-EV_ERROR = 0x10
-
-# Timers (NetBSD TCPT_*); deadlines live in TcpCb.timers[index].
-TCPT_REXMT = 0
-TCPT_PERSIST = 1
-TCPT_KEEP = 2
-TCPT_2MSL = 3
-TCPT_DELACK = 4
-TCPT_REORDER = 5   # RACK reordering timer (RFC 8985 6.2 step 5)
-TCPT_TLP = 6       # tail loss probe timeout, PTO (RFC 8985 7.2)
-TCPT_NTIMERS = 7
-
-# t_flags (NetBSD TF_*).
-TF_ACKNOW = 0x0001
-TF_DELACK = 0x0002
-TF_NODELAY = 0x0004
-TF_SENTFIN = 0x0010
-TF_REQ_SCALE = 0x0020
-TF_RCVD_SCALE = 0x0040
-TF_REQ_TSTMP = 0x0080
-TF_RCVD_TSTMP = 0x0100
-TF_SACK_PERMIT = 0x0200
-TF_WILL_SACK = 0x0400
-TF_FORCE = 0x0800
-TF_PASSIVE = 0x1000
-
 
 def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
