@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp as _tcp
-from rumpnet.netinet import tcp_recovery as _rec
+from rumpnet.netinet import tcp_rack as _rack
 from rumpnet.netinet.tcp import (
     TH_ACK,
     TH_FIN,
@@ -23,6 +23,7 @@ from rumpnet.netinet.tcp_const import (
     TCPT_DELACK,
     TCPT_PERSIST,
     TCPT_REXMT,
+    TCPT_TLP,
     TF_ACKNOW,
     TF_DELACK,
     TF_FORCE,
@@ -35,6 +36,7 @@ from rumpnet.netinet.tcp_const import (
     TS_BOTH,
 )
 from rumpnet.netinet.tcp_fsm import TCP_OUTFLAGS, TcpState
+from rumpnet.netinet.tcp_sack import RETRANS
 from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_LT, SEQ_MASK
 
 if TYPE_CHECKING:
@@ -213,15 +215,6 @@ def _emit_ts(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: 
                         payload, cb.laddr, cb.faddr, csum)
 
 
-def segsize(cb: TcpCb) -> int:
-    """The effective segment size, SMSS (RFC 5681 section 2, RFC 9293 3.7.1): the MSS less
-    the options every segment carries (NetBSD's t_segsz).  cwnd counts in these units."""
-    n = cb.t_maxseg
-    if cb.t_flags & TS_BOTH == TS_BOTH:
-        n -= 12
-    return max(n, 1)
-
-
 def _sent(cb: TcpCb, seq: int, length: int, fin: int, now: float, rexmit: bool) -> None:
     """Bookkeeping of every data transmission: the SACK scoreboard's send times (RACK,
     RFC 8985 6.1), PRR's prr_out (RFC 6937), the retransmissions of an RTO episode."""
@@ -274,6 +267,35 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
     return length
 
 
+def rexmit_lost(cb: TcpCb, now: float) -> None:
+    """RFC 6675 section 5 step (C) with NextSeg rule 1: resend deemed-lost segments, lowest
+    first, while cwnd - pipe allows a full segment (tcp_output runs this first, as
+    NetBSD's tcp_output asks tcp_sack_output)."""
+    sb = cb.sack
+    st = cb.stats
+    ss = cb.segsize()
+    for _ in range(10000):
+        r = sb.next_lost()
+        if r is None or cb.snd_cwnd - sb.pipe((cb.snd_max - cb.snd_una) & SEQ_MASK) < ss:
+            return
+        n = send_range(cb, sb.seq(r[0]), min(r[1] - r[0], ss), now)
+        if not r[3] & RETRANS:
+            return                       # nothing went out (no data there)
+        st.tcps_sack_rexmits += 1
+        st.tcps_sack_rexmit_bytes += n
+
+
+def tlp_schedule(cb: TcpCb, now: float) -> None:
+    """RFC 8985 7.2: (re)arm the probe timer after new data or a cumulative ACK."""
+    if not cb.t_flags & TF_SACK_PERMIT:
+        return
+    deadline = _rack.tlp_pto(cb, cb.timers[TCPT_REXMT], now)
+    if deadline is None:
+        cb.timers[TCPT_TLP] = None
+    else:
+        cb.set_timer(TCPT_TLP, deadline - now, now)
+
+
 def send_rst(cb: TcpCb, now: float) -> None:
     """RST from a synchronized connection being dropped (seq = SND.MAX)."""
     cb.stats.tcps_sndrst += 1
@@ -309,12 +331,12 @@ def tcp_output(cb: TcpCb, now: float) -> None:
     if sack:
         sb = cb.sack
         if sb.lost != sb.lost_rx and st >= _ESTABLISHED:
-            _rec.rexmit_lost(cb, now)      # RFC 6675 NextSeg rule 1 before new data
+            rexmit_lost(cb, now)      # RFC 6675 NextSeg rule 1 before new data
     before = cb.snd_max
     while _output_one(cb, now, idle):
         pass
     if sack and cb.snd_max != before:
-        _rec.tlp_schedule(cb, now)         # RFC 8985 7.2: after new data
+        tlp_schedule(cb, now)         # RFC 8985 7.2: after new data
 
 
 def _autosndbuf(cb: TcpCb) -> None:

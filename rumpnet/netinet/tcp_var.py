@@ -42,6 +42,7 @@ from rumpnet.netinet.tcp_const import (  # noqa: F401  (re-exported: tcp_var.h's
     TF_SACK_PERMIT,
     TF_SENTFIN,
     TF_WILL_SACK,
+    TS_BOTH,
 )
 from rumpnet.netinet.tcp_fsm import Ev, TcpState, next_state
 from rumpnet.netinet.tcp_sack import SackScoreboard
@@ -505,6 +506,15 @@ class TcpCb:
     def ts_now(self, now: float) -> int:
         """Our RFC 7323 timestamp clock: milliseconds plus a per-connection offset."""
         return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
+
+    def segsize(self) -> int:
+        """The effective segment size, SMSS (RFC 5681 section 2, RFC 9293 3.7.1): the MSS
+        less the options every segment carries (NetBSD's t_segsz).  cwnd counts in these
+        units."""
+        n = self.t_maxseg
+        if self.t_flags & TS_BOTH == TS_BOTH:
+            n -= 12
+        return max(n, 1)
 
     def rcv_space(self) -> int:
         return max(0, self.rcvspace - len(self.rcv_buf))
