@@ -27,6 +27,7 @@ from rumpnet.netinet.ip_var import (
     IcmpStats,
     IpParams,
     IpStats,
+    PrCtlInput,
     UdpStats,
 )
 from rumpnet.netinet.raw_ip import RawIp, RawSocket
@@ -85,7 +86,7 @@ class Inet:
             (pysocket.SOCK_DGRAM, 0): UdpSocket,
             (pysocket.SOCK_DGRAM, IPPROTO_UDP): UdpSocket,
         }
-        self.ctlinputs: dict[int, Callable[[str, int, int, bytes, int], bool]] = {IPPROTO_UDP: self.udp.ctlinput}
+        self.ctlinputs: dict[int, PrCtlInput] = {IPPROTO_UDP: self.udp.ctlinput}
         net = kernel.net
         net.ether_dispatch[ETHERTYPE_IP] = self.input.input
         net.ether_dispatch[ETHERTYPE_ARP] = self.arp.input
