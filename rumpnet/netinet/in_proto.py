@@ -16,6 +16,7 @@ from rumpkern.errno import kerr
 from rumpnet.ifnet import ETHERTYPE_ARP, ETHERTYPE_IP, IfAddr, Ifnet
 from rumpnet.netinet.if_arp import Arp, ArpParams
 from rumpnet.netinet.in_addr import INADDR_ANY, INADDR_LOOPBACK
+from rumpnet.netinet.ip_gso import wire_frames
 from rumpnet.netinet.ip_icmp import Icmp, IcmpParams
 from rumpnet.netinet.ip_input import IpInput
 from rumpnet.netinet.ip_output import IpOutput
@@ -90,6 +91,7 @@ class Inet:
         net = kernel.net
         net.ether_dispatch[ETHERTYPE_IP] = self.input.input
         net.ether_dispatch[ETHERTYPE_ARP] = self.arp.input
+        net.ether_segment[ETHERTYPE_IP] = wire_frames
         net.loop_input = self.input.input
         net.listeners.append(self)
         self._sysctl()

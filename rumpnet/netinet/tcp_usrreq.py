@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpkern.sched import SyscallCtx
-from rumpnet.ifnet import IFCAP_TSOv4, M_CSUM_TCPv4
+from rumpnet.ifnet import M_CSUM_TCPv4
 from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
 from rumpnet.netinet.in_pcb import ip_ttl_tos_get, ip_ttl_tos_set
@@ -33,7 +33,6 @@ from rumpnet.netinet.tcp_var import (
     TcpParams,
     TcpStats,
 )
-from rumpnet.route import RTF_LOCAL
 from rumpnet.uipc_socket import (
     MSG_DONTWAIT,
     MSG_KNOWN,
@@ -52,14 +51,6 @@ if TYPE_CHECKING:
     from rumpnet.net_kernel import NetKernel
 
 TCPCTL_STATS = 30
-# TSO by coalescing (Tcp._output): a segment must carry more than this many bytes to
-# start a superframe; SYN, FIN, RST and URG segments are never merged; a superframe
-# holds at most TSO_MAX_TCP bytes of TCP payload (it and the headers fit 65535 bytes).
-TSO_MIN_SEG = 512
-_NO_COALESCE = 0x01 | 0x02 | 0x04 | 0x20
-TSO_MAX_TCP = 65535 - 20 - 60
-TH_PUSH = 0x08
-_U32 = struct.Struct("!I")
 _PORTS = struct.Struct("!HH")
 TH_SYN = 0x02
 TH_ACK = 0x10
@@ -90,58 +81,22 @@ class Tcp:
         # Some socket set IP_TOS or IP_TTL: segments are matched to their connection (or
         # listener, for a SYN-ACK) to carry them (_tos_ttl).
         self.ipopts_used = False
-        # TSO by coalescing: back-to-back full-sized data segments of one connection
-        # toward a TSO-capable interface, as tcp_output emits them in one call, are held
-        # here and go to IP as one superframe when TCP returns (see _tso_add).
-        self._tso_q: list[bytes] = []
-        self._tso_src = self._tso_dst = 0
-        self._tso_len = self._tso_hl = self._tso_segsz = self._tso_next = self._tso_flags = 0
-        self._tso_k0 = self._tso_k1 = self._tso_k2 = self._tso_k3 = b""
-        self._tso_flush_armed = False
-        self.tso_superframes = 0  # superframes handed to IP (built by TCP or coalesced here)
+        self.tso_superframes = 0  # superframes TCP built and handed to IP
         self.tso_segments = 0  # the wire segments they stand for
 
     # -- TCP -> IP ---------------------------------------------------------------------
     def _tso_for(self, dst: int) -> int:
-        """TCP payload + option bytes the out-interface toward ``dst`` takes as one TSO
-        superframe (its tso_mtu less the IP and base TCP headers); for an interface
-        without TSO, the same 64 KB for software segmentation (GSO, ``net.inet.tcp.gso``);
-        0 for none (GSO off, loopback, local routes)."""
-        ifp = self._out_ifp(dst)
-        if ifp is None:
-            return 0
-        if ifp.capabilities & IFCAP_TSOv4:
-            return min(ifp.tso_mtu, 65535) - 40
-        if self.params.gso and not ifp.loopback:
-            return 65535 - 40
-        return 0
-
-    def _out_ifp(self, dst: int) -> Any:
-        """The interface toward ``dst``, or None for no route or a local one."""
-        rt = self.inet.routes.lookup(dst)
-        if rt is None or rt.flags & RTF_LOCAL:
-            return None
-        return rt.ifp
+        """The most TCP payload and option bytes per superframe toward ``dst`` (IP's
+        answer, :meth:`IpOutput.tso_max`; ``net.inet.tcp.gso`` allows them toward
+        interfaces without TSO, which IP then cuts)."""
+        return self.inet.output.tso_max(dst, bool(self.params.gso))
 
     def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0) -> None:
         if tso_segsz:
-            # TCP built the superframe itself (tso_for): keep the order of anything held.
-            if self._tso_q:
-                self.tso_flush()
+            # A superframe (tcp_output built it to t_tsomax): IP decides how it leaves.
             self.tso_superframes += 1
             self.tso_segments += -(-(len(segment) - ((segment[12] >> 4) << 2)) // tso_segsz)
-            self._ip_output(src, dst, segment, tso_segsz)
-            return
-        if self._tso_q:
-            if self._tso_add(src, dst, segment):
-                return
-            self.tso_flush()
-        elif len(segment) > TSO_MIN_SEG and not segment[13] & _NO_COALESCE:
-            ifp = self._out_ifp(dst)
-            if ifp is not None and ifp.capabilities & IFCAP_TSOv4:
-                self._tso_start(src, dst, segment)
-                return
-        self._ip_output(src, dst, segment)
+        self._ip_output(src, dst, segment, tso_segsz)
 
     def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0) -> None:
         try:
@@ -180,64 +135,6 @@ class Tcp:
             return None
         return (tos, ttl) if tos or ttl is not None else None
 
-    def _tso_add(self, src: int, dst: int, seg: bytes) -> bool:
-        """Append ``seg`` to the held superframe if it continues it: same connection,
-        same header but for the sequence number, flags and checksum (ack, window,
-        options), a full-sized predecessor, and room left under 64 KB."""
-        q = self._tso_q
-        hl = self._tso_hl
-        segsz = self._tso_segsz
-        n = len(seg) - hl
-        if (n <= 0 or n > segsz or src != self._tso_src or dst != self._tso_dst
-                or len(q[-1]) - hl != segsz or self._tso_len + n > TSO_MAX_TCP
-                or seg[13] | TH_PUSH != self._tso_flags or seg[8:13] != self._tso_k1
-                or seg[0:4] != self._tso_k0 or seg[14:16] != self._tso_k2
-                or seg[18:hl] != self._tso_k3
-                or _U32.unpack_from(seg, 4)[0] != self._tso_next):
-            return False
-        q.append(seg)
-        self._tso_len += n
-        self._tso_next = (self._tso_next + n) & 0xFFFFFFFF
-        return True
-
-    def _tso_start(self, src: int, dst: int, seg: bytes) -> None:
-        hl = (seg[12] >> 4) << 2
-        self._tso_q = [seg]
-        self._tso_src, self._tso_dst = src, dst
-        self._tso_hl = hl
-        self._tso_segsz = self._tso_len = len(seg) - hl
-        self._tso_next = (_U32.unpack_from(seg, 4)[0] + self._tso_len) & 0xFFFFFFFF
-        self._tso_flags = seg[13] | TH_PUSH
-        # ports, (ack, offset), window, (urgent, options): what must match
-        self._tso_k0, self._tso_k1, self._tso_k2, self._tso_k3 = seg[0:4], seg[8:13], seg[14:16], seg[18:hl]
-        if not self._tso_flush_armed:
-            self._tso_flush_armed = True
-            self.kernel.sched.call_soon(self.tso_flush)
-
-    def tso_flush(self) -> None:
-        """Send the held segments: one superframe (``tso_segsz`` = their payload size),
-        or the single segment as it is."""
-        self._tso_flush_armed = False
-        q = self._tso_q
-        if not q:
-            return
-        self._tso_q = []
-        src, dst = self._tso_src, self._tso_dst
-        if len(q) == 1:
-            self._ip_output(src, dst, q[0])
-            return
-        first = q[0]
-        hl = self._tso_hl
-        psh = 0
-        sf = bytearray(first)
-        for seg in q[1:]:
-            sf += memoryview(seg)[hl:]
-            psh |= seg[13]
-        sf[13] |= psh & TH_PUSH
-        self.tso_superframes += 1
-        self.tso_segments += len(q)
-        self._ip_output(src, dst, sf, len(first) - hl)
-
     def _mtu_for(self, dst: int) -> int:
         rt = self.inet.routes.lookup(dst)
         return rt.path_mtu if rt is not None else 1500
@@ -263,10 +160,7 @@ class Tcp:
 
     # -- the one timer -------------------------------------------------------------------
     def kick(self) -> None:
-        """Re-arm the loop timer if TCP's earliest deadline is earlier than the armed one
-        (and send a superframe held for TSO: TCP has returned)."""
-        if self._tso_q:
-            self.tso_flush()
+        """Re-arm the loop timer if TCP's earliest deadline is earlier than the armed one."""
         when = self.proto.get_timer()
         if when is None:
             return
