@@ -1,8 +1,10 @@
 """TCP user requests (NetBSD's ``tcp_usrreq.c``): stream sockets over the sans-IO TCP.
 
 This is the glue between the socket layer (sleeping, errno, options, poll) and
-``TcpProtocol``/``TcpCb`` (state machine, timers as deadlines). After every call into
-TCP the one loop timer is re-armed if TCP's earliest deadline moved earlier.
+``TcpProtocol``/``TcpCb`` (state machine, timers as deadlines). One loop timer serves
+all of TCP: it is re-armed in one place, :meth:`Tcp.deadline`, which TCP calls whenever
+a deadline moves earlier (``TcpProtocol.deadline_out``), whether a user request, input,
+an ICMP error or a timer set it; after the timer fires it is armed at TCP's next one.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Tcp:
         routes = inet.routes
         self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats,
                                  tso_for=self._tso_for, route_gen=lambda: routes.generation,
-                                 pmtu_update=inet.icmp.mtudisc)
+                                 pmtu_update=inet.icmp.mtudisc, deadline_out=self.deadline)
         self.proto.sb_max = lambda: kernel.sb_max
         self._timer: Any = None
         self._timer_when: float | None = None
@@ -151,19 +153,15 @@ class Tcp:
         # The driver checked the checksum, or the host left it partial (offloads).
         self.proto.input(src, dst, pkt[hlen:], self.kernel.sched.now(),
                          csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4))
-        self.kick()
 
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
-        taken = self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
-        self.kick()
-        return taken
+        return self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
 
     # -- the one timer -------------------------------------------------------------------
-    def kick(self) -> None:
-        """Re-arm the loop timer if TCP's earliest deadline is earlier than the armed one."""
-        when = self.proto.get_timer()
-        if when is None:
-            return
+    def deadline(self, when: float) -> None:
+        """TCP set a deadline at ``when``: arm the loop timer if that is earlier than the
+        armed one (a deadline cancelled since leaves the timer early; it then fires,
+        finds nothing due and is armed at the next one)."""
         if self._timer_when is not None and self._timer_when <= when:
             return
         if self._timer is not None:
@@ -175,7 +173,9 @@ class Tcp:
         self._timer = None
         self._timer_when = None
         self.proto.handle_timer(self.kernel.sched.now())
-        self.kick()
+        when = self.proto.get_timer()
+        if when is not None:
+            self.deadline(when)
 
     def pcbs(self) -> list[Any]:
         return list(self.proto.pcbs())
@@ -300,7 +300,6 @@ class TcpSocket(Socket):
         if lst is None:
             raise kerr(errno.EINVAL)
         cb = lst.accept()
-        self.tcp.kick()
         if cb is None:
             if self.closed:
                 raise kerr(errno.ECONNABORTED)
@@ -322,7 +321,6 @@ class TcpSocket(Socket):
         nso.linger = self.linger
         nso.linger_changed()
         cb.keepalive = SO_KEEPALIVE in nso.so_options
-        self.tcp.kick()  # the keepalive timer may be new: re-arm the loop timer
         return nso, (ntoa(cb.faddr), cb.fport)
 
     # -- connecting -----------------------------------------------------------------------
@@ -364,7 +362,6 @@ class TcpSocket(Socket):
             lport = self.lport if self.bound else 0
             cb = self.tcp.proto.connect(laddr, lport, faddr, fport, self._now(), **opts)
             self._adopt(cb)
-            self.tcp.kick()
             ctx.data = "connecting"
             if self.nbio:
                 raise kerr(errno.EINPROGRESS)
@@ -414,7 +411,6 @@ class TcpSocket(Socket):
                 break
             progress += n
         ctx.progress = progress
-        self.tcp.kick()
         if progress >= total:
             return total
         if self.nbio or flags & MSG_DONTWAIT:
@@ -448,7 +444,6 @@ class TcpSocket(Socket):
             # A blocking receive waits for SO_RCVLOWAT bytes (or all it asked for), unless
             # the connection ends (NetBSD's soreceive).
             chunk = cb.recv(n - have, self._now(), peek=peek)
-            self.tcp.kick()
             if not waitall:
                 return chunk, None
             if acc is None:
@@ -488,7 +483,6 @@ class TcpSocket(Socket):
             if not self.cantsendmore:
                 self.cantsendmore = True
                 cb.shutdown_write(now)
-        self.tcp.kick()
         self.wakeup_all()
 
     def close(self) -> None:
@@ -510,7 +504,6 @@ class TcpSocket(Socket):
                 cb.close(now)
         elif self.bound:
             self.tcp.proto.unbind(self.laddr, self.lport)
-        self.tcp.kick()
         super().close()
 
     def linger_pending(self) -> bool:
@@ -568,7 +561,6 @@ class TcpSocket(Socket):
         if self.cb is not None:
             if level == pysocket.SOL_SOCKET and opt == SO_KEEPALIVE:
                 self.cb.keepalive = SO_KEEPALIVE in self.so_options
-            self.tcp.kick()  # a timer may have moved (keepalive)
 
     def buffer_size(self, rcv: bool) -> int:
         """The connection's buffers, which TCP resizes (rounded to whole segments at
