@@ -10,6 +10,7 @@ import socket
 from rumpkern import rump_init
 from rumpnet.netinet.tcp_subr import TcpProtocol
 from rumpnet.netinet.tcp_var import TcpParams
+from rumpnet.testing.vnet import tcp_connection
 
 A, B = 0x0A000001, 0x0A000002
 
@@ -34,12 +35,7 @@ def test_a_user_request_arms_the_kernel_timer_without_a_kick() -> None:
     k = rump_init(clock="virtual", seed=3)
     try:
         k.ifconfig("lo0", "inet", "127.0.0.1")
-        lfd = k.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
-        k.rump_sys_bind(lfd, ("127.0.0.1", 9000))
-        k.rump_sys_listen(lfd, 1)
-        c = k.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
-        k.rump_sys_connect(c, ("127.0.0.1", 9000))
-        s, _ = k.rump_sys_accept(lfd)
+        lfd, c, s = tcp_connection(k, k, ("127.0.0.1", 9000))
         k.run_for(1)
         stats = k.inet.tcp.stats
         assert stats.tcps_keepprobe == 0
