@@ -85,8 +85,8 @@ def rcv_window(cb: TcpCb) -> int:
         space = min(space, TCP_MAXWIN)
     else:
         space = min(space, TCP_MAXWIN << cb.rcv_scale)
-    promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
-    if promised < 0x80000000 and space < promised:
+    promised = cb.rcv_wnd
+    if space < promised:
         space = promised            # never shrink the window (RFC 9293 3.8.6)
     return space
 
@@ -390,124 +390,136 @@ def _count_output(cb: TcpCb, snd_nxt: int, length: int, tso: int, flags: int, no
 
 
 def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
-    """Build and send at most one segment; True if more may be sent (sendalot)."""
+    """Build and send at most one segment; True if more may be sent (sendalot).  The body
+    of NetBSD's tcp_output loop: what may go from where (:func:`_extent`), how much of it
+    in one packet (:func:`_tso_length`), whether to send now (:func:`_should_send`), then
+    the segment (:func:`_send_segment`)."""
     state = cb.state
-    flags = TCP_OUTFLAGS[state]
     tf = cb.t_flags
-    buf = cb.snd_buf
-    blen = len(buf)
-    if flags == TH_ACK and not blen and not tf & (TF_ACKNOW | TF_FORCE):
-        # Nothing queued and no ACK owed (a receiver between ACKs): only a window update
-        # can go out.  The general path below decides the same; this skips its work.
-        promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
-        if promised >= 0x80000000:
-            promised = 0
-        adv = min(rcv_window(cb), TCP_MAXWIN << cb.rcv_scale) - promised
-        if not (adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace)):
-            if tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
-                cb.rcv_dsack = None                    # as on the general path
-                cb.stats.tcps_sack_send_opts += 1
-            return False
+    blen = len(cb.snd_buf)
+    flags, snd_nxt, off, length = _extent(cb, TCP_OUTFLAGS[state], tf, blen, now)
+    ss = tso = 0
+    sendalot = False
+    if length:
+        ss = cb.t_maxseg - _optlen(cb, flags)
+        if length > ss:
+            length, tso, sendalot = _tso_length(cb, flags, length, ss, off, blen)
+    # FIN: only with the last byte (also when that byte is retransmitted, and backed up
+    # over in _extent while it is unacknowledged).
+    if flags & TH_FIN and (not cb.fin_queued or off + length != blen):
+        flags &= ~TH_FIN
+    win = rcv_window(cb)
+    if not _should_send(cb, state, flags, tf, snd_nxt, off, length, ss, blen, idle, win):
+        _not_sending(cb, state, flags, tf, blen, now)
+        return False
+    _send_segment(cb, flags, snd_nxt, off, length, tso, win, now)
+    return sendalot and not cb.freed
+
+
+def _extent(cb: TcpCb, flags: int, tf: int, blen: int, now: float) -> tuple[int, int, int, int]:
+    """(flags, SND.NXT, offset in snd_buf, length) of what the windows let go now.  A
+    zero send window pulls SND.NXT back and starts the persist timer (NetBSD)."""
     snd_una = cb.snd_una
     snd_nxt = cb.snd_nxt
-    snd_max_eq = cb.snd_max == snd_una
     if flags & TH_FIN and tf & TF_SENTFIN and snd_nxt == cb.snd_max and snd_nxt != snd_una:
         # 4.4BSD tcp_output (NetBSD, FreeBSD): while our FIN is unacknowledged every
         # segment carries it again, from its own sequence number (the ACK of the peer's
         # FIN in CLOSING is "F. ack"): snd_nxt is backed up over it.
         snd_nxt = (snd_nxt - 1) & SEQ_MASK
-
     if flags & TH_SYN:
         if snd_nxt != cb.iss:
             flags &= ~TH_SYN
-        length = 0
+        return flags, snd_nxt, 0, 0
+    off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
+    if off >= 0x80000000:
         off = 0
-    else:
-        off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
-        if off >= 0x80000000:
-            off = 0
+    length = 0
+    if blen > off:
         length = min(blen - off, _send_room(cb, snd_nxt, (snd_nxt - snd_una) & SEQ_MASK, tf))
         if length < 0:
             length = 0
-        if cb.snd_wnd == 0 and not tf & TF_FORCE and blen and cb.timers[TCPT_PERSIST] is None:
-            # Zero window: pull back and probe with the persist timer (NetBSD).
-            cb.timers[TCPT_REXMT] = None
-            cb.t_rxtshift = 0
-            cb.snd_nxt = snd_nxt = snd_una
-            off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
-            length = 0
-            tcp_setpersist(cb, now)
+    if cb.snd_wnd == 0 and not tf & TF_FORCE and blen and cb.timers[TCPT_PERSIST] is None:
+        # Zero window: pull back and probe with the persist timer (NetBSD).
+        cb.timers[TCPT_REXMT] = None
+        cb.t_rxtshift = 0
+        cb.snd_nxt = snd_nxt = snd_una
+        off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
+        length = 0
+        tcp_setpersist(cb, now)
+    return flags, snd_nxt, off, length
 
-    olen = _optlen(cb, flags)
-    ss = cb.t_maxseg - olen
-    sendalot = False
-    tso = 0
-    if length > ss:
-        n = cb.t_tsomax - olen
-        if n >= 2 * ss and not flags & TH_SYN:
-            # TSO: whole full-sized segments in one superframe, never the last byte of
-            # the send buffer (so no FIN or PSH rides on it; the tail goes as usual).
-            n = min(length, n, blen - 1 - off)
-            n -= n % ss
-            if n >= 2 * ss:
-                tso = ss
-                sendalot = n < length
-                length = n
-        if not tso:
-            length = ss
-            sendalot = True
 
-    # FIN: only with the last byte (also when that byte is retransmitted, and backed up
-    # over above while it is unacknowledged).
-    if flags & TH_FIN and (not cb.fin_queued or off + length != blen):
-        flags &= ~TH_FIN
+def _tso_length(cb: TcpCb, flags: int, length: int, ss: int, off: int, blen: int) -> tuple[int, int, bool]:
+    """(length, segment size, more to send) of a packet when more than a segment ``ss``
+    may go: whole segments in one superframe up to ``t_tsomax`` (TSO or GSO; never the
+    last byte of the send buffer, so no FIN or PSH rides on it: the tail goes as usual),
+    else one segment (segment size 0: not a superframe)."""
+    n = cb.t_tsomax - (cb.t_maxseg - ss)
+    if n >= 2 * ss and not flags & TH_SYN:
+        n = min(length, n, blen - 1 - off)
+        n -= n % ss
+        if n >= 2 * ss:
+            return n, ss, n < length
+    return ss, 0, True
 
-    send = False
+
+def _should_send(cb: TcpCb, state: TcpState, flags: int, tf: int, snd_nxt: int, off: int,
+                 length: int, ss: int, blen: int, idle: bool, win: int) -> bool:
+    """NetBSD tcp_output's decision: a full segment, the end of the data (Nagle, RFC 9293
+    3.7.4), sender SWS avoidance (RFC 9293 3.8.6.2.1), a window update, an ACK owed,
+    SYN, RST or a FIN not yet sent."""
     if length:
         if length >= ss:
-            send = True
-        elif (idle or tf & TF_NODELAY) and off + length == blen:
-            send = True                       # Nagle (RFC 9293 3.7.4)
-        elif tf & TF_FORCE:
-            send = True
-        elif cb.max_sndwnd and length >= cb.max_sndwnd // 2:
-            send = True                       # sender SWS avoidance
-        elif SEQ_LT(snd_nxt, cb.snd_max) and not SEQ_LT((snd_nxt + length) & SEQ_MASK, cb.snd_max):
-            send = True                       # the last piece of what was sent before
-    win = rcv_window(cb)
-    if not send and state >= _ESTABLISHED and not flags & TH_SYN:
-        promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
-        if promised >= 0x80000000:
-            promised = 0
-        adv = min(win, TCP_MAXWIN << cb.rcv_scale) - promised
-        if adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace):
-            send = True                       # window update
-            cb.stats.tcps_sndwinup += 1
+            return True
+        if (idle or tf & TF_NODELAY) and off + length == blen:
+            return True                       # Nagle (RFC 9293 3.7.4)
+        if tf & TF_FORCE:
+            return True
+        if cb.max_sndwnd and length >= cb.max_sndwnd // 2:
+            return True                       # sender SWS avoidance
+        if SEQ_LT(snd_nxt, cb.snd_max) and not SEQ_LT((snd_nxt + length) & SEQ_MASK, cb.snd_max):
+            return True                       # the last piece of what was sent before
+    if state >= _ESTABLISHED and not flags & TH_SYN and _window_update_due(cb, win):
+        cb.stats.tcps_sndwinup += 1
+        return True
     if tf & TF_ACKNOW or flags & (TH_SYN | TH_RST):
-        send = True
-    elif flags & TH_FIN and (not tf & TF_SENTFIN or cb.snd_nxt == snd_una):
-        send = True                           # a FIN not yet sent, or retransmitted
-    if not send:
-        if tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack) \
-                and not flags & TH_SYN:
-            # What _options did here when it ran before the decision: the D-SACK
-            # range is reported once (or dropped) and the option counted.
-            cb.rcv_dsack = None
-            cb.stats.tcps_sack_send_opts += 1
-        if blen and cb.timers[TCPT_REXMT] is None and cb.timers[TCPT_PERSIST] is None \
-                and state >= _ESTABLISHED and snd_max_eq:
-            cb.t_rxtshift = 0
-            tcp_setpersist(cb, now)
-        return False
+        return True
+    # A FIN not yet sent, or retransmitted.
+    return bool(flags & TH_FIN and (not tf & TF_SENTFIN or cb.snd_nxt == cb.snd_una))
 
-    if length and off + length == blen:
+
+def _window_update_due(cb: TcpCb, win: int) -> bool:
+    """The window ``win`` opens the one the peer knows (RCV.ADV - RCV.NXT) by two segments
+    or half the buffer (receiver SWS avoidance, RFC 9293 3.8.6.2.2; NetBSD tcp_output)."""
+    adv = min(win, TCP_MAXWIN << cb.rcv_scale) - cb.rcv_wnd
+    return adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace)
+
+
+def _not_sending(cb: TcpCb, state: TcpState, flags: int, tf: int, blen: int, now: float) -> None:
+    """Nothing goes out: what deciding did anyway (the D-SACK range is reported once or
+    dropped), and the persist timer for data the window holds back (NetBSD)."""
+    if tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack) and not flags & TH_SYN:
+        cb.rcv_dsack = None
+        cb.stats.tcps_sack_send_opts += 1
+    if blen and cb.timers[TCPT_REXMT] is None and cb.timers[TCPT_PERSIST] is None \
+            and state >= _ESTABLISHED and cb.snd_max == cb.snd_una:
+        cb.t_rxtshift = 0
+        tcp_setpersist(cb, now)
+
+
+def _send_segment(cb: TcpCb, flags: int, snd_nxt: int, off: int, length: int, tso: int, win: int,
+                  now: float) -> None:
+    """Build the segment (a superframe of ``tso``-byte segments when ``tso``), advance
+    SND.NXT/SND.MAX, time it (Karn), arm the retransmission timer, hand it to IP."""
+    tf = cb.t_flags
+    if length and off + length == len(cb.snd_buf):
         flags |= TH_PUSH
     if length or flags & (TH_SYN | TH_FIN) or cb.timers[TCPT_PERSIST] is not None:
         seq = snd_nxt
     else:
         seq = cb.snd_max
     _count_output(cb, snd_nxt, length, tso, flags, now)
-    payload = memoryview(buf)[off:off + length] if length else b""
+    payload = memoryview(cb.snd_buf)[off:off + length] if length else b""
     if (tf & TS_BOTH == TS_BOTH and not flags & TH_SYN
             and not (tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack))):
         raw = _emit_ts(cb, seq, flags, payload, win, now, not tso)
@@ -519,7 +531,6 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
     payload = b""
     if length:
         cb.t_sndtime = now
-
     if length or flags & (TH_SYN | TH_FIN):
         nxt = (snd_nxt + length + (1 if flags & TH_SYN else 0)
                + (1 if flags & TH_FIN else 0)) & SEQ_MASK
@@ -541,4 +552,3 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         cb.proto.output(cb.laddr, cb.faddr, raw, tso_segsz=tso)
     else:
         cb.proto.output(cb.laddr, cb.faddr, raw)
-    return sendalot and not cb.freed
