@@ -26,14 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpnet.netinet.tcp_congctl import CONGCTL, congctl_class
-from rumpnet.netinet.tcp_fsm import TcpState
-from rumpnet.netinet.tcp_var import (
+from rumpnet.netinet.tcp_const import (
     TCPT_KEEP,
     TF_RCVD_SCALE,
     TF_RCVD_TSTMP,
     TF_REQ_SCALE,
     TF_REQ_TSTMP,
     TF_SACK_PERMIT,
+)
+from rumpnet.netinet.tcp_fsm import TcpState
+from rumpnet.netinet.tcp_var import (
     TcpCb,
 )
 from rumpnet.uipc_socket import _int_value

@@ -9,15 +9,12 @@ checks follows RFC 9293 3.10.7.4 with RFC 5961 (blind attacks), RFC 7323 (PAWS),
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet import tcp_recovery as _rec
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpRepr
-from rumpnet.netinet.tcp_fsm import Ev, TcpState
-from rumpnet.netinet.tcp_sack import rcv_sack_update
-from rumpnet.netinet.tcp_seq import SEQ_GEQ, SEQ_GT, SEQ_LEQ, SEQ_LT, SEQ_MASK, seq_diff
-from rumpnet.netinet.tcp_var import (
+from rumpnet.netinet.tcp_const import (
     EV_CONNECTED,
     EV_READABLE,
     EV_WRITABLE,
@@ -36,6 +33,9 @@ from rumpnet.netinet.tcp_var import (
     TF_SACK_PERMIT,
     TF_SENTFIN,
 )
+from rumpnet.netinet.tcp_fsm import Ev, TcpState
+from rumpnet.netinet.tcp_sack import rcv_sack_update
+from rumpnet.netinet.tcp_seq import SEQ_GEQ, SEQ_GT, SEQ_LEQ, SEQ_LT, SEQ_MASK, seq_diff
 
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_var import TcpCb
@@ -208,7 +208,7 @@ def _reass_insert(cb: TcpCb, seq: int, data: bytes | bytearray | memoryview) -> 
     for a, b in pieces:
         q.append([(rn + a) & M, bytearray(data[a - s:b - s])])
     q.sort(key=lambda x: (x[0] - rn) & M)
-    merged: list[list] = []
+    merged: list[list[Any]] = []
     for ent in q:
         if merged:
             last = merged[-1]

@@ -51,13 +51,7 @@ from rumpnet.netinet import tcp_ctlinput as _ctl
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpParseError, TcpRepr
 from rumpnet.netinet.tcp_congctl import CongCtl, congctl_class
-from rumpnet.netinet.tcp_ctloutput import CB_OPTS
-from rumpnet.netinet.tcp_fsm import Ev, TcpState
-from rumpnet.netinet.tcp_input import tcp_input_cb
-from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_MASK
-from rumpnet.netinet.tcp_syncache import SynCache, SynCacheEntry
-from rumpnet.netinet.tcp_timer import TimerHeap
-from rumpnet.netinet.tcp_var import (
+from rumpnet.netinet.tcp_const import (
     EV_CLOSED,
     EV_ERROR,
     EV_READABLE,
@@ -67,6 +61,14 @@ from rumpnet.netinet.tcp_var import (
     TF_RCVD_TSTMP,
     TF_REQ_SCALE,
     TF_REQ_TSTMP,
+)
+from rumpnet.netinet.tcp_ctloutput import CB_OPTS
+from rumpnet.netinet.tcp_fsm import Ev, TcpState
+from rumpnet.netinet.tcp_input import tcp_input_cb
+from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_MASK
+from rumpnet.netinet.tcp_syncache import SynCache, SynCacheEntry
+from rumpnet.netinet.tcp_timer import TimerHeap
+from rumpnet.netinet.tcp_var import (
     TcpCb,
     TcpParams,
     TcpStats,

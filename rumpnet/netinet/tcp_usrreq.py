@@ -21,15 +21,17 @@ from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
 from rumpnet.netinet.in_pcb import ip_ttl_tos_get, ip_ttl_tos_set
 from rumpnet.netinet.ip_var import IPPROTO_TCP
-from rumpnet.netinet.tcp_ctloutput import socket_opts, tcp_getsockopt, tcp_setsockopt
-from rumpnet.netinet.tcp_fsm import TcpState
-from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
-from rumpnet.netinet.tcp_var import (
+from rumpnet.netinet.tcp_const import (
     EV_CLOSED,
     EV_CONNECTED,
     EV_ERROR,
     EV_READABLE,
     EV_WRITABLE,
+)
+from rumpnet.netinet.tcp_ctloutput import socket_opts, tcp_getsockopt, tcp_setsockopt
+from rumpnet.netinet.tcp_fsm import TcpState
+from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
+from rumpnet.netinet.tcp_var import (
     PARAM_CHOICES,
     TcpCb,
     TcpParams,
