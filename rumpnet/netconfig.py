@@ -262,7 +262,7 @@ class NetConfig:
         """``arp -s IP MAC [temp] [pub]``: a static entry (``temp``: it expires; ``pub``: answer for it, proxy ARP)."""
         a = aton_strict(ip)
         m = parse_mac(mac)
-        return self._run(lambda: self._inet.arp.add_static(a, m, temp=temp, published=pub))
+        return self._run(lambda: self._inet.arp.add_static(a, m, self._inet.now(), temp=temp, published=pub))
 
     def arp_delete(self, ip: str) -> None:
         """``arp -d IP``."""

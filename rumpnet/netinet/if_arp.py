@@ -1,9 +1,15 @@
 """ARP (RFC 826; NetBSD's ``if_arp.c``): resolution, cache, static and published entries.
 
-Entries expire ``net.inet.arp.keep`` seconds after they were learned (a timer per entry,
-so virtual time can jump straight to it). Packets wait in a short queue while an address
-is being resolved; requests for one address go out at most once a second and after
-``maxtries`` unanswered ones the host is marked down for ``down`` seconds.
+Entries expire ``net.inet.arp.keep`` seconds after they were learned. Packets wait in a
+short queue while an address is being resolved; requests for one address go out at most
+once a second and after ``maxtries`` unanswered ones the host is marked down for ``down``
+seconds.
+
+Sans-IO in time: every routine that needs the time takes ``now``; each entry's next
+deadline (retry, give up, end of "down", expiry) is a key of :attr:`Arp.timers`, so the
+caller pulls ``get_timer()`` (or is told through ``timers.deadline_out``) and calls
+``handle_timer(now)`` then (NetBSD's ``arptimer`` callout per llentry). Frames leave
+through the interface (``ether_output``).
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ from __future__ import annotations
 import errno
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rumpkern.errno import kerr
 from rumpnet.ifnet import ETHER_BROADCAST, ETHERTYPE_ARP, ETHERTYPE_IP
+from rumpnet.netinet.ip_var import CoreTimers
 
 if TYPE_CHECKING:
     from rumpnet.ifnet import Ifnet
@@ -50,7 +57,7 @@ class LlEntry:
     """A link-layer entry (``struct llentry``)."""
 
     __slots__ = ("ip", "mac", "ifp", "state", "static", "published", "expire", "hold", "asked",
-                 "last_request", "timer")
+                 "last_request")
 
     def __init__(self, ip: int, ifp: Ifnet) -> None:
         self.ip = ip
@@ -63,7 +70,6 @@ class LlEntry:
         self.hold: list[bytes | bytearray] = []
         self.asked = 0
         self.last_request = -1e18
-        self.timer: Any = None
 
 
 class Arp:
@@ -76,18 +82,25 @@ class Arp:
         # this fix every conflicting frame was appended, so a peer (or a flood of forged
         # ARP) claiming our address grew the list without limit.
         self.conflicts: deque[tuple[int, bytes]] = deque(maxlen=ARP_CONFLICTS_KEPT)
+        # The next deadline of each entry that has one, by address (a static entry has none).
+        self.timers: CoreTimers[int] = CoreTimers()
 
     # -- timers ----------------------------------------------------------------------
     def _arm(self, lle: LlEntry, when: float) -> None:
-        if lle.timer is not None:
-            lle.timer.cancel()
-        lle.timer = self.inet.kernel.sched.call_at(when, self._timer, lle)
+        self.timers.set(lle.ip, when)
 
-    def _timer(self, lle: LlEntry) -> None:
-        lle.timer = None
-        if self.table.get(lle.ip) is not lle:
-            return
-        now = self.inet.now()
+    def get_timer(self) -> float | None:
+        """The earliest deadline of any entry, or None."""
+        return self.timers.earliest()
+
+    def handle_timer(self, now: float) -> None:
+        """Run every entry's deadline due at ``now`` (``arptimer``)."""
+        while (ip := self.timers.pop_due(now)) is not None:
+            lle = self.table.get(ip)
+            if lle is not None:
+                self._timer(lle, now)
+
+    def _timer(self, lle: LlEntry, now: float) -> None:
         if lle.state == LLE_INCOMPLETE:
             if lle.asked >= self.params.maxtries:
                 # Give up: drop what waited and remember the host is down for a while.
@@ -103,8 +116,9 @@ class Arp:
         self.remove(lle.ip)
 
     # -- resolution ------------------------------------------------------------------
-    def output(self, ifp: Ifnet, pkt: bytes | bytearray, nexthop: int, is_bcast: bool) -> None:
-        """``arpresolve`` + ``ether_output`` for an IPv4 packet toward ``nexthop``."""
+    def output(self, ifp: Ifnet, pkt: bytes | bytearray, nexthop: int, is_bcast: bool, now: float) -> None:
+        """``arpresolve`` + ``ether_output`` for an IPv4 packet toward ``nexthop`` at
+        ``now``: sent at once when the link address is known, else held and asked for."""
         if ifp.l3_output is not None:
             ifp.l3_output(pkt)  # a point-to-point interface with no link layer (tun)
             return
@@ -120,7 +134,6 @@ class Arp:
         if lle is not None and lle.state == LLE_VALID and lle.mac is not None:
             ifp.ether_output(pkt, lle.mac, ETHERTYPE_IP)
             return
-        now = self.inet.now()
         if lle is None:
             lle = LlEntry(nexthop, ifp)
             self.table[nexthop] = lle
@@ -158,7 +171,8 @@ class Arp:
         self.request(ifp, addr, addr)
 
     # -- input -----------------------------------------------------------------------
-    def input(self, ifp: Ifnet, pkt: memoryview, mcast: int = 0) -> None:
+    def input(self, ifp: Ifnet, pkt: memoryview, now: float, mcast: int = 0) -> None:
+        """An ARP packet received on ``ifp`` at ``now`` (``in_arpinput``)."""
         st = self.stats
         st.as_rcvtotal += 1
         if len(pkt) < ARP_LEN:
@@ -202,11 +216,11 @@ class Arp:
         else:
             lle = self.table.get(spa)
             if lle is not None:
-                self._update(lle, sha, ifp)
+                self._update(lle, sha, ifp, now)
             elif myifa is not None:
                 lle = LlEntry(spa, ifp)
                 self.table[spa] = lle
-                self._update(lle, sha, ifp)
+                self._update(lle, sha, ifp, now)
         if op != ARPOP_REQUEST:
             return
         if myifa is not None:
@@ -216,7 +230,7 @@ class Arp:
         if pub is not None and pub.published and pub.mac is not None and inet.ifa_on_link(spa) is not None:
             self.reply(ifp, pub.mac, tpa, sha, spa)
 
-    def _update(self, lle: LlEntry, sha: bytes, ifp: Ifnet) -> None:
+    def _update(self, lle: LlEntry, sha: bytes, ifp: Ifnet, now: float) -> None:
         st = self.stats
         if lle.static:
             if lle.mac != sha:
@@ -230,7 +244,6 @@ class Arp:
         lle.mac = sha
         lle.state = LLE_VALID
         lle.asked = 0
-        now = self.inet.now()
         lle.expire = now + self.params.keep
         self._arm(lle, lle.expire)
         if lle.hold:
@@ -247,7 +260,9 @@ class Arp:
         ifp.ether_output(pkt, tha, ETHERTYPE_ARP)
 
     # -- administration (arp(8)) -------------------------------------------------------
-    def add_static(self, ip: int, mac: bytes, temp: bool = False, published: bool = False) -> LlEntry:
+    def add_static(self, ip: int, mac: bytes, now: float, temp: bool = False, published: bool = False) -> LlEntry:
+        """``arp -s``: a permanent entry, or with ``temp`` one that expires like a learned
+        one (``keep`` seconds from ``now``); ``published`` answers requests for it."""
         existing = self.table.get(ip)
         if existing is not None and existing.state != LLE_INCOMPLETE and existing.static:
             # NetBSD: a permanent entry must be deleted first; learned and temporary
@@ -268,15 +283,14 @@ class Arp:
         if old is not None:
             lle.hold = old.hold
             old.state = LLE_DELETED
-            if old.timer is not None:
-                old.timer.cancel()
+            self.timers.cancel(ip)
         lle.mac = mac
         lle.state = LLE_VALID
         lle.static = not temp
         lle.published = published
         self.table[ip] = lle
         if temp:
-            lle.expire = self.inet.now() + self.params.keep
+            lle.expire = now + self.params.keep
             self._arm(lle, lle.expire)
         if lle.hold:
             held, lle.hold = lle.hold, []
@@ -289,9 +303,7 @@ class Arp:
         if lle is None:
             raise kerr(errno.ESRCH, "No such process")
         lle.state = LLE_DELETED
-        if lle.timer is not None:
-            lle.timer.cancel()
-            lle.timer = None
+        self.timers.cancel(ip)
         return lle
 
     def flush_ifp(self, ifp: Ifnet) -> None:

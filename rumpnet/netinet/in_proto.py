@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import errno
 import socket as pysocket
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from rumpkern.errno import kerr
 from rumpnet.ifnet import ETHERTYPE_ARP, ETHERTYPE_IP, IfAddr, Ifnet
@@ -29,6 +29,7 @@ from rumpnet.netinet.ip_var import (
     IpParams,
     IpStats,
     PrCtlInput,
+    TimerCore,
     UdpStats,
 )
 from rumpnet.netinet.raw_ip import RawIp, RawSocket
@@ -49,6 +50,68 @@ ICMPCTL = {"maskrepl": 1, "errppslimit": 4, "rediraccept": 5, "redirtimeout": 6,
 # The Ethernet header loopback frames carry: zero addresses, ETHERTYPE_IP (Linux's lo).
 _LOOP_ETHER_HDR = bytes(12) + b"\x08\x00"
 UDPCTL = {"checksum": 1, "sendspace": 2, "recvspace": 3, "stats": 5}
+
+
+class _Handle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Callouts(Protocol):
+    """The scheduler's side of a callout (``rumpkern.sched.Scheduler``)."""
+
+    def now(self) -> float: ...
+
+    def call_at(self, when: float, fn: Callable[[], None]) -> _Handle: ...
+
+
+class InetCallout:
+    """The inet domain's one loop timer (NetBSD's callouts all run from one softclock):
+    armed at the earliest deadline of the domain's sans-IO cores (ARP, reassembly, ICMP's
+    route lifetimes, TCP), it runs each core's ``handle_timer(now)`` and re-arms at the
+    next. Cores tell it of each deadline they set through their ``deadline_out``
+    (:meth:`deadline`); it is the only caller of the scheduler for them."""
+
+    def __init__(self, sched: Callouts, cores: Sequence[TimerCore] = ()) -> None:
+        self.sched = sched
+        self.cores: list[TimerCore] = []
+        self._handle: _Handle | None = None
+        self._when: float | None = None
+        for core in cores:
+            self.add(core)
+
+    def add(self, core: TimerCore) -> None:
+        """Drive ``core``'s timers from here (``pr_init`` of a protocol joining the domain).
+        Its deadlines must reach :meth:`deadline` (``deadline_out``)."""
+        self.cores.append(core)
+        when = core.get_timer()
+        if when is not None:
+            self.deadline(when)
+
+    def deadline(self, when: float) -> None:
+        """A core set a deadline at ``when``: arm the timer there if that is earlier than
+        the armed one (a deadline cancelled since leaves the timer early; it then fires,
+        finds nothing due and is armed at the next one)."""
+        if self._when is not None and self._when <= when:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._when = when
+        self._handle = self.sched.call_at(when, self._fire)
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline of the cores."""
+        deadlines = [t for t in (c.get_timer() for c in self.cores) if t is not None]
+        return min(deadlines) if deadlines else None
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._when = None
+        now = self.sched.now()
+        for core in self.cores:
+            core.handle_timer(now)
+        when = self.get_timer()
+        if when is not None:
+            self.deadline(when)
 
 
 class Inet:
@@ -76,6 +139,11 @@ class Inet:
         self.icmp = Icmp(self)
         self.udp = Udp(self)
         self.raw = RawIp(self)
+        # The domain's one timer; each IP core tells it of its deadlines.
+        self.callout = InetCallout(kernel.sched)
+        for core in (self.arp,):
+            core.timers.deadline_out = self.callout.deadline
+            self.callout.add(core)
         self.tcp: Tcp | None = None  # attached by tcp_attach (rumpnet/netinet/tcp_usrreq.py)
         # The protocol switch: IP protocol -> input routine.
         self.inetsw: dict[int, Callable[[Ifnet, memoryview, int, int, int], None]] = {
@@ -90,7 +158,7 @@ class Inet:
         self.ctlinputs: dict[int, PrCtlInput] = {IPPROTO_UDP: self.udp.ctlinput}
         net = kernel.net
         net.ether_dispatch[ETHERTYPE_IP] = self.input.input
-        net.ether_dispatch[ETHERTYPE_ARP] = self.arp.input
+        net.ether_dispatch[ETHERTYPE_ARP] = self._arp_input
         net.ether_segment[ETHERTYPE_IP] = wire_frames
         net.loop_input = self.input.input
         net.listeners.append(self)
@@ -111,6 +179,10 @@ class Inet:
                 raise kerr(errno.EPROTONOSUPPORT)
             raise kerr(errno.EPROTOTYPE if so_type in (pysocket.SOCK_STREAM, pysocket.SOCK_DGRAM) else errno.ESOCKTNOSUPPORT)
         return cls(self.kernel, proto)
+
+    def _arp_input(self, ifp: Ifnet, pkt: memoryview, mcast: int = 0) -> None:
+        """An ARP frame from the link, handed to ARP with the domain's clock."""
+        self.arp.input(ifp, pkt, self.now(), mcast)
 
     def raw_wants(self, proto: int) -> bool:
         return self.raw_listeners > 0 and self.raw.wants(proto)

@@ -397,7 +397,7 @@ class IpOutput:
                 return
             buf = plain
         if len(buf) <= mtu:
-            inet.arp.output(ifp, buf, nexthop, is_bcast)
+            inet.arp.output(ifp, buf, nexthop, is_bcast, inet.now())
             return
         if buf[9] == IPPROTO_TCP and tx_offloads(ifp) & IFCAP_TSOv4 and len(buf) <= ifp.tso_mtu \
                 and len(buf) >= hlen + 20:
@@ -410,8 +410,9 @@ class IpOutput:
         if buf[6] & 0x40:  # DF
             self.stats.ips_cantfrag += 1
             raise kerr(errno.EMSGSIZE)
+        now = inet.now()
         for frag in self.fragment(buf, hlen, mtu):
-            inet.arp.output(ifp, frag, nexthop, is_bcast)
+            inet.arp.output(ifp, frag, nexthop, is_bcast, now)
 
     def _offload_output(self, m: Mbuf, hlen: int, ifp: Ifnet, mtu: int, nexthop: int,
                         is_bcast: bool) -> bytearray | None:
@@ -434,7 +435,7 @@ class IpOutput:
                 m.segsz = segsz
                 m.csum_start = hlen
                 self.tso_out += 1
-                self.inet.arp.output(ifp, m, nexthop, is_bcast)
+                self.inet.arp.output(ifp, m, nexthop, is_bcast, self.inet.now())
                 return None
             try:
                 segs = tcp_segment_superframe(m, segsz)
@@ -443,13 +444,14 @@ class IpOutput:
                 return None
             self.gso_sw += 1
             self.gso_segs += len(segs)
+            now = self.inet.now()
             for seg in segs:
-                self.inet.arp.output(ifp, seg, nexthop, is_bcast)
+                self.inet.arp.output(ifp, seg, nexthop, is_bcast, now)
             return None
         if fl & M_CSUM_PARTIAL and caps & IFCAP_CSUM_TCPv4_Tx and n <= mtu:
             m.csum_flags = M_CSUM_PARTIAL
             m.csum_start = hlen
-            self.inet.arp.output(ifp, m, nexthop, is_bcast)
+            self.inet.arp.output(ifp, m, nexthop, is_bcast, self.inet.now())
             return None
         return self._finish_in_software(m, hlen)
 

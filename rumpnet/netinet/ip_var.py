@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from rumpnet.netinet6.ip6_var import Deadlines
 
 IPVERSION = 4
 IP_HDR = struct.Struct("!BBHHHBBHII")  # vhl tos len id off ttl p sum src dst
@@ -54,6 +57,36 @@ class PrCtlInput(Protocol):
     connections or sockets (``Inet.ctlinput`` counts the rest as icps_noconn)."""
 
     def __call__(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool: ...
+
+
+K = TypeVar("K")
+
+
+class CoreTimers(Deadlines[K]):
+    """A sans-IO core's deadlines by key (ARP entries, reassembly queues, route
+    lifetimes): the core sets and cancels them with the ``now`` it was given, and
+    ``deadline_out(when)`` is told of each one set, so that the glue that owns the
+    domain's one loop timer can arm it there (as TCP's ``TcpProtocol.deadline_out``).
+    A core reads no clock and calls no scheduler."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deadline_out: Callable[[float], None] | None = None
+
+    def set(self, key: K, when: float) -> None:
+        super().set(key, when)
+        out = self.deadline_out
+        if out is not None:
+            out(when)
+
+
+class TimerCore(Protocol):
+    """What the inet domain's glue timer drives (``Inet.callout``): deadlines out
+    (``get_timer``, and ``deadline_out`` as each is set), ``handle_timer(now)`` in."""
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
 
 
 class IpParams:

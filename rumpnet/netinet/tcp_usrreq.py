@@ -77,10 +77,11 @@ class Tcp:
         routes = inet.routes
         self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats,
                                  tso_for=self._tso_for, route_gen=lambda: routes.generation,
-                                 pmtu_update=inet.icmp.mtudisc, deadline_out=self.deadline)
+                                 pmtu_update=inet.icmp.mtudisc, deadline_out=inet.callout.deadline)
         self.proto.sb_max = lambda: kernel.sb_max
-        self._timer: Any = None
-        self._timer_when: float | None = None
+        # TCP's deadlines arm the inet domain's one timer (Inet.callout), which runs
+        # proto.handle_timer(now) when they are due.
+        inet.callout.add(self.proto)
         self.output_drops = 0
         # Some socket set IP_TOS or IP_TTL: segments are matched to their connection (or
         # listener, for a SYN-ACK) to carry them (_tos_ttl).
@@ -158,26 +159,6 @@ class Tcp:
 
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
         return self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
-
-    # -- the one timer -------------------------------------------------------------------
-    def deadline(self, when: float) -> None:
-        """TCP set a deadline at ``when``: arm the loop timer if that is earlier than the
-        armed one (a deadline cancelled since leaves the timer early; it then fires,
-        finds nothing due and is armed at the next one)."""
-        if self._timer_when is not None and self._timer_when <= when:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_when = when
-        self._timer = self.kernel.sched.call_at(when, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._timer_when = None
-        self.proto.handle_timer(self.kernel.sched.now())
-        when = self.proto.get_timer()
-        if when is not None:
-            self.deadline(when)
 
     def pcbs(self) -> list[Any]:
         return list(self.proto.pcbs())
