@@ -141,7 +141,7 @@ class Inet:
         self.raw = RawIp(self)
         # The domain's one timer; each IP core tells it of its deadlines.
         self.callout = InetCallout(kernel.sched)
-        for core in (self.arp,):
+        for core in (self.arp, self.reass):
             core.timers.deadline_out = self.callout.deadline
             self.callout.add(core)
         self.tcp: Tcp | None = None  # attached by tcp_attach (rumpnet/netinet/tcp_usrreq.py)

@@ -167,7 +167,7 @@ class IpInput:
 
         if ip_off & (IP_MF | IP_OFFMASK):
             st.ips_fragments += 1
-            whole = inet.reass.insert(pkt, hlen, src, dst, ip_id, proto, ip_off, ifp)
+            whole = inet.reass.insert(pkt, hlen, src, dst, ip_id, proto, ip_off, ifp, inet.now())
             if whole is None:
                 return
             st.ips_reassembled += 1

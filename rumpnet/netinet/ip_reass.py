@@ -4,6 +4,10 @@ Overlapping fragments (RFC 5722's rule, which NetBSD applies to IPv4 as a harden
 datagrams that would exceed 65535 bytes make the whole datagram go; exact duplicates are
 dropped alone. The number of datagrams under reassembly (``net.inet.ip.maxfragpackets``)
 and of fragments held are capped; queues time out after ``IPFRAGTTL`` seconds.
+
+Sans-IO in time: :meth:`Reassembler.insert` takes ``now``; each queue's timeout is a key
+of :attr:`Reassembler.timers`, run by ``handle_timer(now)`` (NetBSD's ``ip_slowtimo``
+walks the queues; a deadline per queue fires at the same second without the walk).
 """
 
 from __future__ import annotations
@@ -11,21 +15,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rumpnet.netinet.in_cksum import in_cksum
-from rumpnet.netinet.ip_var import IP_HDR, IP_MAXPACKET, IP_MF, IP_OFFMASK, IPFRAGTTL
+from rumpnet.netinet.ip_var import IP_HDR, IP_MAXPACKET, IP_MF, IP_OFFMASK, IPFRAGTTL, CoreTimers
 
 if TYPE_CHECKING:
     from rumpnet.netinet.in_proto import Inet
 
 
+ReassKey = tuple[int, int, int, int]  # (ip_src, ip_dst, ip_id, ip_p): RFC 791's fragment key
+
+
 class _Queue:
-    __slots__ = ("frags", "total", "held", "first_hdr", "expire", "timer", "nbytes")
+    __slots__ = ("frags", "total", "held", "first_hdr", "expire", "nbytes")
 
     def __init__(self, expire: float) -> None:
         self.frags: list[tuple[int, int, bytes]] = []  # (start, end, data), sorted by start
         self.total = -1  # payload length once the last fragment arrived
         self.first_hdr: bytes | None = None
         self.expire = expire
-        self.timer: Any = None
         self.nbytes = 0
 
 
@@ -34,28 +40,35 @@ class Reassembler:
         self.inet = inet
         self.stats = inet.ipstat
         self.params = inet.ip_params
-        self.queues: dict[tuple[int, int, int, int], _Queue] = {}
+        self.queues: dict[ReassKey, _Queue] = {}
         self.nfrags = 0
+        self.timers: CoreTimers[ReassKey] = CoreTimers()  # each queue's timeout
 
-    def _drop_queue(self, key: tuple[int, int, int, int], count_as: str | None = None) -> None:
+    def get_timer(self) -> float | None:
+        """The earliest queue timeout, or None."""
+        return self.timers.earliest()
+
+    def handle_timer(self, now: float) -> None:
+        """Drop every queue whose IPFRAGTTL ran out by ``now`` (``ips_fragtimeout``)."""
+        while (key := self.timers.pop_due(now)) is not None:
+            if key in self.queues:
+                self.stats.ips_fragtimeout += 1
+                self._drop_queue(key)
+
+    def _drop_queue(self, key: ReassKey, count_as: str | None = None) -> None:
         q = self.queues.pop(key, None)
         if q is None:
             return
-        if q.timer is not None:
-            q.timer.cancel()
+        self.timers.cancel(key)
         self.nfrags -= len(q.frags)
         if count_as:
             setattr(self.stats, count_as, getattr(self.stats, count_as) + 1)
         self.stats.ips_fragdropped += len(q.frags)
 
-    def _timeout(self, key: tuple[int, int, int, int]) -> None:
-        if key in self.queues:
-            self.stats.ips_fragtimeout += 1
-            self._drop_queue(key)
-
     def insert(self, pkt: memoryview, hlen: int, src: int, dst: int, ip_id: int, proto: int,
-               ip_off: int, ifp: Any) -> bytes | None:
-        """Add a fragment; return the whole datagram (header + data) when complete."""
+               ip_off: int, ifp: Any, now: float) -> bytes | None:
+        """Add a fragment received at ``now``; return the whole datagram (header + data)
+        when complete."""
         st = self.stats
         start = (ip_off & IP_OFFMASK) << 3
         data = bytes(pkt[hlen:])
@@ -84,10 +97,9 @@ class Reassembler:
                 # Make room by dropping the oldest queue (NetBSD ip_reass_drophalf idea).
                 oldest = next(iter(self.queues))
                 self._drop_queue(oldest)
-            now = self.inet.now()
             q = _Queue(now + IPFRAGTTL)
-            q.timer = self.inet.kernel.sched.call_at(q.expire, self._timeout, key)
             self.queues[key] = q
+            self.timers.set(key, q.expire)
         if self.nfrags >= self.params.maxfrags or len(q.frags) >= self.params.maxfragsperpacket:
             st.ips_fragdropped += 1
             self._drop_queue(key)
@@ -136,8 +148,7 @@ class Reassembler:
         if pos != q.total:
             return None
         del self.queues[key]
-        if q.timer is not None:
-            q.timer.cancel()
+        self.timers.cancel(key)
         self.nfrags -= len(frags)
         hdr = bytearray(q.first_hdr)
         flen = len(hdr) + q.total
