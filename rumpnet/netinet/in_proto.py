@@ -141,13 +141,13 @@ class Inet:
         self.raw = RawIp(self)
         # The domain's one timer; each IP core tells it of its deadlines.
         self.callout = InetCallout(kernel.sched)
-        for core in (self.arp, self.reass):
+        for core in (self.arp, self.reass, self.icmp):
             core.timers.deadline_out = self.callout.deadline
             self.callout.add(core)
         self.tcp: Tcp | None = None  # attached by tcp_attach (rumpnet/netinet/tcp_usrreq.py)
         # The protocol switch: IP protocol -> input routine.
         self.inetsw: dict[int, Callable[[Ifnet, memoryview, int, int, int], None]] = {
-            IPPROTO_ICMP: self.icmp.input,
+            IPPROTO_ICMP: self._icmp_input,
             IPPROTO_UDP: self.udp.input,
         }
         # Socket types -> socket class (pr_type, pr_protocol); 0 is the default protocol.
@@ -183,6 +183,10 @@ class Inet:
     def _arp_input(self, ifp: Ifnet, pkt: memoryview, mcast: int = 0) -> None:
         """An ARP frame from the link, handed to ARP with the domain's clock."""
         self.arp.input(ifp, pkt, self.now(), mcast)
+
+    def _icmp_input(self, ifp: Ifnet, pkt: memoryview, hlen: int, src: int, dst: int) -> None:
+        """ICMP's entry in the protocol switch: its input with the domain's clock."""
+        self.icmp.input(ifp, pkt, hlen, src, dst, self.now())
 
     def raw_wants(self, proto: int) -> bool:
         return self.raw_listeners > 0 and self.raw.wants(proto)

@@ -2,6 +2,12 @@
 
 Errors are rate limited (``net.inet.icmp.errppslimit`` per second) and never sent about
 ICMP errors, broadcasts, non-first fragments or bad source addresses (RFC 1122 3.2.2).
+
+Sans-IO in time: every routine that needs the time (input, ``error``'s rate limit,
+``mtudisc``, redirects) takes ``now``. Host routes made by PMTU discovery and redirects
+live a while (RFC 1191 6.3, RFC 1122 3.3.1.2); their end is a deadline of
+:attr:`Icmp.timers` keyed by the host address, run by ``handle_timer(now)`` (NetBSD's
+``rt_timer`` queues, ``ip_mtudisc_timeout_q`` and ``icmp_redirect_timeout_q``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from rumpnet.netinet.ip_input import (
     ip_options,
     source_route_done,
 )
-from rumpnet.netinet.ip_var import IP_HDR, IP_HDR_LEN, IP_OFFMASK, IPPROTO_ICMP
+from rumpnet.netinet.ip_var import IP_HDR, IP_HDR_LEN, IP_OFFMASK, IPPROTO_ICMP, CoreTimers
 from rumpnet.route import RTF_DYNAMIC, RTF_GATEWAY, RTF_HOST, RTF_MODIFIED, RTF_UP, RTV_MTU, Rtentry
 
 if TYPE_CHECKING:
@@ -86,9 +92,22 @@ class Icmp:
         self.params = inet.icmp_params
         self._rate_sec = -1
         self._rate_count = 0
+        # The end of each host route's learned MTU or redirect, by host address.
+        self.timers: CoreTimers[int] = CoreTimers()
+
+    # -- timers ----------------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        """The earliest end of a host route's lifetime, or None."""
+        return self.timers.earliest()
+
+    def handle_timer(self, now: float) -> None:
+        """End every host route lifetime due at ``now`` (:meth:`_expire`)."""
+        while (dst := self.timers.pop_due(now)) is not None:
+            self._expire(dst, now)
 
     # -- input -----------------------------------------------------------------------
-    def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, src: int, dst: int) -> None:
+    def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, src: int, dst: int, now: float) -> None:
+        """An ICMP message received at ``now`` (``icmp_input``)."""
         st = self.stats
         msg = pkt[hlen:]
         if len(msg) < ICMP_MINLEN:
@@ -125,9 +144,10 @@ class Icmp:
                 self.reflect(ifp, reply, src, dst, ICMP_MASKREPLY)
             return
         if icmp_type in ICMP_ERRORS:
-            self._error_input(ifp, icmp_type, code, msg, src)
+            self._error_input(ifp, icmp_type, code, msg, src, now)
 
-    def _error_input(self, ifp: Ifnet, icmp_type: int, code: int, msg: memoryview, src: int) -> None:
+    def _error_input(self, ifp: Ifnet, icmp_type: int, code: int, msg: memoryview, src: int,
+                     now: float) -> None:
         """An error about a datagram we sent: tell its transport (``pr_ctlinput``).
 
         The transport checks the error against its connection (TCP: the quoted sequence
@@ -152,7 +172,7 @@ class Icmp:
                 st.icps_badcode += 1
             elif self.params.rediraccept and not inet.ip_params.forwarding:
                 gw = struct.unpack_from("!I", msg, 4)[0]
-                self._redirect(idst, gw, src)
+                self._redirect(idst, gw, src, now)
             return
         if icmp_type == ICMP_SOURCEQUENCH:
             return  # RFC 6633: ignored
@@ -164,7 +184,7 @@ class Icmp:
         if not inet.ctlinput(proto, kind, isrc, idst, bytes(inner[:ihl + 8]), nextmtu):
             st.icps_noconn += 1
 
-    def mtudisc(self, dst: int, nextmtu: int, quoted_len: int = 0) -> int:
+    def mtudisc(self, dst: int, nextmtu: int, quoted_len: int, now: float) -> int:
         """Path MTU discovery (RFC 1191, NetBSD's ``icmp_mtudisc``): a "fragmentation
         needed" message a transport has checked lowers the path MTU toward ``dst``, on a
         host route made for it. Returns the path MTU toward ``dst`` afterwards.
@@ -205,13 +225,13 @@ class Icmp:
             if lock:
                 rt.locks |= RTV_MTU
             inet.routes.invalidate()
-            rt.expire = inet.now() + p.mtudisctimeout
+            rt.expire = now + p.mtudisctimeout
             self._expire_later(rt)
             return rt.path_mtu
         host = Rtentry(dst, 32, rt.gateway, (rt.flags | RTF_HOST | RTF_DYNAMIC | RTF_MODIFIED | RTF_UP) & ~0x100,
                        rt.ifp, rt.ifa, mtu=nextmtu)
         host.locks = RTV_MTU if lock else 0
-        host.expire = inet.now() + p.mtudisctimeout
+        host.expire = now + p.mtudisctimeout
         try:
             inet.routes.add(host)
         except OSError:
@@ -222,16 +242,18 @@ class Icmp:
         return host.path_mtu
 
     def _expire_later(self, rt: Rtentry) -> None:
-        self.inet.kernel.sched.call_at(rt.expire, self._expire, rt)
+        self.timers.set(rt.dst, rt.expire)
 
-    def _expire(self, rt: Rtentry) -> None:
-        """A route's timer (NetBSD's rt_timer queues): a dynamic host route (learned MTU
-        or redirect) is removed; a static host route forgets the MTU it learned. Unless
-        the route was replaced or its lifetime extended meanwhile."""
+    def _expire(self, dst: int, now: float) -> None:
+        """The end of the host route to ``dst``'s lifetime (NetBSD's rt_timer queues): a
+        dynamic host route (learned MTU or redirect) is removed; a static host route
+        forgets the MTU it learned. Unless the route went or its lifetime was extended
+        meanwhile."""
         routes = self.inet.routes
-        if routes.exact(rt.dst, 32) is not rt or not rt.expire:
+        rt = routes.exact(dst, 32)
+        if rt is None or not rt.expire:
             return
-        if rt.expire > self.inet.now() + 1e-9:
+        if rt.expire > now + 1e-9:
             self._expire_later(rt)
             return
         rt.expire = 0.0
@@ -245,7 +267,7 @@ class Icmp:
         except OSError:
             pass
 
-    def _redirect(self, dst: int, gw: int, from_router: int) -> None:
+    def _redirect(self, dst: int, gw: int, from_router: int, now: float) -> None:
         inet = self.inet
         rt = inet.routes.lookup(dst)
         if rt is None or inet.ifa_on_link(gw) is None or gw in inet.local_addrs:
@@ -272,7 +294,7 @@ class Icmp:
         # Redirected routes time out after net.inet.icmp.redirtimeout seconds (NetBSD's
         # icmp_redirect_timeout_q; 0 means never); before this fix they never did.
         if self.params.redirtimeout > 0:
-            host.expire = inet.now() + self.params.redirtimeout
+            host.expire = now + self.params.redirtimeout
             self._expire_later(host)
 
     # -- output ----------------------------------------------------------------------
@@ -299,11 +321,14 @@ class Icmp:
         except OSError:
             pass
 
-    def _rate_ok(self) -> bool:
+    def _rate_ok(self, now: float) -> bool:
+        """At most ``errppslimit`` errors in each second of the clock (NetBSD's
+        ``ppsratecheck`` on ``icmperrppslim``, RFC 1812 4.3.2.8); ``icps_toofreq`` counts
+        the ones held back."""
         limit = self.params.errppslimit
         if limit <= 0:
             return True
-        sec = int(self.inet.now())
+        sec = int(now)
         if sec != self._rate_sec:
             self._rate_sec = sec
             self._rate_count = 0
@@ -314,8 +339,8 @@ class Icmp:
         return True
 
     def error(self, pkt: memoryview, ifp: Ifnet, icmp_type: int, code: int, nextmtu: int = 0,
-              gateway: int = 0, pointer: int = 0) -> None:
-        """``icmp_error``: report a problem with ``pkt`` (a received IP packet);
+              gateway: int = 0, pointer: int = 0, *, now: float) -> None:
+        """``icmp_error``: report a problem with ``pkt`` (a received IP packet) at ``now``;
         ``pointer``: the octet in error, for Parameter Problem (RFC 792)."""
         st = self.stats
         st.icps_error += 1
@@ -333,7 +358,7 @@ class Icmp:
         if (src == 0 or src == 0xFFFFFFFF or src in inet.bcast_addrs or (src >> 28) == 0xE
                 or dst == 0xFFFFFFFF or dst in inet.bcast_addrs or (dst >> 28) == 0xE):
             return
-        if not self._rate_ok():
+        if not self._rate_ok(now):
             return
         quote = bytes(pkt[:hlen + self.params.returndatabytes])
         msg = bytearray(8 + len(quote))

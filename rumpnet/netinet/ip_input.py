@@ -181,7 +181,7 @@ class IpInput:
             if not inet.raw_wants(proto):
                 st.ips_noproto += 1
                 if dst != 0xFFFFFFFF and dst not in inet.bcast_addrs:
-                    inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_PROTOCOL)
+                    inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_PROTOCOL, now=inet.now())
             else:
                 st.ips_delivered += 1
             return
@@ -207,7 +207,7 @@ class IpInput:
         except OptionError as e:
             self.stats.ips_badoptions += 1
             icmp_type, code = e.icmp
-            self.inet.icmp.error(pkt, ifp, icmp_type, code, pointer=e.pointer)
+            self.inet.icmp.error(pkt, ifp, icmp_type, code, pointer=e.pointer, now=self.inet.now())
             return None
         buf[10] = buf[11] = 0
         c = in_cksum(memoryview(buf)[:hlen])
@@ -301,25 +301,25 @@ class IpInput:
             st.ips_cantforward += 1
             return
         if ttl <= 1:
-            inet.icmp.error(pkt, ifp, ICMP_TIMXCEED, ICMP_TIMXCEED_INTRANS)
+            inet.icmp.error(pkt, ifp, ICMP_TIMXCEED, ICMP_TIMXCEED_INTRANS, now=inet.now())
             st.ips_cantforward += 1
             return
         rt = inet.routes.lookup(dst)
         if rt is None:
             st.ips_noroute += 1
             st.ips_cantforward += 1
-            inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST)
+            inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST, now=inet.now())
             return
         if rt.flags & RTF_BLACKHOLE:
             return
         if rt.flags & RTF_REJECT:
             st.ips_cantforward += 1
-            inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST if rt.flags & RTF_HOST else ICMP_UNREACH_NET)
+            inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST if rt.flags & RTF_HOST else ICMP_UNREACH_NET, now=inet.now())
             return
         out_ifp = rt.ifp
         if out_ifp is None or not out_ifp.running:
             st.ips_cantforward += 1
-            inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST)
+            inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST, now=inet.now())
             return
         if out_ifp.loopback:
             st.ips_cantforward += 1
@@ -340,7 +340,7 @@ class IpInput:
                 nexthop = rt.gateway if rt.flags & RTF_GATEWAY and rt.gateway is not None else dst
                 if (nexthop & ifa.mask) == ifa.net:
                     st.ips_redirectsent += 1
-                    inet.icmp.error(pkt, ifp, ICMP_REDIRECT, ICMP_REDIRECT_HOST, gateway=nexthop)
+                    inet.icmp.error(pkt, ifp, ICMP_REDIRECT, ICMP_REDIRECT_HOST, gateway=nexthop, now=inet.now())
         mtu = rt.path_mtu
         csum_flags = ifp.rx_csum_flags
         gso_fits = False
@@ -359,7 +359,7 @@ class IpInput:
         if len(buf) > mtu and ip_off & IP_DF and not gso_fits:
             st.ips_cantfrag += 1
             st.ips_cantforward += 1
-            inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_NEEDFRAG, nextmtu=mtu)
+            inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_NEEDFRAG, nextmtu=mtu, now=inet.now())
             return
         # ip_output's errors become ICMP errors to the sender, as NetBSD's ip_forward
         # maps them; before this fix an OSError (EHOSTDOWN from ARP after maxtries)
@@ -369,9 +369,9 @@ class IpInput:
         except OSError as e:
             st.ips_cantforward += 1
             if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN):
-                inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST)
+                inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST, now=inet.now())
             elif e.errno == errno.EMSGSIZE:
-                inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_NEEDFRAG, nextmtu=mtu)
+                inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_NEEDFRAG, nextmtu=mtu, now=inet.now())
             return
         st.ips_forward += 1
 

@@ -138,7 +138,7 @@ class RawIp:
             if so.laddr not in (INADDR_ANY, src) or so.faddr not in (INADDR_ANY, dst):
                 continue
             if kind == "needfrag":
-                self.inet.icmp.mtudisc(dst, mtu, (inner[2] << 8) | inner[3])
+                self.inet.icmp.mtudisc(dst, mtu, (inner[2] << 8) | inner[3], self.inet.now())
             return True
         return False
 

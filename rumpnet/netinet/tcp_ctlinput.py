@@ -97,7 +97,7 @@ def tcp_mtudisc(cb: TcpCb, mtu: int, quoted_len: int, now: float) -> None:
     then the MSS, and resend from SND.UNA (NetBSD's tcp_mtudisc)."""
     proto = cb.proto
     if proto.pmtu_update is not None:
-        proto.pmtu_update(cb.faddr, mtu, quoted_len)
+        proto.pmtu_update(cb.faddr, mtu, quoted_len, now)
         shrank = tcp_pmtu_sync(cb)
     else:
         mss = max(MIN_MSS, (mtu if mtu >= 68 else 576) - IP_TCP_HDRS)

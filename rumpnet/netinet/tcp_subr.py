@@ -163,7 +163,7 @@ class TcpProtocol:
                  stats: TcpStats | None = None,
                  tso_for: Callable[[int], int] | None = None,
                  route_gen: Callable[[], int] | None = None,
-                 pmtu_update: Callable[[int, int, int], int] | None = None,
+                 pmtu_update: Callable[[int, int, int, float], int] | None = None,
                  deadline_out: Callable[[float], None] | None = None) -> None:
         self.params = params
         self.rng = rng
@@ -177,7 +177,7 @@ class TcpProtocol:
         self.tso_for = tso_for
         # Path MTU (tcp_ctlinput.py): route_gen() changes whenever a route, an MTU or an
         # address changes (tcp_output then resizes t_maxseg from mtu_for); pmtu_update(
-        # dst, nextmtu, quoted_len) applies a checked "fragmentation needed" to the
+        # dst, nextmtu, quoted_len, now) applies a checked "fragmentation needed" to the
         # route (IP's icmp_mtudisc) and returns the path MTU.
         self.route_gen: Callable[[], int] = route_gen if route_gen is not None else _no_route_gen
         self.pmtu_update = pmtu_update

@@ -186,7 +186,7 @@ class Udp:
                 best, best_score = so, score
         if best is None:
             st.udps_noport += 1
-            inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_PORT)
+            inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_PORT, now=inet.now())
             return
         if not best.sbappend(payload, srcaddr):
             st.udps_fullsock += 1
@@ -211,5 +211,5 @@ class Udp:
             elif not so.fport:
                 taken = True
         if taken and kind == "needfrag":
-            self.inet.icmp.mtudisc(dst, mtu, struct.unpack_from("!H", inner, 2)[0])
+            self.inet.icmp.mtudisc(dst, mtu, struct.unpack_from("!H", inner, 2)[0], self.inet.now())
         return taken
