@@ -135,7 +135,7 @@ def tcp_getsockopt(so: TcpSocket, opt: int, buflen: int) -> Any:
     if opt == TCP_MAXSEG:
         return cb.t_maxseg if cb is not None else (so.maxseg or so.tcp.params.mssdflt)
     if opt == TCP_INFO:
-        info = tcp_fill_info(cb, so.kernel.sched.now()) if cb is not None else TCP_INFO_STRUCT.pack(
+        info = tcp_fill_info(cb, so.tcp.inet.now()) if cb is not None else TCP_INFO_STRUCT.pack(
             TcpState.LISTEN if so.listener is not None else TcpState.CLOSED, *([0] * 38))
         if not buflen:
             return struct.unpack_from("=i", info)[0]  # an int asked for: the first 4 bytes

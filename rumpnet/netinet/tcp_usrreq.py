@@ -117,7 +117,7 @@ class Tcp:
             self.output_drops += 1
             if e.errno == errno.EMSGSIZE:
                 # Bigger than the path MTU (DF): built before the route's MTU went down.
-                self.proto.emsgsize(src, dst, segment, self.kernel.sched.now())
+                self.proto.emsgsize(src, dst, segment, self.inet.now())
 
     def _tos_ttl(self, src: int, dst: int, seg: bytes | bytearray) -> tuple[int, int | None] | None:
         """IP_TOS and IP_TTL for a segment: its connection's, for a SYN-ACK its
@@ -154,11 +154,11 @@ class Tcp:
             self.stats.tcps_rcvbcast += 1
             return
         # The driver checked the checksum, or the host left it partial (offloads).
-        self.proto.input(src, dst, pkt[hlen:], self.kernel.sched.now(),
+        self.proto.input(src, dst, pkt[hlen:], self.inet.now(),
                          csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4))
 
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
-        return self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
+        return self.proto.ctlinput(kind, src, dst, inner, mtu, self.inet.now())
 
     def pcbs(self) -> list[Any]:
         return list(self.proto.pcbs())
@@ -192,7 +192,7 @@ class TcpSocket(Socket):
             self._adopt(cb)
 
     def _now(self) -> float:
-        return self.kernel.sched.now()
+        return self.tcp.inet.now()
 
     def _adopt(self, cb: TcpCb) -> None:
         self.cb = cb
