@@ -1,10 +1,11 @@
 """TCP user requests (NetBSD's ``tcp_usrreq.c``): stream sockets over the sans-IO TCP.
 
 This is the glue between the socket layer (sleeping, errno, options, poll) and
-``TcpProtocol``/``TcpCb`` (state machine, timers as deadlines). One loop timer serves
-all of TCP: it is re-armed in one place, :meth:`Tcp.deadline`, which TCP calls whenever
-a deadline moves earlier (``TcpProtocol.deadline_out``), whether a user request, input,
-an ICMP error or a timer set it; after the timer fires it is armed at TCP's next one.
+``TcpProtocol``/``TcpCb`` (state machine, timers as deadlines). TCP's deadlines arm the
+inet domain's one loop timer (``Inet.callout``, in_proto), re-armed in one place,
+``InetCallout.deadline``, which TCP calls whenever a deadline moves earlier
+(``TcpProtocol.deadline_out``), whether a user request, input, an ICMP error or a timer
+set it; after the timer fires it is armed at the next deadline of the domain's cores.
 """
 
 from __future__ import annotations
