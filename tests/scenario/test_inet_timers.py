@@ -1,0 +1,64 @@
+"""The inet domain's timed behaviour between kernels on virtual time, through its one timer
+(``Inet.callout``): the ICMP error rate limit per second, ARP expiry and PMTU aging."""
+
+from __future__ import annotations
+
+import math
+import socket
+
+from rumpnet.netinet.in_addr import aton
+
+ICMP_UNREACH = 3
+A = aton("10.0.0.1")
+FAR = aton("192.0.2.7")
+
+
+def test_icmp_errors_limited_per_second_on_virtual_time(vnet) -> None:
+    """net.inet.icmp.errppslimit (NetBSD's icmperrppslim, RFC 1812 4.3.2.8): at most that
+    many errors in one second of the kernel clock; the rest are counted in icps_toofreq,
+    and the next second allows as many again."""
+    a, b = vnet.pair()
+    b.config.sysctl_set("net.inet.icmp.errppslimit", 3)
+    fd = a.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+    a.rump_sys_sendto(fd, b"x", 0, ("10.0.0.2", 9))  # ARP resolved, one error sent
+    a.run_for(0.1)
+    # Start the burst just after a second boundary, so all of it falls in one second.
+    a.run_for(math.ceil(a.sched.now()) - a.sched.now() + 0.01)
+    base_out = b.inet.icmpstat.icps_outhist[ICMP_UNREACH]
+    for _ in range(10):
+        a.rump_sys_sendto(fd, b"x", 0, ("10.0.0.2", 9))
+    a.run_for(0.1)
+    st = b.inet.icmpstat
+    assert b.inet.udpstat.udps_noport >= 11
+    assert st.icps_outhist[ICMP_UNREACH] - base_out == 3 and st.icps_toofreq == 7
+    a.run_for(1.0)  # a new second
+    for _ in range(5):
+        a.rump_sys_sendto(fd, b"x", 0, ("10.0.0.2", 9))
+    a.run_for(0.1)
+    assert st.icps_outhist[ICMP_UNREACH] - base_out == 6 and st.icps_toofreq == 9
+
+
+def test_arp_expiry_and_pmtu_aging_each_at_their_time(vnet) -> None:
+    """A learned ARP entry (net.inet.arp.keep) and a learned path MTU
+    (net.inet.ip.mtudisctimeout) on one kernel each end at their own time, both from the
+    domain's one timer (reassembly's: tests/scenario/test_ipv4_reass.py)."""
+    a, b = vnet.pair()
+    b.config.sysctl_set("net.inet.arp.keep", 50)
+    b.config.sysctl_set("net.inet.ip.mtudisctimeout", 70)
+    b.config.route_add("default", "10.0.0.1")
+    fd = a.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+    t0 = b.sched.now()
+    a.rump_sys_sendto(fd, b"x", 0, ("10.0.0.2", 9))
+    a.run_for(0.1)
+    inet = b.inet
+    assert inet.arp.lookup(A) is not None  # learned from a's request
+    assert inet.icmp.mtudisc(FAR, 1280, 0, b.sched.now()) == 1280
+    b.run_for(t0 + 49.9 - b.sched.now())
+    assert inet.arp.lookup(A) is not None and inet.routes.exact(FAR, 32) is not None
+    b.run_for(0.5)
+    assert inet.arp.lookup(A) is None  # keep ran out 50 s after it was learned
+    assert inet.routes.exact(FAR, 32) is not None
+    b.run_for(t0 + 69.9 - b.sched.now())
+    assert inet.routes.exact(FAR, 32) is not None
+    b.run_for(0.5)
+    assert inet.routes.exact(FAR, 32) is None  # the learned MTU aged out
