@@ -63,7 +63,7 @@ def _pareto_q(u: float) -> float:
     v = 1.0 - u
     if v <= 0.0:
         return _TABLE_MAX
-    x = (v ** (-1.0 / _PARETO_A) - 1.5) * (4.0 / 3.0)
+    x: float = (v ** (-1.0 / _PARETO_A) - 1.5) * (4.0 / 3.0)
     return min(x, _TABLE_MAX)
 
 
