@@ -18,7 +18,7 @@ from rumpnet.ifnet import IFCAP_TSOv4, M_CSUM_TCPv4
 from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
 from rumpnet.netinet.in_pcb import ip_ttl_tos_get, ip_ttl_tos_set
-from rumpnet.netinet.ip_var import IPPROTO_TCP
+from rumpnet.netinet.ip_var import IPPROTO_TCP, IPTOS_ECN_MASK
 from rumpnet.netinet.tcp_ctloutput import socket_opts, tcp_getsockopt, tcp_setsockopt
 from rumpnet.netinet.tcp_fsm import TcpState
 from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
@@ -29,6 +29,8 @@ from rumpnet.netinet.tcp_var import (
     EV_READABLE,
     EV_WRITABLE,
     PARAM_CHOICES,
+    PARAM_MAX,
+    PARAM_PATHS,
     TcpCb,
     TcpParams,
     TcpStats,
@@ -94,7 +96,7 @@ class Tcp:
         # toward a TSO-capable interface, as tcp_output emits them in one call, are held
         # here and go to IP as one superframe when TCP returns (see _tso_add).
         self._tso_q: list[bytes] = []
-        self._tso_src = self._tso_dst = 0
+        self._tso_src = self._tso_dst = self._tso_ecn = 0
         self._tso_len = self._tso_hl = self._tso_segsz = self._tso_next = self._tso_flags = 0
         self._tso_k0 = self._tso_k1 = self._tso_k2 = self._tso_k3 = b""
         self._tso_flush_armed = False
@@ -123,34 +125,39 @@ class Tcp:
             return None
         return rt.ifp
 
-    def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0) -> None:
+    def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0, ecn: int = 0) -> None:
         if tso_segsz:
             # TCP built the superframe itself (tso_for): keep the order of anything held.
             if self._tso_q:
                 self.tso_flush()
             self.tso_superframes += 1
             self.tso_segments += -(-(len(segment) - ((segment[12] >> 4) << 2)) // tso_segsz)
-            self._ip_output(src, dst, segment, tso_segsz)
+            self._ip_output(src, dst, segment, tso_segsz, ecn)
             return
         if self._tso_q:
-            if self._tso_add(src, dst, segment):
+            if ecn == self._tso_ecn and self._tso_add(src, dst, segment):
                 return
             self.tso_flush()
         elif len(segment) > TSO_MIN_SEG and not segment[13] & _NO_COALESCE:
             ifp = self._out_ifp(dst)
             if ifp is not None and ifp.capabilities & IFCAP_TSOv4:
-                self._tso_start(src, dst, segment)
+                self._tso_start(src, dst, segment, ecn)
                 return
-        self._ip_output(src, dst, segment)
+        self._ip_output(src, dst, segment, 0, ecn)
 
-    def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0) -> None:
+    def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0,
+                   ecn: int = 0) -> None:
+        """``ecn``: the ECN codepoint TCP chose (RFC 3168 6.1). The ECN field is TCP's: it
+        replaces the ECN bits of the socket's IP_TOS, whose DSCP bits stay (Linux and
+        FreeBSD mask IP_TOS for TCP alike), so that no segment is ECT or CE by IP_TOS."""
         try:
             tos_ttl = self._tos_ttl(src, dst, segment) if self.ipopts_used else None
             if tos_ttl is not None:
-                self.inet.output.output(src, dst, IPPROTO_TCP, segment, tos=tos_ttl[0], ttl=tos_ttl[1],
+                tos = tos_ttl[0] & ~IPTOS_ECN_MASK | ecn
+                self.inet.output.output(src, dst, IPPROTO_TCP, segment, tos=tos, ttl=tos_ttl[1],
                                         tso_segsz=tso_segsz)
                 return
-            self.inet.output.output_cached(src, dst, IPPROTO_TCP, segment, tso_segsz)
+            self.inet.output.output_cached(src, dst, IPPROTO_TCP, segment, tso_segsz, ecn)
         except OSError as e:
             # No route / host down: the segment is lost like one dropped on the wire;
             # TCP's retransmission timer deals with it (tcp_output ignores ENOBUFS too).
@@ -200,10 +207,10 @@ class Tcp:
         self._tso_next = (self._tso_next + n) & 0xFFFFFFFF
         return True
 
-    def _tso_start(self, src: int, dst: int, seg: bytes) -> None:
+    def _tso_start(self, src: int, dst: int, seg: bytes, ecn: int) -> None:
         hl = (seg[12] >> 4) << 2
         self._tso_q = [seg]
-        self._tso_src, self._tso_dst = src, dst
+        self._tso_src, self._tso_dst, self._tso_ecn = src, dst, ecn
         self._tso_hl = hl
         self._tso_segsz = self._tso_len = len(seg) - hl
         self._tso_next = (_U32.unpack_from(seg, 4)[0] + self._tso_len) & 0xFFFFFFFF
@@ -222,9 +229,9 @@ class Tcp:
         if not q:
             return
         self._tso_q = []
-        src, dst = self._tso_src, self._tso_dst
+        src, dst, ecn = self._tso_src, self._tso_dst, self._tso_ecn
         if len(q) == 1:
-            self._ip_output(src, dst, q[0])
+            self._ip_output(src, dst, q[0], 0, ecn)
             return
         first = q[0]
         hl = self._tso_hl
@@ -236,7 +243,7 @@ class Tcp:
         sf[13] |= psh & TH_PUSH
         self.tso_superframes += 1
         self.tso_segments += len(q)
-        self._ip_output(src, dst, sf, len(first) - hl)
+        self._ip_output(src, dst, sf, len(first) - hl, ecn)
 
     def _mtu_for(self, dst: int) -> int:
         rt = self.inet.routes.lookup(dst)
@@ -253,7 +260,7 @@ class Tcp:
             return
         # The driver checked the checksum, or the host left it partial (offloads).
         self.proto.input(src, dst, pkt[hlen:], self.kernel.sched.now(),
-                         csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4))
+                         csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4), iptos=pkt[1])
         self.kick()
 
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
@@ -749,14 +756,15 @@ def tcp_attach(k: NetKernel) -> None:
     params = tcp.params
     for name in params.names():
         value = getattr(params, name)
+        path = f"net.inet.tcp.{PARAM_PATHS.get(name, name)}"
         if isinstance(value, str):
-            t.bind_string(f"net.inet.tcp.{name}", params, name, choices=PARAM_CHOICES.get(name))
+            t.bind_string(path, params, name, choices=PARAM_CHOICES.get(name))
         elif isinstance(value, float):
             # Timers are seconds in TcpParams; the RTO bounds need finer steps, so those
             # three nodes are milliseconds (documented in docs/SYSCTL.md).
             scale = 1000 if name in MS_NODES else 1
-            t.add_int(f"net.inet.tcp.{name}", _float_getter(params, name, scale),
+            t.add_int(path, _float_getter(params, name, scale),
                       _float_setter(params, name, scale), minval=0)
         else:
-            t.bind_int(f"net.inet.tcp.{name}", params, name, minval=0)
+            t.bind_int(path, params, name, minval=0, maxval=PARAM_MAX.get(name))
     t.add_struct("net.inet.tcp.stats", lambda: tcp.stats, num=TCPCTL_STATS)
