@@ -125,6 +125,44 @@ def test_ce_marks_reduce_cwnd_and_resend_nothing(marking: Network, congctl: str)
     assert sa.tcps_ecn_rcwnd > 10                          # the sender reacted ...
     assert sa.tcps_sndrexmitpack == 0 and sa.tcps_rexmttimeo == 0   # ... resending nothing
     assert sa.tcps_ecn_sndcwr == sa.tcps_ecn_rcwnd        # one CWR per reduction
+    shown = a.kernel.netstat("-s", "-p", "tcp")
+    assert f"\t{sa.tcps_ecn_rcwnd} congestion window reductions for ECN-Echo\n" in shown
+    assert f"\t{sb.tcps_ecn_ce} packets with ECN CE bit\n" in b.kernel.netstat("-s", "-p", "tcp")
     mathis = SMSS / RTT * math.sqrt(3 / 4) / math.sqrt(MARK)   # bytes per second, b = 2
     goodput = len(data) / elapsed
     assert goodput >= mathis, (goodput, mathis, sa.as_dict())
+
+
+def test_router_marks_and_forwards_ecn(tmp_path: Path) -> None:
+    """A rumpnet router forwards ECT and CE unchanged (TTL decremented, checksum right),
+    and its own netem marks (``loss 3% ecn`` on its egress toward b): b counts every mark,
+    a reduces cwnd and resends nothing."""
+    n = Network(seed=23)
+    try:
+        n.add_host("a")
+        n.add_host("r", router=True)
+        n.add_host("b")
+        n.add_link("lan1", "a", "r", subnet="10.0.1.0/24")
+        n.add_link("lan2", "r", "b", subnet="10.0.2.0/24")
+        n.link("lan1").impair("delay 2500us")
+        n.link("lan2").impair("delay 2500us loss 3% ecn", direction="r->b")
+        n.link("lan2").impair("delay 2500us", direction="b->r")
+        for h in ("a", "b"):
+            n.host(h).sysctl("-w", "net.inet.tcp.ecn.enable=1")
+        cap = tmp_path / "b.pcap"
+        tap = n.pcap("b:lan2", cap, filter="tcp")
+        data = pattern(1_000_000)
+        assert transfer(n, data) == data
+        tap.close()
+        a, r, b = n.host("a"), n.host("r"), n.host("b")
+        marks = n.link("lan2").counters("r->b")["ecn_marked"]
+        sa, sb = a.kernel.inet.tcp.stats, b.kernel.inet.tcp.stats
+        assert marks > 5 and sb.tcps_ecn_ce == marks
+        assert sa.tcps_ecn_rcwnd > 0 and sa.tcps_sndrexmitpack == 0
+        assert r.kernel.inet.ipstat.ips_forward > 500
+        data_frames = [(t, s) for t, src, s in _frames(cap) if src == a.addr() and s.payload]
+        assert len(data_frames) > 500                      # (each header checksum checked)
+        assert all(t & 3 in (2, 3) for t, _ in data_frames)
+        assert sum(t & 3 == 3 for t, _ in data_frames) == marks
+    finally:
+        n.close()

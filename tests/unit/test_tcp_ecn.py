@@ -8,6 +8,7 @@ until CWR (6.1.3), the sender's reduction once per window without retransmitting
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import pytest
@@ -322,3 +323,18 @@ def test_fast_recovery_queues_cwr() -> None:
         new += [g for g in env.recv() if g.seq >= base + 12 * MSS]
     assert new and all(g.ip_ecn == ECT0 for g in new)        # PRR sent new data ...
     assert [g.flags & TH_CWR for g in new] == [TH_CWR] + [0] * (len(new) - 1)   # CWR once
+
+
+# ----- the sysctls ---------------------------------------------------------------------
+def test_sysctl_ecn_enable_and_maxretries(vnet: Any) -> None:
+    """net.inet.tcp.ecn.enable (NetBSD's and FreeBSD's name; NetBSD's default 0) takes
+    FreeBSD's 0, 1, 2 and refuses the rest; ecn.maxretries defaults to 1 as in both."""
+    k = vnet.kernel(1)
+    assert k.sysctl("-n", "net.inet.tcp.ecn.enable", "net.inet.tcp.ecn.maxretries") == "0\n1\n"
+    assert k.sysctl("-w", "net.inet.tcp.ecn.enable=2") == "net.inet.tcp.ecn.enable: 0 -> 2\n"
+    assert k.inet.tcp.params.ecn_enable == 2
+    for bad in ("3", "-1"):
+        with pytest.raises(OSError) as e:
+            k.sysctl("-w", f"net.inet.tcp.ecn.enable={bad}")
+        assert e.value.errno == errno.EINVAL
+    assert k.inet.tcp.params.ecn_enable == 2
