@@ -294,15 +294,16 @@ def test_loss_in_an_ecn_reduction_is_not_a_second_reduction() -> None:
     cb = ecn_established(env)
     cb.send(b"x" * (30 * MSS), 0.0)
     env.recv()
-    peer_ack(env, cb, 0.1, 2 * MSS, flags=TH_ACK | TH_ECE)
-    env.recv()
-    ssthresh = cb.snd_ssthresh
+    peer_ack(env, cb, 0.1, 4 * MSS, flags=TH_ACK | TH_ECE)
+    assert cb.snd_ssthresh == 5 * MSS                         # FlightSize 10 SMSS, halved
+    assert len(env.recv()) == 2                               # PRR: 4 delivered of 10
     base = cb.iss + 1
-    for k in range(3, 6):                                     # segment 2 lost
-        peer_ack(env, cb, 0.2, 2 * MSS, sack_blocks=((base + 3 * MSS, base + k * MSS + MSS),))
+    for k in range(5, 8):                                     # segment 4 lost
+        peer_ack(env, cb, 0.2, 4 * MSS, sack_blocks=((base + 5 * MSS, base + k * MSS + MSS),))
     assert cb.in_recovery and env.stats.tcps_fast_rexmit == 1
-    assert cb.snd_ssthresh == ssthresh and env.stats.tcps_ecn_rcwnd == 1
-    assert data(cb, 2 * MSS, MSS, ecn=0) in env.recv()        # resent, Not-ECT
+    # Not halved again (FlightSize is 8 SMSS now: a second reduction would give 4).
+    assert cb.snd_ssthresh == 5 * MSS and env.stats.tcps_ecn_rcwnd == 1
+    assert data(cb, 4 * MSS, MSS, ecn=0) in env.recv()        # resent, Not-ECT
 
 
 def test_fast_recovery_queues_cwr() -> None:
