@@ -27,6 +27,10 @@ is the loss response (RFC 8311 4.1 permits others, e.g. RFC 8511's, as experimen
 The IP ECN field of an arriving segment is ``TcpRepr.ip_ecn``; the codepoint of a segment
 to send goes to the protocol's ``output`` as ``ecn=``, and the IP layer merges it into the
 connection's IP_TOS (whose DSCP bits it keeps).
+
+This module imports no TCP module but the constants (tcp_const), the header (tcp) and the
+congestion-control algorithms (tcp_congctl): tcp_output, tcp_input, tcp_recovery,
+tcp_syncache and tcp_timer call it, never the other way round (no import cycle).
 """
 
 from __future__ import annotations
@@ -34,10 +38,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp_congctl as _cc
-from rumpnet.netinet import tcp_output as _out
-from rumpnet.netinet import tcp_var as _var  # an alias: tcp_var imports this module's users
 from rumpnet.netinet.ip_var import IPTOS_ECN_CE, IPTOS_ECN_ECT0, IPTOS_ECN_ECT1, IPTOS_ECN_NOTECT
 from rumpnet.netinet.tcp import TH_ACK, TH_CWR, TH_ECE, TH_SYN, TcpRepr
+from rumpnet.netinet.tcp_const import (
+    TF_ACKNOW,
+    TF_ECN_PERMIT,
+    TF_ECN_SND_CWR,
+    TF_ECN_SND_ECE,
+    TF_FORCE,
+    TF_REQ_ECN,
+)
 from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_LT, SEQ_MASK
 
 if TYPE_CHECKING:
@@ -61,13 +71,13 @@ def syn_accepts(p: TcpParams, flags: int) -> bool:
 def connect_init(cb: TcpCb) -> None:
     """Active open: with ecn.enable=1 the SYN asks for ECN."""
     if cb.params.ecn_enable == ECN_ON:
-        cb.t_flags |= _var.TF_REQ_ECN
+        cb.t_flags |= TF_REQ_ECN
 
 
 def permit(cb: TcpCb) -> None:
     """ECN negotiated for the connection (tcps_ecn_shs, NetBSD's "successful ECN
     handshakes")."""
-    cb.t_flags |= _var.TF_ECN_PERMIT
+    cb.t_flags |= TF_ECN_PERMIT
     cb.stats.tcps_ecn_shs += 1
 
 
@@ -78,9 +88,9 @@ def syn_flags(cb: TcpCb, flags: int) -> int:
     SYN-ACK of a simultaneous open that negotiated ECN."""
     tf = cb.t_flags
     if not flags & TH_ACK:
-        if tf & _var.TF_REQ_ECN and cb.t_rxtshift <= cb.params.ecn_maxretries:
+        if tf & TF_REQ_ECN and cb.t_rxtshift <= cb.params.ecn_maxretries:
             flags |= _SETUP
-    elif tf & _var.TF_ECN_PERMIT:
+    elif tf & TF_ECN_PERMIT:
         flags |= TH_ECE
     return flags
 
@@ -88,7 +98,7 @@ def syn_flags(cb: TcpCb, flags: int) -> int:
 def synack_input(cb: TcpCb, seg: TcpRepr) -> None:
     """SYN-SENT gets the SYN-ACK: ECN if we sent an ECN-setup SYN and this is an
     ECN-setup SYN-ACK, ECE without CWR (RFC 3168 6.1.1)."""
-    if cb.t_flags & _var.TF_REQ_ECN and seg.flags & _SETUP == TH_ECE:
+    if cb.t_flags & TF_REQ_ECN and seg.flags & _SETUP == TH_ECE:
         permit(cb)
 
 
@@ -108,17 +118,17 @@ def segment_input(cb: TcpCb, seg: TcpRepr) -> None:
     tf = cb.t_flags
     st = cb.stats
     if seg.flags & TH_CWR:
-        tf &= ~_var.TF_ECN_SND_ECE
+        tf &= ~TF_ECN_SND_ECE
         if seg.payload:
-            tf |= _var.TF_ACKNOW      # the sender's cwnd may be very low now (as Linux)
+            tf |= TF_ACKNOW      # the sender's cwnd may be very low now (as Linux)
     code = seg.ip_ecn
     if code == IPTOS_ECN_CE:
         st.tcps_ecn_ce += 1
-        if not tf & _var.TF_ECN_SND_ECE and seg.payload:
+        if not tf & TF_ECN_SND_ECE and seg.payload:
             # The first CE of an episode is ACKed at once (Linux's quick ACK): the sender
             # learns of it a delayed-ACK time sooner, and ECE rides on every ACK after.
-            tf |= _var.TF_ACKNOW
-        tf |= _var.TF_ECN_SND_ECE
+            tf |= TF_ACKNOW
+        tf |= TF_ECN_SND_ECE
     elif code == IPTOS_ECN_ECT0:
         st.tcps_ecn_ect += 1
     elif code == IPTOS_ECN_ECT1:
@@ -139,11 +149,11 @@ def output(cb: TcpCb, flags: int, new_data: bool, npack: int = 1) -> tuple[int, 
     if new_data:
         ect = IPTOS_ECN_ECT0
         st.tcps_ecn_sndect0 += npack
-        if tf & _var.TF_ECN_SND_CWR:
+        if tf & TF_ECN_SND_CWR:
             flags |= TH_CWR
-            cb.t_flags = tf & ~_var.TF_ECN_SND_CWR
+            cb.t_flags = tf & ~TF_ECN_SND_CWR
             st.tcps_ecn_sndcwr += 1
-    if tf & _var.TF_ECN_SND_ECE:
+    if tf & TF_ECN_SND_ECE:
         flags |= TH_ECE
         st.tcps_ecn_sndece += npack
     return flags, ect
@@ -157,17 +167,17 @@ def segment_ecn(cb: TcpCb, flags: int, snd_nxt: int, length: int, tso: int) -> t
     if flags & TH_SYN:
         return syn_flags(cb, flags), IPTOS_ECN_NOTECT
     tf = cb.t_flags
-    if not tf & _var.TF_ECN_PERMIT:
+    if not tf & TF_ECN_PERMIT:
         return flags, IPTOS_ECN_NOTECT
     new = (length > 0 and not SEQ_LT(snd_nxt, cb.snd_max)
-           and not (tf & _var.TF_FORCE and length == 1))
+           and not (tf & TF_FORCE and length == 1))
     return output(cb, flags, new, length // tso if tso else 1)
 
 
 def queue_cwr(cb: TcpCb) -> None:
     """cwnd was reduced (RTO, fast retransmit, ECE): CWR on the next new data (6.1.2)."""
-    if cb.t_flags & _var.TF_ECN_PERMIT:
-        cb.t_flags |= _var.TF_ECN_SND_CWR
+    if cb.t_flags & TF_ECN_PERMIT:
+        cb.t_flags |= TF_ECN_SND_CWR
 
 
 def loss_recovery_starts(cb: TcpCb) -> bool:
@@ -226,7 +236,7 @@ def cwr_ack(cb: TcpCb, flags: int, acked: int, delivered: int, pipe: int, now: f
     end = cb.ecn_recover
     if end is not None and SEQ_GT(cb.snd_una, end):
         cb.ecn_recover = None
-        cb.snd_cwnd = max(cb.snd_ssthresh, _out.segsize(cb))
+        cb.snd_cwnd = max(cb.snd_ssthresh, cb.segsize())
         done = True
     if flags & TH_ECE and _may_react(cb):
         _reduce(cb, acked, now)

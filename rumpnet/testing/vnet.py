@@ -60,6 +60,7 @@ class FrameLog:
         self._mac = mac
 
     def write(self, frame: bytes | bytearray | memoryview, ts: float) -> None:
+        """Keep ``frame`` (bpf calls this for every frame the interface sees)."""
         if self._mac is None or bytes(frame[6:12]) == self._mac:
             self.frames.append(bytes(frame))
 
@@ -71,6 +72,18 @@ def capture(k: Kernel, ifname: str, sent_only: bool = False) -> FrameLog:
     log = FrameLog(ifp.lladdr if sent_only else None)
     k.sched.run(lambda: ifp.bpf_attach(log))
     return log
+
+
+def tcp_connection(a: Kernel, b: Kernel, addr: tuple[str, int]) -> tuple[int, int, int]:
+    """A blocking TCP connection from kernel ``a`` to a listener on ``b`` at ``addr``:
+    (listening fd on ``b``, client fd on ``a``, accepted fd on ``b``)."""
+    lfd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    b.rump_sys_bind(lfd, addr)
+    b.rump_sys_listen(lfd, 1)
+    c = a.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    a.rump_sys_connect(c, addr)
+    s, _ = b.rump_sys_accept(lfd)
+    return lfd, c, s
 
 
 def tcp_transfer(a: Kernel, b: Kernel, data: bytes, addr: tuple[str, int], *, chunk: int = 256 * 1024,
