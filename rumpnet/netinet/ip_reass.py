@@ -152,6 +152,15 @@ class Reassembler:
             pos = e
         if pos != q.total:
             return None
+        return self._reassemble(key, q)
+
+    def _reassemble(self, key: tuple[int, int, int, int], q: _Queue) -> bytes | None:
+        """The datagram of a complete queue ``q``: the first fragment's header with the
+        total length and the ECN field of all fragments (RFC 3168 5.3), then the data;
+        None when the fragments' ECN fields do not go together."""
+        frags = q.frags
+        if q.first_hdr is None:
+            return None
         if q.ecn & _NOTECT_SEEN and q.ecn != _NOTECT_SEEN:
             # RFC 3168 5.3: Not-ECT fragments mixed with ECN-capable ones: drop.
             self._drop_queue(key)
