@@ -103,6 +103,10 @@ def test_ect0_on_data_frames_only(clean: Network, tmp_path: Path, tos: int | Non
         else:
             assert t == dscp, (hex(t), s)             # SYN, ACKs, FIN, resends: Not-ECT
     assert new > 100
+    # Most data left TCP as superframes (net.inet.tcp.gso) that IP cut: each piece ECT(0)
+    # (checked above), each counted as one ECT(0) segment sent.
+    assert a.kernel.inet.tcp.tso_superframes > 0
+    assert a.kernel.inet.tcp.stats.tcps_ecn_sndect0 == new
     assert a.kernel.inet.tcp.stats.tcps_ecn_shs == 1 == b.kernel.inet.tcp.stats.tcps_ecn_shs
     assert b.kernel.inet.tcp.stats.tcps_ecn_ect >= new
 
