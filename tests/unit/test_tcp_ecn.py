@@ -326,6 +326,28 @@ def test_fast_recovery_queues_cwr() -> None:
     assert [g.flags & TH_CWR for g in new] == [TH_CWR] + [0] * (len(new) - 1)   # CWR once
 
 
+def test_tail_loss_repaired_by_a_probe_queues_cwr() -> None:
+    """RFC 8985 7.4.2: the probe repaired a loss (an ACK beyond the probe, no D-SACK), so
+    cwnd is reduced as fast recovery would; the first new data after it carries CWR
+    (RFC 3168 6.1.2), the probe itself is a retransmission and Not-ECT (6.1.5)."""
+    env = Env(ecn_enable=1, sack=1)
+    cb = ecn_established(env)
+    cb.send(b"x" * (10 * MSS), 0.0)
+    assert len(env.recv()) == 10
+    peer_ack(env, cb, 0.1, 9 * MSS)                           # the last segment lost
+    env.nothing()
+    out = env.run_until(0.9)
+    assert [r for _, r in out] == [data(cb, 9 * MSS, MSS, TH_ACK | TH_PUSH, ecn=0)]
+    peer_ack(env, cb, 0.91, 10 * MSS)                          # the probe arrived
+    cb.send(b"x" * 100, 0.92)
+    env.expect(None, data(cb, 10 * MSS, 100, TH_ACK | TH_PUSH))   # before the verdict
+    peer_ack(env, cb, 0.95, 10 * MSS + 100)                    # beyond the probe
+    assert env.stats.tcps_tlp_recovered == 1 and cb.snd_cwnd == cb.snd_ssthresh
+    cb.send(b"x" * 100, 0.96)
+    env.expect(None, data(cb, 10 * MSS + 100, 100, TH_ACK | TH_PUSH | TH_CWR))
+    assert env.stats.tcps_ecn_sndcwr == 1
+
+
 # ----- the sysctls ---------------------------------------------------------------------
 def test_sysctl_ecn_enable_and_maxretries(vnet: Any) -> None:
     """net.inet.tcp.ecn.enable (NetBSD's and FreeBSD's name; NetBSD's default 0) takes
