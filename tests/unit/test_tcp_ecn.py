@@ -348,6 +348,31 @@ def test_tail_loss_repaired_by_a_probe_queues_cwr() -> None:
     assert env.stats.tcps_ecn_sndcwr == 1
 
 
+def test_tail_loss_repaired_within_an_ecn_reduction_is_not_a_second_reduction() -> None:
+    """A probe that repairs a loss of the window an ECE already reduced leaves ssthresh
+    alone (RFC 3168 6.1.2: once per window) and queues no second CWR."""
+    env = Env(ecn_enable=1, sack=1)
+    cb = ecn_established(env)
+    cb.send(b"x" * (10 * MSS), 0.0)
+    assert len(env.recv()) == 10
+    peer_ack(env, cb, 0.1, 4 * MSS, flags=TH_ACK | TH_ECE)
+    assert cb.snd_ssthresh == 5 * MSS                         # FlightSize 10 SMSS, halved
+    for k in range(5, 10):                                    # the last segment lost
+        peer_ack(env, cb, 0.1, k * MSS)
+    env.nothing()
+    out = env.run_until(0.9)
+    assert [r for _, r in out] == [data(cb, 9 * MSS, MSS, TH_ACK | TH_PUSH, ecn=0)]
+    peer_ack(env, cb, 0.91, 10 * MSS)
+    cb.send(b"x" * 100, 0.92)
+    env.expect(None, data(cb, 10 * MSS, 100, TH_ACK | TH_PUSH | TH_CWR))   # the ECE's CWR
+    peer_ack(env, cb, 0.95, 10 * MSS + 100)                    # beyond the probe
+    assert env.stats.tcps_tlp_recovered == 1
+    assert cb.snd_ssthresh == 5 * MSS == cb.snd_cwnd and env.stats.tcps_ecn_rcwnd == 1
+    cb.send(b"x" * 100, 0.96)
+    env.expect(None, data(cb, 10 * MSS + 100, 100, TH_ACK | TH_PUSH))
+    assert env.stats.tcps_ecn_sndcwr == 1
+
+
 # ----- the sysctls ---------------------------------------------------------------------
 def test_sysctl_ecn_enable_and_maxretries(vnet: Any) -> None:
     """net.inet.tcp.ecn.enable (NetBSD's and FreeBSD's name; NetBSD's default 0) takes
