@@ -200,7 +200,8 @@ def test_reassembly_ecn_field(rx, codepoints: tuple[int, ...], result: int | Non
     whole = None
     for p in parts:
         ip_off = struct.unpack_from("!H", p, 6)[0]
-        whole = b.inet.reass.insert(memoryview(p), 20, aton(SRC), aton(DST), 0x1234, 17, ip_off, ifp)
+        whole = b.inet.reass.insert(memoryview(p), 20, aton(SRC), aton(DST), 0x1234, 17, ip_off, ifp,
+                                   b.sched.now())
     st = b.inet.ipstat
     if result is None:
         assert whole is None and st.ips_fragdropped == len(parts)
