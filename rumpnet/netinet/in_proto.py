@@ -10,8 +10,9 @@ from __future__ import annotations
 import errno
 import socket as pysocket
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from rumpkern.callout import Callout
 from rumpkern.errno import kerr
 from rumpnet.ifnet import ETHERTYPE_ARP, ETHERTYPE_IP, IfAddr, Ifnet
 from rumpnet.netinet.if_arp import Arp, ArpParams
@@ -37,6 +38,7 @@ from rumpnet.netinet.udp_usrreq import Udp, UdpParams, UdpSocket
 from rumpnet.route import RTF_CONNECTED, RTF_HOST, RTF_LOCAL, RTF_UP, Rtentry
 
 if TYPE_CHECKING:
+    from rumpkern.sched import Scheduler
     from rumpnet.net_kernel import NetKernel
     from rumpnet.netinet.tcp_usrreq import Tcp
     from rumpnet.uipc_socket import Socket
@@ -52,30 +54,18 @@ _LOOP_ETHER_HDR = bytes(12) + b"\x08\x00"
 UDPCTL = {"checksum": 1, "sendspace": 2, "recvspace": 3, "stats": 5}
 
 
-class _Handle(Protocol):
-    def cancel(self) -> None: ...
-
-
-class Callouts(Protocol):
-    """The scheduler's side of a callout (``rumpkern.sched.Scheduler``)."""
-
-    def now(self) -> float: ...
-
-    def call_at(self, when: float, fn: Callable[[], None]) -> _Handle: ...
-
-
 class InetCallout:
     """The inet domain's one loop timer (NetBSD's callouts all run from one softclock):
     armed at the earliest deadline of the domain's sans-IO cores (ARP, reassembly, ICMP's
     route lifetimes, TCP), it runs each core's ``handle_timer(now)`` and re-arms at the
     next. Cores tell it of each deadline they set through their ``deadline_out``
-    (:meth:`deadline`); it is the only caller of the scheduler for them."""
+    (:meth:`deadline`); through its :class:`~rumpkern.callout.Callout` it is the only
+    caller of the scheduler for them."""
 
-    def __init__(self, sched: Callouts, cores: Sequence[TimerCore] = ()) -> None:
+    def __init__(self, sched: Scheduler, cores: Sequence[TimerCore] = ()) -> None:
         self.sched = sched
+        self.callout = Callout(sched, self._fire)
         self.cores: list[TimerCore] = []
-        self._handle: _Handle | None = None
-        self._when: float | None = None
         for core in cores:
             self.add(core)
 
@@ -83,20 +73,13 @@ class InetCallout:
         """Drive ``core``'s timers from here (``pr_init`` of a protocol joining the domain).
         Its deadlines must reach :meth:`deadline` (``deadline_out``)."""
         self.cores.append(core)
-        when = core.get_timer()
-        if when is not None:
-            self.deadline(when)
+        self.callout.schedule(core.get_timer())
 
     def deadline(self, when: float) -> None:
         """A core set a deadline at ``when``: arm the timer there if that is earlier than
         the armed one (a deadline cancelled since leaves the timer early; it then fires,
         finds nothing due and is armed at the next one)."""
-        if self._when is not None and self._when <= when:
-            return
-        if self._handle is not None:
-            self._handle.cancel()
-        self._when = when
-        self._handle = self.sched.call_at(when, self._fire)
+        self.callout.schedule(when)
 
     def get_timer(self) -> float | None:
         """The earliest deadline of the cores."""
@@ -104,14 +87,10 @@ class InetCallout:
         return min(deadlines) if deadlines else None
 
     def _fire(self) -> None:
-        self._handle = None
-        self._when = None
         now = self.sched.now()
         for core in self.cores:
             core.handle_timer(now)
-        when = self.get_timer()
-        if when is not None:
-            self.deadline(when)
+        self.callout.schedule(self.get_timer())
 
 
 class Inet:
