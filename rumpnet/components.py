@@ -93,7 +93,15 @@ def _net_init(k: Kernel) -> None:
     k.sysctl_tree.add_node("net", num=4)
 
 
-@rump_component("netinet", RUMP_COMPONENT_NET + 1, requires=("net",), conflicts=("sockin",), default=True)
+def _netinet_halt(k: Kernel) -> None:
+    """The kernel halts: the inet domain's timer never fires again."""
+    inet = net_kernel(k).inet
+    if inet is not None:
+        inet.halt()
+
+
+@rump_component("netinet", RUMP_COMPONENT_NET + 1, requires=("net",), conflicts=("sockin",), default=True,
+                halt=_netinet_halt)
 def _netinet_init(k: Kernel) -> None:
     from rumpnet.netinet.in_proto import Inet
     from rumpnet.netinet.tcp_usrreq import tcp_attach

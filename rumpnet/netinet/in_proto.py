@@ -285,6 +285,11 @@ class Inet:
                         self.routes.add(Rtentry(oifa.net, oifa.plen, None, RTF_UP | RTF_CONNECTED, other, oifa))
 
     # -- events from the net faction -----------------------------------------------------
+    def halt(self) -> None:
+        """The kernel halts (after its files closed and its links detached): no timer of
+        the domain fires any more (``callout_halt``)."""
+        self.callout.callout.stop()
+
     def if_updown(self, ifp: Ifnet, up: bool) -> None:
         if up:
             for ifa in ifp.addrs:

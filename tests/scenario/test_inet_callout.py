@@ -62,3 +62,18 @@ def test_arp_expiry_and_pmtu_aging_each_at_their_time(vnet) -> None:
     assert inet.routes.exact(FAR, 32) is not None
     b.run_for(0.5)
     assert inet.routes.exact(FAR, 32) is None  # the learned MTU aged out
+
+
+def test_halted_kernel_keeps_no_inet_timer(vnet) -> None:
+    """A halted kernel's domain timer is stopped: an ARP request waiting for its retry
+    is not sent again while the other kernels on the scheduler run on."""
+    a, b = vnet.pair()
+    fd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+    inet = b.inet
+    sent = inet.arpstat.as_sndrequest  # the gratuitous ARP at configuration
+    b.rump_sys_sendto(fd, b"x", 0, ("10.0.0.77", 9))  # nobody answers: retried each second
+    assert inet.arpstat.as_sndrequest == sent + 1 and inet.callout.callout.when is not None
+    b.halt()
+    assert inet.callout.callout.when is None
+    a.run_for(5.0)
+    assert inet.arpstat.as_sndrequest == sent + 1
