@@ -77,15 +77,17 @@ def format_scoped(addr: int, zone: int, name_of: Callable[[int], str | None] | N
 def sockaddr_in6(sa: object, lookup: IfIndexLookup | None = None) -> tuple[int, int, int, int]:
     """Check a Python-style AF_INET6 address and return ``(addr, port, flowinfo, scope_id)``.
 
-    Python accepts ``(host, port)`` and ``(host, port, flowinfo, scope_id)``; the host may
-    carry a ``%zone``, which must agree with a non-zero ``scope_id``. Malformed addresses
-    give EINVAL as a BSD kernel does for a bad ``sockaddr_in6``; names are not resolved.
+    Python accepts ``(host, port)``, ``(host, port, flowinfo)`` and ``(host, port,
+    flowinfo, scope_id)``, the flow information within 20 bits; the host may carry a
+    ``%zone``, which must agree with a non-zero ``scope_id``. Malformed addresses give
+    EINVAL as a BSD kernel does for a bad ``sockaddr_in6``; names are not resolved.
     """
-    if not isinstance(sa, tuple) or len(sa) not in (2, 4):
-        raise kerr(errno.EINVAL, "address must be (host, port[, flowinfo, scope_id])")
+    if not isinstance(sa, tuple) or not 2 <= len(sa) <= 4:
+        raise kerr(errno.EINVAL, "address must be (host, port[, flowinfo[, scope_id]])")
     host, port = sa[0], sa[1]
-    flowinfo, scope_id = (sa[2], sa[3]) if len(sa) == 4 else (0, 0)
-    for name, v, hi in (("port", port, 0xFFFF), ("flowinfo", flowinfo, 0xFFFFFFFF),
+    flowinfo = sa[2] if len(sa) > 2 else 0
+    scope_id = sa[3] if len(sa) > 3 else 0
+    for name, v, hi in (("port", port, 0xFFFF), ("flowinfo", flowinfo, 0xFFFFF),
                         ("scope_id", scope_id, 0xFFFFFFFF)):
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
             raise kerr(errno.EINVAL, f"{name} must be 0-{hi}")
