@@ -454,6 +454,13 @@ class Kernel:
         """ping's output; an awaitable of it when called from a coroutine on the loop."""
         return self.run_command("ping", args)
 
+    def ping6(self, *args: object) -> str | Awaitable[str]:
+        """ping6's output; an awaitable of it when called from a coroutine on the loop."""
+        return self.run_command("ping6", args)
+
+    def ndp(self, *args: object) -> str:
+        return self._text("ndp", args)
+
     def tc(self, *args: object) -> str:
         return self._text("tc", args)
 

@@ -17,7 +17,8 @@ Filter grammar (a subset of pcap-filter(7))::
     term      := factor (("and" | "&&") factor)*
     factor    := ("not" | "!") factor | "(" expr ")" | relation | primitive
     primitive := [proto] [dir] [type] id  |  proto  |  flag keyword
-    proto     := ether | ip | arp | tcp | udp | icmp      (and "ip6" alone)
+    proto     := ether | ip | arp | tcp | udp | icmp
+    ip6       := "ip6" [src|dst] [proto N | host ADDR6 | net ADDR6/LEN] | "icmp6"
     dir       := src | dst
     type      := host | net | port | portrange | proto
     relation  := proto "[" off [":" size] "]" ["&" value] relop value
@@ -27,7 +28,9 @@ Examples: ``arp``, ``icmp or udp port 53``, ``src host 10.0.0.1``, ``net 10.0.0.
 ``dst port 80``, ``tcp src port 1024``, ``ether host 02:00:00:00:00:01``,
 ``ether broadcast``, ``tcp-syn``, ``tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn``,
 ``icmp[icmptype] == icmp-echo``, ``not (port 22 or arp)``, ``less 64``, ``greater 1000``,
-``ether proto 0x88cc``, ``ether proto \\arp``, ``ip proto 17``, ``ip6``.
+``ether proto 0x88cc``, ``ether proto \\arp``, ``ip proto 17``, ``ip6``, ``icmp6``,
+``ip6 proto 17``, ``host fe80::1``, ``ip6 net fc00::/64``; ``tcp``, ``udp`` and their
+ports match IPv6 frames too (the extension headers walked), as pcap-filter(7) says.
 Unlike pcap, a qualifier is not inherited by a following bare id (``host a or b`` must
 be written ``host a or host b``).
 """
@@ -221,6 +224,7 @@ _ETHERTYPE_NAMES = {"ip": ETHERTYPE_IP, "arp": ETHERTYPE_ARP, "ip6": ETHERTYPE_I
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
@@ -245,9 +249,27 @@ def _is_ip(b: Frame) -> bool:
     return len(b) >= 34 and _ethertype(b) == ETHERTYPE_IP and b[14] >> 4 == 4
 
 
-def _is_ipproto(proto: int) -> FrameFilter:
+def _ip6_l4(b: Frame) -> tuple[int, int]:
+    """(upper-layer protocol, its offset in the frame) of an IPv6 frame, the extension
+    headers walked (the first fragment only); (-1, -1) otherwise."""
+    if len(b) < 54 or _ethertype(b) != ETHERTYPE_IPV6 or b[14] >> 4 != 6:
+        return -1, -1
+    from rumpnet.netinet6.ip6 import ip6_lasthdr
+
+    last = ip6_lasthdr(memoryview(b)[14:])
+    return (last[0], 14 + last[1]) if last is not None else (-1, -1)
+
+
+def _is_ip6proto(proto: int) -> FrameFilter:
+    """``ip6 proto N`` / ``icmp6``: the upper layer after the extension headers."""
+    return lambda b: _ip6_l4(b)[0] == proto
+
+
+def _is_ipproto(proto: int, v6: bool = False) -> FrameFilter:
+    """IPv4 protocol ``proto``; with ``v6`` (tcp, udp: pcap-filter(7) matches both
+    families) an IPv6 upper layer too."""
     def f(b: Frame) -> bool:
-        return _is_ip(b) and b[23] == proto
+        return (_is_ip(b) and b[23] == proto) or (v6 and _ip6_l4(b)[0] == proto)
 
     return f
 
@@ -261,6 +283,17 @@ def _ethertype_test(etype: int) -> FrameFilter:
 
 def _is_arp(b: Frame) -> bool:
     return len(b) >= 14 and _ethertype(b) == ETHERTYPE_ARP
+
+
+def _ip6_addr_test(want: int, mask: int, src: bool, dst: bool) -> FrameFilter:
+    def f(b: Frame) -> bool:
+        if len(b) < 54 or _ethertype(b) != ETHERTYPE_IPV6:
+            return False
+        s_ = int.from_bytes(b[22:38], "big")
+        d_ = int.from_bytes(b[38:54], "big")
+        return (src and s_ & mask == want) or (dst and d_ & mask == want)
+
+    return f
 
 
 def _ip_addr_test(want: int, mask: int, src: bool, dst: bool) -> FrameFilter:
@@ -284,9 +317,14 @@ def _arp_addr_test(want: int, mask: int, src: bool, dst: bool) -> FrameFilter:
 
 def _port_test(protos: tuple[int, ...], lo: int, hi: int, src: bool, dst: bool) -> FrameFilter:
     def f(b: Frame) -> bool:
-        if not _is_ip(b) or b[23] not in protos:
-            return False
-        off = _ip_l4(b)
+        if _is_ip(b):
+            if b[23] not in protos:
+                return False
+            off = _ip_l4(b)
+        else:
+            nxt, off = _ip6_l4(b)
+            if nxt not in protos:
+                return False
         if off < 0 or len(b) < off + 4:
             return False
         sport = b[off] << 8 | b[off + 1]
@@ -423,6 +461,11 @@ def _parse_port(text: str) -> int:
     return int(text)
 
 
+def _looks_mac(text: str) -> bool:
+    parts = text.split(":")
+    return len(parts) == 6 and all(1 <= len(p) <= 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts)
+
+
 def _looks_ipv4(text: str) -> bool:
     return bool(re.fullmatch(r"\d+\.\d+\.\d+\.\d+", text))
 
@@ -499,7 +542,9 @@ class _Parser:
     def primitive(self) -> FrameFilter:
         tok = self.take()
         if tok == "ip6":
-            return _ethertype_test(ETHERTYPE_IPV6)
+            return self.ip6()
+        if tok == "icmp6":
+            return _is_ip6proto(IPPROTO_ICMPV6)
         if tok in _TCP_FLAG_WORDS:
             return _tcp_flag_test(_TCP_FLAG_WORDS[tok])
         if tok in ("less", "greater"):
@@ -534,6 +579,8 @@ class _Parser:
         else:
             # A bare id after a qualifier: "ether src MAC", "src 10.0.0.1", "10.0.0.1".
             ident = tok
+            if proto is None and ":" in ident and not _looks_mac(ident):
+                return self.ip6_addr(ident, src, dst)     # a bare IPv6 address
             if proto == "ether" or (proto is None and ":" in ident):
                 kind = "host"
                 proto = "ether"
@@ -545,6 +592,40 @@ class _Parser:
             raise self.error(f"{kind} needs an argument, got {ident!r}")
         return self.qualified(proto, src, dst, kind, ident)
 
+    def ip6(self) -> FrameFilter:
+        """``ip6``, ``ip6 proto N``, ``ip6 [src|dst] host|net ADDR[/LEN]``."""
+        nxt = self.peek()
+        src = dst = True
+        if nxt in _DIRS:
+            src, dst = nxt == "src", nxt == "dst"
+            self.i += 1
+            nxt = self.peek()
+        if nxt == "proto":
+            self.i += 1
+            ident = self.take().lstrip("\\")
+            num = _IP_PROTO_NAMES.get(ident, IPPROTO_ICMPV6 if ident == "icmp6" else None)
+            if num is None:
+                if not ident.isdigit() or int(ident) > 255:
+                    raise self.error(f"bad protocol {ident!r}")
+                num = int(ident)
+            return _is_ip6proto(num)
+        if nxt in ("host", "net"):
+            self.i += 1
+            return self.ip6_addr(self.take(), src, dst)
+        return _ethertype_test(ETHERTYPE_IPV6)
+
+    def ip6_addr(self, ident: str, src: bool, dst: bool) -> FrameFilter:
+        from rumpnet.netinet6 import in6
+
+        text, _, plen = ident.partition("/")
+        try:
+            addr = in6.pton(text)
+            n = int(plen) if plen else 128
+            mask = in6.prefixlen2mask(n)
+        except (OSError, ValueError):
+            raise self.error(f"bad IPv6 address {ident!r}") from None
+        return _ip6_addr_test(addr & mask, mask, src, dst)
+
     def proto_only(self, proto: str) -> FrameFilter:
         if proto == "ether":
             raise self.error("'ether' needs a qualifier (host, src, dst, broadcast, ...)")
@@ -552,7 +633,7 @@ class _Parser:
             return _is_ip
         if proto == "arp":
             return _is_arp
-        return _is_ipproto(_IP_PROTO_NAMES[proto])
+        return _is_ipproto(_IP_PROTO_NAMES[proto], v6=proto in ("tcp", "udp"))
 
     def ether_special(self, word: str) -> FrameFilter:
         if word == "broadcast":
@@ -597,6 +678,8 @@ class _Parser:
                     lo, hi = sorted((_parse_port(a), _parse_port(z)))
                 return _port_test(protos, lo, hi, src, dst)
             # host / net
+            if ":" in ident and proto in (None, "ip6"):
+                return self.ip6_addr(ident, src, dst)
             if kind == "host":
                 want, mask = _parse_ipv4(ident), 0xFFFFFFFF
             else:

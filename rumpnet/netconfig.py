@@ -15,6 +15,7 @@ from rumpkern.commands import on_cpu
 from rumpkern.errno import kerr
 from rumpnet.ifnet import Ifnet
 from rumpnet.net_kernel import netinet
+from rumpnet.netconfig6 import Inet6Config
 from rumpnet.netinet.in_addr import aton_strict, classful_plen, ntoa, parse_prefix
 from rumpnet.route import (
     RTF_BLACKHOLE,
@@ -50,7 +51,9 @@ def format_mac(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
 
 
-class NetConfig:
+class NetConfig(Inet6Config):
+    """IPv4 here, IPv6 from :class:`rumpnet.netconfig6.Inet6Config`."""
+
     def __init__(self, kernel: NetKernel) -> None:
         self.k = kernel
 

@@ -1,5 +1,5 @@
 """``rump.ifconfig``, ``rump.route``, ``rump.arp``, ``rump.sysctl``, ``rump.netstat``,
-``rump.ping``, ``rump.tc`` and ``rump.halt``: the commands run against the rump_server at
+``rump.ping``, ``rump.ping6``, ``rump.ndp``, ``rump.tc`` and ``rump.halt``: the commands run against the rump_server at
 ``$RUMP_SERVER`` (rump_sp(7)).
 
 Each tool is run inside the server (a ``command`` request, see docs/RUMP_SP.md) and its
@@ -59,10 +59,10 @@ def _write_output(name: str, text: str) -> None:
     there). Before this fix they went to stdout with the rest."""
     if not text.endswith("\n"):
         text += "\n"
-    if name == "ping":
+    if name in ("ping", "ping6"):
         lines = text.splitlines(keepends=True)
-        warn = "".join(ln for ln in lines if ln.startswith("ping: "))
-        text = "".join(ln for ln in lines if not ln.startswith("ping: "))
+        warn = "".join(ln for ln in lines if ln.startswith(f"{name}: "))
+        text = "".join(ln for ln in lines if not ln.startswith(f"{name}: "))
         if warn:
             sys.stdout.flush()
             sys.stderr.write(warn)
@@ -93,6 +93,14 @@ def netstat_main(argv: list[str] | None = None) -> int:
 
 def ping_main(argv: list[str] | None = None) -> int:
     return _run("ping", argv)
+
+
+def ping6_main(argv: list[str] | None = None) -> int:
+    return _run("ping6", argv)
+
+
+def ndp_main(argv: list[str] | None = None) -> int:
+    return _run("ndp", argv)
 
 
 def tc_main(argv: list[str] | None = None) -> int:

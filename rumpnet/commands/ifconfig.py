@@ -6,6 +6,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from rumpnet.commands import UsageError, on_cpu, strerror
+from rumpnet.commands.ifconfig6 import address_lines, configure6, wait_dad
 from rumpnet.ifnet import IFF_BROADCAST, IFF_NAMES, IFF_POINTOPOINT, LINK_STATE_UP, Ifnet, ifcap_string
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet.in_addr import aton_strict, ntoa
@@ -41,8 +42,8 @@ def _flags(ifp: Ifnet) -> str:
     return f"flags=0x{ifp.flags:x}<{names}>" if names else f"flags=0x{ifp.flags:x}"
 
 
-def status(ifp: Ifnet, verbose: bool = False) -> str:
-    """One interface as ``ifconfig IF`` prints it."""
+def status(ifp: Ifnet, verbose: bool = False, af: str | None = None, lifetimes: bool = False) -> str:
+    """One interface as ``ifconfig IF [af]`` prints it (-L: IPv6 lifetimes)."""
     lines = [f"{ifp.name}: {_flags(ifp)} mtu {ifp.mtu}"]
     caps = ifp.capabilities
     if caps:
@@ -94,7 +95,7 @@ def status(ifp: Ifnet, verbose: bool = False) -> str:
         if st.oqdrops:
             out += f", {st.oqdrops} queue drops"
         lines += [inp, out]
-    for ifa in ifp.addrs:
+    for ifa in (ifp.addrs if af in (None, "inet") else ()):
         s = f"\tinet {ntoa(ifa.addr)}/{ifa.plen}"
         if ifp.flags & IFF_POINTOPOINT and ifa.dstaddr:
             s += f" -> {ntoa(ifa.dstaddr)}"
@@ -102,7 +103,21 @@ def status(ifp: Ifnet, verbose: bool = False) -> str:
             s += f" broadcast {ntoa(ifa.broadaddr)}"
         s += " flags 0x0"
         lines.append(s)
+    if af in (None, "inet6"):
+        lines += address_lines(ifp.kernel, ifp, lifetimes)
     return "\n".join(lines) + "\n"
+
+
+def _link_words(words: list[str], actions: list[tuple[str, str | None]]) -> list[str]:
+    """The words after ``inet6``: ``up``/``down`` and the link's own keywords become
+    actions (as for inet); the rest is the inet6 address and its modifiers."""
+    rest: list[str] = []
+    for w in words:
+        if w in ("up", "down"):
+            actions.append((w, None))
+        else:
+            rest.append(w)
+    return rest
 
 
 def _check_addr(s: str) -> None:
@@ -117,13 +132,20 @@ def _check_addr(s: str) -> None:
             raise OSError(errno.EINVAL, f"ifconfig: {s}: bad value")
 
 
-def ifconfig(k: NetKernel, argv: list[str]) -> str:
+def ifconfig(k: NetKernel, argv: list[str]) -> Any:
+    """``-w N`` waits (outside the CPU) for duplicate address detection to end."""
+    if len(argv) >= 2 and argv[0] == "-w":
+        if not argv[1].isdigit():
+            raise UsageError(USAGE)
+        out = on_cpu(k, lambda: _ifconfig(k, argv[2:])) if argv[2:] else ""
+        waited = wait_dad(k, float(argv[1]))
+        return waited if not isinstance(waited, str) else out
     return on_cpu(k, lambda: _ifconfig(k, argv))
 
 
 def _ifconfig(k: NetKernel, argv: list[str]) -> str:
     args = list(argv)
-    all_ = listnames = cloners = verbose = False
+    all_ = listnames = cloners = verbose = lifetimes = False
     only_up = only_down = False
     while args and args[0].startswith("-") and len(args[0]) > 1 and not args[0][1:2].isdigit():
         opt = args.pop(0)
@@ -140,7 +162,9 @@ def _ifconfig(k: NetKernel, argv: list[str]) -> str:
                 only_up = True
             elif ch == "d":
                 only_down = True
-            elif ch in "bhszL":
+            elif ch == "L":
+                lifetimes = True
+            elif ch in "bhsz":
                 pass
             elif ch == "w":
                 # Wait for duplicate address detection: none here, so done at once.
@@ -164,25 +188,25 @@ def _ifconfig(k: NetKernel, argv: list[str]) -> str:
         return not ((only_up and not ifp.is_up) or (only_down and ifp.is_up))
 
     if listnames:
-        if args and args != ["inet"]:
+        if args and args not in (["inet"], ["inet6"]):
             raise UsageError(USAGE)
         return " ".join(i.name for i in k.ifnet.all() if wanted(i)) + "\n"
     if all_:
-        if args and args != ["inet"]:
+        if args and args not in (["inet"], ["inet6"]):
             raise UsageError(USAGE)
-        return "".join(status(i, verbose) for i in k.ifnet.all() if wanted(i))
+        return "".join(status(i, verbose, args[0] if args else None, lifetimes) for i in k.ifnet.all() if wanted(i))
     if not args:
         raise UsageError(USAGE)
     name = args.pop(0)
     if name.startswith("-"):
         raise UsageError(USAGE)
-    if not args or args == ["inet"]:
-        # "ifconfig IF inet" shows the interface with its inet addresses (NetBSD; the
-        # only family here). Before this fix it printed nothing.
+    if not args or args in (["inet"], ["inet6"]):
+        # "ifconfig IF inet" / "ifconfig IF inet6" show the interface with that
+        # family's addresses (NetBSD).
         ifp = k.ifnet.get(name)
         if ifp is None:
             raise OSError(errno.ENXIO, f"ifconfig: SIOCGIFFLAGS {name}: Device not configured")
-        return status(ifp, verbose)
+        return status(ifp, verbose, args[0] if args else None, lifetimes)
     return _configure(k, name, args)
 
 
@@ -212,6 +236,7 @@ def _configure(k: NetKernel, name: str, args: list[str]) -> str:
     broadcast: str | None = None
     alias = delete = False
     actions: list[tuple[str, str | None]] = []
+    inet6_args: list[str] | None = None
     i = 0
     while i < len(args):
         w = args[i]
@@ -225,7 +250,10 @@ def _configure(k: NetKernel, name: str, args: list[str]) -> str:
             val = None
         if w == "inet":
             continue
-        if w in ("inet6", "link6", "atalk", "iso"):
+        if w == "inet6":
+            inet6_args = _link_words(args[i:], actions)
+            break
+        if w in ("link6", "atalk", "iso"):
             raise OSError(errno.EAFNOSUPPORT, f"ifconfig: {w}: address family not supported")
         if w in ("up", "down", "promisc", "-promisc", "-linkstr"):
             actions.append((w, None))
@@ -301,6 +329,8 @@ def _configure(k: NetKernel, name: str, args: list[str]) -> str:
                   "mtu": "SIOCSIFMTU", "media": "SIOCSIFMEDIA", "link": "SIOCALIFADDR",
                   "lladdr": "SIOCALIFADDR"}[what]
             raise _err(op, e) from None
+    if inet6_args is not None:
+        configure6(k, k.ifnet.lookup(name), inet6_args)
     if addr is not None:
         try:
             if delete:

@@ -36,7 +36,7 @@ from rumpnet.netinet6.icmp6 import Icmp6Ctl, Icmp6RawInput
 from rumpnet.netinet6.in6_proto import In6AddrAdded, In6AddrRemoved, Inet6, Ip6Frame
 from rumpnet.netinet6.in6_rtable import In6Routes, Route6Adapter
 from rumpnet.netinet6.in6_sysctl import inet6_sysctl
-from rumpnet.netinet6.in6_var import ND6_INFINITE_LIFETIME, In6Ifaddr
+from rumpnet.netinet6.in6_var import IN6_IFF_NODAD, ND6_INFINITE_LIFETIME, In6Ifaddr
 from rumpnet.netinet6.ip6_output import Ip6Pktopts
 from rumpnet.netinet6.nd6_rtr import Nd6Redirect, PrefixOffLink, PrefixOnLink, RouterAdded, RouterRemoved
 from rumpnet.netinet6.raw_ip6 import Raw6Socket, RawIp6
@@ -170,6 +170,10 @@ class Inet6Domain:
         brings it up. Raises what ``Inet6.add_address`` raises (EINVAL, ...)."""
         now = self.now()
         self.attach(ifp)
+        if not ifp.running:
+            # NetBSD's in6if_do_dad: no DAD for an address set while the interface is
+            # not up and running (it comes up with the address usable at once).
+            flags |= IN6_IFF_NODAD
         old = self.node.ifaddrs.lookup(addr, ifp.index)
         if old is not None and old.ifindex == ifp.index:
             self.node.remove_address(old, now)

@@ -52,6 +52,7 @@ IPV6_RECVTCLASS = pysocket.IPV6_RECVTCLASS
 IPV6_TCLASS = pysocket.IPV6_TCLASS
 IPV6_DONTFRAG = pysocket.IPV6_DONTFRAG
 IPV6_CHECKSUM = pysocket.IPV6_CHECKSUM
+IPV6_NEXTHOP = getattr(pysocket, "IPV6_NEXTHOP", 9)
 
 IPPORT_ANONMIN = 49152
 IPPORT_ANONMAX = 65535
@@ -134,6 +135,7 @@ class In6Pcb:
         self.dontfrag = False
         self.recvopts: set[str] = set()
         self.sticky_pktinfo: tuple[int, int] | None = None
+        self.nexthop: tuple[int, int] = (0, 0)
         self.groups: list[tuple[int, int]] = []
         self.mapped: Mapped4Pcb | None = None
 
@@ -156,7 +158,7 @@ class In6Pcb:
 
     def format(self, addr: int, port: int, zone: int, flowinfo: int = 0) -> tuple[str, int, int, int]:
         name_of = self.inet6.ifname
-        return scope6.format_scoped(addr, zone, name_of), port, flowinfo, zone if in6.is_scoped(addr) else 0
+        return scope6.format_scoped(addr, zone, name_of), port, flowinfo, zone if scope6.shows_zone(addr, zone) else 0
 
     def getsockname(self) -> tuple[str, int, int, int]:
         if self.mapped is not None and self.laddr == 0 and self.mapped.laddr:
@@ -319,7 +321,8 @@ class In6Pcb:
         if hlim < 0:
             hlim = self.mcast_hops if in6.is_multicast(dst) else self.unicast_hops
         return Ip6Pktopts(hlim=hlim, tclass=self.tclass if tclass < 0 else tclass, dontfrag=self.dontfrag,
-                          multicast_ifindex=ifindex or self.mcast_ifindex)
+                          multicast_ifindex=ifindex or self.mcast_ifindex, nexthop=self.nexthop[0],
+                          nexthop_zone=self.nexthop[1])
 
     def control_for(self, hlim: int, tclass: int, dst: int, ifindex: int) -> list[Cmsg]:
         """Ancillary data for a received datagram, as asked for with IPV6_RECV*."""
@@ -373,6 +376,14 @@ class In6Pcb:
             return
         if opt in (IPV6_JOIN_GROUP, IPV6_LEAVE_GROUP):
             self._membership(opt, value)
+            return
+        if opt == IPV6_NEXTHOP:
+            # RFC 3542 6.1: a sockaddr_in6 (here Python's tuple); an empty value clears it.
+            if value in (b"", None):
+                self.nexthop = (0, 0)
+            else:
+                addr, _, _, zone = self.sockaddr(value)
+                self.nexthop = (addr, zone)
             return
         if opt == IPV6_PKTINFO:
             if isinstance(value, (bytes, bytearray)) and len(value) == 0:

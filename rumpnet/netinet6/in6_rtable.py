@@ -90,6 +90,7 @@ class In6Routes:
         self.lo0 = lo0
         self.dynamic: dict[tuple[int, int], float] = {}    # (dst, zone) -> expiry, redirects
         self.pmtu_routes: set[int] = set()                 # host routes mirroring Pmtu6
+        self._pmtu_changes = 0
         self.maxdynroutes = MAXDYNROUTES
 
     # -- addresses -------------------------------------------------------------------------
@@ -169,30 +170,48 @@ class In6Routes:
 
     # -- path MTU ------------------------------------------------------------------------------
     def pmtu_sync(self, now: float) -> None:
-        """Host routes follow ``Pmtu6``: one per learned destination, with its MTU, made
-        from the route that covered it; gone when the entry ages out."""
+        """Routes follow ``Pmtu6`` (NetBSD's icmp6_mtudisc_update): a host route to the
+        destination takes the MTU (``route add -inet6 HOST/128 GW`` then shows it, as
+        t_mtudisc6 reads it); without one a dynamic host route is cloned from the route
+        that covered it. When the entry ages out the MTU goes (the clone with it)."""
         entries = self.node.icmp6.pmtu.entries
         for dst in [d for d in self.pmtu_routes if d not in entries or entries[d][1] <= now]:
             self.pmtu_routes.discard(dst)
             rt = self.table.exact(dst, 128)
-            if rt is not None and rt.flags & RTF_DYNAMIC and rt.mtu:
+            if rt is None or not rt.mtu:
+                continue
+            if rt.flags & RTF_DYNAMIC and (dst, 0) not in self.dynamic:
                 self.table.delete(dst, 128)
+            else:
+                rt.mtu = 0
+                self.table.invalidate()
+        changes = self.node.icmp6stat.icp6s_pmtuchg
+        if changes == self._pmtu_changes:
+            return     # nothing learned since the last look (the common case, per packet)
+        self._pmtu_changes = changes
         for dst, (mtu, expiry) in entries.items():
-            if expiry <= now:
-                continue
-            rt = self.table.exact(dst, 128)
-            if rt is not None:
-                if rt.mtu != mtu and rt.flags & RTF_DYNAMIC:
-                    rt.mtu = mtu
-                    self.table.invalidate()
-                continue
-            via = self.table.lookup(dst)
-            if via is None or via.ifp is None or via.flags & (RTF_REJECT | RTF_BLACKHOLE | RTF_LOCAL):
-                continue
-            gw = via.gateway if via.flags & RTF_GATEWAY else None
-            self.table.add(Rtentry6(dst, 128, gw, RTF_UP | RTF_HOST | RTF_DYNAMIC | (via.flags & RTF_GATEWAY),
-                                    via.ifp, 0, None, mtu))
-            self.pmtu_routes.add(dst)
+            if expiry > now and (dst not in self.pmtu_routes or self._mtu_of(dst) != mtu):
+                self._pmtu_route(dst, mtu)
+
+    def _mtu_of(self, dst: int) -> int:
+        rt = self.table.exact(dst, 128)
+        return rt.mtu if rt is not None else 0
+
+    def _pmtu_route(self, dst: int, mtu: int) -> None:
+        rt = self.table.exact(dst, 128)
+        if rt is not None:
+            if not rt.flags & RTF_LOCAL:
+                rt.mtu = mtu
+                self.table.invalidate()
+                self.pmtu_routes.add(dst)
+            return
+        via = self.table.lookup(dst)
+        if via is None or via.ifp is None or via.flags & (RTF_REJECT | RTF_BLACKHOLE | RTF_LOCAL):
+            return
+        gw = via.gateway if via.flags & RTF_GATEWAY else None
+        self.table.add(Rtentry6(dst, 128, gw, RTF_UP | RTF_HOST | RTF_DYNAMIC | (via.flags & RTF_GATEWAY),
+                                via.ifp, 0, None, mtu))
+        self.pmtu_routes.add(dst)
 
     # -- expiry --------------------------------------------------------------------------------
     def next_expiry(self) -> float | None:

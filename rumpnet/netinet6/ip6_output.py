@@ -68,6 +68,8 @@ class Ip6Pktopts:
     minmtu: int = -1
     multicast_ifindex: int = 0
     exthdrs: tuple[tuple[int, bytes], ...] = ()
+    nexthop: int = 0            # IPV6_NEXTHOP (RFC 3542 6.1): a neighbour to send through
+    nexthop_zone: int = 0
 
 
 class Ip6Output:
@@ -103,6 +105,13 @@ class Ip6Output:
         if rt is None or rt.reject:
             self.stats.ip6s_noroute += 1
             raise kerr(errno.EHOSTUNREACH)
+        if opts.nexthop:
+            # RFC 3542 6.1: the next hop must be a neighbour, reached without a gateway.
+            hop = self.routes.lookup6(opts.nexthop, opts.nexthop_zone if in6.is_scoped(opts.nexthop) else 0)
+            if hop is None or hop.gateway or hop.reject:
+                self.stats.ip6s_noroute += 1
+                raise kerr(errno.EHOSTUNREACH, "IPV6_NEXTHOP is not a neighbour")
+            return Route6(hop.ifindex, opts.nexthop, rt.mtu)
         return rt
 
     def hoplimit(self, dst: int, ifindex: int, opts: Ip6Pktopts) -> int:

@@ -64,11 +64,18 @@ def parse_scoped(host: str, lookup: IfIndexLookup | None = None) -> tuple[int, i
     return addr, check_zone(addr, zid)
 
 
+def shows_zone(addr: int, zone: int) -> bool:
+    """Is the zone part of how the address is written (``%wire0``, ``sin6_scope_id``)?
+    For link-local and interface-local addresses; ``::1`` has one zone only, lo0, and
+    is written without it (as NetBSD's ifconfig and Python's socket module write it)."""
+    return zone != 0 and in6.is_scoped(addr) and addr != in6.IN6ADDR_LOOPBACK
+
+
 def format_scoped(addr: int, zone: int, name_of: Callable[[int], str | None] | None = None) -> str:
     """The text form with a ``%zone`` suffix for scoped addresses (RFC 4007 11.2): the
     interface name when ``name_of`` knows it, else the number."""
     text = in6.ntop(addr)
-    if zone == 0 or not in6.is_scoped(addr):
+    if not shows_zone(addr, zone):
         return text
     name = name_of(zone) if name_of is not None else None
     return f"{text}%{name if name else zone}"
