@@ -193,7 +193,13 @@ class Kernel:
         t.add_string("kern.ostype", lambda: "NetBSD", num=1)
         t.add_string("kern.osrelease", lambda: "10.0", num=2)
         t.add_int("kern.clockrate", lambda: 100, num=12)
-        t.add_int("kern.sbmax", lambda: self.sb_max, num=81)
+        t.add_int("kern.sbmax", lambda: self.sb_max, self._set_sb_max, num=81)
+
+    def _set_sb_max(self, value: int) -> None:
+        """NetBSD's sb_max_set: the largest socket buffer, at least 16 KB."""
+        if value < 16 * 1024:
+            raise kerr(errno.EINVAL)
+        self.sb_max = value
 
     def _apply_memlimit(self, limit: int) -> None:
         """Cap what packets can pin: socket buffers and reassembly queues get a share of

@@ -155,6 +155,14 @@ def _virtif_init(k: Kernel) -> None:
     Net.default_links["virt"] = lambda ifp: f"tun{ifp.unit}"  # virtN binds to tap tunN
 
 
+@rump_component("tun", RUMP_COMPONENT_NET_IF, requires=("net",))
+def _tun_init(k: Kernel) -> None:
+    """tun(4): point-to-point interfaces carrying bare IP packets (``rumpnet.if_tun``)."""
+    from rumpnet.if_tun import create_tun, destroy_tun
+
+    net_kernel(k).ifnet.add_cloner(Cloner("tun", create_tun, destroy_tun))
+
+
 @rump_component("sockin", RUMP_COMPONENT_NET + 1, requires=("net",), conflicts=("netinet",))
 def _sockin_init(k: Kernel) -> None:
     from rumpnet.sockin import sockin_attach

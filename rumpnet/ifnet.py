@@ -187,11 +187,17 @@ class Ifnet:
         # the driver to the transport): M_CSUM_* flags and the host's GSO segment size.
         self.rx_csum_flags = 0
         self.rx_segsz = 0
+        # The frame being input was sent to a link-level broadcast or multicast address
+        # (NetBSD's M_BCAST|M_MCAST): transports that must not answer one read it.
+        self.rx_mcast = 0
         # lwIP's triple: input from the link, link output; ``output`` is IP's entry.
         self.link_transmit: Callable[[bytes | bytearray | memoryview], None] = self._driver_transmit
         self.link_deliver: Callable[[bytes], None] = self.ether_input
         self._input_entry: Callable[[bytes], None] = self.ether_input
         self._output_entry: Callable[[bytes | bytearray | memoryview], None] = self._driver_transmit
+        # Interfaces without a link layer (tun) take IP packets here instead of frames:
+        # IP output hands them over without ARP (NetBSD's per-type ``if_output``).
+        self.l3_output: Callable[[bytes | bytearray | memoryview], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Ifnet {self.name}>"
@@ -397,7 +403,7 @@ class Ifnet:
         # a VLAN tag's 4 bytes when tagged) is an input error. Without this check an
         # oversized frame was taken whole, whatever the interface's MTU.
         # (A GRO/TSO superframe from an offloading driver, rx_segsz set, is the exception.)
-        if n > self.mtu + ETHER_HDR_LEN and not self.rx_segsz and (
+        if n > self.mtu + ETHER_HDR_LEN and not self.rx_segsz and not self.loopback and (
                 n > self.mtu + ETHER_HDR_LEN + 4 or frame[12:14] != b"\x81\x00"):
             st.ierrors += 1
             return
@@ -410,14 +416,15 @@ class Ifnet:
             st.imcasts += 1
         elif dst != self.lladdr and not self.flags & IFF_PROMISC:
             return  # not for us (a flooded unicast on a shared segment)
-        if frame[6:12] == self.lladdr:
+        if frame[6:12] == self.lladdr and not self.loopback:
             return  # our own frame echoed back by a bus (shmif) or a switch
         ethertype = (frame[12] << 8) | frame[13]
         handler = self._ether_dispatch.get(ethertype)
         if handler is None:
             st.noproto += 1
             return
-        handler(self, memoryview(frame)[ETHER_HDR_LEN:], dst[0] & 1)
+        self.rx_mcast = mcast = dst[0] & 1
+        handler(self, memoryview(frame)[ETHER_HDR_LEN:], mcast)
 
     # -- output ------------------------------------------------------------------------
     def ether_output(self, payload: bytes | bytearray | memoryview, dst_mac: bytes, ethertype: int) -> None:

@@ -101,9 +101,32 @@ def mac_for(kernel: NetKernel, cloner: str, unit: int) -> bytes:
     return bytes((0xB2, 0xA0, (rnd >> 24) & 0xFF, (rnd >> 16) & 0xFF, (rnd >> 8) & 0xFF, rnd & 0xFF))
 
 
+class LoopDriver:
+    """Loopback's link (NetBSD's ``looutput``): a frame transmitted comes back as input
+    on a later turn of the scheduler, so the sender's call stack unwinds first. As a
+    driver it sits behind ``transmit_frame``, so bpf, the interface counters and qdiscs
+    (netem on lo0, either direction) act on loopback as on any interface. Frames carry
+    an Ethernet header with zero addresses, as Linux's lo does."""
+
+    def __init__(self) -> None:
+        self._sched: Any = None
+        self._deliver: Callable[[bytes], None] | None = None
+
+    def attach(self, sched: Any, deliver: Callable[[bytes], None]) -> None:
+        self._sched = sched
+        self._deliver = deliver
+
+    def transmit(self, frame: bytes | bytearray | memoryview) -> None:
+        if self._deliver is not None:
+            self._sched.call_soon(self._deliver, bytes(frame))
+
+    def detach(self) -> None:
+        self._deliver = None
+
+
 def _create_lo(kernel: NetKernel, unit: int) -> Ifnet:
     ifp = Ifnet(kernel, f"lo{unit}", "lo", unit, kernel.ifnet.next_index(), mtu=LOMTU, loopback=True)
-    ifp.link_transmit = lambda frame: None
+    ifp.attach_driver(LoopDriver())
     return ifp
 
 

@@ -47,12 +47,19 @@ MSG_CTRUNC = int(pysocket.MSG_CTRUNC)
 
 # One item of ancillary data, as Python's socket.recvmsg/sendmsg write it.
 Cmsg = tuple[int, int, bytes]
+# SO_PROTOCOL of a socket made with protocol 0
+_DEFAULT_PROTO: dict[int, int] = {int(pysocket.SOCK_STREAM): int(pysocket.IPPROTO_TCP),
+                                  int(pysocket.SOCK_DGRAM): int(pysocket.IPPROTO_UDP)}
 
-# Boolean socket options kept in so_options.
+# Boolean socket options kept in so_options (SO_DEBUG is kept and reported only).
 _BOOL_OPTIONS = {
     pysocket.SO_REUSEADDR, pysocket.SO_KEEPALIVE, pysocket.SO_DONTROUTE, pysocket.SO_BROADCAST,
-    getattr(pysocket, "SO_REUSEPORT", 15), getattr(pysocket, "SO_OOBINLINE", 10),
+    getattr(pysocket, "SO_REUSEPORT", 15), getattr(pysocket, "SO_OOBINLINE", 10), pysocket.SO_DEBUG,
 }
+SO_ACCEPTCONN = getattr(pysocket, "SO_ACCEPTCONN", 30)
+SO_PROTOCOL = getattr(pysocket, "SO_PROTOCOL", 38)
+SO_DOMAIN = getattr(pysocket, "SO_DOMAIN", 39)
+LINGER_MAX = 0xFFFF  # NetBSD's sosetopt: l_linger up to USHRT_MAX, else EDOM
 
 # Default socket buffer sizes (NetBSD: udp_recvspace 41600, sendspace 9216; we are more
 # generous for datagrams so that a burst in a test is not dropped).
@@ -255,10 +262,15 @@ class Socket:
             self.snd_hiwat = v
             self.snd_auto = False
             self.sb_resized()
-        elif opt == pysocket.SO_RCVLOWAT:
-            self.rcv_lowat = max(1, _int_value(value))
-        elif opt == pysocket.SO_SNDLOWAT:
-            self.snd_lowat = max(1, _int_value(value))
+        elif opt in (pysocket.SO_RCVLOWAT, pysocket.SO_SNDLOWAT):
+            # NetBSD's sosetopt: below 1 is EINVAL; never above the buffer's high water.
+            v = _int_value(value)
+            if v < 1:
+                raise kerr(errno.EINVAL)
+            if opt == pysocket.SO_RCVLOWAT:
+                self.rcv_lowat = min(v, self.rcv_hiwat)
+            else:
+                self.snd_lowat = min(v, self.snd_hiwat)
         elif opt == pysocket.SO_LINGER:
             if isinstance(value, tuple):
                 onoff, secs = value
@@ -266,24 +278,33 @@ class Socket:
                 onoff, secs = struct.unpack("ii", value)
             else:
                 raise kerr(errno.EINVAL, "SO_LINGER takes struct linger")
+            if not 0 <= int(secs) <= LINGER_MAX:
+                raise kerr(errno.EDOM)
             self.linger = (int(onoff), int(secs))
             self.linger_changed()
-        elif opt in (pysocket.SO_ERROR, pysocket.SO_TYPE, getattr(pysocket, "SO_ACCEPTCONN", 30)):
-            raise kerr(errno.ENOPROTOOPT)
         else:
+            # SO_ERROR, SO_TYPE, SO_ACCEPTCONN, SO_DOMAIN, SO_PROTOCOL are read-only, the
+            # rest unknown: NetBSD's sosetopt says ENOPROTOOPT to both.
             raise kerr(errno.ENOPROTOOPT)
 
     def getsockopt(self, level: int, opt: int, buflen: int = 0) -> Any:
         if level != SOL_SOCKET:
-            return self.proto_getsockopt(level, opt, buflen)
+            pv = self.proto_getsockopt(level, opt, buflen)
+            if buflen and isinstance(pv, int):
+                return struct.pack("i", pv)[:buflen]  # a buffer asked for: the int's bytes
+            return pv
         if opt in _BOOL_OPTIONS:
             v: Any = 1 if opt in self.so_options else 0
         elif opt == pysocket.SO_ERROR:
             v = self.take_error()
         elif opt == pysocket.SO_TYPE:
             v = self.so_type
-        elif opt == getattr(pysocket, "SO_ACCEPTCONN", 30):
+        elif opt == SO_ACCEPTCONN:
             v = 1 if self.is_listening() else 0
+        elif opt == SO_DOMAIN:
+            v = self.family
+        elif opt == SO_PROTOCOL:
+            v = self.protocol or _DEFAULT_PROTO.get(self.so_type, 0)
         elif opt == pysocket.SO_RCVBUF:
             v = self.rcv_hiwat
         elif opt == pysocket.SO_SNDBUF:

@@ -44,6 +44,8 @@ IPCTL = {"forwarding": 1, "sendredirects": 2, "ttl": 3, "forwsrcrt": 5, "directe
          "mtudisc": 9, "maxfragpackets": 18, "checkinterface": 20, "mtudisctimeout": 11, "stats": 23}
 ICMPCTL = {"maskrepl": 1, "errppslimit": 4, "rediraccept": 5, "redirtimeout": 6, "bmcastecho": 7,
            "returndatabytes": 3, "stats": 8}
+# The Ethernet header loopback frames carry: zero addresses, ETHERTYPE_IP (Linux's lo).
+_LOOP_ETHER_HDR = bytes(12) + b"\x08\x00"
 UDPCTL = {"checksum": 1, "sendspace": 2, "recvspace": 3, "stats": 5}
 
 
@@ -83,8 +85,7 @@ class Inet:
             (pysocket.SOCK_DGRAM, 0): UdpSocket,
             (pysocket.SOCK_DGRAM, IPPROTO_UDP): UdpSocket,
         }
-        # TCP's takes the MTU as well (see ctlinput).
-        self.ctlinputs: dict[int, Callable[..., None]] = {IPPROTO_UDP: self.udp.ctlinput}
+        self.ctlinputs: dict[int, Callable[[str, int, int, bytes, int], bool]] = {IPPROTO_UDP: self.udp.ctlinput}
         net = kernel.net
         net.ether_dispatch[ETHERTYPE_IP] = self.input.input
         net.ether_dispatch[ETHERTYPE_ARP] = self.arp.input
@@ -111,28 +112,22 @@ class Inet:
     def raw_wants(self, proto: int) -> bool:
         return self.raw_listeners > 0 and self.raw.wants(proto)
 
-    def ctlinput(self, proto: int, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> None:
-        handler = self.ctlinputs.get(proto)
-        if handler is None:
-            return
-        if proto == pysocket.IPPROTO_TCP:
-            handler(kind, src, dst, inner, mtu)
-        else:
-            handler(kind, src, dst, inner)
+    def ctlinput(self, proto: int, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
+        """An ICMP error about a datagram we sent to the transport that sent it
+        (``pr_ctlinput``; raw IP for protocols without one, as NetBSD's rip_ctlinput).
+        True if the transport took it: it is about one of its connections or sockets."""
+        handler = self.ctlinputs.get(proto, self.raw.ctlinput)
+        return bool(handler(kind, src, dst, inner, mtu))
 
     def loop_output(self, buf: bytes | bytearray) -> None:
-        """A packet for one of our own addresses: back up through lo0 (``looutput``),
-        on a later turn of the scheduler so the sender's call stack unwinds first."""
+        """A packet for one of our own addresses: out of lo0 and back in
+        (``looutput``, :class:`rumpnet.net.LoopDriver`), through its bpf taps, counters
+        and qdiscs; before, loopback bypassed them and a netem qdisc on lo0 did nothing."""
         lo0 = self.kernel.net.lo0
         if lo0 is None or not lo0.is_up:
             self.ipstat.ips_odropped += 1
             return
-        st = lo0.stats
-        st.opackets += 1
-        st.obytes += len(buf)
-        st.ipackets += 1
-        st.ibytes += len(buf)
-        self.kernel.sched.call_soon(self.input.input, lo0, memoryview(bytes(buf)), 0)
+        lo0.transmit_frame(_LOOP_ETHER_HDR + buf)
 
     # -- addresses -------------------------------------------------------------------
     def ifa_for_ifp(self, ifp: Ifnet) -> IfAddr | None:
@@ -148,6 +143,11 @@ class Inet:
                 if (ip & ifa.mask) == ifa.net and (best is None or ifa.plen > best.plen):
                     best = ifa
         return best
+
+    def is_bcast_or_mcast(self, addr: int) -> bool:
+        """A broadcast (limited or one of our subnets') or multicast address (NetBSD's
+        in_broadcast || IN_MULTICAST): never a TCP endpoint, never a source."""
+        return (addr >> 28) >= 0xE or addr in self.bcast_addrs
 
     def is_bcast_of(self, dst: int, laddr: int) -> bool:
         ifa = self.local_addrs.get(laddr)
@@ -253,6 +253,7 @@ class Inet:
         t.bind_int("net.inet.ip.directed-broadcast", p, "directedbcast", num=IPCTL["directed-broadcast"], minval=0, maxval=1)
         t.bind_int("net.inet.ip.mtudisc", p, "mtudisc", num=IPCTL["mtudisc"], minval=0, maxval=1)
         t.bind_int("net.inet.ip.mtudisctimeout", p, "mtudisctimeout", num=IPCTL["mtudisctimeout"], minval=1)
+        t.bind_int("net.inet.ip.min_pmtu", p, "min_pmtu", minval=68, maxval=65535)
         t.bind_int("net.inet.ip.maxfragpackets", p, "maxfragpackets", num=IPCTL["maxfragpackets"], minval=-1)
         t.bind_int("net.inet.ip.maxfrags", p, "maxfrags", minval=0)
         t.bind_int("net.inet.ip.checkinterface", p, "checkinterface", num=IPCTL["checkinterface"], minval=0, maxval=1)

@@ -125,6 +125,23 @@ class RawIp:
     def wants(self, proto: int) -> bool:
         return any(so.protocol in (proto, 0) for so in self.sockets)
 
+    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int = 0) -> bool:
+        """An ICMP error about a datagram of a protocol without its own ctlinput (ICMP
+        echo, IP_HDRINCL packets): taken (True) if a raw socket could have sent it (its
+        protocol, or IPPROTO_RAW; its addresses unset or matching); "fragmentation
+        needed" then lowers the path MTU (Linux's raw_err, through the socket it finds).
+        Raw sockets are not told (NetBSD's rip_ctlinput only tells connected ones)."""
+        proto = inner[9]
+        for so in self.sockets:
+            if so.protocol not in (proto, 0, pysocket.IPPROTO_RAW):
+                continue
+            if so.laddr not in (INADDR_ANY, src) or so.faddr not in (INADDR_ANY, dst):
+                continue
+            if kind == "needfrag":
+                self.inet.icmp.mtudisc(dst, mtu, (inner[2] << 8) | inner[3])
+            return True
+        return False
+
     def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, proto: int, src: int, dst: int) -> None:
         """``rip_input``: a copy of the packet to each matching raw socket."""
         data: bytes | None = None
