@@ -46,6 +46,7 @@ from rumpnet.route import RouteTable6
 if TYPE_CHECKING:
     from rumpnet.ifnet import Ifnet
     from rumpnet.net_kernel import NetKernel
+    from rumpnet.netinet6.tcp6_usrreq import Tcp6
     from rumpnet.uipc_socket import Socket
 
 ETHERTYPE_IPV6 = 0x86DD
@@ -85,6 +86,9 @@ class Inet6Domain:
         net.ether_dispatch[ETHERTYPE_IPV6] = self.ether_input
         net.listeners.append(self)
         kernel.domains[pysocket.AF_INET6] = self
+        from rumpnet.netinet6.tcp6_usrreq import tcp6_attach
+
+        self.tcp6: Tcp6 | None = tcp6_attach(kernel, self)
         inet6_sysctl(kernel.sysctl_tree, self.node, self.set_forwarding, lambda: self.udp6.stats,
                      lambda: self.raw6.stats)
         for ifp in kernel.ifnet.all():
@@ -138,6 +142,8 @@ class Inet6Domain:
     def halt(self) -> None:
         """The kernel halts: no timer of this domain fires any more."""
         self.callout.stop()
+        if self.tcp6 is not None and self.tcp6._timer is not None:
+            self.tcp6._timer.cancel()
 
     def if_detach(self, ifp: Ifnet) -> None:
         now = self.now()

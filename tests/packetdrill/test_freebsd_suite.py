@@ -51,8 +51,9 @@ def load_expected(path: Path = EXPECTED_FILE) -> dict[str, tuple[str, str]]:
 def _kernel_has_inet6() -> bool:
     from rumpkern import rump_init
     from rumpkern.sched import Scheduler
+    from rumpnet.packetdrill.session import COMPONENTS
 
-    k = rump_init(clock="virtual", scheduler=Scheduler(virtual=True))
+    k = rump_init(clock="virtual", scheduler=Scheduler(virtual=True), components=COMPONENTS)
     try:
         return socket.AF_INET6 in k.domains
     finally:
@@ -93,7 +94,7 @@ def test_expected_failures_list_names_real_scripts() -> None:
 def _params() -> list[object]:
     params: list[object] = [pytest.param(p, id=_rel(p)) for p in IPV4]
     for p in IPV6:
-        marks = () if HAS_INET6 else (pytest.mark.skip(reason="IPv6 script: the kernel has no netinet6 yet"),)
+        marks = () if HAS_INET6 else (pytest.mark.skip(reason="IPv6 script: the packetdrill session kernel has no netinet6 yet"),)
         params.append(pytest.param(p, id=_rel(p), marks=marks))
     return params
 
