@@ -118,8 +118,13 @@ class Inet6Domain:
         """``in6_ifattach``: IPv6 state for ``ifp`` (down until :meth:`if_updown`)."""
         if ifp.index in self.node.ifaddrs.ifs:
             return
-        lladdr = b"" if ifp.loopback else ifp.lladdr
-        self.node.if_attach(ifp.index, ifp.name, lladdr, ifp.mtu, self.now(), loopback=ifp.loopback, up=False)
+        self.node.if_attach(ifp.index, ifp.name, self._lladdr(ifp), ifp.mtu, self.now(), loopback=ifp.loopback, up=False)
+
+    @staticmethod
+    def _lladdr(ifp: Ifnet) -> bytes:
+        """The link-layer address the node sees: none on lo0 and on interfaces that take
+        bare IP packets (``l3_output``, tun), so it sends there without ND or MLD reports."""
+        return b"" if ifp.loopback or ifp.l3_output is not None else ifp.lladdr
 
     def if_updown(self, ifp: Ifnet, up: bool) -> None:
         now = self.now()
@@ -135,8 +140,7 @@ class Inet6Domain:
         ext = self.node.ifaddrs.ifs.get(ifp.index)
         if ext is not None:
             ext.mtu = ifp.mtu
-            if not ifp.loopback:
-                ext.lladdr = ifp.lladdr
+            ext.lladdr = self._lladdr(ifp)
             self.routes.invalidate()
 
     def halt(self) -> None:
@@ -248,6 +252,9 @@ class Inet6Domain:
             return
         if ifp.loopback:
             self.loop_output(ifp, f.packet)
+            return
+        if ifp.l3_output is not None:   # tun: the bare packet
+            ifp.l3_output(f.packet)
             return
         ifp.ether_output(f.packet, f.lladdr, ETHERTYPE_IPV6)
 

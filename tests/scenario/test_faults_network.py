@@ -284,7 +284,7 @@ def test_one_way_faults_on_a_shared_segment() -> None:
         a = net.host("a")
         for dst in ("b", "c"):  # ARP first
             a.rump_sys_sendto(sa, b"warm", 0, (net.host(dst).addr(), 7))
-        net.run_for(0.1)
+        net.run_for(5.0)  # and IPv6's start-up traffic (DAD, MLD reports) over
         drain(net.host("b"), sb), drain(net.host("c"), sc)
         net.impair("*->c", loss=1.0)
         assert net.link("lan").runners("a->c") == net.link("lan").runners("*->c")
