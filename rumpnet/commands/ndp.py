@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from rumpnet.commands import UsageError, on_cpu
+from rumpnet.commands import UsageError, getopt, on_cpu
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet6 import scope6
 from rumpnet.netinet6.nd6 import ND6_STATE_LETTER
@@ -33,6 +33,9 @@ USAGE = """usage: ndp [-nt] hostname
        ndp [-nt] -i interface [flags...]
        ndp [-nt] -I [interface|delete]
        ndp [-nt] -s nodename etheraddr [temp] [proxy]"""
+
+# usr.sbin/ndp/ndp.c's getopt string; the modes this ndp has are -a, -c, -d and -s.
+OPTSTRING = "acdfIilnprstA:HPR"
 
 W_ADDR, W_LL, W_IF = 36, 17, 6
 HEADER = f"{'Neighbor':<{W_ADDR}} {'Linklayer Address':<{W_LL}} {'Netif':>{W_IF}} {'Expire':<9} S Flags"
@@ -74,16 +77,15 @@ def _ndp(k: NetKernel, argv: list[str]) -> str:
     if k.inet6 is None:
         raise OSError(errno.EAFNOSUPPORT, "ndp: socket: Address family not supported by protocol family")
     cfg = k.config
-    args = list(argv)
+    opts, args = getopt("ndp", argv, OPTSTRING, USAGE)
     mode = None
-    while args and args[0].startswith("-") and len(args[0]) > 1:
-        for ch in args.pop(0)[1:]:
-            if ch in "nt":
-                continue
-            if ch in "acsd" and mode is None:
-                mode = ch
-            else:
-                raise UsageError(USAGE)
+    for ch, _ in opts:
+        if ch in "nt":
+            continue
+        if ch in "acsd" and mode is None:
+            mode = ch
+        else:
+            raise UsageError(USAGE)
     if mode == "a" or mode == "c":
         if args:
             raise UsageError(USAGE)

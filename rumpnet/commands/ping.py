@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 USAGE = """usage: ping [-aCDdfLnoPQqRrv] [-c count] [-g gateway] [-h host] [-I addr] [-i interval]
 	[-l preload] [-p pattern] [-s packetsize] [-t tos] [-T ttl] [-w maxwait] host"""
 
+# sbin/ping/ping.c's getopt string, for a check of the leading options (rump.ping --help
+# and bad options answer without a server); parse() reads options anywhere, as before.
+OPTSTRING = "aCDdfLnoPQqRrvc:i:s:w:W:T:I:l:t:p:g:h:"
+
 ICMP_ECHOREPLY = 0
 ICMP_UNREACH = 3
 ICMP_SOURCEQUENCH = 4
@@ -55,6 +59,8 @@ _ECHO = struct.Struct("!BBHHH")
 
 
 class PingOptions:
+    """ping's options, parsed."""
+
     def __init__(self) -> None:
         self.count: int | None = None
         self.interval = 1.0
@@ -89,9 +95,11 @@ def _number(opt: str, text: str, kind: type = int) -> Any:
     return v
 
 
-def getopt(argv: list[str], with_arg: str, flags: str, usage: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """getopt(3) as ping's and ping6's: (option, value) pairs in order (value "" for a
-    flag) and the operands; UsageError for an unknown option or a missing value."""
+def getopt(argv: list[str], with_arg: str, flags: str, usage: str,
+           prog: str = "ping") -> tuple[list[tuple[str, str]], list[str]]:
+    """getopt(3) as ping's and ping6's, options anywhere: (option, value) pairs in order
+    (value "" for a flag) and the operands; UsageError with getopt's message and the
+    usage for an unknown option or a missing value."""
     args = list(argv)
     opts: list[tuple[str, str]] = []
     pos: list[str] = []
@@ -104,16 +112,17 @@ def getopt(argv: list[str], with_arg: str, flags: str, usage: str) -> tuple[list
             if ch in with_arg:
                 val = a[j + 1:] or (args.pop(0) if args else None)
                 if val is None:
-                    raise UsageError(usage)
+                    raise UsageError(f"{prog}: option requires an argument -- {ch}\n{usage}")
                 opts.append((ch, val))
                 break
             if ch not in flags:
-                raise UsageError(usage)
+                raise UsageError(f"{prog}: unknown option -- {ch}\n{usage}")
             opts.append((ch, ""))
     return opts, pos
 
 
 def parse(argv: list[str]) -> PingOptions:
+    """ping's command line (UsageError / OSError naming the bad value)."""
     o = PingOptions()
     opts, pos = getopt(argv, "ciswWTIltpgh", "nqvoaCDdfLPQRr", USAGE)
     for ch, val in opts:
@@ -465,6 +474,7 @@ def _step(ctx: SyscallCtx, st: _PingState) -> float | None:
 
 
 def ping(k: NetKernel, argv: list[str]) -> Any:
+    """ping(8) on kernel ``k`` (see rumpnet.commands)."""
     o = parse(argv)
     if k.inet is None:
         raise OSError(errno.EPROTONOSUPPORT, "ping: socket: Protocol not supported")

@@ -41,6 +41,10 @@ USAGE = """usage: ping6 [-dfHmnNqRtvwW] [-a addrtype] [-b bufsiz] [-c count] [-g
 	[-h hoplimit] [-I interface] [-i wait] [-l preload] [-p pattern]
 	[-S sourceaddr] [-s packetsize] [-x maxwait] [-X timeout] [hops...] host"""
 
+# sbin/ping6/ping6.c's getopt string (its IPsec options aside), for rump.ping6's check of
+# the leading options; parse6() reads options anywhere, as ping's parse() does.
+OPTSTRING = "a:b:c:dfHg:h:I:i:l:mnNp:qRS:s:tvwWX:x:"
+
 ICMP6_ECHO_REQUEST = 128
 ICMP6_ECHO_REPLY = 129
 DEFDATALEN = 8            # ICMP6ECHOTMLEN: the send time only
@@ -62,8 +66,9 @@ class Ping6Options(PingOptions):
 
 
 def parse6(argv: list[str]) -> Ping6Options:
+    """ping6's command line (UsageError / OSError naming the bad value)."""
     o = Ping6Options()
-    opts, pos = getopt(argv, "chisSIgXxlpab", "nqvdfHmNRtwW", USAGE)
+    opts, pos = getopt(argv, "chisSIgXxlpab", "nqvdfHmNRtwW", USAGE, "ping6")
     for ch, val in opts:
         if val:
             _option(o, ch, val)
