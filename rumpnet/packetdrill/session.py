@@ -104,9 +104,9 @@ class SessionOptions:
         return opts
 
 
-# The session kernel's components: IPv4 only for now. The FreeBSD suite's IPv6 scripts
-# need netinet6 here and the session's IPv6 set-up (docs/IPV6.md: not done yet).
-COMPONENTS = ("net", "netinet", "tun")
+# The session kernel's components: both families (the FreeBSD suite has each script for
+# IPv4 and for IPv6).
+COMPONENTS = ("net", "netinet", "netinet6", "tun")
 
 
 class Session:
@@ -143,10 +143,19 @@ class Session:
         cfg.addr_add("tun0", f"{self.options.local}/16")
         cfg.route_add("default", self.options.local, interface=True)
         if socket.AF_INET6 in net_kernel(self.k).domains:
-            # IPv6 scripts, once the kernel has netinet6 (NetBSD's ifconfig/route syntax).
-            self.k.ifconfig("tun0", "inet6", f"{self.options.local6}/48")
-            self.k.route("add", "-inet6", "default", "-interface", self.options.local6)
+            self._attach_tun6()
         return tun
+
+    def _attach_tun6(self) -> None:
+        """IPv6 on tun0 as packetdrill's --ip_version=ipv6 set-up gives it (netdev.c,
+        net_utils.c): the local address in fd3d:fa7b:d17d::/48 and the remote's prefix
+        (2001:db8::/32) out of tun0, in NetBSD's ifconfig/route syntax. No DAD: the
+        address is usable at once, as on Linux's tun (NOARP: addrconf skips DAD), where
+        packetdrill does not wait for it (on the BSDs it sleeps 3 s instead). tun0 takes
+        bare packets, so the kernel sends no Neighbor Solicitations there either."""
+        self.k.sysctl("-w", "net.inet6.ip6.dad_count=0")
+        self.k.ifconfig("tun0", "inet6", f"{self.options.local6}/48")
+        self.k.route("add", "-inet6", "default", "-interface", self.options.local6)
 
     # -- the clock ---------------------------------------------------------------------
     def now_usecs(self) -> int:

@@ -4,9 +4,10 @@ one fresh kernel per script, on virtual time.
 Every script of the four areas runs once per test session (two at a time: the machine
 has two cores); each is then one test. A script fails its test when it fails and is not
 in ``freebsd_expected_failures.txt``, or when it is listed there and passes (so that the
-list stays true). IPv6 scripts are skipped, with the reason, while the kernel has no
-IPv6; the runner already gives them IPv6 addresses. The per-area counts and the wall
-time are printed at the end of the run.
+list stays true). Each script exists for IPv4 and IPv6 (``--ip_version``); both run
+(the IPv6 ones are skipped, with the reason, only if the session's kernel were built
+without netinet6). The per-area counts, per IP version, and the wall time are printed at
+the end of the run.
 """
 
 from __future__ import annotations
