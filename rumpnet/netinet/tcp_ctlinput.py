@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.ip_var import INETCTLERRMAP
+from rumpnet.netinet.tcp_const import (
+    EV_ERROR,
+)
 from rumpnet.netinet.tcp_fsm import TcpState
 from rumpnet.netinet.tcp_seq import SEQ_LEQ, SEQ_LT
-from rumpnet.netinet.tcp_var import EV_ERROR
 
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_subr import TcpProtocol
@@ -38,8 +40,6 @@ if TYPE_CHECKING:
 
 # FreeBSD's tcp_ctlinput: with icmp_may_rst these abort a connection in SYN-SENT.
 HARD_ERRORS = frozenset({"protounreach", "portunreach", "adminprohib", "timxceed"})
-IP_TCP_HDRS = 40  # an IPv4 header and a TCP header without options (MSS = MTU - 40)
-TCP6_HDRS = 60    # an IPv6 header and a TCP header (RFC 8200 8.3: MSS = MTU - 60)
 MIN_MSS = 64
 _PORTS_SEQ = struct.Struct("!HHI")
 

@@ -27,7 +27,8 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
-from rumpnet.netinet.tcp_ctlinput import TCP6_HDRS, tcp_ctlnotify
+from rumpnet.netinet.tcp_const import TCP6_HDRS
+from rumpnet.netinet.tcp_ctlinput import tcp_ctlnotify
 from rumpnet.netinet.tcp_subr import TcpProtocol
 from rumpnet.netinet.tcp_usrreq import Tcp, TcpSocket
 from rumpnet.netinet6 import in6, scope6
@@ -51,7 +52,7 @@ _UNREACH_KIND = {0: "netunreach", 1: "adminprohib", 2: "hostunreach", 3: "hostun
 
 class Tcp6(Tcp):
     """``k.inet6.tcp6``: the glue of TCP over IPv6 (see the module docstring). It is
-    :class:`~rumpnet.netinet.tcp_usrreq.Tcp` (one loop timer, ``kick``, the IP_TOS and
+    :class:`~rumpnet.netinet.tcp_usrreq.Tcp` (one loop timer re-armed at ``deadline``, the IP_TOS and
     IP_TTL lookup) with IPv6 for IP; no TSO for IPv6 yet (docs/IPV6.md)."""
 
     def __init__(self, kernel: NetKernel, tcp4: Tcp, domain: Inet6Domain) -> None:
@@ -62,14 +63,12 @@ class Tcp6(Tcp):
         self.stats = tcp4.stats
         self.proto = TcpProtocol(self.params, domain.rng, self._output, self._mtu_for, self.stats,
                                  route_gen=lambda: domain.routes.generation, pmtu_update=self._pmtu_update,
-                                 hdrs=TCP6_HDRS)
+                                 deadline_out=self.deadline, hdrs=TCP6_HDRS)
         self.proto.sb_max = tcp4.proto.sb_max
         self._timer: Any = None
         self._timer_when: float | None = None
         self.output_drops = 0
         self.ipopts_used = False
-        self._tso_q: list[bytes] = []
-        self._tso_flush_armed = False
         self.tso_superframes = self.tso_segments = 0
         self.zone_hints: dict[int, int] = {}      # link-local peer -> interface index
 
@@ -122,7 +121,6 @@ class Tcp6(Tcp):
                 self.zone_hints.clear()
             self.zone_hints[src] = d.ifindex
         self.proto.input(src, dst, memoryview(d.packet)[d.off:], now, csum_ok=False)
-        self.kick()
 
     def ctlinput6(self, ev: Icmp6Ctl, now: float) -> None:
         """An ICMPv6 error about one of our segments (``tcp6_ctlinput``)."""
@@ -136,7 +134,6 @@ class Tcp6(Tcp):
                               ev.mtu, now)
         if ev.kind == "needfrag" and not taken:
             self.domain.node.icmp6stat.icp6s_pmtuignored += 1   # forged or late: no MTU change
-        self.kick()
 
 
 class Tcp6Socket(TcpSocket):
