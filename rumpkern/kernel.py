@@ -476,6 +476,9 @@ class Kernel:
     def ndp(self, *args: object) -> str:
         return self._text("ndp", args)
 
+    def rtadvd(self, *args: object) -> str:
+        return self._text("rtadvd", args)
+
     def tc(self, *args: object) -> str:
         return self._text("tc", args)
 

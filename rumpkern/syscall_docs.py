@@ -86,6 +86,9 @@ COMMANDS: dict[str, str] = {
              "on the loop: an awaitable.",
     "ndp": "ndp(8): ``ndp('-an')`` (the neighbour cache), ``('-s', 'fc00::9', 'b2:a0:00:00:00:09')``, "
            "``('-d', 'fc00::9')``, ``('-c')``.",
+    "rtadvd": "rtadvd(8) in the kernel: ``rtadvd('-c', 'rtadvd.conf', 'wire0')`` advertises the "
+              "interface's prefixes (or the configuration's) until the calling process exits; "
+              "``('-t')`` sends the final advertisements (router lifetime 0) and stops.",
     "tc": "tc(8)'s netem qdiscs on an interface (the fault model): ``tc('qdisc', 'add', 'dev', 'wire0', "
           "'root', 'netem', 'delay', '10ms', 'loss', '1%')``, ``('-s', 'qdisc', 'show', 'dev', 'wire0')``.",
 }

@@ -14,8 +14,9 @@ from rumpkern.commands import on_cpu
 from rumpkern.errno import kerr
 from rumpnet.net_kernel import netinet6
 from rumpnet.netinet6 import in6, scope6
-from rumpnet.netinet6.in6_var import ND6_INFINITE_LIFETIME, In6Ifaddr
+from rumpnet.netinet6.in6_var import ND6_INFINITE_LIFETIME, In6Ifaddr, NdIfinfo
 from rumpnet.netinet6.nd6 import ND6_LLINFO_REACHABLE, Llinfo6
+from rumpnet.netinet6.nd6_rtr import NdDefrouter, NdPrefix
 from rumpnet.route import (
     RTF_BLACKHOLE,
     RTF_CONNECTED,
@@ -278,6 +279,51 @@ class Inet6Config:
             return [ln.addr for ln in gone]
 
         return self._run6(flush)
+
+
+    # -- router discovery (ndp -r, -p, -i, -P, -R) ----------------------------------------------
+    def nd_routers(self) -> list[NdDefrouter]:
+        """The default router list (``ndp -r``): routers learned from advertisements."""
+        return self._run6(lambda d: list(d.node.nd6_rtr.defrouters.values()))
+
+    def nd_prefixes(self) -> list[NdPrefix]:
+        """The prefix list (``ndp -p``): on-link prefixes learned from advertisements,
+        each with the default routers that advertise it (``advrtrs``)."""
+        return self._run6(lambda d: list(d.node.nd6_rtr.prefixes.values()))
+
+    def nd_prefix_flush(self) -> None:
+        """``ndp -P``: forget the prefixes, and the addresses autoconfigured from them."""
+        def flush(d: Inet6Domain) -> None:
+            d.node.nd6_rtr.prefix_flush(d.now())
+            d.settle()
+
+        self._run6(flush)
+
+    def nd_router_flush(self) -> None:
+        """``ndp -R``: forget the default routers (their prefixes stay)."""
+        def flush(d: Inet6Domain) -> None:
+            d.node.nd6_rtr.defrouter_flush()
+            d.settle()
+
+        self._run6(flush)
+
+    def nd_ifinfo(self, ifname: str, changes: dict[str, Any] | None = None) -> NdIfinfo:
+        """``ndp -i IF [flags...]``: the interface's ND parameters (``struct nd_ifinfo``),
+        after ``changes`` (``{"flags": n, "basereachable": s, "retrans": s, "chlim": n}``);
+        EINVAL before IPv6 knows the interface (NetBSD: "not initialized yet")."""
+        ifp = self.k.ifnet.lookup(ifname)
+
+        def info(d: Inet6Domain) -> NdIfinfo:
+            ext = d.node.ifaddrs.ifs.get(ifp.index)
+            if ext is None:
+                raise kerr(errno.EINVAL, f"{ifname}: not initialized yet")
+            for key, value in (changes or {}).items():
+                setattr(ext.ndi, key, value)
+                if key == "basereachable":
+                    d.node.nd6.recalc_reachable(ifp.index, d.now())
+            return ext.ndi
+
+        return self._run6(info)
 
 
 def describe_route6(rt: Any) -> dict[str, Any]:

@@ -292,6 +292,12 @@ class RumpClient:
         """What the server said at the handshake (``server_pid``, ``hostname``, ...)."""
         return self._get_conn().info
 
+    @property
+    def connected(self) -> bool:
+        """The connection to the server is up (False once it was lost or closed)."""
+        conn = self._conn
+        return conn is not None and conn.alive and not self._closed
+
     def close(self) -> None:
         """Disconnect: the server exits this client's process and closes its files."""
         self._closed = True

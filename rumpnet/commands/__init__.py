@@ -73,6 +73,7 @@ COMMANDS: dict[str, Command] = {
     "ping": _lazy("ping", "ping"),
     "ping6": _lazy("ping6", "ping6"),
     "ndp": _lazy("ndp", "ndp"),
+    "rtadvd": _lazy("rtadvd", "rtadvd"),
     "tc": _tc,
 }
 

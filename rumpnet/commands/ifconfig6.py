@@ -18,10 +18,12 @@ from rumpkern.sched import Sleep, SyscallCtx
 from rumpnet.netinet6 import in6, scope6
 from rumpnet.netinet6.in6_var import (
     IN6_IFF_ANYCAST,
+    IN6_IFF_AUTOCONF,
     IN6_IFF_DEPRECATED,
     IN6_IFF_DETACHED,
     IN6_IFF_DUPLICATED,
     IN6_IFF_NODAD,
+    IN6_IFF_TEMPORARY,
     IN6_IFF_TENTATIVE,
     ND6_INFINITE_LIFETIME,
     In6Ifaddr,
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
 
 # The words in6_alias prints, in its order.
 _FLAG_WORDS = ((IN6_IFF_ANYCAST, "anycast"), (IN6_IFF_TENTATIVE, "tentative"), (IN6_IFF_DUPLICATED, "duplicated"),
-               (IN6_IFF_DETACHED, "detached"), (IN6_IFF_DEPRECATED, "deprecated"))
+               (IN6_IFF_DETACHED, "detached"), (IN6_IFF_DEPRECATED, "deprecated"), (IN6_IFF_AUTOCONF, "autoconf"),
+               (IN6_IFF_TEMPORARY, "temporary"))
 # Address flags ``ifconfig inet6 ADDR WORD`` sets (in6_aliasreq's ifra_flags).
 _SET_FLAGS = {"anycast": IN6_IFF_ANYCAST, "tentative": IN6_IFF_TENTATIVE, "deprecated": IN6_IFF_DEPRECATED}
 DAD_POLL = 0.1     # seconds between looks while ``-w`` waits

@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 # FreeBSD's tcp_ctlinput: with icmp_may_rst these abort a connection in SYN-SENT.
 HARD_ERRORS = frozenset({"protounreach", "portunreach", "adminprohib", "timxceed"})
-IP_TCP_HDRS = 40  # an IPv4 header and a TCP header without options (MSS = MTU - 40)
-TCP6_HDRS = 60    # an IPv6 header and a TCP header (RFC 8200 8.3: MSS = MTU - 60)
 MIN_MSS = 64
 _PORTS_SEQ = struct.Struct("!HHI")
 

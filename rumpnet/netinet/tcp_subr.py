@@ -56,6 +56,7 @@ from rumpnet.netinet.tcp_const import (
     EV_ERROR,
     EV_READABLE,
     EV_WRITABLE,
+    IP_TCP_HDRS,
     TCPT_KEEP,
     TCPT_NTIMERS,
     TF_RCVD_TSTMP,
@@ -80,7 +81,6 @@ EPHEMERAL_LO = 49152
 EPHEMERAL_HI = 65535
 _KEY = struct.Struct("!IHIH")
 _KEY6 = struct.Struct("!16sH16sH")
-IP_TCP_HDRS = _ctl.IP_TCP_HDRS
 M = SEQ_MASK
 
 

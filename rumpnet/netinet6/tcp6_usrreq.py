@@ -27,7 +27,8 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
-from rumpnet.netinet.tcp_ctlinput import TCP6_HDRS, tcp_ctlnotify
+from rumpnet.netinet.tcp_const import TCP6_HDRS
+from rumpnet.netinet.tcp_ctlinput import tcp_ctlnotify
 from rumpnet.netinet.tcp_subr import TcpProtocol
 from rumpnet.netinet.tcp_usrreq import Tcp, TcpSocket
 from rumpnet.netinet6 import in6, scope6
@@ -51,7 +52,7 @@ _UNREACH_KIND = {0: "netunreach", 1: "adminprohib", 2: "hostunreach", 3: "hostun
 
 class Tcp6(Tcp):
     """``k.inet6.tcp6``: the glue of TCP over IPv6 (see the module docstring). It is
-    :class:`~rumpnet.netinet.tcp_usrreq.Tcp` (one loop timer re-armed by ``deadline``, the IP_TOS and
+    :class:`~rumpnet.netinet.tcp_usrreq.Tcp` (one loop timer re-armed at ``deadline``, the IP_TOS and
     IP_TTL lookup) with IPv6 for IP; no TSO for IPv6 yet (docs/IPV6.md)."""
 
     def __init__(self, kernel: NetKernel, tcp4: Tcp, domain: Inet6Domain) -> None:
