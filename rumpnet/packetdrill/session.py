@@ -1,9 +1,10 @@
 """One packetdrill script against one fresh kernel, on the kernel's virtual clock.
 
-The kernel has a ``tun0`` (``rumpnet.if_tun``) holding the script's local address and a
-default route out of it: packets packetdrill injects go in there as if from the remote
-end; packets the kernel sends out of it wait in a queue, with their send times, for
-packetdrill to sniff.
+The kernel has a ``tun0`` (``rumpnet.if_tun``) holding the local address of each family
+(the script's ``--ip_version`` picks which one it uses) and a default route of each
+family out of it: packets packetdrill injects (IPv4 or IPv6, bare) go in there as if
+from the remote end; packets the kernel sends out of it wait in a queue, with their send
+times, for packetdrill to sniff.
 
 Time: the kernel's virtual clock is packetdrill's clock. ``usleep`` runs the kernel that
 much further; ``gettimeofday`` moves it one microsecond (packetdrill busy-polls it for
