@@ -27,10 +27,11 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
+from rumpnet.netinet.in_addr import ntoa
 from rumpnet.netinet.tcp_const import TCP6_HDRS
 from rumpnet.netinet.tcp_ctlinput import tcp_ctlnotify
 from rumpnet.netinet.tcp_subr import TcpProtocol
-from rumpnet.netinet.tcp_usrreq import Tcp, TcpSocket
+from rumpnet.netinet.tcp_usrreq import SO_REUSEPORT, Tcp, TcpSocket
 from rumpnet.netinet6 import in6, scope6
 from rumpnet.netinet6.icmp6 import Icmp6Ctl
 from rumpnet.netinet6.in6_var import IN6_IFF_ANYCAST, IN6_IFF_DETACHED, IN6_IFF_NOTREADY
@@ -58,6 +59,7 @@ class Tcp6(Tcp):
     def __init__(self, kernel: NetKernel, tcp4: Tcp, domain: Inet6Domain) -> None:
         self.kernel = kernel
         self.inet = tcp4.inet
+        self.tcp4 = tcp4          # IPv4's TCP, for v4-mapped addresses
         self.domain = domain
         self.params = tcp4.params
         self.stats = tcp4.stats
@@ -143,10 +145,16 @@ class Tcp6Socket(TcpSocket):
 
     def __init__(self, kernel: NetKernel, proto: int, cb: Any = None) -> None:
         self._zone = 0
+        # v4-mapped (RFC 4291 2.5.5.2, RFC 3493 3.7): an IPV6_V6ONLY-off socket bound or
+        # connected to ::ffff:a.b.c.d is an IPv4 connection of IPv4's TCP (self.tcp
+        # becomes IPv4's glue, addresses are IPv4 ints) that names itself in IPv6 form.
+        self.mapped = False
         super().__init__(kernel, proto, cb)
         assert isinstance(self.tcp, Tcp6)
         self.tcp6: Tcp6 = self.tcp
         self.v6only = bool(self.tcp6.domain.node.ip6_params.v6only)
+        if cb is not None and cb.proto is not self.tcp6.proto:   # accepted by a mapped listener
+            self.tcp, self.mapped = self.tcp6.tcp4, True
 
     def glue(self, kernel: NetKernel) -> Tcp:
         inet6 = kernel.inet6
@@ -158,12 +166,33 @@ class Tcp6Socket(TcpSocket):
         d = self.tcp6.domain
         a, port, _, zone = scope6.sockaddr_in6(addr, lambda n: self.kernel.ifnet.lookup(n).index)
         if in6.is_v4mapped(a):
-            # Dual-stack TCP is not done (docs/IPV6.md): as on an IPV6_V6ONLY socket.
-            raise kerr(errno.EINVAL, "v4-mapped addresses on TCP sockets are not supported")
+            self._to_ipv4()
+            return in6.v4_of_mapped(a), port
+        if self.mapped:
+            raise kerr(errno.EINVAL, "an IPv6 address on a socket using a v4-mapped one")
         self._zone = d.default_zone(a, zone)
         return a, port
 
+    def _to_ipv4(self) -> None:
+        """Use IPv4's TCP for a v4-mapped address: EINVAL on an IPV6_V6ONLY socket (as
+        in6_pcbconnect and in6_pcbbind) or one bound to an IPv6 address; a port bound
+        on the wildcard moves to IPv4's port space."""
+        if self.mapped:
+            return
+        if self.v6only:
+            raise kerr(errno.EINVAL, "a v4-mapped address on an IPV6_V6ONLY socket")
+        if self.listener is not None or self.cb is not None or (self.bound and self.laddr != 0):
+            raise kerr(errno.EINVAL, "a v4-mapped address on a socket using IPv6")
+        tcp4 = self.tcp6.tcp4
+        if self.bound:
+            reuse = pysocket.SO_REUSEADDR in self.so_options
+            self.lport = tcp4.proto.bind(0, self.lport, reuse, SO_REUSEPORT in self.so_options, owner=self)
+            self.tcp6.proto.unbind(0, self.lport)
+        self.tcp, self.mapped = tcp4, True
+
     def name(self, addr: int, port: int) -> Any:
+        if self.mapped:
+            return f"::ffff:{ntoa(addr)}", port, 0, 0
         zone = 0
         if in6.is_scoped(addr):
             own = self.tcp6.domain.node.ifaddrs.lookup(addr)
@@ -172,6 +201,9 @@ class Tcp6Socket(TcpSocket):
         return text, port, 0, zone if scope6.shows_zone(addr, zone) else 0
 
     def check_local(self, laddr: int) -> None:
+        if self.mapped:
+            super().check_local(laddr)
+            return
         if laddr == 0:
             return
         ia = self.tcp6.domain.node.ifaddrs.lookup(laddr, self._zone)
@@ -179,6 +211,8 @@ class Tcp6Socket(TcpSocket):
             raise kerr(errno.EADDRNOTAVAIL)
 
     def route_peer(self, faddr: int) -> tuple[int, int]:
+        if self.mapped:
+            return super().route_peer(faddr)
         d = self.tcp6.domain
         zone = self._zone
         if faddr == 0:
