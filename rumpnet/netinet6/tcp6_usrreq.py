@@ -30,16 +30,18 @@ from rumpkern.errno import kerr
 from rumpnet.netinet.in_addr import ntoa
 from rumpnet.netinet.tcp_const import TCP6_HDRS
 from rumpnet.netinet.tcp_ctlinput import tcp_ctlnotify
-from rumpnet.netinet.tcp_subr import TcpProtocol
+from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
 from rumpnet.netinet.tcp_usrreq import SO_REUSEPORT, Tcp, TcpSocket
 from rumpnet.netinet6 import in6, scope6
 from rumpnet.netinet6.icmp6 import Icmp6Ctl
 from rumpnet.netinet6.in6_var import IN6_IFF_ANYCAST, IN6_IFF_DETACHED, IN6_IFF_NOTREADY
 from rumpnet.netinet6.ip6_input import Ip6Delivery
 from rumpnet.netinet6.ip6_output import Ip6Pktopts
+from rumpnet.uipc_socket import POLLIN_SET
 
 if TYPE_CHECKING:
     from rumpnet.net_kernel import NetKernel
+    from rumpnet.netinet.tcp_var import TcpCb
     from rumpnet.netinet6.in6_domain import Inet6Domain
 
 IPPROTO_TCP = 6
@@ -149,6 +151,8 @@ class Tcp6Socket(TcpSocket):
         # connected to ::ffff:a.b.c.d is an IPv4 connection of IPv4's TCP (self.tcp
         # becomes IPv4's glue, addresses are IPv4 ints) that names itself in IPv6 form.
         self.mapped = False
+        # IPV6_V6ONLY off and listening on ::: IPv4's listener beside IPv6's (RFC 3493 5.3)
+        self.listener4: TcpListener | None = None
         super().__init__(kernel, proto, cb)
         assert isinstance(self.tcp, Tcp6)
         self.tcp6: Tcp6 = self.tcp
@@ -225,6 +229,48 @@ class Tcp6Socket(TcpSocket):
         if laddr == 0:
             laddr, _ = d.node.ip6_output.source_for(faddr, zone)
         return faddr, laddr
+
+    # -- a dual-stack listener: IPv4 connections accepted as v4-mapped ones -------------
+    def listen(self, backlog: int) -> None:
+        first = self.listener is None
+        super().listen(backlog)
+        if self.listener4 is not None:
+            self.listener4.set_backlog(max(0, min(int(backlog), 4096)))
+        elif first and not self.v6only and not self.mapped and self.laddr == 0:
+            try:   # IPv4's port too (EADDRINUSE when an IPv4 socket has it)
+                lst4 = self.tcp6.tcp4.proto.listen(0, self.lport, max(0, min(int(backlog), 4096)), self._now())
+            except OSError:
+                assert self.listener is not None
+                self.listener.close(self._now())
+                self.listener = None
+                raise
+            lst4.upcall = self._listen_upcall
+            self.listener4 = lst4
+            self._sync_listener()
+
+    def _sync_listener(self) -> None:
+        super()._sync_listener()
+        lst, lst4 = self.listener, self.listener4
+        if lst is not None and lst4 is not None:
+            for name in ("rcvbuf", "sndbuf", "maxseg", "nodelay", "noopt", "keepalive", "opts"):
+                setattr(lst4, name, getattr(lst, name))
+
+    def next_connection(self, lst: TcpListener) -> TcpCb | None:
+        cb = lst.accept()
+        if cb is None and self.listener4 is not None:
+            cb = self.listener4.accept()
+        return cb
+
+    def poll_events(self) -> int:
+        if self.listener4 is not None and self.listener4.pending():
+            return POLLIN_SET
+        return super().poll_events()
+
+    def close(self) -> None:
+        if self.listener4 is not None and not self.closed:
+            self.listener4.close(self._now())
+            self.listener4 = None
+        super().close()
 
     def proto_setsockopt(self, level: int, opt: int, value: Any) -> None:
         if level != pysocket.IPPROTO_IPV6:

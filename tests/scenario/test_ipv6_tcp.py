@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import select
 import socket
 import struct
 
@@ -217,3 +218,42 @@ def test_v4_mapped_connect_and_listen_when_v6only_is_off(vnet) -> None:
     with pytest.raises(OSError) as ei:
         a.rump_sys_bind(four, ("10.0.0.1", 81))
     assert ei.value.errno == errno.EADDRINUSE
+
+
+def test_dual_stack_listener_takes_both_families(vnet) -> None:
+    """IPV6_V6ONLY off and bound to ::: one listener for IPv6 and IPv4 connections, the
+    IPv4 ones accepted as ::ffff:a.b.c.d (RFC 3493 5.3); IPv4's port is taken while it
+    listens and free after close."""
+    from rumpnet.sys_socket import pollfd
+
+    a, b = vnet.pair()
+    for k, addr in ((a, "fc00::1"), (b, "fc00::2")):
+        k.inet6.add_address(k.ifnet.lookup("wire0"), in6.pton(addr), 64, 0x20)
+    lst = a.rump_sys_socket(AF6, STREAM, 0)
+    a.rump_sys_setsockopt(lst, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    a.rump_sys_bind(lst, ("::", 82))
+    a.rump_sys_listen(lst, 4)
+    four = a.rump_sys_socket(socket.AF_INET, STREAM, 0)
+    with pytest.raises(OSError) as ei:
+        a.rump_sys_bind(four, ("0.0.0.0", 82))
+    assert ei.value.errno == errno.EADDRINUSE
+    c4 = b.rump_sys_socket(socket.AF_INET, STREAM, 0)
+    b.rump_sys_connect(c4, ("10.0.0.1", 82))
+    assert a.rump_sys_poll([pollfd(lst, select.POLLIN)], 1, 5000) == 1
+    acc4, peer4 = a.rump_sys_accept(lst)
+    assert peer4 == ("::ffff:10.0.0.2", b.rump_sys_getsockname(c4)[1], 0, 0)
+    c6 = b.rump_sys_socket(AF6, STREAM, 0)
+    b.rump_sys_connect(c6, ("fc00::1", 82))
+    acc6, peer6 = a.rump_sys_accept(lst)
+    assert peer6[0] == "fc00::2"
+    for acc, c in ((acc4, c4), (acc6, c6)):
+        b.rump_sys_send(c, b"both", 0)
+        assert a.rump_sys_recv(acc, 100, 0) == b"both"
+    # IPv4's port is free again once the listener closes (SO_REUSEADDR: the accepted
+    # connection still holds 10.0.0.1:82; a listener would refuse it even so)
+    a.rump_sys_setsockopt(four, socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with pytest.raises(OSError) as ei:
+        a.rump_sys_bind(four, ("0.0.0.0", 82))
+    assert ei.value.errno == errno.EADDRINUSE
+    a.rump_sys_close(lst)
+    a.rump_sys_bind(four, ("0.0.0.0", 82))
