@@ -1,7 +1,8 @@
 """Unmodified stdlib programs over AF_INET6 through the hijack (docs/IPV6.md): http.server
 and urllib on ``::1`` in one kernel and on global addresses between two kernels (the
-t_mtudisc6 shape: an HTTP server and client over hijacked AF_INET6), and
-``socket.create_server``/``create_connection`` (getaddrinfo inside) between them."""
+t_mtudisc6 shape: an HTTP server and client over hijacked AF_INET6),
+``socket.create_server``/``create_connection`` (getaddrinfo inside) between them, and a
+dual-stack server (``dualstack_ipv6=True``) answering both families."""
 
 from __future__ import annotations
 
@@ -135,3 +136,31 @@ def test_create_server_and_connection_v6(two_kernels: tuple[Any, Any]) -> None:
                 conn.close()
         finally:
             srv.close()
+
+
+def test_dualstack_server_answers_ipv4_and_ipv6() -> None:
+    """socket.create_server(..., dualstack_ipv6=True): one listener, clients of both
+    families (IPv4 ones seen as ::ffff:127.0.0.1)."""
+    k = rump_init(clock="real")
+    k.serve_background()
+    try:
+        with hijack(k):
+            assert socket.has_dualstack_ipv6()
+            srv = socket.create_server(("", 0), family=socket.AF_INET6, dualstack_ipv6=True)
+            port = srv.getsockname()[1]
+            peers = []
+            try:
+                for host in ("127.0.0.1", "::1"):
+                    c = socket.create_connection((host, port), timeout=10)
+                    conn, peer = srv.accept()
+                    peers.append(peer[0])
+                    c.sendall(host.encode())
+                    assert conn.recv(100) == host.encode()
+                    c.close()
+                    conn.close()
+            finally:
+                srv.close()
+    finally:
+        k.stop_background()
+        k.halt()
+    assert peers == ["::ffff:127.0.0.1", "::1"]
