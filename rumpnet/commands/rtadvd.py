@@ -131,10 +131,10 @@ def _num(caps: Caps, key: str, default: int) -> int:
     return v
 
 
-def config_for(inet6: Inet6Domain, ifp: Ifnet, caps: Caps) -> RtadvConfig:
-    """``getconfig()``: the advertisement of ``ifp`` from its capabilities (rtadvd's
-    defaults and range checks, RFC 4861 6.2.1)."""
-    name = ifp.name
+def check_caps(name: str, caps: Caps, ifmtu: int) -> tuple[int, int, int, int, int]:
+    """rtadvd's range checks (``getconfig()``, RFC 4861 6.2.1) on the capabilities of
+    interface ``name`` with link MTU ``ifmtu``: (maxinterval, mininterval, router
+    lifetime, RA flags, advertised MTU), or OSError(EINVAL) naming the capability."""
     maxi = _num(caps, "maxinterval", DEF_MAXINTERVAL)
     if not MIN_MAXINTERVAL <= maxi <= MAX_MAXINTERVAL:
         raise OSError(errno.EINVAL, f"rtadvd: {name}: maxinterval ({maxi}) must be between "
@@ -153,13 +153,22 @@ def config_for(inet6: Inet6Domain, ifp: Ifnet, caps: Caps) -> RtadvConfig:
         raise OSError(errno.EINVAL, f"rtadvd: {name}: router lifetime ({lifetime}) is out of range")
     mtu_cap = caps.get("mtu", 0)
     if mtu_cap == "auto":
-        mtu = ifp.mtu
+        mtu = ifmtu
     elif isinstance(mtu_cap, int) and not isinstance(mtu_cap, bool):
         mtu = mtu_cap
-        if mtu and not IPV6_MMTU <= mtu <= ifp.mtu:
+        if mtu and not IPV6_MMTU <= mtu <= ifmtu:
             raise OSError(errno.EINVAL, f"rtadvd: {name}: advertised link mtu ({mtu}) is invalid")
     else:
         raise OSError(errno.EINVAL, f"rtadvd: {name}: mtu: a number or auto is needed")
+    for key in ("chlim", "rtime", "retrans", "pinfoflags", "vltime", "pltime", "prefixlen"):
+        _num(caps, key, 0)
+    return maxi, mini, lifetime, flags, mtu
+
+
+def config_for(inet6: Inet6Domain, ifp: Ifnet, caps: Caps) -> RtadvConfig:
+    """``getconfig()``: the advertisement of ``ifp`` from its capabilities (rtadvd's
+    defaults and range checks, RFC 4861 6.2.1)."""
+    maxi, mini, lifetime, flags, mtu = check_caps(ifp.name, caps, ifp.mtu)
     return RtadvConfig(prefixes=_prefixes(inet6, ifp, caps), maxinterval=float(maxi),
                        mininterval=float(mini), lifetime=lifetime, chlim=_num(caps, "chlim", 64),
                        managed=bool(flags & ND_RA_FLAG_MANAGED), other=bool(flags & ND_RA_FLAG_OTHER),
@@ -247,6 +256,16 @@ def _rtadvd(k: NetKernel, proc: Proc, argv: list[str]) -> str:
             if e.filename is None:
                 raise
             raise OSError(e.errno, f"rtadvd: {path}: {e.strerror}") from None
+    start(k, inet6, proc, conf, names)
+    return ""
+
+
+def start(k: NetKernel, inet6: Inet6Domain, proc: Proc, conf: dict[str, Caps], names: list[str]) -> None:
+    """Advertise on the interfaces ``names`` with their entries of ``conf`` (or its
+    ``default`` one), for as long as ``proc`` holds the descriptor this opens; all
+    configurations are checked before any advertising starts. On the CPU."""
+    node = inet6.node
+    now = inet6.now()
     ifps = []
     for n in names:
         ifp = k.ifnet.get(n)
@@ -262,4 +281,3 @@ def _rtadvd(k: NetKernel, proc: Proc, argv: list[str]) -> str:
         node.rtadvd.start(ifp.index, config, now)
     proc.fdt.alloc(File(RtadvdFile(inet6, [ifp.index for ifp in ifps])))
     inet6.settle(now)
-    return ""

@@ -331,7 +331,7 @@ class TcpSocket(Socket):
         lst = self.listener
         if lst is None:
             raise kerr(errno.EINVAL)
-        cb = lst.accept()
+        cb = self.next_connection(lst)
         if cb is None:
             if self.closed:
                 raise kerr(errno.ECONNABORTED)
@@ -354,6 +354,11 @@ class TcpSocket(Socket):
         nso.linger_changed()
         cb.keepalive = SO_KEEPALIVE in nso.so_options
         return nso, nso.name(cb.faddr, cb.fport)
+
+    def next_connection(self, lst: TcpListener) -> TcpCb | None:
+        """The next connection accept(2) hands out (a dual-stack Tcp6Socket has two
+        listeners)."""
+        return lst.accept()
 
     # -- connecting -----------------------------------------------------------------------
     def connect(self, ctx: SyscallCtx, addr: Any) -> None:

@@ -27,18 +27,21 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
+from rumpnet.netinet.in_addr import ntoa
 from rumpnet.netinet.tcp_const import TCP6_HDRS
 from rumpnet.netinet.tcp_ctlinput import tcp_ctlnotify
-from rumpnet.netinet.tcp_subr import TcpProtocol
-from rumpnet.netinet.tcp_usrreq import Tcp, TcpSocket
+from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
+from rumpnet.netinet.tcp_usrreq import SO_REUSEPORT, Tcp, TcpSocket
 from rumpnet.netinet6 import in6, scope6
 from rumpnet.netinet6.icmp6 import Icmp6Ctl
 from rumpnet.netinet6.in6_var import IN6_IFF_ANYCAST, IN6_IFF_DETACHED, IN6_IFF_NOTREADY
 from rumpnet.netinet6.ip6_input import Ip6Delivery
 from rumpnet.netinet6.ip6_output import Ip6Pktopts
+from rumpnet.uipc_socket import POLLIN_SET
 
 if TYPE_CHECKING:
     from rumpnet.net_kernel import NetKernel
+    from rumpnet.netinet.tcp_var import TcpCb
     from rumpnet.netinet6.in6_domain import Inet6Domain
 
 IPPROTO_TCP = 6
@@ -58,6 +61,7 @@ class Tcp6(Tcp):
     def __init__(self, kernel: NetKernel, tcp4: Tcp, domain: Inet6Domain) -> None:
         self.kernel = kernel
         self.inet = tcp4.inet
+        self.tcp4 = tcp4          # IPv4's TCP, for v4-mapped addresses
         self.domain = domain
         self.params = tcp4.params
         self.stats = tcp4.stats
@@ -143,10 +147,18 @@ class Tcp6Socket(TcpSocket):
 
     def __init__(self, kernel: NetKernel, proto: int, cb: Any = None) -> None:
         self._zone = 0
+        # v4-mapped (RFC 4291 2.5.5.2, RFC 3493 3.7): an IPV6_V6ONLY-off socket bound or
+        # connected to ::ffff:a.b.c.d is an IPv4 connection of IPv4's TCP (self.tcp
+        # becomes IPv4's glue, addresses are IPv4 ints) that names itself in IPv6 form.
+        self.mapped = False
+        # IPV6_V6ONLY off and listening on ::: IPv4's listener beside IPv6's (RFC 3493 5.3)
+        self.listener4: TcpListener | None = None
         super().__init__(kernel, proto, cb)
         assert isinstance(self.tcp, Tcp6)
         self.tcp6: Tcp6 = self.tcp
         self.v6only = bool(self.tcp6.domain.node.ip6_params.v6only)
+        if cb is not None and cb.proto is not self.tcp6.proto:   # accepted by a mapped listener
+            self.tcp, self.mapped = self.tcp6.tcp4, True
 
     def glue(self, kernel: NetKernel) -> Tcp:
         inet6 = kernel.inet6
@@ -158,12 +170,33 @@ class Tcp6Socket(TcpSocket):
         d = self.tcp6.domain
         a, port, _, zone = scope6.sockaddr_in6(addr, lambda n: self.kernel.ifnet.lookup(n).index)
         if in6.is_v4mapped(a):
-            # Dual-stack TCP is not done (docs/IPV6.md): as on an IPV6_V6ONLY socket.
-            raise kerr(errno.EINVAL, "v4-mapped addresses on TCP sockets are not supported")
+            self._to_ipv4()
+            return in6.v4_of_mapped(a), port
+        if self.mapped:
+            raise kerr(errno.EINVAL, "an IPv6 address on a socket using a v4-mapped one")
         self._zone = d.default_zone(a, zone)
         return a, port
 
+    def _to_ipv4(self) -> None:
+        """Use IPv4's TCP for a v4-mapped address: EINVAL on an IPV6_V6ONLY socket (as
+        in6_pcbconnect and in6_pcbbind) or one bound to an IPv6 address; a port bound
+        on the wildcard moves to IPv4's port space."""
+        if self.mapped:
+            return
+        if self.v6only:
+            raise kerr(errno.EINVAL, "a v4-mapped address on an IPV6_V6ONLY socket")
+        if self.listener is not None or self.cb is not None or (self.bound and self.laddr != 0):
+            raise kerr(errno.EINVAL, "a v4-mapped address on a socket using IPv6")
+        tcp4 = self.tcp6.tcp4
+        if self.bound:
+            reuse = pysocket.SO_REUSEADDR in self.so_options
+            self.lport = tcp4.proto.bind(0, self.lport, reuse, SO_REUSEPORT in self.so_options, owner=self)
+            self.tcp6.proto.unbind(0, self.lport)
+        self.tcp, self.mapped = tcp4, True
+
     def name(self, addr: int, port: int) -> Any:
+        if self.mapped:
+            return f"::ffff:{ntoa(addr)}", port, 0, 0
         zone = 0
         if in6.is_scoped(addr):
             own = self.tcp6.domain.node.ifaddrs.lookup(addr)
@@ -172,6 +205,9 @@ class Tcp6Socket(TcpSocket):
         return text, port, 0, zone if scope6.shows_zone(addr, zone) else 0
 
     def check_local(self, laddr: int) -> None:
+        if self.mapped:
+            super().check_local(laddr)
+            return
         if laddr == 0:
             return
         ia = self.tcp6.domain.node.ifaddrs.lookup(laddr, self._zone)
@@ -179,6 +215,8 @@ class Tcp6Socket(TcpSocket):
             raise kerr(errno.EADDRNOTAVAIL)
 
     def route_peer(self, faddr: int) -> tuple[int, int]:
+        if self.mapped:
+            return super().route_peer(faddr)
         d = self.tcp6.domain
         zone = self._zone
         if faddr == 0:
@@ -191,6 +229,48 @@ class Tcp6Socket(TcpSocket):
         if laddr == 0:
             laddr, _ = d.node.ip6_output.source_for(faddr, zone)
         return faddr, laddr
+
+    # -- a dual-stack listener: IPv4 connections accepted as v4-mapped ones -------------
+    def listen(self, backlog: int) -> None:
+        first = self.listener is None
+        super().listen(backlog)
+        if self.listener4 is not None:
+            self.listener4.set_backlog(max(0, min(int(backlog), 4096)))
+        elif first and not self.v6only and not self.mapped and self.laddr == 0:
+            try:   # IPv4's port too (EADDRINUSE when an IPv4 socket has it)
+                lst4 = self.tcp6.tcp4.proto.listen(0, self.lport, max(0, min(int(backlog), 4096)), self._now())
+            except OSError:
+                assert self.listener is not None
+                self.listener.close(self._now())
+                self.listener = None
+                raise
+            lst4.upcall = self._listen_upcall
+            self.listener4 = lst4
+            self._sync_listener()
+
+    def _sync_listener(self) -> None:
+        super()._sync_listener()
+        lst, lst4 = self.listener, self.listener4
+        if lst is not None and lst4 is not None:
+            for name in ("rcvbuf", "sndbuf", "maxseg", "nodelay", "noopt", "keepalive", "opts"):
+                setattr(lst4, name, getattr(lst, name))
+
+    def next_connection(self, lst: TcpListener) -> TcpCb | None:
+        cb = lst.accept()
+        if cb is None and self.listener4 is not None:
+            cb = self.listener4.accept()
+        return cb
+
+    def poll_events(self) -> int:
+        if self.listener4 is not None and self.listener4.pending():
+            return POLLIN_SET
+        return super().poll_events()
+
+    def close(self) -> None:
+        if self.listener4 is not None and not self.closed:
+            self.listener4.close(self._now())
+            self.listener4 = None
+        super().close()
 
     def proto_setsockopt(self, level: int, opt: int, value: Any) -> None:
         if level != pysocket.IPPROTO_IPV6:

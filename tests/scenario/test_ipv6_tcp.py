@@ -6,7 +6,9 @@ port spaces (virtual time, in-process wires)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import select
 import socket
 import struct
 
@@ -162,3 +164,96 @@ def test_unicast_hops_and_tclass_reach_the_segments(vnet) -> None:
     a.rump_sys_send(c, b"marked", 0)
     assert b.rump_sys_recv(s, 10, 0) == b"marked"
     assert seen and all(x == (9, 0x28) for x in seen)
+
+
+def test_v4_mapped_connect_and_listen_when_v6only_is_off(vnet) -> None:
+    """RFC 4291 2.5.5.2 / RFC 3493 3.7: an AF_INET6 stream socket with IPV6_V6ONLY off
+    speaks IPv4 to ::ffff:a.b.c.d and names both ends that way; with it on, EINVAL."""
+    a, b = vnet.pair()
+    lst4 = b.rump_sys_socket(socket.AF_INET, STREAM, 0)
+    b.rump_sys_bind(lst4, ("0.0.0.0", 80))
+    b.rump_sys_listen(lst4, 4)
+    six = a.rump_sys_socket(AF6, STREAM, 0)
+    with pytest.raises(OSError) as ei:                # IPV6_V6ONLY is on by default
+        a.rump_sys_connect(six, ("::ffff:10.0.0.2", 80))
+    assert ei.value.errno == errno.EINVAL
+    dual = a.rump_sys_socket(AF6, STREAM, 0)
+    a.rump_sys_setsockopt(dual, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    a.rump_sys_connect(dual, ("::ffff:10.0.0.2", 80))
+    conn, peer = b.rump_sys_accept(lst4)
+    local = a.rump_sys_getsockname(dual)
+    assert local[0] == "::ffff:10.0.0.1" and peer == ("10.0.0.1", local[1])
+    assert a.rump_sys_getpeername(dual) == ("::ffff:10.0.0.2", 80, 0, 0)
+    a.rump_sys_send(dual, b"over IPv4", 0)
+    assert b.rump_sys_recv(conn, 100, 0) == b"over IPv4"
+    b.rump_sys_send(conn, b"back", 0)
+    assert a.rump_sys_recv(dual, 100, 0) == b"back"
+    m2 = a.rump_sys_socket(AF6, STREAM, 0)
+    a.rump_sys_setsockopt(m2, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    a.rump_sys_bind(m2, ("::ffff:10.0.0.1", 0))
+    with pytest.raises(OSError) as ei:                # a native IPv6 address on a mapped socket
+        a.rump_sys_connect(m2, ("fc00::2", 80))
+    assert ei.value.errno == errno.EINVAL
+    # a listener bound to a v4-mapped address accepts IPv4 and names its peers mapped
+    ml = a.rump_sys_socket(AF6, STREAM, 0)
+    a.rump_sys_setsockopt(ml, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    a.rump_sys_bind(ml, ("::ffff:10.0.0.1", 81))
+    a.rump_sys_listen(ml, 4)
+    c4 = b.rump_sys_socket(socket.AF_INET, STREAM, 0)
+    b.rump_sys_connect(c4, ("10.0.0.1", 81))
+    acc, apeer = a.rump_sys_accept(ml)
+    assert apeer[0] == "::ffff:10.0.0.2" and len(apeer) == 4
+    assert a.rump_sys_getsockname(acc)[:2] == ("::ffff:10.0.0.1", 81)
+    b.rump_sys_send(c4, b"to mapped", 0)
+    assert a.rump_sys_recv(acc, 100, 0) == b"to mapped"
+    # a wildcard-bound dual socket takes its port to IPv4's space when it connects mapped
+    wild = a.rump_sys_socket(AF6, STREAM, 0)
+    a.rump_sys_setsockopt(wild, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    a.rump_sys_bind(wild, ("::", 0))
+    port = a.rump_sys_getsockname(wild)[1]
+    a.rump_sys_connect(wild, ("::ffff:10.0.0.2", 80))
+    assert b.rump_sys_accept(lst4)[1] == ("10.0.0.1", port)
+    # its port is IPv4's: an IPv4 socket cannot take it
+    four = a.rump_sys_socket(socket.AF_INET, STREAM, 0)
+    with pytest.raises(OSError) as ei:
+        a.rump_sys_bind(four, ("10.0.0.1", 81))
+    assert ei.value.errno == errno.EADDRINUSE
+
+
+def test_dual_stack_listener_takes_both_families(vnet) -> None:
+    """IPV6_V6ONLY off and bound to ::: one listener for IPv6 and IPv4 connections, the
+    IPv4 ones accepted as ::ffff:a.b.c.d (RFC 3493 5.3); IPv4's port is taken while it
+    listens and free after close."""
+    from rumpnet.sys_socket import pollfd
+
+    a, b = vnet.pair()
+    for k, addr in ((a, "fc00::1"), (b, "fc00::2")):
+        k.inet6.add_address(k.ifnet.lookup("wire0"), in6.pton(addr), 64, 0x20)
+    lst = a.rump_sys_socket(AF6, STREAM, 0)
+    a.rump_sys_setsockopt(lst, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    a.rump_sys_bind(lst, ("::", 82))
+    a.rump_sys_listen(lst, 4)
+    four = a.rump_sys_socket(socket.AF_INET, STREAM, 0)
+    with pytest.raises(OSError) as ei:
+        a.rump_sys_bind(four, ("0.0.0.0", 82))
+    assert ei.value.errno == errno.EADDRINUSE
+    c4 = b.rump_sys_socket(socket.AF_INET, STREAM, 0)
+    b.rump_sys_connect(c4, ("10.0.0.1", 82))
+    assert a.rump_sys_poll([pollfd(lst, select.POLLIN)], 1, 5000) == 1
+    acc4, peer4 = a.rump_sys_accept(lst)
+    assert peer4 == ("::ffff:10.0.0.2", b.rump_sys_getsockname(c4)[1], 0, 0)
+    c6 = b.rump_sys_socket(AF6, STREAM, 0)
+    b.rump_sys_connect(c6, ("fc00::1", 82))
+    acc6, peer6 = a.rump_sys_accept(lst)
+    assert peer6[0] == "fc00::2"
+    for acc, c in ((acc4, c4), (acc6, c6)):
+        b.rump_sys_send(c, b"both", 0)
+        assert a.rump_sys_recv(acc, 100, 0) == b"both"
+    # IPv4's port is free again once the listener closes (SO_REUSEADDR: the accepted
+    # connection still holds 10.0.0.1:82; a listener would refuse it even so)
+    a.rump_sys_setsockopt(four, socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with pytest.raises(OSError) as ei:
+        a.rump_sys_bind(four, ("0.0.0.0", 82))
+    assert ei.value.errno == errno.EADDRINUSE
+    a.rump_sys_close(lst)
+    a.rump_sys_bind(four, ("0.0.0.0", 82))
