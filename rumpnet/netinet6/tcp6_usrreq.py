@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpnet.netinet.in_addr import ntoa
+from rumpnet.netinet.ip_var import IPTOS_ECN_MASK
 from rumpnet.netinet.tcp_const import TCP6_HDRS
 from rumpnet.netinet.tcp_ctlinput import tcp_ctlnotify
 from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
@@ -77,12 +78,14 @@ class Tcp6(Tcp):
         self.zone_hints: dict[int, int] = {}      # link-local peer -> interface index
 
     # -- TCP -> IPv6 ---------------------------------------------------------------------
-    def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0) -> None:
+    def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0, ecn: int = 0) -> None:
+        """``ecn``: TCP's ECN codepoint (RFC 3168 6.1), the ECN bits of the Traffic Class
+        (RFC 8200 7, RFC 3168 5); the DSCP bits stay IPV6_TCLASS's, as IP_TOS's in Tcp."""
         opts = None
-        if self.ipopts_used:
-            tos_ttl = self._tos_ttl(src, dst, segment)
-            if tos_ttl is not None:
-                opts = Ip6Pktopts(hlim=-1 if tos_ttl[1] is None else tos_ttl[1], tclass=tos_ttl[0])
+        tos_ttl = self._tos_ttl(src, dst, segment) if self.ipopts_used else None
+        if tos_ttl is not None or ecn:
+            tos, hlim = tos_ttl if tos_ttl is not None else (0, None)
+            opts = Ip6Pktopts(hlim=-1 if hlim is None else hlim, tclass=tos & ~IPTOS_ECN_MASK | ecn)
         try:
             self.domain.output(src, dst, IPPROTO_TCP, segment, opts, self.zone_for(src, dst))
         except OSError as e:
@@ -124,7 +127,8 @@ class Tcp6(Tcp):
             if len(self.zone_hints) >= _ZONE_HINTS:
                 self.zone_hints.clear()
             self.zone_hints[src] = d.ifindex
-        self.proto.input(src, dst, memoryview(d.packet)[d.off:], now, csum_ok=False)
+        # The Traffic Class's ECN bits are IPv4's TOS ECN bits (RFC 3168 5, RFC 8200 7).
+        self.proto.input(src, dst, memoryview(d.packet)[d.off:], now, csum_ok=False, iptos=d.hdr.tclass)
 
     def ctlinput6(self, ev: Icmp6Ctl, now: float) -> None:
         """An ICMPv6 error about one of our segments (``tcp6_ctlinput``)."""

@@ -257,3 +257,41 @@ def test_dual_stack_listener_takes_both_families(vnet) -> None:
     assert ei.value.errno == errno.EADDRINUSE
     a.rump_sys_close(lst)
     a.rump_sys_bind(four, ("0.0.0.0", 82))
+
+
+def test_ecn_codepoint_in_the_traffic_class_both_ways(vnet) -> None:
+    """ECN over IPv6 (RFC 3168 5 and 6.1; the ECN field is the Traffic Class's two low
+    bits, RFC 8200 7): new data leaves ECT(0) with IPV6_TCLASS's DSCP kept, everything
+    else Not-ECT, and the receiver's TCP reads the field (tcps_ecn_ect)."""
+    a, b = vnet.pair()
+    for k, addr in ((a, "fc00::1"), (b, "fc00::2")):
+        k.inet6.add_address(k.ifnet.lookup("wire0"), in6.pton(addr), 64, 0x20)
+        k.sysctl("-w", "net.inet.tcp.ecn.enable=1")
+    seen: list[tuple[int, int]] = []
+
+    class Tap:
+        def write(self, frame, ts):  # noqa: ANN001 - a bpf writer
+            f = bytes(frame)
+            if f[12:14] == b"\x86\xdd" and f[20] == 6 and f[22:38] == in6.pack(in6.pton("fc00::1")):
+                tcp_payload = struct.unpack_from("!H", f, 18)[0] - (f[66] >> 4) * 4
+                seen.append((((f[14] & 0x0F) << 4) | (f[15] >> 4), tcp_payload))
+
+        def close(self) -> None:
+            pass
+
+    b.ifnet.lookup("wire0").bpf_attach(Tap())
+    lfd = b.rump_sys_socket(AF6, STREAM, 0)
+    b.rump_sys_bind(lfd, ("::", 80))
+    b.rump_sys_listen(lfd, 1)
+    c = a.rump_sys_socket(AF6, STREAM, 0)
+    a.rump_sys_setsockopt(c, socket.IPPROTO_IPV6, socket.IPV6_TCLASS, 0x2B)   # AF11 + CE asked
+    a.rump_sys_connect(c, ("fc00::2", 80))
+    s, _ = b.rump_sys_accept(lfd)
+    a.rump_sys_send(c, b"x" * 5000, 0)
+    got = b""
+    while len(got) < 5000:
+        got += b.rump_sys_recv(s, 8192, 0)
+    data = [t for t, n in seen if n > 0]
+    assert data and all(t == 0x2A for t in data)                  # DSCP 0x28 | ECT(0)
+    assert all(t == 0x28 for t, n in seen if n == 0)              # SYN, ACKs: Not-ECT
+    assert b.inet.tcp.stats.tcps_ecn_ect >= len(data) > 0
