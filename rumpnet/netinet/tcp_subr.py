@@ -62,6 +62,7 @@ from rumpnet.netinet.tcp_const import (
     EV_ERROR,
     EV_READABLE,
     EV_WRITABLE,
+    IP_TCP_HDRS,
     TCPT_KEEP,
     TCPT_NTIMERS,
     TF_RCVD_TSTMP,
@@ -85,6 +86,7 @@ from rumpnet.netinet.tcp_var import (
 EPHEMERAL_LO = 49152
 EPHEMERAL_HI = 65535
 _KEY = struct.Struct("!IHIH")
+_KEY6 = struct.Struct("!16sH16sH")
 M = SEQ_MASK
 
 
@@ -169,9 +171,13 @@ class TcpProtocol:
                  stats: TcpStats | None = None,
                  tso_for: Callable[[int], int] | None = None,
                  route_gen: Callable[[], int] | None = None,
-                 pmtu_update: Callable[[int, int, int, float], int] | None = None,
-                 deadline_out: Callable[[float], None] | None = None) -> None:
+                 pmtu_update: Callable[[int, int, int], int] | None = None,
+                 deadline_out: Callable[[float], None] | None = None,
+                 hdrs: int = IP_TCP_HDRS) -> None:
         self.params = params
+        # IP and base TCP headers: MSS = path MTU - hdrs (40 over IPv4, 60 over IPv6
+        # for TCP6_HDRS, RFC 8200 8.3's 1220 bytes at the minimum MTU).
+        self.hdrs = hdrs
         self.rng = rng
         self.output = output
         self.mtu_for = mtu_for
@@ -183,7 +189,7 @@ class TcpProtocol:
         self.tso_for = tso_for
         # Path MTU (tcp_ctlinput.py): route_gen() changes whenever a route, an MTU or an
         # address changes (tcp_output then resizes t_maxseg from mtu_for); pmtu_update(
-        # dst, nextmtu, quoted_len, now) applies a checked "fragmentation needed" to the
+        # dst, nextmtu, quoted_len) applies a checked "fragmentation needed" to the
         # route (IP's icmp_mtudisc) and returns the path MTU.
         self.route_gen: Callable[[], int] = route_gen if route_gen is not None else _no_route_gen
         self.pmtu_update = pmtu_update
@@ -230,9 +236,11 @@ class TcpProtocol:
         return congctl_class(self.params.congctl)(cb)
 
     def _hash(self, laddr: int, lport: int, faddr: int, fport: int) -> bytes:
-        h = hashlib.blake2s(_KEY.pack(laddr, lport, faddr, fport), key=self._secret,
-                            digest_size=8)
-        return h.digest()
+        if laddr >> 32 or faddr >> 32:   # IPv6 addresses (RFC 6528 for both families)
+            key = _KEY6.pack(laddr.to_bytes(16, "big"), lport, faddr.to_bytes(16, "big"), fport)
+        else:
+            key = _KEY.pack(laddr, lport, faddr, fport)
+        return hashlib.blake2s(key, key=self._secret, digest_size=8).digest()
 
     def isn(self, laddr: int, lport: int, faddr: int, fport: int, now: float) -> int:
         """RFC 6528: ISN = M + F(localip, localport, remoteip, remoteport, secretkey),
@@ -244,7 +252,7 @@ class TcpProtocol:
         return int.from_bytes(self._hash(laddr, lport, faddr, fport)[4:], "big")
 
     def _ourmss(self, faddr: int, user: int = 0) -> int:
-        mss = max(64, min(self.mtu_for(faddr) - 40, 65535 - 40))
+        mss = max(64, min(self.mtu_for(faddr) - self.hdrs, 65535 - self.hdrs))
         if user:
             mss = min(mss, user)
         return mss

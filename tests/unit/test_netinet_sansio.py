@@ -2,8 +2,10 @@
 
 The cores take ``now`` and give deadlines out (``get_timer``/``handle_timer(now)``); the
 inet domain's one loop timer, :class:`rumpnet.netinet.in_proto.InetCallout`, is the only
-code here that arms a callout, and ``Inet.__init__`` the only code that takes the clock
-from the scheduler (``Inet.now``, which the domain's entry points pass on). Before,
+code here that arms a callout for the domain, and ``Inet.__init__`` the only code that
+takes the clock from the scheduler (``Inet.now``, which the domain's entry points pass
+on). The one exception is ``Tcp.deadline``/``_fire``: netinet6's ``Tcp6`` inherits them to
+keep a timer of its own (IPv4's TCP arms the domain's). Before,
 ARP, reassembly and ICMP's route lifetimes each called ``kernel.sched.call_at`` and read
 the scheduler's clock themselves, and TCP's glue armed a timer of its own.
 """
@@ -20,7 +22,9 @@ ROOT = Path(rumpnet.netinet.__file__).parent
 SCHEDULER_ATTRS = {"sched", "call_at", "call_later", "call_soon", "loop"}
 CLOCK_MODULES = {"time", "asyncio", "datetime"}
 # (module, enclosing class, enclosing function) allowed to use them: the domain's glue.
-ALLOWED = {("in_proto", "InetCallout", None), ("in_proto", "Inet", "__init__")}
+ALLOWED = {("in_proto", "InetCallout", None), ("in_proto", "Inet", "__init__"),
+           # netinet6's Tcp6 inherits TCP's glue and arms a timer of its own through these.
+           ("tcp_usrreq", "Tcp", "deadline"), ("tcp_usrreq", "Tcp", "_fire")}
 
 
 def scheduler_uses(module: str, tree: ast.AST) -> list[str]:
