@@ -126,6 +126,10 @@ class Kernel:
         t.add_string("kern.osrelease", lambda: "10.0", num=2)
         t.add_int("kern.clockrate", lambda: 100, num=12)
         t.add_int("kern.sbmax", lambda: self.sb_max, num=81)
+        # Strict mode of this kernel's scheduler (shared by the kernels on it): see
+        # rumpkern/strict.py and rump_init(strict=).
+        t.bind_int("kern.strict", self.sched.errors, "strict", minval=0, maxval=1,
+                   desc="internal errors raise in the next call instead of being logged")
 
     def _apply_memlimit(self, limit: int) -> None:
         """Cap what packets can pin: socket buffers and reassembly queues get a share of
@@ -208,7 +212,8 @@ class Kernel:
             for ifp in self.ifnet.all():
                 ifp.detach_driver()
 
-        self.sched.run(do_halt)
+        with self.sched.errors.held():  # halting works after an internal error
+            self.sched.run(do_halt)
         self.halted = True
         if self in self.sched.kernels:
             self.sched.kernels.remove(self)
@@ -384,13 +389,16 @@ def _recv_data(ctx: Any, p: Proc, fd: int, n: int, flags: int) -> bytes:
 def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False,
               hostname: str | None = None, scheduler: Scheduler | None = None,
               components: tuple[str, ...] | list[str] | None = None, memlimit: int | None = None,
-              verbose: bool | None = None) -> Kernel:
+              verbose: bool | None = None, strict: bool | None = None) -> Kernel:
     """Boot a kernel and make it the current one (the target of the module-level calls).
 
     ``clock``: ``"real"`` or ``"virtual"``. ``seed``: the one random source (default:
     ``$RUMP_SEED``, else 0 on virtual time and a fresh random seed on real time).
     ``sockin=True`` loads sockin instead of netinet. ``scheduler``: share (or supply) a
     CPU explicitly; by default kernels booted from one thread with one clock share one.
+    ``strict``: strict mode for the scheduler (default ``$RUMP_STRICT``, else off): an
+    exception out of protocol input, a timer or a callback raises ``KernelInternalError``
+    in the next call instead of being logged (rumpkern/strict.py).
     """
     if clock not in ("real", "virtual"):
         raise ValueError(f"clock must be 'real' or 'virtual', not {clock!r}")
@@ -421,6 +429,8 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
         verbose = bool(_env_int("RUMP_VERBOSE", 0))
     if hostname is None:
         hostname = f"rump{len(scheduler.kernels)}"
+    if strict is not None:
+        scheduler.errors.strict = strict
     k = Kernel(scheduler, seed, hostname, tuple(comps), memlimit=memlimit, verbose=verbose)
     _last_booted.append(k)
     return k

@@ -29,6 +29,8 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, TypeVar
 
+from rumpkern.strict import InternalErrors
+
 T = TypeVar("T")
 
 # The virtual clock starts here (seconds); an arbitrary, fixed origin keeps pcap files
@@ -192,6 +194,7 @@ class _SyscallAwaitable:
         self._exc: BaseException | None = None
         self._sleep: Sleep | None = None
         try:
+            sched.errors.check()
             self._result = fn(self._ctx, *args)
         except Sleep as s:
             self._sleep = s
@@ -219,6 +222,10 @@ class Scheduler:
         self._bg_thread: threading.Thread | None = None
         self.kernels: list[Any] = []  # running kernels, in boot order
         self.boots = 0  # kernels ever booted here (never reused: seeds each kernel's rng)
+        # Exceptions out of callbacks on the loop (rumpkern/strict.py): logged and counted,
+        # or in strict mode raised by the next call on this scheduler.
+        self.errors = InternalErrors()
+        self.errors.install(loop)
         if not isinstance(loop, VirtualEventLoop):
             self.now = time.monotonic  # type: ignore[method-assign]
 
@@ -336,7 +343,11 @@ class Scheduler:
                 raise Sleep(holder["chan"])
             return task.result()
 
-        return self.syscall(start)
+        try:
+            return self.syscall(start)
+        finally:
+            if "task" not in holder:
+                coro.close()  # refused before it started (an internal error): not "never awaited"
 
     def syscall(self, fn: Callable[..., T], *args: Any) -> T:
         """Perform system call ``fn(ctx, *args)`` in whatever way the caller's context needs.
@@ -345,6 +356,7 @@ class Scheduler:
         """
         if self.on_cpu():
             return _SyscallAwaitable(self, fn, args)  # type: ignore[return-value]
+        self.errors.check()
         me = threading.get_ident()
         with self._cond:
             drive = self._driver is None and self._bg_thread is None and not self.loop.is_running()
@@ -415,6 +427,7 @@ class Scheduler:
     async def _sleep_and_retry(self, fn: Callable[..., T], args: tuple[Any, ...], ctx: SyscallCtx, sleep: Sleep) -> T:
         loop = self.loop
         while True:
+            self.errors.check()  # strict mode: an internal error ends the sleep
             # Try again before sleeping: between the attempt that raised ``sleep`` and now,
             # other callbacks may have run (the first attempt happens outside the loop),
             # and a wakeup given before we register on the channel would be lost. Nothing
@@ -433,12 +446,15 @@ class Scheduler:
             fut: asyncio.Future[None] = loop.create_future()
             for chan in sleep.chans:
                 chan._register(fut)
+            if self.errors.strict:
+                self.errors.sleepers.add(fut)
             handle = None
             if ctx.deadline is not None:
                 handle = loop.call_at(ctx.deadline, _timeout_future, fut)
             try:
                 await fut
             finally:
+                self.errors.sleepers.discard(fut)
                 if handle is not None:
                     handle.cancel()
             if ctx.deadline is not None and loop.time() >= ctx.deadline:

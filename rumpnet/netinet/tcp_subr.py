@@ -8,8 +8,10 @@ match nothing with a RST (RFC 9293 3.10.7.1).
 Sans-IO contract (what the socket layer uses)::
 
     proto = TcpProtocol(params, rng, output, mtu_for=lambda dst: 1500, stats=None,
-                        tso_for=None)   # tso_for(dst) -> max TSO bytes, 0 = no TSO
-    proto.input(src, dst, segment, now, csum_ok=False)   # never raises on bad input
+                        tso_for=None,   # tso_for(dst) -> max TSO bytes, 0 = no TSO
+                        strict=strict_default)   # strict() -> re-raise internal errors
+    proto.input(src, dst, segment, now, csum_ok=False)   # never raises on bad input;
+        # an internal error is counted (tcps_rcvinternalerr), re-raised if strict()
     proto.get_timer() -> float | None ; proto.handle_timer(now)
     proto.bind(laddr, lport, reuseaddr=False) -> lport   # 0 = ephemeral; EADDRINUSE
     proto.unbind(laddr, lport)            # release an unused bind() reservation
@@ -42,6 +44,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from rumpkern.strict import strict_default
 from rumpnet.netinet import tcp as _tcp
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpParseError, TcpRepr
@@ -196,7 +199,8 @@ class TcpProtocol:
                  output: Callable[..., None],
                  mtu_for: Callable[[int], int] = lambda dst: 1500,
                  stats: TcpStats | None = None,
-                 tso_for: Callable[[int], int] | None = None) -> None:
+                 tso_for: Callable[[int], int] | None = None,
+                 strict: Callable[[], bool] = strict_default) -> None:
         self.params = params
         self.rng = rng
         self.output = output
@@ -207,6 +211,9 @@ class TcpProtocol:
         # segment, calling output(src, dst, segment, tso_segsz=MSS) with the checksum
         # left to the interface (ip_output makes it partial).
         self.tso_for = tso_for
+        # strict() says whether an exception out of input propagates (tests: the kernel's
+        # strict mode, rumpkern/strict.py) or is only counted (tcps_rcvinternalerr).
+        self.strict = strict
         self.stats = stats if stats is not None else TcpStats()
         self._secret = rng.getrandbits(256).to_bytes(32, "big")
         self._sc_salt = rng.getrandbits(32)
@@ -500,9 +507,9 @@ class TcpProtocol:
             return
         try:
             self._input(src, dst, seg, now)
-        except Exception:  # noqa: BLE001 - never let packet input raise (DESIGN 2)
+        except Exception:  # noqa: BLE001 - production: never let packet input raise (DESIGN 2)
             st.tcps_rcvinternalerr += 1
-            if os.environ.get("RUMPNET_TCP_STRICT"):
+            if self.strict():
                 raise
 
     def _input(self, src: int, dst: int, seg: TcpRepr, now: float) -> None:
@@ -541,6 +548,7 @@ class TcpProtocol:
         """RFC 9293 3.10.7.2 (LISTEN), through the SYN cache (NetBSD syn_cache_add)."""
         f = seg.flags
         if f & TH_RST:
+            self.stats.tcps_badrst += 1   # RFC 9293 3.10.7.2: a RST to a listener is ignored
             return
         if f & TH_ACK:
             self.respond(dst, src, seg)
@@ -648,6 +656,8 @@ class TcpProtocol:
             if seg.seq == (e.irs + 1) & M:
                 st.tcps_sc_reset += 1
                 self._sc_remove(e)
+            else:
+                st.tcps_badrst += 1
             return
         if f & TH_SYN:
             if seg.seq == e.irs and not f & TH_ACK:

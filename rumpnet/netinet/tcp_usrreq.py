@@ -72,7 +72,7 @@ class Tcp:
         self.params = TcpParams()
         self.stats = TcpStats()
         self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats,
-                                 tso_for=self._tso_for)
+                                 tso_for=self._tso_for, strict=lambda: bool(kernel.sched.errors.strict))
         self._timer: Any = None
         self._timer_when: float | None = None
         self.output_drops = 0

@@ -177,6 +177,7 @@ class TcpStats:
     tcps_rcvackbyte: int = 0
     tcps_rcvwinupd: int = 0
     tcps_rcvrst: int = 0
+    tcps_badrst: int = 0      # RSTs ignored: out of window, unacceptable ACK (FreeBSD's name)
     tcps_pawsdrop: int = 0
     tcps_predack: int = 0
     tcps_preddat: int = 0

@@ -13,6 +13,14 @@ Fixtures:
   root, ``/dev/net/tun`` and ``ip netns``, and skips with the reason when they are missing;
   the namespace and tap are removed afterwards.
 
+Strict mode (rumpkern/strict.py) is on for every test: the plugin sets ``RUMP_STRICT=1``
+(unless the environment already sets ``RUMP_STRICT``; ``RUMP_STRICT=0`` turns it off) and
+``RUMP_STRICT_LOG`` to a file of this session, so rump_servers a test starts run strict
+too. An exception out of protocol input, a timer or a scheduler callback then raises
+``KernelInternalError`` in the test's next call on that scheduler; one that no call
+raised (a background thread, no call after it, a rump_server's) fails the test after it
+ran, with the traceback. ``--rump-strict=0`` turns this off for a run.
+
 Marker ``@pytest.mark.netem("delay 10ms loss 1%", link="lan", direction="both")``
 impairs the network fixture's links of that name (every link when ``link`` is not given),
 now or as soon as they are added; several markers apply in order.
@@ -20,7 +28,10 @@ now or as soon as they are added; several markers apply in order.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,9 +45,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rumpnet")
     group.addoption("--rump-seed", action="store", type=int, default=None, dest="rump_seed",
                     help="seed of rumpnet kernels and networks (default: $RUMP_SEED, else 1)")
+    group.addoption("--rump-strict", action="store", default=None, dest="rump_strict", choices=("0", "1"),
+                    help="internal errors of rumpnet kernels fail the test (default: $RUMP_STRICT, else 1)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _strict_configure(config)
     config.addinivalue_line(
         "markers",
         "netem(spec, link=None, direction='both'): impair the rump_network/faulty_wire links "
@@ -136,6 +150,106 @@ def faulty_wire(rump_network: Any) -> FaultyWire:
     rump_network.add_host("b")
     rump_network.add_link("wire", "a", "b", subnet="10.0.1.0/24")
     return FaultyWire(rump_network)
+
+
+# -- strict mode: internal errors fail the test that caused them ----------------------------
+LOG_KEY = pytest.StashKey[str]()
+
+
+def _strict_configure(config: pytest.Config) -> None:
+    from rumpkern.strict import ENV, LOG_ENV, parse_strict
+
+    opt = config.getoption("rump_strict", default=None)
+    if opt is not None:
+        os.environ[ENV] = opt
+    else:
+        os.environ.setdefault(ENV, "1")
+    try:
+        on = parse_strict(os.environ[ENV])
+    except OSError as e:
+        raise pytest.UsageError(str(e.strerror)) from None
+    if on and not os.environ.get(LOG_ENV):
+        fd, path = tempfile.mkstemp(prefix="rump-strict-", suffix=".log")
+        os.close(fd)
+        os.environ[LOG_ENV] = path
+        config.stash[LOG_KEY] = path  # ours: removed at the end
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    path = config.stash.get(LOG_KEY, None)
+    if path is not None:
+        from rumpkern.strict import LOG_ENV
+
+        os.environ.pop(LOG_ENV, None)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+class _ErrorWatch:
+    """Internal errors recorded since the last look: this process's unraised ones, and
+    those other processes (rump_servers) appended to the session's log."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def take(self) -> list[str]:
+        from rumpkern.strict import LOG_ENV, read_log, take_unraised
+
+        found = [e.format() for e in take_unraised()]
+        path = os.environ.get(LOG_ENV)
+        if path:
+            records, self.offset = read_log(path, self.offset, skip_pid=os.getpid())
+            found += [f"(from process {r.get('pid')}) {r.get('traceback', '')}" for r in records]
+        return found
+
+
+_watch = _ErrorWatch()
+
+
+def _internal_error_report(errors: list[str], when: str) -> str:
+    return (f"{len(errors)} rumpnet kernel internal error(s) {when} that no call raised "
+            "(strict mode, rumpkern/strict.py):\n\n" + "\n".join(errors))
+
+
+def _checked_phase(when: str) -> Iterator[None]:
+    """Run one phase of a test (hook wrapper body); internal errors recorded during it
+    fail it, also when it failed or skipped on its own (the errors are added then)."""
+    try:
+        res = yield
+    except BaseException as e:
+        errors = _watch.take()
+        if errors:
+            report = _internal_error_report(errors, when)
+            if isinstance(e, pytest.skip.Exception):
+                pytest.fail(report, pytrace=False)
+            e.add_note(report)
+        raise
+    errors = _watch.take()
+    if errors:
+        pytest.fail(_internal_error_report(errors, when), pytrace=False)
+    return res
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    return (yield from _checked_phase("during set-up (or left by an earlier test)"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _checked_phase("while the test ran"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    return (yield from _checked_phase("during teardown"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    errors = _watch.take()
+    if errors:
+        sys.stderr.write(_internal_error_report(errors, "after the last test") + "\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(hookwrapper=True)

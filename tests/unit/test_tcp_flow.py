@@ -395,6 +395,7 @@ def test_segment_beyond_window_acked_and_dropped() -> None:
     data(env, cb, 0.0, 5000, b"far")
     env.expect(None, env.ack_of(cb, window=1000))
     assert cb.reass_bytes == 0
+    assert env.stats.tcps_rcvpackafterwin == 1 and env.stats.tcps_rcvbyteafterwin == 3
 
 
 def test_passive_syn_with_fin_is_badsyn() -> None:
@@ -415,7 +416,7 @@ def test_syn_cache_rst_removes_entry_and_bad_ack_gets_rst() -> None:
     env.expect(None, TcpRepr(LPORT, RPORT, sa.seq + 7, 0, TH_RST, 0))
     assert env.proto.syn_cache_len() == 1
     env.send(0.0, seg(seq=R_ISS + 50, flags=TH_RST))          # not exact: ignored
-    assert env.proto.syn_cache_len() == 1
+    assert env.proto.syn_cache_len() == 1 and env.stats.tcps_badrst == 1
     env.send(0.0, seg(seq=R_ISS + 1, flags=TH_RST))
     assert env.proto.syn_cache_len() == 0 and env.stats.tcps_sc_reset == 1
 
