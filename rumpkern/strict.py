@@ -177,7 +177,11 @@ class InternalErrors:
 
     def _handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
-        if isinstance(exc, Exception):
+        # A task or future whose exception nobody retrieved is reported when the garbage
+        # collector gets to it, at no particular time and about no kernel callback: it
+        # is the awaiting code's business (logged as usual), not an internal error.
+        unretrieved = "handle" not in context and "future" in context
+        if isinstance(exc, Exception) and not unretrieved:
             self.count += 1
             if self.strict:
                 self.record(exc, _where(context))

@@ -142,6 +142,7 @@ class IpInput:
             inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST)
             return
         if rt.flags & RTF_BLACKHOLE:
+            rt.use += 1  # swallowed; NetBSD counts it in the route's Use too (rt_use)
             return
         if rt.flags & RTF_REJECT:
             st.ips_cantforward += 1

@@ -177,3 +177,23 @@ def test_log_lines_of_other_processes(tmp_path: pytest.TempPathFactory, monkeypa
     others, off2 = read_log(log, 0, skip_pid=mine[0]["pid"])
     assert others == [] and off2 == off
     assert read_log(log, off) == ([], off)
+
+
+def test_an_unretrieved_task_exception_is_not_an_internal_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A task nobody awaited reports its exception when it is collected, at no particular
+    time: that belongs to the code that made the task (logged), not to the kernel."""
+    import gc
+
+    sched = strict_sched()
+
+    async def fails() -> None:
+        raise Boom("in a task")
+
+    task = sched.loop.create_task(fails())
+    sched.run_for(0.1)
+    assert task.done()
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        del task
+        gc.collect()
+    assert any("never retrieved" in r.getMessage() for r in caplog.records)
+    assert sched.errors.count == 0 and not sched.errors.pending and take_unraised() == []
