@@ -38,10 +38,12 @@ def test_protocol_input_error_fails_the_next_call(vnet: VNet) -> None:
     assert b.inet.ipstat.ips_delivered == 1
 
 
-INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+INI = ("[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+       "filterwarnings = error::pytest.PytestUnhandledThreadExceptionWarning\n")  # as pyproject.toml
 
 INNER = """
 import asyncio
+import threading
 import pytest
 from rumpkern.sched import Scheduler
 from rumpkern.strict import KernelInternalError
@@ -71,6 +73,12 @@ def test_raised_in_the_call():
     sched_with_error().run_for(1)
 
 
+def test_raised_in_a_thread_of_the_test():
+    t = threading.Thread(target=sched_with_error().run_for, args=(1,))
+    t.start()
+    t.join()
+
+
 def test_expected_and_caught():
     with pytest.raises(KernelInternalError):
         sched_with_error().run_for(1)
@@ -81,10 +89,11 @@ def test_plugin_fails_the_test_that_caused_it(pytester: pytest.Pytester) -> None
     pytester.makeini(INI)
     pytester.makepyfile(test_inner=INNER)
     res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rA")
-    res.assert_outcomes(failed=3, passed=1)
+    res.assert_outcomes(failed=4, passed=1)
     res.stdout.fnmatch_lines(["*FAILED*test_nobody_raised_it*rumpnet kernel intern*"])
     res.stdout.fnmatch_lines(["*FAILED*test_skipped_after_it*rumpnet kernel intern*"])
     res.stdout.fnmatch_lines(["*FAILED*test_raised_in_the_call*KernelInterna*"])
+    res.stdout.fnmatch_lines(["*FAILED*test_raised_in_a_thread_of_the_test*"])
     assert "ZeroDivisionError: planted" in res.stdout.str()
 
 
