@@ -154,11 +154,15 @@ def faulty_wire(rump_network: Any) -> FaultyWire:
 
 # -- strict mode: internal errors fail the test that caused them ----------------------------
 LOG_KEY = pytest.StashKey[str]()
+ENV_KEY = pytest.StashKey[dict[str, str | None]]()
 
 
 def _strict_configure(config: pytest.Config) -> None:
     from rumpkern.strict import ENV, LOG_ENV, parse_strict
 
+    # Restored at the end, so that a pytest run inside another (pytester) leaves the
+    # outer session's strict mode as it was.
+    config.stash[ENV_KEY] = {name: os.environ.get(name) for name in (ENV, LOG_ENV)}
     opt = config.getoption("rump_strict", default=None)
     if opt is not None:
         os.environ[ENV] = opt
@@ -178,11 +182,13 @@ def _strict_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     path = config.stash.get(LOG_KEY, None)
     if path is not None:
-        from rumpkern.strict import LOG_ENV
-
-        os.environ.pop(LOG_ENV, None)
         with contextlib.suppress(OSError):
             os.unlink(path)
+    for name, value in config.stash.get(ENV_KEY, {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 class _ErrorWatch:

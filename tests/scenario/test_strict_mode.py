@@ -102,6 +102,7 @@ def test_plugin_strict_can_be_turned_off(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_inner=INNER)
     res = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--rump-strict=0", "-k", "nobody")
     res.assert_outcomes(passed=1)
+    assert os.environ["RUMP_STRICT"] == "1"  # this session's setting is back
 
 
 # A rump_server whose ICMP input has a planted bug (a stand-in for a real one).
