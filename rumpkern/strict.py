@@ -75,6 +75,7 @@ class InternalError:
     where: str
     thread: str = field(default_factory=lambda: threading.current_thread().name)
     pid: int = field(default_factory=os.getpid)
+    owner: InternalErrors | None = field(default=None, repr=False)
 
     def summary(self) -> str:
         return f"{type(self.exc).__name__}: {self.exc} (in {self.where}, thread {self.thread})"
@@ -99,10 +100,14 @@ _unraised_lock = threading.Lock()
 
 def take_unraised() -> list[InternalError]:
     """Internal errors recorded in this process (on any scheduler, strict mode) that no
-    call has raised yet; the list is emptied."""
+    call has raised yet; the list is emptied, and no call will raise them any more (the
+    taker reports them: a test harness must not see them again in a later test)."""
     with _unraised_lock:
         out = _unraised[:]
         _unraised.clear()
+    for err in out:
+        if err.owner is not None:
+            err.owner._discard(err)
     return out
 
 
@@ -193,7 +198,7 @@ class InternalErrors:
 
     def record(self, exc: BaseException, where: str) -> None:
         """Keep ``exc`` for the next call (strict mode) and wake the sleeping calls."""
-        err = InternalError(exc, where)
+        err = InternalError(exc, where, owner=self)
         with self._lock:
             self._pending.append(err)
         with _unraised_lock:
@@ -214,6 +219,11 @@ class InternalErrors:
         for fut in sleepers:
             if not fut.done():
                 fut.set_result(None)
+
+    def _discard(self, err: InternalError) -> None:
+        with self._lock:
+            if err in self._pending:
+                self._pending.remove(err)
 
     @property
     def pending(self) -> bool:

@@ -77,9 +77,20 @@ def test_unraised_errors_are_left_for_the_harness() -> None:
     left = take_unraised()
     assert [type(e.exc) for e in left] == [Boom, Boom]
     assert "Boom: planted" in left[0].format() and "Traceback" in left[0].format()
-    with pytest.raises(KernelInternalError) as ei:  # still pending on the scheduler
+    assert not sched.errors.pending  # taken (reported): not raised again in a later call
+    sched.run_for(0)
+
+
+def test_one_call_raises_all_pending_errors_once() -> None:
+    sched = strict_sched()
+    sched.call_soon(boom)
+    sched.call_soon(boom)
+    sched.loop.run_until_complete(asyncio.sleep(0))
+    with pytest.raises(KernelInternalError) as ei:
         sched.run_for(0)
     assert "1 more internal error" in "".join(ei.value.__notes__)
+    assert take_unraised() == []
+    sched.run_for(0)
 
 
 def test_production_logs_and_counts(caplog: pytest.LogCaptureFixture) -> None:
