@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,3 +58,29 @@ def micro_main(prog: str, doc: str | None, quick_help: str, run: Any, format_tab
         with open(a.json, "w") as f:
             json.dump(res, f, indent=2)
     return 0
+
+
+def pctl(samples: list[float], q: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def time_op(fn: Callable[[], Any], n: int, warmup: int, max_wall: float = 20.0) -> dict[str, float]:
+    """Time ``fn`` n times (after ``warmup`` calls; at most ``max_wall`` seconds): median,
+    p99 and mean in microseconds, calls made, calls per second."""
+    for _ in range(warmup):
+        fn()
+    pc = time.perf_counter
+    out: list[float] = []
+    deadline = pc() + max_wall
+    t_start = pc()
+    for _ in range(n):
+        t0 = pc()
+        fn()
+        out.append(pc() - t0)
+        if t0 > deadline:
+            break
+    total = pc() - t_start
+    us = [x * 1e6 for x in out]
+    return {"median_us": statistics.median(us), "p99_us": pctl(us, 0.99), "mean_us": statistics.fmean(us),
+            "calls": float(len(us)), "per_s": len(us) / total}

@@ -34,7 +34,6 @@ import os
 import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import micro_main, signals_raise
+from bench.common import micro_main, signals_raise, time_op
 
 OPS = ("null", "sysctl", "socket_close")
 PREFIX = "rbmr"
@@ -62,30 +61,6 @@ def _pdeathsig() -> None:  # runs in the child between fork and exec
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
     except Exception:  # noqa: BLE001 -- only a safety net
         pass
-
-
-def _pctl(samples: list[float], q: float) -> float:
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(q * len(s)))]
-
-
-def _time_op(fn: Callable[[], Any], n: int, warmup: int) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    pc = time.perf_counter
-    out: list[float] = []
-    deadline = pc() + MAX_WALL_PER_OP
-    t_start = pc()
-    for _ in range(n):
-        t0 = pc()
-        fn()
-        out.append(pc() - t0)
-        if t0 > deadline:
-            break
-    total = pc() - t_start
-    us = [x * 1e6 for x in out]
-    return {"median_us": statistics.median(us), "p99_us": _pctl(us, 0.99), "mean_us": statistics.fmean(us),
-            "calls": float(len(us)), "per_s": len(us) / total}
 
 
 def _ops(target: Any, null: Callable[[], Any]) -> dict[str, Callable[[], Any]]:
@@ -118,7 +93,7 @@ def _measure_inproc(n: int, warmup: int, background: bool) -> dict[str, dict[str
             k.serve_background()
         res = {}
         for name, fn in _ops(k, _inproc_null(k)).items():
-            res[name] = _time_op(fn, n, warmup)
+            res[name] = time_op(fn, n, warmup, MAX_WALL_PER_OP)
         return res
     finally:
         try:
@@ -196,7 +171,7 @@ def _measure_remote(url: str, tmp: str, n: int, warmup: int) -> dict[str, dict[s
         cl = client
         res = {}
         for name, fn in _ops(cl, lambda: cl.call("getpid")).items():
-            res[name] = _time_op(fn, n, warmup)
+            res[name] = time_op(fn, n, warmup, MAX_WALL_PER_OP)
         return res
     finally:
         if client is not None:

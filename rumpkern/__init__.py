@@ -1,15 +1,26 @@
 """rumpkern: the kernel core. ``rump_init()`` boots a kernel; the ``rump_sys_*`` functions
 here act on the current kernel (the last booted, or the one made current by ``with k:``).
 
-The exports are resolved lazily (PEP 562), so that low-level modules such as
-``rumpkern.errno`` can be imported by the net faction without booting the whole kernel
-module graph first (``rumpkern.kernel`` itself imports ``rumpnet``).
+The kern core knows no faction: nothing here imports ``rumpnet``; the factions register
+their components (``rumpkern.component``) and are imported at the first boot that asks
+for one. The exports are resolved lazily (PEP 562), so that a faction can import
+low-level modules such as ``rumpkern.errno`` without loading the kernel module first.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy exports below resolve to, for type checkers
+    from rumpkern.kernel import Kernel as Kernel
+    from rumpkern.kernel import current_kernel as current_kernel
+    from rumpkern.kernel import rump_init as rump_init
+    from rumpkern.lwproc import RUMP_RFCFDG as RUMP_RFCFDG
+    from rumpkern.lwproc import RUMP_RFFDG as RUMP_RFFDG
+    from rumpkern.sched import Scheduler as Scheduler
+    from rumpkern.sched import VirtualEventLoop as VirtualEventLoop
+    from rumpkern.sched import VirtualEventLoopPolicy as VirtualEventLoopPolicy
 
 _LAZY = {
     "Kernel": "rumpkern.kernel",

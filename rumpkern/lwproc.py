@@ -8,9 +8,14 @@ client of ``rump_server`` can be a process of its own.
 from __future__ import annotations
 
 import errno
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from rumpkern.errno import kerr
+
+if TYPE_CHECKING:
+    from rumpkern.kernel import Kernel
+    from rumpkern.sched import Sleep
 
 RUMP_RFFDG = 0x01  # copy the fd table
 RUMP_RFCFDG = 0x02  # start with an empty fd table
@@ -19,12 +24,25 @@ FNONBLOCK = 0x04  # NetBSD's O_NONBLOCK value; os.O_NONBLOCK is accepted too
 MAXFILES = 1024
 
 
+class FileOps(Protocol):
+    """What the kern needs of the object behind a file descriptor (NetBSD's ``struct
+    fileops``): a socket of the net faction, an etfs file of the vfs component, ..."""
+
+    def close(self) -> None:
+        """The last reference to the file is gone (``fo_close``)."""
+
+    def close_wait(self) -> Sleep | None:
+        """After close(): what close(2) must sleep on before it returns (a socket with
+        SO_LINGER: NetBSD's soclose sleeps until the connection is gone or the linger
+        time has passed), or None."""
+
+
 class File:
-    """An open file: a socket (or, later, an etfs file) plus per-open flags."""
+    """An open file: the object behind it (a socket, an etfs file) plus per-open flags."""
 
     __slots__ = ("obj", "flags", "refcount")
 
-    def __init__(self, obj: Any, flags: int = 0) -> None:
+    def __init__(self, obj: FileOps, flags: int = 0) -> None:
         self.obj = obj
         self.flags = flags
         self.refcount = 1
@@ -69,7 +87,7 @@ class FdTable:
 class Proc:
     __slots__ = ("pid", "fdt", "kernel", "comm")
 
-    def __init__(self, kernel: Any, pid: int, fdt: FdTable, comm: str = "rump") -> None:
+    def __init__(self, kernel: Kernel, pid: int, fdt: FdTable, comm: str = "rump") -> None:
         self.kernel = kernel
         self.pid = pid
         self.fdt = fdt
@@ -77,7 +95,7 @@ class Proc:
 
 
 class ProcTable:
-    def __init__(self, kernel: Any) -> None:
+    def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.procs: dict[int, Proc] = {}
         self._next_pid = 1
@@ -102,8 +120,9 @@ class ProcTable:
             fdt.refcount += 1
         return self._new(fdt, comm)
 
-    def exit(self, p: Proc, close_file: Any) -> None:
-        """Release ``p``; files whose last reference goes are closed with ``close_file``."""
+    def exit(self, p: Proc, close: Callable[[File], None] | None = None) -> None:
+        """Release ``p``; files whose last reference goes are closed (with ``close`` when
+        given, else :func:`close_file`)."""
         self.procs.pop(p.pid, None)
         p.fdt.refcount -= 1
         if p.fdt.refcount > 0:
@@ -112,4 +131,9 @@ class ProcTable:
             fp = p.fdt.files.pop(fd)
             fp.refcount -= 1
             if fp.refcount == 0:
-                close_file(fp)
+                (close or close_file)(fp)
+
+
+def close_file(fp: File) -> None:
+    """The last reference to ``fp`` is gone: close the object behind it."""
+    fp.obj.close()

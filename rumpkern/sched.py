@@ -3,12 +3,24 @@
 All protocol code of the kernels on a scheduler runs on the thread that currently drives
 its loop, in callbacks, without locks (lwIP's NO_SYS model, rump's ``rump_schedule()``).
 
-Three ways in, one implementation (``Scheduler.syscall``):
+Two ways to run the loop:
 
+* **served** (the default for a real-clock kernel; ``rump_init(threads=)``,
+  ``RUMP_THREADS``): a thread of the scheduler's own runs the loop, so the kernels answer
+  the network and run their timers whether or not the application is inside a call, as a
+  rump kernel's threads do (``rumpkern/cpu.py``);
+* **driven by calls** (virtual time, ``RUMP_THREADS=0``, ``stop_background()``): the loop
+  runs only while a call waits, on the calling thread; virtual time stays deterministic.
+
+Four ways in, one implementation (``Scheduler.syscall``):
+
+* a plain thread while the serving thread waits for work: it takes the CPU
+  (:class:`rumpkern.cpu.CpuLock`), runs the call directly and, if the call sleeps, hands
+  the rest of it to the serving thread and waits;
 * a plain thread with nobody driving the loop: it *becomes* the CPU, runs the call
   directly and, if the call sleeps, drives the loop until the call completes;
-* a thread while another thread drives (or the loop serves in the background): the call
-  is handed to the loop with ``call_soon_threadsafe`` and the thread waits; if the driver
+* a thread while another thread drives (or a loop we cannot share serves): the call is
+  handed to the loop with ``call_soon_threadsafe`` and the thread waits; if the driver
   stops before the call finished, a waiting thread takes over driving;
 * a coroutine on the loop itself: the call returns an awaitable.
 
@@ -20,16 +32,23 @@ a channel is woken up or the sleep times out.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import errno
+import importlib
 import os
 import selectors
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable
-from typing import Any, TypeVar
+import weakref
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sized
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from rumpkern.cpu import CpuLock, at_fork_in_child, new_cpu_loop, threads_default
 from rumpkern.strict import InternalErrors
+
+if TYPE_CHECKING:
+    from rumpkern.kernel import Kernel
 
 T = TypeVar("T")
 
@@ -153,7 +172,7 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         super().__init__(self._vselector)  # type: ignore[arg-type]
         # asyncio treats timers due within one clock resolution as ready; our clock is
         # exact, but the jump is a float sum, so allow a microsecond of rounding.
-        self._clock_resolution = 1e-6  # type: ignore[attr-defined]
+        self._clock_resolution = 1e-6
 
     def time(self) -> float:
         return self.virtual_clock.now
@@ -169,14 +188,13 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
 
 def _new_real_loop() -> asyncio.AbstractEventLoop:
     try:
-        import uvloop  # type: ignore[import-not-found]
-
-        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+        uvloop = importlib.import_module("uvloop")
     except ImportError:  # uvloop is optional
         return asyncio.new_event_loop()
+    return cast(asyncio.AbstractEventLoop, uvloop.new_event_loop())
 
 
-class _SyscallAwaitable:
+class _SyscallAwaitable(Generic[T]):
     """What a system call returns to a coroutine on the scheduler's loop.
 
     The call is attempted at once (so calls keep program order); awaiting it yields the
@@ -185,12 +203,12 @@ class _SyscallAwaitable:
 
     __slots__ = ("_sched", "_fn", "_args", "_ctx", "_result", "_exc", "_sleep")
 
-    def __init__(self, sched: Scheduler, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, sched: Scheduler, fn: Callable[..., T], args: tuple[Any, ...]) -> None:
         self._sched = sched
         self._fn = fn
         self._args = args
         self._ctx = SyscallCtx()
-        self._result: Any = None
+        self._result: T | None = None
         self._exc: BaseException | None = None
         self._sleep: Sleep | None = None
         try:
@@ -201,26 +219,48 @@ class _SyscallAwaitable:
         except BaseException as e:  # delivered when awaited
             self._exc = e
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, T]:
         if self._exc is not None:
             raise self._exc
         if self._sleep is None:
-            return self._result
+            return cast(T, self._result)
         return (yield from self._sched._sleep_and_retry(self._fn, self._args, self._ctx, self._sleep).__await__())
 
 
 class Scheduler:
     """One virtual CPU: an event loop plus the rules for entering it from threads."""
 
-    def __init__(self, virtual: bool = False, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, virtual: bool = False, loop: asyncio.AbstractEventLoop | None = None,
+                 threads: bool | None = None) -> None:
+        """``threads``: serve the loop from a thread of its own once a kernel boots on it
+        (default: ``$RUMP_THREADS``, on unless 0, for a real-clock scheduler that makes
+        its own loop; never on virtual time, whose kernels are driven by calls)."""
         self.virtual = virtual
+        if threads and virtual:
+            raise ValueError("virtual-clock kernels are driven by calls: threads=True needs the real clock")
+        if threads and loop is not None:
+            raise ValueError("threads=True needs a scheduler that runs a loop of its own")
+        if threads is None:
+            threads = not virtual and loop is None and threads_default()
+        self.threads = threads
+        self.owns_loop = loop is None  # False: someone else runs it (a coroutine's loop)
+        # The CPU a calling thread can take while the serving thread waits in select; only
+        # on a loop built for it (not on uvloop or a loop someone else runs).
+        self._cpu: CpuLock | None = None
         if loop is None:
-            loop = VirtualEventLoop() if virtual else _new_real_loop()
+            if virtual:
+                loop = VirtualEventLoop()
+            elif threads:
+                self._cpu = CpuLock()
+                loop = new_cpu_loop(self._cpu)
+            else:
+                loop = _new_real_loop()
         self.loop = loop
         self._cond = threading.Condition()
         self._driver: int | None = None  # thread id of a thread inside run_until_complete
         self._bg_thread: threading.Thread | None = None
-        self.kernels: list[Any] = []  # running kernels, in boot order
+        _all_schedulers.add(self)
+        self.kernels: list[Kernel] = []  # running kernels, in boot order
         self.boots = 0  # kernels ever booted here (never reused: seeds each kernel's rng)
         # Exceptions out of callbacks on the loop (rumpkern/strict.py): logged and counted,
         # or in strict mode raised by the next call on this scheduler.
@@ -228,6 +268,24 @@ class Scheduler:
         self.errors.install(loop)
         if not isinstance(loop, VirtualEventLoop):
             self.now = time.monotonic  # type: ignore[method-assign]
+
+    # -- the kernels on this CPU ----------------------------------------------------
+    def kernel_booted(self, k: Kernel) -> None:
+        self.kernels.append(k)
+        if self.threads and self._bg_thread is None:
+            self._start_serving()
+
+    def kernel_halted(self, k: Kernel) -> None:
+        if k in self.kernels:
+            self.kernels.remove(k)
+        if not self.kernels and self._bg_thread is not None and self.threads:
+            self._stop_serving()  # nothing left to serve; the next boot starts it again
+
+    def spent(self) -> bool:
+        """Every kernel ever booted here is halted and nothing drives the loop: a new
+        scenario should start on a fresh scheduler (clock at the epoch, boot order 0)."""
+        return (self.boots > 0 and not self.kernels and self._driver is None and self._bg_thread is None
+                and not self.loop.is_running())
 
     # -- clock and callouts ---------------------------------------------------------
     def now(self) -> float:
@@ -272,42 +330,72 @@ class Scheduler:
 
     def holds_cpu(self) -> bool:
         """True when the calling thread is the CPU now (on the loop, or running a call
-        directly because nobody else drives the loop)."""
-        return self._driver == threading.get_ident() or self.on_cpu()
+        directly because nobody else drives the loop or the serving thread waits)."""
+        cpu = self._cpu
+        return (self._driver == threading.get_ident() or (cpu is not None and cpu.held_by_me())
+                or self.on_cpu())
 
     @property
     def background(self) -> bool:
         return self._bg_thread is not None
 
     def start_background(self) -> None:
-        """Serve the loop from a daemon thread (a host program talks to the kernel over a
-        tap, or user threads make blocking calls); calls from threads are handed over."""
+        """Serve the loop from a thread of its own from now on (the default for a
+        real-clock kernel): the kernels live on their own, and calls from threads run
+        directly while that thread waits for work (or are handed to it, on a loop that
+        cannot be shared)."""
+        if not self.virtual:
+            self.threads = True
+        self._start_serving()
+
+    def stop_background(self) -> None:
+        """Stop serving: from now on the kernels are driven by the calls made to them
+        (as with ``RUMP_THREADS=0``) until :meth:`start_background`."""
+        self.threads = False
+        self._stop_serving()
+
+    def _start_serving(self) -> None:
         with self._cond:
             if self._bg_thread is not None:
                 return
             while self._driver is not None:
                 self._cond.wait()
+            if self.loop.is_running():
+                raise RuntimeError("the scheduler's loop is run by someone else: it cannot be served")
             ready = threading.Event()
+            cpu = self._cpu
 
             def serve() -> None:
                 asyncio.set_event_loop(self.loop)
                 self.loop.call_soon(ready.set)
-                self.loop.run_forever()
+                try:
+                    if cpu is not None:
+                        cpu.serve(self.loop.run_forever)
+                    else:
+                        self.loop.run_forever()
+                finally:
+                    with self._cond:
+                        if self._bg_thread is threading.current_thread():
+                            self._bg_thread = None
+                        self._cond.notify_all()
 
             t = threading.Thread(target=serve, name="rump-sched", daemon=True)
             self._bg_thread = t
             t.start()
         ready.wait()
 
-    def stop_background(self) -> None:
+    def _stop_serving(self, timeout: float | None = None) -> None:
         with self._cond:
             t = self._bg_thread
         if t is None:
             return
         self.loop.call_soon_threadsafe(self.loop.stop)
-        t.join()
+        if t is threading.current_thread():
+            return  # stopped from its own loop: it ends after this callback
+        t.join(timeout)
         with self._cond:
-            self._bg_thread = None
+            if self._bg_thread is t and not t.is_alive():
+                self._bg_thread = None
             self._cond.notify_all()
 
     # -- running things -------------------------------------------------------------
@@ -355,8 +443,12 @@ class Scheduler:
         From a coroutine on the loop this returns an awaitable instead of the result.
         """
         if self.on_cpu():
-            return _SyscallAwaitable(self, fn, args)  # type: ignore[return-value]
+            # On the loop the result is an awaitable of T (the calling coroutine awaits it).
+            return cast(T, _SyscallAwaitable(self, fn, args))
         self.errors.check()
+        cpu = self._cpu
+        if cpu is not None and self._bg_thread is not None:
+            return self._call_served(cpu, fn, args)
         me = threading.get_ident()
         with self._cond:
             drive = self._driver is None and self._bg_thread is None and not self.loop.is_running()
@@ -376,13 +468,37 @@ class Scheduler:
                     self._cond.notify_all()
         return self._handoff(fn, args, ctx)
 
+    def _call_served(self, cpu: CpuLock, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """A call while the serving thread runs the loop: take the CPU (it is free while
+        that thread waits in select) and run the call here; what must wait is handed over."""
+        ctx = SyscallCtx()
+        loop = self.loop
+        ready, timers = _queues(loop)
+        queued, first_timer = len(ready), timers[0] if timers else None
+        previous = cpu.acquire()
+        try:
+            try:
+                return fn(ctx, *args)
+            except Sleep as first:
+                sleep = first
+        finally:
+            cpu.release(previous)
+            # The serving thread computed its select timeout before we ran: wake it if
+            # the call queued a callback or an earlier timer (a frame to deliver, a TCP
+            # timer), so that it runs now and not at the old deadline.
+            if previous is None and (len(ready) != queued or (timers[0] if timers else None) is not first_timer):
+                loop.call_soon_threadsafe(_noop)
+        return self._handoff(fn, args, ctx, sleep)
+
     def asyscall(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
         """System call ``fn(ctx, *args)`` as an awaitable, for coroutines on the loop."""
         if not self.on_cpu():
             raise RuntimeError("asyscall() is for coroutines running on the scheduler's loop")
-        return _SyscallAwaitable(self, fn, args)  # type: ignore[return-value]
+        return _SyscallAwaitable(self, fn, args)
 
-    def _handoff(self, fn: Callable[..., T], args: tuple[Any, ...], ctx: SyscallCtx) -> T:
+    def _handoff(self, fn: Callable[..., T], args: tuple[Any, ...], ctx: SyscallCtx, sleep: Sleep | None = None) -> T:
+        """Run the call on the loop (or the rest of it, from ``sleep``, when this thread
+        made the first attempt itself) and wait for its result."""
         cf: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def notify(_f: object) -> None:
@@ -393,10 +509,13 @@ class Scheduler:
 
         async def run_on_loop() -> None:
             try:
-                try:
-                    result = fn(ctx, *args)
-                except Sleep as s:
-                    result = await self._sleep_and_retry(fn, args, ctx, s)
+                if sleep is not None:
+                    result = await self._sleep_and_retry(fn, args, ctx, sleep)
+                else:
+                    try:
+                        result = fn(ctx, *args)
+                    except Sleep as s:
+                        result = await self._sleep_and_retry(fn, args, ctx, s)
                 cf.set_result(result)
             except BaseException as e:  # handed back to the calling thread
                 cf.set_exception(e)
@@ -466,27 +585,72 @@ def _timeout_future(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+def _noop() -> None:
+    pass
+
+
+def _queues(loop: asyncio.AbstractEventLoop) -> tuple[Sized, list[object]]:
+    """The ready queue and timer heap of an asyncio loop we built (``BaseEventLoop``'s
+    ``_ready`` and ``_scheduled``), to tell whether a direct call queued work."""
+    return loop._ready, loop._scheduled  # type: ignore[attr-defined]
+
+
+# Every scheduler, so that serving threads stop cleanly at exit and a forked child
+# (rump_server daemonising) starts without the parent's threads and loops.
+_all_schedulers: weakref.WeakSet[Scheduler] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_serving() -> None:
+    for sched in list(_all_schedulers):
+        if sched._bg_thread is not None:
+            sched._stop_serving(timeout=2.0)
+
+
+def _forget_after_fork() -> None:
+    global _local
+    for sched in list(_all_schedulers):
+        sched._cond = threading.Condition()
+        sched._driver = None
+        sched._bg_thread = None
+    # The child must not share the parent's loops (an epoll set is shared across fork):
+    # kernels booted in the child get fresh schedulers.
+    _local = threading.local()
+    _by_loop.clear()
+
+
+at_fork_in_child(_forget_after_fork)
+
+
 # One default scheduler per thread and clock kind: kernels booted from one thread with the
 # same clock share a CPU and can be wired together.
 _local = threading.local()
 
 
-def default_scheduler(virtual: bool) -> Scheduler:
+def default_scheduler(virtual: bool, threads: bool | None = None) -> Scheduler:
+    """The scheduler a kernel booted from this thread shares (see rump_init); ``threads``
+    is the mode a new real-clock one is made with."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
     if running is not None:
         # Booted from a coroutine (pytest-asyncio): the running loop is the CPU.
-        sched = _by_loop.get(id(running))
-        if sched is None or sched.loop is not running:
-            sched = Scheduler(virtual=isinstance(running, VirtualEventLoop), loop=running)
-            _by_loop[id(running)] = sched
-        return sched
+        on_loop = _by_loop.get(id(running))
+        if on_loop is None or on_loop.loop is not running:
+            on_loop = Scheduler(virtual=isinstance(running, VirtualEventLoop), loop=running)
+            _by_loop[id(running)] = on_loop
+        return on_loop
     key = "virtual" if virtual else "real"
-    sched = getattr(_local, key, None)
+    sched: Scheduler | None = getattr(_local, key, None)
+    if sched is not None and virtual and sched.spent() and not sched.loop.is_closed():
+        # A new scenario: the last one's kernels are all halted. Start it on a fresh
+        # virtual CPU, so that it replays the same whatever ran before (the clock starts
+        # at the epoch again, the boot order that seeds the kernels' rngs at 0, and no
+        # timer left by the halted kernels shares the heap).
+        sched.loop.close()
     if sched is None or sched.loop.is_closed():
-        sched = Scheduler(virtual=virtual)
+        sched = Scheduler(virtual=virtual, threads=threads)
         setattr(_local, key, sched)
     return sched
 

@@ -8,11 +8,16 @@ layer's ``forwarding`` field). Struct nodes (the ``*.stats`` counters) are read-
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
+import struct
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, SupportsInt, cast
 
 from rumpkern.errno import kerr
+
+if TYPE_CHECKING:
+    from rumpkern.lwproc import Proc
+    from rumpkern.sched import SyscallCtx
 
 # Top-level MIB numbers from NetBSD's sys/sysctl.h.
 CTL_KERN = 1
@@ -27,7 +32,8 @@ class SysctlNode:
     name: str
     num: int
     kind: str  # "node", "int", "string", "struct"
-    getter: Callable[[], Any] | None = None
+    getter: Callable[[], object] | None = None
+    # Takes an int for "int" nodes and a str for "string" nodes (write_node converts).
     setter: Callable[[Any], None] | None = None
     desc: str = ""
     minval: int | None = None
@@ -92,16 +98,16 @@ class SysctlTree:
                    num: int | None = None, desc: str = "", choices: tuple[str, ...] | None = None) -> SysctlNode:
         return self._add_leaf(path, "string", num, getter=getter, setter=setter, desc=desc, choices=choices)
 
-    def add_struct(self, path: str, getter: Callable[[], Any], num: int | None = None, desc: str = "") -> SysctlNode:
+    def add_struct(self, path: str, getter: Callable[[], object], num: int | None = None, desc: str = "") -> SysctlNode:
         return self._add_leaf(path, "struct", num, getter=getter, desc=desc)
 
-    def bind_int(self, path: str, obj: Any, attr: str, num: int | None = None, readonly: bool = False,
+    def bind_int(self, path: str, obj: object, attr: str, num: int | None = None, readonly: bool = False,
                  minval: int | None = None, maxval: int | None = None, desc: str = "") -> SysctlNode:
         """A read-write int node backed by ``obj.attr``."""
         setter = None if readonly else (lambda v: setattr(obj, attr, int(v)))
         return self.add_int(path, lambda: int(getattr(obj, attr)), setter, num=num, desc=desc, minval=minval, maxval=maxval)
 
-    def bind_string(self, path: str, obj: Any, attr: str, num: int | None = None, readonly: bool = False,
+    def bind_string(self, path: str, obj: object, attr: str, num: int | None = None, readonly: bool = False,
                     choices: tuple[str, ...] | None = None, desc: str = "") -> SysctlNode:
         setter = None if readonly else (lambda v: setattr(obj, attr, str(v)))
         return self.add_string(path, lambda: str(getattr(obj, attr)), setter, num=num, desc=desc, choices=choices)
@@ -140,21 +146,21 @@ class SysctlTree:
 
     # -- reading and writing -----------------------------------------------------------
     @staticmethod
-    def read_node(node: SysctlNode) -> Any:
+    def read_node(node: SysctlNode) -> object:
         if node.kind == "node" or node.getter is None:
             raise kerr(errno.EISDIR, f"`{node.path}' is a node")
         return node.getter()
 
     @staticmethod
-    def write_node(node: SysctlNode, value: Any) -> None:
+    def write_node(node: SysctlNode, value: object) -> None:
         if node.kind == "node":
             raise kerr(errno.EISDIR, f"`{node.path}' is a node")
         if node.setter is None:
             raise kerr(errno.EPERM, f"{node.path}: Operation not permitted")
         if node.kind == "int":
             try:
-                ivalue = int(value, 0) if isinstance(value, str) else int(value)
-            except ValueError:
+                ivalue = int(value, 0) if isinstance(value, str) else int(cast("SupportsInt", value))
+            except (TypeError, ValueError):
                 raise kerr(errno.EINVAL, f"{node.path}: invalid integer `{value}'") from None
             if (node.minval is not None and ivalue < node.minval) or (node.maxval is not None and ivalue > node.maxval):
                 raise kerr(errno.EINVAL, f"{node.path}: {ivalue}: Invalid argument")
@@ -165,10 +171,10 @@ class SysctlTree:
                 raise kerr(errno.EINVAL, f"{node.path}: {svalue}: Invalid argument")
             node.setter(svalue)
 
-    def read(self, path: str) -> Any:
+    def read(self, path: str) -> object:
         return self.read_node(self.lookup(path))
 
-    def write(self, path: str, value: Any) -> Any:
+    def write(self, path: str, value: object) -> object:
         node = self.lookup(path)
         old = self.read_node(node)
         self.write_node(node, value)
@@ -184,14 +190,14 @@ class SysctlTree:
             yield from self.walk(node.children[name])
 
 
-def format_value(node: SysctlNode, value: Any) -> str:
+def format_value(node: SysctlNode, value: object) -> str:
     if node.kind == "struct":
         if hasattr(value, "__dataclass_fields__") or hasattr(value, "__dict__") or hasattr(value, "__slots__"):
             return " ".join(str(v) for v in stats_values(value))
     return str(value)
 
 
-def stats_values(stats: Any) -> list[int]:
+def stats_values(stats: object) -> list[int]:
     """The counters in declaration order; histogram fields (lists) are flattened, as the
     C struct lays its arrays out inline."""
     values: list[int] = []
@@ -204,8 +210,55 @@ def stats_values(stats: Any) -> list[int]:
     return values
 
 
-def stats_names(stats: Any) -> list[str]:
+def stats_names(stats: object) -> list[str]:
     slots = getattr(type(stats), "__slots__", None)
     if slots:
         return list(slots)
     return [n for n in vars(stats) if not n.startswith("_")]
+
+
+# -- __sysctl(2) (kern_sysctl.c) -----------------------------------------------------------
+
+
+def sys___sysctl(ctx: SyscallCtx, p: Proc, name: str | Sequence[int], namelen: int | None = None,
+                 oldp: bytearray | None = None, oldlenp: object = None, newp: object = None,
+                 newlen: int = 0) -> int | str | bytes:
+    """``__sysctl(2)``: ``name`` is a MIB (list of ints) or a dotted name.
+
+    Returns the old value (int, str, or bytes for struct nodes). When ``oldp`` is a
+    ``bytearray`` it is also filled with the binary value, as C callers expect.
+    When ``newp`` is not None the node is written.
+    """
+    tree = p.kernel.sysctl_tree
+    if isinstance(name, str):
+        node = tree.lookup(name)
+    else:
+        mib = list(name)[: len(name) if namelen is None else int(namelen)]
+        node = tree.lookup_mib(mib)
+    value = tree.read_node(node)
+    old: int | str | bytes
+    if node.kind == "struct":
+        vals = stats_values(value)
+        old = struct.pack(f"{len(vals)}Q", *vals)
+    elif isinstance(value, (int, str)):
+        old = value
+    else:
+        raise kerr(errno.EINVAL, f"{node.path}: no scalar value")
+    if isinstance(oldp, bytearray):
+        if isinstance(old, int):
+            raw = struct.pack("i", old)
+        elif isinstance(old, str):
+            raw = old.encode() + b"\0"
+        else:
+            raw = old
+        if len(oldp) < len(raw) and node.kind != "string":
+            raise kerr(errno.ENOMEM)
+        oldp[: len(raw)] = raw[: len(oldp)]
+    if newp is not None:
+        new: object = newp
+        if isinstance(newp, (bytes, bytearray)) and node.kind == "int":
+            new = struct.unpack("i", bytes(newp[:4]))[0]
+        elif isinstance(newp, (bytes, bytearray)):
+            new = bytes(newp).rstrip(b"\0").decode()
+        tree.write_node(node, new)
+    return old

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rumpkern.errno import kerr
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
     from rumpkern.sched import Scheduler
+    from rumpnet.net_kernel import NetKernel
 
 # if.h flags
 IFF_UP = 0x0001
@@ -155,7 +155,7 @@ class IfStats:
 class Ifnet:
     """One interface. Ethernet unless ``loopback``."""
 
-    def __init__(self, kernel: Kernel, name: str, cloner: str, unit: int, index: int,
+    def __init__(self, kernel: NetKernel, name: str, cloner: str, unit: int, index: int,
                  lladdr: bytes | None = None, mtu: int = ETHERMTU, loopback: bool = False) -> None:
         self.kernel = kernel
         self.name = name
@@ -187,11 +187,17 @@ class Ifnet:
         # the driver to the transport): M_CSUM_* flags and the host's GSO segment size.
         self.rx_csum_flags = 0
         self.rx_segsz = 0
+        # The frame being input was sent to a link-level broadcast or multicast address
+        # (NetBSD's M_BCAST|M_MCAST): transports that must not answer one read it.
+        self.rx_mcast = 0
         # lwIP's triple: input from the link, link output; ``output`` is IP's entry.
         self.link_transmit: Callable[[bytes | bytearray | memoryview], None] = self._driver_transmit
         self.link_deliver: Callable[[bytes], None] = self.ether_input
         self._input_entry: Callable[[bytes], None] = self.ether_input
         self._output_entry: Callable[[bytes | bytearray | memoryview], None] = self._driver_transmit
+        # Interfaces without a link layer (tun) take IP packets here instead of frames:
+        # IP output hands them over without ARP (NetBSD's per-type ``if_output``).
+        self.l3_output: Callable[[bytes | bytearray | memoryview], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Ifnet {self.name}>"
@@ -395,7 +401,7 @@ class Ifnet:
         # a VLAN tag's 4 bytes when tagged) is an input error. Without this check an
         # oversized frame was taken whole, whatever the interface's MTU.
         # (A GRO/TSO superframe from an offloading driver, rx_segsz set, is the exception.)
-        if n > self.mtu + ETHER_HDR_LEN and not self.rx_segsz and (
+        if n > self.mtu + ETHER_HDR_LEN and not self.rx_segsz and not self.loopback and (
                 n > self.mtu + ETHER_HDR_LEN + 4 or frame[12:14] != b"\x81\x00"):
             st.ierrors += 1
             return
@@ -408,14 +414,15 @@ class Ifnet:
             st.imcasts += 1
         elif dst != self.lladdr and not self.flags & IFF_PROMISC:
             return  # not for us (a flooded unicast on a shared segment)
-        if frame[6:12] == self.lladdr:
+        if frame[6:12] == self.lladdr and not self.loopback:
             return  # our own frame echoed back by a bus (shmif) or a switch
         ethertype = (frame[12] << 8) | frame[13]
         handler = self._ether_dispatch.get(ethertype)
         if handler is None:
             st.noproto += 1
             return
-        handler(self, memoryview(frame)[ETHER_HDR_LEN:], dst[0] & 1)
+        self.rx_mcast = mcast = dst[0] & 1
+        handler(self, memoryview(frame)[ETHER_HDR_LEN:], mcast)
 
     # -- output ------------------------------------------------------------------------
     def ether_output(self, payload: bytes | bytearray | memoryview, dst_mac: bytes, ethertype: int) -> None:
@@ -485,7 +492,7 @@ def wire_frames(frame: bytes | bytearray | memoryview, csum_flags: int, segsz: i
 class Cloner:
     """An interface cloner (``if_clone``): ``wire``, ``shmif``, ``virt``, ``lo``."""
 
-    def __init__(self, name: str, create: Callable[[Kernel, int], Ifnet],
+    def __init__(self, name: str, create: Callable[[NetKernel, int], Ifnet],
                  destroy: Callable[[Ifnet], None] | None = None) -> None:
         self.name = name
         self.create = create
@@ -495,7 +502,7 @@ class Cloner:
 class IfnetRegistry:
     """The kernel's list of interfaces (``ifnet_list``) and cloners."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: NetKernel) -> None:
         self.kernel = kernel
         self._ifs: dict[str, Ifnet] = {}
         self.cloners: dict[str, Cloner] = {}

@@ -18,22 +18,29 @@ from rumpnet.ifnet import Cloner, Ifnet, IfnetRegistry
 from rumpnet.route import RouteTable
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
 
 LOMTU = 33624  # NetBSD's loopback MTU
 
 
 class Net:
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: NetKernel) -> None:
         self.kernel = kernel
         self.routes = RouteTable()
         self.ether_dispatch: dict[int, Callable[[Ifnet, memoryview, int], None]] = {}
         self.listeners: list[Any] = []  # domains told about interface events (Inet)
         self.loop_input: Callable[[Ifnet, memoryview, int], None] | None = None
         self.lo0: Ifnet | None = None
+        # ICMP echo identifiers of ping runs (NetBSD's ping uses its pid): per kernel, so
+        # that a replay does not depend on what pinged before in the process.
+        self._ping_idents = 0
         reg: IfnetRegistry = kernel.ifnet
         reg.add_cloner(Cloner("lo", _create_lo, _destroy_plain))
         reg.add_cloner(Cloner("wire", _create_ether("wire", 1500), _destroy_plain))
+
+    def next_ping_ident(self) -> int:
+        self._ping_idents += 1
+        return self._ping_idents
 
     def boot_loopback(self) -> None:
         self.lo0 = self.kernel.ifnet.create("lo0")
@@ -80,27 +87,50 @@ class Net:
         self.routes.remove_matching(lambda rt: rt.ifp is ifp)
 
 
-def mac_for(kernel: Kernel, cloner: str, unit: int) -> bytes:
+def mac_for(kernel: NetKernel, cloner: str, unit: int) -> bytes:
     """A locally administered unicast MAC from the kernel's seeded random source."""
     rnd = kernel.rng.getrandbits(32)
     return bytes((0xB2, 0xA0, (rnd >> 24) & 0xFF, (rnd >> 16) & 0xFF, (rnd >> 8) & 0xFF, rnd & 0xFF))
 
 
-def _create_lo(kernel: Kernel, unit: int) -> Ifnet:
+class LoopDriver:
+    """Loopback's link (NetBSD's ``looutput``): a frame transmitted comes back as input
+    on a later turn of the scheduler, so the sender's call stack unwinds first. As a
+    driver it sits behind ``transmit_frame``, so bpf, the interface counters and qdiscs
+    (netem on lo0, either direction) act on loopback as on any interface. Frames carry
+    an Ethernet header with zero addresses, as Linux's lo does."""
+
+    def __init__(self) -> None:
+        self._sched: Any = None
+        self._deliver: Callable[[bytes], None] | None = None
+
+    def attach(self, sched: Any, deliver: Callable[[bytes], None]) -> None:
+        self._sched = sched
+        self._deliver = deliver
+
+    def transmit(self, frame: bytes | bytearray | memoryview) -> None:
+        if self._deliver is not None:
+            self._sched.call_soon(self._deliver, bytes(frame))
+
+    def detach(self) -> None:
+        self._deliver = None
+
+
+def _create_lo(kernel: NetKernel, unit: int) -> Ifnet:
     ifp = Ifnet(kernel, f"lo{unit}", "lo", unit, kernel.ifnet.next_index(), mtu=LOMTU, loopback=True)
-    ifp.link_transmit = lambda frame: None
+    ifp.attach_driver(LoopDriver())
     return ifp
 
 
-def _create_ether(cloner: str, mtu: int) -> Callable[[Kernel, int], Ifnet]:
-    def create(kernel: Kernel, unit: int) -> Ifnet:
+def _create_ether(cloner: str, mtu: int) -> Callable[[NetKernel, int], Ifnet]:
+    def create(kernel: NetKernel, unit: int) -> Ifnet:
         return Ifnet(kernel, f"{cloner}{unit}", cloner, unit, kernel.ifnet.next_index(),
                      lladdr=mac_for(kernel, cloner, unit), mtu=mtu)
 
     return create
 
 
-def create_ether(cloner: str, mtu: int = 1500) -> Callable[[Kernel, int], Ifnet]:
+def create_ether(cloner: str, mtu: int = 1500) -> Callable[[NetKernel, int], Ifnet]:
     return _create_ether(cloner, mtu)
 
 

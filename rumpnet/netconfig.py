@@ -11,8 +11,10 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rumpkern.commands import on_cpu
 from rumpkern.errno import kerr
 from rumpnet.ifnet import Ifnet
+from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import aton_strict, classful_plen, ntoa, parse_prefix
 from rumpnet.route import (
     RTF_BLACKHOLE,
@@ -26,8 +28,9 @@ from rumpnet.route import (
 )
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
     from rumpnet.netinet.if_arp import LlEntry
+    from rumpnet.netinet.in_proto import Inet
 
 T = TypeVar("T")
 
@@ -48,21 +51,15 @@ def format_mac(mac: bytes) -> str:
 
 
 class NetConfig:
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: NetKernel) -> None:
         self.k = kernel
 
     def _run(self, fn: Callable[[], T]) -> T:
-        sched = self.k.sched
-        if sched.holds_cpu():
-            return fn()
-        return sched.run(fn)
+        return on_cpu(self.k, fn)  # ENXIO once the kernel is halted
 
     @property
-    def _inet(self) -> Any:
-        inet = self.k.inet
-        if inet is None:
-            raise kerr(errno.EOPNOTSUPP, "Operation not supported (no netinet in this kernel)")
-        return inet
+    def _inet(self) -> Inet:
+        return netinet(self.k)
 
     # -- interfaces ----------------------------------------------------------------------
     def if_create(self, name: str) -> Ifnet:
@@ -72,9 +69,11 @@ class NetConfig:
         self._run(lambda: self.k.ifnet.destroy(name))
 
     def if_get(self, name: str) -> Ifnet:
+        self.k.check_up()
         return self.k.ifnet.lookup(name)
 
     def if_list(self) -> list[Ifnet]:
+        self.k.check_up()
         return self.k.ifnet.all()
 
     def if_up(self, name: str) -> None:
@@ -195,7 +194,7 @@ class NetConfig:
                     out_ifp = self.k.net.lo0
                 ifa = out_ifp.addrs[0] if out_ifp is not None and out_ifp.addrs else None
             rt = Rtentry(ip, plen, gw, flags, out_ifp, ifa, mtu=mtu)
-            return inet.routes.add(rt)  # type: ignore[no-any-return]
+            return inet.routes.add(rt)
 
         return self._run(add)
 
@@ -294,7 +293,8 @@ class Capture:
             if ifp is not None:
                 ifp.bpf_detach(self.tap)
 
-        self.cfg._run(detach)
+        if not self.cfg.k.halted:  # a halt detached the links already; the file still closes
+            self.cfg._run(detach)
         self.writer.close()
 
     def __enter__(self) -> Capture:

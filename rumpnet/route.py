@@ -33,6 +33,9 @@ RTF_PROTO1 = 0x8000
 RTF_ANNOUNCE = 0x20000
 RTF_LOCAL = 0x40000
 RTF_BROADCAST = 0x80000
+# rmx_locks bits (NetBSD's route.h): RTV_MTU locked means "do not do path MTU
+# discovery on this route": TCP sends without DF (set when a too-small MTU was reported).
+RTV_MTU = 0x1
 
 # Letters as NetBSD's netstat(1) prints them, in its order.
 FLAG_LETTERS = [
@@ -71,7 +74,7 @@ def mask_to_plen(mask: int) -> int:
 
 
 class Rtentry:
-    __slots__ = ("dst", "plen", "mask", "gateway", "flags", "ifp", "ifa", "mtu", "use", "refs", "expire")
+    __slots__ = ("dst", "plen", "mask", "gateway", "flags", "ifp", "ifa", "mtu", "use", "refs", "expire", "locks")
 
     def __init__(self, dst: int, plen: int, gateway: int | None, flags: int, ifp: Ifnet | None,
                  ifa: IfAddr | None, mtu: int = 0) -> None:
@@ -86,6 +89,7 @@ class Rtentry:
         self.use = 0
         self.refs = 0
         self.expire = 0.0
+        self.locks = 0  # RTV_* bits (rmx_locks)
 
     @property
     def path_mtu(self) -> int:

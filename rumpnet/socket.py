@@ -128,7 +128,7 @@ class RumpSocket:
             p = pollfd(fd, POLLOUT)
             if k.rump_sys_poll([p], 1, int(self._timeout * 1000)) == 0:
                 raise TimeoutError("timed out")
-            err = k.rump_sys_getsockopt(fd, pysocket.SOL_SOCKET, pysocket.SO_ERROR)
+            err = int(k.rump_sys_getsockopt(fd, pysocket.SOL_SOCKET, pysocket.SO_ERROR))
             if err:
                 raise OSError(err, os.strerror(err))
             if p.revents & (POLLERR | POLLHUP) and not p.revents & POLLOUT:

@@ -28,11 +28,6 @@ def _sys(k: Kernel, fn: Any, *args: Any) -> Awaitable[Any]:
     return k.sched.asyscall(fn, k.curproc, *args)
 
 
-def _recv(ctx: SyscallCtx, p: Any, fd: int, n: int, flags: int) -> bytes:
-    data, _ = S.sys_recvfrom(ctx, p, fd, n, flags)
-    return data
-
-
 class RumpStreamReader:
     def __init__(self, kernel: Kernel, fd: int, limit: int = _LIMIT) -> None:
         self._k = kernel
@@ -44,7 +39,7 @@ class RumpStreamReader:
     async def _fill(self) -> bool:
         if self._eof:
             return False
-        data = await _sys(self._k, _recv, self._fd, _RECV_CHUNK, 0)
+        data = await _sys(self._k, S.sys_recv, self._fd, _RECV_CHUNK, 0)
         if not data:
             self._eof = True
             return False

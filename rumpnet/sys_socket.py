@@ -1,7 +1,9 @@
 """Socket system calls (NetBSD's ``uipc_syscalls.c``, ``sys_generic.c``, ``kern_descrip.c``).
 
-Each ``sys_*`` takes the scheduler's per-call context and the calling process first; the
-kernel's ``rump_sys_*`` methods run them through :meth:`Scheduler.syscall`.
+Each ``sys_*`` takes the scheduler's per-call context and the calling process first. The
+net faction's ``net`` component fills the kernel's syscall table with them
+(``SYSCALLS``; ``rumpkern/syscalls.py``); the kernel's ``rump_sys_*`` methods run them
+through :meth:`Scheduler.syscall`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ import termios
 from collections.abc import Sequence
 from typing import Any
 
+from rumpkern.component import SyscallImpl
 from rumpkern.errno import kerr
-from rumpkern.lwproc import FNONBLOCK, File, Proc
+from rumpkern.lwproc import FNONBLOCK, File, Proc, close_file
 from rumpkern.sched import Sleep, SyscallCtx, WaitChannel
-from rumpkern.sysctl import SysctlTree, stats_values
+from rumpkern.syscalls import sys_close
+from rumpnet.net_kernel import net_kernel
 from rumpnet.uipc_socket import MSG_KNOWN, POLLNVAL, Socket
+
+# close(2) and the last close of a file are the kern's (kern_descrip.c); a socket's part
+# in them is Socket.close and Socket.close_wait (SO_LINGER).
+__all__ = ["close_file", "sys_close"]
 
 SOCK_NONBLOCK = getattr(pysocket, "SOCK_NONBLOCK", 0o4000)
 SOCK_CLOEXEC = getattr(pysocket, "SOCK_CLOEXEC", 0o2000000)
@@ -70,7 +78,7 @@ def sys_socket(ctx: SyscallCtx, p: Proc, domain: int, type_: int, protocol: int 
     nonblock = bool(type_ & SOCK_NONBLOCK)
     cloexec = bool(type_ & SOCK_CLOEXEC)
     base_type = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
-    dom = k.domains.get(int(domain))
+    dom = net_kernel(k).domains.get(int(domain))
     if dom is None:
         raise kerr(errno.EAFNOSUPPORT)
     so = dom.socket(int(base_type), int(protocol))
@@ -127,41 +135,9 @@ def sys_shutdown(ctx: SyscallCtx, p: Proc, fd: int, how: int) -> None:
     getsock(p, fd).shutdown(int(how))
 
 
-def close_file(fp: File) -> None:
-    obj = fp.obj
-    if hasattr(obj, "close"):
-        obj.close()
-
-
-class _Lingering:
-    """sys_close's restart state in ctx.data (a type of its own, so that callers that run
-    sys_close inside their own call and keep other things in ctx.data are not confused)."""
-
-    __slots__ = ("so",)
-
-    def __init__(self, so: Socket) -> None:
-        self.so = so
-
-
-def sys_close(ctx: SyscallCtx, p: Proc, fd: int) -> None:
-    if isinstance(ctx.data, _Lingering):
-        so = ctx.data.so
-    else:
-        fp = p.fdt.remove(fd)
-        fp.refcount -= 1
-        if fp.refcount > 0:
-            return
-        close_file(fp)
-        so = fp.obj
-        # Fix: SO_LINGER with a positive time made close(2) return at once. NetBSD's
-        # soclose sleeps (up to the linger time) until the connection is disconnected,
-        # i.e. everything sent, FIN included, is acknowledged; non-blocking sockets don't.
-        if not isinstance(so, Socket) or so.nbio or not so.linger_pending():
-            return
-        ctx.data = _Lingering(so)
-    if ctx.timed_out or not so.linger_pending():
-        return
-    raise Sleep(so.snd_chan, float(so.linger[1]))
+def sys_recv(ctx: SyscallCtx, p: Proc, fd: int, n: int, flags: int) -> bytes:
+    data, _ = sys_recvfrom(ctx, p, fd, n, flags)
+    return data
 
 
 def sys_getsockname(ctx: SyscallCtx, p: Proc, fd: int) -> Any:
@@ -274,39 +250,11 @@ def sys_ioctl(ctx: SyscallCtx, p: Proc, fd: int, request: int, arg: Any = 0) -> 
     raise kerr(errno.ENOTTY)
 
 
-def sys___sysctl(ctx: SyscallCtx, p: Proc, name: Any, namelen: int | None = None, oldp: Any = None,
-                 oldlenp: Any = None, newp: Any = None, newlen: int = 0) -> Any:
-    """``__sysctl(2)``: ``name`` is a MIB (list of ints) or a dotted name.
-
-    Returns the old value (int, str, or bytes for struct nodes). When ``oldp`` is a
-    ``bytearray`` it is also filled with the binary value, as C callers expect.
-    When ``newp`` is not None the node is written.
-    """
-    tree: SysctlTree = p.kernel.sysctl_tree
-    if isinstance(name, str):
-        node = tree.lookup(name)
-    else:
-        mib = list(name)[: len(name) if namelen is None else int(namelen)]
-        node = tree.lookup_mib(mib)
-    old = tree.read_node(node)
-    if node.kind == "struct":
-        vals = stats_values(old)
-        old = struct.pack(f"{len(vals)}Q", *vals)
-    if isinstance(oldp, bytearray):
-        if isinstance(old, int):
-            raw = struct.pack("i", old)
-        elif isinstance(old, str):
-            raw = old.encode() + b"\0"
-        else:
-            raw = bytes(old)
-        if len(oldp) < len(raw) and node.kind != "string":
-            raise kerr(errno.ENOMEM)
-        oldp[: len(raw)] = raw[: len(oldp)]
-    if newp is not None:
-        value = newp
-        if isinstance(newp, (bytes, bytearray)) and node.kind == "int":
-            value = struct.unpack("i", bytes(newp[:4]))[0]
-        elif isinstance(newp, (bytes, bytearray)):
-            value = bytes(newp).rstrip(b"\0").decode()
-        tree.write_node(node, value)
-    return old
+# The entries of the syscall table the net faction provides (rumpkern.syscalls names).
+SYSCALLS: dict[str, SyscallImpl] = {
+    "socket": sys_socket, "bind": sys_bind, "connect": sys_connect, "listen": sys_listen,
+    "accept": sys_accept, "sendto": sys_sendto, "recv": sys_recv, "recvfrom": sys_recvfrom,
+    "shutdown": sys_shutdown, "getsockname": sys_getsockname, "getpeername": sys_getpeername,
+    "setsockopt": sys_setsockopt, "getsockopt": sys_getsockopt, "poll": sys_poll, "fcntl": sys_fcntl,
+    "ioctl": sys_ioctl,
+}

@@ -19,7 +19,7 @@ from rumpkern.errno import kerr
 from rumpkern.sched import Sleep, SyscallCtx, WaitChannel
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
 
 POLLIN = select.POLLIN
 POLLPRI = select.POLLPRI
@@ -43,12 +43,19 @@ MSG_NOSIGNAL = int(getattr(pysocket, "MSG_NOSIGNAL", 0x4000))
 MSG_KNOWN = MSG_OOB | MSG_PEEK | MSG_DONTROUTE | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC | MSG_NOSIGNAL
 
 SOL_SOCKET = pysocket.SOL_SOCKET
+# SO_PROTOCOL of a socket made with protocol 0
+_DEFAULT_PROTO: dict[int, int] = {int(pysocket.SOCK_STREAM): int(pysocket.IPPROTO_TCP),
+                                  int(pysocket.SOCK_DGRAM): int(pysocket.IPPROTO_UDP)}
 
-# Boolean socket options kept in so_options.
+# Boolean socket options kept in so_options (SO_DEBUG is kept and reported only).
 _BOOL_OPTIONS = {
     pysocket.SO_REUSEADDR, pysocket.SO_KEEPALIVE, pysocket.SO_DONTROUTE, pysocket.SO_BROADCAST,
-    getattr(pysocket, "SO_REUSEPORT", 15), getattr(pysocket, "SO_OOBINLINE", 10),
+    getattr(pysocket, "SO_REUSEPORT", 15), getattr(pysocket, "SO_OOBINLINE", 10), pysocket.SO_DEBUG,
 }
+SO_ACCEPTCONN = getattr(pysocket, "SO_ACCEPTCONN", 30)
+SO_PROTOCOL = getattr(pysocket, "SO_PROTOCOL", 38)
+SO_DOMAIN = getattr(pysocket, "SO_DOMAIN", 39)
+LINGER_MAX = 0xFFFF  # NetBSD's sosetopt: l_linger up to USHRT_MAX, else EDOM
 
 # Default socket buffer sizes (NetBSD: udp_recvspace 41600, sendspace 9216; we are more
 # generous for datagrams so that a burst in a test is not dropped).
@@ -96,7 +103,7 @@ class Socket:
     so_type = 0
     family = pysocket.AF_INET
 
-    def __init__(self, kernel: Kernel, proto: int) -> None:
+    def __init__(self, kernel: NetKernel, proto: int) -> None:
         self.kernel = kernel
         self.protocol = proto
         self.so_options: set[int] = set()
@@ -233,10 +240,15 @@ class Socket:
             self.snd_hiwat = v
             self.snd_auto = False
             self.sb_resized()
-        elif opt == pysocket.SO_RCVLOWAT:
-            self.rcv_lowat = max(1, _int_value(value))
-        elif opt == pysocket.SO_SNDLOWAT:
-            self.snd_lowat = max(1, _int_value(value))
+        elif opt in (pysocket.SO_RCVLOWAT, pysocket.SO_SNDLOWAT):
+            # NetBSD's sosetopt: below 1 is EINVAL; never above the buffer's high water.
+            v = _int_value(value)
+            if v < 1:
+                raise kerr(errno.EINVAL)
+            if opt == pysocket.SO_RCVLOWAT:
+                self.rcv_lowat = min(v, self.rcv_hiwat)
+            else:
+                self.snd_lowat = min(v, self.snd_hiwat)
         elif opt == pysocket.SO_LINGER:
             if isinstance(value, tuple):
                 onoff, secs = value
@@ -244,24 +256,33 @@ class Socket:
                 onoff, secs = struct.unpack("ii", value)
             else:
                 raise kerr(errno.EINVAL, "SO_LINGER takes struct linger")
+            if not 0 <= int(secs) <= LINGER_MAX:
+                raise kerr(errno.EDOM)
             self.linger = (int(onoff), int(secs))
             self.linger_changed()
-        elif opt in (pysocket.SO_ERROR, pysocket.SO_TYPE, getattr(pysocket, "SO_ACCEPTCONN", 30)):
-            raise kerr(errno.ENOPROTOOPT)
         else:
+            # SO_ERROR, SO_TYPE, SO_ACCEPTCONN, SO_DOMAIN, SO_PROTOCOL are read-only, the
+            # rest unknown: NetBSD's sosetopt says ENOPROTOOPT to both.
             raise kerr(errno.ENOPROTOOPT)
 
     def getsockopt(self, level: int, opt: int, buflen: int = 0) -> Any:
         if level != SOL_SOCKET:
-            return self.proto_getsockopt(level, opt, buflen)
+            pv = self.proto_getsockopt(level, opt, buflen)
+            if buflen and isinstance(pv, int):
+                return struct.pack("i", pv)[:buflen]  # a buffer asked for: the int's bytes
+            return pv
         if opt in _BOOL_OPTIONS:
             v: Any = 1 if opt in self.so_options else 0
         elif opt == pysocket.SO_ERROR:
             v = self.take_error()
         elif opt == pysocket.SO_TYPE:
             v = self.so_type
-        elif opt == getattr(pysocket, "SO_ACCEPTCONN", 30):
+        elif opt == SO_ACCEPTCONN:
             v = 1 if self.is_listening() else 0
+        elif opt == SO_DOMAIN:
+            v = self.family
+        elif opt == SO_PROTOCOL:
+            v = self.protocol or _DEFAULT_PROTO.get(self.so_type, 0)
         elif opt == pysocket.SO_RCVBUF:
             v = self.rcv_hiwat
         elif opt == pysocket.SO_SNDBUF:
@@ -299,6 +320,16 @@ class Socket:
         connection not yet disconnected)? Connection-oriented protocols override."""
         return False
 
+    def close_wait(self) -> Sleep | None:
+        """What close(2) sleeps on after close() (``rumpkern.lwproc.FileOps``).
+
+        NetBSD's soclose sleeps, up to the SO_LINGER time, until the connection is
+        disconnected, i.e. everything sent, FIN included, is acknowledged; a non-blocking
+        socket does not wait."""
+        if self.nbio or not self.linger_pending():
+            return None
+        return Sleep(self.snd_chan, float(self.linger[1]))
+
     def is_listening(self) -> bool:
         return False
 
@@ -306,7 +337,7 @@ class Socket:
 class DgramSocket(Socket):
     """A socket whose receive buffer is a queue of datagrams with their sources."""
 
-    def __init__(self, kernel: Kernel, proto: int) -> None:
+    def __init__(self, kernel: NetKernel, proto: int) -> None:
         super().__init__(kernel, proto)
         self.rcvq: deque[tuple[bytes, Any]] = deque()
         self.rcv_cc = 0

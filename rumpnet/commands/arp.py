@@ -6,12 +6,13 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from rumpnet.commands import UsageError, on_cpu, strerror
+from rumpnet.net_kernel import netinet
 from rumpnet.netconfig import format_mac, parse_mac
 from rumpnet.netinet.if_arp import LLE_VALID
 from rumpnet.netinet.in_addr import aton_strict, ntoa
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
 
 USAGE = """usage: arp [-n] hostname
        arp [-nv] -a
@@ -37,11 +38,11 @@ def entry_line(lle: Any) -> str:
     return s + "\n"
 
 
-def arp(k: Kernel, argv: list[str]) -> str:
+def arp(k: NetKernel, argv: list[str]) -> str:
     return on_cpu(k, lambda: _arp(k, argv))
 
 
-def _arp(k: Kernel, argv: list[str]) -> str:
+def _arp(k: NetKernel, argv: list[str]) -> str:
     if k.inet is None:
         raise OSError(errno.EAFNOSUPPORT, "arp: socket: Address family not supported by protocol family")
     args = list(argv)
@@ -96,7 +97,7 @@ def _arp(k: Kernel, argv: list[str]) -> str:
     return entry_line(lle)
 
 
-def _set(k: Kernel, args: list[str]) -> str:
+def _set(k: NetKernel, args: list[str]) -> str:
     host, mac = args[0], args[1]
     temp = pub = False
     for w in args[2:]:
@@ -124,15 +125,15 @@ def _set(k: Kernel, args: list[str]) -> str:
     return ""
 
 
-def _delete(k: Kernel, host: str) -> str:
+def _delete(k: NetKernel, host: str) -> str:
     ip = _addr(host)
-    if k.inet.arp.lookup(ip) is None:
+    if netinet(k).arp.lookup(ip) is None:
         raise OSError(errno.ESRCH, f"arp: delete: can't locate {host}")
     k.config.arp_delete(ntoa(ip))
     return f"{host} ({ntoa(ip)}) deleted\n"
 
 
-def _file(k: Kernel, path: str) -> str:
+def _file(k: NetKernel, path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()

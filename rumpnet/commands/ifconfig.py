@@ -11,7 +11,7 @@ from rumpnet.netconfig import format_mac
 from rumpnet.netinet.in_addr import aton_strict, ntoa
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
 
 USAGE = """usage: ifconfig [-h] [-v] [-z] [-L] [-C] [-l [-b] [-d] [-s] [-u]]
 	[-a [-b] [-d] [-s] [-u]] [-w n] interface
@@ -117,11 +117,11 @@ def _check_addr(s: str) -> None:
             raise OSError(errno.EINVAL, f"ifconfig: {s}: bad value")
 
 
-def ifconfig(k: Kernel, argv: list[str]) -> str:
+def ifconfig(k: NetKernel, argv: list[str]) -> str:
     return on_cpu(k, lambda: _ifconfig(k, argv))
 
 
-def _ifconfig(k: Kernel, argv: list[str]) -> str:
+def _ifconfig(k: NetKernel, argv: list[str]) -> str:
     args = list(argv)
     all_ = listnames = cloners = verbose = False
     only_up = only_down = False
@@ -186,7 +186,7 @@ def _ifconfig(k: Kernel, argv: list[str]) -> str:
     return _configure(k, name, args)
 
 
-def _configure(k: Kernel, name: str, args: list[str]) -> str:
+def _configure(k: NetKernel, name: str, args: list[str]) -> str:
     cfg = k.config
     # create/destroy come first, as NetBSD's ifconfig handles them before anything else.
     if args[0] == "create":

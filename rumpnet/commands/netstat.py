@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from rumpnet.commands import UsageError, on_cpu
 from rumpnet.commands.route import kernel_rttable, netname
+from rumpnet.net_kernel import netinet
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet.in_addr import ntoa
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
 
 USAGE = """usage: netstat [-Aan] [-f address_family] [-M core] [-N system]
        netstat [-bdgiLmnqrsSv] [-f address_family] [-M core] [-N system]
@@ -228,8 +229,8 @@ def tcp_stats(st: Any) -> list[str]:
     return p.lines
 
 
-def _proto_stats(k: Kernel) -> list[tuple[str, Callable[[], list[str]] | None]]:
-    inet = k.inet
+def _proto_stats(k: NetKernel) -> list[tuple[str, Callable[[], list[str]] | None]]:
+    inet = netinet(k)
     tcp = getattr(inet, "tcp", None)
     return [
         ("tcp", (lambda: tcp_stats(tcp.stats)) if tcp is not None else None),
@@ -240,7 +241,7 @@ def _proto_stats(k: Kernel) -> list[tuple[str, Callable[[], list[str]] | None]]:
     ]
 
 
-def _stats(k: Kernel, proto: str | None) -> str:
+def _stats(k: NetKernel, proto: str | None) -> str:
     table = _proto_stats(k)
     if proto is not None:
         for name, fn in table:
@@ -256,7 +257,7 @@ def _stats(k: Kernel, proto: str | None) -> str:
     return "".join(out)
 
 
-def _interfaces(k: Kernel, only: str | None) -> str:
+def _interfaces(k: NetKernel, only: str | None) -> str:
     hdr = (f"{'Name':<5.5} {'Mtu':<5.5} {'Network':<13.13} {'Address':<17.17} "
            f"{'Ipkts':>8.8} {'Ierrs':>5.5} {'Opkts':>8.8} {'Oerrs':>5.5} {'Colls':>5.5}")
     lines = [hdr]
@@ -280,8 +281,8 @@ def _sockaddr(addr: int, port: int) -> str:
     return f"{host[:16]}.{port if port else '*'}"
 
 
-def _connections(k: Kernel, aflag: bool) -> str:
-    inet = k.inet
+def _connections(k: NetKernel, aflag: bool) -> str:
+    inet = netinet(k)
     rows: list[tuple[str, int, int, int, int, int, int, str]] = []
     tcp = getattr(inet, "tcp", None)
     if tcp is not None:
@@ -312,11 +313,11 @@ def _connections(k: Kernel, aflag: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def netstat(k: Kernel, argv: list[str]) -> str:
+def netstat(k: NetKernel, argv: list[str]) -> str:
     return on_cpu(k, lambda: _netstat(k, argv))
 
 
-def _netstat(k: Kernel, argv: list[str]) -> str:
+def _netstat(k: NetKernel, argv: list[str]) -> str:
     flags: set[str] = set()
     opts: dict[str, str] = {}
     args = list(argv)

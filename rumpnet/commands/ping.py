@@ -9,7 +9,6 @@ coroutine on the scheduler's loop.
 from __future__ import annotations
 
 import errno
-import itertools
 import math
 import socket as pysocket
 import struct
@@ -20,11 +19,11 @@ from rumpnet import sys_socket as S  # noqa: N812
 from rumpnet.commands import PingFailed, UsageError, strerror
 from rumpnet.netinet.in_addr import ntoa
 from rumpnet.netinet.in_cksum import in_cksum
-from rumpnet.uipc_socket import MSG_DONTWAIT
+from rumpnet.uipc_socket import MSG_DONTWAIT, Socket
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
     from rumpkern.lwproc import Proc
+    from rumpnet.net_kernel import NetKernel
 
 USAGE = """usage: ping [-aCDdfLnoPQqRrv] [-c count] [-g gateway] [-h host] [-I addr] [-i interval]
 	[-l preload] [-p pattern] [-s packetsize] [-t tos] [-T ttl] [-w maxwait] host"""
@@ -52,7 +51,6 @@ _REDIRECT = {0: "Redirect: Network", 1: "Redirect: Host", 2: "Redirect: Type of 
              3: "Redirect: Type of Service and Host"}
 _TIME = struct.Struct("!d")
 _ECHO = struct.Struct("!BBHHH")
-_idents = itertools.count(1)
 
 
 class PingOptions:
@@ -145,12 +143,12 @@ def parse(argv: list[str]) -> PingOptions:
 class _PingState:
     """ping's variables (NetBSD ping.c's globals), kept across retries of the call."""
 
-    def __init__(self, k: Kernel, p: Proc, o: PingOptions, dst: int) -> None:
+    def __init__(self, k: NetKernel, p: Proc, o: PingOptions, dst: int) -> None:
         self.k = k
         self.p = p
         self.o = o
         self.dst = dst
-        self.ident = (0x5A00 + next(_idents)) & 0xFFFF
+        self.ident = (0x5A00 + k.net.next_ping_ident()) & 0xFFFF
         self.fd: int | None = None
         self.lines: list[str] = []
         self.warnings: list[str] = []
@@ -345,7 +343,7 @@ def _close(ctx: SyscallCtx, st: _PingState) -> None:
             pass
 
 
-def _start(ctx: SyscallCtx, k: Kernel, p: Proc, o: PingOptions) -> _PingState:
+def _start(ctx: SyscallCtx, k: NetKernel, p: Proc, o: PingOptions) -> _PingState:
     dst = _resolve(o.host)
     st = _PingState(k, p, o, dst)
     try:
@@ -370,7 +368,7 @@ def _start(ctx: SyscallCtx, k: Kernel, p: Proc, o: PingOptions) -> _PingState:
     return st
 
 
-def _ping_call(ctx: SyscallCtx, k: Kernel, p: Proc, o: PingOptions) -> str:
+def _ping_call(ctx: SyscallCtx, k: NetKernel, p: Proc, o: PingOptions) -> str:
     # ping manages its own timeouts: every attempt starts a fresh sleep.
     ctx.timed_out = False
     ctx.deadline = None
@@ -384,7 +382,7 @@ def _ping_call(ctx: SyscallCtx, k: Kernel, p: Proc, o: PingOptions) -> str:
         raise
     if wait is not None:
         fp = p.fdt.files.get(st.fd) if st.fd is not None else None
-        chans = [fp.obj.rcv_chan] if fp is not None else []
+        chans = [fp.obj.rcv_chan] if fp is not None and isinstance(fp.obj, Socket) else []
         raise Sleep(chans, wait)
     _close(ctx, st)
     text = st.output()
@@ -439,7 +437,7 @@ def _step(ctx: SyscallCtx, st: _PingState) -> float | None:
         return max(1e-6, min(events) - now)
 
 
-def ping(k: Kernel, argv: list[str]) -> Any:
+def ping(k: NetKernel, argv: list[str]) -> Any:
     o = parse(argv)
     if k.inet is None:
         raise OSError(errno.EPROTONOSUPPORT, "ping: socket: Protocol not supported")

@@ -6,6 +6,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from rumpnet.commands import UsageError, on_cpu, strerror
+from rumpnet.net_kernel import netinet
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet.if_arp import LLE_VALID
 from rumpnet.netinet.in_addr import aton_strict, ntoa
@@ -27,7 +28,7 @@ from rumpnet.route import (
 RTF_LLINFO = RTF_LLDATA
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
 
 USAGE = "usage: route [-dfLnqSsTtv] cmd [[-<qualifers>] args]"
 
@@ -124,11 +125,11 @@ def rttable(routes: list[Rtentry], llentries: list[Any] | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def kernel_rttable(k: Kernel) -> str:
+def kernel_rttable(k: NetKernel) -> str:
     return rttable(list(k.net.routes), k.inet.arp.entries() if k.inet is not None else None)
 
 
-def route_get_text(k: Kernel, target: str, rt: Rtentry) -> str:
+def route_get_text(k: NetKernel, target: str, rt: Rtentry) -> str:
     lines = [f"   route to: {target}"]
     dst = dest_name(rt) if rt.flags & RTF_HOST else ("default" if rt.plen == 0 else ntoa(rt.dst))
     lines.append(f"destination: {dst}")
@@ -285,7 +286,7 @@ def _failure(cmd: str, r: _Req, e: OSError) -> OSError:
     return OSError(code, f"route: writing to routing socket: {strerror(code)}\n{_msg(cmd, r)}: {word}")
 
 
-def _do_add(k: Kernel, r: _Req) -> Rtentry:
+def _do_add(k: NetKernel, r: _Req) -> Rtentry:
     cfg = k.config
     assert r.dest is not None
     gateway, ifp = r.gateway, r.ifp
@@ -308,9 +309,9 @@ def _do_add(k: Kernel, r: _Req) -> Rtentry:
     return rt
 
 
-def _set_ifa(k: Kernel, rt: Rtentry, addr: str) -> None:
+def _set_ifa(k: NetKernel, rt: Rtentry, addr: str) -> None:
     a = aton_strict(addr)
-    inet = k.inet
+    inet = netinet(k)
     ifa = inet.local_addrs.get(a)
     if ifa is None:
         near = inet.ifa_on_link(a)
@@ -322,13 +323,13 @@ def _set_ifa(k: Kernel, rt: Rtentry, addr: str) -> None:
         rt.ifp = ifa.ifp
 
 
-def _do_change(k: Kernel, r: _Req) -> Rtentry:
+def _do_change(k: NetKernel, r: _Req) -> Rtentry:
     assert r.dest is not None
     ip, plen = k.config.parse_dest(r.dest, r.host, r.net, r.netmask)
     rt: Rtentry | None = k.net.routes.exact(ip, plen)
     if rt is None:
         raise OSError(errno.ESRCH, "No such process")
-    inet = k.inet
+    inet = netinet(k)
     if r.gateway is not None and not (r.iface or r.link):
         gw = aton_strict(r.gateway)
         if r.ifp is not None:
@@ -369,11 +370,11 @@ def _do_change(k: Kernel, r: _Req) -> Rtentry:
     return rt
 
 
-def route(k: Kernel, argv: list[str]) -> str:
+def route(k: NetKernel, argv: list[str]) -> str:
     return on_cpu(k, lambda: _route(k, argv))
 
 
-def _route(k: Kernel, argv: list[str]) -> str:
+def _route(k: NetKernel, argv: list[str]) -> str:
     args = list(argv)
     quiet = False
     flush_first = False
@@ -451,7 +452,7 @@ def _route(k: Kernel, argv: list[str]) -> str:
     return "".join(out)
 
 
-def _flush(k: Kernel, quiet: bool) -> str:
+def _flush(k: NetKernel, quiet: bool) -> str:
     gone: list[Any] = k.config.route_flush()
     if quiet:
         return ""

@@ -343,7 +343,7 @@ class Network:
 
     # -- running ---------------------------------------------------------------------------
     def now(self) -> float:
-        return self.sched.now()  # type: ignore[no-any-return]
+        return self.sched.now()
 
     def run_for(self, seconds: float) -> None:
         self.sched.run_for(seconds)

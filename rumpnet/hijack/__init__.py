@@ -25,7 +25,6 @@ process in the server's kernel; the hijack closes the sockets it made when it en
 
 from __future__ import annotations
 
-import asyncio.selector_events
 import socket as pysocket
 import sys
 import threading
@@ -35,8 +34,9 @@ from typing import Any
 
 from rumpkern.lwproc import RUMP_RFCFDG, Proc
 from rumpnet import sys_socket as S  # noqa: N812
+from rumpnet.hijack import patches
 from rumpnet.hijack.backend import LocalBackend, RemoteBackend
-from rumpnet.hijack.hsocket import HijackSocket, is_hijacked
+from rumpnet.hijack.hsocket import HijackSocket, hijacked_fd, is_hijacked
 from rumpnet.hijack.scope import SocketScope, parse_rumphijack, parse_socket_spec
 
 __all__ = ["Hijack", "HijackSocket", "SocketScope", "hijack", "is_hijacked", "parse_rumphijack",
@@ -44,7 +44,6 @@ __all__ = ["Hijack", "HijackSocket", "SocketScope", "hijack", "is_hijacked", "pa
 
 _OrigSocket = pysocket.socket
 _orig_getaddrinfo = pysocket.getaddrinfo
-_orig_sendfile_native = asyncio.selector_events.BaseSelectorEventLoop._sock_sendfile_native  # type: ignore[attr-defined]
 
 _lock = threading.RLock()
 _stack: list[Hijack] = []
@@ -63,12 +62,18 @@ _EXEMPT_MODULES = frozenset({"rumpnet.rumpclient", "rumpnet.server.protocol", "r
 class _SocketMeta(type):
     def __call__(cls, family: int = -1, type: int = -1, proto: int = -1, fileno: Any = None) -> Any:  # noqa: A002
         hj = active()
-        if (fileno is None and hj is not None
-                and sys._getframe(1).f_globals.get("__name__") not in _EXEMPT_MODULES):
-            fam = pysocket.AF_INET if family == -1 else int(family)
-            if hj.scope.covers(fam):
-                return HijackSocket(hj, fam, pysocket.SOCK_STREAM if type == -1 else int(type),
-                                    0 if proto == -1 else int(proto))
+        if hj is not None and sys._getframe(1).f_globals.get("__name__") not in _EXEMPT_MODULES:
+            if fileno is not None:
+                # socket(fileno=fd) on a hijacked socket's fd: that socket (a duplicate),
+                # not a host socket on its readiness signal
+                hs = hijacked_fd(fileno)
+                if hs is not None:
+                    return hs.dup()
+            else:
+                fam = pysocket.AF_INET if family == -1 else int(family)
+                if hj.scope.covers(fam):
+                    return HijackSocket(hj, fam, pysocket.SOCK_STREAM if type == -1 else int(type),
+                                        0 if proto == -1 else int(proto))
         return _OrigSocket(family, type, proto, fileno)
 
     def __instancecheck__(cls, obj: Any) -> bool:
@@ -161,22 +166,16 @@ def _getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: in
     return out
 
 
-async def _sock_sendfile_native(self: Any, sock: Any, file: Any, offset: int, count: int | None) -> Any:
-    if isinstance(sock, HijackSocket):
-        raise asyncio.exceptions.SendfileNotAvailableError("rump kernel socket: no os.sendfile")
-    return await _orig_sendfile_native(self, sock, file, offset, count)
-
-
 def _install() -> None:
     pysocket.socket = HijackedSocketType  # type: ignore[misc,assignment]
     pysocket.getaddrinfo = _getaddrinfo
-    asyncio.selector_events.BaseSelectorEventLoop._sock_sendfile_native = _sock_sendfile_native  # type: ignore[attr-defined]
+    patches.install()  # sendfile on every loop class, os.sendfile, fromfd, uvloop
 
 
 def _uninstall() -> None:
     pysocket.socket = _OrigSocket  # type: ignore[misc]
     pysocket.getaddrinfo = _orig_getaddrinfo
-    asyncio.selector_events.BaseSelectorEventLoop._sock_sendfile_native = _orig_sendfile_native  # type: ignore[attr-defined]
+    patches.uninstall()
 
 
 class Hijack:

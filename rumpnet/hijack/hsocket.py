@@ -28,6 +28,7 @@ import select
 import socket as pysocket
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from rumpnet.uipc_socket import Socket
@@ -130,6 +131,7 @@ class HijackSocket:
             self._sig.close()
             self._closed = True
             raise
+        _by_fd[self._sig.fd] = self
 
     def _call(self, name: str, *args: Any) -> Any:
         """``rump_sys_<name>(kfd, *args)`` in the kernel, then the readiness sync."""
@@ -420,8 +422,21 @@ class HijackSocket:
             pass
 
 
+# fd of a hijacked socket's readiness signal -> the socket (patches.py looks fds up here)
+_by_fd: weakref.WeakValueDictionary[int, HijackSocket] = weakref.WeakValueDictionary()
+
+
+def hijacked_fd(fd: Any) -> HijackSocket | None:
+    """The open hijacked socket whose ``fileno()`` is ``fd``, if any."""
+    try:
+        sock = _by_fd.get(int(fd))
+    except (TypeError, ValueError):
+        return None
+    return sock if sock is not None and sock.fileno() == int(fd) else None
+
+
 def is_hijacked(sock: Any) -> bool:
     return isinstance(sock, HijackSocket)
 
 
-__all__ = ["HijackSocket", "ReadySignal", "is_hijacked"]
+__all__ = ["HijackSocket", "ReadySignal", "hijacked_fd", "is_hijacked"]

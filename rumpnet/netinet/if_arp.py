@@ -105,6 +105,9 @@ class Arp:
     # -- resolution ------------------------------------------------------------------
     def output(self, ifp: Ifnet, pkt: bytes | bytearray, nexthop: int, is_bcast: bool) -> None:
         """``arpresolve`` + ``ether_output`` for an IPv4 packet toward ``nexthop``."""
+        if ifp.l3_output is not None:
+            ifp.l3_output(pkt)  # a point-to-point interface with no link layer (tun)
+            return
         if is_bcast or nexthop == 0xFFFFFFFF:
             ifp.ether_output(pkt, ETHER_BROADCAST, ETHERTYPE_IP)
             return
@@ -150,8 +153,8 @@ class Arp:
 
     def announce(self, ifp: Ifnet, addr: int) -> None:
         """Gratuitous ARP for a newly configured address (``arp_ifinit``, RFC 5227 2.3)."""
-        if ifp.loopback or not ifp.running:
-            return
+        if ifp.loopback or ifp.l3_output is not None or not ifp.running:
+            return  # no ARP without a link layer (loopback, tun)
         self.request(ifp, addr, addr)
 
     # -- input -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 from rumpkern.errno import kerr
 from rumpnet.ifnet import IFF_BROADCAST
 from rumpnet.netinet.in_addr import INADDR_ANY, INADDR_BROADCAST, ntoa, sockaddr_in
+from rumpnet.uipc_socket import _int_value
 
 IPPORT_ANONMIN = 49152
 IPPORT_ANONMAX = 65535
@@ -127,18 +128,8 @@ class InPcbMixin:
     def proto_setsockopt(self, level: int, opt: int, value: Any) -> None:
         if level != pysocket.IPPROTO_IP:
             raise kerr(errno.ENOPROTOOPT)
-        if isinstance(value, (bytes, bytearray)) and len(value) == 4:
-            value = int.from_bytes(value, "little")
-        if not isinstance(value, int):
-            raise kerr(errno.EINVAL)
-        if opt == pysocket.IP_TTL:
-            if not 0 <= value <= 255:
-                raise kerr(errno.EINVAL)
-            self.ttl = value
-        elif opt == pysocket.IP_TOS:
-            self.tos = value & 0xFF
-        else:
-            self.ip_setsockopt(opt, value)
+        if not ip_ttl_tos_set(self, opt, value):
+            self.ip_setsockopt(opt, _int_value(value))
 
     def ip_setsockopt(self, opt: int, value: int) -> None:
         raise kerr(errno.ENOPROTOOPT)
@@ -146,11 +137,32 @@ class InPcbMixin:
     def proto_getsockopt(self, level: int, opt: int, buflen: int) -> Any:
         if level != pysocket.IPPROTO_IP:
             raise kerr(errno.ENOPROTOOPT)
-        if opt == pysocket.IP_TTL:
-            return self.ttl if self.ttl is not None else self.inet.ip_params.ttl
-        if opt == pysocket.IP_TOS:
-            return self.tos
-        return self.ip_getsockopt(opt)
+        v = ip_ttl_tos_get(self, opt)
+        return v if v is not None else self.ip_getsockopt(opt)
 
     def ip_getsockopt(self, opt: int) -> Any:
         raise kerr(errno.ENOPROTOOPT)
+
+
+def ip_ttl_tos_set(pcb: Any, opt: int, value: Any) -> bool:
+    """IP_TTL or IP_TOS (NetBSD's ip_ctloutput) on a socket with ``ttl`` (None: the
+    net.inet.ip.ttl default) and ``tos`` attributes; False for any other option. The
+    value goes into every datagram the socket sends (UDP, raw, TCP's segments)."""
+    if opt == pysocket.IP_TTL:
+        v = _int_value(value)
+        if not 0 <= v <= 255:
+            raise kerr(errno.EINVAL)
+        pcb.ttl = v
+    elif opt == pysocket.IP_TOS:
+        pcb.tos = _int_value(value) & 0xFF
+    else:
+        return False
+    return True
+
+
+def ip_ttl_tos_get(pcb: Any, opt: int) -> int | None:
+    if opt == pysocket.IP_TTL:
+        return int(pcb.ttl if pcb.ttl is not None else pcb.kernel.inet.ip_params.ttl)
+    if opt == pysocket.IP_TOS:
+        return int(pcb.tos)
+    return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import socket as pysocket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rumpkern.errno import kerr
 from rumpnet.ifnet import ETHERTYPE_ARP, ETHERTYPE_IP, IfAddr, Ifnet
@@ -34,7 +34,9 @@ from rumpnet.netinet.udp_usrreq import Udp, UdpParams, UdpSocket
 from rumpnet.route import RTF_CONNECTED, RTF_HOST, RTF_LOCAL, RTF_UP, Rtentry
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
+    from rumpnet.netinet.tcp_usrreq import Tcp
+    from rumpnet.uipc_socket import Socket
 
 # NetBSD MIB numbers (netinet/in.h, ip_var.h, icmp_var.h, udp_var.h)
 PF_INET = 2
@@ -42,11 +44,13 @@ IPCTL = {"forwarding": 1, "sendredirects": 2, "ttl": 3, "forwsrcrt": 5, "directe
          "mtudisc": 9, "maxfragpackets": 18, "checkinterface": 20, "mtudisctimeout": 11, "stats": 23}
 ICMPCTL = {"maskrepl": 1, "errppslimit": 4, "rediraccept": 5, "redirtimeout": 6, "bmcastecho": 7,
            "returndatabytes": 3, "stats": 8}
+# The Ethernet header loopback frames carry: zero addresses, ETHERTYPE_IP (Linux's lo).
+_LOOP_ETHER_HDR = bytes(12) + b"\x08\x00"
 UDPCTL = {"checksum": 1, "sendspace": 2, "recvspace": 3, "stats": 5}
 
 
 class Inet:
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: NetKernel) -> None:
         self.kernel = kernel
         self.routes = kernel.net.routes
         self.now: Callable[[], float] = kernel.sched.now
@@ -70,18 +74,18 @@ class Inet:
         self.icmp = Icmp(self)
         self.udp = Udp(self)
         self.raw = RawIp(self)
-        self.tcp: Any = None
+        self.tcp: Tcp | None = None  # attached by tcp_attach (rumpnet/netinet/tcp_usrreq.py)
         # The protocol switch: IP protocol -> input routine.
         self.inetsw: dict[int, Callable[[Ifnet, memoryview, int, int, int], None]] = {
             IPPROTO_ICMP: self.icmp.input,
             IPPROTO_UDP: self.udp.input,
         }
         # Socket types -> socket class (pr_type, pr_protocol); 0 is the default protocol.
-        self.socket_types: dict[tuple[int, int], type] = {
+        self.socket_types: dict[tuple[int, int], Callable[[NetKernel, int], Socket]] = {
             (pysocket.SOCK_DGRAM, 0): UdpSocket,
             (pysocket.SOCK_DGRAM, IPPROTO_UDP): UdpSocket,
         }
-        self.ctlinputs: dict[int, Callable[[str, int, int, bytes], None]] = {IPPROTO_UDP: self.udp.ctlinput}
+        self.ctlinputs: dict[int, Callable[[str, int, int, bytes, int], bool]] = {IPPROTO_UDP: self.udp.ctlinput}
         net = kernel.net
         net.ether_dispatch[ETHERTYPE_IP] = self.input.input
         net.ether_dispatch[ETHERTYPE_ARP] = self.arp.input
@@ -93,7 +97,7 @@ class Inet:
             self.add_address(lo0, INADDR_LOOPBACK, 8)
 
     # -- sockets ---------------------------------------------------------------------
-    def socket(self, so_type: int, proto: int) -> Any:
+    def socket(self, so_type: int, proto: int) -> Socket:
         if so_type == pysocket.SOCK_RAW:
             if not 0 <= proto <= 255:
                 raise kerr(errno.EPROTONOSUPPORT)
@@ -108,28 +112,22 @@ class Inet:
     def raw_wants(self, proto: int) -> bool:
         return self.raw_listeners > 0 and self.raw.wants(proto)
 
-    def ctlinput(self, proto: int, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> None:
-        handler = self.ctlinputs.get(proto)
-        if handler is None:
-            return
-        if proto == pysocket.IPPROTO_TCP:
-            handler(kind, src, dst, inner, mtu)  # type: ignore[call-arg]
-        else:
-            handler(kind, src, dst, inner)
+    def ctlinput(self, proto: int, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
+        """An ICMP error about a datagram we sent to the transport that sent it
+        (``pr_ctlinput``; raw IP for protocols without one, as NetBSD's rip_ctlinput).
+        True if the transport took it: it is about one of its connections or sockets."""
+        handler = self.ctlinputs.get(proto, self.raw.ctlinput)
+        return bool(handler(kind, src, dst, inner, mtu))
 
     def loop_output(self, buf: bytes | bytearray) -> None:
-        """A packet for one of our own addresses: back up through lo0 (``looutput``),
-        on a later turn of the scheduler so the sender's call stack unwinds first."""
+        """A packet for one of our own addresses: out of lo0 and back in
+        (``looutput``, :class:`rumpnet.net.LoopDriver`), through its bpf taps, counters
+        and qdiscs; before, loopback bypassed them and a netem qdisc on lo0 did nothing."""
         lo0 = self.kernel.net.lo0
         if lo0 is None or not lo0.is_up:
             self.ipstat.ips_odropped += 1
             return
-        st = lo0.stats
-        st.opackets += 1
-        st.obytes += len(buf)
-        st.ipackets += 1
-        st.ibytes += len(buf)
-        self.kernel.sched.call_soon(self.input.input, lo0, memoryview(bytes(buf)), 0)
+        lo0.transmit_frame(_LOOP_ETHER_HDR + buf)
 
     # -- addresses -------------------------------------------------------------------
     def ifa_for_ifp(self, ifp: Ifnet) -> IfAddr | None:
@@ -145,6 +143,11 @@ class Inet:
                 if (ip & ifa.mask) == ifa.net and (best is None or ifa.plen > best.plen):
                     best = ifa
         return best
+
+    def is_bcast_or_mcast(self, addr: int) -> bool:
+        """A broadcast (limited or one of our subnets') or multicast address (NetBSD's
+        in_broadcast || IN_MULTICAST): never a TCP endpoint, never a source."""
+        return (addr >> 28) >= 0xE or addr in self.bcast_addrs
 
     def is_bcast_of(self, dst: int, laddr: int) -> bool:
         ifa = self.local_addrs.get(laddr)
@@ -250,6 +253,7 @@ class Inet:
         t.bind_int("net.inet.ip.directed-broadcast", p, "directedbcast", num=IPCTL["directed-broadcast"], minval=0, maxval=1)
         t.bind_int("net.inet.ip.mtudisc", p, "mtudisc", num=IPCTL["mtudisc"], minval=0, maxval=1)
         t.bind_int("net.inet.ip.mtudisctimeout", p, "mtudisctimeout", num=IPCTL["mtudisctimeout"], minval=1)
+        t.bind_int("net.inet.ip.min_pmtu", p, "min_pmtu", minval=68, maxval=65535)
         t.bind_int("net.inet.ip.maxfragpackets", p, "maxfragpackets", num=IPCTL["maxfragpackets"], minval=-1)
         t.bind_int("net.inet.ip.maxfrags", p, "maxfrags", minval=0)
         t.bind_int("net.inet.ip.checkinterface", p, "checkinterface", num=IPCTL["checkinterface"], minval=0, maxval=1)

@@ -11,14 +11,22 @@ from typing import TYPE_CHECKING
 
 from rumpnet.netinet.in_cksum import in_cksum
 from rumpnet.netinet.ip_input import (
+    ICMP_PARAMPROB,
     ICMP_REDIRECT,
     ICMP_TIMXCEED,
     ICMP_UNREACH,
     ICMP_UNREACH_NEEDFRAG,
-    ICMP_UNREACH_PORT,
+    IPOPT_LSRR,
+    IPOPT_MINOFF,
+    IPOPT_NOP,
+    IPOPT_RR,
+    IPOPT_SSRR,
+    IPOPT_TS,
+    ip_options,
+    source_route_done,
 )
-from rumpnet.netinet.ip_var import IP_HDR, IP_OFFMASK, IPPROTO_ICMP
-from rumpnet.route import RTF_DYNAMIC, RTF_GATEWAY, RTF_HOST, RTF_MODIFIED, RTF_UP, Rtentry
+from rumpnet.netinet.ip_var import IP_HDR, IP_HDR_LEN, IP_OFFMASK, IPPROTO_ICMP
+from rumpnet.route import RTF_DYNAMIC, RTF_GATEWAY, RTF_HOST, RTF_MODIFIED, RTF_UP, RTV_MTU, Rtentry
 
 if TYPE_CHECKING:
     from rumpnet.ifnet import Ifnet
@@ -28,7 +36,6 @@ ICMP_ECHOREPLY = 0
 ICMP_SOURCEQUENCH = 4
 ICMP_ECHO = 8
 ICMP_ROUTERADVERT = 9
-ICMP_PARAMPROB = 12
 ICMP_TSTAMP = 13
 ICMP_TSTAMPREPLY = 14
 ICMP_MASKREQ = 17
@@ -38,6 +45,28 @@ ICMP_HDR = struct.Struct("!BBH")
 ICMP_ERRORS = {ICMP_UNREACH, ICMP_SOURCEQUENCH, ICMP_REDIRECT, ICMP_TIMXCEED, ICMP_PARAMPROB}
 ICMP_MINLEN = 8
 ICMP_RETURN_DATABYTES = 8  # bytes of the offending datagram after its header (RFC 792)
+
+# RFC 1191 section 7's table of MTU plateaus, for a "fragmentation needed" without a
+# Next-Hop MTU (NetBSD's mtu_plateau).
+MTU_PLATEAUS = (65535, 32000, 17914, 8166, 4352, 2002, 1492, 1280, 1006, 508, 296, 68)
+
+
+def _error_kinds() -> dict[tuple[int, int], str]:
+    """(type, code) of an ICMP error -> the kind the transports' ctlinput take (NetBSD's
+    PRC_* as icmp_input maps them; FreeBSD's PRC_UNREACH_ADMIN_PROHIB for codes 9, 10 and
+    13, and its split of time exceeded in transit from reassembly). Codes not here are
+    NetBSD's "badcode" (``icps_badcode``)."""
+    unreach = ("netunreach", "hostunreach", "protounreach", "portunreach", "needfrag", "srcfail",
+               "netunreach", "hostunreach", "hostunreach", "adminprohib", "adminprohib", "netunreach",
+               "hostunreach", "adminprohib", "hostunreach", "hostunreach")
+    kinds = {(ICMP_UNREACH, code): kind for code, kind in enumerate(unreach)}
+    kinds[(ICMP_TIMXCEED, 0)] = "timxceed"
+    kinds[(ICMP_TIMXCEED, 1)] = "timxceed_reass"
+    kinds[(ICMP_PARAMPROB, 0)] = kinds[(ICMP_PARAMPROB, 1)] = "paramprob"
+    return kinds
+
+
+ERROR_KINDS = _error_kinds()
 
 
 class IcmpParams:
@@ -82,7 +111,7 @@ class Icmp:
             c = in_cksum(reply)
             reply[2] = c >> 8
             reply[3] = c & 0xFF
-            self.reflect(ifp, reply, src, dst, ICMP_ECHOREPLY)
+            self.reflect(ifp, reply, src, dst, ICMP_ECHOREPLY, pkt[:hlen] if hlen > IP_HDR_LEN else None)
             return
         if icmp_type == ICMP_MASKREQ and self.params.maskrepl and len(msg) >= 12:
             ifa = inet.ifa_for_ifp(ifp)
@@ -99,7 +128,14 @@ class Icmp:
             self._error_input(ifp, icmp_type, code, msg, src)
 
     def _error_input(self, ifp: Ifnet, icmp_type: int, code: int, msg: memoryview, src: int) -> None:
-        """An error about a datagram we sent: tell its transport (``pr_ctlinput``)."""
+        """An error about a datagram we sent: tell its transport (``pr_ctlinput``).
+
+        The transport checks the error against its connection (TCP: the quoted sequence
+        number, RFC 5927 section 4.1) and only then acts on it; "fragmentation needed"
+        changes the route's MTU only through that check (:meth:`mtudisc`, called by
+        the transport as NetBSD's tcp_ctlinput calls icmp_mtudisc). Before this fix the
+        route was lowered first, whatever the transport said: forged messages quoting
+        no connection at all walked a route's MTU down to 68."""
         st = self.stats
         inner = msg[8:]
         if len(inner) < 20 + 8 or inner[0] >> 4 != 4:
@@ -111,67 +147,98 @@ class Icmp:
             return
         _, _, _, _, _, _, proto, _, isrc, idst = IP_HDR.unpack_from(inner)
         inet = self.inet
-        if icmp_type == ICMP_UNREACH and code == ICMP_UNREACH_NEEDFRAG:
-            nextmtu = struct.unpack_from("!H", msg, 6)[0]
-            if self.inet.ip_params.mtudisc:
-                self.update_pmtu(idst, nextmtu)
-            inet.ctlinput(proto, "needfrag", isrc, idst, bytes(inner[:ihl + 8]), nextmtu)
-            return
         if icmp_type == ICMP_REDIRECT:
-            if self.params.rediraccept and not inet.ip_params.forwarding:
+            if code > 3:
+                st.icps_badcode += 1
+            elif self.params.rediraccept and not inet.ip_params.forwarding:
                 gw = struct.unpack_from("!I", msg, 4)[0]
                 self._redirect(idst, gw, src)
             return
-        kind = "unreach"
-        if icmp_type == ICMP_UNREACH and code == ICMP_UNREACH_PORT:
-            kind = "portunreach"
-        elif icmp_type == ICMP_TIMXCEED:
-            kind = "timxceed"
-        elif icmp_type == ICMP_SOURCEQUENCH:
+        if icmp_type == ICMP_SOURCEQUENCH:
             return  # RFC 6633: ignored
-        inet.ctlinput(proto, kind, isrc, idst, bytes(inner[:ihl + 8]), 0)
+        kind = ERROR_KINDS.get((icmp_type, code))
+        if kind is None or (idst >> 28) == 0xE:
+            st.icps_badcode += 1  # NetBSD icmp_input's badcode (also: quoted multicast)
+            return
+        nextmtu = struct.unpack_from("!H", msg, 6)[0] if kind == "needfrag" else 0
+        if not inet.ctlinput(proto, kind, isrc, idst, bytes(inner[:ihl + 8]), nextmtu):
+            st.icps_noconn += 1
 
-    def update_pmtu(self, dst: int, nextmtu: int) -> None:
-        """Path MTU discovery (RFC 1191): a host route to ``dst`` carrying the MTU."""
+    def mtudisc(self, dst: int, nextmtu: int, quoted_len: int = 0) -> int:
+        """Path MTU discovery (RFC 1191, NetBSD's ``icmp_mtudisc``): a "fragmentation
+        needed" message a transport has checked lowers the path MTU toward ``dst``, on a
+        host route made for it. Returns the path MTU toward ``dst`` afterwards.
+
+        * A Next-Hop MTU of 0 (old routers, RFC 1191 section 5): the plateau below the
+          quoted datagram's length.
+        * Never raised by such a message (RFC 1191 section 3): an MTU not below the
+          current one is ignored (``icps_pmtuignored``).
+        * A floor, ``net.inet.ip.min_pmtu`` (552, Linux's ``net.ipv4.route.min_pmtu``):
+          an MTU below it sets the route to the floor and locks it (NetBSD's RTV_MTU
+          lock, which its icmp_mtudisc sets for an MTU below 296): TCP stops setting DF
+          toward ``dst``, so a router on a path narrower than the floor fragments
+          instead of dropping. Eight forged messages can no longer walk it to 68.
+        * The estimate ages (RFC 1191 section 6.3): after ``net.inet.ip.mtudisctimeout``
+          seconds a learned host route is deleted, a static host route forgets its MTU,
+          and TCP's segments grow again (NetBSD's ``icmp_mtudisc_timeout``)."""
         inet = self.inet
+        p = inet.ip_params
         rt = inet.routes.lookup(dst)
-        if rt is None:
-            return
+        if rt is None or rt.ifp is None:
+            return 0
+        cur = rt.path_mtu
+        if not p.mtudisc:
+            return cur
         if nextmtu < 68:
-            # RFC 1191 section 5: old routers send 0; guess the next plateau down.
-            cur = rt.path_mtu
-            plateaus = (65535, 32000, 17914, 8166, 4352, 2002, 1492, 1280, 1006, 508, 296, 68)
-            nextmtu = next((p for p in plateaus if p < cur), 68)
+            base = quoted_len if 68 <= quoted_len <= cur else cur
+            nextmtu = next((m for m in MTU_PLATEAUS if m < base), 68)
+        lock = nextmtu < p.min_pmtu
+        if lock:
+            nextmtu = min(cur, p.min_pmtu)
+        if nextmtu >= cur and not (lock and not rt.locks & RTV_MTU):
+            self.stats.icps_pmtuignored += 1
+            return cur
         if rt.flags & RTF_HOST and rt.dst == dst:
-            if rt.mtu == 0 or nextmtu < rt.mtu:
-                rt.mtu = nextmtu
-                # NetBSD's icmp_mtudisc only lowers rmx_mtu of an existing host route; it
-                # does not mark it RTF_MODIFIED (t_mtudisc.sh expects "UGHS ... 1280").
-                # Before this fix the route showed up as UGHMS.
-                inet.routes.invalidate()
-            return
+            # NetBSD's icmp_mtudisc only lowers rmx_mtu of an existing host route; it
+            # does not mark it RTF_MODIFIED (t_mtudisc.sh expects "UGHS ... 1280").
+            rt.mtu = nextmtu
+            if lock:
+                rt.locks |= RTV_MTU
+            inet.routes.invalidate()
+            rt.expire = inet.now() + p.mtudisctimeout
+            self._expire_later(rt)
+            return rt.path_mtu
         host = Rtentry(dst, 32, rt.gateway, (rt.flags | RTF_HOST | RTF_DYNAMIC | RTF_MODIFIED | RTF_UP) & ~0x100,
                        rt.ifp, rt.ifa, mtu=nextmtu)
-        host.expire = inet.now() + inet.ip_params.mtudisctimeout
+        host.locks = RTV_MTU if lock else 0
+        host.expire = inet.now() + p.mtudisctimeout
         try:
             inet.routes.add(host)
         except OSError:
-            return
+            return cur
         # The learned MTU lives net.inet.ip.mtudisctimeout seconds (NetBSD's
         # ip_mtudisc_timeout_q); before this fix the host route stayed for ever.
         self._expire_later(host)
+        return host.path_mtu
 
     def _expire_later(self, rt: Rtentry) -> None:
         self.inet.kernel.sched.call_at(rt.expire, self._expire, rt)
 
     def _expire(self, rt: Rtentry) -> None:
-        """Remove a dynamic host route (PMTU or redirect) when its time is up, unless it
-        was replaced or its lifetime extended meanwhile."""
+        """A route's timer (NetBSD's rt_timer queues): a dynamic host route (learned MTU
+        or redirect) is removed; a static host route forgets the MTU it learned. Unless
+        the route was replaced or its lifetime extended meanwhile."""
         routes = self.inet.routes
-        if routes.exact(rt.dst, 32) is not rt:
+        if routes.exact(rt.dst, 32) is not rt or not rt.expire:
             return
         if rt.expire > self.inet.now() + 1e-9:
             self._expire_later(rt)
+            return
+        rt.expire = 0.0
+        if not rt.flags & RTF_DYNAMIC:
+            rt.mtu = 0
+            rt.locks &= ~RTV_MTU
+            routes.invalidate()
             return
         try:
             routes.delete(rt.dst, 32)
@@ -209,9 +276,17 @@ class Icmp:
             self._expire_later(host)
 
     # -- output ----------------------------------------------------------------------
-    def reflect(self, ifp: Ifnet, msg: bytearray, orig_src: int, orig_dst: int, icmp_type: int) -> None:
-        """Send ``msg`` back to ``orig_src`` (``icmp_reflect``)."""
+    def reflect(self, ifp: Ifnet, msg: bytearray, orig_src: int, orig_dst: int, icmp_type: int,
+                hdr: memoryview | None = None) -> None:
+        """Send ``msg`` back to ``orig_src`` (``icmp_reflect``). With the request's
+        header ``hdr`` (options checked and updated by ip_dooptions), its Record Route
+        and Timestamp options go back in the reply and a used-up source route is
+        reversed for it (RFC 1122 3.2.2.6, RFC 791; NetBSD's icmp_reflect)."""
         inet = self.inet
+        opts = b""
+        dst = orig_src
+        if hdr is not None:
+            opts, dst = reply_options(hdr, orig_src)
         src = orig_dst if orig_dst in inet.local_addrs else 0
         if src == 0:
             ifa = inet.ifa_for_ifp(ifp)
@@ -220,7 +295,7 @@ class Icmp:
         if icmp_type < len(self.stats.icps_outhist):
             self.stats.icps_outhist[icmp_type] += 1
         try:
-            inet.output.output(src, orig_src, IPPROTO_ICMP, msg)
+            inet.output.output(src, dst, IPPROTO_ICMP, msg, opts=opts)
         except OSError:
             pass
 
@@ -239,8 +314,9 @@ class Icmp:
         return True
 
     def error(self, pkt: memoryview, ifp: Ifnet, icmp_type: int, code: int, nextmtu: int = 0,
-              gateway: int = 0) -> None:
-        """``icmp_error``: report a problem with ``pkt`` (a received IP packet)."""
+              gateway: int = 0, pointer: int = 0) -> None:
+        """``icmp_error``: report a problem with ``pkt`` (a received IP packet);
+        ``pointer``: the octet in error, for Parameter Problem (RFC 792)."""
         st = self.stats
         st.icps_error += 1
         if len(pkt) < 20:
@@ -265,6 +341,8 @@ class Icmp:
             struct.pack_into("!BBHHH", msg, 0, icmp_type, code, 0, 0, nextmtu)
         elif icmp_type == ICMP_REDIRECT:
             struct.pack_into("!BBHI", msg, 0, icmp_type, code, 0, gateway)
+        elif icmp_type == ICMP_PARAMPROB:
+            struct.pack_into("!BBHB3x", msg, 0, icmp_type, code, 0, pointer)
         else:
             struct.pack_into("!BBHI", msg, 0, icmp_type, code, 0, 0)
         msg[8:] = quote
@@ -283,3 +361,28 @@ class Icmp:
             inet.output.output(my, src, IPPROTO_ICMP, msg)
         except OSError:
             pass
+
+
+def reply_options(hdr: bytes | bytearray | memoryview, orig_src: int) -> tuple[bytes, int]:
+    """The options of a reply to the datagram whose header is ``hdr`` and its first
+    destination (NetBSD's icmp_reflect with ip_srcroute): Record Route and Timestamp as
+    they arrived (updated with our entry), and a source route used up on the way here
+    reversed (RFC 1122 3.2.1.8(c), 3.2.2.6): the reply goes to the last hop recorded,
+    then back along the others to ``orig_src``."""
+    hlen = (hdr[0] & 0xF) << 2
+    out = bytearray()
+    dst = orig_src
+    for opt, off, olen in ip_options(hdr, hlen):
+        if opt in (IPOPT_RR, IPOPT_TS):
+            out += hdr[off:off + olen]
+        elif opt in (IPOPT_LSRR, IPOPT_SSRR) and source_route_done(hdr, off, olen):
+            hops = [bytes(hdr[i:i + 4]) for i in range(off + 3, off + olen - 3, 4)]
+            if not hops:
+                continue
+            dst = int.from_bytes(hops[-1], "big")
+            route = b"".join(reversed(hops[:-1])) + orig_src.to_bytes(4, "big")
+            out += bytes((IPOPT_NOP, opt, 3 + len(route), IPOPT_MINOFF)) + route
+    out += bytes(-len(out) % 4)
+    if len(out) > 40:
+        return b"", orig_src  # more than an IP header holds: reply without options
+    return bytes(out), dst

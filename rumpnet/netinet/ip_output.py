@@ -17,6 +17,7 @@ from rumpnet.netinet.ip_gso import (
     tcp_gso_split,
     tcp_segment_superframe,
 )
+from rumpnet.netinet.ip_input import OptionError, ip_options
 from rumpnet.netinet.ip_var import (
     IP_ALLOWBROADCAST,
     IP_DF,
@@ -28,7 +29,7 @@ from rumpnet.netinet.ip_var import (
     IP_ROUTETOIF,
     IPPROTO_TCP,
 )
-from rumpnet.route import RTF_BLACKHOLE, RTF_GATEWAY, RTF_HOST, RTF_LOCAL, RTF_REJECT, Rtentry
+from rumpnet.route import RTF_BLACKHOLE, RTF_GATEWAY, RTF_HOST, RTF_LOCAL, RTF_REJECT, RTV_MTU, Rtentry
 
 if TYPE_CHECKING:
     from rumpnet.netinet.in_proto import Inet
@@ -77,7 +78,9 @@ class RouteCache:
         self.lladdr: bytes = ifp.lladdr
         self.ttl = ttl
         self.mtudisc = mtudisc
-        df = IP_DF if proto == IPPROTO_TCP and mtudisc else 0
+        # DF for TCP while PMTU discovery is on, unless the route's MTU is locked
+        # (RTV_MTU: a reported MTU fell under the floor, ip_icmp's mtudisc).
+        df = IP_DF if proto == IPPROTO_TCP and mtudisc and not rt.locks & RTV_MTU else 0
         # Destination MAC, ours, ETHERTYPE_IP; then IP version 4, header length 5, TOS 0.
         self.prefix = self.mac + ifp.lladdr + b"\x08\x00\x45\x00"
         self.mid = struct.pack("!HBB", df, ttl, proto)
@@ -245,7 +248,7 @@ class IpOutput:
         cache = self._rcache
         cache.pop(key, None)
         inet = self.inet
-        if src == 0 or dst == 0xFFFFFFFF or dst >> 28 == 0xE or dst in inet.bcast_addrs:
+        if src == 0 or inet.is_bcast_or_mcast(dst) or inet.is_bcast_or_mcast(src):
             return None
         rt = inet.routes.lookup(dst)
         if rt is None or rt.flags & (RTF_REJECT | RTF_BLACKHOLE | RTF_LOCAL):
@@ -265,8 +268,9 @@ class IpOutput:
 
     def output(self, src: int, dst: int, proto: int, payload: Buffer, *, ttl: int | None = None,
                tos: int = 0, df: bool = False, flags: int = 0, ip_id: int | None = None,
-               tso_segsz: int = 0) -> None:
-        """Send ``payload`` as the data of an IPv4 packet (``ip_output``).
+               tso_segsz: int = 0, opts: bytes = b"") -> None:
+        """Send ``payload`` as the data of an IPv4 packet (``ip_output``); ``opts``: IP
+        options for its header (a multiple of 4 bytes, at most 40).
 
         ``tso_segsz``: ``payload`` is a TCP superframe to be cut into segments of that many
         payload bytes by the interface (TSO) or by :mod:`ip_gso`; its checksum need not
@@ -276,7 +280,7 @@ class IpOutput:
         if rt.flags & RTF_BLACKHOLE:
             rt.use += 1  # swallowed; NetBSD counts it in the route's Use too (rt_use)
             return
-        if proto == IPPROTO_TCP and self.params.mtudisc:
+        if proto == IPPROTO_TCP and self.params.mtudisc and not rt.locks & RTV_MTU:
             # Path MTU discovery: NetBSD's tcp_output passes IP_MTUDISC while
             # net.inet.ip.mtudisc is on and ip_output then sets DF, so a router with a
             # smaller MTU answers "fragmentation needed" instead of fragmenting. Before
@@ -288,42 +292,52 @@ class IpOutput:
             raise kerr(errno.EACCES)
         if src == 0:
             src = self.source_for(dst, rt)
-        total = IP_HDR_LEN + len(payload)
+        elif not flags & IP_RAWOUTPUT and inet.is_bcast_or_mcast(src):
+            # RFC 1122 3.2.1.3: a broadcast or multicast address is never a source.
+            self.stats.ips_odropped += 1
+            raise kerr(errno.EADDRNOTAVAIL)
+        hlen = IP_HDR_LEN + len(opts)
+        total = hlen + len(payload)
         if total > IP_MAXPACKET:
             raise kerr(errno.EMSGSIZE)
         if flags & IP_RAWOUTPUT:
-            # IP_HDRINCL (NetBSD rip_output + ip_output): the user's header is checked
-            # (EINVAL for a bad header length or an ip_len that is not the packet's
-            # length), a zero ip_id and source are filled in and the header checksum is
-            # always computed -- before this fix the user's (usually zero) checksum went
-            # out as is and every receiver dropped the packet as ips_badsum.
-            buf = bytearray(payload)
-            rhlen = (buf[0] & 0xF) << 2 if buf else 0
-            if len(buf) < IP_HDR_LEN or rhlen < IP_HDR_LEN or rhlen > len(buf) or \
-                    ((buf[2] << 8) | buf[3]) != len(buf):
-                raise kerr(errno.EINVAL)
-            if buf[4] == 0 and buf[5] == 0:
-                nid = self.next_id()
-                buf[4], buf[5] = nid >> 8, nid & 0xFF
-            if buf[12:16] == b"\0\0\0\0":
-                buf[12:16] = src.to_bytes(4, "big")
-            buf[10] = buf[11] = 0
-            c = in_cksum(memoryview(buf)[:rhlen])
-            buf[10] = c >> 8
-            buf[11] = c & 0xFF
+            buf = self._rawoutput_header(payload, src)
         else:
-            buf = bytearray(IP_HDR_LEN + len(payload)) if not tso_segsz else \
-                Mbuf(bytes(IP_HDR_LEN + len(payload)), M_CSUM_TSOv4 | M_CSUM_PARTIAL, tso_segsz, IP_HDR_LEN)
-            IP_HDR.pack_into(buf, 0, 0x45, tos, total, ip_id if ip_id is not None else self.next_id(),
+            buf = bytearray(total) if not tso_segsz else \
+                Mbuf(bytes(total), M_CSUM_TSOv4 | M_CSUM_PARTIAL, tso_segsz, IP_HDR_LEN)
+            IP_HDR.pack_into(buf, 0, 0x40 | (hlen >> 2), tos, total, ip_id if ip_id is not None else self.next_id(),
                              IP_DF if df else 0, self.params.ttl if ttl is None else ttl, proto, 0, src, dst)
-            buf[IP_HDR_LEN:] = payload
-            c = in_cksum(memoryview(buf)[:IP_HDR_LEN])
+            buf[IP_HDR_LEN:hlen] = opts
+            buf[hlen:] = payload
+            c = in_cksum(memoryview(buf)[:hlen])
             buf[10] = c >> 8
             buf[11] = c & 0xFF
             if tso_segsz:
                 set_partial_tcp_csum(buf, IP_HDR_LEN)
         st.ips_localout += 1
         self.send_packet(buf, (buf[0] & 0xF) << 2, rt, dst, flags, is_bcast)
+
+    def _rawoutput_header(self, payload: Buffer, src: int) -> bytearray:
+        """IP_HDRINCL (NetBSD rip_output + ip_output): the user's header is checked
+        (EINVAL for a bad header length or an ip_len that is not the packet's length), a
+        zero ip_id and source are filled in and the header checksum is always computed --
+        before this fix the user's (usually zero) checksum went out as is and every
+        receiver dropped the packet as ips_badsum."""
+        buf = bytearray(payload)
+        rhlen = (buf[0] & 0xF) << 2 if buf else 0
+        if len(buf) < IP_HDR_LEN or rhlen < IP_HDR_LEN or rhlen > len(buf) or \
+                ((buf[2] << 8) | buf[3]) != len(buf):
+            raise kerr(errno.EINVAL)
+        if buf[4] == 0 and buf[5] == 0:
+            nid = self.next_id()
+            buf[4], buf[5] = nid >> 8, nid & 0xFF
+        if buf[12:16] == b"\0\0\0\0":
+            buf[12:16] = src.to_bytes(4, "big")
+        buf[10] = buf[11] = 0
+        c = in_cksum(memoryview(buf)[:rhlen])
+        buf[10] = c >> 8
+        buf[11] = c & 0xFF
+        return buf
 
     def send_packet(self, buf: bytearray, hlen: int, rt: Rtentry, dst: int, flags: int,
                     is_bcast: bool | None = None) -> None:
@@ -469,21 +483,12 @@ class IpOutput:
 
 def _optcopy(opts: bytes) -> bytes:
     """The options to repeat in fragments after the first: those with the "copied" flag
-    (0x80) set, padded with end-of-list to a multiple of 4 bytes (``ip_optcopy``)."""
-    out = bytearray()
-    i, n = 0, len(opts)
-    while i < n:
-        opt = opts[i]
-        if opt == 0:  # IPOPT_EOL
-            break
-        if opt == 1:  # IPOPT_NOP
-            i += 1
-            continue
-        if i + 1 >= n or opts[i + 1] < 2 or i + opts[i + 1] > n:
-            break  # malformed: copy nothing more
-        olen = opts[i + 1]
-        if opt & 0x80:
-            out += opts[i:i + olen]
-        i += olen
-    out += b"\0" * (-len(out) % 4)
-    return bytes(out)
+    (0x80) set, padded with end-of-list to a multiple of 4 bytes (``ip_optcopy``); none
+    from a malformed list."""
+    hdr = bytes(IP_HDR_LEN) + opts
+    try:
+        found = ip_options(hdr, len(hdr))
+    except OptionError:
+        return b""
+    out = b"".join(hdr[off:off + olen] for opt, off, olen in found if opt & 0x80)
+    return out + b"\0" * (-len(out) % 4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import struct
 from dataclasses import dataclass, field
 
@@ -27,6 +28,21 @@ IP_ALLOWBROADCAST = 0x2
 IP_ROUTETOIF = 0x4  # SO_DONTROUTE: ignore gateways, go straight to a connected net
 IP_RAWOUTPUT = 0x8  # header supplied (IP_HDRINCL)
 
+# ICMP error kinds (ip_icmp.ERROR_KINDS) -> errno: NetBSD's inetctlerrmap, with FreeBSD's
+# entries for the kinds NetBSD does not tell apart (administratively prohibited, time
+# exceeded in transit; reassembly time exceeded has none).
+INETCTLERRMAP = {
+    "needfrag": errno.EMSGSIZE,
+    "netunreach": errno.EHOSTUNREACH,
+    "hostunreach": errno.EHOSTUNREACH,
+    "protounreach": errno.ECONNREFUSED,
+    "portunreach": errno.ECONNREFUSED,
+    "srcfail": errno.EHOSTUNREACH,
+    "adminprohib": errno.ECONNREFUSED,
+    "timxceed": errno.EHOSTUNREACH,
+    "paramprob": errno.ENOPROTOOPT,
+}
+
 
 class IpParams:
     """``net.inet.ip.*`` tunables."""
@@ -39,6 +55,9 @@ class IpParams:
         self.directedbcast = 0
         self.mtudisc = 1
         self.mtudisctimeout = 600
+        # Floor under path MTU discovery (Linux's net.ipv4.route.min_pmtu, 552): a smaller
+        # reported MTU locks the route at the floor, without DF (Icmp.mtudisc).
+        self.min_pmtu = 552
         self.maxfragpackets = 200
         self.maxfrags = 2000  # total fragments held in all reassembly queues
         self.maxfragsperpacket = 64
@@ -80,6 +99,9 @@ class IpStats:
     ips_badaddr: int = 0
     ips_fragoverlap: int = 0
     ips_fragduplicate: int = 0
+    # Not in NetBSD's struct ipstat (so after its fields): datagrams with a source route
+    # not used up, dropped (net.inet.ip.forwsrcrt off; RFC 7126 4.3, 4.4)
+    ips_srcrtdrop: int = 0
 
 @dataclass(slots=True)
 class IcmpStats:
@@ -96,6 +118,11 @@ class IcmpStats:
     icps_toofreq: int = 0
     icps_outhist: list[int] = field(default_factory=lambda: [0] * 41)
     icps_inhist: list[int] = field(default_factory=lambda: [0] * 41)
+    # Not in NetBSD's struct icmpstat (so after its fields): errors no transport took
+    # (no connection or socket they could be about, or a quoted sequence number out of
+    # window, RFC 5927 4.1), and "fragmentation needed" not lowering the path MTU.
+    icps_noconn: int = 0
+    icps_pmtuignored: int = 0
 
 @dataclass(slots=True)
 class UdpStats:

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpkern.sched import SyscallCtx
+from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
 from rumpnet.netinet.in_pcb import InPcbMixin
 from rumpnet.netinet.ip_var import IP_ALLOWBROADCAST, IP_HDR, IP_RAWOUTPUT, IP_ROUTETOIF
 from rumpnet.uipc_socket import MSG_DONTROUTE, MSG_KNOWN, MSG_OOB, DgramSocket
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
     from rumpnet.ifnet import Ifnet
+    from rumpnet.net_kernel import NetKernel
     from rumpnet.netinet.in_proto import Inet
 
 IP_HDRINCL = pysocket.IP_HDRINCL
@@ -28,10 +29,10 @@ IP_HDRINCL = pysocket.IP_HDRINCL
 class RawSocket(InPcbMixin, DgramSocket):
     so_type = pysocket.SOCK_RAW
 
-    def __init__(self, kernel: Kernel, proto: int) -> None:
+    def __init__(self, kernel: NetKernel, proto: int) -> None:
         DgramSocket.__init__(self, kernel, proto)
         InPcbMixin.__init__(self)
-        self.inet: Inet = kernel.inet
+        self.inet: Inet = netinet(kernel)
         self.hdrincl = proto == pysocket.IPPROTO_RAW
         self.inet.raw.attach(self)
 
@@ -123,6 +124,23 @@ class RawIp:
 
     def wants(self, proto: int) -> bool:
         return any(so.protocol in (proto, 0) for so in self.sockets)
+
+    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int = 0) -> bool:
+        """An ICMP error about a datagram of a protocol without its own ctlinput (ICMP
+        echo, IP_HDRINCL packets): taken (True) if a raw socket could have sent it (its
+        protocol, or IPPROTO_RAW; its addresses unset or matching); "fragmentation
+        needed" then lowers the path MTU (Linux's raw_err, through the socket it finds).
+        Raw sockets are not told (NetBSD's rip_ctlinput only tells connected ones)."""
+        proto = inner[9]
+        for so in self.sockets:
+            if so.protocol not in (proto, 0, pysocket.IPPROTO_RAW):
+                continue
+            if so.laddr not in (INADDR_ANY, src) or so.faddr not in (INADDR_ANY, dst):
+                continue
+            if kind == "needfrag":
+                self.inet.icmp.mtudisc(dst, mtu, (inner[2] << 8) | inner[3])
+            return True
+        return False
 
     def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, proto: int, src: int, dst: int) -> None:
         """``rip_input``: a copy of the packet to each matching raw socket."""

@@ -187,8 +187,46 @@ def parse(data: bytes | bytearray | memoryview, src: int = 0, dst: int = 0,
     return r
 
 
-def options_bytes(r: TcpRepr) -> bytes:
-    """Encode r's options, 32-bit aligned (NOP padded as BSD does)."""
+def options_bytes(r: TcpRepr, compact: bool = False) -> bytes:
+    """Encode r's options, 32-bit aligned.
+
+    The default layout pads each option to 4 bytes with NOPs in front, as NetBSD does.
+    ``compact`` (``net.inet.tcp.compact_options``) is FreeBSD's ``tcp_addoptions``: the
+    options in the same order with only the NOPs that put the window scale at an odd
+    offset and the timestamps and SACK blocks at offsets 4n+2, then EOLs up to the next
+    4-byte boundary (``mss,nop,wscale,sackOK,TS``; ``mss,sackOK,eol,eol``). RFC 9293
+    3.1 allows either: options may begin on any octet boundary."""
+    if not compact:
+        return _options_aligned(r)
+    out = bytearray()
+    if r.mss is not None:
+        out += _MSS_OPT.pack(TCPOPT_MAXSEG, 4, r.mss)
+    if r.wscale is not None:
+        while not out or len(out) % 2 != 1:
+            out.append(TCPOPT_NOP)
+        out += bytes((TCPOPT_WINDOW, 3, r.wscale))
+    if r.sack_permitted:
+        while len(out) % 2:
+            out.append(TCPOPT_NOP)
+        out += bytes((TCPOPT_SACK_PERMITTED, 2))
+    if r.timestamps is not None:
+        while len(out) % 4 != 2:
+            out.append(TCPOPT_NOP)
+        out += bytes((TCPOPT_TIMESTAMP, 10)) + _U32x2.pack(*r.timestamps)
+    if r.sack_blocks:
+        while len(out) % 4 != 2:
+            out.append(TCPOPT_NOP)
+        out += bytes((TCPOPT_SACK, 2 + 8 * len(r.sack_blocks)))
+        for a, b in r.sack_blocks:
+            out += _U32x2.pack(a, b)
+    while len(out) % 4:
+        out.append(TCPOPT_EOL)
+    if len(out) > 40:
+        raise ValueError("TCP options longer than 40 bytes")
+    return bytes(out)
+
+
+def _options_aligned(r: TcpRepr) -> bytes:
     out = bytearray()
     if r.mss is not None:
         out += _MSS_OPT.pack(TCPOPT_MAXSEG, 4, r.mss)
@@ -207,8 +245,9 @@ def options_bytes(r: TcpRepr) -> bytes:
     return bytes(out)
 
 
-def emit(r: TcpRepr, src: int, dst: int, csum: bool = True) -> bytes:
-    """Build the segment bytes for r, checksummed for IPv4 addresses src -> dst.
+def emit(r: TcpRepr, src: int, dst: int, csum: bool = True, compact: bool = False) -> bytes:
+    """Build the segment bytes for r, checksummed for IPv4 addresses src -> dst
+    (``compact``: the option layout of :func:`options_bytes`).
 
     The payload is copied exactly once (into the returned bytes): the checksum is summed
     over the header and the payload separately (the header is 32-bit aligned).
@@ -220,9 +259,9 @@ def emit(r: TcpRepr, src: int, dst: int, csum: bool = True) -> bytes:
         return emit_ts(r.sport, r.dport, r.seq, r.ack, r.flags, r.window, r.urgent, ts[0],
                        ts[1], payload, src, dst, csum)
     plen = len(payload)
-    opts = options_bytes(r) if (r.mss is not None or r.wscale is not None or
-                                r.sack_permitted or ts is not None or
-                                r.sack_blocks) else b""
+    opts = options_bytes(r, compact) if (r.mss is not None or r.wscale is not None or
+                                         r.sack_permitted or ts is not None or
+                                         r.sack_blocks) else b""
     hlen = TCP_HDR_LEN + len(opts)
     hdr = bytearray(hlen)
     _HDR.pack_into(hdr, 0, r.sport, r.dport, r.seq & 0xFFFFFFFF, r.ack & 0xFFFFFFFF,

@@ -1,7 +1,7 @@
 """TCP input for an existing connection (NetBSD tcp_input.c, RFC 9293 section 3.10.7).
 
 ``tcp_input_cb(cb, seg, now)`` runs the SEGMENT ARRIVES event for one connection that is
-not LISTEN (listening sockets are handled by the SYN cache in tcp_subr).  The order of the
+not LISTEN (listening sockets are handled by the SYN cache, tcp_syncache).  The order of the
 checks follows RFC 9293 3.10.7.4 with RFC 5961 (blind attacks), RFC 7323 (PAWS), RFC 5681 /
 6582 / 6675 (loss recovery) and RFC 3042 (limited transmit) folded in.
 """
@@ -83,7 +83,7 @@ def apply_syn_options(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         cb.ts_recent_age = now
     else:
         cb.t_flags &= ~(TF_REQ_TSTMP | TF_RCVD_TSTMP)
-    if p.sack and seg.sack_permitted:
+    if p.sack and seg.sack_permitted and not cb.noopt:
         cb.t_flags |= TF_SACK_PERMIT
     else:
         cb.t_flags &= ~TF_SACK_PERMIT
@@ -92,6 +92,7 @@ def apply_syn_options(cb: TcpCb, seg: TcpRepr, now: float) -> None:
     if cb.user_maxseg:
         mss = min(mss, cb.user_maxseg)
     cb.t_maxseg = max(mss, 64)
+    cb.round_buffers()
 
 
 def established(cb: TcpCb, now: float) -> None:
@@ -101,7 +102,7 @@ def established(cb: TcpCb, now: float) -> None:
     cb.snd_recover = cb.snd_una
     cb.sack.clear(cb.snd_una)
     if cb.keepalive:
-        cb.set_timer(TCPT_KEEP, cb.params.keepidle, now)
+        cb.set_timer(TCPT_KEEP, cb.keep_idle(), now)
     else:
         cb.cancel_timer(TCPT_KEEP)
 
@@ -163,7 +164,12 @@ def _syn_sent(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         cb.notify(ev)
     else:
         # Simultaneous open (RFC 9293 figure 7): SYN_SENT -> SYN_RECEIVED, send SYN,ACK.
+        # Data on the SYN waits for ESTABLISHED (RFC 9293 3.10.7.3: "queue them for
+        # processing after the ESTABLISHED state has been reached"); a FIN on it is
+        # dropped, as 4.4BSD's reassembly drops one before ESTABLISHED.
         cb.transition(Ev.RCV_SYN)
+        if seg.payload:
+            _reass_insert(cb, cb.rcv_nxt, seg.payload)
         cb.snd_nxt = cb.iss
         cb.t_flags |= TF_ACKNOW
         _out.tcp_output(cb, now)
@@ -343,6 +349,7 @@ def _data_and_fin(cb: TcpCb, seg: TcpRepr, now: float) -> int:
             else:
                 st.tcps_rcvoopack += 1
                 st.tcps_rcvoobyte += tlen
+                cb.t_rcvoopack += 1
                 if _reass_insert(cb, seq, payload) < 0:
                     fin = 0
             if cb.t_flags & TF_SACK_PERMIT:
@@ -361,6 +368,108 @@ def _data_and_fin(cb: TcpCb, seg: TcpRepr, now: float) -> int:
     if cb.reass_fin is not None and cb.reass_fin == cb.rcv_nxt and not cb.fin_rcvd:
         ev |= _process_fin(cb, now)
     return ev
+
+
+def _rst_input(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: float) -> None:
+    """Exact (RCV.NXT) resets; elsewhere in the window a challenge ACK (RFC 5961 3.2), or
+    a reset with insecure_rst (RFC 793); outside it counted and dropped; ignored in
+    TIME_WAIT with rfc1337 (RFC 1337 section 3)."""
+    p = cb.params
+    st = cb.stats
+    state = cb.state
+    if state == TcpState.TIME_WAIT and p.rfc1337:
+        st.tcps_tw_rst_ignored += 1
+        return
+    seq = seg.seq
+    in_window = bool(rwnd) and ((seq - rcv_nxt) & M) < rwnd
+    if seq == rcv_nxt or (in_window and p.insecure_rst):
+        st.tcps_rcvrst += 1
+        if state == TcpState.SYN_RECEIVED:
+            err = errno.ECONNREFUSED
+        elif state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2,
+                       TcpState.CLOSE_WAIT):
+            err = errno.ECONNRESET
+        else:
+            err = 0        # CLOSING, LAST_ACK, TIME_WAIT: closed, nothing to report
+        cb.proto.drop(cb, err, now, send_rst=False)
+    elif in_window:
+        cb.proto.challenge_ack(cb, now)
+    else:
+        st.tcps_rst_outwin += 1
+
+
+def _syn_in_synchronized(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: float) -> bool:
+    """True when the segment goes on (a simultaneous open's SYN,ACK, its SYN trimmed);
+    else answered here: SYN,ACK again for a retransmitted SYN, RST with insecure_syn for
+    one in the window (RFC 793), or a challenge ACK (RFC 5961 4.2)."""
+    if cb.state == TcpState.SYN_RECEIVED and seg.seq == cb.irs:
+        if not seg.flags & TH_ACK:
+            cb.snd_nxt = cb.iss            # peer retransmitted its SYN: resend SYN,ACK
+            _out.tcp_output(cb, now)
+            return False
+        seg.flags &= ~TH_SYN               # simultaneous open: the SYN is a duplicate
+        seg.seq = (seg.seq + 1) & M
+        return True
+    if cb.params.insecure_syn and rwnd and ((seg.seq - rcv_nxt) & M) < rwnd:
+        cb.proto.drop(cb, errno.ECONNRESET, now, send_rst=True)
+    else:
+        cb.proto.challenge_ack(cb, now)
+    return False
+
+
+def _trim_to_window(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: float) -> bool:
+    """Cut ``seg`` to the receive window (duplicates ACKed and reported by D-SACK, RFC
+    2883); False when the segment was dealt with here (answered, or reset after close)."""
+    st = cb.stats
+    flags = seg.flags
+    tlen = len(seg.payload)
+    seq = seg.seq
+    todrop = seq_diff(rcv_nxt, seq)
+    if todrop > 0:
+        if todrop > tlen or (todrop == tlen and not flags & TH_FIN):
+            # Entirely duplicate: ACK it, but go on to process the ACK field.
+            st.tcps_rcvduppack += 1
+            st.tcps_rcvdupbyte += tlen
+            if tlen and cb.t_flags & TF_SACK_PERMIT:
+                cb.rcv_dsack = (seq, (seq + tlen) & M)
+            cb.t_flags |= TF_ACKNOW
+            flags &= ~TH_FIN
+            seg.payload = b""
+            tlen = 0
+        else:
+            st.tcps_rcvpartduppack += 1
+            st.tcps_rcvpartdupbyte += todrop
+            if cb.t_flags & TF_SACK_PERMIT:
+                cb.rcv_dsack = (seq, rcv_nxt)
+            seg.payload = seg.payload[todrop:]
+            tlen -= todrop
+        seq = rcv_nxt
+        seg.seq = seq
+        seg.flags = flags
+
+    # Data after the user closed: reset (NetBSD, RFC 9293 3.10.7.4 seventh note).
+    if cb.user_closed and tlen and cb.state > _CLOSE_WAIT:
+        st.tcps_rcvafterclose += 1
+        cb.proto.drop(cb, 0, now, send_rst=True)
+        return False
+
+    todrop = seq_diff((seq + tlen) & M, (rcv_nxt + rwnd) & M)
+    if todrop > 0:
+        st.tcps_rcvpackafterwin += 1
+        if todrop >= tlen:
+            st.tcps_rcvbyteafterwin += tlen
+            if rwnd == 0 and seq == rcv_nxt:
+                st.tcps_rcvwinprobe += 1       # zero-window probe: ACK it
+                cb.t_flags |= TF_ACKNOW
+            else:
+                _out.send_ack(cb, now)
+                return False
+            seg.payload = b""
+        else:
+            st.tcps_rcvbyteafterwin += todrop
+            seg.payload = seg.payload[:tlen - todrop]
+        seg.flags = flags & ~TH_FIN
+    return True
 
 
 # ----- main entry -----------------------------------------------------------------------
@@ -395,89 +504,21 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
 
     # RST (RFC 9293 3.10.7.4 second, RFC 5961 3.2).
     if flags & TH_RST:
-        seq = seg.seq
-        if seq == rcv_nxt:
-            st.tcps_rcvrst += 1
-            if state == TcpState.SYN_RECEIVED:
-                err = errno.ECONNREFUSED
-            elif state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2,
-                           TcpState.CLOSE_WAIT):
-                err = errno.ECONNRESET
-            else:
-                err = 0
-            cb.proto.drop(cb, err, now, send_rst=False)
-        elif rwnd and ((seq - rcv_nxt) & M) < rwnd:
-            cb.proto.challenge_ack(cb, now)
-        else:
-            st.tcps_badrst += 1   # out of the window: silently dropped (RFC 5961 3.2)
+        _rst_input(cb, seg, rcv_nxt, rwnd, now)
         return
 
     # SYN in a synchronized state (RFC 5961 4.2; RFC 9293 3.10.7.4 fourth).
     if flags & TH_SYN:
-        if state == TcpState.SYN_RECEIVED and seg.seq == cb.irs:
-            if not flags & TH_ACK:
-                cb.snd_nxt = cb.iss        # peer retransmitted its SYN: resend SYN,ACK
-                _out.tcp_output(cb, now)
-                return
-            # Simultaneous open: the peer's SYN,ACK.  Its SYN is a duplicate; trim it.
-            flags &= ~TH_SYN
-            seg.flags = flags
-            seg.seq = (seg.seq + 1) & M
-        else:
-            cb.proto.challenge_ack(cb, now)
+        if not _syn_in_synchronized(cb, seg, rcv_nxt, rwnd, now):
             return
+        flags = seg.flags
 
     # Trim to the receive window (RFC 9293 3.10.7.4 first; NetBSD's todrop).
-    seq = seg.seq
-    todrop = seq_diff(rcv_nxt, seq)
-    if todrop > 0:
-        if todrop > tlen or (todrop == tlen and not flags & TH_FIN):
-            # Entirely duplicate: ACK it, but go on to process the ACK field.
-            st.tcps_rcvduppack += 1
-            st.tcps_rcvdupbyte += tlen
-            if tlen and cb.t_flags & TF_SACK_PERMIT:
-                cb.rcv_dsack = (seq, (seq + tlen) & M)
-            cb.t_flags |= TF_ACKNOW
-            flags &= ~TH_FIN
-            seg.payload = b""
-            tlen = 0
-            seq = rcv_nxt
-        else:
-            st.tcps_rcvpartduppack += 1
-            st.tcps_rcvpartdupbyte += todrop
-            if cb.t_flags & TF_SACK_PERMIT:
-                cb.rcv_dsack = (seq, rcv_nxt)
-            seg.payload = seg.payload[todrop:]
-            tlen -= todrop
-            seq = rcv_nxt
-        seg.seq = seq
-        seg.flags = flags
-
-    # Data after the user closed: reset (NetBSD, RFC 9293 3.10.7.4 seventh note).
-    if cb.user_closed and tlen and cb.state > _CLOSE_WAIT:
-        st.tcps_rcvafterclose += 1
-        cb.proto.drop(cb, 0, now, send_rst=True)
+    if not _trim_to_window(cb, seg, rcv_nxt, rwnd, now):
         return
-
-    todrop = seq_diff((seq + tlen) & M, (rcv_nxt + rwnd) & M)
-    if todrop > 0:
-        st.tcps_rcvpackafterwin += 1
-        if todrop >= tlen:
-            st.tcps_rcvbyteafterwin += tlen
-            if rwnd == 0 and seq == rcv_nxt:
-                st.tcps_rcvwinprobe += 1       # zero-window probe: ACK it
-                cb.t_flags |= TF_ACKNOW
-            else:
-                _out.send_ack(cb, now)
-                return
-            seg.payload = b""
-            tlen = 0
-        else:
-            st.tcps_rcvbyteafterwin += todrop
-            seg.payload = seg.payload[:tlen - todrop]
-            tlen -= todrop
-        flags &= ~TH_FIN
-        seg.flags = flags
+    seq = seg.seq
+    flags = seg.flags
+    tlen = len(seg.payload)
 
     # Remember the timestamp to echo (RFC 7323 4.3 / appendix D).
     if ts is not None and SEQ_LEQ(seq, cb.last_ack_sent) and SEQ_GEQ(ts[0], cb.ts_recent):
@@ -503,6 +544,8 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         cb.snd_wl2 = ack
         established(cb, now)
         ev |= EV_CONNECTED | EV_WRITABLE
+        if cb.reass and _reass_deliver(cb):
+            ev |= EV_READABLE                 # data that came with a simultaneous SYN
         state = cb.state
 
     # ACK acceptability (RFC 5961 5.2).
@@ -554,6 +597,11 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
     if state == _TIME_WAIT:
         if seg.flags & TH_FIN or cb.t_flags & TF_ACKNOW:
             cb.set_timer(TCPT_2MSL, 2 * p.msl, now)     # FIN retransmitted: restart
+            cb.t_flags |= TF_ACKNOW
+        elif seg.flags != TH_ACK or tlen or seq != cb.rcv_nxt or ack != cb.snd_nxt:
+            # Anything but the exact ACK we expect is answered with our ACK (4.4BSD
+            # acknowledges whatever arrives in TIME_WAIT; FreeBSD's tcp_twcheck spares
+            # the exact one, so two ends in TIME_WAIT cannot ACK each other forever).
             cb.t_flags |= TF_ACKNOW
         _out.tcp_output(cb, now)
         return

@@ -94,6 +94,8 @@ def _options(cb: TcpCb, flags: int, now: float, r: TcpRepr) -> int:
     olen = 0
     tf = cb.t_flags
     if flags & TH_SYN:
+        if cb.noopt:
+            return 0                 # TCP_NOOPT: a bare SYN (the peer assumes MSS 536)
         r.mss = cb.t_ourmss
         olen = 4
         if tf & _TF_REQ_SCALE:
@@ -128,6 +130,8 @@ def _optlen(cb: TcpCb, flags: int) -> int:
     """The option length :func:`_options` would fill in, without its side effects (so
     that ``_output_one`` builds a segment only when it decides to send one)."""
     tf = cb.t_flags
+    if flags & TH_SYN and cb.noopt:
+        return 0
     if flags & TH_SYN:
         olen = 4
         if tf & _TF_REQ_SCALE:
@@ -164,6 +168,8 @@ def _emit(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: int
     r.payload = payload
     st = cb.stats
     st.tcps_sndtotal += 1
+    if not r.window:
+        cb.t_sndzerowin += 1
     if flags & TH_ACK:
         cb.last_ack_sent = cb.rcv_nxt
         if cb.t_flags & (_TF_ACKNOW | _TF_DELACK):
@@ -173,7 +179,7 @@ def _emit(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: int
         adv = (cb.rcv_nxt + (r.window << (0 if flags & TH_SYN else cb.rcv_scale))) & SEQ_MASK
         if SEQ_GT(adv, cb.rcv_adv):
             cb.rcv_adv = adv
-    return _tcp.emit(r, cb.laddr, cb.faddr, csum)
+    return _tcp.emit(r, cb.laddr, cb.faddr, csum, compact=bool(cb.params.compact_options))
 
 
 def _emit_ts(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: int,
@@ -189,6 +195,8 @@ def _emit_ts(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: 
     window = win >> rcv_scale
     if window > TCP_MAXWIN:
         window = TCP_MAXWIN
+    elif not window:
+        cb.t_sndzerowin += 1
     cb.stats.tcps_sndtotal += 1
     ack = 0
     if flags & TH_ACK:
@@ -235,6 +243,7 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
     if SEQ_LT(seq, cb.snd_max):
         st.tcps_sndrexmitpack += 1
         st.tcps_sndrexmitbyte += length
+        cb.t_sndrexmitpack += 1
     else:
         st.tcps_sndpack += 1
         st.tcps_sndbyte += length
@@ -271,6 +280,8 @@ def tcp_output(cb: TcpCb, now: float) -> None:
     st = cb.state
     if st <= _LISTEN or cb.freed:
         return
+    if cb.t_pmtu_gen != cb.proto.route_gen():
+        cb.proto.pmtu_sync(cb)           # a route changed: size segments to its MTU
     idle = cb.snd_max == cb.snd_una      # computed once per call, as BSD does
     if idle and cb.t_sndtime is not None and st >= _ESTABLISHED \
             and now - cb.t_sndtime >= base_rto(cb):
@@ -316,6 +327,11 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
     snd_una = cb.snd_una
     snd_nxt = cb.snd_nxt
     snd_max_eq = cb.snd_max == snd_una
+    if flags & TH_FIN and tf & _TF_SENTFIN and snd_nxt == cb.snd_max and snd_nxt != snd_una:
+        # 4.4BSD tcp_output (NetBSD, FreeBSD): while our FIN is unacknowledged every
+        # segment carries it again, from its own sequence number (the ACK of the peer's
+        # FIN in CLOSING is "F. ack"): snd_nxt is backed up over it.
+        snd_nxt = (snd_nxt - 1) & SEQ_MASK
 
     if flags & TH_SYN:
         if snd_nxt != cb.iss:
@@ -361,8 +377,8 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
             length = ss
             sendalot = True
 
-    # FIN: only with the last byte (also when that byte is retransmitted); once sent,
-    # snd_nxt is past it and off exceeds blen, so it is not repeated.
+    # FIN: only with the last byte (also when that byte is retransmitted, and backed up
+    # over above while it is unacknowledged).
     if flags & TH_FIN and (not cb.fin_queued or off + length != blen):
         flags &= ~TH_FIN
 
@@ -387,8 +403,10 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         if adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace):
             send = True                       # window update
             cb.stats.tcps_sndwinup += 1
-    if tf & _TF_ACKNOW or flags & (TH_SYN | TH_RST) or flags & TH_FIN:
+    if tf & _TF_ACKNOW or flags & (TH_SYN | TH_RST):
         send = True
+    elif flags & TH_FIN and (not tf & _TF_SENTFIN or cb.snd_nxt == snd_una):
+        send = True                           # a FIN not yet sent, or retransmitted
     if not send:
         if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack) \
                 and not flags & TH_SYN:
@@ -414,6 +432,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         if SEQ_LT(snd_nxt, cb.snd_max):
             stt.tcps_sndrexmitpack += npack
             stt.tcps_sndrexmitbyte += length
+            cb.t_sndrexmitpack += npack
         else:
             stt.tcps_sndpack += npack
             stt.tcps_sndbyte += length

@@ -1,4 +1,4 @@
-"""The per-kernel TCP protocol object (NetBSD tcp_subr.c, tcp_usrreq.c, syn cache).
+"""The per-kernel TCP protocol object (NetBSD tcp_subr.c, tcp_usrreq.c; the SYN cache is tcp_syncache).
 
 :class:`TcpProtocol` demultiplexes incoming segments, owns the connection table, the
 listeners, the SYN cache (bounded so a SYN flood cannot exhaust memory), the port
@@ -13,13 +13,14 @@ Sans-IO contract (what the socket layer uses)::
     proto.input(src, dst, segment, now, csum_ok=False)   # never raises on bad input;
         # an internal error is counted (tcps_rcvinternalerr), re-raised if strict()
     proto.get_timer() -> float | None ; proto.handle_timer(now)
-    proto.bind(laddr, lport, reuseaddr=False) -> lport   # 0 = ephemeral; EADDRINUSE
+    proto.bind(laddr, lport, reuseaddr=False, reuseport=False) -> lport   # 0 = ephemeral
     proto.unbind(laddr, lport)            # release an unused bind() reservation
     proto.listen(laddr, lport, backlog, now) -> TcpListener   # takes over a bind()
     proto.connect(laddr, lport, faddr, fport, now, **opts) -> TcpCb   # laddr concrete
-        opts: nodelay, keepalive, maxseg, sndbuf, rcvbuf, linger=(on, secs), reuseaddr
-    proto.ctlinput(kind, src, dst, inner, mtu=0, now=None)
-        kind: "portunreach" (ECONNREFUSED), "unreach", "timxceed", "needfrag", ...
+        opts: reuseaddr and tcp_ctloutput.CB_OPTS's keys (nodelay, keepalive, maxseg,
+        sndbuf, rcvbuf, linger=(on, secs), keepidle.., ip_tos, ip_ttl, congctl)
+    proto.ctlinput(kind, src, dst, inner, mtu=0, now=None) -> bool   # taken?
+        kind: "portunreach" (ECONNREFUSED), "hostunreach", "timxceed", "needfrag", ...
     proto.pcbs() -> listeners and connections (laddr, lport, faddr, fport, state,
                     send_q, recv_q)
 
@@ -30,7 +31,8 @@ Timers may come due at the current time (one ACK per batch): the caller runs
 ``handle_timer`` after the rest of the input it has at hand.  Upcalls fire after the state change they report;
 EV_CLOSED comes with EV_READABLE | EV_WRITABLE (and EV_ERROR when ``cb.error``).
 Listener options inherited by accepted connections: ``lst.nodelay``, ``lst.keepalive``,
-``lst.maxseg``, ``lst.sndbuf``, ``lst.rcvbuf`` (set them before SYNs arrive).
+``lst.maxseg``, ``lst.sndbuf``, ``lst.rcvbuf`` and ``lst.opts`` (CB_OPTS keys) (set them
+before SYNs arrive).
 """
 
 from __future__ import annotations
@@ -46,12 +48,15 @@ from typing import Any
 
 from rumpkern.strict import strict_default
 from rumpnet.netinet import tcp as _tcp
+from rumpnet.netinet import tcp_ctlinput as _ctl
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpParseError, TcpRepr
 from rumpnet.netinet.tcp_congctl import CongCtl, congctl_class
+from rumpnet.netinet.tcp_ctloutput import CB_OPTS
 from rumpnet.netinet.tcp_fsm import Ev, TcpState
-from rumpnet.netinet.tcp_input import apply_syn_options, established, tcp_input_cb
+from rumpnet.netinet.tcp_input import tcp_input_cb
 from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_MASK
+from rumpnet.netinet.tcp_syncache import SynCache, SynCacheEntry
 from rumpnet.netinet.tcp_timer import TimerHeap
 from rumpnet.netinet.tcp_var import (
     EV_CLOSED,
@@ -60,15 +65,14 @@ from rumpnet.netinet.tcp_var import (
     EV_WRITABLE,
     TCPT_KEEP,
     TCPT_NTIMERS,
-    TF_PASSIVE,
     TF_RCVD_TSTMP,
     TF_REQ_SCALE,
     TF_REQ_TSTMP,
-    TF_SACK_PERMIT,
     TcpCb,
     TcpParams,
     TcpStats,
     rcvbuf_scale_space,
+    wscale_for,
 )
 
 EPHEMERAL_LO = 49152
@@ -79,13 +83,6 @@ M = SEQ_MASK
 
 def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
-
-
-def _wscale_for(space: int) -> int:
-    s = 0
-    while s < 14 and (65535 << s) < space:
-        s += 1
-    return s
 
 
 class TcpListener:
@@ -105,8 +102,13 @@ class TcpListener:
         self.nodelay = False
         self.keepalive = False
         self.maxseg = 0
+        self.noopt = False
         self.sndbuf = 0
         self.rcvbuf = 0
+        # and the rest (keepalive times, IP_TOS/IP_TTL, congctl): tcp_ctloutput.CB_OPTS keys
+        self.opts: dict[str, Any] = {}
+        self.shadowed: TcpListener | None = None  # an older SO_REUSEPORT listener
+
 
     @property
     def recv_q(self) -> int:
@@ -144,52 +146,11 @@ class TcpListener:
             self.upcall(self, ev)
 
 
-class SynCacheEntry:
-    """A half-open passive connection (NetBSD struct syn_cache): a few fields only."""
-
-    __slots__ = ("key", "laddr", "lport", "faddr", "fport", "irs", "iss", "peer_mss",
-                 "peer_ws", "sack_ok", "tsval", "ts_offset", "rcv_scale", "ourmss",
-                 "listener", "rxt", "deadline", "sent", "bucket", "_hdl", "freed", "proto",
-                 "win")
-    key: tuple[int, int, int, int]
-    laddr: int
-    lport: int
-    faddr: int
-    fport: int
-    irs: int
-    iss: int
-    peer_mss: int
-    peer_ws: int | None
-    sack_ok: bool
-    tsval: int | None
-    ts_offset: int
-    rcv_scale: int
-    ourmss: int
-    listener: TcpListener
-    sent: float
-    bucket: int
-    proto: TcpProtocol
-    win: int
-
-    def __init__(self) -> None:
-        self._hdl: float | None = None
-        self.freed = False
-        self.rxt = 0
-        self.deadline = 0.0
-
-    def next_deadline(self) -> float | None:
-        return None if self.freed else self.deadline
-
-    def on_timer(self, now: float) -> None:
-        if self.deadline <= now:
-            self.proto._sc_timer(self, now)
-
-
 class _Bind:
-    __slots__ = ("laddr", "kind", "owner")
+    __slots__ = ("laddr", "kind", "owner", "reuseport")
 
-    def __init__(self, laddr: int, kind: str, owner: Any) -> None:
-        self.laddr, self.kind, self.owner = laddr, kind, owner
+    def __init__(self, laddr: int, kind: str, owner: Any, reuseport: bool = False) -> None:
+        self.laddr, self.kind, self.owner, self.reuseport = laddr, kind, owner, reuseport
 
 
 class TcpProtocol:
@@ -200,6 +161,8 @@ class TcpProtocol:
                  mtu_for: Callable[[int], int] = lambda dst: 1500,
                  stats: TcpStats | None = None,
                  tso_for: Callable[[int], int] | None = None,
+                 route_gen: Callable[[], int] | None = None,
+                 pmtu_update: Callable[[int, int, int], int] | None = None,
                  strict: Callable[[], bool] = strict_default) -> None:
         self.params = params
         self.rng = rng
@@ -214,18 +177,24 @@ class TcpProtocol:
         # strict() says whether an exception out of input propagates (tests: the kernel's
         # strict mode, rumpkern/strict.py) or is only counted (tcps_rcvinternalerr).
         self.strict = strict
+        # Path MTU (tcp_ctlinput.py): route_gen() changes whenever a route, an MTU or an
+        # address changes (tcp_output then resizes t_maxseg from mtu_for); pmtu_update(
+        # dst, nextmtu, quoted_len) applies a checked "fragmentation needed" to the
+        # route (IP's icmp_mtudisc) and returns the path MTU.
+        self.route_gen: Callable[[], int] = route_gen if route_gen is not None else _no_route_gen
+        self.pmtu_update = pmtu_update
         self.stats = stats if stats is not None else TcpStats()
         self._secret = rng.getrandbits(256).to_bytes(32, "big")
-        self._sc_salt = rng.getrandbits(32)
+        self.syncache = SynCache(self, rng.getrandbits(32))
         self.conns: dict[tuple[int, int, int, int], TcpCb] = {}
         self.listeners: dict[tuple[int, int], TcpListener] = {}
         self._ports: dict[int, list[_Bind]] = {}
-        self._sc: dict[tuple[int, int, int, int], SynCacheEntry] = {}
-        self._sc_buckets: dict[int, list[SynCacheEntry]] = {}
         self._timers = TimerHeap()
         self._ca_sec = -1
         self._ca_count = 0
         self.now_hint = 0.0        # latest time seen (for calls that carry no time)
+        # The largest socket buffer (kern.sbmax): the glue binds it to the kernel's.
+        self.sb_max: Callable[[], int] = lambda: 4 * 1024 * 1024
 
     # ----- timers ------------------------------------------------------------------------
     def timer_push(self, deadline: float, owner: Any) -> None:
@@ -271,9 +240,11 @@ class TcpProtocol:
         return self.tso_for(faddr) if self.tso_for is not None else 0
 
     # ----- bindings ----------------------------------------------------------------------
-    def _conflict(self, laddr: int, lport: int, reuseaddr: bool) -> bool:
+    def _conflict(self, laddr: int, lport: int, reuseaddr: bool, reuseport: bool = False) -> bool:
         for b in self._ports.get(lport, ()):
             if b.laddr == laddr or b.laddr == 0 or laddr == 0:
+                if reuseport and b.reuseport:
+                    continue  # SO_REUSEPORT on both: the same address may be bound twice
                 if reuseaddr and b.kind == "conn":
                     continue
                 if reuseaddr and b.kind == "listen" and b.laddr != laddr:
@@ -281,8 +252,8 @@ class TcpProtocol:
                 return True
         return False
 
-    def _add_bind(self, laddr: int, lport: int, kind: str, owner: Any) -> _Bind:
-        b = _Bind(laddr, kind, owner)
+    def _add_bind(self, laddr: int, lport: int, kind: str, owner: Any, reuseport: bool = False) -> _Bind:
+        b = _Bind(laddr, kind, owner, reuseport)
         self._ports.setdefault(lport, []).append(b)
         return b
 
@@ -312,14 +283,15 @@ class TcpProtocol:
                 return port
         raise _err(errno.EADDRNOTAVAIL)
 
-    def bind(self, laddr: int, lport: int, reuseaddr: bool = False) -> int:
-        """Reserve (laddr, lport); lport 0 picks an ephemeral port.  EADDRINUSE."""
+    def bind(self, laddr: int, lport: int, reuseaddr: bool = False, reuseport: bool = False) -> int:
+        """Reserve (laddr, lport); lport 0 picks an ephemeral port.  EADDRINUSE.
+        ``reuseport`` (SO_REUSEPORT): another socket with it may bind the same pair."""
         if lport == 0:
             lport = self._ephemeral(laddr, reuseaddr)
-        elif self._conflict(laddr, lport, reuseaddr):
+        elif self._conflict(laddr, lport, reuseaddr, reuseport):
             raise _err(errno.EADDRINUSE)
         tok = object()
-        self._add_bind(laddr, lport, "reserved", tok)
+        self._add_bind(laddr, lport, "reserved", tok, reuseport)
         return lport
 
     def unbind(self, laddr: int, lport: int) -> None:
@@ -333,10 +305,11 @@ class TcpProtocol:
         if now > self.now_hint:
             self.now_hint = now
         old = self.listeners.get((laddr, lport))
-        if old is not None and not old.closed:
+        res = self._find_reserved(laddr, lport)
+        reuseport = res is not None and res.reuseport
+        if old is not None and not old.closed and not reuseport:
             old.set_backlog(backlog)
             return old
-        res = self._find_reserved(laddr, lport)
         if res is None:
             if lport == 0:
                 lport = self._ephemeral(laddr)
@@ -345,14 +318,20 @@ class TcpProtocol:
         else:
             self._del_bind(lport, res.owner)
         lst = TcpListener(self, laddr, lport, backlog)
-        self._add_bind(laddr, lport, "listen", lst)
+        self._add_bind(laddr, lport, "listen", lst, reuseport)
+        if old is not None and not old.closed:
+            # SO_REUSEPORT: the newest listener takes the connections (NetBSD's
+            # in_pcblookup_bind finds the last bound); the older one again once it closes.
+            lst.shadowed = old
         self.listeners[(laddr, lport)] = lst
         return lst
 
     def connect(self, laddr: int, lport: int, faddr: int, fport: int, now: float,
                 **opts: Any) -> TcpCb:
-        """Active open: send a SYN.  opts: nodelay, keepalive, maxseg, sndbuf, rcvbuf,
-        linger=(onoff, secs), reuseaddr."""
+        """Active open: send a SYN.  opts: reuseaddr and the keys of
+        tcp_ctloutput.CB_OPTS (nodelay, keepalive, maxseg, sndbuf, rcvbuf,
+        linger=(onoff, secs), keepidle, keepintvl, keepcnt, keepinit, ip_tos, ip_ttl,
+        congctl)."""
         p = self.params
         if now > self.now_hint:
             self.now_hint = now
@@ -379,9 +358,9 @@ class TcpProtocol:
         cb.t_ourmss = self._ourmss(faddr, cb.user_maxseg)
         cb.t_tsomax = self._tsomax(faddr)
         cb.t_maxseg = min(p.mssdflt, cb.t_ourmss)
-        if p.rfc1323:
+        if p.rfc1323 and not cb.noopt:
             cb.t_flags |= TF_REQ_SCALE | TF_REQ_TSTMP
-            cb.request_r_scale = _wscale_for(rcvbuf_scale_space(p, cb.rcvspace, cb.rcv_auto))
+            cb.request_r_scale = wscale_for(rcvbuf_scale_space(p, cb.rcvspace, cb.rcv_auto, self.sb_max()))
         cb.iss = self.isn(laddr, lport, faddr, fport, now)
         cb.ts_offset = self._ts_offset(laddr, lport, faddr, fport)
         cb.snd_una = cb.snd_nxt = cb.snd_max = cb.snd_recover = cb.iss
@@ -390,30 +369,17 @@ class TcpProtocol:
         self.conns[key] = cb
         self._add_bind(laddr, lport, "conn", cb)
         self.stats.tcps_connattempt += 1
-        cb.set_timer(TCPT_KEEP, p.keepinit, now)
+        cb.set_timer(TCPT_KEEP, cb.keep_init(), now)
         _out.tcp_output(cb, now)
         return cb
 
     @staticmethod
     def _apply_opts(cb: TcpCb, opts: dict[str, Any]) -> None:
         for k, v in opts.items():
-            if k == "nodelay":
-                cb.nodelay = bool(v)
-            elif k == "keepalive":
-                cb.keepalive = bool(v)
-            elif k == "maxseg":
-                if v:
-                    cb.set_maxseg(int(v))
-            elif k == "sndbuf":
-                if v:
-                    cb.set_sndbuf(int(v))
-            elif k == "rcvbuf":
-                if v:
-                    cb.set_rcvbuf(int(v))
-            elif k == "linger":
-                cb.set_linger(bool(v[0]), int(v[1]))
-            else:
+            setter = CB_OPTS.get(k)
+            if setter is None:
                 raise TypeError(f"unknown connect option {k!r}")
+            setter(cb, v)
 
     def pcbs(self) -> Iterable[TcpCb | TcpListener]:
         return [*self.listeners.values(), *self.conns.values()]
@@ -457,11 +423,24 @@ class TcpProtocol:
         self.close_cb(cb, now)
 
     def _listener_closed(self, lst: TcpListener, now: float) -> None:
-        if self.listeners.get((lst.laddr, lst.lport)) is lst:
-            del self.listeners[(lst.laddr, lst.lport)]
+        key = (lst.laddr, lst.lport)
+        if self.listeners.get(key) is lst:
+            prev = lst.shadowed
+            while prev is not None and prev.closed:
+                prev = prev.shadowed
+            if prev is None:
+                del self.listeners[key]
+            else:
+                self.listeners[key] = prev
         self._del_bind(lst.lport, lst)
-        for sc in [e for e in self._sc.values() if e.listener is lst]:
-            self._sc_remove(sc)
+        self.syncache.listener_closed(lst)
+
+    def syn_cache_entries(self) -> list[SynCacheEntry]:
+        """The half-open passive connections (for listings such as sockstat's)."""
+        return self.syncache.entries()
+
+    def syn_cache_len(self) -> int:
+        return len(self.syncache)
 
     # ----- output helpers ----------------------------------------------------------------
     def respond(self, laddr: int, faddr: int, seg: TcpRepr,
@@ -479,18 +458,25 @@ class TcpProtocol:
         self.stats.tcps_sndctrl += 1
         self.output(laddr, faddr, _tcp.emit(r, laddr, faddr))
 
-    def challenge_ack(self, cb: TcpCb, now: float) -> None:
-        """RFC 5961 section 7: challenge ACKs, at most challenge_ack_limit per second."""
+    def _challenge_allowed(self, now: float) -> bool:
+        """RFC 5961 section 7: at most challenge_ack_limit challenge ACKs per second
+        (counted in tcps_challenge_ack, or tcps_challenge_ack_limited when refused)."""
         sec = int(now)
         if sec != self._ca_sec:
             self._ca_sec = sec
             self._ca_count = 0
         if self._ca_count >= self.params.challenge_ack_limit:
             self.stats.tcps_challenge_ack_limited += 1
-            return
+            return False
         self._ca_count += 1
         self.stats.tcps_challenge_ack += 1
-        _out.send_ack(cb, now, seq=cb.snd_nxt)
+        return True
+
+    def challenge_ack(self, cb: TcpCb, now: float) -> None:
+        """RFC 5961 3.2/4.2/5.2: an ACK of what we expect, inviting a legitimate peer to
+        send its RST (or ACK) again at the exact sequence number."""
+        if self._challenge_allowed(now):
+            _out.send_ack(cb, now, seq=cb.snd_nxt)
 
     # ----- input -------------------------------------------------------------------------
     def input(self, src: int, dst: int, segment: bytes | bytearray | memoryview, now: float,
@@ -513,6 +499,9 @@ class TcpProtocol:
                 raise
 
     def _input(self, src: int, dst: int, seg: TcpRepr, now: float) -> None:
+        if seg.flags & (TH_SYN | TH_FIN) == TH_SYN | TH_FIN and self.params.drop_synfin:
+            self.stats.tcps_badsyn += 1       # net.inet.tcp.drop_synfin
+            return
         key = (dst, seg.dport, src, seg.sport)
         cb = self.conns.get(key)
         if cb is not None:
@@ -523,13 +512,13 @@ class TcpProtocol:
             else:
                 tcp_input_cb(cb, seg, now)
                 return
-        sc = self._sc.get(key)
+        sc = self.syncache.get(key)
         if sc is not None:
-            self._sc_input(sc, seg, now)
+            self.syncache.input(sc, seg, now)
             return
         lst = self.listeners.get((dst, seg.dport)) or self.listeners.get((0, seg.dport))
         if lst is not None:
-            self._listen_input(lst, src, dst, seg, now)
+            self.syncache.listen_input(lst, src, dst, seg, now)
             return
         self.stats.tcps_noport += 1
         self.respond(dst, src, seg)
@@ -542,259 +531,33 @@ class TcpProtocol:
             return SEQ_GT(seg.timestamps[0], cb.ts_recent)
         return SEQ_GT(seg.seq, cb.rcv_nxt)
 
-    # ----- SYN cache ---------------------------------------------------------------------
-    def _listen_input(self, lst: TcpListener, src: int, dst: int, seg: TcpRepr,
-                      now: float) -> None:
-        """RFC 9293 3.10.7.2 (LISTEN), through the SYN cache (NetBSD syn_cache_add)."""
-        f = seg.flags
-        if f & TH_RST:
-            self.stats.tcps_badrst += 1   # RFC 9293 3.10.7.2: a RST to a listener is ignored
-            return
-        if f & TH_ACK:
-            self.respond(dst, src, seg)
-            return
-        if not f & TH_SYN:
-            return
-        st = self.stats
-        if f & TH_FIN:
-            st.tcps_badsyn += 1
-            return
-        if lst.full():
-            st.tcps_listendrop += 1
-            return
-        p = self.params
-        e = SynCacheEntry()
-        e.proto = self
-        e.key = (dst, seg.dport, src, seg.sport)
-        e.laddr, e.lport, e.faddr, e.fport = dst, seg.dport, src, seg.sport
-        e.irs = seg.seq
-        e.iss = self.isn(dst, seg.dport, src, seg.sport, now)
-        e.peer_mss = seg.mss if seg.mss else 536
-        e.peer_ws = seg.wscale if (p.rfc1323 and seg.wscale is not None) else None
-        e.sack_ok = bool(p.sack and seg.sack_permitted)
-        e.tsval = seg.timestamps[0] if (p.rfc1323 and seg.timestamps is not None) else None
-        e.ts_offset = self._ts_offset(dst, seg.dport, src, seg.sport)
-        rcvspace = lst.rcvbuf or p.recvspace
-        scale_space = rcvbuf_scale_space(p, rcvspace, not lst.rcvbuf and bool(p.recvbuf_auto))
-        e.rcv_scale = _wscale_for(scale_space) if e.peer_ws is not None else 0
-        e.win = min(rcvspace, 65535)
-        e.ourmss = self._ourmss(src, lst.maxseg)
-        e.listener = lst
-        e.sent = now
-        self._sc_add(e)
-        self._sc_send(e, now)
-        e.deadline = now + p.init_rto
-        e._hdl = e.deadline
-        self.timer_push(e.deadline, e)
-
-    def _sc_add(self, e: SynCacheEntry) -> None:
-        p = self.params
-        st = self.stats
-        b = hash((self._sc_salt, e.key)) % max(1, p.syn_cache_buckets)
-        e.bucket = b
-        bl = self._sc_buckets.setdefault(b, [])
-        if len(bl) >= p.syn_bucket_limit:
-            st.tcps_sc_bucketoverflow += 1
-            self._sc_remove(bl[0])
-            st.tcps_sc_dropped += 1
-        elif len(self._sc) >= p.syn_cache_limit:
-            st.tcps_sc_overflowed += 1
-            self._sc_remove(next(iter(self._sc.values())))
-            st.tcps_sc_dropped += 1
-        self._sc[e.key] = e
-        self._sc_buckets.setdefault(b, []).append(e)
-        st.tcps_sc_added += 1
-        st.tcps_sc_entries = len(self._sc)
-
-    def _sc_remove(self, e: SynCacheEntry) -> None:
-        if e.freed:
-            return
-        e.freed = True
-        if self._sc.get(e.key) is e:
-            del self._sc[e.key]
-        bl = self._sc_buckets.get(e.bucket)
-        if bl is not None:
-            try:
-                bl.remove(e)
-            except ValueError:
-                pass
-            if not bl:
-                del self._sc_buckets[e.bucket]
-        self.stats.tcps_sc_entries = len(self._sc)
-
-    def syn_cache_len(self) -> int:
-        return len(self._sc)
-
-    def _sc_send(self, e: SynCacheEntry, now: float) -> None:
-        r = TcpRepr(e.lport, e.fport, e.iss, (e.irs + 1) & M, TH_SYN | TH_ACK, e.win,
-                    mss=e.ourmss)
-        if e.peer_ws is not None:
-            r.wscale = e.rcv_scale
-        if e.sack_ok:
-            r.sack_permitted = True
-        if e.tsval is not None:
-            r.timestamps = ((int(now * 1000) + e.ts_offset) & M, e.tsval)
-        self.stats.tcps_sndtotal += 1
-        self.stats.tcps_sndctrl += 1
-        self.output(e.laddr, e.faddr, _tcp.emit(r, e.laddr, e.faddr))
-
-    def _sc_timer(self, e: SynCacheEntry, now: float) -> None:
-        e.rxt += 1
-        if e.rxt > self.params.synack_retries:
-            self.stats.tcps_sc_timed_out += 1
-            self._sc_remove(e)
-            return
-        self.stats.tcps_sc_retransmitted += 1
-        self._sc_send(e, now)
-        e.deadline = now + min(self.params.init_rto * (1 << e.rxt), self.params.rtomax)
-
-    def _sc_input(self, e: SynCacheEntry, seg: TcpRepr, now: float) -> None:
-        st = self.stats
-        f = seg.flags
-        if f & TH_RST:
-            # RFC 5961 3.2 in spirit: only an exact RST removes the entry.
-            if seg.seq == (e.irs + 1) & M:
-                st.tcps_sc_reset += 1
-                self._sc_remove(e)
-            else:
-                st.tcps_badrst += 1
-            return
-        if f & TH_SYN:
-            if seg.seq == e.irs and not f & TH_ACK:
-                st.tcps_sc_dupesyn += 1
-                self._sc_send(e, now)
-            return
-        if not f & TH_ACK:
-            return
-        if seg.ack != (e.iss + 1) & M:
-            self.respond(e.laddr, e.faddr, seg)
-            return
-        lst = e.listener
-        if lst.closed:
-            self._sc_remove(e)
-            self.respond(e.laddr, e.faddr, seg)
-            return
-        if lst.full():
-            st.tcps_listendrop += 1      # keep the entry; the peer will retry
-            return
-        self._sc_remove(e)
-        st.tcps_sc_completed += 1
-        cb = TcpCb(self, e.laddr, e.lport, e.faddr, e.fport, now)
-        if lst.rcvbuf:
-            cb.set_rcvbuf(lst.rcvbuf)
-        if lst.sndbuf:
-            cb.set_sndbuf(lst.sndbuf)
-        if lst.maxseg:
-            cb.set_maxseg(lst.maxseg)
-        cb.nodelay = lst.nodelay
-        cb.t_flags |= TF_PASSIVE
-        cb.iss = e.iss
-        cb.irs = e.irs
-        cb.snd_una = cb.snd_nxt = cb.snd_max = cb.snd_recover = (e.iss + 1) & M
-        cb.snd_buf_seq = cb.snd_una
-        cb.rcv_nxt = (e.irs + 1) & M
-        cb.rcv_adv = (cb.rcv_nxt + e.win) & M
-        cb.last_ack_sent = cb.rcv_nxt
-        cb.ts_offset = e.ts_offset
-        cb.t_ourmss = e.ourmss
-        cb.t_tsomax = self._tsomax(e.faddr)
-        if e.peer_ws is not None:
-            cb.t_flags |= TF_REQ_SCALE
-            cb.request_r_scale = e.rcv_scale
-        if e.tsval is not None:
-            cb.t_flags |= TF_REQ_TSTMP
-        syn = TcpRepr(e.fport, e.lport, e.irs, 0, TH_SYN, 0, mss=e.peer_mss,
-                      wscale=e.peer_ws, sack_permitted=e.sack_ok,
-                      timestamps=(e.tsval, 0) if e.tsval is not None else None)
-        apply_syn_options(cb, syn, e.sent)
-        if cb.t_flags & TF_RCVD_TSTMP and seg.timestamps is not None:
-            cb.ts_recent = seg.timestamps[0]
-            cb.ts_recent_age = now
-        if e.rxt == 0:
-            cb.t_srtt = max(now - e.sent, 1e-6)
-            cb.t_rttvar = cb.t_srtt / 2
-        assert cb.t_flags & TF_SACK_PERMIT or not e.sack_ok
-        cb.snd_wnd = seg.window << cb.snd_scale
-        cb.max_sndwnd = cb.snd_wnd
-        cb.snd_wl1 = seg.seq
-        cb.snd_wl2 = seg.ack
-        cb.transition(Ev.SYNCACHE_COMPLETE)
-        cb.keepalive = lst.keepalive
-        established(cb, now)
-        self.conns[e.key] = cb
-        self._add_bind(cb.laddr, cb.lport, "conn", cb)
-        st.tcps_accepts += 1
-        cb.listener = lst
-        lst.queue.append(cb)
-        if seg.payload or f & TH_FIN:
-            tcp_input_cb(cb, seg, now)
-        lst.notify(EV_READABLE)
-
-    # ----- ICMP ----------------------------------------------------------------------------
+    # ----- ICMP and path MTU (tcp_ctlinput.py) -----------------------------------------------
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes | memoryview,
-                 mtu: int = 0, now: float | None = None) -> None:
-        """ICMP error about a segment we sent (NetBSD tcp_ctlinput / tcp_notify).
+                 mtu: int = 0, now: float | None = None) -> bool:
+        """ICMP error about a segment we sent (NetBSD tcp_ctlinput): see
+        :mod:`rumpnet.netinet.tcp_ctlinput`. ``inner`` is the quoted IP header plus at
+        least 8 bytes of our TCP header; kind as ip_icmp names them ("portunreach",
+        "needfrag" with ``mtu``, ...). True if it was about one of our connections, with
+        a quoted sequence number in flight. ``now`` defaults to the latest time this
+        protocol saw (input, timers, connect, listen)."""
+        return _ctl.tcp_ctlinput(self, kind, inner, mtu, self.now_hint if now is None else now)
 
-        ``inner`` is the quoted IP header plus at least 8 bytes of our TCP header.
-        kind (as ip_icmp names them): "portunreach" / "protounreach" (ECONNREFUSED),
-        "unreach" / "hostunreach" / "timxceed" (EHOSTUNREACH), "netunreach"
-        (ENETUNREACH), "needfrag" (with ``mtu``).  As in NetBSD tcp_notify these are soft
-        errors: remembered in ``t_softerror`` (reported if the connection then times
-        out), made the socket error only in SYN_SENT after more than 3 retransmissions,
-        and host/net unreachables are ignored on an established connection.  ``now`` defaults to the latest time this protocol saw
-        (input, timers, connect, listen)."""
-        try:
-            if len(inner) < 20:
-                return
-            ihl = (inner[0] & 0x0F) * 4
-            if ihl < 20 or len(inner) < ihl + 8:
-                return
-            laddr, faddr = struct.unpack_from("!II", inner, 12)
-            lport, fport, seq = struct.unpack_from("!HHI", inner, ihl)
-        except (struct.error, IndexError, TypeError):
-            return
-        cb = self.conns.get((laddr, lport, faddr, fport))
-        if cb is None or cb.freed:
-            return
-        # RFC 5927 4.1: the quoted sequence number must be in flight.
-        if not (((seq - cb.snd_una) & M) < ((cb.snd_max - cb.snd_una) & M)
-                or seq == cb.snd_una):
-            return
-        if now is None:
-            now = self.now_hint
-        if kind == "needfrag":
-            newmss = (mtu - 40) if mtu and mtu > 68 else 536
-            if newmss < cb.t_maxseg:
-                cb.t_maxseg = max(newmss, 64)
-                cb.snd_nxt = cb.snd_una
-                _out.tcp_output(cb, now)
-            return
-        err = _CTLERR.get(kind)
-        if err is None:
-            return
-        if cb.state == TcpState.ESTABLISHED and err in (errno.EHOSTUNREACH,
-                                                        errno.ENETUNREACH):
-            return
-        if cb.state < TcpState.ESTABLISHED and cb.t_rxtshift > 3 and cb.t_softerror:
-            cb.error = err
-            cb.notify(EV_ERROR)
-        else:
-            cb.t_softerror = err
+    def pmtu_sync(self, cb: TcpCb) -> bool:
+        """``cb.t_maxseg`` from the route's path MTU now (tcp_output does this whenever
+        the route table changed). True if it shrank."""
+        return _ctl.tcp_pmtu_sync(cb)
+
+    def emsgsize(self, src: int, dst: int, segment: bytes | bytearray | memoryview, now: float) -> None:
+        """IP refused ``segment`` as bigger than the path MTU: resize, resend later."""
+        _ctl.tcp_emsgsize(self, src, dst, segment, now)
 
 
-# ICMP error kinds -> errno (NetBSD inetctlerrmap).
-_CTLERR = {
-    "portunreach": errno.ECONNREFUSED,
-    "protounreach": errno.ECONNREFUSED,
-    "unreach": errno.EHOSTUNREACH,
-    "hostunreach": errno.EHOSTUNREACH,
-    "timxceed": errno.EHOSTUNREACH,
-    "netunreach": errno.ENETUNREACH,
-}
+def _no_route_gen() -> int:
+    return 0
 
 
 def _fire(owner: Any, now: float) -> None:
     owner.on_timer(now)
 
 
-__all__ = ["TcpProtocol", "TcpListener", "SynCacheEntry"]
+__all__ = ["TcpProtocol", "TcpListener", "SynCacheEntry"]  # SynCacheEntry: tcp_syncache

@@ -157,8 +157,8 @@ def tcp_timer_persist(cb: TcpCb, now: float) -> None:
 
 
 def tcp_timer_keep(cb: TcpCb, now: float) -> None:
-    """Connection-establishment timeout and keepalive (RFC 9293 3.8.4, RFC 1122 4.2.3.6)."""
-    p = cb.params
+    """Connection-establishment timeout and keepalive (RFC 9293 3.8.4, RFC 1122 4.2.3.6),
+    with the connection's own times (TCP_KEEPIDLE/KEEPINTVL/KEEPCNT)."""
     st = cb.stats
     st.tcps_keeptimeo += 1
     if cb.state < TcpState.ESTABLISHED:
@@ -167,21 +167,21 @@ def tcp_timer_keep(cb: TcpCb, now: float) -> None:
         return
     if not cb.keepalive or cb.state > TcpState.CLOSING:
         if cb.keepalive:
-            cb.set_timer(TCPT_KEEP, p.keepidle, now)
+            cb.set_timer(TCPT_KEEP, cb.keep_idle(), now)
         return
     idle = now - cb.t_rcvtime
-    if idle + 1e-9 >= p.keepidle + p.keepintvl * p.keepcnt:
+    if idle + 1e-9 >= cb.keep_idle() + cb.keep_intvl() * cb.keep_cnt():
         st.tcps_keepdrops += 1
         cb.proto.drop(cb, errno.ETIMEDOUT, now, send_rst=True)
         return
-    if idle + 1e-9 >= p.keepidle:
+    if idle + 1e-9 >= cb.keep_idle():
         st.tcps_keepprobe += 1
         cb.t_keepprobes += 1
         # Probe: SEG.SEQ = SND.UNA-1, no data, elicits an ACK.
         _out.send_ack(cb, now, seq=(cb.snd_una - 1) & 0xFFFFFFFF)
-        cb.set_timer(TCPT_KEEP, p.keepintvl, now)
+        cb.set_timer(TCPT_KEEP, cb.keep_intvl(), now)
     else:
-        cb.set_timer(TCPT_KEEP, p.keepidle - idle, now)
+        cb.set_timer(TCPT_KEEP, cb.keep_idle() - idle, now)
 
 
 def tcp_timer_2msl(cb: TcpCb, now: float) -> None:

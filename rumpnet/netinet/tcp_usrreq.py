@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 from rumpkern.errno import kerr
 from rumpkern.sched import SyscallCtx
 from rumpnet.ifnet import IFCAP_TSOv4, M_CSUM_TCPv4
+from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
+from rumpnet.netinet.in_pcb import ip_ttl_tos_get, ip_ttl_tos_set
 from rumpnet.netinet.ip_var import IPPROTO_TCP
+from rumpnet.netinet.tcp_ctloutput import socket_opts, tcp_getsockopt, tcp_setsockopt
 from rumpnet.netinet.tcp_fsm import TcpState
 from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
 from rumpnet.netinet.tcp_var import (
@@ -44,8 +47,8 @@ from rumpnet.uipc_socket import (
 )
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
     from rumpnet.ifnet import Ifnet
+    from rumpnet.net_kernel import NetKernel
 
 TCPCTL_STATS = 30
 # TSO by coalescing (Tcp._output): a segment must carry more than this many bytes to
@@ -56,26 +59,35 @@ _NO_COALESCE = 0x01 | 0x02 | 0x04 | 0x20
 TSO_MAX_TCP = 65535 - 20 - 60
 TH_PUSH = 0x08
 _U32 = struct.Struct("!I")
-TCP_KEEPIDLE = getattr(pysocket, "TCP_KEEPIDLE", 4)
-TCP_KEEPINTVL = getattr(pysocket, "TCP_KEEPINTVL", 5)
-TCP_KEEPCNT = getattr(pysocket, "TCP_KEEPCNT", 6)
+_PORTS = struct.Struct("!HH")
+TH_SYN = 0x02
+TH_ACK = 0x10
 SO_KEEPALIVE = pysocket.SO_KEEPALIVE
+SO_REUSEPORT = getattr(pysocket, "SO_REUSEPORT", 15)
+# What a listener hands its connections beyond its nodelay/keepalive/maxseg/bufs fields.
+LISTENER_OPTS = ("keepidle", "keepintvl", "keepcnt", "keepinit", "ip_tos", "ip_ttl", "congctl")
 
 
 class Tcp:
     """Per-kernel TCP glue: ``k.inet.tcp``."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: NetKernel) -> None:
         self.kernel = kernel
-        inet = kernel.inet
+        inet = netinet(kernel)
         self.inet = inet
         self.params = TcpParams()
         self.stats = TcpStats()
+        routes = inet.routes
         self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats,
-                                 tso_for=self._tso_for, strict=lambda: bool(kernel.sched.errors.strict))
+                                 tso_for=self._tso_for, route_gen=lambda: routes.generation,
+                                 pmtu_update=inet.icmp.mtudisc, strict=lambda: bool(kernel.sched.errors.strict))
+        self.proto.sb_max = lambda: kernel.sb_max
         self._timer: Any = None
         self._timer_when: float | None = None
         self.output_drops = 0
+        # Some socket set IP_TOS or IP_TTL: segments are matched to their connection (or
+        # listener, for a SYN-ACK) to carry them (_tos_ttl).
+        self.ipopts_used = False
         # TSO by coalescing: back-to-back full-sized data segments of one connection
         # toward a TSO-capable interface, as tcp_output emits them in one call, are held
         # here and go to IP as one superframe when TCP returns (see _tso_add).
@@ -131,11 +143,36 @@ class Tcp:
 
     def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0) -> None:
         try:
+            tos_ttl = self._tos_ttl(src, dst, segment) if self.ipopts_used else None
+            if tos_ttl is not None:
+                self.inet.output.output(src, dst, IPPROTO_TCP, segment, tos=tos_ttl[0], ttl=tos_ttl[1],
+                                        tso_segsz=tso_segsz)
+                return
             self.inet.output.output_cached(src, dst, IPPROTO_TCP, segment, tso_segsz)
-        except OSError:
+        except OSError as e:
             # No route / host down: the segment is lost like one dropped on the wire;
             # TCP's retransmission timer deals with it (tcp_output ignores ENOBUFS too).
             self.output_drops += 1
+            if e.errno == errno.EMSGSIZE:
+                # Bigger than the path MTU (DF): built before the route's MTU went down.
+                self.proto.emsgsize(src, dst, segment, self.kernel.sched.now())
+
+    def _tos_ttl(self, src: int, dst: int, seg: bytes | bytearray) -> tuple[int, int | None] | None:
+        """IP_TOS and IP_TTL for a segment: its connection's, or for a SYN-ACK its
+        listener's; None when they are the defaults."""
+        sport, dport = _PORTS.unpack_from(seg)
+        proto = self.proto
+        cb = proto.conns.get((src, sport, dst, dport))
+        if cb is not None:
+            tos, ttl = cb.ip_tos, cb.ip_ttl
+        elif seg[13] & (TH_SYN | TH_ACK) == TH_SYN | TH_ACK:
+            lst = proto.listeners.get((src, sport)) or proto.listeners.get((0, sport))
+            if lst is None:
+                return None
+            tos, ttl = lst.opts.get("ip_tos", 0), lst.opts.get("ip_ttl")
+        else:
+            return None
+        return (tos, ttl) if tos or ttl is not None else None
 
     def _tso_add(self, src: int, dst: int, seg: bytes) -> bool:
         """Append ``seg`` to the held superframe if it continues it: same connection,
@@ -201,14 +238,22 @@ class Tcp:
 
     # -- IP -> TCP ---------------------------------------------------------------------
     def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, src: int, dst: int) -> None:
+        inet = self.inet
+        if ifp.rx_mcast or src == 0 or inet.is_bcast_or_mcast(dst) or inet.is_bcast_or_mcast(src):
+            # RFC 1122 4.2.3.10 and 3.2.1.3: TCP has no broadcast or multicast; such a
+            # segment (or one from such a source) is dropped silently -- no RST, no
+            # SYN-ACK with the broadcast address as its source (NetBSD's tcp_input).
+            self.stats.tcps_rcvbcast += 1
+            return
         # The driver checked the checksum, or the host left it partial (offloads).
         self.proto.input(src, dst, pkt[hlen:], self.kernel.sched.now(),
                          csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4))
         self.kick()
 
-    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> None:
-        self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
+    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
+        taken = self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
         self.kick()
+        return taken
 
     # -- the one timer -------------------------------------------------------------------
     def kick(self) -> None:
@@ -239,9 +284,9 @@ class Tcp:
 class TcpSocket(Socket):
     so_type = pysocket.SOCK_STREAM
 
-    def __init__(self, kernel: Kernel, proto: int, cb: TcpCb | None = None) -> None:
+    def __init__(self, kernel: NetKernel, proto: int, cb: TcpCb | None = None) -> None:
         super().__init__(kernel, proto)
-        self.tcp: Tcp = kernel.inet.tcp
+        self.tcp: Tcp = tcp_of(kernel)
         self.cb: TcpCb | None = None
         self.listener: TcpListener | None = None
         self.laddr = INADDR_ANY
@@ -249,9 +294,17 @@ class TcpSocket(Socket):
         self.bound = False
         self.nodelay = False
         self.maxseg = 0
+        self.noopt = False
+        # TCP_KEEP* as set (seconds, count; 0: the sysctl's when used, as FreeBSD's
+        # TP_KEEPIDLE), IP_TOS/IP_TTL, TCP_CONGESTION (None: the sysctl's).
+        p = self.tcp.params
+        self.keepidle = self.keepintvl = self.keepcnt = self.keepinit = 0
+        self.tos = 0
+        self.ttl: int | None = None
+        self.congctl: str | None = None
         self._err_seen = 0
-        self.rcv_hiwat = self.tcp.params.recvspace
-        self.snd_hiwat = self.tcp.params.sendspace
+        self.rcv_hiwat = p.recvspace
+        self.snd_hiwat = p.sendspace
         if cb is not None:
             self._adopt(cb)
 
@@ -298,11 +351,11 @@ class TcpSocket(Socket):
         laddr, lport = sockaddr_in(addr)
         if self.bound or self.cb is not None or self.listener is not None:
             raise kerr(errno.EINVAL)
-        inet = self.kernel.inet
+        inet = self.tcp.inet
         if laddr != INADDR_ANY and laddr not in inet.local_addrs:
             raise kerr(errno.EADDRNOTAVAIL)
         reuse = pysocket.SO_REUSEADDR in self.so_options
-        self.lport = self.tcp.proto.bind(laddr, lport, reuse)
+        self.lport = self.tcp.proto.bind(laddr, lport, reuse, SO_REUSEPORT in self.so_options)
         self.laddr = laddr
         self.bound = True
 
@@ -334,7 +387,10 @@ class TcpSocket(Socket):
         lst.sndbuf = 0 if self.snd_auto else self.snd_hiwat
         lst.maxseg = self.maxseg
         lst.nodelay = self.nodelay
+        lst.noopt = self.noopt
         lst.keepalive = SO_KEEPALIVE in self.so_options
+        opts = socket_opts(self)
+        lst.opts = {k: opts[k] for k in LISTENER_OPTS}
 
     def is_listening(self) -> bool:
         return self.listener is not None
@@ -361,6 +417,8 @@ class TcpSocket(Socket):
         nso.rcv_auto, nso.snd_auto = self.rcv_auto, self.snd_auto
         nso.rcv_lowat, nso.snd_lowat = self.rcv_lowat, self.snd_lowat
         nso.maxseg = self.maxseg
+        for name in ("keepidle", "keepintvl", "keepcnt", "keepinit", "tos", "ttl", "congctl"):
+            setattr(nso, name, getattr(self, name))
         nso.linger = self.linger
         nso.linger_changed()
         cb.keepalive = SO_KEEPALIVE in nso.so_options
@@ -380,7 +438,7 @@ class TcpSocket(Socket):
                     raise kerr(errno.EISCONN)
                 raise kerr(errno.EINVAL)
             faddr, fport = sockaddr_in(addr)
-            inet = self.kernel.inet
+            inet = self.tcp.inet
             if fport == 0:
                 raise kerr(errno.EADDRNOTAVAIL)
             if faddr == INADDR_ANY:
@@ -399,6 +457,10 @@ class TcpSocket(Socket):
                                     "linger": (bool(self.linger[0]), self.linger[1])}
             if self.maxseg:
                 opts["maxseg"] = self.maxseg
+            if self.noopt:
+                opts["noopt"] = True
+            opts = socket_opts(self)
+            opts["reuseaddr"] = pysocket.SO_REUSEADDR in self.so_options
             lport = self.lport if self.bound else 0
             cb = self.tcp.proto.connect(laddr, lport, faddr, fport, self._now(), **opts)
             self._adopt(cb)
@@ -479,7 +541,12 @@ class TcpSocket(Socket):
         waitall = bool(flags & MSG_WAITALL) and not peek
         acc: bytearray | None = ctx.data if isinstance(ctx.data, bytearray) else None
         have = len(acc) if acc is not None else 0
-        if not self.cantrcvmore and cb.readable_bytes():
+        avail = cb.readable_bytes()
+        if not self.cantrcvmore and avail and (
+                avail >= min(n - have, self.rcv_lowat) or self.nbio or flags & MSG_DONTWAIT or ctx.timed_out
+                or cb.fin_rcvd or cb.error or cb.state == TcpState.CLOSED):
+            # A blocking receive waits for SO_RCVLOWAT bytes (or all it asked for), unless
+            # the connection ends (NetBSD's soreceive).
             chunk = cb.recv(n - have, self._now(), peek=peek)
             self.tcp.kick()
             if not waitall:
@@ -579,8 +646,9 @@ class TcpSocket(Socket):
         if cb is None:
             return POLLOUT_SET | POLLHUP
         ev = 0
-        if cb.readable_bytes() or cb.at_eof or cb.error or self.cantrcvmore or cb.state == TcpState.CLOSED:
-            ev |= POLLIN_SET
+        if (cb.readable_bytes() >= self.rcv_lowat or cb.at_eof or cb.fin_rcvd or cb.error or self.cantrcvmore
+                or cb.state == TcpState.CLOSED):
+            ev |= POLLIN_SET  # NetBSD's soreadable: SO_RCVLOWAT bytes, or the end
         if cb.state >= TcpState.ESTABLISHED and not self.cantsendmore:
             if cb.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
                 if cb.send_space() >= min(self.snd_lowat, cb.send_space() + 1):
@@ -597,10 +665,19 @@ class TcpSocket(Socket):
     def setsockopt(self, level: int, opt: int, value: Any) -> None:
         super().setsockopt(level, opt, value)
         self._sync_listener()
-        if level == pysocket.SOL_SOCKET and self.cb is not None:
-            if opt == SO_KEEPALIVE:
+        if self.cb is not None:
+            if level == pysocket.SOL_SOCKET and opt == SO_KEEPALIVE:
                 self.cb.keepalive = SO_KEEPALIVE in self.so_options
-            self.tcp.kick()
+            self.tcp.kick()  # a timer may have moved (keepalive)
+
+    def getsockopt(self, level: int, opt: int, buflen: int = 0) -> Any:
+        """SO_RCVBUF/SO_SNDBUF report the connection's buffers, which TCP resizes
+        (rounded to whole segments at ESTABLISHED, grown by autosizing)."""
+        cb = self.cb
+        if level == pysocket.SOL_SOCKET and cb is not None and opt in (pysocket.SO_RCVBUF, pysocket.SO_SNDBUF):
+            v = cb.rcvspace if opt == pysocket.SO_RCVBUF else cb.sndspace
+            return struct.pack("i", v)[:buflen] if buflen else v
+        return super().getsockopt(level, opt, buflen)
 
     def sb_resized(self) -> None:
         cb = self.cb
@@ -615,37 +692,23 @@ class TcpSocket(Socket):
             self.cb.set_linger(bool(self.linger[0]), self.linger[1])
 
     def proto_setsockopt(self, level: int, opt: int, value: Any) -> None:
-        if level != pysocket.IPPROTO_TCP:
-            if level == pysocket.IPPROTO_IP:
-                raise kerr(errno.ENOPROTOOPT)
-            raise kerr(errno.ENOPROTOOPT)
-        if isinstance(value, (bytes, bytearray)) and len(value) == 4:
-            value = int.from_bytes(value, "little")
-        if not isinstance(value, int):
-            raise kerr(errno.EINVAL)
-        if opt == pysocket.TCP_NODELAY:
-            self.nodelay = bool(value)
+        if level == pysocket.IPPROTO_TCP:
+            tcp_setsockopt(self, opt, value)
+        elif level == pysocket.IPPROTO_IP and ip_ttl_tos_set(self, opt, value):
+            # IP_TOS/IP_TTL go into the connection's segments (Tcp._ip_output)
+            self.tcp.ipopts_used = True
             if self.cb is not None:
-                self.cb.nodelay = self.nodelay
-                self.tcp.kick()
-        elif opt == pysocket.TCP_MAXSEG:
-            if value <= 0 or value > 65535:
-                raise kerr(errno.EINVAL)
-            self.maxseg = value
-            if self.cb is not None:
-                self.cb.set_maxseg(value)
+                self.cb.ip_tos, self.cb.ip_ttl = self.tos, self.ttl
         else:
             raise kerr(errno.ENOPROTOOPT)
 
     def proto_getsockopt(self, level: int, opt: int, buflen: int) -> Any:
-        if level != pysocket.IPPROTO_TCP:
+        if level == pysocket.IPPROTO_TCP:
+            return tcp_getsockopt(self, opt, buflen)
+        v = ip_ttl_tos_get(self, opt) if level == pysocket.IPPROTO_IP else None
+        if v is None:
             raise kerr(errno.ENOPROTOOPT)
-        if opt == pysocket.TCP_NODELAY:
-            return 1 if self.nodelay else 0
-        if opt == pysocket.TCP_MAXSEG:
-            cb = self.cb
-            return cb.t_maxseg if cb is not None else (self.maxseg or self.tcp.params.mssdflt)
-        raise kerr(errno.ENOPROTOOPT)
+        return v
 
 
 MS_NODES = ("rtomin", "rtomax", "init_rto")
@@ -659,9 +722,17 @@ def _float_setter(obj: Any, name: str, scale: int) -> Any:
     return lambda v: setattr(obj, name, float(v) / scale)
 
 
-def tcp_attach(k: Kernel) -> None:
+def tcp_of(k: NetKernel) -> Tcp:
+    """The kernel's TCP glue (EPROTONOSUPPORT where TCP is not attached)."""
+    tcp = netinet(k).tcp
+    if tcp is None:
+        raise kerr(errno.EPROTONOSUPPORT)
+    return tcp
+
+
+def tcp_attach(k: NetKernel) -> None:
     """Add TCP to a kernel's inet domain (the protocol switch entries and sysctl)."""
-    inet = k.inet
+    inet = netinet(k)
     tcp = Tcp(k)
     inet.tcp = tcp
     inet.inetsw[IPPROTO_TCP] = tcp.input

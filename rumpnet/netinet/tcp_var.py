@@ -110,6 +110,26 @@ class TcpParams:
     syn_bucket_limit: int = 105
     syn_cache_buckets: int = 512
     challenge_ack_limit: int = 1000  # per second (RFC 5961 section 7)
+    # Conformance knobs (docs/CONFORMANCE.md), where the RFCs leave a choice:
+    # options of SYN and SYN-ACK packed as FreeBSD packs them (mss,nop,wscale,sackOK,TS;
+    # EOL padding), not each NOP-aligned to 4 bytes as NetBSD (RFC 9293 3.1).
+    compact_options: int = 0
+    # The window scale we ask for covers the largest socket buffer (kern.sbmax), as
+    # FreeBSD's, not this socket's receive buffer as NetBSD's (RFC 7323 2.2).
+    rcvscale_sbmax: int = 0
+    # RFC 793's acceptance instead of RFC 5961's (FreeBSD's knobs of the same names): a
+    # RST (insecure_rst) or SYN (insecure_syn) anywhere in the window resets the
+    # connection, where RFC 5961 3.2/4.2 answer with a challenge ACK unless a RST is exact.
+    insecure_rst: int = 0
+    insecure_syn: int = 0
+    # Segments with both SYN and FIN are dropped in every state (FreeBSD's knob; NetBSD
+    # drops them at listeners: no real stack sends one, scanners do). 0: the SYN is
+    # taken and the FIN ignored where RFC 9293 3.10.7.2/3.10.7.3 do not process it.
+    drop_synfin: int = 1
+    # RFC 1337 section 3 ("F1"): a RST in TIME_WAIT is ignored, so that an old
+    # duplicate cannot cut the TIME_WAIT short (FreeBSD; Linux's tcp_rfc1337). 0: the
+    # RST closes it, as RFC 9293 3.10.7.4 second says and NetBSD does.
+    rfc1337: int = 0
     reass_maxbytes: int = 256 * 1024
     sendspace: int = 256 * 1024
     recvspace: int = 256 * 1024
@@ -118,6 +138,10 @@ class TcpParams:
     dupthresh: int = 3
     limited_transmit: int = 1
     maxidle_fin_wait_2: float = 600.0  # orphaned FIN_WAIT_2 limit (BSD tcp_maxidle)
+    # 1: a hard ICMP error (protocol/port unreachable, administratively prohibited, TTL
+    # exceeded in transit) aborts a connection attempt in SYN-SENT (FreeBSD's
+    # net.inet.tcp.icmp_may_rst, RFC 1122 4.2.3.9, RFC 5461); 0: soft, as NetBSD.
+    icmp_may_rst: int = 1
 
     def names(self) -> list[str]:
         return [f.name for f in fields(self)]
@@ -177,7 +201,7 @@ class TcpStats:
     tcps_rcvackbyte: int = 0
     tcps_rcvwinupd: int = 0
     tcps_rcvrst: int = 0
-    tcps_badrst: int = 0      # RSTs ignored: out of window, unacceptable ACK (FreeBSD's name)
+    tcps_badrst: int = 0      # RSTs ignored in SYN_SENT and LISTEN (FreeBSD's name)
     tcps_pawsdrop: int = 0
     tcps_predack: int = 0
     tcps_preddat: int = 0
@@ -210,8 +234,13 @@ class TcpStats:
     tcps_challenge_ack: int = 0
     tcps_challenge_ack_limited: int = 0
     tcps_tw_reuse: int = 0
+    tcps_tw_rst_ignored: int = 0     # RSTs ignored in TIME_WAIT (rfc1337)
+    tcps_rst_outwin: int = 0         # RSTs outside the receive window, ignored
     tcps_reass_overflow: int = 0
     tcps_rcvinternalerr: int = 0
+    # (not in NetBSD, whose tcp_input says "XXX stat") segments to or from a broadcast or
+    # multicast address, dropped (RFC 1122 4.2.3.10, 3.2.1.3)
+    tcps_rcvbcast: int = 0
 
     NAMES: tuple[str, ...] = ()  # filled below
 
@@ -230,6 +259,21 @@ class TcpCb:
     """One TCP connection (NetBSD struct tcpcb + the socket buffers it owns)."""
 
     _ids = 0
+    # Defaults an instance overrides when set (rarely: socket options, counters).
+    # Keepalive and connection-establishment times the socket set (TCP_KEEPIDLE..
+    # TCP_KEEPINIT); 0: the sysctl's, whatever it is when used (FreeBSD's TP_KEEPIDLE(tp)).
+    # Read them through keep_idle() and friends.
+    t_keepidle = 0.0
+    t_keepintvl = 0.0
+    t_keepcnt = 0
+    t_keepinit = 0.0
+    ip_tos = 0                          # IP_TOS of its segments
+    ip_ttl: int | None = None           # IP_TTL, None: net.inet.ip.ttl
+    # Per-connection counters for TCP_INFO (NetBSD's t_sndrexmitpack, t_rcvoopack,
+    # t_sndzerowin).
+    t_sndrexmitpack = 0
+    t_rcvoopack = 0
+    t_sndzerowin = 0
 
     def __init__(self, proto: TcpProtocol, laddr: int, lport: int, faddr: int, fport: int,
                  now: float) -> None:
@@ -275,7 +319,9 @@ class TcpCb:
         self.t_peermss = p.mssdflt
         self.t_ourmss = p.mssdflt
         self.user_maxseg = 0
+        self.noopt = False          # TCP_NOOPT: no options in our SYN, none used
         self.t_tsomax = 0             # TSO: most TCP bytes per superframe, 0 = none
+        self.t_pmtu_gen = -1          # route generation t_maxseg was last sized for
         # RFC 7323.
         self.snd_scale = 0
         self.rcv_scale = 0
@@ -370,9 +416,21 @@ class TcpCb:
         if self.state >= TcpState.ESTABLISHED and not self.freed:
             if on:
                 if self.timers[TCPT_KEEP] is None:
-                    self.set_timer(TCPT_KEEP, self.params.keepidle, self.t_rcvtime)
+                    self.set_timer(TCPT_KEEP, self.keep_idle(), self.t_rcvtime)
             else:
                 self.cancel_timer(TCPT_KEEP)
+
+    def keep_idle(self) -> float:
+        return self.t_keepidle or self.params.keepidle
+
+    def keep_intvl(self) -> float:
+        return self.t_keepintvl or self.params.keepintvl
+
+    def keep_cnt(self) -> int:
+        return self.t_keepcnt or self.params.keepcnt
+
+    def keep_init(self) -> float:
+        return self.t_keepinit or self.params.keepinit
 
     def next_deadline(self) -> float | None:
         return _timer.next_deadline(self)
@@ -508,6 +566,17 @@ class TcpCb:
         if self.state >= TcpState.ESTABLISHED:
             self.t_maxseg = min(self.t_maxseg, n)
 
+    def round_buffers(self) -> None:
+        """Once the MSS is known, both socket buffers grow to a whole number of segments (at
+        most kern.sbmax), as 4.4BSD's tcp_mss does in NetBSD and FreeBSD: a window of whole
+        segments avoids a last small one (RFC 9293 3.8.6.2.1, receiver SWS avoidance)."""
+        mss = self.t_maxseg
+        sb_max = self.proto.sb_max()
+        if self.rcvspace > mss:
+            self.rcvspace = max(self.rcvspace, min(-(-self.rcvspace // mss) * mss, sb_max))
+        if self.sndspace > mss:
+            self.sndspace = max(self.sndspace, min(-(-self.sndspace // mss) * mss, sb_max))
+
     def set_sndbuf(self, n: int) -> None:
         """SO_SNDBUF, set by the user: the size is fixed from now on (no autosizing)."""
         if n <= 0:
@@ -523,7 +592,18 @@ class TcpCb:
         self.rcv_auto = False
 
 
-def rcvbuf_scale_space(p: TcpParams, rcvspace: int, auto: bool) -> int:
+def wscale_for(space: int) -> int:
+    """The window scale that lets a window of ``space`` bytes be announced (RFC 7323 2.2)."""
+    s = 0
+    while s < 14 and (65535 << s) < space:
+        s += 1
+    return s
+
+
+def rcvbuf_scale_space(p: TcpParams, rcvspace: int, auto: bool, sb_max: int) -> int:
     """The receive buffer a window scale must cover: with autosizing, the most it may
-    grow to (TcpParams.recvbuf_max)."""
+    grow to (TcpParams.recvbuf_max); with ``rcvscale_sbmax``, the largest any socket
+    buffer may be (``sb_max``, FreeBSD's tcp_connect and syncache_add)."""
+    if p.rcvscale_sbmax:
+        return sb_max
     return max(rcvspace, p.recvbuf_max) if auto else rcvspace

@@ -9,16 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpkern.sched import SyscallCtx
+from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, INADDR_BROADCAST, ntoa, sockaddr_in
 from rumpnet.netinet.in_cksum import in4_cksum, in_cksum_sum, in_pseudo_sum
 from rumpnet.netinet.in_pcb import InPcbMixin
 from rumpnet.netinet.ip_input import ICMP_UNREACH, ICMP_UNREACH_PORT
-from rumpnet.netinet.ip_var import IP_ALLOWBROADCAST, IP_ROUTETOIF, IPPROTO_UDP
+from rumpnet.netinet.ip_var import INETCTLERRMAP, IP_ALLOWBROADCAST, IP_ROUTETOIF, IPPROTO_UDP
 from rumpnet.uipc_socket import MSG_DONTROUTE, MSG_KNOWN, MSG_OOB, DgramSocket
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
     from rumpnet.ifnet import Ifnet
+    from rumpnet.net_kernel import NetKernel
     from rumpnet.netinet.in_proto import Inet
 
 UDP_HDR = struct.Struct("!HHHH")
@@ -35,10 +36,10 @@ class UdpParams:
 class UdpSocket(InPcbMixin, DgramSocket):
     so_type = pysocket.SOCK_DGRAM
 
-    def __init__(self, kernel: Kernel, proto: int) -> None:
+    def __init__(self, kernel: NetKernel, proto: int) -> None:
         DgramSocket.__init__(self, kernel, proto)
         InPcbMixin.__init__(self)
-        self.inet: Inet = kernel.inet
+        self.inet: Inet = netinet(kernel)
         self.udp = self.inet.udp
         self.snd_hiwat = self.udp.params.sendspace
         self.rcv_hiwat = self.udp.params.recvspace
@@ -88,7 +89,9 @@ class UdpSocket(InPcbMixin, DgramSocket):
             oflags |= IP_ROUTETOIF
         src = self.laddr
         inet = self.inet
-        if src == INADDR_ANY:
+        if src == INADDR_ANY or inet.is_bcast_or_mcast(src):
+            # Bound to a broadcast or multicast address (to receive): the source comes
+            # from the route, as for INADDR_ANY (Linux's inet_bind keeps saddr 0 then).
             src = inet.output.source_for(faddr, inet.output.route(faddr, oflags))
         self.udp.output(src, self.lport, faddr, fport, data, self.ttl, self.tos, oflags)
         return n
@@ -98,9 +101,9 @@ class UdpSocket(InPcbMixin, DgramSocket):
         return data, src
 
     def ctlnotify(self, kind: str) -> None:
-        """An ICMP error about our traffic (``in_pcbnotify``)."""
-        err = {"portunreach": errno.ECONNREFUSED, "unreach": errno.EHOSTUNREACH,
-               "timxceed": 0, "needfrag": errno.EMSGSIZE}.get(kind, 0)
+        """An ICMP error about our traffic (``in_pcbnotify``): the socket's error, but
+        not for time exceeded (NetBSD's inetctlerrmap has no errno for it)."""
+        err = 0 if kind.startswith("timxceed") else INETCTLERRMAP.get(kind, 0)
         if err:
             self.so_error = err
             self.sorwakeup()
@@ -188,14 +191,25 @@ class Udp:
         if not best.sbappend(payload, srcaddr):
             st.udps_fullsock += 1
 
-    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes) -> None:
-        """ICMP error about a datagram from ``src``:sport to ``dst``:dport."""
+    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int = 0) -> bool:
+        """ICMP error about a datagram from ``src``:sport to ``dst``:dport: taken (True)
+        if a socket bound to sport could have sent it (connected to dst:dport, or not
+        connected); "fragmentation needed" then lowers the path MTU (Linux's udp_err
+        does, through the socket it finds). Only connected sockets learn the error: an
+        unconnected one cannot tell which of its destinations failed (BSD)."""
         ihl = (inner[0] & 0xF) << 2
         if len(inner) < ihl + 4:
-            return
+            return False
         sport, dport = struct.unpack_from("!HH", inner, ihl)
+        taken = False
         for so in self.pcbs.get(sport, ()):
-            # BSD notifies connected sockets only: an unconnected one cannot tell which
-            # of its destinations failed.
-            if so.fport == dport and so.faddr == dst and (so.laddr in (INADDR_ANY, src)):
+            if so.laddr not in (INADDR_ANY, src):
+                continue
+            if so.fport == dport and so.faddr == dst:
                 so.ctlnotify(kind)
+                taken = True
+            elif not so.fport:
+                taken = True
+        if taken and kind == "needfrag":
+            self.inet.icmp.mtudisc(dst, mtu, struct.unpack_from("!H", inner, 2)[0])
+        return taken

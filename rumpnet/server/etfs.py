@@ -12,7 +12,9 @@ escape a registered directory (``..`` and symlinks pointing outside are refused)
 
 The ``sys_*`` functions here are system calls (``(ctx, proc, ...)``) that the kernel's
 ``rump_sys_open``/``_read``/``_write``/``_pread``/``_pwrite``/``_lseek``/``_fstat``/
-``_getdents`` run; ``rump_sys_close`` closes these files like any other.
+``_getdents`` run when the ``vfs`` component is loaded (NetBSD's librumpvfs; a default
+component, ``-lrumpvfs`` for rump_server); ``rump_sys_close`` closes these files like any
+other.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from rumpkern.component import KernelApi, SyscallImpl
 from rumpkern.errno import kerr
 from rumpkern.lwproc import FNONBLOCK, File, Proc
 from rumpkern.sched import SyscallCtx
@@ -233,6 +236,10 @@ class EtfsFile:
                         st_blocks=(size + 511) // 512, st_atime=st.st_atime, st_mtime=st.st_mtime,
                         st_ctime=st.st_ctime)
 
+    def close_wait(self) -> None:
+        """Nothing to wait for after close (``rumpkern.lwproc.FileOps``)."""
+        return None
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -264,6 +271,10 @@ class EtfsDir:
         return EtfsStat(st_mode=stat.S_IFDIR | stat.S_IMODE(st.st_mode), st_size=st.st_size, st_ino=st.st_ino,
                         st_dev=st.st_dev, st_nlink=st.st_nlink, st_uid=st.st_uid, st_gid=st.st_gid,
                         st_atime=st.st_atime, st_mtime=st.st_mtime, st_ctime=st.st_ctime)
+
+    def close_wait(self) -> None:
+        """Nothing to wait for after close (``rumpkern.lwproc.FileOps``)."""
+        return None
 
     def close(self) -> None:
         if not self.closed:
@@ -320,10 +331,10 @@ def _getfile(p: Proc, fd: int) -> Any:
 
 
 def _check_count(n: Any) -> int:
-    n = int(n)
-    if n < 0:
+    count = int(n)
+    if count < 0:
         raise kerr(errno.EINVAL)
-    return n
+    return count
 
 
 def sys_read(ctx: SyscallCtx, p: Proc, fd: int, n: int) -> bytes:
@@ -432,6 +443,25 @@ def sys_getdents(ctx: SyscallCtx, p: Proc, fd: int, count: int = 1024) -> list[s
         return obj.getdents(int(count))
     except OSError as e:
         raise _host_err(e) from None
+
+
+def _register(k: Any, key: str, hostpath: str, ftype: int) -> None:
+    etfs_of(k).register(key, hostpath, ftype)
+
+
+def _register_withsize(k: Any, key: str, hostpath: str, ftype: int, begin: int, size: int) -> None:
+    etfs_of(k).register(key, hostpath, ftype, begin, size, windowed=True)
+
+
+def _remove(k: Any, key: str) -> None:
+    etfs_of(k).remove(key)
+
+
+# What the vfs component provides (rumpnet/components.py): its entries of the syscall
+# table and the rump_pub_etfs_* entry points.
+SYSCALLS: dict[str, SyscallImpl] = {"open": sys_open, "read": sys_read, "write": sys_write, "pread": sys_pread, "pwrite": sys_pwrite,
+            "lseek": sys_lseek, "fstat": sys_fstat, "getdents": sys_getdents}
+APIS: dict[str, KernelApi] = {"etfs_register": _register, "etfs_register_withsize": _register_withsize, "etfs_remove": _remove}
 
 
 # -- rump_server -d drivespec ----------------------------------------------------------------

@@ -265,7 +265,7 @@ class RumpServer:
 
     def _command(self, proc: Proc, name: str, argv: list[str]) -> Any:
         try:
-            from rumpnet.commands import run_command  # type: ignore[attr-defined]
+            from rumpnet.commands import run_command
         except ImportError:
             raise OSError(errno.ENOSYS, "in-kernel commands are not available in this build") from None
         self.k.rump_pub_lwproc_switch(proc)
@@ -359,15 +359,12 @@ class UsageError(Exception):
 def component_name(lib: str) -> str | None:
     """``rumpnet_shmif``, ``librumpnet_shmif.so``, ``/usr/lib/librumpnet_shmif.so.0`` or
     ``shmif`` -> ``shmif``; libraries with nothing to load here -> None."""
-    from rumpkern.component import LIBRARY_ALIASES
+    from rumpkern.component import library_component
 
     name = os.path.basename(lib)
     if name.startswith("lib") and name != "lib":
         name = name[3:]
-    name = name.split(".so")[0]
-    if name in LIBRARY_ALIASES:
-        return LIBRARY_ALIASES[name]
-    return name
+    return library_component(name.split(".so")[0])
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -409,7 +406,9 @@ def _components(o: Options, allserver: bool) -> list[str]:
     from rumpkern.component import registry
 
     reg = registry()
-    names: list[str] = [n for n in reg if n != "sockin"] if allserver else []
+    # NetBSD links rump_server with librump and librumpvfs always (etfs, -d); the rest
+    # comes with -l (rump_allserver: everything).
+    names: list[str] = [n for n in reg if n != "sockin"] if allserver else ["vfs"]
     for lib in o.libs:
         name = component_name(lib)
         if name is None:

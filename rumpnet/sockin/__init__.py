@@ -19,7 +19,7 @@ from rumpkern.errno import kerr
 from rumpnet.sockin.sockin_socket import SockinSocket
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
 
 __all__ = ["Sockin", "SockinDomain", "SockinSocket", "refuse_command", "sockin_attach"]
 
@@ -54,7 +54,7 @@ class SockinDomain:
 class Sockin:
     """The sockin instance of a kernel (``k.sockin``)."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: NetKernel) -> None:
         self.kernel = kernel
         self.domains: dict[int, SockinDomain] = {pysocket.AF_INET: SockinDomain(self, pysocket.AF_INET)}
         if pysocket.has_ipv6:
@@ -66,7 +66,7 @@ class Sockin:
             raise kerr(errno.EOPNOTSUPP, f"{name}: Operation not supported (sockin kernel: no interfaces, no routes)")
 
 
-def sockin_attach(k: Kernel) -> Sockin:
+def sockin_attach(k: NetKernel) -> Sockin:
     """Component init: install the PF_INET/PF_INET6 domains of a sockin kernel."""
     s = Sockin(k)
     k.inet = None

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rumpkern.errno import kerr
 from rumpkern.sched import Sleep, SyscallCtx
+from rumpnet.netinet.tcp_ctloutput import TCP_CA_NAME_MAX, TCP_CONGESTION, TCP_INFO, TCP_INFO_STRUCT
+from rumpnet.netinet.tcp_fsm import TcpState
 from rumpnet.sockin.sockaddr import host_sockaddr
 from rumpnet.uipc_socket import (
     MSG_DONTROUTE,
@@ -46,7 +48,7 @@ from rumpnet.uipc_socket import (
 )
 
 if TYPE_CHECKING:
-    from rumpkern.kernel import Kernel
+    from rumpnet.net_kernel import NetKernel
 
 T = TypeVar("T")
 
@@ -80,7 +82,7 @@ def host_error(e: OSError) -> OSError:
 class SockinSocket(Socket):
     """PF_INET/PF_INET6 stream or datagram socket proxied onto a host socket."""
 
-    def __init__(self, kernel: Kernel, family: int, so_type: int, proto: int,
+    def __init__(self, kernel: NetKernel, family: int, so_type: int, proto: int,
                  hs: _socket.socket | None = None, state: int = IDLE) -> None:
         super().__init__(kernel, proto)
         self.family = pysocket.AddressFamily(family)
@@ -443,6 +445,12 @@ class SockinSocket(Socket):
             elif opt == pysocket.SO_RCVLOWAT:
                 self._host_set(level, opt, self.rcv_lowat)
             return
+        if level == pysocket.IPPROTO_TCP and opt == TCP_CONGESTION and self.so_type == pysocket.SOCK_STREAM:
+            name = value.encode() if isinstance(value, str) else value
+            if not isinstance(name, (bytes, bytearray)):
+                raise kerr(errno.EINVAL)
+            self._host_set(level, opt, bytes(name))
+            return
         v = _int_value(value)
         if level == pysocket.IPPROTO_TCP and self.so_type == pysocket.SOCK_STREAM and opt in _TCP_OPTS:
             self._host_set(level, opt, v)
@@ -456,6 +464,11 @@ class SockinSocket(Socket):
             raise kerr(errno.ENOPROTOOPT)
 
     def getsockopt(self, level: int, opt: int, buflen: int = 0) -> Any:
+        if level == pysocket.IPPROTO_TCP and self.so_type == pysocket.SOCK_STREAM and opt == TCP_INFO:
+            info = tcp_info_from_linux(self._call(self.hs.getsockopt, level, opt, _LINUX_TCP_INFO.size))
+            return info[:buflen] if buflen else struct.unpack_from("=i", info)[0]
+        if level == pysocket.IPPROTO_TCP and self.so_type == pysocket.SOCK_STREAM and opt == TCP_CONGESTION:
+            return self._call(self.hs.getsockopt, level, opt, buflen or TCP_CA_NAME_MAX)
         if level == SOL_SOCKET:
             if opt != pysocket.SO_ERROR:
                 return super().getsockopt(level, opt, buflen)
@@ -479,3 +492,25 @@ class SockinSocket(Socket):
         if secs < 0:
             raise kerr(errno.EINVAL)
         self._host_set(SOL_SOCKET, pysocket.SO_LINGER, struct.pack("ii", onoff, secs))
+
+
+# Linux's TCP states (include/net/tcp_states.h) -> NetBSD's TCPS_* (tcp_fsm.h).
+_LINUX_TCP_STATES = {1: TcpState.ESTABLISHED, 2: TcpState.SYN_SENT, 3: TcpState.SYN_RECEIVED,
+                     4: TcpState.FIN_WAIT_1, 5: TcpState.FIN_WAIT_2, 6: TcpState.TIME_WAIT,
+                     7: TcpState.CLOSED, 8: TcpState.CLOSE_WAIT, 9: TcpState.LAST_ACK,
+                     10: TcpState.LISTEN, 11: TcpState.CLOSING}
+_LINUX_TCP_INFO = struct.Struct("=8B24I")  # the fields up to tcpi_total_retrans
+
+
+def tcp_info_from_linux(raw: Any) -> bytes:
+    """The host's (Linux's) ``struct tcp_info`` as the in-kernel stack gives TCP_INFO
+    (NetBSD's layout, tcp_ctloutput.TCP_INFO_STRUCT): the shared fields as they are but
+    the state (NetBSD's numbers) and ssthresh (bytes, not segments); the retransmission
+    count from tcpi_total_retrans; what Linux does not report there stays zero."""
+    f = list(_LINUX_TCP_INFO.unpack_from(raw.ljust(_LINUX_TCP_INFO.size, b"\0")))
+    f[0] = int(_LINUX_TCP_STATES.get(f[0], TcpState.CLOSED))
+    f[7] = 0
+    mss = f[10]
+    f[25] = min(f[25] * mss, 0xFFFFFFFF)   # tcpi_snd_ssthresh
+    total_retrans = f.pop()
+    return TCP_INFO_STRUCT.pack(*f, 0, 0, 0, 0, 0, total_retrans, 0, 0)

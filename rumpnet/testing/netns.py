@@ -412,9 +412,10 @@ def tap_peer(k: Any, kernel_addr: str, peer_addr: str, *, ifname: str = "virt0",
     (ADDR/LEN) on the kernel's interface. ``linkopts`` is appended to the tap's name in
     the interface's linkstr (``nooffload``, for plain frames).
 
-    With ``serve`` (the default) the kernel serves its scheduler from a background
-    thread while the block runs, so Linux programs in the namespace get answers while
-    the test does other things. Yields (namespace, tap name). On exit, also when the
+    A real-clock kernel serves its scheduler from a thread of its own by default, so
+    Linux programs in the namespace get answers while the test does other things; for a
+    kernel driven by calls (``threads=False``, ``RUMP_THREADS=0``) ``serve`` (the default)
+    has it served while the block runs. Yields (namespace, tap name). On exit, also when the
     block raised, the interface is destroyed (closing the tap, which then disappears) and
     the namespace removed with whatever still runs in it."""
     tap = unique_ifname(prefix)

@@ -14,13 +14,17 @@ import itertools
 import os
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from rumpkern import rump_init
 from rumpkern.kernel import Kernel
 from rumpkern.sched import Scheduler
 from rumpnet.ifnet import Ifnet
+from rumpnet.net_kernel import net_kernel
 from rumpnet.netinet.in_cksum import in_cksum
+from rumpnet.sys_socket import pollfd
+from rumpnet.uipc_socket import POLLIN, POLLOUT
 
 _ids = itertools.count(1)
 
@@ -48,6 +52,76 @@ def _answers(pkt: bytes, ident: int, seq: int) -> bool:
     return False
 
 
+class FrameLog:
+    """A bpf writer keeping the frames an interface sees (:func:`capture`)."""
+
+    def __init__(self, mac: bytes | None = None) -> None:
+        self.frames: list[bytes] = []
+        self._mac = mac
+
+    def write(self, frame: bytes | bytearray | memoryview, ts: float) -> None:
+        if self._mac is None or bytes(frame[6:12]) == self._mac:
+            self.frames.append(bytes(frame))
+
+
+def capture(k: Kernel, ifname: str, sent_only: bool = False) -> FrameLog:
+    """Tap ``k``'s interface ``ifname``: every frame it sends and receives from now on
+    (with ``sent_only``, only those it sends) lands in the returned log's ``frames``."""
+    ifp = net_kernel(k).ifnet.lookup(ifname)
+    log = FrameLog(ifp.lladdr if sent_only else None)
+    k.sched.run(lambda: ifp.bpf_attach(log))
+    return log
+
+
+def tcp_transfer(a: Kernel, b: Kernel, data: bytes, addr: tuple[str, int], *, chunk: int = 256 * 1024,
+                 hook: Callable[[int], None] | None = None, limit: float | None = None) -> bytes:
+    """Send ``data`` from kernel ``a`` to a listener on kernel ``b`` at ``addr`` with
+    non-blocking sockets and poll (as a single-threaded event loop would), one kernel
+    call at a time so that it runs on virtual time too; ``hook(bytes_sent)`` runs every
+    turn. Returns what ``b`` received (all of it, or what came within ``limit`` seconds
+    on ``a``'s clock). Every socket is closed at the end."""
+    lfd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
+    b.rump_sys_setsockopt(lfd, socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    b.rump_sys_bind(lfd, ("0.0.0.0", addr[1]))
+    b.rump_sys_listen(lfd, 1)
+    c = a.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
+    try:
+        a.rump_sys_connect(c, addr)
+    except BlockingIOError:
+        pass
+    if b.rump_sys_poll([pollfd(lfd, POLLIN)], 1, 30_000) != 1:
+        raise TimeoutError("no connection within 30 s")
+    s, _ = b.rump_sys_accept(lfd)
+    view = memoryview(data)
+    sent, got, total = 0, bytearray(), len(data)
+    start = a.clock_now()
+    while len(got) < total and (limit is None or a.clock_now() - start < limit):
+        if hook is not None:
+            hook(sent)
+        busy = False
+        if sent < total:
+            try:
+                sent += a.rump_sys_send(c, view[sent:sent + chunk], 0)
+                busy = True
+            except BlockingIOError:
+                pass
+            if sent == total:
+                a.rump_sys_shutdown(c, socket.SHUT_WR)
+        try:
+            part = b.rump_sys_recv(s, 1 << 20, 0)
+            got += part
+            busy = busy or bool(part)
+        except OSError as e:
+            if e.errno != errno.EWOULDBLOCK:
+                raise
+        if not busy:
+            a.rump_sys_poll([pollfd(c, POLLOUT if sent < total else POLLIN)], 1, 100)
+            b.rump_sys_poll([pollfd(s, POLLIN)], 1, 100)
+    for k, fd in ((a, c), (b, s), (b, lfd)):
+        k.rump_sys_close(fd)
+    return bytes(got)
+
+
 class VNet:
     def __init__(self, virtual: bool = True) -> None:
         self.virtual = virtual
@@ -71,7 +145,7 @@ class VNet:
         if addr is not None:
             k.config.addr_add(ifname, addr)
         k.config.if_up(ifname)
-        return k.ifnet.lookup(ifname)
+        return net_kernel(k).ifnet.lookup(ifname)
 
     def pair(self, a_addr: str = "10.0.0.1/24", b_addr: str = "10.0.0.2/24", seg: str = "lan",
              seeds: tuple[int, int] = (1, 2)) -> tuple[Kernel, Kernel]:

@@ -11,6 +11,7 @@ import pytest
 
 from rumpnet.netinet.in_cksum import in_cksum
 from rumpnet.route import RTF_DYNAMIC, RTF_HOST, flags_letters
+from rumpnet.testing.vnet import capture
 
 
 def _echo_df(src: str, dst: str, size: int, ident: int = 0x77) -> bytes:
@@ -214,14 +215,6 @@ def test_pmtu_routes_expire(routed) -> None:
     assert h1.config.route_get("10.0.2.2").plen == 0  # the learned MTU timed out
 
 
-class _Frames:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def write(self, frame, ts) -> None:
-        self.frames.append(bytes(frame))
-
-
 def test_fragmenting_keeps_options(routed) -> None:
     """The first fragment keeps all options, later ones only the "copied" ones."""
     h1, r, h2 = routed
@@ -232,8 +225,7 @@ def test_fragmenting_keeps_options(routed) -> None:
     icmp[2:4] = struct.pack("!H", in_cksum(icmp))
     pkt = struct.pack("!BBHHHBBH4s4s", 0x47, 0, 28 + len(icmp), 0, 0, 64, 1, 0,
                       socket.inet_aton("10.0.1.2"), socket.inet_aton("10.0.2.2")) + opts + bytes(icmp)
-    seen = _Frames()
-    h2.sched.run(lambda: h2.ifnet.lookup("wire0").bpf_attach(seen))
+    seen = capture(h2, "wire0")
     watch = h2.rump_sys_socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     h2.rump_sys_setsockopt(watch, socket.SOL_SOCKET, socket.SO_RCVTIMEO, 2.0)
     fd = h1.rump_sys_socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)

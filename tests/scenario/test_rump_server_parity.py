@@ -71,3 +71,29 @@ def test_udp_echo_and_errors(sysk):
         sysk.rump_sys_close(a)
     assert ei.value.errno == errno.EBADF
     assert sysk.rump_sys___sysctl("kern.ostype") == "NetBSD"
+
+
+def test_tcp_options_and_tcp_info(sysk):
+    """The options real clients set, and TCP_INFO, the same in-process and remotely."""
+    from rumpnet.netinet.tcp_ctloutput import TCP_INFO_STRUCT
+
+    lfd = sysk.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    sysk.rump_sys_bind(lfd, ("127.0.0.1", 5100))
+    sysk.rump_sys_listen(lfd, 1)
+    c = sysk.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    sysk.rump_sys_setsockopt(c, socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for opt, v in ((socket.TCP_KEEPIDLE, 30), (socket.TCP_KEEPINTVL, 5), (socket.TCP_KEEPCNT, 3),
+                   (socket.TCP_NODELAY, 1)):
+        sysk.rump_sys_setsockopt(c, socket.IPPROTO_TCP, opt, v)
+        assert sysk.rump_sys_getsockopt(c, socket.IPPROTO_TCP, opt) == v
+    sysk.rump_sys_setsockopt(c, socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+    sysk.rump_sys_connect(c, ("127.0.0.1", 5100))
+    s, _ = sysk.rump_sys_accept(lfd)
+    f = TCP_INFO_STRUCT.unpack(sysk.rump_sys_getsockopt(c, socket.IPPROTO_TCP, socket.TCP_INFO, 236))
+    assert f[0] == 4 and f[5] & 0x07 == 0x07  # ESTABLISHED; timestamps, SACK, wscale
+    assert sysk.rump_sys_getsockopt(c, socket.IPPROTO_IP, socket.IP_TOS) == 0x10
+    with pytest.raises(OSError) as ei:
+        sysk.rump_sys_setsockopt(c, socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 0)
+    assert ei.value.errno == errno.EINVAL
+    for fd in (c, s, lfd):
+        sysk.rump_sys_close(fd)

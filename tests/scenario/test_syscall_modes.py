@@ -1,6 +1,7 @@
 """The same system calls from the four places a caller can be: a plain function (virtual
 clock), a coroutine on the scheduler's loop, another thread while the kernel serves in the
-background, and two threads at once with nobody serving."""
+background (the default on the real clock), and two threads at once with nobody serving
+(driven by calls, as with RUMP_THREADS=0)."""
 
 from __future__ import annotations
 
@@ -125,6 +126,8 @@ def test_other_thread_while_serving_in_background(vnet_real) -> None:
 @pytest.mark.timeout(20)
 def test_two_threads_blocked_at_once(vnet_real) -> None:
     a, b = vnet_real.pair()
+    assert a.sched.background  # a real-clock kernel serves itself by default ...
+    a.stop_background()  # ... this test is about the mode driven by calls (RUMP_THREADS=0)
     assert not a.sched.background
     srv = b.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
     b.rump_sys_bind(srv, ("0.0.0.0", 7007))

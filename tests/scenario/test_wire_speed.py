@@ -9,60 +9,17 @@ section 7).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import random
-import socket
 import time
 
 import pytest
 
 from rumpnet.if_wire import WIRE_MTU_MAX
-from rumpnet.sys_socket import pollfd
-from rumpnet.uipc_socket import POLLIN, POLLOUT
+from rumpnet.testing.vnet import tcp_transfer
 
 B = "10.0.0.2"
 PORT = 7100
-CHUNK = 256 * 1024
-
-
-def _transfer(a, b, data: bytes) -> bytes:
-    """Send ``data`` a -> b with non-blocking sockets and poll; return what b received."""
-    lfd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
-    b.rump_sys_bind(lfd, ("0.0.0.0", PORT))
-    b.rump_sys_listen(lfd, 1)
-    c = a.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
-    with pytest.raises(BlockingIOError):
-        a.rump_sys_connect(c, (B, PORT))
-    assert b.rump_sys_poll([pollfd(lfd, POLLIN)], 1, 30_000) == 1
-    s, _ = b.rump_sys_accept(lfd)
-    view = memoryview(data)
-    sent = 0
-    got = bytearray()
-    total = len(data)
-    while len(got) < total:
-        busy = False
-        if sent < total:
-            try:
-                sent += a.rump_sys_send(c, view[sent:sent + CHUNK], 0)
-                busy = True
-            except BlockingIOError:
-                pass
-            if sent == total:
-                a.rump_sys_shutdown(c, socket.SHUT_WR)
-        try:
-            chunk = b.rump_sys_recv(s, 1 << 20, 0)
-            if chunk:
-                got += chunk
-                busy = True
-        except OSError as e:
-            assert e.errno == errno.EWOULDBLOCK
-        if not busy:
-            a.rump_sys_poll([pollfd(c, POLLOUT if sent < total else POLLIN)], 1, 100)
-            b.rump_sys_poll([pollfd(s, POLLIN)], 1, 100)
-    for k, fd in ((a, c), (b, s), (b, lfd)):
-        k.rump_sys_close(fd)
-    return bytes(got)
 
 
 @pytest.mark.timeout(180)
@@ -83,7 +40,7 @@ def test_wire_bulk_tcp(vnet, mtu: int, a_tso: bool, b_tso: bool) -> None:
     assert a.ifnet.lookup("wire0").offload_mode == ("tso" if a_tso else "none")
     data = random.Random(5).randbytes(size)
     t0 = time.perf_counter()
-    got = _transfer(a, b, data)
+    got = tcp_transfer(a, b, data, (B, PORT))
     wall = time.perf_counter() - t0
     assert len(got) == size
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()

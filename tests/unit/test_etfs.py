@@ -24,7 +24,7 @@ from rumpnet.server.etfs import (
 
 @pytest.fixture
 def k():
-    kern = rump_init(clock="virtual", seed=1, components=("net",))
+    kern = rump_init(clock="virtual", seed=1, components=("vfs",))  # etfs alone: no net faction state
     yield kern
     kern.halt()
 

@@ -270,3 +270,34 @@ def test_mutated_valid_frames(t: Target) -> None:
     b = t.b
     assert len(b.inet.reass.queues) <= b.inet.ip_params.maxfragpackets
     assert len(b.inet.arp.table) < 50
+
+
+def test_random_ip_options(t: Target) -> None:
+    """Random option bytes (RR/TS/LSRR/SSRR types likely) on echo requests and UDP, with
+    forwarding and source-route forwarding on: nothing raises, the kernel still answers."""
+    t.b.config.sysctl_set("net.inet.ip.forwarding", 1)
+    t.b.config.sysctl_set("net.inet.ip.forwsrcrt", 1)
+    kinds = st.sampled_from([0, 1, 7, 68, 131, 137, 148])
+    option = st.tuples(kinds, st.integers(0, 44), st.integers(0, 45), st.binary(max_size=40))
+
+    @FUZZ
+    @given(st.lists(option, max_size=4), st.sampled_from([B, "10.0.0.99", "10.9.9.9"]), st.booleans())
+    def feed(opts: list[tuple[int, int, int, bytes]], dst: str, echo: bool) -> None:
+        raw = b"".join(bytes((k, ln, ptr)) + body for k, ln, ptr, body in opts)[:40]
+        raw += bytes(-len(raw) % 4)
+        payload = t.icmp(8, 0, b"\0\1\0\1" + b"o" * 8) if echo else t.udp(b"opts")
+        pkt = bytearray(t.ip(payload, 1 if echo else 17, dst=dst))
+        pkt = pkt[:20] + raw + pkt[20:]
+        pkt[0] = 0x40 | ((20 + len(raw)) >> 2)
+        pkt[2:4] = struct.pack("!H", len(pkt))
+        pkt[10:12] = b"\0\0"
+        pkt[10:12] = struct.pack("!H", in_cksum(pkt[:20 + len(raw)]))
+        n[0] += 1
+        t.inject(t.eth(bytes(pkt)))
+
+    n = [0]
+    feed()
+    assert n[0] >= 100
+    assert t.b.inet.ipstat.ips_badoptions > 0
+    t.b.config.sysctl_set("net.inet.ip.forwarding", 0)
+    t.still_alive()

@@ -313,3 +313,30 @@ def test_rcvtimeo_with_waitall_returns_what_came(k):
     assert _errno(k.rump_sys_recv, fd, 10) == errno.EAGAIN
     c.close()
     srv.close()
+
+
+def test_client_options_over_sockin(k):
+    """redis-py's keepalive options reach the host socket; TCP_INFO comes back in the
+    in-kernel stack's layout (NetBSD's struct tcp_info: state 4 = ESTABLISHED, 236
+    bytes); TCP_CONGESTION passes through; TCP_KEEPINIT has no host counterpart."""
+    from rumpnet.netinet.tcp_ctloutput import TCP_INFO_STRUCT, TCP_KEEPINIT
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    try:
+        fd = k.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+        k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for opt, v in ((socket.TCP_KEEPIDLE, 30), (socket.TCP_KEEPINTVL, 5), (socket.TCP_KEEPCNT, 3)):
+            k.rump_sys_setsockopt(fd, socket.IPPROTO_TCP, opt, v)
+            assert k.rump_sys_getsockopt(fd, socket.IPPROTO_TCP, opt) == v
+        k.rump_sys_connect(fd, srv.getsockname())
+        peer, _ = srv.accept()
+        f = TCP_INFO_STRUCT.unpack(k.rump_sys_getsockopt(fd, socket.IPPROTO_TCP, socket.TCP_INFO, 236))
+        assert f[0] == 4 and f[10] > 0  # ESTABLISHED, snd_mss
+        k.rump_sys_setsockopt(fd, socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")
+        assert k.rump_sys_getsockopt(fd, socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0") == b"reno"
+        assert _errno(k.rump_sys_setsockopt, fd, socket.IPPROTO_TCP, TCP_KEEPINIT, 5) == errno.ENOPROTOOPT
+        peer.close()
+    finally:
+        srv.close()

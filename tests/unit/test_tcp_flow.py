@@ -91,18 +91,19 @@ def test_nodelay_sends_at_once() -> None:
 def test_receiver_sws_avoidance() -> None:
     env = Env()
     cb = env.established(rcvbuf=10000)
+    assert cb.rcvspace == 7 * MSS == 10220       # rounded up to whole segments (tcp_mss)
     data(env, cb, 0.0, 0, b"z" * MSS)
     for i in range(1, 6):
         data(env, cb, 0.0, i * MSS, b"z" * MSS)
     data(env, cb, 0.0, 6 * MSS, b"z" * 1000)      # 9760 bytes buffered
     acks = env.recv(0.1)                         # the delayed ACK for the 7th segment
     assert acks[-1].ack == R_ISS + 1 + 9760
-    assert acks[-1].window == 240                # promised edge kept, not shrunk
+    assert acks[-1].window == 460                # promised edge kept, not shrunk
     cb.recv(500, 0.2)
-    env.nothing()                                # 740 free: too small to announce
-    cb.recv(10000, 0.3)
+    env.nothing()                                # 960 free: too small to announce
+    cb.recv(10220, 0.3)
     got = env.recv()
-    assert len(got) == 1 and got[0].window == 10000
+    assert len(got) == 1 and got[0].window == 10220
     assert env.stats.tcps_sndwinup >= 1
 
 
@@ -150,13 +151,13 @@ def test_zero_window_probe_accepted_byte() -> None:
 
 def test_we_answer_zero_window_probe() -> None:
     env = Env()
-    cb = env.established(rcvbuf=2000)
-    data(env, cb, 0.0, 0, b"f" * 2000)
+    cb = env.established(rcvbuf=2 * MSS)             # whole segments: no rounding up
+    data(env, cb, 0.0, 0, b"f" * 2 * MSS)
     env.recv(1.0)
-    data(env, cb, 1.0, 2000, b"p")                  # a probe into our zero window
-    env.expect(None, env.ack_of(cb, ack=R_ISS + 2001, window=0))
+    data(env, cb, 1.0, 2 * MSS, b"p")               # a probe into our zero window
+    env.expect(None, env.ack_of(cb, ack=R_ISS + 2 * MSS + 1, window=0))
     assert env.stats.tcps_rcvwinprobe == 1
-    assert cb.readable_bytes() == 2000
+    assert cb.readable_bytes() == 2 * MSS
 
 
 # ----- keepalive -------------------------------------------------------------------------
@@ -415,8 +416,11 @@ def test_syn_cache_rst_removes_entry_and_bad_ack_gets_rst() -> None:
     env.send(0.0, seg(seq=R_ISS + 1, ack=sa.seq + 7))          # wrong ACK: RST
     env.expect(None, TcpRepr(LPORT, RPORT, sa.seq + 7, 0, TH_RST, 0))
     assert env.proto.syn_cache_len() == 1
-    env.send(0.0, seg(seq=R_ISS + 50, flags=TH_RST))          # not exact: ignored
-    assert env.proto.syn_cache_len() == 1 and env.stats.tcps_badrst == 1
+    env.send(0.0, seg(seq=R_ISS + 50, flags=TH_RST))          # in the window, not exact:
+    assert [g.flags for g in env.recv()] == [TH_ACK]           # a challenge ACK (RFC 5961 3.2)
+    env.send(0.0, seg(seq=R_ISS + 1_000_000, flags=TH_RST))   # outside it: dropped, counted
+    env.nothing()
+    assert env.proto.syn_cache_len() == 1 and env.stats.tcps_rst_outwin == 1
     env.send(0.0, seg(seq=R_ISS + 1, flags=TH_RST))
     assert env.proto.syn_cache_len() == 0 and env.stats.tcps_sc_reset == 1
 

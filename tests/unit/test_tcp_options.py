@@ -44,8 +44,9 @@ def test_active_syn_carries_all_options() -> None:
     assert (cb.snd_scale, cb.rcv_scale) == (2, 3)
     assert cb.snd_wnd == 30000          # SYN window is never scaled
     assert cb.t_maxseg == 1400
+    assert cb.rcvspace == 188 * 1400    # 256 KiB rounded up to whole segments (tcp_mss)
     assert abs(cb.t_srtt - 0.05) < 0.002
-    env.expect(None, TcpRepr(LPORT, RPORT, cb.iss + 1, R_ISS + 1, TH_ACK, 32768,
+    env.expect(None, TcpRepr(LPORT, RPORT, cb.iss + 1, R_ISS + 1, TH_ACK, 188 * 1400 >> 3,
                              timestamps=(cb.ts_now(0.05), 500)))
     # window field now scaled by 2
     env.send(0.1, seg(seq=R_ISS + 1, ack=cb.iss + 1, window=1000, timestamps=(501, 0)))
@@ -116,7 +117,8 @@ def test_passive_scaled_connection() -> None:
     assert cb.ts_recent == 78
     cb.send(b"abc", 0.0)
     got = env.recv()[0]
-    assert got.timestamps == (cb.ts_now(0.0), 78) and got.window == 32768
+    assert cb.rcvspace == 219 * 1200    # 256 KiB rounded up to whole segments (tcp_mss)
+    assert got.timestamps == (cb.ts_now(0.0), 78) and got.window == 219 * 1200 >> 3
 
 
 def test_paws_drops_old_timestamp() -> None:

@@ -147,8 +147,10 @@ def test_ack_batch_acks_a_quarter_buffer_at_once() -> None:
     for k in range(6):
         _data(env, cb, 1.0, k)
         acks += [g.ack for g in env.recv()]
-    # 16 KB buffer: ACKs go out as soon as 4 KB (a quarter) is unacknowledged
-    assert acks == [R_ISS + 1 + 3 * 1448, R_ISS + 1 + 6 * 1448]
+    # 16 KB rounded up to 12 whole segments: ACKs go out as soon as a quarter of it (4380
+    # bytes) is unacknowledged
+    assert cb.rcvspace == 12 * 1460
+    assert acks == [R_ISS + 1 + 4 * 1448]
 
 
 def test_out_of_order_still_acked_at_once() -> None:

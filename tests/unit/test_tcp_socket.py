@@ -62,8 +62,9 @@ def test_accepted_socket_inherits_listener_options(vnet) -> None:
     b.rump_sys_setsockopt(lfd, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     c, s = _connect(a, b, lfd)
     g = b.rump_sys_getsockopt
-    assert g(s, socket.SOL_SOCKET, socket.SO_RCVBUF) == 16384
-    assert g(s, socket.SOL_SOCKET, socket.SO_SNDBUF) == 20000
+    # the sizes rounded up to whole 700-byte segments once the MSS is known (tcp_mss)
+    assert g(s, socket.SOL_SOCKET, socket.SO_RCVBUF) == 24 * 700
+    assert g(s, socket.SOL_SOCKET, socket.SO_SNDBUF) == 29 * 700
     assert g(s, socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     assert g(s, socket.SOL_SOCKET, socket.SO_LINGER) == struct.pack("ii", 1, 5)
     assert g(s, socket.IPPROTO_TCP, socket.TCP_MAXSEG) == 700

@@ -166,7 +166,9 @@ def test_simultaneous_close() -> None:
     env.recv()
     env.send(1.0, seg(seq=R_ISS + 1, ack=cb.iss + 1, flags=TH_FIN | TH_ACK))
     assert cb.state == TcpState.CLOSING
-    env.expect(None, env.ack_of(cb, seq=cb.iss + 2, ack=R_ISS + 2))
+    # Our FIN is still unacknowledged: the ACK carries it again from its own sequence
+    # number (4.4BSD tcp_output, as NetBSD and FreeBSD send it).
+    env.expect(None, env.ack_of(cb, seq=cb.iss + 1, ack=R_ISS + 2, flags=TH_FIN | TH_ACK))
     env.send(1.0, seg(seq=R_ISS + 2, ack=cb.iss + 2))
     assert cb.state == TcpState.TIME_WAIT
 
@@ -287,7 +289,7 @@ def test_rst_in_window_challenge_and_out_of_window_ignored() -> None:
     env.send(0.0, seg(seq=R_ISS - 5, flags=TH_RST))
     env.nothing()
     assert cb.state == TcpState.ESTABLISHED
-    assert env.stats.tcps_badrst == 2 and env.stats.tcps_challenge_ack == 1
+    assert env.stats.tcps_rst_outwin == 2 and env.stats.tcps_challenge_ack == 1
 
 
 def test_syn_in_established_challenge_ack() -> None:
@@ -383,7 +385,8 @@ def test_data_retransmit_give_up() -> None:
 
 
 def test_icmp_unreach_soft_error_in_syn_sent() -> None:
-    env = Env(syn_retries=10, keepinit=1000.0)
+    """With net.inet.tcp.icmp_may_rst=0 (NetBSD), port unreachable is a soft error."""
+    env = Env(syn_retries=10, keepinit=1000.0, icmp_may_rst=0)
     cb = env.connect()
     env.recv()
     import struct
@@ -398,8 +401,51 @@ def test_icmp_unreach_soft_error_in_syn_sent() -> None:
     assert cb.state == TcpState.CLOSED and cb.error == errno.ECONNREFUSED
 
 
-def test_synack_carrying_data_and_fin() -> None:
+def _quote(cb, seq: int) -> bytes:
+    import struct
+    return struct.pack("!BBHHHBBHII", 0x45, 0, 40, 0, 0, 64, 6, 0, LOCAL, REMOTE) + \
+        struct.pack("!HHI", LPORT, RPORT, seq & 0xFFFFFFFF)
+
+
+@pytest.mark.parametrize("kind,err", [("portunreach", errno.ECONNREFUSED), ("protounreach", errno.ECONNREFUSED),
+                                      ("adminprohib", errno.ECONNREFUSED), ("timxceed", errno.EHOSTUNREACH)])
+def test_icmp_hard_error_aborts_syn_sent(kind: str, err: int) -> None:
+    """RFC 1122 4.2.3.9 / RFC 5461, FreeBSD's icmp_may_rst=1 (the default): a hard
+    error quoting the SYN's sequence number aborts the attempt at once; quoting ISS+1
+    or ISS-1 (not in flight, RFC 5927 4.1) it is not taken."""
+    env = Env(syn_retries=10)
+    cb = env.connect()
+    env.recv()
+    assert not env.proto.ctlinput(kind, REMOTE, LOCAL, _quote(cb, cb.iss + 1))
+    assert not env.proto.ctlinput(kind, REMOTE, LOCAL, _quote(cb, cb.iss - 1))
+    assert cb.state == TcpState.SYN_SENT and cb.t_softerror == 0
+    assert env.proto.ctlinput(kind, REMOTE, LOCAL, _quote(cb, cb.iss))
+    assert cb.state == TcpState.CLOSED and cb.error == err
+    env.expect(None)
+
+
+@pytest.mark.parametrize("kind", ["netunreach", "hostunreach", "srcfail", "paramprob", "timxceed_reass"])
+def test_icmp_soft_errors_keep_syn_sent(kind: str) -> None:
+    env = Env(syn_retries=10)
+    cb = env.connect()
+    env.recv()
+    assert env.proto.ctlinput(kind, REMOTE, LOCAL, _quote(cb, cb.iss))
+    assert cb.state == TcpState.SYN_SENT and cb.error == 0
+
+
+def test_synack_with_fin_dropped_by_default() -> None:
+    """net.inet.tcp.drop_synfin (on by default): SYN and FIN together are dropped and
+    counted, in any state."""
     env = Env()
+    cb = env.connect()
+    env.recv()
+    env.send(0.0, seg(seq=R_ISS, ack=cb.iss + 1, flags=TH_SYN | TH_ACK | TH_FIN, payload=b"early"))
+    assert cb.state == TcpState.SYN_SENT and env.stats.tcps_badsyn == 1
+    env.nothing()
+
+
+def test_synack_carrying_data_and_fin() -> None:
+    env = Env(drop_synfin=0)
     cb = env.connect()
     env.recv()
     env.send(0.0, seg(seq=R_ISS, ack=cb.iss + 1, flags=TH_SYN | TH_ACK | TH_FIN,

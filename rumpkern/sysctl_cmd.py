@@ -1,12 +1,15 @@
-"""sysctl(8): read and write the kernel's sysctl tree, NetBSD syntax and output."""
+"""sysctl(8): read and write the kernel's sysctl tree, NetBSD syntax and output.
+
+The kern core's own command: a kernel without any faction answers it.
+"""
 
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from rumpkern.commands import UsageError, on_cpu, strerror
 from rumpkern.sysctl import SysctlNode, format_value
-from rumpnet.commands import UsageError, on_cpu, strerror
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
@@ -109,7 +112,7 @@ def _write(k: Kernel, name: str, value: str, nflag: bool, qflag: bool) -> str:
     node = _lookup(k, name)
     if node.kind == "node":
         raise OSError(errno.EISDIR, f"sysctl: {name}: Is a directory")
-    old: Any = _value(node)
+    old = _value(node)
     if node.kind == "int":
         try:
             int(value, 0)

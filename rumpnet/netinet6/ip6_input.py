@@ -1,0 +1,283 @@
+"""IPv6 input (NetBSD's ``ip6_input.c``, ``dest6.c``, ``route6.c``; RFC 8200).
+
+:meth:`Ip6Input.input` checks a received packet, processes its Hop-by-Hop options,
+decides between local delivery, forwarding and the floor, walks the extension headers
+(Destination Options, Routing, Fragment through ``frag6``) and returns what the node
+must do: an :class:`Ip6Delivery` (hand ``packet[off:]`` to protocol ``nxt``), an
+:class:`Ip6ForwardRequest` (``ip6_forward`` decides next) or None (dropped and counted;
+when RFC 8200 wants the source told, an ``Icmp6ErrorRequest`` event is emitted). The
+checks themselves are pure functions (:func:`ip6_check_addrs`, :func:`ip6_process_opts`)
+that return the counter to bump.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rumpnet.netinet6 import in6
+from rumpnet.netinet6.frag6 import Frag6
+from rumpnet.netinet6.in6_var import In6Ifaddrs
+from rumpnet.netinet6.ip6 import (
+    IP6_HDR_LEN,
+    IP6OPT_ROUTER_ALERT,
+    IP6OPT_TYPE_DISCARD,
+    IP6OPT_TYPE_FORCEICMP,
+    IP6OPT_TYPE_ICMP,
+    IP6OPT_TYPE_SKIP,
+    IPPROTO_DSTOPTS,
+    IPPROTO_FRAGMENT,
+    IPPROTO_HOPOPTS,
+    IPPROTO_NONE,
+    IPPROTO_ROUTING,
+    OFF_NXT,
+    Ip6ParseError,
+    Ip6Repr,
+    ext_len,
+    ip6opt_type,
+    parse_header,
+    parse_options,
+    parse_rthdr,
+)
+from rumpnet.netinet6.ip6_var import Icmp6ErrorRequest, Ip6Core, Ip6Params, Ip6Stats, Outbox
+
+ICMP6_PARAM_PROB = 4
+ICMP6_PARAMPROB_HEADER = 0       # erroneous header field
+ICMP6_PARAMPROB_NEXTHEADER = 1   # unrecognized next header
+ICMP6_PARAMPROB_OPTION = 2       # unrecognized IPv6 option
+
+# The options this node understands; any other is "unrecognized" (RFC 8200 4.2). Router
+# Alert only means something hop by hop.
+_KNOWN_HBH = frozenset({IP6OPT_ROUTER_ALERT})
+_KNOWN_DEST: frozenset[int] = frozenset()
+
+
+@dataclass(slots=True)
+class Ip6Delivery:
+    """A packet for this node: hand ``packet[off:]`` to upper-layer protocol ``nxt``.
+    ``packet`` is whole (reassembled when it came in fragments) and trimmed to its
+    payload length; ``nxt_field`` is the offset of the byte that named ``nxt`` (where a
+    Parameter Problem code 1 points, RFC 4443 3.4)."""
+
+    packet: bytes
+    hdr: Ip6Repr
+    nxt: int
+    off: int
+    nxt_field: int
+    ifindex: int
+    l2mcast: bool = False
+    rtalert: bool = False     # a Router Alert option was present (MLD, RFC 3810 5)
+
+
+@dataclass(slots=True)
+class Ip6ForwardRequest:
+    """A packet for someone else, Hop-by-Hop options already processed."""
+
+    packet: bytes
+    hdr: Ip6Repr
+    ifindex: int
+    l2mcast: bool = False
+
+
+def ip6_check_addrs(h: Ip6Repr, from_loopback: bool) -> str | None:
+    """Source and destination checks of ``ip6_input``: the ``ip6s_*`` counter of the
+    rule a packet breaks, or None.
+
+    * a multicast source or an unspecified destination (RFC 4291 2.7, 2.5.2);
+    * v4-mapped addresses on the wire (RFC 4942 2.1.4, RFC 4291 2.5.5.2);
+    * ::1 or interface-local multicast from a real link (RFC 4291 2.5.3, 2.7);
+    * multicast of the reserved scope 0 (RFC 4291 2.7).
+    """
+    src, dst = h.src, h.dst
+    if in6.is_multicast(src) or dst == in6.IN6ADDR_ANY:
+        return "ip6s_badscope"
+    if in6.is_v4mapped(src) or in6.is_v4mapped(dst):
+        return "ip6s_badscope"
+    if not from_loopback:
+        if src == in6.IN6ADDR_LOOPBACK or dst == in6.IN6ADDR_LOOPBACK:
+            return "ip6s_badscope"
+        if in6.is_mc_intfacelocal(dst):
+            return "ip6s_badscope"
+    if in6.is_multicast(dst) and in6.mc_scope(dst) == 0:
+        return "ip6s_badscope"
+    return None
+
+
+@dataclass(slots=True)
+class OptVerdict:
+    """What to do with a packet whose options header was not fine: bump ``counter``
+    and, when ``code`` is not None, send a Parameter Problem pointing at ``pointer``."""
+
+    counter: str
+    code: int | None = None
+    pointer: int = 0
+
+
+def ip6_process_opts(pkt: bytes, off: int, hlen: int, known: frozenset[int],
+                     dst_multicast: bool) -> tuple[OptVerdict | None, bool]:
+    """Process the options of the Hop-by-Hop or Destination Options header at ``off``
+    (``ip6_process_hopopts`` and ``dest6_input``). Returns (verdict or None to go on,
+    whether a Router Alert option was seen). An unrecognized option's type says what to
+    do (RFC 8200 4.2): 00 skip it, 01 discard silently, 10 discard and send a Parameter
+    Problem code 2 whatever the destination, 11 the same unless it was multicast."""
+    try:
+        opts = parse_options(pkt, off + 2, off + hlen)
+    except Ip6ParseError as e:
+        return OptVerdict(e.kind), False
+    rtalert = False
+    for ooff, otype, data in opts:
+        if otype in known:
+            if otype == IP6OPT_ROUTER_ALERT:
+                if len(data) != 2:   # RFC 2711 2.1: a 2-octet value
+                    return OptVerdict("ip6s_badoptions", ICMP6_PARAMPROB_HEADER, ooff + 1), False
+                rtalert = True
+            continue
+        action = ip6opt_type(otype)
+        if action == IP6OPT_TYPE_SKIP:
+            continue
+        if action == IP6OPT_TYPE_DISCARD or (action == IP6OPT_TYPE_ICMP and dst_multicast):
+            return OptVerdict("ip6s_badoptions"), False
+        assert action in (IP6OPT_TYPE_FORCEICMP, IP6OPT_TYPE_ICMP)
+        return OptVerdict("ip6s_badoptions", ICMP6_PARAMPROB_OPTION, ooff), False
+    return None, rtalert
+
+
+class Ip6Input(Ip6Core):
+    """``ip6_input`` for one node: its addresses, tunables, counters and reassembly."""
+
+    def __init__(self, params: Ip6Params, stats: Ip6Stats, ifaddrs: In6Ifaddrs, frag6: Frag6,
+                 out: Outbox | None = None) -> None:
+        super().__init__(out)
+        self.params = params
+        self.stats = stats
+        self.ifaddrs = ifaddrs
+        self.frag6 = frag6
+
+    def _error(self, pkt: bytes, ifindex: int, code: int, pointer: int, l2mcast: bool) -> None:
+        self.out.event(Icmp6ErrorRequest(pkt, ifindex, ICMP6_PARAM_PROB, code, pointer, l2mcast))
+
+    def _verdict(self, v: OptVerdict, pkt: bytes, ifindex: int, l2mcast: bool) -> None:
+        self.stats.bump(v.counter)
+        if v.code is not None:
+            self._error(pkt, ifindex, v.code, v.pointer, l2mcast)
+
+    def input(self, data: bytes | bytearray | memoryview, ifindex: int, now: float,
+              l2mcast: bool = False) -> Ip6Delivery | Ip6ForwardRequest | None:
+        """Check one received packet (see the module docstring). Never raises for what
+        the packet holds."""
+        st = self.stats
+        st.ip6s_total += 1
+        try:
+            h = parse_header(data)
+        except Ip6ParseError as e:
+            st.bump(e.kind)
+            return None
+        pkt = bytes(data[:IP6_HDR_LEN + h.plen])   # trailing link padding goes
+        st.ip6s_nxthist[h.nxt] += 1
+        ext = self.ifaddrs.ifs.get(ifindex)
+        if ext is None or ext.disabled or not ext.up:
+            st.ip6s_ifdisabled += 1    # no IPv6 on this interface (down; RFC 4862 5.4.5)
+            return None
+        bad = ip6_check_addrs(h, ext.loopback)
+        if bad is not None:
+            st.bump(bad)
+            return None
+        local = self._is_local(h.dst, ifindex)
+        if local is None:
+            return None
+        off, nxt, nxt_field, rtalert = IP6_HDR_LEN, h.nxt, OFF_NXT, False
+        if nxt == IPPROTO_HOPOPTS:
+            # RFC 8200 4.3: processed before anything else, by every node on the path.
+            hop = self._hopopts(pkt, h, ifindex, l2mcast)
+            if hop is None:
+                return None
+            off, nxt, nxt_field, rtalert = hop
+        if not local:
+            return Ip6ForwardRequest(pkt, h, ifindex, l2mcast)
+        return self._deliver_walk(pkt, h, off, nxt, nxt_field, ifindex, now, l2mcast, rtalert)
+
+    def _is_local(self, dst: int, ifindex: int) -> bool | None:
+        """True: for this node; False: to forward; None: dropped (counted)."""
+        st = self.stats
+        ext = self.ifaddrs.ifs[ifindex]
+        if in6.is_multicast(dst):
+            # No multicast routing here: a group this interface has not joined is
+            # nobody's business on this node (ip6s_notmember).
+            if ext.joined(dst) or dst in (in6.IN6ADDR_LINKLOCAL_ALLNODES, in6.IN6ADDR_INTFACELOCAL_ALLNODES):
+                return True
+            st.ip6s_notmember += 1
+            return None
+        ia = self.ifaddrs.lookup(dst, ifindex)
+        if ia is not None:
+            if ia.ready:
+                return True
+            # RFC 4862 5.4: packets to a tentative (or duplicated) address are dropped.
+            st.ip6s_notready += 1
+            return None
+        if self.params.forwarding:
+            return False
+        st.ip6s_cantforward += 1
+        return None
+
+    def _hopopts(self, pkt: bytes, h: Ip6Repr, ifindex: int, l2mcast: bool) -> tuple[int, int, int, bool] | None:
+        try:
+            hlen = ext_len(pkt, IP6_HDR_LEN, IPPROTO_HOPOPTS)
+        except Ip6ParseError as e:
+            self.stats.bump(e.kind)
+            return None
+        verdict, rtalert = ip6_process_opts(pkt, IP6_HDR_LEN, hlen, _KNOWN_HBH, in6.is_multicast(h.dst))
+        if verdict is not None:
+            self._verdict(verdict, pkt, ifindex, l2mcast)
+            return None
+        return IP6_HDR_LEN + hlen, pkt[IP6_HDR_LEN], IP6_HDR_LEN, rtalert
+
+    def _deliver_walk(self, pkt: bytes, h: Ip6Repr, off: int, nxt: int, nxt_field: int, ifindex: int,
+                      now: float, l2mcast: bool, rtalert: bool) -> Ip6Delivery | None:
+        """The extension headers after Hop-by-Hop, in order (RFC 8200 4.1), up to the
+        upper layer."""
+        st = self.stats
+        for _ in range(self.params.hdrnestlimit):
+            if nxt == IPPROTO_HOPOPTS:
+                # RFC 8200 4.1: only right after the IPv6 header.
+                st.ip6s_badoptions += 1
+                self._error(pkt, ifindex, ICMP6_PARAMPROB_NEXTHEADER, nxt_field, l2mcast)
+                return None
+            if nxt == IPPROTO_FRAGMENT:
+                r = self.frag6.input(pkt, off, nxt_field, h.src, h.dst, ifindex, now)
+                if r is None:
+                    return None
+                pkt, off, nxt = r.packet, r.off, r.nxt
+                h = parse_header(pkt)
+                nxt_field = r.nxt_field
+                continue
+            if nxt not in (IPPROTO_DSTOPTS, IPPROTO_ROUTING):
+                st.ip6s_delivered += 1   # IPPROTO_NONE too: accepted, nothing follows
+                if nxt == IPPROTO_NONE:
+                    return None
+                return Ip6Delivery(pkt, h, nxt, off, nxt_field, ifindex, l2mcast, rtalert)
+            try:
+                hlen = ext_len(pkt, off, nxt)
+            except Ip6ParseError as e:
+                st.bump(e.kind)
+                return None
+            if not self._ext_ok(pkt, h, off, hlen, nxt, ifindex, l2mcast):
+                return None
+            nxt_field, nxt, off = off, pkt[off], off + hlen
+        st.ip6s_toomanyhdr += 1
+        return None
+
+    def _ext_ok(self, pkt: bytes, h: Ip6Repr, off: int, hlen: int, nxt: int, ifindex: int, l2mcast: bool) -> bool:
+        if nxt == IPPROTO_DSTOPTS:
+            verdict, _ = ip6_process_opts(pkt, off, hlen, _KNOWN_DEST, in6.is_multicast(h.dst))
+            if verdict is not None:
+                self._verdict(verdict, pkt, ifindex, l2mcast)
+                return False
+            return True
+        # route6_input: no routing type is executed here (RFC 5095 3 makes type 0 one of
+        # the unrecognized ones). With Segments Left 0 the header is ignored; otherwise
+        # the packet is refused, pointing at the Routing Type (RFC 8200 4.4).
+        rh = parse_rthdr(pkt, off)
+        if rh.segleft == 0:
+            return True
+        self.stats.ip6s_badoptions += 1
+        self._error(pkt, ifindex, ICMP6_PARAMPROB_HEADER, off + 2, l2mcast)
+        return False

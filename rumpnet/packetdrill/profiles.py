@@ -1,0 +1,58 @@
+"""Profiles: the sysctls that give a kernel the defaults a test suite assumes.
+
+``freebsd`` (rump_packetdrill's default) makes the kernel start out as the FreeBSD
+kernel that the FreeBSD TCP test suite (github.com/freebsd-net/tcp-testsuite) was
+written against, for the settings the suite's scripts do not set themselves; each is
+explained in docs/CONFORMANCE.md. ``none`` leaves the kernel's own defaults.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rumpnet.packetdrill.session import Session
+
+# name -> value, applied in this order at the start of every script.
+FREEBSD: dict[str, int | str] = {
+    # FreeBSD sizes socket buffers from net.inet.tcp.{recv,send}space and grows them
+    # later; a script checks SO_RCVBUF right after the handshake, before any growth.
+    "net.inet.tcp.recvbuf_auto": 0,
+    "net.inet.tcp.sendbuf_auto": 0,
+    # SYN and SYN-ACK options packed as FreeBSD's tcp_addoptions packs them.
+    "net.inet.tcp.compact_options": 1,
+    # The window scale covers kern.ipc.maxsockbuf (kern.sbmax), as FreeBSD's.
+    "net.inet.tcp.rcvscale_sbmax": 1,
+    # FreeBSD ignores RSTs in TIME_WAIT (RFC 1337).
+    "net.inet.tcp.rfc1337": 1,
+}
+
+PROFILES: dict[str, dict[str, int | str]] = {"freebsd": FREEBSD, "none": {}}
+
+# FreeBSD's TCP-level socket options that Linux lacks, so Google's packetdrill (built on
+# Linux) does not know their names. rump_packetdrill teaches it them with packetdrill's
+# own --define; the value carries FREEBSD_TCPOPT so that the session knows it for a
+# FreeBSD number (linux_abi.freebsd_tcp_option translates it to the kernel's).
+FREEBSD_TCPOPT = 0x10000
+FREEBSD_TCP_OPTIONS = {
+    "TCP_NOOPT": 8, "TCP_KEEPINIT": 128, "TCP_RACK_PACE_MAX_SEG": 1054,
+    "TCP_RACK_PACE_ALWAYS": 1055, "TCP_RACK_PACE_RATE_SS": 1109,
+}
+
+
+def packetdrill_defines(name: str) -> dict[str, str]:
+    """``--define`` symbols a profile's scripts need: FreeBSD-only option names, and the
+    ICMP code names of the packetdrill fork the FreeBSD suite was written for (time
+    exceeded codes 0 and 1, RFC 792)."""
+    if name != "freebsd":
+        return {}
+    defines = {sym: hex(FREEBSD_TCPOPT | v) for sym, v in FREEBSD_TCP_OPTIONS.items()}
+    defines["ttl_exceeded_in_transit"] = "code_0"
+    defines["frag_reass_exceeded"] = "code_1"
+    return defines
+
+
+def apply(session: Session, name: str) -> None:
+    tree = session.k.sysctl_tree
+    for path, value in PROFILES[name].items():
+        tree.write(path, value)

@@ -1,0 +1,156 @@
+"""Run one packetdrill script against a fresh kernel, and many of them in parallel.
+
+packetdrill runs as its own (unmodified) process with ``librumpdrill.so`` preloaded and
+as its ``--so_filename``; this process serves the session (:func:`serve.serve`) on two
+socketpairs whose other ends packetdrill inherits.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rumpnet.packetdrill.build import Toolchain, toolchain
+from rumpnet.packetdrill.profiles import packetdrill_defines
+from rumpnet.packetdrill.serve import serve
+from rumpnet.packetdrill.tools import IGNORED_MARK
+
+# Addresses of the two ends, per IP version (packetdrill's remote defaults; a fixed
+# local address, where packetdrill would draw a random one).
+ADDRESSES = {
+    "ipv4": ("192.168.0.2", "192.0.2.1"),
+    "ipv6": ("fd3d:fa7b:d17d::2", "2001:db8::1"),
+}
+DEFAULT_TIMEOUT = 120.0
+_IP_VERSION = re.compile(r"^\s*--ip_version\s*=\s*(\S+)", re.M)
+_IGNORED = re.compile(re.escape(IGNORED_MARK) + r" ([^=\s]+)=")
+
+
+@dataclass
+class Result:
+    path: str
+    passed: bool
+    error: str = ""                     # packetdrill's first error line, if it failed
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+    ignored_sysctls: set[str] = field(default_factory=set)
+
+    @property
+    def line(self) -> str:
+        return f"PASS {self.path}" if self.passed else f"FAIL {self.path}: {self.error}"
+
+
+def ip_version(path: Path) -> str:
+    """The script's ``--ip_version`` (packetdrill's default: ipv4)."""
+    m = _IP_VERSION.search(path.read_text(errors="replace"))
+    return m.group(1) if m else "ipv4"
+
+
+def packetdrill_command(tc: Toolchain, path: Path, fds: tuple[int, int], profile: str,
+                        verbose: bool = False) -> list[str]:
+    version = ip_version(path)
+    local, remote = ADDRESSES["ipv6" if version == "ipv6" else "ipv4"]
+    flags = f"fd={fds[0]},cfd={fds[1]},local={local},remote={remote},profile={profile}"
+    cmd = [str(tc.packetdrill), f"--so_filename={tc.shim}", f"--so_flags={flags}",
+           f"--local_ip={local}", f"--remote_ip={remote}",
+           f"--code_command={sys.executable} -m rumpnet.packetdrill.code"]
+    cmd += [f"--define={sym}={value}" for sym, value in packetdrill_defines(profile).items()]
+    if verbose:
+        cmd.append("--verbose")
+    return cmd + [str(path)]
+
+
+def first_error(stderr: str, returncode: int) -> str:
+    for line in stderr.splitlines():
+        if line.strip() and not line.startswith(IGNORED_MARK):
+            return line.strip()
+    return f"packetdrill exited with status {returncode}"
+
+
+def run_script(path: str | Path, tc: Toolchain | None = None, profile: str = "freebsd",
+               verbose: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Result:
+    """Run one script; its result (never raises for a failing script)."""
+    tc = tc or toolchain()
+    p = Path(path)
+    start = time.monotonic()
+    req_ours, req_theirs = socket.socketpair()
+    done_ours, done_theirs = socket.socketpair()
+    env = dict(os.environ, LD_PRELOAD=str(tc.shim))
+    cmd = packetdrill_command(tc, p, (req_theirs.fileno(), done_theirs.fileno()), profile, verbose)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, pass_fds=(req_theirs.fileno(), done_theirs.fileno()), env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+        req_theirs.close()
+        done_theirs.close()
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _kill(proc)
+
+        watchdog = threading.Timer(timeout, expire)
+        watchdog.start()
+        try:
+            session_error = serve(req_ours.fileno(), done_ours.fileno())
+            req_ours.close()
+            done_ours.close()
+            rc = proc.wait()
+        finally:
+            watchdog.cancel()
+            _kill(proc)
+            req_ours.close()
+            done_ours.close()
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    passed = rc == 0 and not expired.is_set()
+    if passed:
+        error = ""
+    elif expired.is_set():
+        error = f"timed out after {timeout:g} s of real time"
+    else:
+        error = first_error(stderr, rc) if stderr.strip() or not session_error else session_error.splitlines()[0]
+    return Result(str(path), passed, error, stdout, stderr, time.monotonic() - start,
+                  set(_IGNORED.findall(stderr)))
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def _worker(args: tuple[str, str, bool, float]) -> Result:
+    path, profile, verbose, timeout = args
+    return run_script(path, toolchain(), profile, verbose, timeout)
+
+
+def run_scripts(paths: Iterable[str | Path], profile: str = "freebsd", jobs: int = 1,
+                verbose: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Result]:
+    """Results in the order of ``paths``; ``jobs`` > 1 runs that many at once in worker
+    processes (the sessions are Python: threads would share one interpreter lock)."""
+    work = [(str(p), profile, verbose, timeout) for p in paths]
+    if jobs <= 1 or len(work) <= 1:
+        tc = toolchain()
+        for path, _, _, _ in work:
+            yield run_script(path, tc, profile, verbose, timeout)
+        return
+    toolchain()  # build once, before the workers race for it
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(_worker, work)

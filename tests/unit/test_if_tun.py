@@ -1,0 +1,81 @@
+"""tun(4): bare IP packets in and out of a kernel, no link layer, no ARP."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from rumpkern import rump_init
+from rumpkern.sched import Scheduler
+from rumpnet.if_tun import TunIfnet
+from rumpnet.netinet import tcp
+from rumpnet.netinet.in_addr import aton
+from rumpnet.netinet.in_cksum import in_cksum
+
+
+def _kernel() -> tuple[object, TunIfnet, list[bytes]]:
+    k = rump_init(clock="virtual", scheduler=Scheduler(virtual=True), components=("net", "netinet", "tun"))
+    tun = k.config.if_create("tun0")
+    assert isinstance(tun, TunIfnet)
+    out: list[bytes] = []
+    tun.open(out.append)
+    k.config.if_up("tun0")
+    k.config.addr_add("tun0", "192.168.0.2/16")
+    k.config.route_add("default", "192.168.0.2", interface=True)
+    return k, tun, out
+
+
+def _syn(src: str, dst: str, sport: int, dport: int) -> bytes:
+    seg = tcp.emit(tcp.TcpRepr(sport, dport, 1000, 0, tcp.TH_SYN, 8192, mss=1460), aton(src), aton(dst))
+    hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 1, 0, 64, 6, 0,
+                                socket.inet_aton(src), socket.inet_aton(dst)))
+    c = in_cksum(memoryview(hdr))
+    hdr[10:12] = c.to_bytes(2, "big")
+    return bytes(hdr) + seg
+
+
+def test_syn_in_syn_ack_out_as_bare_ip() -> None:
+    k, tun, out = _kernel()
+    s = k.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    k.rump_sys_bind(s, ("0.0.0.0", 8080))
+    k.rump_sys_listen(s, 1)
+    assert out == []            # no gratuitous ARP, nothing at all, on a tun
+    k.sched.run(lambda: tun.write(_syn("192.0.2.1", "192.168.0.2", 40000, 8080)))
+    assert len(out) == 1
+    pkt = out[0]
+    assert pkt[0] >> 4 == 4 and pkt[9] == 6                   # IPv4, TCP: no Ethernet header
+    assert pkt[12:16] == socket.inet_aton("192.168.0.2") and pkt[16:20] == socket.inet_aton("192.0.2.1")
+    seg = tcp.parse(pkt[20:])
+    assert seg.flags == tcp.TH_SYN | tcp.TH_ACK and seg.ack == 1001
+    assert (tun.stats.ipackets, tun.stats.opackets) == (1, 1)
+    k.halt()
+
+
+@pytest.mark.parametrize("packet, counter", [(b"\x10\x00\x00", "noproto"), (b"", "ierrors")])
+def test_non_ip_is_dropped_and_counted(packet: bytes, counter: str) -> None:
+    k, tun, out = _kernel()
+    k.sched.run(lambda: tun.write(packet))
+    assert getattr(tun.stats, counter) == 1
+    assert tun.stats.ipackets == 0 and out == []
+    k.halt()
+
+
+def test_closed_device_drops_input_and_output() -> None:
+    k, tun, out = _kernel()
+    tun.close()
+    k.sched.run(lambda: tun.write(_syn("192.0.2.1", "192.168.0.2", 40000, 8080)))
+    assert tun.stats.iqdrops == 1
+    with pytest.raises(OSError):
+        k.rump_sys_sendto(k.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0), b"x", 0, ("192.0.2.1", 9))
+    assert out == []
+    k.halt()
+
+
+def test_second_open_is_busy() -> None:
+    k, tun, _ = _kernel()
+    with pytest.raises(OSError) as e:
+        tun.open(lambda pkt: None)
+    assert e.value.errno == 16  # EBUSY
+    k.halt()
