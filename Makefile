@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup sysdeps demo test lint typecheck bench bench-quick clean
+.PHONY: setup sysdeps demo test lint typecheck docs bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ sysdeps:
 setup: $(STAMP) sysdeps
 
 demo: $(STAMP)
-	$(BIN)/python examples/router/router.py --demo
+	$(BIN)/rump_router --demo
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -31,6 +31,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy rumpkern rumpnet
+
+# The API reference (HTML, from the docstrings) in build/docs/index.html.
+docs: $(STAMP)
+	$(BIN)/pdoc -o build/docs rumpkern rumpnet
+	@echo "API reference: build/docs/index.html"
 
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -43,11 +43,27 @@ def pct(xs: list[float], p: float) -> float:
 IDLE = 20.0  # seconds without progress: the peer stalled
 
 
-def bulk_in(host: str, size: int, limit: float) -> dict[str, Any]:
+def connect(host: str, port: int, timeout: float, congestion: str | None = None) -> socket.socket:
+    """A connected TCP socket; ``congestion`` names Linux's congestion control for it
+    (TCP_CONGESTION: root may pick any available algorithm, whatever the namespace's
+    default or allowed list says)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        if congestion:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, congestion.encode())
+        s.connect((host, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def bulk_in(host: str, size: int, limit: float, congestion: str | None = None) -> dict[str, Any]:
     """Send ``size`` bytes of the pattern to the sink; it answers with count and SHA-256."""
     chunk = 256 * 1024
     t0 = time.perf_counter()
-    s = socket.create_connection((host, SINK), timeout=min(limit, IDLE))
+    s = connect(host, SINK, min(limit, IDLE), congestion)
     off = 0
     try:
         while off < size:
@@ -75,10 +91,10 @@ def bulk_in(host: str, size: int, limit: float) -> dict[str, Any]:
     return {"bytes": size, "seconds": dt, "MBps": size / dt / 1e6, "sha256": want, "verified": True}
 
 
-def bulk_out(host: str, size: int, limit: float) -> dict[str, Any]:
+def bulk_out(host: str, size: int, limit: float, congestion: str | None = None) -> dict[str, Any]:
     """Ask chargen for ``size`` bytes; read to EOF; check SHA-256."""
     t0 = time.perf_counter()
-    s = socket.create_connection((host, CHARGEN), timeout=min(limit, IDLE))
+    s = connect(host, CHARGEN, min(limit, IDLE), congestion)
     s.sendall(f"{size}\n".encode())
     h = hashlib.sha256()
     n = 0
@@ -220,12 +236,16 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--max-seconds", type=float, default=60.0)
+    ap.add_argument("--congestion", help="Linux congestion control for the bulk connection (TCP_CONGESTION)")
+    ap.add_argument("--port-offset", type=int, default=0, help="the server's ports are shifted by this")
     a = ap.parse_args()
+    global ECHO, CHARGEN, SINK
+    ECHO, CHARGEN, SINK = ECHO + a.port_offset, CHARGEN + a.port_offset, SINK + a.port_offset
     try:
         if a.workload == "bulk_in":
-            r = bulk_in(a.host, a.size, a.max_seconds)
+            r = bulk_in(a.host, a.size, a.max_seconds, a.congestion)
         elif a.workload == "bulk_out":
-            r = bulk_out(a.host, a.size, a.max_seconds)
+            r = bulk_out(a.host, a.size, a.max_seconds, a.congestion)
         elif a.workload == "tcp_rtt":
             r = tcp_rtt(a.host, a.count, a.msg, a.max_seconds)
         elif a.workload == "tcp_cps":

@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # what the lazy exports below resolve to, for type checkers
+from rumpkern._version import __version__
+
+if TYPE_CHECKING:  # what the lazy exports below resolve to, for type checkers (py.typed)
     from rumpkern.kernel import Kernel as Kernel
     from rumpkern.kernel import current_kernel as current_kernel
     from rumpkern.kernel import rump_init as rump_init
@@ -38,7 +40,7 @@ _SYSCALLS = ("socket", "bind", "connect", "listen", "accept", "send", "sendto", 
              "fcntl", "ioctl", "__sysctl", "reboot", "open", "read", "write", "pread", "pwrite",
              "lseek", "fstat", "getdents")
 
-__all__ = sorted(_LAZY) + [f"rump_sys_{n}" for n in _SYSCALLS]
+__all__ = sorted(_LAZY) + [f"rump_sys_{n}" for n in _SYSCALLS] + ["__version__"]
 
 
 def _make(name: str) -> Any:
@@ -51,7 +53,9 @@ def _make(name: str) -> Any:
 
     call.__name__ = method
     call.__qualname__ = method
-    call.__doc__ = f"``{method}`` on the current kernel."
+    from rumpkern.syscall_docs import doc_of
+
+    call.__doc__ = f"{doc_of(method)} On the current kernel (the last booted, or ``with k:``)."
     return call
 
 

@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from rumpkern.bsdgetopt import BadOption, getopt_bsd
+
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
 
@@ -29,7 +31,17 @@ class UsageError(OSError):
 
     @property
     def usage(self) -> str:
+        """The usage text."""
         return str(self.strerror)
+
+
+def getopt(name: str, argv: list[str], optstring: str, usage: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """The tool's leading options, as NetBSD's getopt(3) reads them; a bad one is a
+    UsageError whose text is getopt's line (``ifconfig: unknown option -- Z``) and the usage."""
+    try:
+        return getopt_bsd(argv, optstring, name)
+    except BadOption as e:
+        raise UsageError(f"{e}\n{usage}") from None
 
 
 def on_cpu(k: Kernel, fn: Callable[[], T]) -> T:

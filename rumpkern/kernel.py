@@ -28,7 +28,9 @@ from rumpkern.component import (
 )
 from rumpkern.errno import kerr
 from rumpkern.lwproc import Proc, ProcTable, close_file
+from rumpkern.options import check_options, env_number, env_seed
 from rumpkern.sched import Scheduler, default_scheduler
+from rumpkern.syscall_docs import document
 from rumpkern.syscalls import (
     Buffer,
     SockAddr,
@@ -62,7 +64,7 @@ from rumpkern.syscalls import (
     sys_close,
     sys_nosys,
 )
-from rumpkern.sysctl import CTL_KERN, KERN_HOSTNAME, SysctlTree, sys___sysctl
+from rumpkern.sysctl import CLOCKINFO, CTL_KERN, KERN_HOSTNAME, SysctlTree, sys___sysctl
 from rumpkern.sysctl_cmd import sysctl as sysctl_command
 
 T = TypeVar("T")
@@ -92,10 +94,12 @@ def parse_memlimit(text: str) -> int:
 
 
 def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
+    """``$NAME`` as an integer; a value that is none is an error naming the variable
+    (``RUMP_VERBOSE=yes`` was silently 0)."""
+    value = env_number(name, default, "an integer")
+    if value != int(value):
+        raise ValueError(f"{name}={os.environ.get(name)!r}: not an integer")
+    return int(value)
 
 
 class Kernel:
@@ -113,6 +117,7 @@ class Kernel:
                  memlimit: int | None = None, verbose: bool = False) -> None:
         self.sched = sched
         self.seed = seed
+        self.boottime = sched.now()  # kernel clock at boot: uptime is now() - boottime
         self.boot_index = sched.boots
         sched.boots += 1
         # The one random source: seeded from the user's seed and the boot order on this
@@ -156,7 +161,7 @@ class Kernel:
             if name is None:
                 continue  # a NetBSD library with nothing to load here (rumpkern, ...)
             if name not in reg:
-                raise kerr(errno.ENOENT, f"unknown component {name}")
+                raise kerr(errno.ENOENT, f"unknown component {name} (components: {', '.join(sorted(reg))})")
             wanted.append(name)
         # Requirements pull in their dependencies.
         i = 0
@@ -190,7 +195,7 @@ class Kernel:
         t.add_string("kern.hostname", lambda: self.hostname, self._set_hostname, num=KERN_HOSTNAME)
         t.add_string("kern.ostype", lambda: "NetBSD", num=1)
         t.add_string("kern.osrelease", lambda: "10.0", num=2)
-        t.add_int("kern.clockrate", lambda: 100, num=12)
+        t.add_struct("kern.clockrate", lambda: CLOCKINFO, num=12)
         t.add_int("kern.sbmax", lambda: self.sb_max, self._set_sb_max, num=81)
         # Strict mode of this kernel's scheduler (shared by the kernels on it): see
         # rumpkern/strict.py and rump_init(strict=).
@@ -218,6 +223,7 @@ class Kernel:
         self.hostname = name
 
     def clock_now(self) -> float:
+        """The kernel clock in seconds (virtual or real, as the kernel was booted)."""
         return self.sched.now()
 
     def check_up(self) -> None:
@@ -228,6 +234,7 @@ class Kernel:
     # -- processes -----------------------------------------------------------------------
     @property
     def curproc(self) -> Proc:
+        """The calling thread's current process in this kernel (proc0 unless switched)."""
         p: Proc | None = getattr(self._lwp, "proc", None)
         return p if p is not None else self.procs.proc0
 
@@ -252,6 +259,8 @@ class Kernel:
         self._lwp.proc = None
 
     def run_in(self, p: Proc, fn: Callable[..., T], *args: object) -> T:
+        """Run system call ``fn(ctx, p, *args)`` as process ``p`` (how rump_server runs a
+        client's calls)."""
         self.check_up()
         return self.sched.syscall(fn, p, *args)
 
@@ -497,6 +506,7 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
     """
     if clock not in ("real", "virtual"):
         raise ValueError(f"clock must be 'real' or 'virtual', not {clock!r}")
+    check_options(seed, sockin, hostname, components, memlimit, verbose)
     virtual = clock == "virtual"
     if virtual and threads:
         raise ValueError("virtual-clock kernels are driven by calls: threads=True needs clock='real'")
@@ -512,9 +522,9 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
         else:
             scheduler.stop_background()
     if seed is None:
-        env = os.environ.get("RUMP_SEED")
+        env = env_seed()
         if env is not None:
-            seed = int(env)
+            seed = env
         elif virtual:
             seed = 0
         else:
@@ -536,9 +546,14 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
 
 
 def current_kernel() -> Kernel:
+    """The kernel the module-level ``rump_sys_*`` calls act on: the innermost ``with k:``
+    of this thread, else the last booted (ENXIO when none is)."""
     stack: list[Kernel] | None = getattr(_current, "stack", None)
     if stack:
         return stack[-1]
     if _last_booted:
         return _last_booted[-1]
     raise kerr(errno.ENXIO, "no kernel booted: call rump_init() first")
+
+
+document(Kernel)  # the rump_sys_*/rump_pub_* methods' docstrings (rumpkern.syscall_docs)

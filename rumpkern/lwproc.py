@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from rumpkern.errno import kerr
+from rumpkern.unawaited import not_an_fd
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
@@ -49,6 +50,8 @@ class File:
 
 
 class FdTable:
+    """A process's descriptor table: fd -> File."""
+
     __slots__ = ("files", "refcount")
 
     def __init__(self) -> None:
@@ -56,6 +59,7 @@ class FdTable:
         self.refcount = 1
 
     def alloc(self, fp: File, lowest: int = 0) -> int:
+        """Put ``fp`` in the lowest free slot at or above ``lowest``; returns the fd (EMFILE when full)."""
         fd = lowest
         while fd in self.files:
             fd += 1
@@ -65,18 +69,21 @@ class FdTable:
         return fd
 
     def get(self, fd: int) -> File:
+        """The File of ``fd`` (EBADF for a number that is no descriptor; TypeError for what is no number)."""
         try:
             return self.files[fd]
         except (KeyError, TypeError):
-            raise kerr(errno.EBADF) from None
+            raise _bad_fd(fd) from None
 
     def remove(self, fd: int) -> File:
+        """Take ``fd`` out of the table and return its File (EBADF / TypeError as :meth:`get`)."""
         try:
             return self.files.pop(fd)
         except (KeyError, TypeError):
-            raise kerr(errno.EBADF) from None
+            raise _bad_fd(fd) from None
 
     def copy(self) -> FdTable:
+        """A copy of the table sharing the open files (RUMP_RFFDG)."""
         new = FdTable()
         for fd, fp in self.files.items():
             fp.refcount += 1
@@ -84,7 +91,17 @@ class FdTable:
         return new
 
 
+def _bad_fd(fd: object) -> Exception:
+    """EBADF for a number that is no open descriptor; TypeError for what is no number (an
+    un-awaited call's awaitable, a string), which no errno describes."""
+    if isinstance(fd, int):
+        return kerr(errno.EBADF)
+    return not_an_fd(fd)
+
+
 class Proc:
+    """A process of a kernel: pid, fd table, the kernel, its command name."""
+
     __slots__ = ("pid", "fdt", "kernel", "comm")
 
     def __init__(self, kernel: Kernel, pid: int, fdt: FdTable, comm: str = "rump") -> None:
@@ -95,6 +112,8 @@ class Proc:
 
 
 class ProcTable:
+    """The processes of a kernel (proc0 first)."""
+
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.procs: dict[int, Proc] = {}
@@ -109,6 +128,7 @@ class ProcTable:
         return p
 
     def rfork(self, parent: Proc, flags: int, comm: str = "rump") -> Proc:
+        """A new process from ``parent``: its fd table copied (RUMP_RFFDG), shared (0) or empty (RUMP_RFCFDG)."""
         if flags & RUMP_RFFDG and flags & RUMP_RFCFDG:
             raise kerr(errno.EINVAL)
         if flags & RUMP_RFCFDG:

@@ -36,7 +36,6 @@ import atexit
 import concurrent.futures
 import errno
 import importlib
-import os
 import selectors
 import threading
 import time
@@ -45,10 +44,13 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Sized
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from rumpkern.cpu import CpuLock, at_fork_in_child, new_cpu_loop, threads_default
-from rumpkern.strict import InternalErrors
+from rumpkern.strict import InternalErrors, KernelInternalError
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
+
+from rumpkern.options import env_number
+from rumpkern.unawaited import warn_unawaited
 
 T = TypeVar("T")
 
@@ -70,6 +72,7 @@ class WaitChannel:
         self._waiters.append(fut)
 
     def wakeup(self) -> None:
+        """Wake every system call sleeping on this channel (each retries)."""
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for fut in waiters:
@@ -77,6 +80,7 @@ class WaitChannel:
                     fut.set_result(None)
 
     def has_waiters(self) -> bool:
+        """True when some call sleeps on this channel."""
         return bool(self._waiters)
 
 
@@ -117,7 +121,7 @@ class VirtualClockStalled(RuntimeError):
 
 # Real seconds a virtual-time loop waits with no timer at all before giving up
 # (``RUMP_VIRTUAL_STALL``; another thread handing in a call wakes it at once).
-STALL_SECONDS = float(os.environ.get("RUMP_VIRTUAL_STALL", "120"))
+STALL_SECONDS = env_number("RUMP_VIRTUAL_STALL", 120.0, "a number of seconds")
 
 
 class _VirtualSelector:
@@ -154,6 +158,8 @@ class _VirtualSelector:
 
 
 class VirtualClock:
+    """The time of a virtual clock: seconds, moved only by the loop when nothing is runnable."""
+
     __slots__ = ("now",)
 
     def __init__(self, start: float = VIRTUAL_EPOCH) -> None:
@@ -175,10 +181,12 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self._clock_resolution = 1e-6
 
     def time(self) -> float:
+        """The virtual clock's time."""
         return self.virtual_clock.now
 
     @property
     def stall_seconds(self) -> float:
+        """Real seconds with nothing scheduled and no I/O before a blocked call fails (VirtualClockStalled)."""
         return self._vselector.stall_seconds
 
     @stall_seconds.setter
@@ -194,6 +202,25 @@ def _new_real_loop() -> asyncio.AbstractEventLoop:
     return cast(asyncio.AbstractEventLoop, uvloop.new_event_loop())
 
 
+def _attempt(fn: Callable[..., Any], ctx: SyscallCtx, args: tuple[Any, ...]) -> tuple[Any, Sleep | None, BaseException | None]:
+    """Try a system call: (result, sleep, error). A kept traceback's frames would lead back
+    to the awaitable (a cycle: an awaitable dropped unawaited would warn only at the next
+    garbage collection), so a Sleep and an errno error keep none; other exceptions (bugs)
+    keep theirs for the report."""
+    try:
+        return fn(ctx, *args), None, None
+    except Sleep as s:
+        s.__traceback__ = None
+        return None, s, None
+    except OSError as e:
+        e.__traceback__ = None
+        if e.__suppress_context__:
+            e.__context__ = None
+        return None, None, e
+    except BaseException as e:  # delivered when awaited
+        return None, None, e
+
+
 class _SyscallAwaitable(Generic[T]):
     """What a system call returns to a coroutine on the scheduler's loop.
 
@@ -201,7 +228,7 @@ class _SyscallAwaitable(Generic[T]):
     result or sleeps until it completes.
     """
 
-    __slots__ = ("_sched", "_fn", "_args", "_ctx", "_result", "_exc", "_sleep")
+    __slots__ = ("_sched", "_fn", "_args", "_ctx", "_result", "_exc", "_sleep", "_awaited")
 
     def __init__(self, sched: Scheduler, fn: Callable[..., T], args: tuple[Any, ...]) -> None:
         self._sched = sched
@@ -211,15 +238,20 @@ class _SyscallAwaitable(Generic[T]):
         self._result: T | None = None
         self._exc: BaseException | None = None
         self._sleep: Sleep | None = None
+        self._awaited = False
         try:
-            sched.errors.check()
-            self._result = fn(self._ctx, *args)
-        except Sleep as s:
-            self._sleep = s
-        except BaseException as e:  # delivered when awaited
-            self._exc = e
+            sched.errors.check()  # strict mode: a recorded internal error is this call's
+        except KernelInternalError as e:
+            self._result, self._sleep, self._exc = None, None, e
+        else:
+            self._result, self._sleep, self._exc = _attempt(fn, self._ctx, args)
+
+    def __del__(self) -> None:
+        if not self._awaited:  # warn, as for a coroutine never awaited (rumpkern.unawaited)
+            warn_unawaited(self._fn, self._exc, self._sleep is not None)
 
     def __await__(self) -> Generator[Any, None, T]:
+        self._awaited = True
         if self._exc is not None:
             raise self._exc
         if self._sleep is None:
@@ -271,11 +303,13 @@ class Scheduler:
 
     # -- the kernels on this CPU ----------------------------------------------------
     def kernel_booted(self, k: Kernel) -> None:
+        """``k`` now runs on this scheduler (serving starts if this is a threaded one)."""
         self.kernels.append(k)
         if self.threads and self._bg_thread is None:
             self._start_serving()
 
     def kernel_halted(self, k: Kernel) -> None:
+        """``k`` halted; a threaded scheduler with no kernel left stops serving."""
         if k in self.kernels:
             self.kernels.remove(k)
         if not self.kernels and self._bg_thread is not None and self.threads:
@@ -295,15 +329,19 @@ class Scheduler:
         return self.loop.time()
 
     def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
+        """Run ``fn(*args)`` on the CPU at kernel time ``when`` (a callout; ``.cancel()`` it)."""
         return self.loop.call_at(when, fn, *args)
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
+        """Run ``fn(*args)`` on the CPU ``delay`` seconds from now."""
         return self.loop.call_later(delay, fn, *args)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> asyncio.Handle:
+        """Run ``fn(*args)`` on the CPU next (from the scheduler's thread)."""
         return self.loop.call_soon(fn, *args)
 
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> asyncio.Handle:
+        """Run ``fn(*args)`` on the CPU next, from any thread."""
         return self.loop.call_soon_threadsafe(fn, *args)
 
     # -- who holds the CPU ---------------------------------------------------------
@@ -337,6 +375,7 @@ class Scheduler:
 
     @property
     def background(self) -> bool:
+        """True while a background thread serves the loop."""
         return self._bg_thread is not None
 
     def start_background(self) -> None:
@@ -400,7 +439,12 @@ class Scheduler:
 
     # -- running things -------------------------------------------------------------
     def run(self, fn: Callable[[], T]) -> T:
-        """Run ``fn()`` on the CPU from any thread (configuration commands and the like)."""
+        """Run ``fn()`` on the CPU from any thread (configuration commands and the like).
+
+        ``fn`` never sleeps, so a caller that holds the CPU (a coroutine on the loop) gets
+        the result directly: no awaitable to forget (``k.halt()`` in a coroutine)."""
+        if self.holds_cpu():
+            return fn()
 
         def call(_ctx: SyscallCtx) -> T:
             return fn()
@@ -409,6 +453,10 @@ class Scheduler:
 
     def run_for(self, seconds: float) -> None:
         """Let the kernels run for ``seconds`` of kernel time (virtual or real)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"run_for: seconds must be a number, not {type(seconds).__name__} {seconds!r}")
+        if not seconds >= 0:
+            raise ValueError(f"run_for: seconds must be 0 or more, not {seconds!r}")
         if self.on_cpu():
             raise RuntimeError("run_for() from the scheduler's own loop: use await asyncio.sleep()")
 
@@ -667,4 +715,5 @@ class VirtualEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     """Event loop policy whose loops run on virtual time (for asyncio tests)."""
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """A fresh VirtualEventLoop."""
         return VirtualEventLoop()

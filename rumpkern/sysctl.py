@@ -27,6 +27,20 @@ KERN_HOSTNAME = 10
 _DYNAMIC_BASE = 100
 
 
+@dataclass(frozen=True)
+class Clockinfo:
+    """``struct clockinfo`` (kern.clockrate): a rump kernel's clock runs at HZ=100."""
+
+    tick: int = 10000  # microseconds per hardclock tick
+    tickadj: int = 40  # NetBSD's 240000 / (60 * hz)
+    hz: int = 100
+    profhz: int = 100
+    stathz: int = 100
+
+
+CLOCKINFO = Clockinfo()
+
+
 @dataclass
 class SysctlNode:
     name: str

@@ -6,9 +6,9 @@ The kern core's own command: a kernel without any faction answers it.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rumpkern.commands import UsageError, on_cpu, strerror
+from rumpkern.commands import UsageError, getopt, on_cpu, strerror
 from rumpkern.sysctl import SysctlNode, format_value
 
 if TYPE_CHECKING:
@@ -20,6 +20,8 @@ USAGE = """usage: sysctl [-dneq] [-x[x]|-r] variable ...
        sysctl [-dne] -A
        sysctl [-ne] -M
        sysctl [-dne] [-q] -f file"""
+
+OPTSTRING = "Aadenqw"  # NetBSD's sysctl takes more; these are the ones that mean something here
 
 _LEVELS = ("top", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
            "tenth", "eleventh", "twelfth")
@@ -41,29 +43,15 @@ def _value(node: SysctlNode) -> str:
 
 
 def sysctl(k: Kernel, argv: list[str]) -> str:
+    """sysctl(8) on kernel ``k`` (see rumpkern.commands)."""
     return on_cpu(k, lambda: _sysctl(k, argv))
 
 
 def _sysctl(k: Kernel, argv: list[str]) -> str:
-    args = list(argv)
-    nflag = wflag = qflag = aflag = False
-    while args and args[0].startswith("-") and len(args[0]) > 1:
-        opt = args.pop(0)
-        if opt == "--":
-            break
-        for ch in opt[1:]:
-            if ch == "n":
-                nflag = True
-            elif ch == "w":
-                wflag = True
-            elif ch == "q":
-                qflag = True
-            elif ch in "aA":
-                aflag = True
-            elif ch in "de":
-                pass
-            else:
-                raise UsageError(USAGE)
+    opts, args = getopt("sysctl", argv, OPTSTRING, USAGE)
+    letters = {ch for ch, _ in opts}
+    nflag, wflag, qflag = "n" in letters, "w" in letters, "q" in letters
+    aflag = bool(letters & {"a", "A"})
     if aflag:
         if args or wflag:
             raise UsageError(USAGE)
@@ -81,7 +69,7 @@ def _sysctl(k: Kernel, argv: list[str]) -> str:
             raise UsageError(USAGE)
         else:
             node = _lookup(k, arg)
-            if node.kind == "node":
+            if node.kind == "node" or node.path in _DISPLAY:
                 out.append(_list(node, nflag))
             else:
                 v = _value(node)
@@ -92,20 +80,35 @@ def _sysctl(k: Kernel, argv: list[str]) -> str:
 def _list(node: SysctlNode, nflag: bool) -> str:
     lines: list[str] = []
     for leaf in _walk(node):
+        display = _DISPLAY.get(leaf.path)
+        if display is not None:  # sysctl.c's handlers: "kern.clockrate: tick = 10000, ..."
+            text = display(leaf.getter() if leaf.getter is not None else None)
+            lines.append(text if nflag else f"{leaf.path}: {text}")
+            continue
         if leaf.kind == "struct":
-            continue  # as NetBSD's sysctl -a: structures are for netstat -s
+            continue  # as NetBSD's sysctl -a: structures without a handler are for netstat -s
         v = _value(leaf)
         lines.append(v if nflag else f"{leaf.path} = {v}")
     return "".join(line + "\n" for line in lines)
 
 
 def _walk(node: SysctlNode) -> list[SysctlNode]:
+    """The leaves under ``node`` in MIB order, as NetBSD's sysctl -a walks them (children
+    by number: fixed numbers from sysctl.h first, dynamic ones in the order created)."""
     if node.kind != "node":
         return [node]
     out: list[SysctlNode] = []
-    for name in sorted(node.children):
-        out.extend(_walk(node.children[name]))
+    for child in sorted(node.children.values(), key=lambda c: c.num):
+        out.extend(_walk(child))
     return out
+
+
+def _clockrate(c: Any) -> str:
+    return f"tick = {c.tick}, tickadj = {c.tickadj}, hz = {c.hz}, profhz = {c.profhz}, stathz = {c.stathz}"
+
+
+# Structures sysctl(8) knows how to print (sbin/sysctl/sysctl.c's handlers).
+_DISPLAY: dict[str, Any] = {"kern.clockrate": _clockrate}
 
 
 def _write(k: Kernel, name: str, value: str, nflag: bool, qflag: bool) -> str:

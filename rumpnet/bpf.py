@@ -126,10 +126,12 @@ class PcapWriter:
         self.frames += 1
 
     def flush(self) -> None:
+        """Push what was written to the file."""
         if not self.closed:
             self._fp.flush()
 
     def close(self) -> None:
+        """Flush and close (the file only if this writer opened it)."""
         if self.closed:
             return
         self.closed = True
@@ -202,6 +204,7 @@ class PcapReader:
             yield sec + frac / self._tsdiv, data
 
     def close(self) -> None:
+        """Close the file (only if this reader opened it)."""
         if self._owned:
             self._fp.close()
 
@@ -761,6 +764,7 @@ class BpfTap:
         self.bs_drop = 0
 
     def tap(self, frame: Frame) -> None:
+        """One frame seen by the interface: counted (bs_recv) and, when it passes the filter, written."""
         self.bs_recv += 1
         flt = self.filter
         if flt is not None and not flt(frame):
@@ -775,9 +779,11 @@ class BpfTap:
     __call__ = tap
 
     def flush(self) -> None:
+        """Flush the writer."""
         flush = getattr(self.writer, "flush", None)
         if flush is not None:
             flush()
 
     def close(self) -> None:
+        """Close the writer."""
         self.writer.close()

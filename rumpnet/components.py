@@ -114,7 +114,7 @@ def _wire_init(k: Kernel) -> None:
 def _shmif_link(ifp: Ifnet, linkstr: str) -> LinkDriver:
     from rumpnet.shmif.if_shmif import ShmifDriver
 
-    return ShmifDriver(linkstr)
+    return ShmifDriver(linkstr, boottime=ifp.kernel.boottime)
 
 
 @rump_component("shmif", RUMP_COMPONENT_NET_IF, requires=("net",), default=True)

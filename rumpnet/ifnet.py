@@ -531,10 +531,12 @@ class IfnetRegistry:
         try:
             cname, unit = self.split_name(name)
         except OSError:
-            raise kerr(errno.EINVAL, "SIOCIFCREATE: Invalid argument") from None
+            cname, unit = name, -1
         cloner = self.cloners.get(cname)
-        if cloner is None:
-            raise kerr(errno.EINVAL, "SIOCIFCREATE: Invalid argument")
+        if cloner is None or unit < 0:
+            # NetBSD's answer, then which names would do (ifconfig -C lists the cloners)
+            raise kerr(errno.EINVAL, f"SIOCIFCREATE: Invalid argument ({name}: interfaces are named "
+                                     f"{', '.join(c + 'N' for c in self.cloners)})")
         ifp = cloner.create(self.kernel, unit)
         self._ifs[name] = ifp
         return ifp

@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 
 def parse_mac(s: str) -> bytes:
+    """``b2:a0:00:00:00:01`` -> 6 bytes (EINVAL naming the text when it is no MAC)."""
     parts = s.split(":")
     if len(parts) != 6:
         raise kerr(errno.EINVAL, f"invalid Ethernet address '{s}'")
@@ -47,10 +48,13 @@ def parse_mac(s: str) -> bytes:
 
 
 def format_mac(mac: bytes) -> str:
+    """6 bytes -> ``b2:a0:00:00:00:01``."""
     return ":".join(f"{b:02x}" for b in mac)
 
 
 class NetConfig:
+    """``k.config``: the structured configuration API of kernel ``k`` (see the module docstring)."""
+
     def __init__(self, kernel: NetKernel) -> None:
         self.k = kernel
 
@@ -63,38 +67,49 @@ class NetConfig:
 
     # -- interfaces ----------------------------------------------------------------------
     def if_create(self, name: str) -> Ifnet:
+        """``ifconfig NAME create``: a new interface of the cloner its name says (``wire0``, ``shmif1``, ``virt0``)."""
         return self._run(lambda: self.k.ifnet.create(name))
 
     def if_destroy(self, name: str) -> None:
+        """``ifconfig NAME destroy``: detach the interface and remove it with its addresses and routes."""
         self._run(lambda: self.k.ifnet.destroy(name))
 
     def if_get(self, name: str) -> Ifnet:
+        """The interface called ``name`` (ENXIO if there is none)."""
         self.k.check_up()
         return self.k.ifnet.lookup(name)
 
     def if_list(self) -> list[Ifnet]:
+        """Every interface, in creation order (lo0 first)."""
         self.k.check_up()
         return self.k.ifnet.all()
 
     def if_up(self, name: str) -> None:
+        """``ifconfig NAME up``."""
         self._run(lambda: self.k.ifnet.lookup(name).set_up(True))
 
     def if_down(self, name: str) -> None:
+        """``ifconfig NAME down``."""
         self._run(lambda: self.k.ifnet.lookup(name).set_up(False))
 
     def if_set_linkstr(self, name: str, linkstr: str | None) -> None:
+        """``ifconfig NAME linkstr STR``: the wire's segment, the shmif bus file or the host tap (None: ``-linkstr``)."""
         self._run(lambda: self.k.net.set_linkstr(self.k.ifnet.lookup(name), linkstr))
 
     def if_set_mtu(self, name: str, mtu: int) -> None:
+        """``ifconfig NAME mtu N``."""
         self._run(lambda: self.k.ifnet.lookup(name).set_mtu(int(mtu)))
 
     def if_set_media(self, name: str, media: str) -> None:
+        """``ifconfig NAME media TYPE`` (``autoselect`` or ``none``: no carrier)."""
         self._run(lambda: self.k.ifnet.lookup(name).set_media(media))
 
     def if_set_lladdr(self, name: str, mac: str) -> None:
+        """``ifconfig NAME link MAC``: a new Ethernet address."""
         self._run(lambda: self.k.ifnet.lookup(name).set_lladdr(parse_mac(mac)))
 
     def if_set_promisc(self, name: str, on: bool) -> None:
+        """``ifconfig NAME [-]promisc``."""
         self._run(lambda: self.k.ifnet.lookup(name).set_promisc(on))
 
     def addr_add(self, name: str, addr: str, netmask: str | None = None, broadcast: str | None = None,
@@ -115,12 +130,14 @@ class NetConfig:
         self._run(add)
 
     def addr_delete(self, name: str, addr: str) -> None:
+        """``ifconfig NAME inet ADDR delete``: remove the address and its connected route."""
         ip, _ = parse_prefix(addr)
         self._run(lambda: self._inet.delete_address(self.k.ifnet.lookup(name), ip))
 
     # -- routes --------------------------------------------------------------------------
     @staticmethod
     def parse_dest(dst: str, host: bool = False, net: bool = False, netmask: str | None = None) -> tuple[int, int]:
+        """A route destination (``default``, ``a.b.c.d/n``, a host or a network as route(8) reads it) as ``(address, prefix length)``."""
         if dst == "default":
             return 0, 0
         ip, plen = parse_prefix(dst)
@@ -199,10 +216,12 @@ class NetConfig:
         return self._run(add)
 
     def route_delete(self, dst: str, *, host: bool = False, net: bool = False, netmask: str | None = None) -> Rtentry:
+        """``route delete``: remove the route to exactly ``dst`` (ESRCH if there is none); returns it."""
         ip, plen = self.parse_dest(dst, host, net, netmask)
         return self._run(lambda: self.k.net.routes.delete(ip, plen))
 
     def route_change(self, dst: str, gateway: str | None = None, **kw: Any) -> Rtentry:
+        """``route change``: replace the route to ``dst`` with one through ``gateway`` (the old one stays if the new one cannot be made)."""
         ip, plen = self.parse_dest(dst, kw.get("host", False), kw.get("net", False), kw.get("netmask"))
 
         def change() -> Rtentry:
@@ -219,6 +238,7 @@ class NetConfig:
         return self._run(change)
 
     def route_get(self, dst: str) -> Rtentry:
+        """``route get``: the route a packet to ``dst`` takes (longest prefix match; ESRCH when none)."""
         ip = 0 if dst == "default" else parse_prefix(dst)[0]
 
         def get() -> Rtentry:
@@ -230,25 +250,31 @@ class NetConfig:
         return self._run(get)
 
     def routes(self) -> list[Rtentry]:
+        """Every route, in table order."""
         return self._run(lambda: list(self.k.net.routes))
 
     def route_flush(self) -> list[Rtentry]:
+        """``route flush``: remove every route that is not an interface's own; returns them."""
         return self._run(self.k.net.routes.flush)
 
     # -- ARP -----------------------------------------------------------------------------
     def arp_add(self, ip: str, mac: str, temp: bool = False, pub: bool = False) -> LlEntry:
+        """``arp -s IP MAC [temp] [pub]``: a static entry (``temp``: it expires; ``pub``: answer for it, proxy ARP)."""
         a = aton_strict(ip)
         m = parse_mac(mac)
         return self._run(lambda: self._inet.arp.add_static(a, m, temp=temp, published=pub))
 
     def arp_delete(self, ip: str) -> None:
+        """``arp -d IP``."""
         a = aton_strict(ip)
         self._run(lambda: self._inet.arp.remove(a))
 
     def arp_entries(self) -> list[LlEntry]:
+        """The ARP cache's entries."""
         return self._run(lambda: self._inet.arp.entries())
 
     def arp_flush(self) -> None:
+        """``arp -d -a``: empty the ARP cache."""
         def flush() -> None:
             arp = self._inet.arp
             for lle in list(arp.entries()):
@@ -258,9 +284,11 @@ class NetConfig:
 
     # -- sysctl --------------------------------------------------------------------------
     def sysctl_get(self, name: str) -> Any:
+        """The value of sysctl ``name`` (ENOENT for an unknown one)."""
         return self._run(lambda: self.k.sysctl_tree.read(name))
 
     def sysctl_set(self, name: str, value: Any) -> Any:
+        """Set sysctl ``name`` to ``value`` (checked as ``sysctl -w`` checks it)."""
         return self._run(lambda: self.k.sysctl_tree.write(name, value))
 
     # -- capture -------------------------------------------------------------------------
@@ -288,6 +316,7 @@ class Capture:
         self.tap = tap
 
     def close(self) -> None:
+        """Stop capturing and close the file (also at the end of a ``with`` block)."""
         def detach() -> None:
             ifp = self.cfg.k.ifnet.get(self.ifname)
             if ifp is not None:
@@ -305,12 +334,14 @@ class Capture:
 
 
 def describe_route(rt: Rtentry) -> dict[str, Any]:
-    """A route as plain data (for JSON, the live view and tests)."""
+    """A route as plain data (for JSON, the live view and tests); the gateway and flags as
+    ``netstat -rn`` shows them (``link#2``, ``UC``)."""
+    from rumpnet.commands.route import gateway_name
     from rumpnet.route import flags_letters
 
     return {
         "destination": "default" if rt.plen == 0 else f"{ntoa(rt.dst)}/{rt.plen}",
-        "gateway": ntoa(rt.gateway) if rt.gateway is not None else (f"link#{rt.ifp.index}" if rt.ifp else "-"),
+        "gateway": gateway_name(rt),
         "flags": flags_letters(rt.flags),
         "interface": rt.ifp.name if rt.ifp else None,
         "mtu": rt.mtu,

@@ -37,11 +37,11 @@ RTF_BROADCAST = 0x80000
 # discovery on this route": TCP sends without DF (set when a too-small MTU was reported).
 RTV_MTU = 0x1
 
-# Letters as NetBSD's netstat(1) prints them, in its order.
+# Letters as NetBSD's netstat(1) prints them, in its order (sbin/route/rtutil.c ``bits``).
 FLAG_LETTERS = [
-    (RTF_UP, "U"), (RTF_GATEWAY, "G"), (RTF_HOST, "H"), (RTF_REJECT, "R"), (RTF_DYNAMIC, "D"),
-    (RTF_MODIFIED, "M"), (RTF_DONE, "d"), (RTF_MASK, "m"), (RTF_CONNECTED, "C"), (RTF_LLDATA, "L"),
-    (RTF_STATIC, "S"), (RTF_BLACKHOLE, "B"), (RTF_PROTO2, "2"), (RTF_PROTO1, "1"),
+    (RTF_UP, "U"), (RTF_GATEWAY, "G"), (RTF_HOST, "H"), (RTF_REJECT, "R"), (RTF_BLACKHOLE, "B"),
+    (RTF_DYNAMIC, "D"), (RTF_MODIFIED, "M"), (RTF_DONE, "d"), (RTF_MASK, "m"), (RTF_CONNECTED, "C"),
+    (RTF_LLDATA, "L"), (RTF_STATIC, "S"), (RTF_PROTO1, "1"), (RTF_PROTO2, "2"),
     (RTF_ANNOUNCE, "p"), (RTF_LOCAL, "l"), (RTF_BROADCAST, "b"),
 ]
 # Names as route(8) "get" prints them in its "flags: <...>" line.

@@ -32,6 +32,8 @@ import time
 from typing import Any
 
 from rumpkern.strict import KernelInternalError
+from rumpkern.syscall_docs import document
+from rumpnet.mirror import borrow
 from rumpnet.server.protocol import (
     MAX_FRAME,
     PROTO_NAME,
@@ -183,11 +185,13 @@ class RumpClient:
     def __init__(self, url: str | None = None, retry: int | None = None, comm: str | None = None) -> None:
         url = url if url is not None else os.environ.get("RUMP_SERVER")
         if not url:
-            raise OSError(errno.ENOENT, "RUMP_SERVER is not set")
+            raise OSError(errno.ENOENT, "RUMP_SERVER is not set (unix://path or tcp://127.0.0.1:port/)")
         try:
             parse_url(url)
         except ValueError as e:
             raise OSError(errno.EINVAL, str(e)) from None
+        except TypeError:
+            raise TypeError(f"url must be a str, not {type(url).__name__}") from None
         self.url = url
         self.retry = _default_retry if retry is None else retry
         self.comm = comm or os.path.basename(sys.argv[0] or "python") or "python"
@@ -206,7 +210,10 @@ class RumpClient:
             sock = pysocket.socket(pysocket.AF_INET6 if ":" in where[0] else pysocket.AF_INET, pysocket.SOCK_STREAM)
         try:
             sock.settimeout(CONNECT_TIMEOUT)
-            sock.connect(where)
+            try:
+                sock.connect(where)
+            except OSError as e:  # name the server that is not there
+                raise OSError(e.errno, f"{self.url}: {e.strerror or e}") from None
             banner = _recv_msg(sock)
             if not (isinstance(banner, tuple) and len(banner) == 3 and banner[0] == PROTO_NAME):
                 raise OSError(errno.EPROTO, "not a rumpnet server")
@@ -270,6 +277,7 @@ class RumpClient:
                 delay = min(delay * 2, 1.0)
 
     def setconnretry(self, timeout: int) -> None:
+        """How this client reacts to a lost connection (rumpclient_setconnretry(3): 0, n seconds, or RUMPCLIENT_RETRYCONN_*)."""
         self.retry = _check_retry(timeout)
         self._gave_up = False
 
@@ -280,6 +288,7 @@ class RumpClient:
 
     @property
     def hostname(self) -> str:
+        """The server kernel's hostname."""
         return str(self.server_info.get("hostname", "rump"))
 
     @property
@@ -509,6 +518,7 @@ class RumpClient:
         return RumpSocket(self, family, type, proto)  # type: ignore[arg-type]
 
 
+@borrow(pysocket.socket)
 class RemoteSocket:
     """A ``socket.socket``-shaped object whose fd lives in the server's kernel (blocking
     mode; timeouts through SO_RCVTIMEO/SO_SNDTIMEO)."""
@@ -584,6 +594,9 @@ class RemoteSocket:
 # -- module-level API (rumpclient(3)) ------------------------------------------------------------
 _global: RumpClient | None = None
 _global_lock = threading.Lock()
+
+
+document(RumpClient, "Run in the rump_server.")  # docstrings of rump_sys_*: rumpkern.syscall_docs
 
 
 def _check_retry(timeout: int) -> int:

@@ -15,6 +15,7 @@ import os
 import socket as pysocket
 from typing import TYPE_CHECKING, Any
 
+from rumpnet.mirror import borrow
 from rumpnet.sys_socket import pollfd
 from rumpnet.uipc_socket import POLLERR, POLLHUP, POLLOUT
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 _GLOBAL_DEFAULT_TIMEOUT = pysocket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
 
+@borrow(pysocket.socket)
 class RumpSocket:
     """A socket in a rump kernel with the interface of ``socket.socket``."""
 

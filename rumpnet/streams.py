@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkern.sched import SyscallCtx
 from rumpnet import sys_socket as S  # noqa: N812
+from rumpnet.mirror import borrow
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
@@ -28,7 +29,10 @@ def _sys(k: Kernel, fn: Any, *args: Any) -> Awaitable[Any]:
     return k.sched.asyscall(fn, k.curproc, *args)
 
 
+@borrow(asyncio.StreamReader)
 class RumpStreamReader:
+    """Reads a socket of a rump kernel as ``asyncio.StreamReader`` reads a transport (returned by :func:`open_connection` and given to :func:`start_server`'s callback)."""
+
     def __init__(self, kernel: Kernel, fd: int, limit: int = _LIMIT) -> None:
         self._k = kernel
         self._fd = fd
@@ -117,7 +121,10 @@ class RumpStreamReader:
         return line
 
 
+@borrow(asyncio.StreamWriter)
 class RumpStreamWriter:
+    """Writes to a socket of a rump kernel as ``asyncio.StreamWriter`` does."""
+
     def __init__(self, kernel: Kernel, fd: int) -> None:
         self._k = kernel
         self._fd = fd
@@ -128,14 +135,17 @@ class RumpStreamWriter:
 
     @property
     def transport(self) -> RumpStreamWriter:
+        """This writer (it plays its own transport: ``get_extra_info``, ``is_closing``, ``close``)."""
         return self
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` for sending (sent by the kernel as the window allows; :meth:`drain` waits)."""
         if self._closing:
             raise ConnectionResetError("writer is closing")
         self._pending += data
 
     def writelines(self, data: Any) -> None:
+        """Queue each buffer of ``data`` in turn."""
         for chunk in data:
             self.write(chunk)
 
@@ -147,9 +157,11 @@ class RumpStreamWriter:
                 del self._pending[:n]
 
     def can_write_eof(self) -> bool:
+        """True: a TCP socket can be half-closed."""
         return True
 
     def write_eof(self) -> None:
+        """Half-close after what is queued (shutdown SHUT_WR: a FIN)."""
         async def eof() -> None:
             await self.drain()
             await _sys(self._k, S.sys_shutdown, self._fd, pysocket.SHUT_WR)
@@ -157,6 +169,7 @@ class RumpStreamWriter:
         asyncio.get_running_loop().create_task(eof())
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``sockname``, ``peername`` or ``socket`` (the fd in the kernel); ``default`` otherwise."""
         try:
             if name == "peername":
                 return _getpeername(SyscallCtx(), self._k.curproc, self._fd)
@@ -169,9 +182,11 @@ class RumpStreamWriter:
         return default
 
     def is_closing(self) -> bool:
+        """True once :meth:`close` was called."""
         return self._closing
 
     def close(self) -> None:
+        """Close the socket once what is queued has been handed to the kernel."""
         if self._closing:
             return
         self._closing = True
@@ -190,6 +205,7 @@ class RumpStreamWriter:
         asyncio.get_running_loop().create_task(finish())
 
     async def wait_closed(self) -> None:
+        """Wait until the socket is closed."""
         await self._closed
 
 
@@ -223,6 +239,7 @@ async def open_connection(kernel: Kernel, host: str, port: int, *, limit: int = 
 ClientConnected = Callable[[RumpStreamReader, RumpStreamWriter], Awaitable[None] | None]
 
 
+@borrow(asyncio.Server)
 class RumpServer:
     """What ``start_server`` returns: ``close``, ``wait_closed``, ``serve_forever``,
     ``sockets``, async context manager."""
@@ -238,9 +255,11 @@ class RumpServer:
 
     @property
     def sockets(self) -> list[Any]:
+        """The listening socket(s) (objects shaped like ``socket.socket``)."""
         return [self._fd]
 
     def sockname(self) -> Any:
+        """The address the server listens on."""
         return _getsockname(SyscallCtx(), self._k.curproc, self._fd)
 
     def _start(self) -> None:

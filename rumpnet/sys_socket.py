@@ -53,6 +53,16 @@ class pollfd:  # noqa: N801  (the C name)
         return f"pollfd(fd={self.fd}, events={self.events:#x}, revents={self.revents:#x})"
 
 
+def int_arg(name: str, v: Any) -> int:
+    """An integer argument (Python's socket constants are ints). Anything else is a
+    TypeError naming the argument, as Python's socket module answers: no BSD call receives
+    a string where it takes an int, so no errno describes it."""
+    if isinstance(v, int):
+        return int(v)
+    raise TypeError(f"{name} must be an int (such as a constant of Python's socket module), "
+                    f"not {type(v).__name__} {v!r}")
+
+
 def getsock(p: Proc, fd: int) -> Socket:
     fp = p.fdt.get(fd)
     if not isinstance(fp.obj, Socket):
@@ -75,13 +85,14 @@ def _data(buf: Any) -> bytes | memoryview:
 
 def sys_socket(ctx: SyscallCtx, p: Proc, domain: int, type_: int, protocol: int = 0) -> int:
     k = p.kernel
+    domain, type_, protocol = int_arg("domain", domain), int_arg("type", type_), int_arg("protocol", protocol)
     nonblock = bool(type_ & SOCK_NONBLOCK)
     cloexec = bool(type_ & SOCK_CLOEXEC)
     base_type = type_ & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
-    dom = net_kernel(k).domains.get(int(domain))
+    dom = net_kernel(k).domains.get(domain)
     if dom is None:
         raise kerr(errno.EAFNOSUPPORT)
-    so = dom.socket(int(base_type), int(protocol))
+    so = dom.socket(base_type, protocol)
     so.nbio = nonblock
     fp = File(so, (FNONBLOCK if nonblock else 0) | (FD_CLOEXEC << 16 if cloexec else 0))
     try:
@@ -100,7 +111,7 @@ def sys_connect(ctx: SyscallCtx, p: Proc, fd: int, addr: Any) -> None:
 
 
 def sys_listen(ctx: SyscallCtx, p: Proc, fd: int, backlog: int) -> None:
-    getsock(p, fd).listen(int(backlog))
+    getsock(p, fd).listen(int_arg("backlog", backlog))
 
 
 def sys_accept(ctx: SyscallCtx, p: Proc, fd: int) -> tuple[int, Any]:
@@ -117,22 +128,24 @@ def sys_accept(ctx: SyscallCtx, p: Proc, fd: int) -> tuple[int, Any]:
 
 def sys_sendto(ctx: SyscallCtx, p: Proc, fd: int, data: Any, flags: int, addr: Any) -> int:
     so = getsock(p, fd)
+    flags = int_arg("flags", flags)
     if flags & ~MSG_KNOWN:
         raise kerr(errno.EOPNOTSUPP)
-    return so.send(ctx, _data(data), int(flags), addr)
+    return so.send(ctx, _data(data), flags, addr)
 
 
 def sys_recvfrom(ctx: SyscallCtx, p: Proc, fd: int, n: int, flags: int) -> tuple[bytes, Any]:
     so = getsock(p, fd)
+    n, flags = int_arg("len", n), int_arg("flags", flags)
     if n < 0:
         raise kerr(errno.EINVAL)
     if flags & ~MSG_KNOWN:
         raise kerr(errno.EOPNOTSUPP)
-    return so.recv(ctx, int(n), int(flags))
+    return so.recv(ctx, n, flags)
 
 
 def sys_shutdown(ctx: SyscallCtx, p: Proc, fd: int, how: int) -> None:
-    getsock(p, fd).shutdown(int(how))
+    getsock(p, fd).shutdown(int_arg("how", how))
 
 
 def sys_recv(ctx: SyscallCtx, p: Proc, fd: int, n: int, flags: int) -> bytes:
@@ -149,11 +162,11 @@ def sys_getpeername(ctx: SyscallCtx, p: Proc, fd: int) -> Any:
 
 
 def sys_setsockopt(ctx: SyscallCtx, p: Proc, fd: int, level: int, opt: int, value: Any) -> None:
-    getsock(p, fd).setsockopt(int(level), int(opt), value)
+    getsock(p, fd).setsockopt(int_arg("level", level), int_arg("optname", opt), value)
 
 
 def sys_getsockopt(ctx: SyscallCtx, p: Proc, fd: int, level: int, opt: int, buflen: int = 0) -> Any:
-    return getsock(p, fd).getsockopt(int(level), int(opt), int(buflen))
+    return getsock(p, fd).getsockopt(int_arg("level", level), int_arg("optname", opt), int_arg("buflen", buflen))
 
 
 def _poll_entry(entry: Any) -> tuple[int, int]:

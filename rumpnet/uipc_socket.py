@@ -246,9 +246,9 @@ class Socket:
             if v < 1:
                 raise kerr(errno.EINVAL)
             if opt == pysocket.SO_RCVLOWAT:
-                self.rcv_lowat = min(v, self.rcv_hiwat)
+                self.rcv_lowat = min(v, self.buffer_size(rcv=True))
             else:
-                self.snd_lowat = min(v, self.snd_hiwat)
+                self.snd_lowat = min(v, self.buffer_size(rcv=False))
         elif opt == pysocket.SO_LINGER:
             if isinstance(value, tuple):
                 onoff, secs = value
@@ -284,9 +284,9 @@ class Socket:
         elif opt == SO_PROTOCOL:
             v = self.protocol or _DEFAULT_PROTO.get(self.so_type, 0)
         elif opt == pysocket.SO_RCVBUF:
-            v = self.rcv_hiwat
+            v = self.buffer_size(rcv=True)
         elif opt == pysocket.SO_SNDBUF:
-            v = self.snd_hiwat
+            v = self.buffer_size(rcv=False)
         elif opt == pysocket.SO_RCVLOWAT:
             v = self.rcv_lowat
         elif opt == pysocket.SO_SNDLOWAT:
@@ -308,6 +308,11 @@ class Socket:
 
     def proto_getsockopt(self, level: int, opt: int, buflen: int) -> Any:
         raise kerr(errno.ENOPROTOOPT)
+
+    def buffer_size(self, rcv: bool) -> int:
+        """The receive or send buffer's high-water mark as SO_RCVBUF/SO_SNDBUF report it
+        (a protocol may resize its buffers: TCP rounds them to whole segments)."""
+        return self.rcv_hiwat if rcv else self.snd_hiwat
 
     def sb_resized(self) -> None:
         """Buffer sizes changed (protocols with their own buffers follow)."""

@@ -4,16 +4,47 @@
 asked otherwise), wired together on in-process segments whose names are unique to the
 test, halted at teardown. ``VNet.ping`` sends one ICMP echo through a raw socket and
 returns the IP packet that answers it (an echo reply or an ICMP error quoting it).
+
+SIGTERM (what CI timeouts, ``timeout`` and ``kill`` send; make passes it on to pytest)
+would end pytest at once, before any teardown, leaving the detached ``rump_server``
+daemons of tests/netbsd running and their work directories in /tmp. During the tests it
+is an interruption as Ctrl-C is: pytest stops, tears the fixtures down and exits.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from rumpnet.testing.vnet import VNet
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the test was so that teardown runs."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sigterm_tears_down() -> Iterator[None]:
+    pid = os.getpid()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if os.getpid() != pid:
+            # a child forked by a test (netns helpers fork and are then terminated): it
+            # must die as before, not run pytest's teardown of the parent's fixtures
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture

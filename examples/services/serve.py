@@ -15,6 +15,9 @@ it runs until SIGINT or SIGTERM. The host side of the tap is yours to configure 
 or move it into a network namespace). ``--host-stack`` serves the same services on the
 host's own sockets instead (for comparisons; no tap involved).
 
+``--sysctl NAME=VALUE`` (repeatable) sets the kernel's sysctls before it serves;
+``--congestion NAME`` picks Linux's congestion control for the ``--host-stack`` listeners.
+
 virtif modes: plain frames by default (``linkstr TAP,nooffload``); ``--offload MODE``
 (``tso``, ``csum`` or ``none``) asks the host for that offload mode
 (``linkstr TAP,offload=MODE``; the driver steps down if the host refuses).
@@ -27,6 +30,7 @@ import asyncio
 import json
 import os
 import signal
+import socket as pysocket
 import sys
 import threading
 from typing import Any
@@ -64,8 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--offload", metavar="MODE", choices=("tso", "csum", "none"),
                     help="virtif offload mode to ask the host for (default: plain frames)")
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--sysctl", metavar="NAME=VALUE", action="append", default=[],
+                    help="set a sysctl of the kernel before serving (repeatable), "
+                         "e.g. net.inet.tcp.congctl=cubic")
     ap.add_argument("--port-offset", type=int, default=0, help="add this to every port")
     ap.add_argument("--host-stack", action="store_true", help="serve on the host's sockets instead")
+    ap.add_argument("--congestion", metavar="NAME",
+                    help="with --host-stack: Linux congestion control of the listening sockets "
+                         "(TCP_CONGESTION; accepted connections inherit it)")
     ap.add_argument("--stats", action="store_true", help="print netstat -s to stderr on exit")
     args = ap.parse_args(argv)
 
@@ -81,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.host_stack:
         async def host_main() -> None:
             servers = await start_host_services(ports)
+            if args.congestion:
+                for srv in servers:
+                    for sock in getattr(srv, "sockets", None) or ():
+                        if sock.type == pysocket.SOCK_STREAM:
+                            sock.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_CONGESTION,
+                                            args.congestion.encode())
             print(json.dumps({"ready": True, "stack": "host", "ports": ports}), flush=True)
             while not done.is_set():
                 await asyncio.sleep(0.1)
@@ -98,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.tap or not args.address:
         ap.error("--tap and --address are required")
     k, drv = boot(args.tap, args.address, args.gateway, args.mtu, args.offload, args.seed)
+    for assignment in args.sysctl:
+        if "=" not in assignment:
+            ap.error(f"--sysctl {assignment!r}: want NAME=VALUE")
+        try:
+            k.sysctl("-w", assignment)
+        except OSError as e:
+            ap.error(f"--sysctl {assignment}: {e.strerror}")
     k.serve_background()
     handle = start_services(k, ports)
     ifp = k.ifnet.lookup("virt0")

@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from rumpkern.commands import UsageError, on_cpu, strerror
+from rumpkern.commands import UsageError, getopt, on_cpu, strerror
 from rumpkern.component import Command
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
 
-__all__ = ["COMMANDS", "PingFailed", "UsageError", "on_cpu", "run_command", "strerror"]
+__all__ = ["COMMANDS", "PingFailed", "UsageError", "getopt", "on_cpu", "run_command", "strerror"]
 
 
 class PingFailed(OSError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from rumpnet.commands import UsageError, on_cpu, strerror
+from rumpnet.commands import UsageError, getopt, on_cpu, strerror
 from rumpnet.net_kernel import netinet
 from rumpnet.netconfig import format_mac, parse_mac
 from rumpnet.netinet.if_arp import LLE_VALID
@@ -14,11 +14,14 @@ from rumpnet.netinet.in_addr import aton_strict, ntoa
 if TYPE_CHECKING:
     from rumpnet.net_kernel import NetKernel
 
-USAGE = """usage: arp [-n] hostname
+# usr.sbin/arp/arp.c usage(), as NetBSD prints it (capital U)
+USAGE = """Usage: arp [-n] hostname
        arp [-nv] -a
-       arp [-v] -d [-a|hostname]
+       arp [-v] -d [-a|hostname [proxy]]
        arp -s hostname ether_addr [temp] [pub [proxy]]
        arp -f filename"""
+
+OPTSTRING = "andsfv"  # usr.sbin/arp/arp.c
 
 
 def _addr(host: str) -> int:
@@ -29,6 +32,7 @@ def _addr(host: str) -> int:
 
 
 def entry_line(lle: Any) -> str:
+    """One ARP entry as ``arp -a`` prints it."""
     mac = format_mac(lle.mac) if lle.mac is not None and lle.state == LLE_VALID else "(incomplete)"
     s = f"? ({ntoa(lle.ip)}) at {mac} on {lle.ifp.name}"
     if lle.static:
@@ -39,30 +43,25 @@ def entry_line(lle: Any) -> str:
 
 
 def arp(k: NetKernel, argv: list[str]) -> str:
+    """arp(8) on kernel ``k`` (see rumpnet.commands)."""
     return on_cpu(k, lambda: _arp(k, argv))
 
 
 def _arp(k: NetKernel, argv: list[str]) -> str:
     if k.inet is None:
         raise OSError(errno.EAFNOSUPPORT, "arp: socket: Address family not supported by protocol family")
-    args = list(argv)
+    opts, args = getopt("arp", argv, OPTSTRING, USAGE)
     mode: str | None = None
     all_ = verbose = False
-    while args and args[0].startswith("-") and len(args[0]) > 1:
-        opt = args.pop(0)
-        for ch in opt[1:]:
-            if ch == "a":
-                all_ = True
-            elif ch == "n":
-                pass
-            elif ch == "v":
-                verbose = True
-            elif ch in "dsf":
-                if mode is not None:
-                    raise UsageError(USAGE)
-                mode = ch
-            else:
+    for ch, _ in opts:
+        if ch == "a":
+            all_ = True
+        elif ch == "v":
+            verbose = True
+        elif ch in "dsf":
+            if mode is not None:
                 raise UsageError(USAGE)
+            mode = ch
     if mode == "s":
         if len(args) < 2 or all_:
             raise UsageError(USAGE)
@@ -77,7 +76,8 @@ def _arp(k: NetKernel, argv: list[str]) -> str:
                 raise UsageError(USAGE)
             out = "".join(_delete(k, ntoa(lle.ip)) for lle in k.inet.arp.entries())
         else:
-            if len(args) != 1:
+            # arp -d hostname [proxy] (every entry is "proxy only" since the lltable)
+            if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].startswith("pro")):
                 raise UsageError(USAGE)
             out = _delete(k, args[0])
         # NetBSD's arp(8) prints "host (addr) deleted" only with -v (usr.sbin/arp

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from rumpnet.commands import UsageError, on_cpu, strerror
+from rumpnet.commands import UsageError, getopt, on_cpu, strerror
 from rumpnet.ifnet import IFF_BROADCAST, IFF_NAMES, IFF_POINTOPOINT, LINK_STATE_UP, Ifnet, ifcap_string
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet.in_addr import aton_strict, ntoa
@@ -26,6 +26,8 @@ USAGE = """usage: ifconfig [-h] [-v] [-z] [-L] [-C] [-l [-b] [-d] [-s] [-u]]
        ifconfig interface create
        ifconfig interface destroy"""
 
+OPTSTRING = "AabCdhLlsuvw:z"  # sbin/ifconfig/ifconfig.c's flags that mean something here
+
 # Keywords that take one argument.
 _ONE_ARG = {"netmask", "broadcast", "mtu", "linkstr", "media", "link", "lladdr", "prefixlen", "metric"}
 
@@ -36,14 +38,15 @@ def _err(op: str, e: OSError, name: str | None = None) -> OSError:
     return OSError(code, f"ifconfig: {where}: {strerror(code)}")
 
 
-def _flags(ifp: Ifnet) -> str:
+def flags_text(ifp: Ifnet) -> str:
+    """``flags=0x8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST>`` as ifconfig prints it."""
     names = ",".join(n for bit, n in IFF_NAMES if ifp.flags & bit)
     return f"flags=0x{ifp.flags:x}<{names}>" if names else f"flags=0x{ifp.flags:x}"
 
 
 def status(ifp: Ifnet, verbose: bool = False) -> str:
     """One interface as ``ifconfig IF`` prints it."""
-    lines = [f"{ifp.name}: {_flags(ifp)} mtu {ifp.mtu}"]
+    lines = [f"{ifp.name}: {flags_text(ifp)} mtu {ifp.mtu}"]
     caps = ifp.capabilities
     if caps:
         # NetBSD prints capabilities= and enabled= for interfaces with offloads; the
@@ -118,39 +121,21 @@ def _check_addr(s: str) -> None:
 
 
 def ifconfig(k: NetKernel, argv: list[str]) -> str:
+    """ifconfig(8) on kernel ``k`` (see rumpnet.commands)."""
     return on_cpu(k, lambda: _ifconfig(k, argv))
 
 
 def _ifconfig(k: NetKernel, argv: list[str]) -> str:
-    args = list(argv)
-    all_ = listnames = cloners = verbose = False
-    only_up = only_down = False
-    while args and args[0].startswith("-") and len(args[0]) > 1 and not args[0][1:2].isdigit():
-        opt = args.pop(0)
-        for ch in opt[1:]:
-            if ch == "a":
-                all_ = True
-            elif ch == "l":
-                listnames = True
-            elif ch == "C":
-                cloners = True
-            elif ch == "v":
-                verbose = True
-            elif ch == "u":
-                only_up = True
-            elif ch == "d":
-                only_down = True
-            elif ch in "bhszL":
-                pass
-            elif ch == "w":
-                # Wait for duplicate address detection: none here, so done at once.
-                if not args or not args[0].isdigit():
-                    raise UsageError(USAGE)
-                args.pop(0)
-                if not args:
-                    return ""
-            else:
-                raise UsageError(USAGE)
+    opts, args = getopt("ifconfig", argv, OPTSTRING, USAGE)
+    letters = {ch for ch, _ in opts}
+    all_, listnames, cloners, verbose = "a" in letters, "l" in letters, "C" in letters, "v" in letters
+    only_up, only_down = "u" in letters, "d" in letters
+    for ch, value in opts:
+        # -w n: wait for duplicate address detection; there is none here, so done at once.
+        if ch == "w" and not value.isdigit():
+            raise UsageError(f"ifconfig: -w {value}: not a number of seconds\n{USAGE}")
+    if "w" in letters and not args:
+        return ""
     if not argv:
         # NetBSD's ifconfig with no arguments lists all interfaces (as -a); tests/net
         # scripts run plain ``rump.ifconfig``. Before this fix it was a usage error.

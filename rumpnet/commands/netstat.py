@@ -6,7 +6,7 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rumpnet.commands import UsageError, on_cpu
+from rumpnet.commands import UsageError, getopt, on_cpu
 from rumpnet.commands.route import kernel_rttable, netname
 from rumpnet.net_kernel import netinet
 from rumpnet.netconfig import format_mac
@@ -22,6 +22,7 @@ USAGE = """usage: netstat [-Aan] [-f address_family] [-M core] [-N system]
        netstat [-s] [-f address_family] [-t] [-p protocol] [-M core] [-N system]"""
 
 _ARGOPTS = "fpIMNwc"
+OPTSTRING = "AabdgiLmnqrsSvtz" + "".join(f"{ch}:" for ch in _ARGOPTS)  # usr.bin/netstat/main.c
 
 ICMP_NAMES = [
     "echo reply", "#1", "#2", "destination unreachable", "source quench", "routing redirect", "#6",
@@ -52,7 +53,8 @@ class _Printer:
 
     def p(self, name: str, fmt: str) -> None:
         n = self.v(name)
-        self.lines.append(fmt.replace("{n}", str(n)).replace("{s}", _pl(n)).replace("{ies}", _plies(n)))
+        self.lines.append(fmt.replace("{n}", str(n)).replace("{s}", _pl(n)).replace("{ies}", _plies(n))
+                          .replace("{es}", "" if n == 1 else "es"))
 
     def p2(self, a: str, b: str, fmt: str) -> None:
         n, m = self.v(a), self.v(b)
@@ -64,6 +66,7 @@ class _Printer:
 
 
 def ip_stats(st: Any) -> list[str]:
+    """``netstat -s``'s ip section."""
     p = _Printer(st)
     p.p("ips_total", "\t{n} total packet{s} received")
     p.p("ips_badsum", "\t{n} bad header checksum{s}")
@@ -96,6 +99,7 @@ def ip_stats(st: Any) -> list[str]:
 
 
 def icmp_stats(st: Any) -> list[str]:
+    """``netstat -s``'s icmp section."""
     p = _Printer(st)
     p.p("icps_error", "\t{n} call{s} to icmp_error")
     p.p("icps_oldicmp", "\t{n} error{s} not generated because old message was icmp")
@@ -121,6 +125,7 @@ def icmp_stats(st: Any) -> list[str]:
 
 
 def udp_stats(st: Any) -> list[str]:
+    """``netstat -s``'s udp section."""
     p = _Printer(st)
     p.p("udps_ipackets", "\t{n} datagram{s} received")
     p.p("udps_hdrops", "\t{n} with incomplete header")
@@ -137,6 +142,7 @@ def udp_stats(st: Any) -> list[str]:
 
 
 def arp_stats(st: Any) -> list[str]:
+    """``netstat -s``'s arp section."""
     p = _Printer(st)
     p.p("as_sndtotal", "\t{n} packet{s} sent")
     p.p("as_sndreply", "\t\t{n} reply packet{s}")
@@ -165,6 +171,7 @@ def arp_stats(st: Any) -> list[str]:
 
 
 def tcp_stats(st: Any) -> list[str]:
+    """``netstat -s``'s tcp section."""
     p = _Printer(st)
     p.p("tcps_sndtotal", "\t{n} packet{s} sent")
     p.p2("tcps_sndpack", "tcps_sndbyte", "\t\t{n} data packet{s} ({m} byte{t})")
@@ -225,6 +232,19 @@ def tcp_stats(st: Any) -> list[str]:
     p.p("tcps_sack_rexmit_bytes", "\t{n} byte rexmit{s} in SACK recovery episodes")
     p.p("tcps_sack_rcv_opts", "\t{n} SACK option{s} received")
     p.p("tcps_sack_send_opts", "\t{n} SACK option{s} sent")
+    # Loss recovery beyond NetBSD's list (FreeBSD's and Linux's names and wording).
+    p.p("tcps_rack_lost", "\t{n} segment{s} deemed lost by RACK")
+    p.p("tcps_rack_lost_rexmit", "\t\t{n} of them lost retransmission{s}")
+    p.p("tcps_rack_reordertimeo", "\t{n} RACK reordering timeout{s}")
+    p.p("tcps_dupack_lost", "\t{n} ACK{s} finding losses by the DupAck threshold")
+    p.p("tcps_tlp_probes", "\t{n} tail loss probe{s} sent")
+    p.p("tcps_tlp_probe_rexmit", "\t\t{n} retransmitting the last segment")
+    p.p("tcps_tlp_recovered", "\t{n} loss{es} repaired by tail loss probes")
+    p.p("tcps_prr_recoveries", "\t{n} recover{ies} with proportional rate reduction")
+    p.p("tcps_rexmttimeo_spurious", "\t{n} spurious retransmit timeout{s} undone")
+    p.p("tcps_sndrexmitbad", "\t{n} unnecessary packet retransmission{s}")
+    p.p("tcps_rexmttimeo_sacklost", "\t{n} retransmit timeout{s} of segments SACK had deemed lost")
+    p.p("tcps_hystart_css", "\t{n} HyStart++ conservative slow start{s}")
     p.p("tcps_challenge_ack", "\t{n} challenge ACK{s} sent")
     return p.lines
 
@@ -314,36 +334,14 @@ def _connections(k: NetKernel, aflag: bool) -> str:
 
 
 def netstat(k: NetKernel, argv: list[str]) -> str:
+    """netstat(1) on kernel ``k`` (see rumpnet.commands)."""
     return on_cpu(k, lambda: _netstat(k, argv))
 
 
 def _netstat(k: NetKernel, argv: list[str]) -> str:
-    flags: set[str] = set()
-    opts: dict[str, str] = {}
-    args = list(argv)
-    while args:
-        a = args[0]
-        if not a.startswith("-") or len(a) < 2:
-            break
-        args.pop(0)
-        if a == "--":
-            break
-        j = 1
-        while j < len(a):
-            ch = a[j]
-            if ch in _ARGOPTS:
-                rest = a[j + 1:]
-                if rest:
-                    opts[ch] = rest
-                elif args:
-                    opts[ch] = args.pop(0)
-                else:
-                    raise UsageError(USAGE)
-                break
-            if ch not in "AabdgiLmnqrsSvtz":
-                raise UsageError(USAGE)
-            flags.add(ch)
-            j += 1
+    parsed, args = getopt("netstat", argv, OPTSTRING, USAGE)
+    flags = {ch for ch, value in parsed if ch not in _ARGOPTS}
+    opts = {ch: value for ch, value in parsed if ch in _ARGOPTS}
     if args:
         raise UsageError(USAGE)
     fam = opts.get("f")

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 USAGE = """usage: ping [-aCDdfLnoPQqRrv] [-c count] [-g gateway] [-h host] [-I addr] [-i interval]
 	[-l preload] [-p pattern] [-s packetsize] [-t tos] [-T ttl] [-w maxwait] host"""
 
+# sbin/ping/ping.c's getopt string, for a check of the leading options (rump.ping --help
+# and bad options answer without a server); parse() reads options anywhere, as before.
+OPTSTRING = "aCDdfLnoPQqRrvc:i:s:w:W:T:I:l:t:p:g:h:"
+
 ICMP_ECHOREPLY = 0
 ICMP_UNREACH = 3
 ICMP_SOURCEQUENCH = 4
@@ -54,6 +58,8 @@ _ECHO = struct.Struct("!BBHHH")
 
 
 class PingOptions:
+    """ping's options, parsed."""
+
     def __init__(self) -> None:
         self.count: int | None = None
         self.interval = 1.0
@@ -78,6 +84,7 @@ def _number(opt: str, text: str, kind: type = int) -> Any:
 
 
 def parse(argv: list[str]) -> PingOptions:
+    """ping's command line (UsageError / OSError naming the bad value)."""
     o = PingOptions()
     args = list(argv)
     pos: list[str] = []
@@ -92,7 +99,7 @@ def parse(argv: list[str]) -> PingOptions:
             if ch in "ciswWTIltpgh":
                 val = a[j + 1:] or (args.pop(0) if args else None)
                 if val is None:
-                    raise UsageError(USAGE)
+                    raise UsageError(f"ping: option requires an argument -- {ch}\n{USAGE}")
                 if ch == "c":
                     o.count = _number("count", val)
                     if o.count <= 0:
@@ -129,7 +136,7 @@ def parse(argv: list[str]) -> PingOptions:
             elif ch in "aCDdfLPQRr":
                 pass
             else:
-                raise UsageError(USAGE)
+                raise UsageError(f"ping: unknown option -- {ch}\n{USAGE}")
             j += 1
     if len(pos) != 1:
         raise UsageError(USAGE)
@@ -438,6 +445,7 @@ def _step(ctx: SyscallCtx, st: _PingState) -> float | None:
 
 
 def ping(k: NetKernel, argv: list[str]) -> Any:
+    """ping(8) on kernel ``k`` (see rumpnet.commands)."""
     o = parse(argv)
     if k.inet is None:
         raise OSError(errno.EPROTONOSUPPORT, "ping: socket: Protocol not supported")

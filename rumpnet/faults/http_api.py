@@ -36,15 +36,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from rumpkern._version import __version__
 from rumpnet.faults.params import check, impairment
+from rumpnet.usage import version_text
+
+MAX_BODY = 1 << 20  # a control request is small; a larger body is refused, not read
 
 
 class ApiError(Exception):
+    """An error answer: HTTP ``status`` and the message (``FIELD: what is wrong``)."""
+
     def __init__(self, status: int, msg: str) -> None:
         super().__init__(msg)
         self.status = status
@@ -80,9 +87,11 @@ class Harness:
         return px
 
     def proxies(self) -> dict[str, Any]:
+        """GET /proxies."""
         return {n: p.to_json() for n, p in self.net.proxies.items()}
 
     def create_proxy(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /proxies: a new proxy from ``{name, listen, upstream, enabled?, host?}``."""
         from rumpnet.faults.toxics import Proxy, parse_hostport
 
         for k in body:
@@ -115,6 +124,7 @@ class Harness:
         return px.to_json()  # type: ignore[no-any-return]
 
     def update_proxy(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /proxies/{name}: ``{enabled}``."""
         px = self._proxy(name)
         for k in body:
             if k not in ("enabled", "name"):
@@ -130,14 +140,17 @@ class Harness:
         return px.to_json()  # type: ignore[no-any-return]
 
     def delete_proxy(self, name: str) -> None:
+        """DELETE /proxies/{name}."""
         px = self._proxy(name)
         px.stop()
         del self.net.proxies[name]
 
     def toxics(self, name: str) -> list[dict[str, Any]]:
+        """GET /proxies/{name}/toxics."""
         return [t.to_json() for t in self._proxy(name).toxics.values()]
 
     def add_toxic(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /proxies/{name}/toxics."""
         from rumpnet.faults.toxics import toxic_from_json
 
         px = self._proxy(name)
@@ -150,12 +163,14 @@ class Harness:
         return px.add_toxic(t).to_json()  # type: ignore[no-any-return]
 
     def toxic(self, name: str, toxic: str) -> dict[str, Any]:
+        """GET /proxies/{name}/toxics/{toxic}."""
         px = self._proxy(name)
         if toxic not in px.toxics:
             raise ApiError(404, f"toxic {toxic!r} not found")
         return px.toxics[toxic].to_json()  # type: ignore[no-any-return]
 
     def update_toxic(self, name: str, toxic: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /proxies/{name}/toxics/{toxic}."""
         px = self._proxy(name)
         if toxic not in px.toxics:
             raise ApiError(404, f"toxic {toxic!r} not found")
@@ -165,12 +180,14 @@ class Harness:
             raise ApiError(400, str(e)) from None
 
     def delete_toxic(self, name: str, toxic: str) -> None:
+        """DELETE /proxies/{name}/toxics/{toxic}."""
         px = self._proxy(name)
         if toxic not in px.toxics:
             raise ApiError(404, f"toxic {toxic!r} not found")
         px.remove_toxic(toxic)
 
     def reset(self) -> None:
+        """POST /reset: every proxy enabled without toxics, every link clear."""
         for px in self.net.proxies.values():
             try:
                 px.reset()
@@ -186,12 +203,15 @@ class Harness:
         return lk
 
     def links(self) -> dict[str, Any]:
+        """GET /links."""
         return {n: lk.describe() for n, lk in self.net.links.items()}
 
     def link(self, name: str) -> dict[str, Any]:
+        """GET /links/{name}."""
         return self._link(name).describe()  # type: ignore[no-any-return]
 
     def link_netem(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /links/{name}/netem: impair (or with ``update``, change) the link from a JSON body."""
         from rumpnet.faults.network import _fresh
 
         lk = self._link(name)
@@ -224,7 +244,7 @@ class Harness:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server_version = "rumpnet-faults/0.1"
+    server_version = f"rumpnet-faults/{__version__}"
     harness: Harness
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by default
@@ -237,14 +257,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if data:
+        if data and self.command != "HEAD":
             self.wfile.write(data)
 
     def _dispatch(self, method: str) -> None:
         h = type(self).harness
         parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n > 0 else b""
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._send(400, {"error": f"Content-Length: not a number: {self.headers.get('Content-Length')!r}",
+                             "status": 400})
+            return
+        raw = self.rfile.read(n) if 0 < n <= MAX_BODY else b""
+        if n > MAX_BODY:
+            self._send(413, {"error": f"body: {n} bytes is over the limit of {MAX_BODY}", "status": 413})
+            return
         try:
             with h.lock:
                 status, obj = self._route(h, method, parts, raw)
@@ -256,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, h: Harness, m: str, p: list[str], raw: bytes) -> tuple[int, Any]:
         if p == ["version"] and m == "GET":
-            return 200, {"version": "rumpnet-faults 0.1", "seed": h.net.seed}
+            return 200, {"version": f"rumpnet-faults {__version__}", "seed": h.net.seed}
         if p == ["reset"] and m == "POST":
             h.reset()
             return 204, None
@@ -301,14 +329,25 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(405, f"{m} {self.path}: method not allowed")
         raise ApiError(404, f"{self.path}: not found")
 
-    def do_GET(self) -> None:  # noqa: N802
-        self._dispatch("GET")
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (an unknown method, a bad request line) in the API's
+        JSON shape: ``{"error": ..., "status": N}``."""
+        self.close_connection = True
+        msg = message or self.responses.get(code, ("error",))[0]
+        data = json.dumps({"error": msg, "status": code}).encode() + b"\n"
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
 
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._dispatch("DELETE")
+# Every method gets the API's JSON answers; those it has no use for (PUT, PATCH, ...)
+# answer 405 on a known path and 404 elsewhere, never http.server's HTML page.
+for _method in ("GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"):
+    setattr(_Handler, f"do_{_method}", lambda self, m=_method: self._dispatch(m))
 
 
 class HttpApi:
@@ -326,19 +365,23 @@ class HttpApi:
 
     @property
     def port(self) -> int:
+        """The port the API listens on (the chosen one when asked for port 0)."""
         return self.server.server_address[1]
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> HttpApi:
+        """Serve from a thread of its own; returns self."""
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        name="rumpnet-http-api", daemon=True)
         self.thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket."""
         self.server.shutdown()
         self.server.server_close()
         if self.thread is not None:
@@ -353,24 +396,33 @@ class HttpApi:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m rumpnet.faults.http_api --scenario FILE [--port N] [--seed N] [--clock real|virtual]``."""
     ap = argparse.ArgumentParser(prog="python -m rumpnet.faults.http_api",
                                  description="Run a fault-injection harness from a scenario file, with an HTTP control API.")
-    ap.add_argument("--scenario", required=True, help="scenario TOML file")
+    ap.add_argument("--scenario", help="scenario TOML file (required)")
     ap.add_argument("--port", type=int, default=8474, help="port on 127.0.0.1 (default 8474, as toxiproxy)")
     ap.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     ap.add_argument("--clock", choices=("virtual", "real"), default="real",
                     help="the network's clock (default real: clients outside the process wait in real time)")
-    args = ap.parse_args(argv)
+    ap.add_argument("--version", action="version", version=version_text(ap.prog).rstrip())
+    args = ap.parse_args(argv)  # (an unknown option is named before a missing --scenario)
+    if not args.scenario:
+        ap.error("the following arguments are required: --scenario")
     from rumpnet.faults.network import Network
     from rumpnet.faults.scenario import ScenarioError
 
     try:
         net = Network.from_toml(args.scenario, seed=args.seed, clock=args.clock)
     except ScenarioError as e:
-        print(f"{args.scenario}: {e}", flush=True)
-        return 2
+        print(f"{ap.prog}: {args.scenario}: {e}", file=sys.stderr, flush=True)
+        return 1
     net.sched.start_background()
-    api = HttpApi(net, port=args.port).start()
+    try:
+        api = HttpApi(net, port=args.port).start()
+    except OSError as e:
+        print(f"{ap.prog}: cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}", file=sys.stderr, flush=True)
+        net.close()
+        return 1
     print(f"rumpnet fault harness: seed {net.seed}, {len(net.hosts)} hosts, {len(net.links)} links; "
           f"API on {api.url}", flush=True)
     import signal

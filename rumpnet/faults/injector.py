@@ -54,6 +54,7 @@ class FaultInjector:
 
     # -- LinkDriver --------------------------------------------------------------------
     def attach(self, sched: Any, deliver: Callable[[bytes], None]) -> None:
+        """LinkDriver.attach: start the inner driver, frames it delivers going through the ingress runner."""
         self._deliver = deliver
         self.egress.sched = sched
         self.ingress.sched = sched
@@ -61,9 +62,11 @@ class FaultInjector:
         self.inner.attach(sched, self.ingress.input)
 
     def transmit(self, frame: bytes | bytearray | memoryview) -> None:
+        """LinkDriver.transmit: the frame goes through the egress runner to the inner driver."""
         self.egress.input(frame)
 
     def detach(self) -> None:
+        """LinkDriver.detach: stop both runners and the inner driver."""
         self.egress.close()
         self.ingress.close()
         self._deliver = None
@@ -79,6 +82,7 @@ class FaultInjector:
 
     # -- conveniences ------------------------------------------------------------------
     def runner(self, direction: str) -> QdiscRunner:
+        """The runner of ``direction`` (``egress`` or ``ingress``)."""
         if direction == "egress":
             return self.egress
         if direction == "ingress":
@@ -91,6 +95,7 @@ class FaultInjector:
             r.partition()
 
     def heal(self, direction: str = "both") -> None:
+        """End a partition of ``direction`` (egress, ingress or both)."""
         for r in self._dirs(direction):
             r.heal()
 

@@ -43,6 +43,7 @@ _I = struct.Struct("!I")
 
 
 def parse_flags(text: str, field: str = "flags") -> int:
+    """TCP flags as the ``match`` clause names them (``SYN``, ``S|A``, ...) as a bit mask (ValueError naming ``field``)."""
     bits = 0
     for ch in text.upper():
         if ch not in TCP_FLAG_BITS:

@@ -234,6 +234,7 @@ class NetemParams:
 
     @property
     def has_slot(self) -> bool:
+        """True when slotting (``slot``) is configured."""
         return bool(self.slot_min or self.slot_max or self.slot_jitter)
 
 
@@ -278,6 +279,7 @@ class NetemStats:
         self.ecn_marked = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __repr__(self) -> str:
@@ -376,13 +378,16 @@ class Netem:
     # -- state -----------------------------------------------------------------------
     @property
     def qlen(self) -> int:
+        """Frames waiting in the queue."""
         return len(self._tfifo) + len(self._head)
 
     @property
     def backlog(self) -> int:
+        """Bytes waiting in the queue."""
         return sum(len(f) for _, _, f in self._tfifo) + sum(len(f) for _, f in self._head)
 
     def idle(self) -> bool:
+        """True when nothing is queued."""
         return not self._tfifo and not self._head
 
     # -- random helpers ----------------------------------------------------------------

@@ -41,8 +41,8 @@ from typing import Any
 from rumpnet.faults.netem import Netem, NetemParams
 from rumpnet.faults.params import check, impairment
 from rumpnet.faults.runner import QdiscRunner
-from rumpnet.faults.schedule import FaultSchedule, parse_action
-from rumpnet.faults.tc import format_netem, parse_time
+from rumpnet.faults.schedule import FaultSchedule, parse_action, statement_times
+from rumpnet.faults.tc import format_netem, netem_keyword
 
 COUNTER_NAMES = ("offered", "sent", "bytes", "dropped", "drop_loss", "drop_queue", "drop_partition",
                  "drop_nth", "drop_match", "duplicated", "corrupted", "reordered", "delayed", "ecn_marked")
@@ -62,6 +62,7 @@ class LinkRunner(QdiscRunner):
         self.after: list[Any] = []  # writers fed the frames leaving it
 
     def input(self, frame: bytes | bytearray | memoryview) -> None:
+        """A frame offered to this runner (the interface's qdisc hook): impaired, then passed on or dropped and counted."""
         self.offered += 1
         if self.before:
             now = self.sched.now()
@@ -77,6 +78,7 @@ class LinkRunner(QdiscRunner):
         self._next(frame)
 
     def counters(self) -> dict[str, int]:
+        """This runner's counters (offered, sent, bytes, dropped, drop_loss, ..., delayed)."""
         st = self.stats
         return {"offered": self.offered, "sent": st.packets, "bytes": st.bytes, "dropped": st.drops,
                 "drop_loss": st.drop_loss, "drop_queue": st.drop_queue, "drop_partition": st.drop_partition,
@@ -102,10 +104,12 @@ class Port:
 
     @property
     def ifp(self) -> Any:
+        """The interface (Ifnet) of this host on this link."""
         return self.host.kernel.ifnet.lookup(self.ifname)
 
     @property
     def mac(self) -> bytes:
+        """The interface's Ethernet address."""
         return self.ifp.lladdr  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
@@ -128,9 +132,11 @@ class Host:
         return self.port(link).addr
 
     def ifname(self, link: str | None = None) -> str:
+        """The name of this host's interface on ``link`` (its first link when None)."""
         return self.port(link).ifname
 
     def port(self, link: str | None = None) -> Port:
+        """This host's Port (interface, address) on ``link`` (its first link when None)."""
         if link is None:
             if not self.ports:
                 raise KeyError(f"host {self.name}: on no link")
@@ -163,6 +169,7 @@ class Link:
 
     @property
     def hosts(self) -> list[str]:
+        """The names of the hosts on this link, in the order they joined."""
         return list(self.ports)
 
     def runners(self, direction: str = "both") -> list[LinkRunner]:
@@ -204,15 +211,18 @@ class Link:
         return self
 
     def clear(self, direction: str = "both") -> Link:
+        """Remove every impairment of ``direction`` (both: the ingress runners too), partition included."""
         self.net._apply([(r, NetemParams()) for r in self.runners(direction)] +
                         ([(p.ingress, NetemParams()) for p in self.ports.values()] if direction == "both" else []))
         return self
 
     def partition(self, direction: str = "both") -> Link:
+        """Drop everything on ``direction`` until :meth:`heal`."""
         self.net._apply([(r, r.params.replace(partition=True)) for r in self.runners(direction)])
         return self
 
     def heal(self, direction: str = "both") -> Link:
+        """End a partition of ``direction`` (the other impairments stay)."""
         rs = self.runners(direction)
         if direction == "both":
             rs = rs + [p.ingress for p in self.ports.values()]
@@ -221,6 +231,7 @@ class Link:
 
     @property
     def partitioned(self) -> bool:
+        """True while any runner of the link is partitioned."""
         return any(r.params.partition for p in self.ports.values() for r in (p.egress, p.ingress))
 
     def counters(self, direction: str = "both") -> dict[str, int]:
@@ -253,6 +264,7 @@ class Link:
         return out
 
     def describe(self) -> dict[str, Any]:
+        """The link as plain data (name, subnet, mtu, hosts, netem, partitioned, counters), as the HTTP API gives it."""
         return {"name": self.name, "subnet": str(self.subnet), "mtu": self.mtu,
                 "hosts": {h: {"interface": p.ifname, "address": p.addr} for h, p in self.ports.items()},
                 "netem": self.netem(), "partitioned": self.partitioned, "counters": self.counters()}
@@ -277,9 +289,11 @@ class PcapTap:
 
     @property
     def frames(self) -> int:
+        """How many frames the capture has written so far."""
         return self.writer.frames  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        """Stop capturing and close the file (also at the end of a ``with`` block)."""
         def detach() -> None:
             for lst in self.lists:
                 if self.writer in lst:
@@ -305,13 +319,16 @@ class NetSchedule:
 
     @property
     def log(self) -> list[tuple[float, str]]:
+        """What the schedule did, as (time, description), in order."""
         return sorted((e for p in self.parts for e in p.log), key=lambda e: e[0])
 
     @property
     def errors(self) -> list[tuple[float, str]]:
+        """Actions that could not apply when their time came (time, message)."""
         return sorted((e for p in self.parts for e in p.errors), key=lambda e: e[0])
 
     def cancel(self) -> None:
+        """Disarm every statement that has not fired yet."""
         for p in self.parts:
             p.cancel()
 
@@ -343,15 +360,15 @@ class Network:
 
     # -- running ---------------------------------------------------------------------------
     def now(self) -> float:
+        """The network's clock (seconds, kernel time)."""
         return self.sched.now()
 
     def run_for(self, seconds: float) -> None:
+        """Let the network run for ``seconds`` of kernel time (on virtual time, instantly)."""
         self.sched.run_for(seconds)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn()`` on the network's CPU (from any thread)."""
-        if self.sched.holds_cpu():
-            return fn()
         return self.sched.run(fn)
 
     def runner_rng(self, name: str) -> random.Random:
@@ -360,6 +377,7 @@ class Network:
 
     # -- building --------------------------------------------------------------------------
     def add_host(self, name: str, router: bool = False, hostname: str | None = None) -> Host:
+        """Boot a kernel for host ``name`` (``router=True``: forwarding on, and hosts on its links route through it)."""
         from rumpkern import rump_init
 
         _check_name(name, "host")
@@ -373,16 +391,18 @@ class Network:
         return h
 
     def host(self, name: str) -> Host:
+        """The Host called ``name`` (KeyError naming the hosts there are)."""
         try:
             return self.hosts[name]
         except KeyError:
-            raise KeyError(f"host: no host {name!r}") from None
+            raise KeyError(f"host: no host {name!r} (hosts: {', '.join(self.hosts) or 'none'})") from None
 
     def link(self, name: str) -> Link:
+        """The Link called ``name`` (KeyError naming the links there are)."""
         try:
             return self.links[name]
         except KeyError:
-            raise KeyError(f"link: no link {name!r}") from None
+            raise KeyError(f"link: no link {name!r} (links: {', '.join(self.links) or 'none'})") from None
 
     def add_link(self, name: str, host_a: str, host_b: str | Iterable[str] | None = None,
                  subnet: str | None = None, mtu: int = 1500, addresses: dict[str, str] | None = None) -> Link:
@@ -519,6 +539,7 @@ class Network:
         self._apply([(r, r.params.replace(partition=True)) for r in self.runners(target)])
 
     def heal(self, target: str | None = None) -> None:
+        """End the partitions of ``target`` (None: every link)."""
         rs = self.runners(target)
         if target is None:
             rs = [r for lk in self.links.values() for p in lk.ports.values() for r in (p.egress, p.ingress)]
@@ -539,32 +560,33 @@ class Network:
             words = stmt.split()
             if not words or words[0].startswith("#"):
                 continue
-            if words[0] != "at" or len(words) < 3:
-                raise ValueError(f"schedule: statement must be 'at TIME [TARGET] ACTION [for DURATION]': {stmt.strip()!r}")
-            at = _sched_time(words[1], "at")
-            rest = words[2:]
-            dur = None
-            if len(rest) >= 3 and rest[-2] == "for":
-                dur = _sched_time(rest[-1], "for")
-                rest = rest[:-2]
-            target: str | None = None
-            if len(rest) >= 3 and rest[-2] == "on":
-                target, rest = rest[-1], rest[:-2]
-            elif rest[0] in ("partition", "heal", "clear", "reset") and len(rest) == 2:
-                target, rest = rest[1], rest[:1]
-            elif self._is_target(rest[0]) and len(rest) >= 2:
-                target, rest = rest[0].rstrip(":"), rest[1:]
             try:
-                action = parse_action(rest)
+                out.append(self._statement(words))
             except ValueError as e:
                 raise ValueError(f"schedule: {stmt.strip()!r}: {e}") from None
-            if target is not None:
-                try:
-                    self.runners(target)
-                except KeyError as e:
-                    raise ValueError(f"schedule: {stmt.strip()!r}: {e.args[0]}") from None
-            out.append((at, action, dur, target))
         return out
+
+    def _statement(self, words: list[str]) -> tuple[float, Any, float | None, str | None]:
+        """One schedule statement (split into words): (at, action, duration, target)."""
+        at, rest, dur = statement_times(words)
+        target: str | None = None
+        if len(rest) >= 3 and rest[-2] == "on":
+            target, rest = rest[-1], rest[:-2]
+        elif rest[0] in ("partition", "heal", "clear", "reset") and len(rest) == 2:
+            target, rest = rest[1], rest[:1]
+        elif self._is_target(rest[0]) and len(rest) >= 2:
+            target, rest = rest[0].rstrip(":"), rest[1:]
+        if target is None and rest[0] not in ("partition", "heal", "clear", "reset") and \
+                not rest[0][:1].isdigit() and netem_keyword(rest[0]) is None:
+            raise ValueError(f"{rest[0]!r} is not a link, host, direction or netem option "
+                             f"(links: {', '.join(self.links) or 'none'}; hosts: {', '.join(self.hosts) or 'none'})")
+        action = parse_action(rest)
+        if target is not None:
+            try:
+                self.runners(target)
+            except KeyError as e:
+                raise ValueError(str(e.args[0])) from None
+        return (at, action, dur, target)
 
     def _is_target(self, word: str) -> bool:
         try:
@@ -637,9 +659,11 @@ class Network:
 
     # -- reporting ------------------------------------------------------------------------------
     def counters(self) -> dict[str, dict[str, int]]:
+        """Every link's counters, by link name."""
         return {name: lk.counters() for name, lk in self.links.items()}
 
     def describe(self) -> dict[str, Any]:
+        """The network as plain data (seed, hosts, links), as the HTTP API gives it."""
         return {"seed": self.seed, "clock": self.clock,
                 "hosts": {n: {"router": h.router, "addresses": {lk: p.addr for lk, p in h.ports.items()}}
                           for n, h in self.hosts.items()},
@@ -647,6 +671,7 @@ class Network:
 
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:
+        """Stop schedules, proxies and captures and halt every kernel (also at the end of ``with``)."""
         if self.closed:
             return
         self.closed = True
@@ -739,9 +764,3 @@ def _assign(link: str, net4: ipaddress.IPv4Network, names: list[str], given: dic
             out[h] = str(nxt)
     return out
 
-
-def _sched_time(text: str, field: str) -> float:
-    try:
-        return parse_time(text, field, bare=1.0)
-    except OSError:
-        raise ValueError(f"schedule: {field}: bad time {text!r}") from None

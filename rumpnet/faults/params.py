@@ -10,7 +10,10 @@
 
 Numbers are NetemParams' units (probabilities as fractions, times in seconds, rates in bits
 per second); strings take tc's units (``"1%"``, ``"10ms"``, ``"1mbit"``) and may carry a
-whole tc clause (``delay="10ms 2ms 25%"``).
+whole tc clause (``delay="10ms 2ms 25%"``). A string probability is a percentage with or
+without ``%``, as tc reads it: ``loss="1"`` is 1%, like ``tc ... loss 1``. An integer
+probability other than 0 is refused as ambiguous (``loss=1``: 1% or 100%?): write
+``"1%"`` or a fraction such as ``0.01`` or ``1.0``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from rumpnet.faults.netem import DISTRIBUTIONS, NetemParams
-from rumpnet.faults.tc import parse_netem_args
+from rumpnet.faults.tc import parse_netem_args, percent_value
+from rumpnet.usage import did_you_mean
 
 FIELDS = tuple(f.name for f in dataclasses.fields(NetemParams))
 PROB_FIELDS = ("delay_corr", "loss", "loss_corr", "duplicate", "duplicate_corr", "corrupt", "corrupt_corr",
@@ -32,15 +36,18 @@ _CLAUSE_FIELDS = {"delay", "loss", "duplicate", "corrupt", "reorder", "rate", "s
 
 def _prob(field: str, v: Any) -> float:
     if isinstance(v, str):
-        body = v.strip()
-        pct = body.endswith("%")
-        try:
-            x = float(body[:-1] if pct else body)
-        except ValueError:
-            raise ValueError(f"{field}: not a probability: {v!r}") from None
-        return x / 100.0 if pct else x
+        # tc units (iproute2's parse_percent): "1%" and "1" are both one percent.
+        x = percent_value(v)
+        if x is None:
+            raise ValueError(f"{field}: not a percentage: {v!r} (tc units: \"1%\" or \"1\" is one percent)")
+        if x < 0:
+            raise ValueError(f"{field}: negative percentage {v!r}")
+        return x / 100.0
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ValueError(f"{field}: not a number: {v!r}")
+    if isinstance(v, int) and v != 0:
+        raise ValueError(f"{field}: {v!r} is ambiguous: write \"{v}%\" for {v} percent (tc units) "
+                         f"or a fraction ({v / 100:g} is {v}%, 1.0 is 100%)")
     return float(v)
 
 
@@ -62,7 +69,7 @@ def _field_value(field: str, v: Any) -> dict[str, Any]:
         except OSError as e:
             raise ValueError(f"netem: {e.strerror}") from None
     if field not in FIELDS:
-        raise ValueError(f"{field}: not a netem parameter")
+        raise ValueError(f"{field}: not a netem parameter{did_you_mean(field, (*FIELDS, 'netem'))}")
     if field in PROB_FIELDS:
         if isinstance(v, str) and len(v.split()) > 1 and field in _CLAUSE_FIELDS:
             return _word_value(field, v)

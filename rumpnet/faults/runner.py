@@ -35,6 +35,7 @@ class QdiscRunner:
 
     # -- the hook --------------------------------------------------------------------
     def input(self, frame: bytes | bytearray | memoryview) -> None:
+        """A frame offered to the qdisc: impaired and passed on (now or at its time) or dropped and counted."""
         nm = self.netem
         if nm.passthrough and nm.idle():
             # zero-cost path: nothing configured, nothing queued
@@ -52,10 +53,12 @@ class QdiscRunner:
     # -- configuration -----------------------------------------------------------------
     @property
     def params(self) -> NetemParams:
+        """The netem parameters in force."""
         return self.netem.params
 
     @property
     def stats(self) -> NetemStats:
+        """The netem counters."""
         return self.netem.stats
 
     def set_params(self, params: NetemParams) -> None:
@@ -69,9 +72,11 @@ class QdiscRunner:
         self.set_params(self.netem.params.replace(**changes))
 
     def partition(self) -> None:
+        """Drop everything until :meth:`heal`."""
         self.update(partition=True)
 
     def heal(self) -> None:
+        """End a partition."""
         self.update(partition=False)
 
     def close(self) -> None:

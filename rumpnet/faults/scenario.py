@@ -21,8 +21,8 @@
     netem = "delay 10ms 2ms"      # tc-netem(8) options, both directions ...
     loss = "1%"                   # ... and/or single parameters (tc units or SI numbers)
 
-    [links.lan.directions."a->r"] # one direction (A->B, A->*, *->B)
-    duplicate = "5%"
+    [links.lan.directions."a->r"] # one direction (A->B, A->*, *->B), on top of the
+    duplicate = "5%"              # link-wide fields: a->r gets delay, loss and duplicate
 
     [proxies.web]                 # a toxiproxy-style TCP proxy (needs netinet TCP)
     host = "a"
@@ -42,7 +42,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from rumpnet.faults.params import impairment
+from rumpnet.faults.params import FIELDS, impairment
+from rumpnet.usage import did_you_mean
 
 _TOP = {"seed", "clock", "schedule", "hosts", "links", "proxies", "name", "description"}
 _HOST = {"router", "hostname", "routes", "sysctl"}
@@ -89,12 +90,11 @@ def _table(doc: dict[str, Any], key: str, field: str) -> dict[str, Any]:
 def _unknown(d: dict[str, Any], allowed: set[str], field: str) -> None:
     for k in d:
         if k not in allowed:
-            raise _err(f"{field}.{k}" if field else k, "unknown field")
+            raise _err(f"{field}.{k}" if field else k, f"unknown field{did_you_mean(k, allowed)}")
 
 
 def validate(doc: dict[str, Any]) -> None:
-    from rumpnet.faults.network import _assign
-
+    """Check a parsed scenario; ScenarioError naming the first bad field."""
     _unknown(doc, _TOP, "")
     seed = doc.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -104,6 +104,12 @@ def validate(doc: dict[str, Any]) -> None:
     sched = doc.get("schedule", "")
     if not isinstance(sched, str) and not (isinstance(sched, list) and all(isinstance(s, str) for s in sched)):
         raise _err("schedule", "must be a string or a list of strings")
+    hosts = _validate_hosts(doc)
+    _validate_links(doc, hosts)
+    _validate_proxies(doc, hosts)
+
+
+def _validate_hosts(doc: dict[str, Any]) -> dict[str, Any]:
     hosts = _table(doc, "hosts", "hosts")
     for name, h in hosts.items():
         f = f"hosts.{name}"
@@ -134,6 +140,12 @@ def validate(doc: dict[str, Any]) -> None:
         sysctl = h.get("sysctl", {})
         if not isinstance(sysctl, dict):
             raise _err(f"{f}.sysctl", "must be a table of name = value")
+    return hosts
+
+
+def _validate_links(doc: dict[str, Any], hosts: dict[str, Any]) -> None:
+    from rumpnet.faults.network import _assign
+
     links = _table(doc, "links", "links")
     for i, (name, lk) in enumerate(links.items()):
         f = f"links.{name}"
@@ -164,6 +176,10 @@ def validate(doc: dict[str, Any]) -> None:
         except ValueError as e:
             raise _err(f"{f}.addresses", str(e).split(": ", 1)[-1]) from None
         params = {k: v for k, v in lk.items() if k not in _LINK_STRUCT}
+        for key in params:
+            if key not in FIELDS and key != "netem":
+                raise _err(f"{f}.{key}", "not a netem parameter or link field"
+                           f"{did_you_mean(key, (*FIELDS, 'netem', *_LINK_STRUCT))}")
         _impair_fields(params, f)
         dirs = lk.get("directions", {})
         if not isinstance(dirs, dict):
@@ -174,6 +190,9 @@ def validate(doc: dict[str, Any]) -> None:
                 raise _err(df, "must be a table of netem parameters")
             _check_direction(d, members, df)
             _impair_fields(spec, df)
+
+
+def _validate_proxies(doc: dict[str, Any], hosts: dict[str, Any]) -> None:
     proxies = _table(doc, "proxies", "proxies")
     for name, p in proxies.items():
         f = f"proxies.{name}"
@@ -254,8 +273,10 @@ def build(doc: dict[str, Any], seed: int | None = None, clock: str | None = None
             if params:
                 link.impair(params)
             for d, spec in lk.get("directions", {}).items():
+                # A direction's table adds to the link-wide fields (as update does), so
+                # [links.lan.directions."a->r"] duplicate = "5%" keeps lan's loss and delay.
                 field = f"links.{name}.directions.{d}"
-                link.impair(spec, direction=d)
+                link.update(direction=d, **spec)
         for name, h in doc.get("hosts", {}).items():
             for i, rt in enumerate(h.get("routes", [])):
                 field = f"hosts.{name}.routes[{i}]"
@@ -280,8 +301,10 @@ def build(doc: dict[str, Any], seed: int | None = None, clock: str | None = None
             net.schedule(text)
     except (ValueError, KeyError, OSError) as e:
         net.close()
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
-        raise _err(field, str(msg)) from None
+        msg = str(e.args[0] if isinstance(e, KeyError) and e.args else (e.strerror if isinstance(e, OSError) and e.strerror else e))
+        if msg.startswith(f"{field}: "):  # already named (the schedule's own errors say "schedule: ...")
+            msg = msg[len(field) + 2:]
+        raise _err(field, msg) from None
     except BaseException:
         net.close()
         raise

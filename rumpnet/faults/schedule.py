@@ -44,6 +44,7 @@ class Action:
         """Validate before anything is scheduled (``ValueError`` names the field)."""
 
     def new_params(self, cur: NetemParams) -> NetemParams:
+        """The parameters of a runner after this action, from its current ones ``cur``."""
         raise NotImplementedError
 
 
@@ -59,9 +60,11 @@ class Update(Action):
         self.check()
 
     def check(self) -> None:
+        """Validate the changes on default parameters (``ValueError`` names the field)."""
         NetemParams().replace(**self.changes)
 
     def new_params(self, cur: NetemParams) -> NetemParams:
+        """``cur`` with the fields this action names changed."""
         return cur.replace(**self.changes)
 
     def __repr__(self) -> str:
@@ -79,6 +82,7 @@ class SetParams(Action):
         self.params = params
 
     def new_params(self, cur: NetemParams) -> NetemParams:
+        """The action's parameters, whatever ``cur`` was."""
         return self.params
 
     def __repr__(self) -> str:
@@ -86,6 +90,8 @@ class SetParams(Action):
 
 
 class Partition(Update):
+    """``partition``: drop everything until healed."""
+
     def __init__(self) -> None:
         super().__init__(partition=True)
 
@@ -94,6 +100,8 @@ class Partition(Update):
 
 
 class Heal(Update):
+    """``heal``: end a partition."""
+
     def __init__(self) -> None:
         super().__init__(partition=False)
 
@@ -102,6 +110,8 @@ class Heal(Update):
 
 
 class Clear(SetParams):
+    """``clear``: back to no impairment at all."""
+
     def __init__(self) -> None:
         super().__init__(NetemParams())
 
@@ -147,14 +157,29 @@ def _targets(objs: Iterable[Any]) -> list[Any]:
     return out
 
 
-def _sched_time(text: str, field: str) -> float:
+def sched_time(text: str, field: str) -> float:
+    """A schedule's ``5s``/``250ms``/bare-seconds time in seconds (ValueError naming ``field``)."""
     try:
         return parse_time(text, field, bare=1.0)
     except OSError as e:
-        raise ValueError(f"{field}: bad time {text!r}") from e
+        raise ValueError(f"{field}: bad time {text!r} (5s, 250ms, or a bare number of seconds)") from e
+
+
+def statement_times(words: list[str]) -> tuple[float, list[str], float | None]:
+    """``at TIME WORDS... [for DURATION]`` (split into words) -> (at, WORDS, duration)."""
+    if words[0] != "at" or len(words) < 3:
+        raise ValueError("at: a statement is 'at TIME [TARGET] ACTION [for DURATION]'")
+    at = sched_time(words[1], "at")
+    rest = words[2:]
+    dur = None
+    if len(rest) >= 3 and rest[-2] == "for":
+        dur = sched_time(rest[-1], "for")
+        rest = rest[:-2]
+    return at, rest, dur
 
 
 def parse_action(words: list[str]) -> Action:
+    """A statement's action words (``partition``, ``heal``, ``clear`` or netem options) as an Action."""
     if not words:
         raise ValueError("action: missing")
     if words == ["partition"]:
@@ -166,7 +191,9 @@ def parse_action(words: list[str]) -> Action:
     try:
         changes = parse_netem_args(words, checks=False)
     except OSError as e:
-        raise ValueError(f"action: {e.strerror}") from None
+        # tc's answer is its message and then its usage text; the message is enough here
+        first = str(e.strerror).split("\n", 1)[0]
+        raise ValueError(f"action: {first}") from None
     return Update(**changes)
 
 
@@ -205,15 +232,11 @@ class FaultSchedule:
             words = stmt.split()
             if not words:
                 continue
-            if words[0] != "at" or len(words) < 3:
-                raise ValueError(f"at: statement must be 'at TIME ACTION [for DURATION]': {stmt.strip()!r}")
-            at = _sched_time(words[1], "at")
-            rest = words[2:]
-            dur = None
-            if len(rest) >= 3 and rest[-2] == "for":
-                dur = _sched_time(rest[-1], "for")
-                rest = rest[:-2]
-            events.append((at, parse_action(rest), dur))
+            try:
+                at, rest, dur = statement_times(words)
+                events.append((at, parse_action(rest), dur))
+            except ValueError as e:
+                raise ValueError(f"{e} (in {stmt.strip()!r})") from None
         return cls(events)
 
     def start(self, sched: Any, *targets: Any, base: float | None = None) -> FaultSchedule:
@@ -228,6 +251,7 @@ class FaultSchedule:
         return self
 
     def cancel(self) -> None:
+        """Disarm the statements that have not fired yet."""
         for h in self._handles:
             h.cancel()
         self._handles.clear()

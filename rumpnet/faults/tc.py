@@ -41,6 +41,10 @@ from rumpnet.faults.runner import QdiscRunner
 USAGE = ("Usage: tc [ -s ] qdisc { add | change | replace | del | show } dev STRING\n"
          "       [ root | ingress ] [ handle QHANDLE ] [ netem OPTIONS ]")
 
+# tc's global options that mean something here (-s and its long forms; the others change
+# nothing in our output)
+OPTIONS = ("-s", "-stats", "-statistics", "-d", "-details", "-p", "-pretty", "-iec")
+
 NETEM_USAGE = (
     "Usage: ... netem [ limit PACKETS ]\n"
     "                 [ delay TIME [ JITTER [CORRELATION]]]\n"
@@ -119,15 +123,24 @@ def parse_time(text: str, field: str, bare: float = 1e-6) -> float:
     return v * scale
 
 
-def parse_percent(text: str, field: str) -> float:
-    """iproute2 parse_percent(): ``"1%"`` or ``"1"`` -> 0.01."""
-    body = text[:-1] if text.endswith("%") else text
+def percent_value(text: str) -> float | None:
+    """``"1%"`` or ``"1"`` -> 1.0 (tc's percent units); None when not a number."""
+    body = text.strip()
+    body = body[:-1] if body.endswith("%") else body
     try:
         v = float(body)
     except ValueError:
-        raise _illegal(field, text) from None
-    if v != v or v < 0:
+        return None
+    return None if v != v or v in (float("inf"), float("-inf")) else v
+
+
+def parse_percent(text: str, field: str) -> float:
+    """iproute2 parse_percent(): ``"1%"`` or ``"1"`` -> 0.01."""
+    v = percent_value(text)
+    if v is None:
         raise _illegal(field, text)
+    if v < 0:
+        raise _einval(f'Illegal "{field}" value "{text}": a percentage is 0% to 100%')
     if v > 100:
         raise _einval(f'Illegal "{field}" value "{text}": over 100%')
     return v / 100.0
@@ -148,6 +161,7 @@ def parse_rate(text: str, field: str = "rate") -> float:
 
 
 def parse_int(text: str, field: str, signed: bool = False) -> int:
+    """A tc integer (decimal, 0x hex or 0 octal) for ``field`` (EINVAL naming it; negative only when ``signed``)."""
     try:
         v = int(text, 0)
     except ValueError:
@@ -190,6 +204,7 @@ def format_rate(bits_per_sec: float) -> str:
 
 
 def format_size(n: int) -> str:
+    """A byte count as tc prints one (``1Mb``, ``64Kb``, ``1500b``)."""
     if n >= 1024 * 1024 and n % (1024 * 1024) == 0:
         return f"{n // (1024 * 1024)}Mb"
     if n >= 1024 and n % 1024 == 0:
@@ -207,7 +222,8 @@ _MATCH_WORDS_1 = {"tcp", "udp", "icmp", "ip", "arp", "and"}
 _MATCH_WORDS_2 = {"proto", "src", "dst", "host", "sport", "dport", "port", "flags"}
 
 
-def _keyword(word: str) -> str | None:
+def netem_keyword(word: str) -> str | None:
+    """The netem keyword ``word`` abbreviates (as q_netem.c's matches()), or None."""
     if word in _OURS:
         return word
     for kw in _KEYWORDS:
@@ -256,7 +272,7 @@ def parse_netem_args(argv: list[str], checks: bool = True) -> dict[str, Any]:
     loss_given = False
     while i < n:
         word = argv[i]
-        kw = _keyword(word)
+        kw = netem_keyword(word)
         if kw is None:
             raise _einval(f'What is "{word}"?\n{NETEM_USAGE}')
         if kw == "help":
@@ -278,7 +294,9 @@ def parse_netem_args(argv: list[str], checks: bool = True) -> dict[str, Any]:
             loss_given = True
             ch.update(loss=0.0, loss_corr=0.0, loss_state=None, loss_gemodel=None)
             sub = nxt("loss")
-            if sub[:1].isdigit() or sub == "random":
+            # A number (even a bad one: "-5%", ".5%") is the loss percentage, so that its
+            # error names the value rather than calling it an unknown model.
+            if sub[:1].isdigit() or sub[:1] in "-+." or sub == "random":
                 if sub == "random":
                     sub = nxt("loss percent")
                 ch["loss"] = parse_percent(sub, "loss percent")
@@ -498,6 +516,7 @@ def format_netem(p: NetemParams) -> str:
 
 
 def format_stats(r: QdiscRunner) -> list[str]:
+    """``tc -s``'s statistics lines of runner ``r``."""
     st = r.stats
     nm = r.netem
     return [
@@ -565,12 +584,9 @@ def tc_command(get_ifp: Callable[[str], Any], argv: list[str], rng: random.Rando
     stats = False
     while args and args[0].startswith("-") and len(args[0]) > 1:
         o = args.pop(0)
-        if o in ("-s", "-stats", "-statistics"):
-            stats = True
-        elif o in ("-d", "-details", "-p", "-pretty", "-iec"):
-            pass
-        else:
+        if o not in OPTIONS:
             raise _einval(f'Option "{o}" is unknown, try "tc -help".')
+        stats = stats or o in ("-s", "-stats", "-statistics")
     if not args:
         raise _einval(USAGE)
     obj = args.pop(0)

@@ -46,6 +46,7 @@ from typing import Any
 
 from rumpkern.sched import Sleep, SyscallCtx
 from rumpnet import sys_socket as S  # noqa: N812
+from rumpnet.usage import did_you_mean
 
 STREAMS = ("upstream", "downstream")
 TOXIC_TYPES: dict[str, tuple[str, ...]] = {
@@ -126,14 +127,13 @@ class Toxic:
         self.attributes = attrs
 
     def to_json(self) -> dict[str, Any]:
+        """The toxic as toxiproxy's JSON gives it (name, type, stream, toxicity, attributes)."""
         return {"name": self.name, "type": self.type, "stream": self.stream, "toxicity": self.toxicity,
                 "attributes": dict(self.attributes)}
 
     def updated(self, body: dict[str, Any]) -> Toxic:
         """A copy with ``toxicity``/``attributes``/``stream`` changed (toxiproxy's update)."""
-        unknown = [k for k in body if k not in ("name", "type", "stream", "toxicity", "attributes")]
-        if unknown:
-            raise ValueError(f"{unknown[0]}: unknown field")
+        _known_fields(body)
         if "type" in body and body["type"] != self.type:
             raise ValueError("type: a toxic's type cannot change")
         if "name" in body and body["name"] != self.name:
@@ -147,9 +147,11 @@ class Toxic:
 
     # -- behaviour (called by a connection's pump, on the scheduler's loop) ----------------
     def a(self, name: str) -> int:
+        """Attribute ``name`` of the toxic (the attributes carry toxiproxy's defaults for those not given)."""
         return self.attributes[name]
 
     async def pipe(self, conn: Connection, data: bytes, ts: float, emit: Emit) -> None:
+        """Apply this toxic to ``data`` of ``conn`` (arrived at ``ts``), handing what goes on, and when, to ``emit``."""
         kind = self.type
         loop = conn.loop
         if kind == "latency":
@@ -207,17 +209,25 @@ class Toxic:
             await emit(data, ts)
 
     async def on_close(self, conn: Connection) -> None:
+        """What the toxic does when its side of the connection ends (slow_close delays the EOF)."""
         if self.type == "slow_close" and self.a("delay"):
             await asyncio.sleep(self.a("delay") / 1000.0)
+
+
+TOXIC_FIELDS = ("name", "type", "stream", "toxicity", "attributes")
+
+
+def _known_fields(body: dict[str, Any]) -> None:
+    for k in body:
+        if k not in TOXIC_FIELDS:
+            raise ValueError(f"{k}: unknown field{did_you_mean(k, TOXIC_FIELDS)}")
 
 
 def toxic_from_json(body: Any) -> Toxic:
     """A toxic from toxiproxy's JSON shape; ``ValueError`` naming the field."""
     if not isinstance(body, dict):
         raise ValueError("toxic: must be an object")
-    for k in body:
-        if k not in ("name", "type", "stream", "toxicity", "attributes"):
-            raise ValueError(f"{k}: unknown field")
+    _known_fields(body)
     if "type" not in body:
         raise ValueError("type: missing")
     return Toxic(body["type"], body.get("name") or "", body.get("stream", "downstream"),
@@ -251,6 +261,7 @@ class Connection:
         self.closed = False
 
     def toxics(self, stream: str) -> list[Toxic]:
+        """The toxics that apply to this connection in one direction (drawn once per connection from their toxicity)."""
         out = []
         for t in self.proxy.toxics.values():
             if t.stream != stream:
@@ -263,6 +274,7 @@ class Connection:
         return out
 
     def toxics_changed(self) -> None:
+        """Follow a change of the proxy's toxics: cancel the timers of removed ones, arm the timeouts of those that now apply."""
         for name in list(self.timers):
             if name not in self.proxy.toxics:
                 self.timers.pop(name).cancel()
@@ -272,11 +284,13 @@ class Connection:
                     self.arm_timeout(t)
 
     def arm_timeout(self, t: Toxic) -> None:
+        """Close the connection after toxic ``t``'s ``timeout`` (ms; 0: never), once."""
         if t.name in self.timers or not t.a("timeout"):
             return
         self.timers[t.name] = self.loop.call_later(t.a("timeout") / 1000.0, self.close)
 
     async def run(self) -> None:
+        """Pump both directions until the connection ends."""
         k = self.k
         try:
             ufd = await k.rump_sys_socket(pysocket.AF_INET, pysocket.SOCK_STREAM, 0)
@@ -439,11 +453,12 @@ class Proxy:
     # -- lifetime ------------------------------------------------------------------------------
     @property
     def enabled(self) -> bool:
+        """True while the proxy listens; setting it False closes its connections, True listens again."""
         return self._enabled
 
     def _on_cpu(self, fn: Callable[[], Any]) -> Any:
         sched = self.kernel.sched
-        return fn() if sched.holds_cpu() else sched.run(fn)
+        return sched.run(fn)
 
     def start(self) -> None:
         """Listen (``OSError`` as the socket calls give it, e.g. no TCP in the kernel)."""
@@ -507,6 +522,7 @@ class Proxy:
 
     # -- toxics --------------------------------------------------------------------------------
     def add_toxic(self, toxic: Toxic | dict[str, Any]) -> Toxic:
+        """Add ``toxic`` (applied after those already there; ValueError if its name is taken)."""
         t = toxic if isinstance(toxic, Toxic) else toxic_from_json(toxic)
         if t.name in self.toxics:
             raise KeyError(f"toxic {t.name!r} exists")
@@ -515,12 +531,14 @@ class Proxy:
         return t
 
     def update_toxic(self, name: str, body: dict[str, Any]) -> Toxic:
+        """Change the toxic called ``name`` from a toxiproxy JSON body (attributes, toxicity, stream)."""
         t = self.toxics[name].updated(body)
         self.toxics[name] = t
         self._changed()
         return t
 
     def remove_toxic(self, name: str) -> None:
+        """Remove the toxic called ``name`` (KeyError if there is none)."""
         del self.toxics[name]
         self._changed()
 
@@ -539,6 +557,7 @@ class Proxy:
             self._on_cpu(go)
 
     def to_json(self) -> dict[str, Any]:
+        """The proxy as toxiproxy's JSON gives it (name, listen, upstream, enabled, toxics)."""
         return {"name": self.name, "listen": f"{self.listen[0]}:{self.listen[1]}",
                 "upstream": f"{self.upstream[0]}:{self.upstream[1]}", "enabled": self._enabled,
                 "host": self.host, "connections": len(self.connections),

@@ -205,6 +205,7 @@ class Hijack:
         return family in self._families
 
     def start(self) -> None:
+        """Put the kernel's sockets in place of the host's (``socket``, ``selectors``, asyncio)."""
         k = self.kernel
         if self.remote:
             self.backend = RemoteBackend(k)
@@ -222,6 +223,7 @@ class Hijack:
             _stack.append(self)
 
     def stop(self) -> None:
+        """Give the host's sockets back."""
         k = self.kernel
         with _lock:
             if self in _stack:

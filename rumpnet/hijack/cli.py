@@ -20,6 +20,7 @@ from typing import Any
 
 from rumpnet.hijack import Hijack
 from rumpnet.hijack.scope import parse_rumphijack
+from rumpnet.usage import EXIT_USAGE, version_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Run a Python program with its sockets in a rump kernel.")
     ap.add_argument("--server", default=None, help="rump_server URL (default: $RUMP_SERVER)")
     ap.add_argument("--sockin", action="store_true", help="boot a local sockin kernel instead of netinet")
+    ap.add_argument("--version", action="version", version=version_text("rumphijack").rstrip())
     return ap
 
 
@@ -65,16 +67,40 @@ def _run_prog(prog: list[str]) -> None:
         runpy.run_path(prog[0], run_name="__main__")
 
 
+def _check(prog: list[str], server: str | None, from_option: bool) -> str | None:
+    """What is wrong with the command line (None: nothing): no program, an option that is
+    no program, a server URL that is no URL, a script that is not there."""
+    if prog and os.path.basename(prog[0]).startswith("python") and len(prog) > 1:
+        prog = prog[1:]
+    if not prog:
+        return "no program given"
+    if prog[0].startswith("-") and prog[0] not in ("-m", "-c"):
+        return f"unknown option {prog[0]!r} (options go before the program; a program is SCRIPT, -m MODULE or -c CODE)"
+    if prog[0] in ("-m", "-c") and len(prog) < 2:
+        return f"{prog[0]} needs {'a module name' if prog[0] == '-m' else 'code'}"
+    if server:
+        from rumpnet.server.protocol import parse_url
+
+        try:
+            parse_url(server)
+        except ValueError as e:
+            return f"{'--server' if from_option else 'RUMP_SERVER'}: {e}"
+    if prog[0] not in ("-m", "-c") and not os.path.exists(prog[0]):
+        return f"{prog[0]}: No such file or directory"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = _parser()
     opts, prog = _split(argv)
     args = ap.parse_args(opts)
-    if not prog:
-        ap.print_usage(sys.stderr)
-        print("rumphijack: no program given", file=sys.stderr)
-        return 2
     server = args.server or os.environ.get("RUMP_SERVER")
+    problem = _check(prog, server, args.server is not None)
+    if problem:
+        ap.print_usage(sys.stderr)
+        print(f"rumphijack: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     client: Any = None
     k: Any = None
     try:
@@ -91,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             k = rump_init(clock="real", sockin=args.sockin)
             hj = Hijack(k, socket=spec, nolocal=None)
     except (OSError, ValueError) as e:
-        print(f"rumphijack: {e}", file=sys.stderr)
+        print(f"rumphijack: {e.strerror if isinstance(e, OSError) and e.strerror else e}", file=sys.stderr)
         if client is not None:
             client.close()
         return 1

@@ -31,6 +31,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from rumpnet.mirror import borrow
 from rumpnet.uipc_socket import Socket
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ def _timed_out() -> OSError:
     return TimeoutError("timed out")
 
 
+@borrow(pysocket.socket)
 class HijackSocket:
     """A kernel socket shaped like ``socket.socket`` (made by the hijacked ``socket.socket``)."""
 

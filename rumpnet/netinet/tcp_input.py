@@ -12,6 +12,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp_output as _out
+from rumpnet.netinet import tcp_recovery as _rec
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpRepr
 from rumpnet.netinet.tcp_fsm import Ev, TcpState
 from rumpnet.netinet.tcp_sack import rcv_sack_update
@@ -52,11 +53,14 @@ _TIME_WAIT = TcpState.TIME_WAIT
 
 
 # ----- helpers --------------------------------------------------------------------------
-def xmit_timer(cb: TcpCb, rtt: float) -> None:
-    """RFC 6298 section 2: update SRTT/RTTVAR from a valid sample."""
+def xmit_timer(cb: TcpCb, rtt: float, now: float) -> None:
+    """RFC 6298 section 2: update SRTT/RTTVAR from a valid sample; RACK's minimum RTT
+    (RFC 8985 6.2 step 1) and HyStart++'s round minimum (RFC 9406 4.2) take it too."""
     cb.stats.tcps_rttupdated += 1
     if rtt < 0:
         rtt = 0.0
+    cb.rack.rtt_sample(rtt, now)
+    cb.cc.on_rtt(rtt)
     if cb.t_srtt == 0.0:
         cb.t_srtt = max(rtt, 1e-6)
         cb.t_rttvar = rtt / 2
@@ -143,9 +147,9 @@ def _syn_sent(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         if SEQ_LT(cb.snd_nxt, cb.snd_una):
             cb.snd_nxt = cb.snd_una
         if seg.timestamps is not None and cb.t_flags & TF_RCVD_TSTMP and seg.timestamps[1]:
-            xmit_timer(cb, ((cb.ts_now(now) - seg.timestamps[1]) & M) / 1000.0)
+            xmit_timer(cb, ((cb.ts_now(now) - seg.timestamps[1]) & M) / 1000.0, now)
         elif cb.t_rtttime is not None:
-            xmit_timer(cb, now - cb.t_rtttime)
+            xmit_timer(cb, now - cb.t_rtttime, now)
         elif cb.t_rxtshift > 0 and cb.t_srtt == 0.0:
             # RFC 6298 5.7: the SYN was retransmitted and there is no sample.
             cb.t_rto_init = max(3.0, cb.params.init_rto)
@@ -272,7 +276,7 @@ def enter_time_wait(cb: TcpCb, now: float) -> None:
 def _autorcvbuf(cb: TcpCb, sent_ts: int, tsecr: int, tlen: int) -> None:
     """Receive buffer autosizing (FreeBSD's tcp_input, "automatic sizing of the receive
     socket buffer"; TcpParams.recvbuf_auto). ``rfbuf_ts`` is a timestamp we sent; once
-    the peer echoes a later one, a round trip has passed: if it sent more than 7/8 of
+    the peer echoes a later one, a round trip has passed: if it sent more than half of
     the buffer in it, the window was what held it back, and the buffer doubles (up to
     recvbuf_max; the window update goes out with the next ACK)."""
     if (tsecr - sent_ts) & M not in _TS_LATER:
@@ -280,7 +284,7 @@ def _autorcvbuf(cb: TcpCb, sent_ts: int, tsecr: int, tlen: int) -> None:
         return
     space = cb.rcvspace
     top = cb.params.recvbuf_max
-    if cb.rfbuf_cnt > space // 8 * 7 and space < top:
+    if cb.rfbuf_cnt > space // 2 and space < top:
         cb.rcvspace = min(2 * space, top)
     cb.rfbuf_ts = None
     cb.rfbuf_cnt = 0
@@ -352,6 +356,10 @@ def _data_and_fin(cb: TcpCb, seg: TcpRepr, now: float) -> int:
                 cb.t_rcvoopack += 1
                 if _reass_insert(cb, seq, payload) < 0:
                     fin = 0
+                elif cb.rcv_auto and cb.rfbuf_ts is not None and seg.timestamps is not None:
+                    # What arrived counts toward autosizing in order or not: behind a
+                    # hole the window still had to hold it.
+                    _autorcvbuf(cb, cb.rfbuf_ts, seg.timestamps[1], tlen)
             if cb.t_flags & TF_SACK_PERMIT:
                 latest = (seq, (seq + tlen) & M) if seq != cb.rcv_nxt else None
                 ranges = _sack_ranges(cb)
@@ -558,26 +566,26 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         return
 
     win = seg.window << cb.snd_scale
-    sack_on = cb.t_flags & TF_SACK_PERMIT
-    if sack_on and seg.sack_blocks:
-        st.tcps_sack_rcv_opts += 1
-        cb.sack.update(seg.sack_blocks, (cb.snd_max - cb.snd_una) & M)
-
-    if SEQ_LEQ(ack, cb.snd_una):
+    acked = 0
+    if SEQ_GT(ack, cb.snd_una):
+        acked = (ack - cb.snd_una) & M
+        ev |= _new_ack(cb, seg, ack, ts, now)
+        if cb.freed:
+            return      # EV_CLOSED already reported
+    if cb.t_flags & TF_SACK_PERMIT:
+        _rec.sack_ack(cb, seg, acked, ts[1] if ts is not None and ts[1] else None, now)
+    elif not acked:
+        # Without SACK, a duplicate ACK as RFC 5681 section 2 defines it.
         if (tlen == 0 and not flags & TH_FIN and win == cb.snd_wnd and ack == cb.snd_una
                 and cb.snd_una != cb.snd_max):
             st.tcps_rcvdupack += 1
-            _dupack(cb, now)
+            _rec.newreno_dupack(cb, now)
             if cb.freed:
                 return
             cb.notify(ev)
             return
         if ack == cb.snd_una and tlen == 0 and cb.snd_una == cb.snd_max:
             cb.t_dupacks = 0
-    else:
-        ev |= _new_ack(cb, seg, ack, ts, now)
-        if cb.freed:
-            return      # EV_CLOSED already reported
 
     # Window update (RFC 9293 3.10.7.4 fifth, SND.WL1/WL2 rule).
     if (SEQ_LT(cb.snd_wl1, seq) or (cb.snd_wl1 == seq and (
@@ -627,39 +635,19 @@ def _new_ack(cb: TcpCb, seg: TcpRepr, ack: int, ts: tuple[int, int] | None,
     acked = (ack - cb.snd_una) & M
     st.tcps_rcvackpack += 1
     st.tcps_rcvackbyte += acked
+    if cb.t_rxt_tsval is not None:
+        _rec.spurious_rto_check(cb, ts[1] if ts is not None and ts[1] else None, now)
     # RTT sample: timestamps (RFC 7323 4.1) or the timed segment, Karn-safe (RFC 6298 3).
     if ts is not None and ts[1]:
-        xmit_timer(cb, ((cb.ts_now(now) - ts[1]) & M) / 1000.0)
+        xmit_timer(cb, ((cb.ts_now(now) - ts[1]) & M) / 1000.0, now)
         cb.t_rtttime = None
     elif cb.t_rtttime is not None and SEQ_GT(ack, cb.t_rtseq):
-        xmit_timer(cb, now - cb.t_rtttime)
+        xmit_timer(cb, now - cb.t_rtttime, now)
         cb.t_rtttime = None
     fin_acked = _our_fin_acked(cb, ack)
-
-    # Congestion control and loss recovery.
-    if cb.in_recovery:
-        if SEQ_GEQ(ack, cb.snd_recover):
-            cb.in_recovery = False
-            cb.sack_recovery = False
-            cb.t_dupacks = 0
-            _drop_acked(cb, ack, fin_acked)
-            cb.cc.on_recovery_exit(now)
-        else:
-            st.tcps_partial_acks += 1
-            _drop_acked(cb, ack, fin_acked)
-            if cb.sack_recovery:
-                _sack_output(cb, now)
-            else:
-                # NewReno partial ACK (RFC 6582 3.2 step 5).
-                cb.t_rxtshift = 0
-                cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
-                _out.send_range(cb, cb.snd_una, _out.segsize(cb), now)
-                mss = cb.t_maxseg
-                cb.snd_cwnd = max(cb.snd_cwnd - acked + mss, mss)
-    else:
-        cb.t_dupacks = 0
-        _drop_acked(cb, ack, fin_acked)
-        cb.cc.on_ack(acked, now)
+    _drop_acked(cb, ack, fin_acked)
+    if not cb.t_flags & TF_SACK_PERMIT:
+        _rec.newreno_ack(cb, acked, now)      # with SACK, tcp_recovery.sack_ack decides
     if cb.snd_una == cb.snd_max:
         cb.cancel_timer(TCPT_REXMT)
     elif cb.timers[TCPT_PERSIST] is None:
@@ -695,100 +683,6 @@ def _drop_acked(cb: TcpCb, ack: int, fin_acked: bool) -> None:
     cb.snd_una = ack
     if SEQ_LT(cb.snd_nxt, ack):
         cb.snd_nxt = ack
-    cb.sack.advance(ack)
-
-
-def _dupack(cb: TcpCb, now: float) -> None:
-    """Duplicate ACK: fast retransmit / fast recovery (RFC 5681 3.2, RFC 6582, RFC 6675,
-    limited transmit RFC 3042)."""
-    p = cb.params
-    st = cb.stats
-    cb.t_dupacks += 1
-    mss = cb.t_maxseg
-    sack_on = bool(cb.t_flags & TF_SACK_PERMIT)
-    if cb.in_recovery:
-        if cb.sack_recovery:
-            _sack_output(cb, now)
-        else:
-            cb.snd_cwnd += mss                 # RFC 5681 3.2 step 4 (inflate)
-            _out.tcp_output(cb, now)
-        return
-    lost = cb.t_dupacks >= p.dupthresh or (
-        sack_on and cb.sack.is_lost(0, mss, p.dupthresh))
-    if lost:
-        if not SEQ_GT(cb.snd_una, cb.snd_recover) and cb.snd_recover != cb.snd_una:
-            return                             # RFC 6582 3.2 step 2: no new recovery
-        st.tcps_fast_rexmit += 1
-        cb.cc.on_congestion(now)
-        cb.snd_recover = cb.snd_max
-        cb.in_recovery = True
-        cb.t_rtttime = None
-        cb.t_rxtshift = 0
-        cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
-        if sack_on:
-            st.tcps_sack_recovery_episode += 1
-            cb.sack_recovery = True
-            cb.snd_cwnd = cb.snd_ssthresh
-            cb.sack.high_rxt = 0
-            n = _out.send_range(cb, cb.snd_una, _out.segsize(cb), now)
-            cb.sack.high_rxt = n
-            _sack_output(cb, now)
-        else:
-            st.tcps_newreno_recovery += 1
-            _out.send_range(cb, cb.snd_una, _out.segsize(cb), now)
-            cb.snd_cwnd = cb.snd_ssthresh + p.dupthresh * mss
-            _out.tcp_output(cb, now)
-        return
-    if p.limited_transmit and cb.snd_nxt == cb.snd_max:
-        # RFC 3042: send one new segment per each of the first two dup ACKs.
-        old = cb.snd_cwnd
-        before = cb.snd_max
-        cb.snd_cwnd = ((cb.snd_max - cb.snd_una) & M) + mss
-        _out.tcp_output(cb, now)
-        cb.snd_cwnd = old
-        if cb.snd_max != before:
-            st.tcps_limited_transmit += 1
-
-
-def _sack_output(cb: TcpCb, now: float) -> None:
-    """RFC 6675 section 5 step (C): send while cwnd - pipe >= 1 SMSS."""
-    p = cb.params
-    sb = cb.sack
-    mss = cb.t_maxseg
-    ss = _out.segsize(cb)
-    for _ in range(1000):
-        flight = (cb.snd_max - cb.snd_una) & M
-        pipe = sb.pipe(flight, mss, p.dupthresh)
-        if cb.snd_cwnd - pipe < ss:
-            return
-        seg = sb.next_seg(flight, mss, p.dupthresh)
-        if seg is not None:
-            s, e = seg
-            n = _out.send_range(cb, (cb.snd_una + s) & M, e - s, now)
-            if n <= 0:
-                return
-            sb.high_rxt = max(sb.high_rxt, s + n)
-            cb.stats.tcps_sack_rexmits += 1
-            cb.stats.tcps_sack_rexmit_bytes += n
-            continue
-        # Rule 2: new data, if the receiver's window allows.
-        unsent = len(cb.snd_buf) - ((cb.snd_max - cb.snd_buf_seq) & M)
-        if unsent > 0 and flight + min(unsent, ss) <= cb.snd_wnd:
-            cb.snd_nxt = cb.snd_max
-            n = _out.send_range(cb, cb.snd_max, ss, now)
-            cb.snd_nxt = cb.snd_max
-            if n <= 0:
-                return
-            continue
-        seg = sb.next_seg(flight, mss, p.dupthresh, rule3=True)
-        if seg is None:
-            return
-        s, e = seg
-        n = _out.send_range(cb, (cb.snd_una + s) & M, e - s, now)
-        if n <= 0:
-            return
-        sb.high_rxt = max(sb.high_rxt, s + n)
-        cb.stats.tcps_sack_rexmits += 1
 
 
 __all__ = ["tcp_input_cb", "xmit_timer", "apply_syn_options", "established",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp as _tcp
+from rumpnet.netinet import tcp_recovery as _rec
 from rumpnet.netinet.tcp import (
     TH_ACK,
     TH_FIN,
@@ -214,10 +215,23 @@ def _emit_ts(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: 
 
 
 def segsize(cb: TcpCb) -> int:
+    """The effective segment size, SMSS (RFC 5681 section 2, RFC 9293 3.7.1): the MSS less
+    the options every segment carries (NetBSD's t_segsz).  cwnd counts in these units."""
     n = cb.t_maxseg
     if cb.t_flags & _TS_BOTH == _TS_BOTH:
         n -= 12
     return max(n, 1)
+
+
+def _sent(cb: TcpCb, seq: int, length: int, fin: int, now: float, rexmit: bool) -> None:
+    """Bookkeeping of every data transmission: the SACK scoreboard's send times (RACK,
+    RFC 8985 6.1), PRR's prr_out (RFC 6937), the retransmissions of an RTO episode."""
+    if cb.t_flags & _TF_SACK_PERMIT:
+        cb.sack.sent(seq, length + fin, now)
+    if cb.in_recovery:
+        cb.prr_out += length
+    if rexmit and cb.t_rxt_tsval is not None:
+        cb.t_rto_rexmits += 1
 
 
 def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
@@ -240,14 +254,17 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
     if length and end == len(buf):
         flags |= TH_PUSH
     st = cb.stats
-    if SEQ_LT(seq, cb.snd_max):
+    rexmit = SEQ_LT(seq, cb.snd_max)
+    if rexmit:
         st.tcps_sndrexmitpack += 1
         st.tcps_sndrexmitbyte += length
         cb.t_sndrexmitpack += 1
     else:
         st.tcps_sndpack += 1
         st.tcps_sndbyte += length
-    nxt = (seq + length + (1 if flags & TH_FIN else 0)) & SEQ_MASK
+    fin = 1 if flags & TH_FIN else 0
+    _sent(cb, seq, length, fin, now, rexmit)
+    nxt = (seq + length + fin) & SEQ_MASK
     if SEQ_GT(nxt, cb.snd_max):
         cb.snd_max = nxt
     raw = _emit(cb, seq, flags, memoryview(buf)[off:end], rcv_window(cb), now, r)
@@ -289,8 +306,16 @@ def tcp_output(cb: TcpCb, now: float) -> None:
         cb.snd_cwnd = min(cb.snd_cwnd, cb.cc.initial_window())
     if cb.snd_auto:
         _autosndbuf(cb)
+    sack = cb.t_flags & _TF_SACK_PERMIT
+    if sack:
+        sb = cb.sack
+        if sb.lost != sb.lost_rx and st >= _ESTABLISHED:
+            _rec.rexmit_lost(cb, now)      # RFC 6675 NextSeg rule 1 before new data
+    before = cb.snd_max
     while _output_one(cb, now, idle):
         pass
+    if sack and cb.snd_max != before:
+        _rec.tlp_schedule(cb, now)         # RFC 8985 7.2: after new data
 
 
 def _autosndbuf(cb: TcpCb) -> None:
@@ -303,6 +328,44 @@ def _autosndbuf(cb: TcpCb) -> None:
     if used >= space // 8 * 7 and space < top and cb.snd_wnd // 4 * 5 >= space \
             and min(cb.snd_wnd, cb.snd_cwnd) >= used - ((cb.snd_nxt - cb.snd_una) & SEQ_MASK):
         cb.sndspace = min(2 * space, top)
+
+
+def _send_room(cb: TcpCb, snd_nxt: int, inflight: int, tf: int) -> int:
+    """What the send window (offered window and cwnd) leaves from ``snd_nxt``.  With
+    SACK information, cwnd limits pipe, not SND.NXT - SND.UNA (RFC 6675 section 5)."""
+    snd_wnd = cb.snd_wnd
+    cwnd_room = cb.snd_cwnd - inflight
+    if tf & _TF_SACK_PERMIT and snd_nxt == cb.snd_max:
+        sb = cb.sack
+        if sb.sacked or sb.lost or sb.retrans:
+            cwnd_room = cb.snd_cwnd - sb.pipe(inflight)
+    if tf & _TF_FORCE and min(snd_wnd, cb.snd_cwnd) == 0:
+        return 1 - inflight                 # a window probe: one byte past SND.UNA
+    return min(snd_wnd - inflight, cwnd_room)
+
+
+def _count_output(cb: TcpCb, snd_nxt: int, length: int, tso: int, flags: int, now: float) -> None:
+    """The tcps_snd* counters of a segment about to go (one per MSS of a TSO/GSO
+    superframe: the wire carries that many, and _emit counts one), and its bookkeeping."""
+    stt = cb.stats
+    if length:
+        npack = length // tso if tso else 1
+        rexmit = SEQ_LT(snd_nxt, cb.snd_max)
+        if rexmit:
+            stt.tcps_sndrexmitpack += npack
+            stt.tcps_sndrexmitbyte += length
+            cb.t_sndrexmitpack += npack
+        else:
+            stt.tcps_sndpack += npack
+            stt.tcps_sndbyte += length
+        stt.tcps_sndtotal += npack - 1
+        _sent(cb, snd_nxt, length, 1 if flags & TH_FIN else 0, now, rexmit)
+    elif flags & (TH_SYN | TH_FIN | TH_RST):
+        stt.tcps_sndctrl += 1
+        if flags & TH_FIN and not flags & TH_SYN:
+            _sent(cb, snd_nxt, 0, 1, now, SEQ_LT(snd_nxt, cb.snd_max))
+    else:
+        stt.tcps_sndacks += 1
 
 
 def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
@@ -342,11 +405,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
         if off >= 0x80000000:
             off = 0
-        sendwin = min(cb.snd_wnd, cb.snd_cwnd)
-        if tf & _TF_FORCE and sendwin == 0:
-            sendwin = 1
-        inflight = (snd_nxt - snd_una) & SEQ_MASK
-        length = min(blen - off, sendwin - inflight)
+        length = min(blen - off, _send_room(cb, snd_nxt, (snd_nxt - snd_una) & SEQ_MASK, tf))
         if length < 0:
             length = 0
         if cb.snd_wnd == 0 and not tf & _TF_FORCE and blen and cb.timers[_T_PERSIST] is None:
@@ -392,8 +451,8 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
             send = True
         elif cb.max_sndwnd and length >= cb.max_sndwnd // 2:
             send = True                       # sender SWS avoidance
-        elif SEQ_LT(snd_nxt, cb.snd_max):
-            send = True                       # retransmission
+        elif SEQ_LT(snd_nxt, cb.snd_max) and not SEQ_LT((snd_nxt + length) & SEQ_MASK, cb.snd_max):
+            send = True                       # the last piece of what was sent before
     win = rcv_window(cb)
     if not send and state >= _ESTABLISHED and not flags & TH_SYN:
         promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
@@ -426,20 +485,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
         seq = snd_nxt
     else:
         seq = cb.snd_max
-    stt = cb.stats
-    if length:
-        npack = length // tso if tso else 1
-        if SEQ_LT(snd_nxt, cb.snd_max):
-            stt.tcps_sndrexmitpack += npack
-            stt.tcps_sndrexmitbyte += length
-            cb.t_sndrexmitpack += npack
-        else:
-            stt.tcps_sndpack += npack
-            stt.tcps_sndbyte += length
-    elif flags & (TH_SYN | TH_FIN | TH_RST):
-        stt.tcps_sndctrl += 1
-    else:
-        stt.tcps_sndacks += 1
+    _count_output(cb, snd_nxt, length, tso, flags, now)
     payload = memoryview(buf)[off:off + length] if length else b""
     if (tf & _TS_BOTH == _TS_BOTH and not flags & TH_SYN
             and not (tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack))):
@@ -464,7 +510,7 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
             if cb.t_rtttime is None:
                 cb.t_rtttime = now
                 cb.t_rtseq = snd_nxt
-                stt.tcps_segstimed += 1
+                cb.stats.tcps_segstimed += 1
         if cb.timers[_T_REXMT] is None and cb.snd_nxt != cb.snd_una:
             if cb.timers[_T_PERSIST] is not None:
                 cb.timers[_T_PERSIST] = None

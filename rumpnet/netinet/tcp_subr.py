@@ -283,16 +283,23 @@ class TcpProtocol:
                 return port
         raise _err(errno.EADDRNOTAVAIL)
 
-    def bind(self, laddr: int, lport: int, reuseaddr: bool = False, reuseport: bool = False) -> int:
+    def bind(self, laddr: int, lport: int, reuseaddr: bool = False, reuseport: bool = False,
+             owner: object | None = None) -> int:
         """Reserve (laddr, lport); lport 0 picks an ephemeral port.  EADDRINUSE.
-        ``reuseport`` (SO_REUSEPORT): another socket with it may bind the same pair."""
+        ``reuseport`` (SO_REUSEPORT): another socket with it may bind the same pair.
+        ``owner`` (the socket) is what :meth:`bound_only` finds there."""
         if lport == 0:
             lport = self._ephemeral(laddr, reuseaddr)
         elif self._conflict(laddr, lport, reuseaddr, reuseport):
             raise _err(errno.EADDRINUSE)
-        tok = object()
-        self._add_bind(laddr, lport, "reserved", tok, reuseport)
+        self._add_bind(laddr, lport, "reserved", owner if owner is not None else object(), reuseport)
         return lport
+
+    def bound_only(self, laddr: int, lport: int) -> object | None:
+        """The owner of a reservation of (laddr, lport) or (*, lport) that is neither
+        listening nor connected: a socket in CLOSED (RFC 9293 3.10.7.1)."""
+        b = self._find_reserved(laddr, lport)
+        return None if b is None else b.owner
 
     def unbind(self, laddr: int, lport: int) -> None:
         """Release a reservation made by bind() that was never used (socket closed)."""
@@ -499,11 +506,16 @@ class TcpProtocol:
                 raise
 
     def _input(self, src: int, dst: int, seg: TcpRepr, now: float) -> None:
-        if seg.flags & (TH_SYN | TH_FIN) == TH_SYN | TH_FIN and self.params.drop_synfin:
-            self.stats.tcps_badsyn += 1       # net.inet.tcp.drop_synfin
-            return
         key = (dst, seg.dport, src, seg.sport)
         cb = self.conns.get(key)
+        if (seg.flags & (TH_SYN | TH_FIN) == TH_SYN | TH_FIN and self.params.drop_synfin
+                and (cb is None or cb.state < TcpState.ESTABLISHED)):
+            # net.inet.tcp.drop_synfin: where a SYN would open or synchronize a
+            # connection (LISTEN, SYN-SENT, SYN-RECEIVED), SYN+FIN is dropped. In a
+            # synchronized state it is a SYN like any other, answered with RFC 5961
+            # 4.2's challenge ACK (as the FreeBSD suite's STANDARD branch expects).
+            self.stats.tcps_badsyn += 1
+            return
         if cb is not None:
             if (cb.state == TcpState.TIME_WAIT and seg.flags & (TH_SYN | TH_ACK | TH_RST)
                     == TH_SYN and self._tw_reusable(cb, seg)):
@@ -525,11 +537,17 @@ class TcpProtocol:
 
     @staticmethod
     def _tw_reusable(cb: TcpCb, seg: TcpRepr) -> bool:
-        """RFC 6191: a new SYN may reuse a TIME_WAIT 4-tuple if its timestamp (or, without
-        timestamps, its ISN) is higher than what the old incarnation used."""
+        """A SYN may open a new incarnation of a 4-tuple in TIME_WAIT: with timestamps,
+        if its timestamp is higher than the old incarnation's (RFC 6191 2, RFC 9293
+        3.10.7.4); without, if it starts beyond the receive window and above RCV.NXT
+        (4.4BSD's and NetBSD's tcp_input, "If a new connection request is received while
+        in TIME_WAIT"; RFC 1122 4.2.2.13 MAY). A SYN inside the window is a SYN in a
+        synchronized state (RFC 5961 4.2). The window is tcp_input's: the buffer space,
+        never less than what we advertised."""
         if cb.t_flags & TF_RCVD_TSTMP and seg.timestamps is not None:
             return SEQ_GT(seg.timestamps[0], cb.ts_recent)
-        return SEQ_GT(seg.seq, cb.rcv_nxt)
+        beyond = (seg.seq - cb.rcv_nxt) & SEQ_MASK
+        return 0 < beyond < 0x80000000 and beyond >= max(cb.rcv_space(), cb.rcv_wnd)
 
     # ----- ICMP and path MTU (tcp_ctlinput.py) -----------------------------------------------
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes | memoryview,

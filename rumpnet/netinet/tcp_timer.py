@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rumpnet.netinet import tcp_output as _out
+from rumpnet.netinet import tcp_recovery as _rec
 from rumpnet.netinet.tcp_fsm import Ev, TcpState
 
 if TYPE_CHECKING:
@@ -24,9 +25,12 @@ TCPT_PERSIST = 1
 TCPT_KEEP = 2
 TCPT_2MSL = 3
 TCPT_DELACK = 4
+TCPT_REORDER = 5
+TCPT_TLP = 6
 _TF_ACKNOW = 0x0001
 _TF_DELACK = 0x0002
 _TF_FORCE = 0x0800
+_TF_SACK_PERMIT = 0x0200
 
 
 class TimerHeap:
@@ -100,7 +104,7 @@ def next_deadline(cb: TcpCb) -> float | None:
 def fire_cb(cb: TcpCb, now: float) -> None:
     """Run every timer of cb that is due, in NetBSD's table order."""
     t = cb.timers
-    for i in range(5):
+    for i in range(len(TIMER_FUNCS)):
         if cb.freed:
             return
         d = t[i]
@@ -125,19 +129,25 @@ def tcp_timer_rexmt(cb: TcpCb, now: float) -> None:
         # Path may have changed: fall back toward RTO without SRTT (RFC 6298 5.7 spirit).
         cb.t_rttvar += cb.t_srtt / 4
         cb.t_srtt = 0.0
-    cb.snd_nxt = cb.snd_una
-    cb.snd_recover = cb.snd_max          # RFC 6582 section 4 (avoid false fast rexmit)
     cb.t_rtttime = None                  # Karn: don't time retransmissions
     cb.t_dupacks = 0
-    if cb.state >= TcpState.ESTABLISHED:
-        cb.cc.on_rto(now)
-    cb.in_recovery = False
-    cb.sack_recovery = False
-    cb.sack.clear(cb.snd_una)            # RFC 2018 section 8: forget SACKed state
     if cb.state == TcpState.SYN_SENT and cb.t_rxtshift == 3:
         # BSD: drop options that might be what is killing our SYN.
         cb.t_flags &= ~(0x0020 | 0x0080)  # REQ_SCALE, REQ_TSTMP
+    if cb.state >= TcpState.ESTABLISHED:
+        _rec.rto_save(cb, now)           # before cwnd goes (RFC 3522 / RFC 4015)
+        cb.cc.on_rto(now)
+    cb.in_recovery = cb.sack_recovery = False
+    cb.snd_recover = cb.snd_max          # RFC 6582 section 4, RFC 6675 5.1
     cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
+    if cb.state >= TcpState.ESTABLISHED and cb.t_flags & _TF_SACK_PERMIT:
+        cb.rto_recovery = True
+        if _rec.sack_rto(cb, now):
+            _out.tcp_output(cb, now)
+            return
+    cb.rto_recovery = False
+    cb.snd_nxt = cb.snd_una              # go back N
+    cb.sack.clear(cb.snd_una)
     _out.tcp_output(cb, now)
 
 
@@ -206,6 +216,17 @@ def tcp_timer_delack(cb: TcpCb, now: float) -> None:
         _out.tcp_output(cb, now)
 
 
+def tcp_timer_reorder(cb: TcpCb, now: float) -> None:
+    """RACK's reordering timer (RFC 8985 6.2 step 5)."""
+    _rec.reorder_fire(cb, now)
+
+
+def tcp_timer_tlp(cb: TcpCb, now: float) -> None:
+    """The tail loss probe timeout (RFC 8985 7.3)."""
+    _rec.tlp_fire(cb, now)
+
+
 TIMER_FUNCS: tuple[Callable[[TcpCb, float], None], ...] = (
     tcp_timer_rexmt, tcp_timer_persist, tcp_timer_keep, tcp_timer_2msl, tcp_timer_delack,
+    tcp_timer_reorder, tcp_timer_tlp,
 )

@@ -28,6 +28,7 @@ from rumpnet.netinet.tcp_var import (
     EV_ERROR,
     EV_READABLE,
     EV_WRITABLE,
+    PARAM_CHOICES,
     TcpCb,
     TcpParams,
     TcpStats,
@@ -62,6 +63,7 @@ _U32 = struct.Struct("!I")
 _PORTS = struct.Struct("!HH")
 TH_SYN = 0x02
 TH_ACK = 0x10
+TH_RST = 0x04
 SO_KEEPALIVE = pysocket.SO_KEEPALIVE
 SO_REUSEPORT = getattr(pysocket, "SO_REUSEPORT", 15)
 # What a listener hands its connections beyond its nodelay/keepalive/maxseg/bufs fields.
@@ -158,8 +160,10 @@ class Tcp:
                 self.proto.emsgsize(src, dst, segment, self.kernel.sched.now())
 
     def _tos_ttl(self, src: int, dst: int, seg: bytes | bytearray) -> tuple[int, int | None] | None:
-        """IP_TOS and IP_TTL for a segment: its connection's, or for a SYN-ACK its
-        listener's; None when they are the defaults."""
+        """IP_TOS and IP_TTL for a segment: its connection's, for a SYN-ACK its
+        listener's, for a RST from a socket that is only bound (CLOSED) that socket's
+        (FreeBSD's tcp_respond takes them from the socket's inpcb); None when they are
+        the defaults."""
         sport, dport = _PORTS.unpack_from(seg)
         proto = self.proto
         cb = proto.conns.get((src, sport, dst, dport))
@@ -170,6 +174,8 @@ class Tcp:
             if lst is None:
                 return None
             tos, ttl = lst.opts.get("ip_tos", 0), lst.opts.get("ip_ttl")
+        elif seg[13] & TH_RST and isinstance(so := proto.bound_only(src, sport), TcpSocket):
+            tos, ttl = so.tos, so.ttl
         else:
             return None
         return (tos, ttl) if tos or ttl is not None else None
@@ -355,7 +361,7 @@ class TcpSocket(Socket):
         if laddr != INADDR_ANY and laddr not in inet.local_addrs:
             raise kerr(errno.EADDRNOTAVAIL)
         reuse = pysocket.SO_REUSEADDR in self.so_options
-        self.lport = self.tcp.proto.bind(laddr, lport, reuse, SO_REUSEPORT in self.so_options)
+        self.lport = self.tcp.proto.bind(laddr, lport, reuse, SO_REUSEPORT in self.so_options, owner=self)
         self.laddr = laddr
         self.bound = True
 
@@ -670,14 +676,13 @@ class TcpSocket(Socket):
                 self.cb.keepalive = SO_KEEPALIVE in self.so_options
             self.tcp.kick()  # a timer may have moved (keepalive)
 
-    def getsockopt(self, level: int, opt: int, buflen: int = 0) -> Any:
-        """SO_RCVBUF/SO_SNDBUF report the connection's buffers, which TCP resizes
-        (rounded to whole segments at ESTABLISHED, grown by autosizing)."""
+    def buffer_size(self, rcv: bool) -> int:
+        """The connection's buffers, which TCP resizes (rounded to whole segments at
+        ESTABLISHED, grown by autosizing)."""
         cb = self.cb
-        if level == pysocket.SOL_SOCKET and cb is not None and opt in (pysocket.SO_RCVBUF, pysocket.SO_SNDBUF):
-            v = cb.rcvspace if opt == pysocket.SO_RCVBUF else cb.sndspace
-            return struct.pack("i", v)[:buflen] if buflen else v
-        return super().getsockopt(level, opt, buflen)
+        if cb is None:
+            return super().buffer_size(rcv)
+        return cb.rcvspace if rcv else cb.sndspace
 
     def sb_resized(self) -> None:
         cb = self.cb
@@ -745,8 +750,7 @@ def tcp_attach(k: NetKernel) -> None:
     for name in params.names():
         value = getattr(params, name)
         if isinstance(value, str):
-            choices = ("newreno", "cubic") if name == "congctl" else None
-            t.bind_string(f"net.inet.tcp.{name}", params, name, choices=choices)
+            t.bind_string(f"net.inet.tcp.{name}", params, name, choices=PARAM_CHOICES.get(name))
         elif isinstance(value, float):
             # Timers are seconds in TcpParams; the RTO bounds need finer steps, so those
             # three nodes are milliseconds (documented in docs/SYSCTL.md).

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from rumpnet.netinet import tcp_output as _out
+from rumpnet.netinet import tcp_rack as _rack
 from rumpnet.netinet import tcp_timer as _timer
 from rumpnet.netinet.tcp_fsm import Ev, TcpState, next_state
 from rumpnet.netinet.tcp_sack import SackScoreboard
@@ -35,7 +36,9 @@ TCPT_PERSIST = 1
 TCPT_KEEP = 2
 TCPT_2MSL = 3
 TCPT_DELACK = 4
-TCPT_NTIMERS = 5
+TCPT_REORDER = 5   # RACK reordering timer (RFC 8985 6.2 step 5)
+TCPT_TLP = 6       # tail loss probe timeout, PTO (RFC 8985 7.2)
+TCPT_NTIMERS = 7
 
 # t_flags (NetBSD TF_*).
 TF_ACKNOW = 0x0001
@@ -122,21 +125,34 @@ class TcpParams:
     # connection, where RFC 5961 3.2/4.2 answer with a challenge ACK unless a RST is exact.
     insecure_rst: int = 0
     insecure_syn: int = 0
-    # Segments with both SYN and FIN are dropped in every state (FreeBSD's knob; NetBSD
-    # drops them at listeners: no real stack sends one, scanners do). 0: the SYN is
-    # taken and the FIN ignored where RFC 9293 3.10.7.2/3.10.7.3 do not process it.
+    # Segments with both SYN and FIN are dropped where a SYN would open or synchronize
+    # a connection: at listeners, in SYN-SENT and SYN-RECEIVED (FreeBSD's knob; NetBSD
+    # drops them at listeners: no real stack sends one, scanners do). In a synchronized
+    # state such a segment is a SYN, answered with RFC 5961 4.2's challenge ACK. 0: the
+    # SYN is taken and the FIN ignored where RFC 9293 3.10.7.2/3.10.7.3 do not process it.
     drop_synfin: int = 1
     # RFC 1337 section 3 ("F1"): a RST in TIME_WAIT is ignored, so that an old
     # duplicate cannot cut the TIME_WAIT short (FreeBSD; Linux's tcp_rfc1337). 0: the
     # RST closes it, as RFC 9293 3.10.7.4 second says and NetBSD does.
     rfc1337: int = 0
-    reass_maxbytes: int = 256 * 1024
+    # Out-of-order bytes a connection may queue.  Only data inside the offered window is
+    # queued (tcp_input trims the rest), so the window, up to recvbuf_max, is the real
+    # bound; this is a cap on top of it.  Behind a hole a window's worth may wait.
+    reass_maxbytes: int = 4 * 1024 * 1024
     sendspace: int = 256 * 1024
     recvspace: int = 256 * 1024
     persmin: float = 5.0
     persmax: float = 60.0
     dupthresh: int = 3
     limited_transmit: int = 1
+    # Loss detection with SACK: "rack" (RFC 8985 RACK-TLP: time-based, the default, as in
+    # Linux and FreeBSD's rack stack) or "dupack" (RFC 6675: DupThresh SACKed segments).
+    # Without SACK, duplicate ACKs as RFC 5681 / RFC 6582 count them.
+    recovery: str = "rack"
+    tlp: int = 1                     # RFC 8985 section 7 tail loss probes (with SACK)
+    prr: int = 1                     # RFC 6937 PRR sets cwnd in recovery (0: cwnd = ssthresh)
+    spurious_rto: int = 1            # RFC 3522 detection (timestamps), RFC 4015 response
+    hystart: int = 1                 # RFC 9406 HyStart++ in CUBIC's initial slow start
     maxidle_fin_wait_2: float = 600.0  # orphaned FIN_WAIT_2 limit (BSD tcp_maxidle)
     # 1: a hard ICMP error (protocol/port unreachable, administratively prohibited, TTL
     # exceeded in transit) aborts a connection attempt in SYN-SENT (FreeBSD's
@@ -145,6 +161,13 @@ class TcpParams:
 
     def names(self) -> list[str]:
         return [f.name for f in fields(self)]
+
+
+# The values a string tunable takes (sysctl refuses others, naming these).
+PARAM_CHOICES: dict[str, tuple[str, ...]] = {
+    "congctl": ("newreno", "cubic"),
+    "recovery": ("rack", "dupack"),
+}
 
 
 class TcpStats:
@@ -228,6 +251,21 @@ class TcpStats:
     tcps_sack_rcv_opts: int = 0
     tcps_sack_send_opts: int = 0
     tcps_newreno_recovery: int = 0
+    # Loss recovery (names after FreeBSD's and Linux's counters).
+    tcps_rexmttimeo_sacklost: int = 0   # RTOs of a segment SACK had deemed lost, never resent
+    tcps_rexmttimeo_spurious: int = 0   # spurious RTOs detected (RFC 3522), cwnd restored
+    tcps_sndrexmitbad: int = 0          # retransmissions a spurious RTO made needlessly
+    tcps_rack_lost: int = 0             # segments RACK deemed lost (RFC 8985 6.2)
+    tcps_rack_lost_rexmit: int = 0      # ... of them retransmissions lost again
+    tcps_rack_reordertimeo: int = 0     # RACK reordering timer expirations
+    tcps_rack_reorder_seen: int = 0     # connections on which reordering was seen
+    tcps_dupack_lost: int = 0           # ACKs on which RFC 6675 IsLost found losses
+    tcps_tlp_probes: int = 0            # tail loss probes sent (RFC 8985 7.3)
+    tcps_tlp_probe_rexmit: int = 0      # ... of them retransmitting the last segment
+    tcps_tlp_recovered: int = 0         # losses repaired by a probe (RFC 8985 7.4)
+    tcps_prr_recoveries: int = 0        # recoveries whose cwnd PRR set (RFC 6937)
+    tcps_hystart_css: int = 0           # HyStart++ entries into CSS (RFC 9406)
+    tcps_hystart_exit: int = 0          # slow starts ended by HyStart++
     tcps_fast_rexmit: int = 0
     tcps_partial_acks: int = 0
     tcps_limited_transmit: int = 0
@@ -312,8 +350,18 @@ class TcpCb:
         self.t_rtseq = 0
         self.t_dupacks = 0
         self.snd_recover = 0
-        self.in_recovery = False
+        self.in_recovery = False      # fast recovery (RFC 6675 / RFC 6582)
         self.sack_recovery = False
+        self.rto_recovery = False     # after an RTO, until SND.UNA passes snd_recover
+        # PRR (RFC 6937): delivered and sent since recovery began, FlightSize then.
+        self.prr_delivered = 0
+        self.prr_out = 0
+        self.recover_fs = 0
+        # Spurious RTO detection (RFC 3522): TSval of the first retransmission of an RTO,
+        # and what the timeout took away (cwnd, ssthresh, the algorithm's own state).
+        self.t_rxt_tsval: int | None = None
+        self.t_rto_undo: tuple[int, int, object] | None = None
+        self.t_rto_rexmits = 0
         # MSS (RFC 9293 3.7.1, RFC 6691).
         self.t_maxseg = p.mssdflt
         self.t_peermss = p.mssdflt
@@ -331,6 +379,7 @@ class TcpCb:
         self.ts_offset = 0
         # SACK (RFC 2018, RFC 6675).
         self.sack = SackScoreboard()
+        self.rack = _rack.Rack()
         self.rcv_sack_blocks: list[tuple[int, int]] = []
         self.rcv_dsack: tuple[int, int] | None = None   # RFC 2883 D-SACK to report once
         self.t_sndtime: float | None = None             # last data transmission

@@ -25,6 +25,10 @@ FREEBSD: dict[str, int | str] = {
     "net.inet.tcp.rcvscale_sbmax": 1,
     # FreeBSD ignores RSTs in TIME_WAIT (RFC 1337).
     "net.inet.tcp.rfc1337": 1,
+    # FreeBSD's default (its sysctl defaults to 0): a SYN+FIN segment is processed, not
+    # dropped; the suite's scripts that care set it, those for CLOSED rely on the default
+    # (which gives the RST of RFC 9293 3.10.7.1).
+    "net.inet.tcp.drop_synfin": 0,
 }
 
 PROFILES: dict[str, dict[str, int | str]] = {"freebsd": FREEBSD, "none": {}}
@@ -41,14 +45,17 @@ FREEBSD_TCP_OPTIONS = {
 
 
 def packetdrill_defines(name: str) -> dict[str, str]:
-    """``--define`` symbols a profile's scripts need: FreeBSD-only option names, and the
-    ICMP code names of the packetdrill fork the FreeBSD suite was written for (time
-    exceeded codes 0 and 1, RFC 792)."""
+    """``--define`` symbols a profile's scripts need: FreeBSD-only option names and IP
+    TOS names, and the ICMP code names of the packetdrill fork the FreeBSD suite was
+    written for (time exceeded codes 0 and 1, RFC 792)."""
     if name != "freebsd":
         return {}
     defines = {sym: hex(FREEBSD_TCPOPT | v) for sym, v in FREEBSD_TCP_OPTIONS.items()}
     defines["ttl_exceeded_in_transit"] = "code_0"
     defines["frag_reass_exceeded"] = "code_1"
+    # FreeBSD's <netinet/ip.h> names for the class selector code points, which Linux's
+    # headers lack: the TOS byte of DSCP CSn is n << 5 (RFC 2474 4.2.2.1).
+    defines.update({f"IPTOS_DSCP_CS{n}": hex(n << 5) for n in range(8)})
     return defines
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rumpnet.packetdrill.build import Toolchain, toolchain
+from rumpnet.packetdrill.nplab import adapt
+from rumpnet.packetdrill.preprocess import DEFAULT_DEFINES, ScriptSyntaxError, has_conditionals, preprocess
 from rumpnet.packetdrill.profiles import packetdrill_defines
 from rumpnet.packetdrill.serve import serve
 from rumpnet.packetdrill.tools import IGNORED_MARK
@@ -60,6 +62,7 @@ def ip_version(path: Path) -> str:
 
 def packetdrill_command(tc: Toolchain, path: Path, fds: tuple[int, int], profile: str,
                         verbose: bool = False) -> list[str]:
+    """``path`` is the script packetdrill reads (conditionals already evaluated)."""
     version = ip_version(path)
     local, remote = ADDRESSES["ipv6" if version == "ipv6" else "ipv4"]
     flags = f"fd={fds[0]},cfd={fds[1]},local={local},remote={remote},profile={profile}"
@@ -80,11 +83,61 @@ def first_error(stderr: str, returncode: int) -> str:
 
 
 def run_script(path: str | Path, tc: Toolchain | None = None, profile: str = "freebsd",
-               verbose: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Result:
-    """Run one script; its result (never raises for a failing script)."""
+               verbose: bool = False, timeout: float = DEFAULT_TIMEOUT,
+               defines: frozenset[str] = DEFAULT_DEFINES) -> Result:
+    """Run one script; its result (never raises for a failing script). ``defines`` are
+    the symbols its ``#ifdef`` blocks see (:mod:`.preprocess`)."""
     tc = tc or toolchain()
     p = Path(path)
     start = time.monotonic()
+    text = p.read_text(errors="replace")
+    try:
+        evaluated = for_google_packetdrill(text, defines, str(path))
+    except ScriptSyntaxError as e:
+        return Result(str(path), False, str(e), seconds=time.monotonic() - start)
+    if evaluated == text:
+        return _finish(path, start, timeout, *_run_packetdrill(tc, p, profile, verbose, timeout))
+    with tempfile.TemporaryDirectory(prefix="rumpdrill-") as tmp:
+        # Same file name, so packetdrill's messages name the script; its path is then
+        # put back in front of them.
+        copy = Path(tmp) / p.name
+        copy.write_text(evaluated)
+        outcome = _run_packetdrill(tc, copy, profile, verbose, timeout)
+    rc, expired, session_error, stdout, stderr = outcome
+    return _finish(path, start, timeout, rc, expired, session_error,
+                   stdout.replace(str(copy), str(path)), stderr.replace(str(copy), str(path)))
+
+
+def for_google_packetdrill(text: str, defines: frozenset[str] = DEFAULT_DEFINES,
+                           path: str = "<script>") -> str:
+    """The script as Google's packetdrill is to read it: the nplab fork's ``#ifdef``
+    blocks evaluated (:mod:`.preprocess`), then its ways with sockets that are only
+    bound and with ``!`` given to packetdrill (:mod:`.nplab`); line for line the same
+    line numbers. ScriptSyntaxError when that cannot be done."""
+    if has_conditionals(text):
+        text = preprocess(text, defines, path)
+    return adapt(text, path)
+
+
+def _finish(path: str | Path, start: float, timeout: float, rc: int, expired: bool,
+            session_error: str | None, stdout: str, stderr: str) -> Result:
+    passed = rc == 0 and not expired
+    if passed:
+        error = ""
+    elif expired:
+        error = f"timed out after {timeout:g} s of real time"
+    elif stderr.strip() or not session_error:
+        error = first_error(stderr, rc)
+    else:
+        error = session_error.splitlines()[0]
+    return Result(str(path), passed, error, stdout, stderr, time.monotonic() - start,
+                  set(_IGNORED.findall(stderr)))
+
+
+def _run_packetdrill(tc: Toolchain, p: Path, profile: str, verbose: bool,
+                     timeout: float) -> tuple[int, bool, str | None, str, str]:
+    """packetdrill on ``p`` against a session served here: its exit status, whether the
+    watchdog killed it, the session's error, its stdout and stderr."""
     req_ours, req_theirs = socket.socketpair()
     done_ours, done_theirs = socket.socketpair()
     env = dict(os.environ, LD_PRELOAD=str(tc.shim))
@@ -116,15 +169,7 @@ def run_script(path: str | Path, tc: Toolchain | None = None, profile: str = "fr
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
-    passed = rc == 0 and not expired.is_set()
-    if passed:
-        error = ""
-    elif expired.is_set():
-        error = f"timed out after {timeout:g} s of real time"
-    else:
-        error = first_error(stderr, rc) if stderr.strip() or not session_error else session_error.splitlines()[0]
-    return Result(str(path), passed, error, stdout, stderr, time.monotonic() - start,
-                  set(_IGNORED.findall(stderr)))
+    return rc, expired.is_set(), session_error, stdout, stderr
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -136,20 +181,21 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _worker(args: tuple[str, str, bool, float]) -> Result:
-    path, profile, verbose, timeout = args
-    return run_script(path, toolchain(), profile, verbose, timeout)
+def _worker(args: tuple[str, str, bool, float, frozenset[str]]) -> Result:
+    path, profile, verbose, timeout, defines = args
+    return run_script(path, toolchain(), profile, verbose, timeout, defines)
 
 
 def run_scripts(paths: Iterable[str | Path], profile: str = "freebsd", jobs: int = 1,
-                verbose: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Result]:
+                verbose: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                defines: frozenset[str] = DEFAULT_DEFINES) -> Iterator[Result]:
     """Results in the order of ``paths``; ``jobs`` > 1 runs that many at once in worker
     processes (the sessions are Python: threads would share one interpreter lock)."""
-    work = [(str(p), profile, verbose, timeout) for p in paths]
+    work = [(str(p), profile, verbose, timeout, defines) for p in paths]
     if jobs <= 1 or len(work) <= 1:
         tc = toolchain()
-        for path, _, _, _ in work:
-            yield run_script(path, tc, profile, verbose, timeout)
+        for path, *_ in work:
+            yield run_script(path, tc, profile, verbose, timeout, defines)
         return
     toolchain()  # build once, before the workers race for it
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rumpkern.errno import kerr
 from rumpnet.netinet.tcp_usrreq import TcpSocket
 from rumpnet.packetdrill import linux_abi as L  # noqa: N812
+from rumpnet.packetdrill.nplab import PACKETDRILL_ONLY_BACKLOG
 from rumpnet.packetdrill.wire import Op, Reply, Request
 from rumpnet.sys_socket import getsock, pollfd
 
@@ -61,6 +62,10 @@ class Syscalls:
         return self._ret(req, "connect", req.args[0], L.decode_sockaddr(req.payload))
 
     def listen(self, req: Request) -> Reply:
+        if req.args[1] == PACKETDRILL_ONLY_BACKLOG:
+            # rump_packetdrill's listen() for packetdrill's bookkeeping alone (nplab.py):
+            # the kernel's socket stays as the script left it.
+            return Reply()
         return self._ret(req, "listen", req.args[0], req.args[1])
 
     def accept(self, req: Request) -> Reply:

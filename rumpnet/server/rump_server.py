@@ -18,7 +18,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import errno
-import getopt
 import inspect
 import itertools
 import os
@@ -42,6 +41,7 @@ from rumpnet.server.protocol import (
     frame_length,
     parse_url,
 )
+from rumpnet.usage import EXIT_USAGE, BadOption, getopt_bsd, help_or_version
 
 USAGE = "usage: {prog} [-sv] [-c ncpu] [-d drivespec] [-l library] [-m module] [-r total_ram] url\n"
 HANDSHAKE_TIMEOUT = 10.0
@@ -53,6 +53,7 @@ _NOT_REMOTE = {"rump_sys_reboot"}  # use "halt"
 
 
 def remote_syscalls() -> frozenset[str]:
+    """The ``rump_sys_*`` calls a remote client may make (all of Kernel's but reboot: use ``halt``)."""
     from rumpkern.kernel import Kernel
 
     return frozenset(n for n in dir(Kernel) if n.startswith("rump_sys_") and n not in _NOT_REMOTE)
@@ -102,17 +103,20 @@ class RumpServer:
         self.stop_event = threading.Event()
 
     def log(self, msg: str) -> None:
+        """``msg`` on standard error when verbose (``-v``)."""
         if self.verbose:
             print(f"rump_server: {msg}", file=sys.stderr, flush=True)
 
     # -- life cycle (called on the loop) ----------------------------------------------------
     async def start(self, sock: socket.socket) -> None:
+        """Serve on the listening socket ``sock`` (on the kernel's loop)."""
         if sock.family == socket.AF_UNIX:
             self._server = await asyncio.start_unix_server(self._serve_client, sock=sock, limit=1 << 16)
         else:
             self._server = await asyncio.start_server(self._serve_client, sock=sock, limit=1 << 16)
 
     async def aclose(self) -> None:
+        """Stop listening and drop every client (their blocked calls cancelled)."""
         if self._server is not None:
             self._server.close()
         for conn in list(self.conns.values()):
@@ -122,6 +126,7 @@ class RumpServer:
         await asyncio.sleep(0)
 
     def request_stop(self) -> None:
+        """Ask the server to halt (a client's ``halt``, a signal)."""
         self.stop_event.set()
 
     # -- one client -------------------------------------------------------------------------
@@ -302,7 +307,24 @@ _EOF = _EOFType()
 
 # -- listening sockets ---------------------------------------------------------------------------
 def listen_socket(url: str) -> tuple[socket.socket, str | None]:
-    """Bind and listen at ``url``; returns the socket and the unix path to remove at exit."""
+    """Bind and listen at ``url``; returns the socket and the unix path to remove at exit.
+    An OSError names the url (``unix:///no/dir/s: cannot listen: No such file or directory``)."""
+    try:
+        return _listen(url)
+    except OSError as e:
+        msg = str(e.strerror or e)
+        raise OSError(e.errno, msg if url in msg or msg.startswith("/") else f"{url}: cannot listen: {msg}") from None
+
+
+def bound_url(sock: socket.socket, url: str) -> str:
+    """``url`` with the port the system chose when it asked for port 0."""
+    if sock.family == socket.AF_UNIX:
+        return url
+    host, port = sock.getsockname()[:2]
+    return f"tcp://[{host}]:{port}/" if ":" in host else f"tcp://{host}:{port}/"
+
+
+def _listen(url: str) -> tuple[socket.socket, str | None]:
     kind, where = parse_url(url)
     if kind == "unix":
         path = os.path.abspath(where)
@@ -353,6 +375,8 @@ class Options:
 
 
 class UsageError(Exception):
+    """A bad command line (the message says what; the usage follows it)."""
+
     pass
 
 
@@ -368,16 +392,18 @@ def component_name(lib: str) -> str | None:
 
 
 def parse_args(argv: list[str]) -> Options:
+    """rump_server's command line as Options (UsageError naming what is wrong)."""
     from rumpnet.server.etfs import parse_drivespec, parse_size
 
     try:
-        opts, rest = getopt.getopt(argv, "c:d:l:m:r:sv")
-    except getopt.GetoptError as e:
-        raise UsageError(str(e)) from None
+        opts, rest = getopt_bsd(argv, "c:d:l:m:r:sv", "rump_server")
+    except BadOption as e:
+        raise UsageError(str(e).split(": ", 1)[1]) from None
     if len(rest) != 1:
         raise UsageError("exactly one url is needed" if rest == [] else "too many arguments")
     o = Options(url=rest[0])
-    for flag, value in opts:
+    for letter, value in opts:
+        flag = f"-{letter}"
         try:
             if flag == "-s":
                 o.foreground = True
@@ -435,6 +461,7 @@ class EmbeddedServer:
         return self.server.stop_event
 
     def close(self) -> None:
+        """Stop serving and remove the unix socket file."""
         k = self.server.k
         try:
             asyncio.run_coroutine_threadsafe(self.server.aclose(), k.sched.loop).result(5)
@@ -459,8 +486,9 @@ def serve_kernel(k: Any, url: str, verbose: bool = False) -> EmbeddedServer:
 
 
 def serve(o: Options, allserver: bool, ready: Any = None) -> int:
-    """Boot, listen and serve until halted or signalled. ``ready(error_or_None)`` is called
-    once the server accepts connections (or failed to start)."""
+    """Boot, listen and serve until halted or signalled. ``ready(error_or_None, url)`` is
+    called once the server accepts connections (or failed to start); ``url`` is where it
+    listens, with the port the system chose for ``tcp://host:0/``, which is printed."""
     from rumpkern.kernel import rump_init
     from rumpnet.server.etfs import apply_drivespec
 
@@ -479,16 +507,19 @@ def serve(o: Options, allserver: bool, ready: Any = None) -> int:
         if isinstance(e, OSError) and e.filename:
             msg = f"{e.filename}: {msg}"
         if ready is not None:
-            ready(msg)
+            ready(msg, "")
         else:
-            print(f"rump_server: {msg}", file=sys.stderr)
+            print(f"{_prog(allserver)}: {msg}", file=sys.stderr)
         return 1
     stop = server.stop_event
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     server.log(f"kernel {k.hostname} up with {', '.join(k.components) or 'no components'}; serving {o.url}")
+    bound = bound_url(sock, o.url)
     if ready is not None:
-        ready(None)
+        ready(None, bound)
+    elif bound != o.url:
+        print(bound, flush=True)
     while not stop.wait(0.5):
         pass
     server.log("halting")
@@ -539,9 +570,11 @@ def _detach(o: Options, allserver: bool) -> int:
         os.close(r)
         os.waitpid(pid, 0)
         answer = b"".join(chunks).decode(errors="replace")
-        if answer == "ok":
+        if answer.startswith("ok "):
+            if answer[3:] != o.url:
+                print(answer[3:], flush=True)  # tcp://127.0.0.1:0/: the port it got
             return 0
-        print(f"rump_server: {answer or 'server failed to start'}", file=sys.stderr)
+        print(f"{_prog(allserver)}: {answer or 'server failed to start'}", file=sys.stderr)
         return 1
     # first child
     try:
@@ -556,9 +589,9 @@ def _detach(o: Options, allserver: bool) -> int:
             os.dup2(devnull, 2)
         os.close(devnull)
 
-        def ready(err: str | None) -> None:
+        def ready(err: str | None, url: str) -> None:
             try:
-                os.write(w, b"ok" if err is None else err.encode())
+                os.write(w, f"ok {url}".encode() if err is None else err.encode())
             finally:
                 os.close(w)
 
@@ -568,24 +601,33 @@ def _detach(o: Options, allserver: bool) -> int:
     os._exit(code)
 
 
+def _prog(allserver: bool) -> str:
+    return "rump_allserver" if allserver else "rump_server"
+
+
 def _main(argv: list[str] | None, allserver: bool) -> int:
-    prog = "rump_allserver" if allserver else "rump_server"
+    prog = _prog(allserver)
     args = sys.argv[1:] if argv is None else argv
+    status = help_or_version(prog, args, USAGE.format(prog=prog))
+    if status is not None:
+        return status
     try:
         o = parse_args(args)
     except UsageError as e:
         sys.stderr.write(f"{prog}: {e}\n" + USAGE.format(prog=prog))
-        return 2
+        return EXIT_USAGE
     if o.foreground:
         return serve(o, allserver)
     return _detach(o, allserver)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``rump_server``: see the module docstring; returns the exit status."""
     return _main(argv, allserver=False)
 
 
 def main_all(argv: list[str] | None = None) -> int:
+    """``rump_allserver``: rump_server with every component loaded."""
     return _main(argv, allserver=True)
 
 

@@ -2,7 +2,7 @@
 
     shmif_dumpbus [-h] [-p pcapfile] busfile
 
-``-h`` prints only the bus header (as NetBSD's tool does; it is not "help"). ``-p``
+``-h`` prints only the bus header (as NetBSD's tool does; it is not "help": ``--help`` is). ``-p``
 writes the frames on the bus, oldest first, to a pcap file (``-`` for standard output)
 that tcpdump -r and Wireshark read. The bus is read without taking its lock, from a
 copy taken at once, so a busy bus may show a torn newest frame, as with NetBSD's tool.
@@ -10,7 +10,6 @@ copy taken at once, so a busy bus may show a torn newest frame, as with NetBSD's
 
 from __future__ import annotations
 
-import getopt
 import mmap
 import os
 import sys
@@ -24,6 +23,7 @@ from rumpnet.shmif.shmif_bus import (
     parse_header,
     walk_bus,
 )
+from rumpnet.usage import EXIT_USAGE, BadOption, getopt_bsd, help_or_version
 
 __all__ = ["main"]
 
@@ -44,32 +44,35 @@ def _read_bus(path: str) -> bytes:
             return bytes(mm[:BUSMEM_SIZE])
 
 
+def _parse_args(args: list[str]) -> tuple[bool, str | None, str]:
+    """(-h given, -p's file or None, the bus file); BadOption as getopt(3) words it."""
+    opts, rest = getopt_bsd(args, "hp:", PROG)
+    if len(rest) != 1:
+        raise BadOption(f"{PROG}: {'a bus file is needed' if not rest else 'one bus file only'}")
+    pcapfile = next((value for letter, value in reversed(opts) if letter == "p"), None)
+    return any(letter == "h" for letter, _ in opts), pcapfile, rest[0]
+
+
 def main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """``shmif_dumpbus``: see the module docstring; returns the exit status."""
     out = sys.stdout if stdout is None else stdout
     args = sys.argv[1:] if argv is None else list(argv)
+    status = help_or_version(PROG, args, USAGE)
+    if status is not None:
+        return status
     try:
-        opts, rest = getopt.getopt(args, "hp:")
-    except getopt.GetoptError as e:
-        sys.stderr.write(f"{PROG}: {e.msg}\n{USAGE}")
-        return 2
-    if len(rest) != 1:
-        sys.stderr.write(USAGE)
-        return 2
-    header_only = False
-    pcapfile: str | None = None
-    for opt, val in opts:
-        if opt == "-h":
-            header_only = True
-        elif opt == "-p":
-            pcapfile = val
-    path = rest[0]
+        header_only, pcapfile, path = _parse_args(args)
+    except BadOption as e:
+        sys.stderr.write(f"{e}\n{USAGE}")
+        return EXIT_USAGE
 
     try:
         image = _read_bus(path)
         hdr = parse_header(image)
         check_header(path, hdr)
     except OSError as e:
-        sys.stderr.write(f"{PROG}: {e.strerror or e}\n" if isinstance(e, ShmifBusError) else f"{PROG}: {e}\n")
+        msg = e.strerror or e
+        sys.stderr.write(f"{PROG}: {msg}\n" if isinstance(e, ShmifBusError) else f"{PROG}: {path}: {msg}\n")
         return 1
     # With -p -, standard output carries the pcap: keep the text off it.
     text = pcapfile != "-"
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
         elif pcapfile is not None:
             writer = PcapWriter(pcapfile)
     except OSError as e:
-        sys.stderr.write(f"{PROG}: create pcap dump: {e}\n")
+        sys.stderr.write(f"{PROG}: create pcap dump: {pcapfile}: {e.strerror or e}\n")
         return 1
     try:
         for i, rec in enumerate(walk_bus(image)):

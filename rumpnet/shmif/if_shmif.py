@@ -1,7 +1,7 @@
 """shmifN: an Ethernet interface on a shmif bus file (NetBSD's ``if_shmem.c``).
 
 :class:`ShmifDriver` is the LinkDriver of ``docs/ARCHITECTURE.md``. Frames sent go onto
-the bus with the kernel clock as their timestamp; frames other senders put on the bus
+the bus with the kernel's uptime as their timestamp (as NetBSD's getmicrouptime()); frames other senders put on the bus
 are delivered in batches. The driver watches the bus file with inotify (``IN_MODIFY``,
 which the writers' wake-up ``pwrite`` raises), registers the inotify fd with the
 scheduler's loop and, when it is readable, drains the bus.
@@ -57,8 +57,10 @@ class ShmifDriver:
         sender_id: int | None = None,
         max_frame: int = SHMIF_MAX_FRAME,
         batch: int = DRAIN_BATCH,
+        boottime: float = 0.0,
     ) -> None:
         self.path = os.fspath(path)
+        self.boottime = boottime  # the kernel clock at boot: frames carry the kernel's uptime
         self.bus = ShmifBus(self.path, sender_id)
         self.max_frame = max_frame
         self.batch = batch
@@ -152,7 +154,9 @@ class ShmifDriver:
         if n < ETHER_HDR_LEN or n > self.max_frame:
             self.oerrors += 1
             return
-        now = self._sched.now()
+        # if_shmem.c's shmif_start stamps each frame with getmicrouptime(): the time since
+        # the rump kernel booted (shmif_dumpbus -p shows it as 1970-01-01 plus uptime).
+        now = max(0.0, self._sched.now() - self.boottime)
         sec = int(now)
         usec = round((now - sec) * 1_000_000)
         if usec >= 1_000_000:

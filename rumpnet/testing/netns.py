@@ -102,12 +102,14 @@ def have_netns_privileges() -> tuple[bool, str]:
 
 # -- namespaces ------------------------------------------------------------------------
 def list_netns() -> list[str]:
+    """The names of the network namespaces ``ip netns`` knows."""
     from pyroute2 import netns
 
     return sorted(netns.listnetns())
 
 
 def netns_exists(name: str) -> bool:
+    """True when namespace ``name`` exists."""
     return name in list_netns()
 
 
@@ -165,6 +167,7 @@ class NetNS:
         return f"<NetNS {self.name}>"
 
     def create(self) -> NetNS:
+        """Make the namespace (with its loopback up); returns self."""
         from pyroute2 import netns
 
         off_loop(netns.create, self.name)
@@ -178,12 +181,14 @@ class NetNS:
         return self
 
     def remove(self) -> None:
+        """Delete the namespace (and what is left in it)."""
         if self.created:
             self.created = False
             off_loop(_remove_netns, self.name)
 
     @property
     def exists(self) -> bool:
+        """True while the namespace exists."""
         return netns_exists(self.name)
 
     def __enter__(self) -> NetNS:

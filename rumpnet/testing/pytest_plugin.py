@@ -42,6 +42,7 @@ SEED_KEY = pytest.StashKey[int]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--rump-seed N``: the seed of the rumpnet fixtures."""
     group = parser.getgroup("rumpnet")
     group.addoption("--rump-seed", action="store", type=int, default=None, dest="rump_seed",
                     help="seed of rumpnet kernels and networks (default: $RUMP_SEED, else 1)")
@@ -50,6 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Turn strict mode on (see the module docstring); register the ``netem`` marker."""
     _strict_configure(config)
     config.addinivalue_line(
         "markers",
@@ -129,18 +131,23 @@ class FaultyWire:
         self.link = net.link("wire")
 
     def impair(self, spec: Any = None, direction: str = "both", **params: Any) -> Any:
+        """Impair the wire (``Link.impair``)."""
         return self.link.impair(spec, direction=direction, **params)
 
     def partition(self, direction: str = "both") -> Any:
+        """Partition the wire until :meth:`heal`."""
         return self.link.partition(direction)
 
     def heal(self, direction: str = "both") -> Any:
+        """End a partition of the wire."""
         return self.link.heal(direction)
 
     def counters(self, direction: str = "both") -> dict[str, int]:
+        """The wire's counters for ``direction``."""
         return self.link.counters(direction)  # type: ignore[no-any-return]
 
     def run_for(self, seconds: float) -> None:
+        """Let the network run for ``seconds`` of kernel time."""
         self.net.run_for(seconds)
 
 
@@ -260,6 +267,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """A failing test's report gets the seed to replay it with (``--rump-seed N``)."""
     outcome: Any = yield
     rep = outcome.get_result()
     seed = item.stash.get(SEED_KEY, None)
@@ -305,3 +313,24 @@ def rump_linux_peer(rump_seed: int) -> Iterator[LinuxPeer]:
             yield LinuxPeer(k, ns, tap)
     finally:
         k.halt()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
+    """A system call a test made in a coroutine and never awaited fails the test (its
+    UnawaitedSyscallWarning would only be a line in the warnings summary). A warning the
+    test expects (``pytest.warns``) is caught there and never reaches this check."""
+    import warnings
+
+    from rumpkern.unawaited import UnawaitedSyscallWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnawaitedSyscallWarning)
+        result = yield
+    lost = [w for w in caught if issubclass(w.category, UnawaitedSyscallWarning)]
+    for w in caught:  # everything else goes on to pytest's own warning capture
+        if w not in lost:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if lost:
+        pytest.fail("a system call was never awaited:\n" + "\n".join(str(w.message) for w in lost), pytrace=False)
+    return result  # type: ignore[no-any-return]

@@ -60,6 +60,7 @@ class FrameLog:
         self._mac = mac
 
     def write(self, frame: bytes | bytearray | memoryview, ts: float) -> None:
+        """Keep ``frame`` (bpf calls this for every frame the interface sees)."""
         if self._mac is None or bytes(frame[6:12]) == self._mac:
             self.frames.append(bytes(frame))
 
@@ -123,6 +124,8 @@ def tcp_transfer(a: Kernel, b: Kernel, data: bytes, addr: tuple[str, int], *, ch
 
 
 class VNet:
+    """Kernels on a scheduler of their own, wired together on segments whose names are unique to this VNet; ``close()`` halts them."""
+
     def __init__(self, virtual: bool = True) -> None:
         self.virtual = virtual
         self.sched = Scheduler(virtual=virtual)
@@ -131,6 +134,7 @@ class VNet:
         self._ping_ids = itertools.count(0x100)
 
     def kernel(self, seed: int = 1, **kw: Any) -> Kernel:
+        """Boot a kernel on this VNet's scheduler with ``seed`` (``kw``: other rump_init options, such as ``hostname``)."""
         k = rump_init(clock="virtual" if self.virtual else "real", seed=seed, scheduler=self.sched, **kw)
         self.kernels.append(k)
         return k
@@ -140,6 +144,7 @@ class VNet:
         return f"{self.tag}-{name}"
 
     def attach(self, k: Kernel, ifname: str, seg: str, addr: str | None) -> Ifnet:
+        """Give kernel ``k`` interface ``ifname`` on segment ``seg`` with address ``addr`` (``a.b.c.d/n``), up."""
         k.config.if_create(ifname)
         k.config.if_set_linkstr(ifname, self.seg(seg))
         if addr is not None:
@@ -149,6 +154,7 @@ class VNet:
 
     def pair(self, a_addr: str = "10.0.0.1/24", b_addr: str = "10.0.0.2/24", seg: str = "lan",
              seeds: tuple[int, int] = (1, 2)) -> tuple[Kernel, Kernel]:
+        """Two kernels on one segment, 10.0.0.1 and 10.0.0.2."""
         a, b = self.kernel(seeds[0]), self.kernel(seeds[1])
         self.attach(a, "wire0", seg, a_addr)
         self.attach(b, "wire0", seg, b_addr)
@@ -183,6 +189,7 @@ class VNet:
                 k.rump_sys_close(fd)
 
     def close(self) -> None:
+        """Halt every kernel of this VNet."""
         if self.sched.background:
             self.sched.stop_background()
         for k in reversed(self.kernels):

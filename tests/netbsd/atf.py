@@ -29,6 +29,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from rumpnet.testing.procs import reap_cwd
+
 # The venv's bin (rump_server, rump.ifconfig, ...): the running interpreter's directory.
 VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
 if not os.path.exists(os.path.join(VENV_BIN, "rump_server")):  # pragma: no cover - odd layouts
@@ -69,7 +71,8 @@ class _Server:
 class Atf:
     """One test case's work directory, environment and servers."""
 
-    workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="atf", dir="/tmp"))
+    # /tmp (short paths: unix socket names are limited to 108 bytes); $ATF_TMPDIR to move it
+    workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="atf", dir=os.environ.get("ATF_TMPDIR", "/tmp")))
     env: dict[str, str] = field(default_factory=dict)
     servers: list[_Server] = field(default_factory=list)
     background: list[subprocess.Popen] = field(default_factory=list)
@@ -282,6 +285,9 @@ class Atf:
                 except OSError:
                     pass
         self.servers.clear()
+        # A server whose start was interrupted (the test stopped while rump_server waited
+        # for it) is in no list, but works in our directory: stop it too.
+        reap_cwd(self.workdir)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

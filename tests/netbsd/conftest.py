@@ -1,5 +1,9 @@
 """The ``atf`` fixture: an :class:`atf.Atf` whose servers are halted (and killed if need
-be) at teardown, whatever happened in the test."""
+be) at teardown, whatever happened in the test.
+
+SIGTERM in the middle of these tests stops pytest as Ctrl-C does, so this teardown runs
+(tests/conftest.py's ``_sigterm_tears_down``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""examples/router: the demo (the README's first command) and the configured router."""
+"""The router (rump_router, rumpnet.router; examples/router/router.py wraps it): the demo
+(the README's first command), the configured router, and its configuration checks."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ def test_demo_pings_across_the_router_and_exits_0() -> None:
     assert "10.0.1/24          link#2             UC" in out
     assert "? (10.0.2.1) at " in out  # the router's ARP cache learned h2
     assert "qdisc netem 8001: root" in out
+    # headings say which host does what (issue 16: the output had none)
+    assert "=== h1 (10.0.1.1): ping -c 3 10.0.2.1, across the router" in out
+    assert "=== router: netstat -rn" in out and "=== router: arp -an" in out
+
+
+def test_the_console_script_is_the_same_program() -> None:
+    exe = Path(sys.executable).parent / "rump_router"
+    r = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("rump_router (rumpnet) ")
+    r = subprocess.run([str(exe), "--example-config"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and '[[interface]]' in r.stdout
 
 
 def test_usage_errors_exit_2() -> None:
@@ -31,6 +43,11 @@ def test_usage_errors_exit_2() -> None:
     assert "usage:" in r.stderr
     r = run("--bogus")
     assert r.returncode == 2
+    # a URL that is no URL is bad usage (it ended in a traceback)
+    r = run("--config", "x.toml", "--server", "foo://x")
+    assert r.returncode == 2 and "--server: unsupported url 'foo://x'" in r.stderr and "Traceback" not in r.stderr
+    r = run("--config", "x.toml", "--duration", "-1")
+    assert r.returncode == 2 and "--duration" in r.stderr
 
 
 def test_configured_router_on_wires_runs_and_stops(tmp_path: Path) -> None:
@@ -49,11 +66,22 @@ def test_configured_router_on_wires_runs_and_stops(tmp_path: Path) -> None:
 
 
 def test_bad_config_files_name_the_field(tmp_path: Path) -> None:
+    iface = '[[interface]]\nname = "wire0"\naddress = "10.1.1.1/24"\n'
     cases = {
         'hostname = "x"\n': "interface: at least one",
         '[[interface]]\nname = "wire0"\n': "interface[0].address: missing",
-        '[[interface]]\nname = "wire0"\naddress = "10.1.1.1/24"\nmtu = "big"\n': "interface[0].mtu: expected int",
-        "this is not toml": "r.toml",
+        iface + 'mtu = "big"\n': "interface[0].mtu: must be an integer, not 'big'",
+        "this is not toml": "r.toml: not TOML",
+        # the traps of issue 16: each used to be accepted and do something else
+        'forwarding = "no"\n' + iface: "forwarding: must be true or false, not 'no'",
+        iface + '[[route]]\ndestination = "10.9.0.0/16"\n': "route[0].gateway: missing",
+        'hostnme = "r1"\n' + iface: "hostnme: unknown field (did you mean 'hostname'?)",
+        iface.replace("wire0", "eth0"): "interface[0].name: 'eth0' is not an interface this router can create (wireN, shmifN, virtN)",
+        iface + 'addres = "10.1.1.2/24"\n': "interface[0].addres: unknown field (did you mean 'address'?)",
+        iface.replace("10.1.1.1/24", "10.1.1.1"): "interface[0].address: '10.1.1.1' needs a prefix length",
+        iface + '[[route]]\ndestination = "10.9.0.0/16"\ngateway = "10.1.1.300"\n': "route[0].gateway: '10.1.1.300' is not an IPv4 address",
+        iface + '[[proxy_arp]]\naddress = "10.1.1.7"\nmac = "zz"\n': "proxy_arp[0].mac: 'zz' is not a MAC address",
+        iface + '[sysctl]\n"net.inet.ip.ttl" = true\n': "sysctl.net.inet.ip.ttl: must be an integer or a string",
     }
     for text, needle in cases.items():
         cfg = tmp_path / "r.toml"
@@ -61,6 +89,7 @@ def test_bad_config_files_name_the_field(tmp_path: Path) -> None:
         r = run("--config", str(cfg), "--duration", "0.2")
         assert r.returncode == 1, text
         assert needle in r.stderr, (text, r.stderr)
+        assert "Traceback" not in r.stderr
 
 
 def test_router_is_reconfigured_at_run_time_with_the_tools(tmp_path: Path) -> None:
@@ -114,6 +143,8 @@ def test_live_view_and_clean_shutdown_on_sigterm(tmp_path: Path) -> None:
         assert p.returncode == 0, err
         assert "router live1 stopped" in err
         assert "live1: interfaces" in out and "wire0" in out and "10.7.1.0/24" in out
+        # flags and gateways as ifconfig and netstat -rn show them (it said 0x8843, link#1)
+        assert "0x8843<UP," in out and "link#2" in out and "link#1" not in out
     finally:
         if p.poll() is None:
             p.kill()

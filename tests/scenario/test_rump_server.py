@@ -599,3 +599,22 @@ def test_two_servers_on_one_shmif_bus_ping(start_server, sockdir):
     finally:
         for c in clients:
             c.close()
+
+
+def test_port_0_prints_the_url_it_got_and_listen_errors_name_the_url(sockdir):
+    # issue 16: tcp://127.0.0.1:0/ never said which port it got
+    r = subprocess.run([*SERVER, *NET, "tcp://127.0.0.1:0/"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    url = r.stdout.strip()
+    assert url.startswith("tcp://127.0.0.1:") and url.endswith("/") and not url.endswith(":0/"), url
+    with RumpClient(url) as c:
+        assert "netinet" in c.server_info["components"]
+        c.halt()
+    # a unix path that cannot be made is named, not a bare "No such file or directory"
+    bad = f"unix://{sockdir}/no/such/dir/s"
+    r = subprocess.run([*SERVER, "-s", bad], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 1 and f"rump_server: {bad}: cannot listen: No such file or directory" in r.stderr
+    # and a client names the server that is not there
+    with pytest.raises(OSError) as ei:
+        RumpClient(bad)
+    assert bad in str(ei.value.strerror)

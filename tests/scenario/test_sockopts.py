@@ -147,6 +147,28 @@ def test_tos_and_ttl_in_segments(vnet) -> None:
     assert b.rump_sys_getsockopt(s, socket.IPPROTO_IP, socket.IP_TOS) == 0x28
 
 
+def test_rst_of_a_socket_that_is_only_bound_carries_its_tos_and_ttl(vnet) -> None:
+    """A SYN to a socket that is bound but neither listens nor connects (CLOSED) gets a
+    RST (RFC 9293 3.10.7.1) with that socket's IP_TOS/IP_TTL, as FreeBSD's tcp_respond
+    takes them from the socket; once it is closed, a RST with the defaults."""
+    a, b = vnet.pair()
+    log = capture(a, "wire0")
+    bmac = b.ifnet.lookup("wire0").lladdr
+    fd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    b.rump_sys_setsockopt(fd, socket.IPPROTO_IP, socket.IP_TOS, 0x20)
+    b.rump_sys_setsockopt(fd, socket.IPPROTO_IP, socket.IP_TTL, 4)
+    b.rump_sys_bind(fd, ("0.0.0.0", PORT))
+    for last in (False, True):
+        c = a.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+        with pytest.raises(ConnectionRefusedError):
+            a.rump_sys_connect(c, (B, PORT))
+        a.rump_sys_close(c)
+        if not last:
+            b.rump_sys_close(fd)
+    rsts = [p for p in _ips(log, bmac) if p.haslayer(TCP) and "R" in p[TCP].flags]
+    assert [(p.tos, p.ttl) for p in rsts] == [(0x20, 4), (0, 64)]
+
+
 def test_tcp_info(vnet) -> None:
     a, b = vnet.pair()
     lfd = _listen(b)

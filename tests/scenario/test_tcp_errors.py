@@ -4,6 +4,7 @@ ECONNRESET from SO_LINGER 0, EPIPE after a reset, connect timing out."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import struct
@@ -160,7 +161,7 @@ def test_linger_zero_blocked_reader_wakes_with_econnreset(vnet) -> None:
     a, b = vnet.pair()
     _, c, s = _pair(a, b)
     b.rump_sys_setsockopt(s, socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    vnet.sched.call_later(2.0, lambda: b.rump_sys_close(s))
+    vnet.sched.call_later(2.0, lambda: asyncio.ensure_future(b.rump_sys_close(s)))  # on the loop: an awaitable
     t0 = a.clock_now()
     assert _errno(a.rump_sys_recv, c, 10, 0) == errno.ECONNRESET
     assert 2.0 <= a.clock_now() - t0 < 2.5

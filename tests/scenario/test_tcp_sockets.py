@@ -4,6 +4,7 @@ buffer and TCP options, SO_REUSEADDR over TIME_WAIT, poll readiness, backlog."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import os
@@ -208,8 +209,8 @@ def test_send_recv_flags(vnet) -> None:
     a.rump_sys_send(c, b"abc", 0)
     blob = os.urandom(100_000)
 
-    def writer() -> None:
-        a.rump_sys_send(c, blob, 0)
+    def writer() -> None:  # a callback on the loop: the call is an awaitable, run as a task
+        asyncio.ensure_future(a.rump_sys_send(c, blob, 0))
 
     vnet.sched.call_later(0.2, writer)
     got = b.rump_sys_recv(s, 100_003, socket.MSG_WAITALL)
@@ -443,7 +444,7 @@ def test_poll_wakes_on_any_of_several(vnet) -> None:
     a, b = vnet.pair()
     _, c1, s1 = _pair(a, b, PORT)
     _, c2, s2 = _pair(a, b, PORT + 1)
-    vnet.sched.call_later(1.0, lambda: a.rump_sys_send(c2, b"second", 0))
+    vnet.sched.call_later(1.0, lambda: asyncio.ensure_future(a.rump_sys_send(c2, b"second", 0)))
     fds = [pollfd(s1, POLLIN), pollfd(s2, POLLIN)]
     t0 = b.clock_now()
     assert b.rump_sys_poll(fds, 2, 10_000) == 1

@@ -57,3 +57,41 @@ def test_targets_use_pytcps_best_figure() -> None:
     assert any(line.startswith("  [NOT met] connections/s") and "9.7x" in line for line in lines)
     assert any(line.startswith("  [NOT met] in-process") for line in lines)
     assert not any("RTT" in line for line in lines)          # no RTT figures: no RTT line
+
+
+# ----- bench.lossy's table and target (issue 13) ----------------------------------------
+def _lossy_doc(rows: dict[str, tuple[float | None, float | None]]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for key, (lin, rn) in rows.items():
+        row: dict[str, Any] = {"linux": {"MBps": lin, "router_cpu": 0.2} if lin is not None
+                               else {"error": "stalled", "router_cpu": 0.0}}
+        if rn is not None:
+            row["rumpnet"] = {"MBps": rn, "router_cpu": 0.1}
+        results[key] = row
+    meta = {"reference": "cubic", "netem": "delay 10ms loss 1% seed 7", "size": 50e6,
+            "sysctl": ["net.inet.tcp.congctl=cubic"], "loadavg_start": [0.5], "loadavg_end": [0.6]}
+    return {"meta": meta, "results": results}
+
+
+def test_lossy_target_takes_the_weakest_reference_row() -> None:
+    from bench import lossy
+
+    doc = _lossy_doc({"loss 1% out cubic": (1.0, 0.95), "loss 1% out bbr": (20.0, None),
+                      "loss 1% in cubic": (1.0, 0.79), "loss 1% in bbr": (20.0, 2.0)})
+    text = lossy.table(doc)
+    assert "[NOT met]" in text and "weakest 0.79x (loss 1% in cubic)" in text   # bbr rows aside
+    doc["results"]["loss 1% in cubic"]["rumpnet"]["MBps"] = 0.85
+    assert "[met]" in lossy.table(doc) and "weakest 0.85x" in lossy.table(doc)
+    doc["results"]["loss 1% in cubic"]["linux"] = {"error": "stalled after 3 of 50 MB", "router_cpu": 0.0}
+    assert "linux: loss 1% in cubic: stalled after 3 of 50 MB" in lossy.table(doc)
+
+
+def test_lossy_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import lossy
+
+    with pytest.raises(SystemExit) as ei:
+        lossy.main(["--loss", "one"])
+    assert ei.value.code == 2 and "--loss" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as ei:
+        lossy.main(["--linux-cc", ","])
+    assert ei.value.code == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import threading
 from typing import Any
 
@@ -137,7 +138,7 @@ def test_usage(vnet: Any, argv: list[str]) -> None:
     a = vnet.kernel(1)
     with pytest.raises(UsageError) as ei:
         a.ping(*argv)
-    assert str(ei.value.strerror).startswith("usage: ping")
+    assert re.match(r"(ping: (unknown option|option requires an argument) -- .\n)?usage: ping", str(ei.value.strerror))
 
 
 @pytest.mark.parametrize("argv,msg", [

@@ -226,7 +226,7 @@ def test_module_entry_point_rejects_a_bad_scenario(tmp_path: Path) -> None:
     path.write_text('[hosts.a]\n[hosts.b]\n[links.l]\nhosts = ["a", "b"]\nloss = 2.0\n')
     out = subprocess.run([sys.executable, "-m", "rumpnet.faults.http_api", "--scenario", str(path), "--port", "0"],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "links.l.loss: probability 200% is over 100%" in out.stdout
+    assert out.returncode == 1 and "links.l.loss: probability 200% is over 100%" in out.stderr
 
 
 def test_proxy_traffic_with_toxics_over_http(api: tuple[HttpApi, Network]) -> None:
@@ -251,3 +251,39 @@ def test_proxy_traffic_with_toxics_over_http(api: tuple[HttpApi, Network]) -> No
     with pytest.raises(OSError) as ei:
         c.rump_sys_recv(cfd, 100, 0)
     assert ei.value.errno == errno.ECONNRESET
+
+
+def test_a_bare_number_string_is_a_percentage(api: tuple[HttpApi, Network]) -> None:
+    # "loss": "1" used to mean 100% loss (a fraction); tc units say 1%
+    srv, net = api
+    st, body = call(srv, "POST", "/links/front/netem", {"loss": "1", "direction": "c->p"})
+    assert st == 200 and body["netem"] == {"c->p": "limit 1000 loss 1%"}
+    assert net.link("front").runners("c->p")[0].params.loss == 0.01
+    st, body = call(srv, "POST", "/links/front/netem", {"loss": 1})
+    assert st == 400 and body["error"].startswith('loss: 1 is ambiguous: write "1%"')
+
+
+def _raw(srv: HttpApi, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("PUT", "/proxies", 405), ("PATCH", "/links/front/netem", 405), ("OPTIONS", "/version", 405),
+    ("PUT", "/nowhere", 404), ("BREW", "/proxies", 501), ("GET", "/links/nosuch", 404),
+])
+def test_every_method_and_path_answers_in_json(api: tuple[HttpApi, Network], method: str, path: str, status: int) -> None:
+    srv, _ = api
+    st, headers, body = _raw(srv, f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+    assert st == status and headers["Content-Type"] == "application/json", (st, headers, body)
+    obj = json.loads(body)
+    assert obj["status"] == status and obj["error"], obj
+    st, headers, body = _raw(srv, b"GET /version HTTP/1.1\r\nContent-Length: lots\r\nConnection: close\r\n\r\n")
+    assert st == 400 and json.loads(body)["error"].startswith("Content-Length: not a number")

@@ -274,6 +274,7 @@ def test_backlog_shown(env) -> None:  # type: ignore[no-untyped-def]
     ("qdisc add dev eth0 root netem loss", "loss"),
     ("qdisc add dev eth0 root netem loss 1% loss 2%", "duplicate loss"),
     ("qdisc add dev eth0 root netem loss bogus 1%", "bogus"),
+    ("qdisc add dev eth0 root netem loss -5%", '"loss percent" value "-5%"'),  # was "Unknown loss parameter"
     ("qdisc add dev eth0 root netem loss state 1% 200%", "p31"),
     ("qdisc add dev eth0 root netem loss gemodel 1% 10% 170%", "loss gemodel h"),
     ("qdisc add dev eth0 root netem duplicate x", "duplicate"),

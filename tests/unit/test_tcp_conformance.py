@@ -124,6 +124,23 @@ def test_syn_fin_to_listener_taken_as_syn_when_allowed() -> None:
     assert sa.flags == TH_SYN | TH_ACK and sa.ack == R_ISS + 1
 
 
+def test_syn_fin_dropped_at_listener_but_challenged_when_synchronized() -> None:
+    """drop_synfin=1: a SYN+FIN to a listener is dropped and counted; in ESTABLISHED it
+    is a SYN like any other and gets RFC 5961 4.2's challenge ACK, as the FreeBSD
+    suite's STANDARD branch expects in TIME-WAIT."""
+    env = Env(drop_synfin=1)
+    env.proto.listen(LOCAL, LPORT, 5, 0.0)
+    env.send(0.0, seg(seq=R_ISS, flags=TH_SYN | TH_FIN))
+    env.nothing()
+    assert env.stats.tcps_badsyn == 1
+    env2 = Env(drop_synfin=1)
+    cb = env2.established()
+    env2.send(0.0, seg(seq=R_ISS + 500, flags=TH_SYN | TH_FIN))
+    env2.expect(None, env2.ack_of(cb, seq=cb.iss + 1))
+    assert cb.state == TcpState.ESTABLISHED and env2.stats.tcps_challenge_ack == 1
+    assert env2.stats.tcps_badsyn == 0
+
+
 # ----- SYN cache: RSTs for half-open connections ------------------------------------------
 def _half_open(env: Env) -> TcpRepr:
     env.proto.listen(LOCAL, LPORT, 5, 0.0)

@@ -341,7 +341,11 @@ def test_time_wait_blocks_bind_without_reuseaddr() -> None:
     assert env.proto.bind(LOCAL, LPORT, reuseaddr=True) == LPORT
 
 
-def test_time_wait_reuse_rfc6191() -> None:
+def test_time_wait_reuse() -> None:
+    """Without timestamps a SYN reopens a TIME_WAIT 4-tuple only from beyond the receive
+    window (4.4BSD/NetBSD tcp_input; RFC 1122 4.2.2.13): one inside the window is a SYN in
+    a synchronized state (RFC 5961 4.2: challenge ACK), one at or below RCV.NXT an old
+    duplicate."""
     env = Env()
     lst = env.proto.listen(LOCAL, LPORT, 5, 0.0)
     env.send(0.0, seg(seq=R_ISS, flags=TH_SYN))
@@ -355,9 +359,16 @@ def test_time_wait_reuse_rfc6191() -> None:
     assert cb.state == TcpState.TIME_WAIT
     env.send(1.0, seg(seq=R_ISS - 100, flags=TH_SYN))     # old ISN: treated by TIME_WAIT
     assert env.recv()[0].flags == TH_ACK
-    env.send(1.0, seg(seq=R_ISS + 100_000, flags=TH_SYN))  # higher ISN: new incarnation
+    window = max(cb.rcv_space(), cb.rcv_wnd)
+    challenges = env.stats.tcps_challenge_ack
+    env.send(1.0, seg(seq=R_ISS + window, flags=TH_SYN))    # higher, but in the window
+    assert [(s.flags, s.ack) for s in env.recv()] == [(TH_ACK, R_ISS + 2)]
+    assert cb.state == TcpState.TIME_WAIT and env.stats.tcps_challenge_ack == challenges + 1
+    assert env.stats.tcps_tw_reuse == 0
+    beyond = R_ISS + 2 + window
+    env.send(1.0, seg(seq=beyond, flags=TH_SYN))             # beyond it: new incarnation
     got = env.recv()
-    assert got[0].flags == TH_SYN | TH_ACK and got[0].ack == R_ISS + 100_001
+    assert got[0].flags == TH_SYN | TH_ACK and got[0].ack == beyond + 1
     assert env.stats.tcps_tw_reuse == 1
 
 

@@ -183,8 +183,10 @@ def test_cubic_window_growth() -> None:
     cc = cb.cc
     assert isinstance(cc, Cubic)
     cb.snd_cwnd = 100 * MSS
+    una, cb.snd_max = cb.snd_max, cb.snd_max + 100 * MSS     # a full window in flight
     cc.on_congestion(0.0)
-    assert cb.snd_ssthresh == 70 * MSS
+    cb.snd_max = una
+    assert cb.snd_ssthresh == 70 * MSS                        # RFC 9438 4.6: flight * beta
     cb.snd_cwnd = cb.snd_ssthresh
     k = (30 / 0.4) ** (1 / 3)
     t = 0.0

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from rumpnet.netinet.tcp_sack import SackScoreboard, rcv_sack_update
+from rumpnet.netinet.tcp_sack import SACKED, SackScoreboard, rcv_sack_update
 
 BASE = 0xFFFFF000          # exercise wrap-around
 MSS = 1000
@@ -13,66 +13,103 @@ def abs_(rel: int) -> int:
     return (BASE + rel) & 0xFFFFFFFF
 
 
-def board() -> SackScoreboard:
+def board(segments: int = 10, now: float = 0.0) -> SackScoreboard:
+    """A scoreboard with ``segments`` MSS-sized segments sent at ``now``, one run each."""
     sb = SackScoreboard()
     sb.clear(BASE)
+    for i in range(segments):
+        sb.sent(abs_(i * MSS), MSS, now + i * 1e-3)
     return sb
+
+
+def flags(sb: SackScoreboard) -> list[tuple[int, int, int]]:
+    return [(r[0] - sb.base_pos, r[1] - sb.base_pos, r[3]) for r in sb.segs]
 
 
 def test_update_merge_and_ignore_bogus() -> None:
     sb = board()
-    flight = 10 * MSS
-    assert sb.update([(abs_(1000), abs_(2000))], flight)
-    assert sb.update([(abs_(2000), abs_(4000))], flight)          # adjacent: merged
+    top = abs_(10 * MSS)
+    assert sb.update([(abs_(1000), abs_(2000))], top)[0] == 1000
+    assert sb.update([(abs_(2000), abs_(4000))], top)[0] == 2000
     assert sb.blocks == [[1000, 4000]] and sb.sacked == 3000
-    assert not sb.update([(abs_(1500), abs_(3000))], flight)      # nothing new
-    assert not sb.update([(abs_(-2000), abs_(-1000))], flight)    # D-SACK below SND.UNA
-    assert not sb.update([(abs_(9000), abs_(12000))], flight)     # beyond SND.MAX
-    assert not sb.update([(abs_(5000), abs_(5000))], flight)      # empty
-    assert sb.update([(abs_(6000), abs_(7000)), (abs_(8000), abs_(9000))], flight)
+    assert sb.update([(abs_(1500), abs_(3000))], top)[0] == 0     # nothing new
+    n, runs, dsack = sb.update([(abs_(-2000), abs_(-1000))], top)  # D-SACK below SND.UNA
+    assert (n, runs, dsack) == (0, [], True)
+    assert sb.update([(abs_(9000), abs_(12000))], top)[0] == 0     # beyond SND.MAX
+    assert sb.update([(abs_(5000), abs_(5000))], top)[0] == 0      # empty
+    assert sb.update([(abs_(6000), abs_(7000)), (abs_(8000), abs_(9000))], top)[0] == 2000
     assert sb.blocks == [[1000, 4000], [6000, 7000], [8000, 9000]]
+    # RFC 2883 4: a first block inside the second one reports a duplicate
+    assert sb.update([(abs_(6200), abs_(6400)), (abs_(6000), abs_(7000))], top)[2]
+
+
+def test_partial_block_splits_a_run() -> None:
+    sb = SackScoreboard()
+    sb.clear(BASE)
+    sb.sent(BASE, 10 * MSS, 0.0)                 # one superframe, one run
+    assert len(sb.segs) == 1
+    n, runs, _ = sb.update([(abs_(2500), abs_(4000))], abs_(10 * MSS))
+    assert n == 1500 and [(r[0], r[1]) for r in runs] == [(2500, 4000)]
+    assert flags(sb) == [(0, 2500, 0), (2500, 4000, SACKED), (4000, 10000, 0)]
 
 
 def test_islost_pipe_nextseg() -> None:
     sb = board()
     flight = 10 * MSS
-    sb.update([(abs_(1000), abs_(4000))], flight)
+    sb.update([(abs_(1000), abs_(4000))], abs_(flight))
     assert sb.is_lost(0, MSS, 3)                    # 3000 > 2*MSS SACKed above
     assert not sb.is_lost(3500, MSS, 3)
-    assert sb.pipe(flight, MSS, 3) == 6000           # tail only; the hole is lost
-    assert sb.next_seg(flight, MSS, 3) == (0, 1000)
-    sb.high_rxt = 1000
-    assert sb.pipe(flight, MSS, 3) == 7000           # the retransmission is in flight
-    assert sb.next_seg(flight, MSS, 3) is None
-    sb.update([(abs_(5000), abs_(6000))], flight)
-    holes = sb.holes(flight)
-    assert [(a, b) for a, b, _ in holes] == [(0, 1000), (4000, 5000)]
+    assert sb.pipe(flight) == 7000                  # nothing deemed lost yet
+    assert sb.mark_lost_dupthresh(MSS, 3) == 1000   # RFC 6675: the hole below
+    assert sb.pipe(flight) == 6000 and sb.lost_pending() == 1000
+    r = sb.next_lost()
+    assert r is not None and (r[0], r[1]) == (0, 1000)
+    sb.sent(abs_(0), MSS, 1.0)                      # its retransmission is in flight
+    assert sb.pipe(flight) == 7000 and sb.next_lost() is None and sb.lost_pending() == 0
+    sb.update([(abs_(5000), abs_(6000))], abs_(flight))
     # hole 4000-5000 has only 1000 bytes SACKed above: not lost yet
-    assert sb.pipe(flight, MSS, 3) == 4000 + 1000 + 1000
-    assert sb.next_seg(flight, MSS, 3) is None
-    assert sb.next_seg(flight, MSS, 3, rule3=True) == (4000, 5000)
-    sb.update([(abs_(6000), abs_(8000))], flight)
-    assert sb.next_seg(flight, MSS, 3) == (4000, 5000)    # now 3000 above: lost
+    assert sb.mark_lost_dupthresh(MSS, 3) == 0
+    sb.update([(abs_(6000), abs_(8000))], abs_(flight))
+    assert sb.mark_lost_dupthresh(MSS, 3) == 1000   # now 3000 above: lost
+    r = sb.next_lost()
+    assert r is not None and (r[0] - sb.base_pos, r[1] - sb.base_pos) == (4000, 5000)
+    # the retransmission of 0-1000 is lost too: it needs sending again
+    sb.mark_lost(sb.segs[0])
+    assert sb.next_lost() is sb.segs[0]
 
 
 def test_discontiguous_blocks_make_loss() -> None:
-    sb = board()
-    flight = 20 * MSS
+    sb = board(20)
     sb.update([(abs_(2000), abs_(2100)), (abs_(3000), abs_(3100)),
-               (abs_(4000), abs_(4100))], flight)
+               (abs_(4000), abs_(4100))], abs_(20 * MSS))
     assert sb.is_lost(0, MSS, 3)                    # DupThresh discontiguous ranges
+    assert not sb.is_lost(2500, MSS, 3)
 
 
-def test_advance_trims() -> None:
+def test_advance_trims_and_counts() -> None:
     sb = board()
     flight = 10 * MSS
-    sb.update([(abs_(1000), abs_(4000)), (abs_(6000), abs_(7000))], flight)
-    sb.high_rxt = 1000
-    sb.advance(abs_(2000))
+    sb.update([(abs_(1000), abs_(4000)), (abs_(6000), abs_(7000))], abs_(flight))
+    sb.mark_lost_dupthresh(MSS, 3)
+    delivered = sb.advance(abs_(2000))
+    assert [(r[0], r[1]) for r in delivered] == [(0, 1000)]      # only what was not SACKed
     assert sb.blocks == [[0, 2000], [4000, 5000]] and sb.sacked == 3000
-    assert sb.high_rxt == 0
+    assert sb.lost == 0
     sb.advance(abs_(7500))
     assert sb.blocks == [] and not sb
+    assert flags(sb) == [(0, 500, 0), (500, 1500, 0), (1500, 2500, 0)]
+    sb.advance(abs_(10 * MSS))
+    assert sb.segs == [] and sb.sacked == sb.lost == sb.retrans == 0
+
+
+def test_spurious_undo_unmarks() -> None:
+    sb = board(4)
+    for r in sb.segs:
+        sb.mark_lost(r)
+    sb.sent(BASE, MSS, 5.0)
+    assert sb.lost == 4000 and sb.retrans == 1000 and sb.pipe(4000) == 1000
+    sb.unmark_lost()
+    assert sb.lost == 0 and sb.pipe(4000) == 5000 and sb.next_lost() is None
 
 
 def test_receiver_blocks_most_recent_first() -> None:
