@@ -276,6 +276,10 @@ class Scheduler:
             threads = not virtual and loop is None and threads_default()
         self.threads = threads
         self.owns_loop = loop is None  # False: someone else runs it (a coroutine's loop)
+        # Exceptions out of callbacks on the loop (rumpkern/strict.py): logged and counted,
+        # or in strict mode raised by the next call on this scheduler. (Made before the
+        # loop: a bad $RUMP_STRICT fails here and leaves no loop behind.)
+        self.errors = InternalErrors()
         # The CPU a calling thread can take while the serving thread waits in select; only
         # on a loop built for it (not on uvloop or a loop someone else runs).
         self._cpu: CpuLock | None = None
@@ -294,9 +298,6 @@ class Scheduler:
         _all_schedulers.add(self)
         self.kernels: list[Kernel] = []  # running kernels, in boot order
         self.boots = 0  # kernels ever booted here (never reused: seeds each kernel's rng)
-        # Exceptions out of callbacks on the loop (rumpkern/strict.py): logged and counted,
-        # or in strict mode raised by the next call on this scheduler.
-        self.errors = InternalErrors()
         self.errors.install(loop)
         if not isinstance(loop, VirtualEventLoop):
             self.now = time.monotonic  # type: ignore[method-assign]

@@ -32,7 +32,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -53,6 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Turn strict mode on (see the module docstring); register the ``netem`` marker."""
     _strict_configure(config)
+    config.stash[WATCH_KEY] = _ErrorWatch()
     config.addinivalue_line(
         "markers",
         "netem(spec, link=None, direction='both'): impair the rump_network/faulty_wire links "
@@ -200,10 +201,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 class _ErrorWatch:
     """Internal errors recorded since the last look: this process's unraised ones, and
-    those other processes (rump_servers) appended to the session's log."""
+    those other processes (rump_servers) appended to the session's log since this session
+    began (a pytest run started by a test inherits the log: what its parent recorded
+    before it is not its business)."""
 
     def __init__(self) -> None:
-        self.offset = 0
+        from rumpkern.strict import LOG_ENV
+
+        path = os.environ.get(LOG_ENV)
+        self.offset = os.path.getsize(path) if path and os.path.exists(path) else 0
 
     def take(self) -> list[str]:
         from rumpkern.strict import LOG_ENV, read_log, take_unraised
@@ -216,7 +222,14 @@ class _ErrorWatch:
         return found
 
 
-_watch = _ErrorWatch()
+WATCH_KEY = pytest.StashKey[_ErrorWatch]()
+
+
+def _watch(config: pytest.Config) -> _ErrorWatch:
+    watch = config.stash.get(WATCH_KEY, None)
+    if watch is None:
+        watch = config.stash[WATCH_KEY] = _ErrorWatch()
+    return watch
 
 
 def _internal_error_report(errors: list[str], when: str) -> str:
@@ -224,20 +237,21 @@ def _internal_error_report(errors: list[str], when: str) -> str:
             "(strict mode, rumpkern/strict.py):\n\n" + "\n".join(errors))
 
 
-def _checked_phase(when: str) -> Iterator[None]:
+def _checked_phase(config: pytest.Config, when: str) -> Generator[None, Any, Any]:
     """Run one phase of a test (hook wrapper body); internal errors recorded during it
     fail it, also when it failed or skipped on its own (the errors are added then)."""
+    watch = _watch(config)
     try:
         res = yield
     except BaseException as e:
-        errors = _watch.take()
+        errors = watch.take()
         if errors:
             report = _internal_error_report(errors, when)
             if isinstance(e, pytest.skip.Exception):
                 pytest.fail(report, pytrace=False)
             e.add_note(report)
         raise
-    errors = _watch.take()
+    errors = watch.take()
     if errors:
         pytest.fail(_internal_error_report(errors, when), pytrace=False)
     return res
@@ -245,21 +259,16 @@ def _checked_phase(when: str) -> Iterator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    return (yield from _checked_phase("during set-up (or left by an earlier test)"))
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    return (yield from _checked_phase("while the test ran"))
+    return (yield from _checked_phase(item.config, "during set-up (or left by an earlier test)"))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    return (yield from _checked_phase("during teardown"))
+    return (yield from _checked_phase(item.config, "during teardown"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    errors = _watch.take()
+    errors = _watch(session.config).take()
     if errors:
         sys.stderr.write(_internal_error_report(errors, "after the last test") + "\n")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -319,14 +328,15 @@ def rump_linux_peer(rump_seed: int) -> Iterator[LinuxPeer]:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
     """A system call a test made in a coroutine and never awaited fails the test (its
     UnawaitedSyscallWarning would only be a line in the warnings summary). A warning the
-    test expects (``pytest.warns``) is caught there and never reaches this check."""
+    test expects (``pytest.warns``) is caught there and never reaches this check. An
+    internal error no call raised while the test ran fails it too (strict mode)."""
     import warnings
 
     from rumpkern.unawaited import UnawaitedSyscallWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnawaitedSyscallWarning)
-        result = yield
+        result = yield from _checked_phase(item.config, "while the test ran")
     lost = [w for w in caught if issubclass(w.category, UnawaitedSyscallWarning)]
     for w in caught:  # everything else goes on to pytest's own warning capture
         if w not in lost:

@@ -53,8 +53,19 @@ def planted():
     raise ZeroDivisionError("planted")
 
 
+made = []
+
+
+@pytest.fixture(autouse=True)
+def close_loops():
+    yield
+    for s in made:
+        s.loop.close()
+
+
 def sched_with_error():
     s = Scheduler(virtual=True)
+    made.append(s)
     s.loop.call_soon(planted)
     s.loop.run_until_complete(asyncio.sleep(0))  # the loop ran the bug; no call was made
     return s

@@ -9,6 +9,7 @@ import logging
 import random
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -28,10 +29,31 @@ def boom(*_args: object) -> None:
     raise Boom("planted")
 
 
-def strict_sched(virtual: bool = True) -> Scheduler:
+_made: list[Scheduler] = []
+
+
+def new_sched(virtual: bool = True) -> Scheduler:
+    """A scheduler of this test, its loop closed afterwards (no ResourceWarning later)."""
     sched = Scheduler(virtual=virtual)
+    _made.append(sched)
+    return sched
+
+
+def strict_sched(virtual: bool = True) -> Scheduler:
+    sched = new_sched(virtual)
     sched.errors.strict = True
     return sched
+
+
+@pytest.fixture(autouse=True)
+def _close_loops() -> Iterator[None]:
+    yield
+    while _made:
+        sched = _made.pop()
+        if sched.background:
+            sched.stop_background()
+        if not sched.loop.is_running() and not sched.loop.is_closed():
+            sched.loop.close()
 
 
 def test_timer_error_raises_in_run_for_at_once() -> None:
@@ -94,7 +116,7 @@ def test_one_call_raises_all_pending_errors_once() -> None:
 
 
 def test_production_logs_and_counts(caplog: pytest.LogCaptureFixture) -> None:
-    sched = Scheduler(virtual=True)
+    sched = new_sched()
     sched.errors.strict = False
     sched.call_later(1.0, boom)
     with caplog.at_level(logging.ERROR, logger="asyncio"):
@@ -142,7 +164,7 @@ async def test_coroutine_calls_raise_it() -> None:
 
 
 def test_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    k = rump_init(clock="virtual", seed=1, scheduler=Scheduler(virtual=True), strict=False)
+    k = rump_init(clock="virtual", seed=1, scheduler=new_sched(), strict=False)
     assert not k.sched.errors.strict
     assert k.sysctl("-n", "kern.strict").strip() == "0"
     k.sysctl("-w", "kern.strict=1")
@@ -151,9 +173,9 @@ def test_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
         k.sysctl("-w", "kern.strict=2")
     k.halt()
     monkeypatch.setenv("RUMP_STRICT", "0")
-    assert not Scheduler(virtual=True).errors.strict
+    assert not new_sched().errors.strict
     monkeypatch.setenv("RUMP_STRICT", "1")
-    assert Scheduler(virtual=True).errors.strict
+    assert new_sched().errors.strict
     monkeypatch.setenv("RUMP_STRICT", "maybe")
     with pytest.raises(OSError) as ei:
         Scheduler(virtual=True)
