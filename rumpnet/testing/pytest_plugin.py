@@ -188,6 +188,7 @@ def _strict_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's strict log and restore RUMP_STRICT / RUMP_STRICT_LOG."""
     path = config.stash.get(LOG_KEY, None)
     if path is not None:
         with contextlib.suppress(OSError):
@@ -259,15 +260,18 @@ def _checked_phase(config: pytest.Config, when: str) -> Generator[None, Any, Any
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Set-up fails on an internal error no call raised (strict mode)."""
     return (yield from _checked_phase(item.config, "during set-up (or left by an earlier test)"))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Teardown fails on an internal error no call raised (strict mode)."""
     return (yield from _checked_phase(item.config, "during teardown"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An internal error recorded after the last test fails the session."""
     errors = _watch(session.config).take()
     if errors:
         sys.stderr.write(_internal_error_report(errors, "after the last test") + "\n")
