@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import selectors
 import threading
 import weakref
@@ -88,6 +89,35 @@ class _CpuSelector:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
+
+
+def wakeup_lost(loop: asyncio.AbstractEventLoop) -> str | None:
+    """Why a thread waiting in ``loop``'s select can no longer be woken by another thread,
+    or None (also when we cannot tell: uvloop, a selector other than epoll).
+
+    ``call_soon_threadsafe`` wakes the waiter through the loop's self-pipe, which must be
+    in the epoll set behind the selector's fd number. Code that closes a number it no
+    longer owns (a double close) can close that epoll, and the number can then be reused
+    by someone else's: the waiter sleeps in the wrong set forever, and every call handed
+    to it waits forever. Asking the kernel to modify the self-pipe's entry in the set tells
+    (ENOENT, EBADF or EINVAL when it is not ours any more), without touching the loop."""
+    selector = getattr(loop, "_selector", None)
+    inner = getattr(selector, "_inner", selector)
+    epoll = getattr(inner, "_selector", None)
+    wake = getattr(loop, "_ssock", None)
+    if not isinstance(epoll, select.epoll) or wake is None or loop.is_closed() or epoll.closed:
+        return None
+    fd = wake.fileno()
+    if fd < 0:
+        return None
+    try:
+        epoll.modify(fd, select.EPOLLIN)
+    except OSError as e:
+        if loop.is_closed():
+            return None  # closed meanwhile, by its owner
+        return (f"its selector's epoll (fd {epoll.fileno()}) no longer holds its wake-up fd {fd} ({e.strerror}): "
+                "the epoll was closed by code that did not own it (a double close), maybe reused")
+    return None
 
 
 def new_cpu_loop(cpu: CpuLock) -> asyncio.AbstractEventLoop:

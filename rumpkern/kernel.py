@@ -295,9 +295,9 @@ class Kernel:
         with self.sched.errors.held():  # halting works after an internal error
             self.sched.run(do_halt)
         self.halted = True
-        self.sched.kernel_halted(self)
         if self in _last_booted:
             _last_booted.remove(self)
+        self.sched.kernel_halted(self)  # may raise SchedulerStuck: the kernel is halted first
 
     # -- running the CPU -------------------------------------------------------------------
     def run_for(self, seconds: float) -> None:

@@ -43,7 +43,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sized
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from rumpkern.cpu import CpuLock, at_fork_in_child, new_cpu_loop, threads_default
+from rumpkern.cpu import CpuLock, at_fork_in_child, new_cpu_loop, threads_default, wakeup_lost
 from rumpkern.strict import InternalErrors, KernelInternalError
 
 if TYPE_CHECKING:
@@ -117,6 +117,12 @@ class VirtualClockStalled(RuntimeError):
     """On virtual time nothing was scheduled and no fd became ready for a long real time:
     a blocked call can never complete (single-threaded use), so it fails instead of
     hanging forever."""
+
+
+class SchedulerStuck(RuntimeError):
+    """The thread running the scheduler's loop can no longer be woken (its selector was
+    closed under it, see :func:`rumpkern.cpu.wakeup_lost`): a call handed to it, or the
+    request to stop serving, would wait forever, so it fails instead."""
 
 
 # Real seconds a virtual-time loop waits with no timer at all before giving up
@@ -295,6 +301,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._driver: int | None = None  # thread id of a thread inside run_until_complete
         self._bg_thread: threading.Thread | None = None
+        self.stuck: str | None = None  # why the loop's thread can no longer be woken
         _all_schedulers.add(self)
         self.kernels: list[Kernel] = []  # running kernels, in boot order
         self.boots = 0  # kernels ever booted here (never reused: seeds each kernel's rng)
@@ -432,7 +439,14 @@ class Scheduler:
         self.loop.call_soon_threadsafe(self.loop.stop)
         if t is threading.current_thread():
             return  # stopped from its own loop: it ends after this callback
-        t.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while t.is_alive():
+            left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if left <= 0:
+                break
+            t.join(left)
+            if t.is_alive():
+                self._check_wakeup()
         with self._cond:
             if self._bg_thread is t and not t.is_alive():
                 self._bg_thread = None
@@ -523,8 +537,11 @@ class Scheduler:
         ctx = SyscallCtx()
         loop = self.loop
         ready, timers = _queues(loop)
-        queued, first_timer = len(ready), timers[0] if timers else None
         previous = cpu.acquire()
+        # Measured holding the CPU: before, the serving thread may still run callbacks
+        # and take some off the queue, and a call that then queued as many would look as
+        # if it had queued nothing (its callbacks would wait for the old deadline).
+        queued, first_timer = len(ready), timers[0] if timers else None
         try:
             try:
                 return fn(ctx, *args)
@@ -578,6 +595,7 @@ class Scheduler:
             with self._cond:
                 while not cf.done() and (self._driver is not None or self._bg_thread is not None or self.loop.is_running()):
                     self._cond.wait(0.5)
+                    self._check_wakeup()
                 if cf.done():
                     break
                 self._driver = me
@@ -591,6 +609,14 @@ class Scheduler:
                     self._driver = None
                     self._cond.notify_all()
         return cf.result()
+
+    def _check_wakeup(self) -> None:
+        """Raise :class:`SchedulerStuck` if the thread in the loop's select can no longer
+        be woken (checked every half second by a thread waiting on it)."""
+        if self.stuck is None:
+            self.stuck = wakeup_lost(self.loop)
+        if self.stuck is not None:
+            raise SchedulerStuck(f"the scheduler's loop cannot be woken: {self.stuck}")
 
     async def _sleep_and_retry(self, fn: Callable[..., T], args: tuple[Any, ...], ctx: SyscallCtx, sleep: Sleep) -> T:
         loop = self.loop
@@ -653,7 +679,10 @@ _all_schedulers: weakref.WeakSet[Scheduler] = weakref.WeakSet()
 def _stop_all_serving() -> None:
     for sched in list(_all_schedulers):
         if sched._bg_thread is not None:
-            sched._stop_serving(timeout=2.0)
+            try:
+                sched._stop_serving(timeout=2.0)
+            except SchedulerStuck:
+                pass  # a daemon thread: it goes with the process
 
 
 def _forget_after_fork() -> None:
@@ -698,7 +727,7 @@ def default_scheduler(virtual: bool, threads: bool | None = None) -> Scheduler:
         # at the epoch again, the boot order that seeds the kernels' rngs at 0, and no
         # timer left by the halted kernels shares the heap).
         sched.loop.close()
-    if sched is None or sched.loop.is_closed():
+    if sched is None or sched.loop.is_closed() or sched.stuck is not None:
         sched = Scheduler(virtual=virtual, threads=threads)
         setattr(_local, key, sched)
     return sched

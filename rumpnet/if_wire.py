@@ -11,8 +11,16 @@ A wire takes an MTU up to 65535 - 14 (``ifconfig wire0 mtu 65000``). A port join
 ``linkstr SEGMENT,tso`` also offers offloads, like a veth pair with GSO: TCP superframes
 (``Mbuf`` with ``M_CSUM_TSOv4``) and partial TCP checksums cross the wire as they are,
 and a port with offloads receives them through ``deliver_offload`` (one TCP input per
-superframe, no checksum verification); a port without gets them cut into MSS-sized
-frames with full checksums (``ip_gso``), as a real NIC without GRO would.
+superframe, no checksum verification).
+
+The wire carries what it is given and cuts nothing: a ``tso`` port reports its
+offloads (``capabilities``) only while every other port on its segment takes them too,
+so toward a plain port the sender's IP cuts its superframes into MSS-sized frames with
+full checksums (``IpOutput``, ``ip_gso``), as it does for any interface without TSO. The
+segment tells the ports when that changes (a port joins or leaves), and each tells its
+interface (``Ifnet.take_offload_caps``). A frame with offload state that reaches a plain
+port all the same (sent while a plain port was joining, from another thread) is
+dropped and counted (``offload_drops``).
 """
 
 from __future__ import annotations
@@ -30,7 +38,6 @@ from rumpnet.ifnet import (
     M_CSUM_TCPv4,
     M_CSUM_TSOv4,
     Mbuf,
-    wire_frames,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +77,14 @@ class WireSegment:
                     port._receive(frame, via)
 
 
+    def ports_changed(self) -> None:
+        """A port joined or left (called with ``_lock`` held): each ``tso`` port offers
+        its offloads only while every other port takes them."""
+        for port in self.ports:
+            if isinstance(port, TsoWireDriver):
+                port.peers_take_offloads(all(isinstance(p, TsoWireDriver) for p in self.ports if p is not port))
+
+
 def segment(name: str) -> WireSegment:
     with _lock:
         seg = _segments.get(name)
@@ -99,6 +114,7 @@ class WireDriver:
         self._sched: Scheduler | None = None
         self._deliver: Callable[[bytes], None] | None = None
         self.oerrors = 0
+        self.offload_drops = 0   # frames with offload state this plain port could not take
 
     def attach(self, sched: Scheduler, deliver: Callable[[bytes], None]) -> None:
         self._sched = sched
@@ -106,6 +122,7 @@ class WireDriver:
         seg = segment(self.segment_name)
         with _lock:
             seg.ports.append(self)
+            seg.ports_changed()
         self._seg = seg
 
     def transmit(self, frame: bytes | bytearray | memoryview) -> None:
@@ -123,10 +140,9 @@ class WireDriver:
         seg.forward(self, frame)
 
     def _receive_offload(self, frame: bytes, csum_flags: int, segsz: int, via: Scheduler | None) -> None:
-        """A frame with offload state from a TSO port, at a port without offloads: the
-        wire frames it stands for (segments cut, checksum completed)."""
-        for f in wire_frames(frame, csum_flags, segsz if csum_flags & M_CSUM_TSOv4 else 0) or ():
-            self._receive(f, via)
+        """A frame with offload state at a port without offloads: the sender decided on
+        offloads this port does not have (it was joining meanwhile). A NIC cannot take it."""
+        self.offload_drops += 1
 
     def _receive(self, frame: bytes, via: Scheduler | None) -> None:
         sched, deliver = self._sched, self._deliver
@@ -149,22 +165,39 @@ class WireDriver:
                     del seg.by_mac[mac]
             if not seg.ports:
                 _segments.pop(seg.name, None)
+            seg.ports_changed()
         self._deliver = None
 
 
 class TsoWireDriver(WireDriver):
-    """A wire port with TSO and TCP checksum offload (``linkstr SEGMENT,tso``)."""
+    """A wire port with TSO and TCP checksum offload (``linkstr SEGMENT,tso``); it offers
+    them (``capabilities``, ``tso_mtu``) while every other port of the segment takes them."""
 
-    capabilities = IFCAP_TSOv4 | IFCAP_CSUM_TCPv4_Rx | IFCAP_CSUM_TCPv4_Tx
-    tso_mtu = 65535
+    CAPABILITIES = IFCAP_TSOv4 | IFCAP_CSUM_TCPv4_Rx | IFCAP_CSUM_TCPv4_Tx
+    TSO_MTU = 65535
     offload_mode = "tso"
 
     def __init__(self, segment_name: str) -> None:
         super().__init__(segment_name)
         self._deliver_offload: Callable[[bytes, int, int], None] | None = None
+        self._caps_changed: Callable[[], None] | None = None
+        self.capabilities = self.CAPABILITIES
+        self.tso_mtu = self.TSO_MTU
 
     def attach_offload(self, deliver_offload: Callable[[bytes, int, int], None]) -> None:
         self._deliver_offload = deliver_offload
+
+    def notify_caps(self, caps_changed: Callable[[], None]) -> None:
+        """Called by ``Ifnet.attach_driver``: whom to tell when the offloads offered change."""
+        self._caps_changed = caps_changed
+
+    def peers_take_offloads(self, yes: bool) -> None:
+        """What the segment says of the other ports: offer the offloads or not."""
+        caps, tso_mtu = (self.CAPABILITIES, self.TSO_MTU) if yes else (0, 0)
+        if (caps, tso_mtu) != (self.capabilities, self.tso_mtu):
+            self.capabilities, self.tso_mtu = caps, tso_mtu
+            if self._caps_changed is not None:
+                self._caps_changed()
 
     def _receive_offload(self, frame: bytes, csum_flags: int, segsz: int, via: Scheduler | None) -> None:
         sched, deliver = self._sched, self._deliver_offload
@@ -182,3 +215,4 @@ class TsoWireDriver(WireDriver):
     def detach(self) -> None:
         super().detach()
         self._deliver_offload = None
+        self._caps_changed = None

@@ -270,9 +270,12 @@ class Ifnet:
         attach_offload = getattr(driver, "attach_offload", None)
         if attach_offload is not None:
             # A driver with offloads delivers (frame, csum_flags, segsz) through
-            # _deliver_offload and reports what it can do.
+            # _deliver_offload and reports what it can do, now and when that changes.
             attach_offload(self._deliver_offload)
-            self._take_offload_caps(driver)
+            notify_caps = getattr(driver, "notify_caps", None)
+            if notify_caps is not None:
+                notify_caps(self.take_offload_caps)
+            self.take_offload_caps()
             self._offload_sysctl()
         self._update_running()
 
@@ -281,8 +284,10 @@ class Ifnet:
         """The driver's offload mode (``"none"``, ``"csum"``, ``"tso"``) for ifconfig."""
         return str(getattr(self.driver, "offload_mode", "none"))
 
-    def _take_offload_caps(self, driver: Any) -> None:
-        """Capabilities and TSO size as the driver now reports them."""
+    def take_offload_caps(self) -> None:
+        """Capabilities and TSO size as the driver now reports them (at attach, and
+        whenever the driver says they changed: IP reads them for every packet)."""
+        driver = self.driver
         self.capabilities = int(getattr(driver, "capabilities", 0))
         self.tso_mtu = int(getattr(driver, "tso_mtu", 0))
 
@@ -302,7 +307,7 @@ class Ifnet:
             if drv is None or not hasattr(drv, "set_offload"):
                 raise kerr(errno.EOPNOTSUPP)
             drv.set_offload(v)
-            self._take_offload_caps(drv)
+            self.take_offload_caps()
 
         tree.add_string(path, lambda: self.offload_mode, setter, choices=("none", "csum", "tso"),
                         desc="offloads in use: none, csum (checksums) or tso (checksums + TSO/GRO)")
@@ -374,8 +379,11 @@ class Ifnet:
             self.stats.iqdrops += 1
             return
         if self._qdisc["ingress"] is not None:
-            # Faults act on wire frames: the frames this one stands for go on plain.
-            frames = wire_frames(frame, csum_flags, segsz)
+            # Faults act on wire frames: the frames this one stands for go on plain, cut
+            # by the domain that knows the protocol (netinet: ip_gso.wire_frames).
+            segment = self.kernel.net.ether_segment.get((frame[12] << 8) | frame[13]) \
+                if len(frame) >= ETHER_HDR_LEN else None
+            frames = segment(frame, csum_flags, segsz) if segment is not None else None
             if frames is None:
                 self.stats.ierrors += 1
                 return
@@ -449,44 +457,10 @@ class Ifnet:
         st.obytes += len(frame)
         if frame[0] & 1:
             st.omcasts += 1
-        if type(frame) is Mbuf and self._qdisc["egress"] is not None:
-            self._transmit_through_qdisc(frame)
-            return
         for tap in self.bpf_taps:
             tap(frame)
         self._output_entry(frame)
 
-    def _transmit_through_qdisc(self, frame: Mbuf) -> None:
-        """Faults act on wire frames: a TSO superframe going through an egress qdisc is
-        cut into the segments the wire would carry (and a partial checksum completed)
-        first, so that "1% loss" loses 1% of segments, as on the ingress side."""
-        frames = wire_frames(frame, frame.csum_flags, frame.segsz if frame.csum_flags & M_CSUM_TSOv4 else 0)
-        if frames is None:
-            self.stats.oerrors += 1
-            return
-        for f in frames:
-            for tap in self.bpf_taps:
-                tap(f)
-            self._output_entry(f)
-
-
-def wire_frames(frame: bytes | bytearray | memoryview, csum_flags: int, segsz: int) -> list[bytes] | None:
-    """The plain wire frames an offloaded frame stands for: a superframe of ``segsz``-byte
-    TCP segments cut into them, a partial TCP checksum completed (``None`` if the frame is
-    malformed). Faults (qdiscs) act on these, in either direction."""
-    from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, tcp_segment_superframe
-
-    if segsz:
-        try:
-            segs = tcp_segment_superframe(memoryview(frame)[ETHER_HDR_LEN:], segsz)
-        except GsoError:
-            return None
-        head = bytes(frame[:ETHER_HDR_LEN])
-        return [head + seg for seg in segs]
-    if csum_flags & M_CSUM_PARTIAL:
-        done = complete_tcp_csum(frame, ETHER_HDR_LEN)
-        return None if done is None else [bytes(done)]
-    return [bytes(frame)]
 
 
 class Cloner:

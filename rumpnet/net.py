@@ -28,6 +28,11 @@ class Net:
         self.kernel = kernel
         self.routes = RouteTable()
         self.ether_dispatch: dict[int, Callable[[Ifnet, memoryview, int], None]] = {}
+        # Per ethertype, the plain frames a received frame with offload state (a GRO
+        # superframe of segsz-byte segments, a partial checksum) stands for, for an
+        # ingress qdisc; filled by the domain that knows the protocol (netinet's
+        # ip_gso.wire_frames), as ether_dispatch is. None: a malformed frame.
+        self.ether_segment: dict[int, Callable[[bytes, int, int], list[bytes] | None]] = {}
         self.listeners: list[Any] = []  # domains told about interface events (Inet)
         self.loop_input: Callable[[Ifnet, memoryview, int], None] | None = None
         self.lo0: Ifnet | None = None

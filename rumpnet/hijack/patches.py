@@ -17,7 +17,8 @@ moves data through the fd itself. So:
 * uvloop: its loops do their socket I/O (and make their own sockets) in C, out of any
   Python patch's reach, so under a hijack ``uvloop.new_event_loop``, ``uvloop.Loop``,
   ``uvloop.run`` and ``uvloop.install`` give asyncio's selector loop instead (the
-  kernels' own schedulers keep uvloop).
+  kernels' own schedulers keep uvloop); uvloop is imported when the hijack begins, so
+  that a first import inside the block finds it patched.
 
 Not intercepted, and documented so: ``os.read``/``os.write``/``os.dup`` on the fd, fcntl
 flags on it, and ``ssl`` wrapping (a hijacked socket cannot be detached).
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.base_events
+import importlib
 import os
 import socket as pysocket
 import sys
@@ -98,8 +100,13 @@ def _selector_loop_class() -> type:
 
 
 def _patch_uvloop() -> None:
-    uvloop = sys.modules.get("uvloop")
-    if uvloop is None:
+    # Imported now if installed: a first ``import uvloop`` inside the block (aiohttp's
+    # runner, an application's main) must find it patched too. A real uvloop loop there
+    # takes a hijacked socket's fd into a libuv handle and closes that number again after
+    # the socket has, closing whatever it has become meanwhile (a scheduler's epoll).
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:  # uvloop is optional
         return
     orig_loop = uvloop.Loop
     loop_cls = _selector_loop_class()

@@ -16,6 +16,7 @@ from rumpkern.errno import kerr
 from rumpnet.ifnet import ETHERTYPE_ARP, ETHERTYPE_IP, IfAddr, Ifnet
 from rumpnet.netinet.if_arp import Arp, ArpParams
 from rumpnet.netinet.in_addr import INADDR_ANY, INADDR_LOOPBACK
+from rumpnet.netinet.ip_gso import wire_frames
 from rumpnet.netinet.ip_icmp import Icmp, IcmpParams
 from rumpnet.netinet.ip_input import IpInput
 from rumpnet.netinet.ip_output import IpOutput
@@ -27,6 +28,7 @@ from rumpnet.netinet.ip_var import (
     IcmpStats,
     IpParams,
     IpStats,
+    PrCtlInput,
     UdpStats,
 )
 from rumpnet.netinet.raw_ip import RawIp, RawSocket
@@ -85,10 +87,11 @@ class Inet:
             (pysocket.SOCK_DGRAM, 0): UdpSocket,
             (pysocket.SOCK_DGRAM, IPPROTO_UDP): UdpSocket,
         }
-        self.ctlinputs: dict[int, Callable[[str, int, int, bytes, int], bool]] = {IPPROTO_UDP: self.udp.ctlinput}
+        self.ctlinputs: dict[int, PrCtlInput] = {IPPROTO_UDP: self.udp.ctlinput}
         net = kernel.net
         net.ether_dispatch[ETHERTYPE_IP] = self.input.input
         net.ether_dispatch[ETHERTYPE_ARP] = self.arp.input
+        net.ether_segment[ETHERTYPE_IP] = wire_frames
         net.loop_input = self.input.input
         net.listeners.append(self)
         self._sysctl()

@@ -12,6 +12,12 @@ number and checksums; CWR stays on the first segment only, FIN and PSH on the la
 A *partial* TCP checksum (``CHECKSUM_PARTIAL``, virtio's ``NEEDS_CSUM``) holds only the
 pseudo-header sum in the checksum field; :func:`complete_tcp_csum` finishes it and
 :func:`set_partial_tcp_csum` makes one.
+
+Who calls what: on output, ``IpOutput`` alone decides whether a superframe leaves whole
+(the interface does TSO and no egress qdisc sits on it) or is cut here (NetBSD's
+``ip_tso_output`` and ``tcp4_segment``); links carry what they are given. On input,
+:func:`wire_frames` undoes a received superframe for an ingress qdisc (registered in
+``Net.ether_segment``), since faults act on wire frames.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
+from rumpnet.ifnet import ETHER_HDR_LEN, M_CSUM_PARTIAL
 from rumpnet.netinet.in_cksum import in_cksum, in_cksum_sum, in_pseudo_sum
 
 IPPROTO_TCP = 6
@@ -150,3 +157,21 @@ def set_partial_tcp_csum(packet: bytearray, ihl: int | None = None) -> None:
     total = _U16.unpack_from(packet, 2)[0]
     src, dst = _ADDRS.unpack_from(packet, 12)
     _U16.pack_into(packet, ihl + 16, in_pseudo_sum(src, dst, IPPROTO_TCP, total - ihl))
+
+
+def wire_frames(frame: Buffer, csum_flags: int, segsz: int) -> list[bytes] | None:
+    """The plain Ethernet frames a received IPv4 frame with offload state stands for: a
+    superframe of ``segsz``-byte TCP segments (``segsz`` not 0) cut into them, a
+    partial TCP checksum completed (``None`` if the frame is malformed). An ingress
+    qdisc acts on these (``Ifnet._deliver_offload``, through ``Net.ether_segment``)."""
+    if segsz:
+        try:
+            segs = tcp_segment_superframe(memoryview(frame)[ETHER_HDR_LEN:], segsz)
+        except GsoError:
+            return None
+        head = bytes(frame[:ETHER_HDR_LEN])
+        return [head + seg for seg in segs]
+    if csum_flags & M_CSUM_PARTIAL:
+        done = complete_tcp_csum(frame, ETHER_HDR_LEN)
+        return None if done is None else [done]
+    return [bytes(frame)]

@@ -32,6 +32,7 @@ from rumpnet.netinet.ip_var import (
 from rumpnet.route import RTF_BLACKHOLE, RTF_GATEWAY, RTF_HOST, RTF_LOCAL, RTF_REJECT, RTV_MTU, Rtentry
 
 if TYPE_CHECKING:
+    from rumpnet.ifnet import Ifnet
     from rumpnet.netinet.in_proto import Inet
 
 Buffer = bytes | bytearray | memoryview
@@ -50,6 +51,14 @@ def _gso_struct(thl: int) -> struct.Struct:
     if st is None:
         st = _gso_structs[thl] = struct.Struct(f"!16sHH4sH8s4sI4sBB2sH{thl - 18}s")
     return st
+
+
+def tx_offloads(ifp: Ifnet) -> int:
+    """The offloads (``IFCAP_*``) IP may ask of ``ifp`` for a packet leaving now: the
+    interface's capabilities, or none while an egress qdisc sits on it (faults act on
+    wire frames: a superframe is cut here, before the qdisc, so that "1% loss" loses 1% of
+    segments). Every output decision reads this; links carry what they are given."""
+    return ifp.capabilities if ifp.qdisc("egress") is None else 0
 
 
 class RouteCache:
@@ -153,6 +162,24 @@ class IpOutput:
                 return ifa.addr
         raise kerr(errno.EADDRNOTAVAIL)
 
+    def tso_max(self, dst: int, gso: bool) -> int:
+        """TCP payload and option bytes TCP may put in one superframe toward ``dst`` (as
+        NetBSD's tcp_output asks the route's interface for IFCAP_TSOv4): the interface's
+        ``tso_mtu`` less the IP and base TCP headers when it does TSO; with ``gso``
+        (``net.inet.tcp.gso``) the same 64 KB for any other interface but loopback, cut
+        here on the way out; 0 (one segment per packet) for no route or a local one. TCP
+        only sizes what it builds with this: how a packet leaves is decided per packet
+        (:func:`tx_offloads`)."""
+        rt = self.inet.routes.lookup(dst)
+        if rt is None or rt.flags & RTF_LOCAL or rt.ifp is None:
+            return 0
+        ifp = rt.ifp
+        if ifp.capabilities & IFCAP_TSOv4:
+            return min(ifp.tso_mtu, IP_MAXPACKET) - IP_HDR_LEN - 20
+        if gso and not ifp.loopback:
+            return IP_MAXPACKET - IP_HDR_LEN - 20
+        return 0
+
     def output_cached(self, src: int, dst: int, proto: int, payload: Buffer, tso_segsz: int = 0) -> None:
         """:meth:`output` of a plain packet (no options, TOS 0, default TTL) from a
         connected socket: through the destination's :class:`RouteCache`, straight to the
@@ -176,7 +203,7 @@ class IpOutput:
             # A superframe is cut at its segment size even when it would fit the MTU
             # (a peer with a small MSS): here for an interface without TSO, else by the
             # interface (TSO) or ip_gso on the full path.
-            if not rc.ifp.capabilities & IFCAP_TSOv4 and self._gso_cached(rc, payload, tso_segsz):
+            if not tx_offloads(rc.ifp) & IFCAP_TSOv4 and self._gso_cached(rc, payload, tso_segsz):
                 return
             self.output(src, dst, proto, payload, tso_segsz=tso_segsz)
             return
@@ -373,7 +400,7 @@ class IpOutput:
         if len(buf) <= mtu:
             inet.arp.output(ifp, buf, nexthop, is_bcast)
             return
-        if buf[9] == IPPROTO_TCP and ifp.capabilities & IFCAP_TSOv4 and len(buf) <= ifp.tso_mtu \
+        if buf[9] == IPPROTO_TCP and tx_offloads(ifp) & IFCAP_TSOv4 and len(buf) <= ifp.tso_mtu \
                 and len(buf) >= hlen + 20:
             # A TCP packet bigger than the MTU toward an interface that does TSO: the
             # interface segments it (to the MTU) instead of IP fragmenting it.
@@ -387,14 +414,14 @@ class IpOutput:
         for frag in self.fragment(buf, hlen, mtu):
             inet.arp.output(ifp, frag, nexthop, is_bcast)
 
-    def _offload_output(self, m: Mbuf, hlen: int, ifp: Any, mtu: int, nexthop: int,
+    def _offload_output(self, m: Mbuf, hlen: int, ifp: Ifnet, mtu: int, nexthop: int,
                         is_bcast: bool) -> bytearray | None:
         """Send a packet carrying offload requests (TSO superframe, partial TCP checksum):
         through the interface's offloads when it has them, else finished here (segmented
         by ip_gso, checksum completed). Returns a plain packet for the normal path, or
         None when it has been sent."""
         fl = m.csum_flags
-        caps = ifp.capabilities
+        caps = tx_offloads(ifp)
         n = len(m)
         thl = (m[hlen + 12] >> 4) << 2 if fl & M_CSUM_TSOv4 else 0
         if fl & M_CSUM_TSOv4 and (n > mtu or n - hlen - thl > m.segsz):

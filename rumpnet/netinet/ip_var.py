@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import struct
 from dataclasses import dataclass, field
+from typing import Protocol
 
 IPVERSION = 4
 IP_HDR = struct.Struct("!BBHHHBBHII")  # vhl tos len id off ttl p sum src dst
@@ -42,6 +43,17 @@ INETCTLERRMAP = {
     "timxceed": errno.EHOSTUNREACH,
     "paramprob": errno.ENOPROTOOPT,
 }
+
+
+class PrCtlInput(Protocol):
+    """A transport's ``pr_ctlinput``, one signature for every protocol (TCP, UDP, raw IP):
+    an ICMP error of ``kind`` (a key of INETCTLERRMAP) about a datagram we sent from
+    ``src`` to ``dst``; ``inner`` is the quoted IP header and at least 8 bytes of what
+    followed it (RFC 792, RFC 1812 4.3.2.3); ``mtu`` the next-hop MTU of a "needfrag"
+    (RFC 1191), else 0. True if the transport took it: it is about one of its
+    connections or sockets (``Inet.ctlinput`` counts the rest as icps_noconn)."""
+
+    def __call__(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool: ...
 
 
 class IpParams:

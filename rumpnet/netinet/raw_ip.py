@@ -125,7 +125,7 @@ class RawIp:
     def wants(self, proto: int) -> bool:
         return any(so.protocol in (proto, 0) for so in self.sockets)
 
-    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int = 0) -> bool:
+    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
         """An ICMP error about a datagram of a protocol without its own ctlinput (ICMP
         echo, IP_HDRINCL packets): taken (True) if a raw socket could have sent it (its
         protocol, or IPPROTO_RAW; its addresses unset or matching); "fragmentation

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.tcp_seq import SEQ_GEQ, SEQ_MASK
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ class CongCtl:
 
     def initial_window(self) -> int:
         """RFC 6928: min(init_win*SMSS, max(2*SMSS, 14600)) for init_win 10."""
-        smss = _out.segsize(self.cb)
+        smss = self.cb.segsize()
         iw = self.cb.params.init_win
         if iw <= 4:
             return iw * smss
@@ -65,7 +64,7 @@ class CongCtl:
         """RFC 5681 3.1 with appropriate byte counting L=2*SMSS (RFC 3465) per ACK, and
         HyStart++'s conservative slow start (CSS) in the initial one (RFC 9406 4.2)."""
         cb = self.cb
-        smss = _out.segsize(cb)
+        smss = cb.segsize()
         two = 2 * smss
         if acked > two and cb.params.abc_stretch \
                 and SEQ_GEQ((cb.snd_una - acked) & SEQ_MASK, cb.snd_recover):
@@ -102,7 +101,7 @@ class CongCtl:
             if self.css_baseline is not None:
                 self.css_rounds += 1
                 if self.css_rounds >= HS_CSS_ROUNDS:
-                    cb.snd_ssthresh = max(cb.snd_cwnd, 2 * _out.segsize(cb))   # enter CA
+                    cb.snd_ssthresh = max(cb.snd_cwnd, 2 * cb.segsize())   # enter CA
                     st.tcps_hystart_exit += 1
                     return inc // HS_CSS_GROWTH_DIVISOR
             self.round_end = cb.snd_max
@@ -138,14 +137,14 @@ class CongCtl:
         """Retransmission timeout: RFC 5681 eq. (4), cwnd = loss window = 1 SMSS."""
         cb = self.cb
         self.on_congestion(now)
-        cb.snd_cwnd = _out.segsize(cb)
+        cb.snd_cwnd = cb.segsize()
         self.bytes_acked = 0
 
     def on_recovery_exit(self, now: float) -> None:
         """NewReno (no SACK) leaves recovery: RFC 6582 3.2 step 6, deflate to
         min(ssthresh, FlightSize + SMSS)."""
         cb = self.cb
-        smss = _out.segsize(cb)
+        smss = cb.segsize()
         cb.snd_cwnd = max(min(cb.snd_ssthresh, self.flight() + smss), smss)
         self.bytes_acked = 0
 
@@ -169,11 +168,11 @@ class NewReno(CongCtl):
         self.bytes_acked += acked
         if self.bytes_acked >= cb.snd_cwnd:
             self.bytes_acked -= cb.snd_cwnd
-            cb.snd_cwnd += _out.segsize(cb)
+            cb.snd_cwnd += cb.segsize()
 
     def on_congestion(self, now: float) -> None:
         cb = self.cb
-        cb.snd_ssthresh = max(self.flight() // 2, 2 * _out.segsize(cb))   # RFC 5681 eq. (4)
+        cb.snd_ssthresh = max(self.flight() // 2, 2 * cb.segsize())   # RFC 5681 eq. (4)
 
 
 class Cubic(CongCtl):
@@ -212,7 +211,7 @@ class Cubic(CongCtl):
         if cb.snd_cwnd < cb.snd_ssthresh:
             self.slow_start(acked)
             return
-        smss = _out.segsize(cb)
+        smss = cb.segsize()
         cwnd = cb.snd_cwnd / smss
         if self.epoch_start is None:
             self._epoch(now, cwnd)
@@ -235,7 +234,7 @@ class Cubic(CongCtl):
 
     def on_congestion(self, now: float) -> None:
         cb = self.cb
-        smss = _out.segsize(cb)
+        smss = cb.segsize()
         cwnd = cb.snd_cwnd / smss
         # Fast convergence (RFC 9438 4.7).
         if cwnd < self.w_max:
@@ -283,7 +282,7 @@ def prr_ack(cb: TcpCb, delivered: int, pipe: int, fast_rexmit: bool = False) -> 
     (PRR), and lets pipe climb back toward ssthresh by at most one SMSS more than was
     delivered while below (the slow start reduction bound, PRR-SSRB).  The ACK that
     starts recovery may always send the fast retransmission (RFC 6675 section 5 step 4)."""
-    smss = _out.segsize(cb)
+    smss = cb.segsize()
     cb.prr_delivered += delivered
     ssthresh = cb.snd_ssthresh
     if pipe > ssthresh:

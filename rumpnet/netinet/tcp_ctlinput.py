@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.ip_var import INETCTLERRMAP
+from rumpnet.netinet.tcp_const import (
+    EV_ERROR,
+)
 from rumpnet.netinet.tcp_fsm import TcpState
 from rumpnet.netinet.tcp_seq import SEQ_LEQ, SEQ_LT
-from rumpnet.netinet.tcp_var import EV_ERROR
 
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_subr import TcpProtocol

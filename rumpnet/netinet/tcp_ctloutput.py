@@ -26,15 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpnet.netinet.tcp_congctl import CONGCTL, congctl_class
-from rumpnet.netinet.tcp_fsm import TcpState
-from rumpnet.netinet.tcp_output import segsize
-from rumpnet.netinet.tcp_var import (
+from rumpnet.netinet.tcp_const import (
     TCPT_KEEP,
     TF_RCVD_SCALE,
     TF_RCVD_TSTMP,
     TF_REQ_SCALE,
     TF_REQ_TSTMP,
     TF_SACK_PERMIT,
+)
+from rumpnet.netinet.tcp_fsm import TcpState
+from rumpnet.netinet.tcp_var import (
     TcpCb,
 )
 from rumpnet.uipc_socket import _int_value
@@ -169,7 +170,7 @@ def tcp_fill_info(cb: TcpCb, now: float) -> bytes:
     if tf & TF_REQ_SCALE and tf & TF_RCVD_SCALE:
         options |= TCPI_OPT_WSCALE
         wscale = (cb.snd_scale & 0x0F) | (cb.rcv_scale & 0x0F) << 4
-    segsz = segsize(cb)
+    segsz = cb.segsize()
     rexmit = cb.t_sndrexmitpack & 0xFFFFFFFF
     usec = 1_000_000
     return TCP_INFO_STRUCT.pack(

@@ -9,15 +9,12 @@ checks follows RFC 9293 3.10.7.4 with RFC 5961 (blind attacks), RFC 7323 (PAWS),
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet import tcp_recovery as _rec
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpRepr
-from rumpnet.netinet.tcp_fsm import Ev, TcpState
-from rumpnet.netinet.tcp_sack import rcv_sack_update
-from rumpnet.netinet.tcp_seq import SEQ_GEQ, SEQ_GT, SEQ_LEQ, SEQ_LT, SEQ_MASK, seq_diff
-from rumpnet.netinet.tcp_var import (
+from rumpnet.netinet.tcp_const import (
     EV_CONNECTED,
     EV_READABLE,
     EV_WRITABLE,
@@ -36,6 +33,9 @@ from rumpnet.netinet.tcp_var import (
     TF_SACK_PERMIT,
     TF_SENTFIN,
 )
+from rumpnet.netinet.tcp_fsm import Ev, TcpState
+from rumpnet.netinet.tcp_sack import rcv_sack_update
+from rumpnet.netinet.tcp_seq import SEQ_GEQ, SEQ_GT, SEQ_LEQ, SEQ_LT, SEQ_MASK, seq_diff
 
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_var import TcpCb
@@ -212,7 +212,7 @@ def _reass_insert(cb: TcpCb, seq: int, data: bytes | bytearray | memoryview) -> 
     for a, b in pieces:
         q.append([(rn + a) & M, bytearray(data[a - s:b - s])])
     q.sort(key=lambda x: (x[0] - rn) & M)
-    merged: list[list] = []
+    merged: list[list[Any]] = []
     for ent in q:
         if merged:
             last = merged[-1]
@@ -482,47 +482,17 @@ def _trim_to_window(cb: TcpCb, seg: TcpRepr, rcv_nxt: int, rwnd: int, now: float
 
 # ----- main entry -----------------------------------------------------------------------
 def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
-    state = cb.state
-    if state == _SYN_SENT:
+    """A segment for a connection past LISTEN (NetBSD's tcp_input after the PCB lookup,
+    RFC 9293 3.10.7.3-4): SYN-SENT has its own; the others, in the RFC's order, the
+    checks that may drop the segment (:func:`_acceptable`), the timestamp to echo, the
+    ACK (:func:`_ack_input`), then TIME-WAIT's answer or the data and FIN."""
+    if cb.state == _SYN_SENT:
         _syn_sent(cb, seg, now)
         return
-    p = cb.params
-    st = cb.stats
-    flags = seg.flags
-    tlen = len(seg.payload)
     cb.t_rcvtime = now
     cb.t_keepprobes = 0
     ts = seg.timestamps if cb.t_flags & TS_BOTH == TS_BOTH else None
-    rcv_nxt = cb.rcv_nxt
-    promised = (cb.rcv_adv - rcv_nxt) & M
-    if promised >= 0x80000000:
-        promised = 0
-    rwnd = max(cb.rcv_space(), promised)
-
-    # PAWS (RFC 7323 5.3).
-    if ts is not None and not flags & TH_RST and SEQ_LT(ts[0], cb.ts_recent):
-        if now - cb.ts_recent_age > PAWS_IDLE:
-            cb.ts_recent = 0
-        else:
-            st.tcps_pawsdrop += 1
-            st.tcps_rcvduppack += 1
-            st.tcps_rcvdupbyte += tlen
-            _out.send_ack(cb, now)
-            return
-
-    # RST (RFC 9293 3.10.7.4 second, RFC 5961 3.2).
-    if flags & TH_RST:
-        _rst_input(cb, seg, rcv_nxt, rwnd, now)
-        return
-
-    # SYN in a synchronized state (RFC 5961 4.2; RFC 9293 3.10.7.4 fourth).
-    if flags & TH_SYN:
-        if not _syn_in_synchronized(cb, seg, rcv_nxt, rwnd, now):
-            return
-        flags = seg.flags
-
-    # Trim to the receive window (RFC 9293 3.10.7.4 first; NetBSD's todrop).
-    if not _trim_to_window(cb, seg, rcv_nxt, rwnd, now):
+    if not _acceptable(cb, seg, ts, now):
         return
     seq = seg.seq
     flags = seg.flags
@@ -537,61 +507,110 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         if cb.t_flags & TF_ACKNOW:
             _out.tcp_output(cb, now)
         return
+    ev = _ack_input(cb, seg, ts, now)
+    if ev is None:
+        return
+    if cb.state == _TIME_WAIT:
+        _time_wait_input(cb, seg, now)
+        return
+    if tlen or flags & TH_FIN:
+        ev |= _data_and_fin(cb, seg, now)
+    _out.tcp_output(cb, now)
+    cb.notify(ev)
 
+
+def _acceptable(cb: TcpCb, seg: TcpRepr, ts: tuple[int, int] | None, now: float) -> bool:
+    """The checks of RFC 9293 3.10.7.4 that may drop a segment, in its order: PAWS (RFC
+    7323 5.3), RST (second; RFC 5961 3.2), SYN (fourth; RFC 5961 4.2), then the trim to
+    the receive window (first; NetBSD's todrop). False: dropped (and answered as they
+    say); True: ``seg`` trimmed to the window, its flags as what remains allows."""
+    flags = seg.flags
+    rcv_nxt = cb.rcv_nxt
+    rwnd = max(cb.rcv_space(), cb.rcv_wnd)
+    if ts is not None and not flags & TH_RST and SEQ_LT(ts[0], cb.ts_recent):
+        if now - cb.ts_recent_age > PAWS_IDLE:
+            cb.ts_recent = 0
+        else:
+            st = cb.stats
+            st.tcps_pawsdrop += 1
+            st.tcps_rcvduppack += 1
+            st.tcps_rcvdupbyte += len(seg.payload)
+            _out.send_ack(cb, now)
+            return False
+    if flags & TH_RST:
+        _rst_input(cb, seg, rcv_nxt, rwnd, now)
+        return False
+    if flags & TH_SYN and not _syn_in_synchronized(cb, seg, rcv_nxt, rwnd, now):
+        return False
+    return _trim_to_window(cb, seg, rcv_nxt, rwnd, now)
+
+
+def _ack_input(cb: TcpCb, seg: TcpRepr, ts: tuple[int, int] | None, now: float) -> int | None:
+    """The ACK field (RFC 9293 3.10.7.4 fifth): SYN-RECEIVED's ACK of our SYN, the ACK's
+    acceptability (RFC 5961 5.2), a new ACK, loss recovery (SACK, or RFC 5681's
+    duplicate ACKs), the send window. Returns the upcall events so far, or None when the
+    segment's processing ends here."""
+    st = cb.stats
+    seq, ack, tlen = seg.seq, seg.ack, len(seg.payload)
     ev = 0
-    ack = seg.ack
-    # SYN_RECEIVED: the ACK of our SYN (RFC 9293 3.10.7.4 fifth).
-    if state == _SYN_RECEIVED:
+    if cb.state == _SYN_RECEIVED:
         if SEQ_GT(cb.snd_una, ack) or SEQ_GT(ack, cb.snd_max):
             _respond_rst(cb, seg)
-            return
-        cb.transition(Ev.RCV_ACK)
-        cb.snd_wnd = seg.window << cb.snd_scale
-        cb.max_sndwnd = max(cb.max_sndwnd, cb.snd_wnd)
-        cb.snd_wl1 = seq
-        cb.snd_wl2 = ack
-        established(cb, now)
-        ev |= EV_CONNECTED | EV_WRITABLE
-        if cb.reass and _reass_deliver(cb):
-            ev |= EV_READABLE                 # data that came with a simultaneous SYN
-        state = cb.state
-
-    # ACK acceptability (RFC 5961 5.2).
+            return None
+        ev = _syn_received_acked(cb, seg, now)
     if SEQ_GT(ack, cb.snd_max):
         st.tcps_rcvacktoomuch += 1
         _out.send_ack(cb, now)
-        return
+        return None
     if SEQ_LT(ack, (cb.snd_una - max(cb.max_sndwnd, 1)) & M):
         cb.proto.challenge_ack(cb, now)
-        return
-
+        return None
     win = seg.window << cb.snd_scale
     acked = 0
     if SEQ_GT(ack, cb.snd_una):
         acked = (ack - cb.snd_una) & M
         ev |= _new_ack(cb, seg, ack, ts, now)
         if cb.freed:
-            return      # EV_CLOSED already reported
+            return None     # EV_CLOSED already reported
     if cb.t_flags & TF_SACK_PERMIT:
         _rec.sack_ack(cb, seg, acked, ts[1] if ts is not None and ts[1] else None, now)
     elif not acked:
         # Without SACK, a duplicate ACK as RFC 5681 section 2 defines it.
-        if (tlen == 0 and not flags & TH_FIN and win == cb.snd_wnd and ack == cb.snd_una
+        if (tlen == 0 and not seg.flags & TH_FIN and win == cb.snd_wnd and ack == cb.snd_una
                 and cb.snd_una != cb.snd_max):
             st.tcps_rcvdupack += 1
             _rec.newreno_dupack(cb, now)
-            if cb.freed:
-                return
-            cb.notify(ev)
-            return
+            if not cb.freed:
+                cb.notify(ev)
+            return None
         if ack == cb.snd_una and tlen == 0 and cb.snd_una == cb.snd_max:
             cb.t_dupacks = 0
+    _update_send_window(cb, seq, ack, win, tlen)
+    return ev
 
-    # Window update (RFC 9293 3.10.7.4 fifth, SND.WL1/WL2 rule).
+
+def _syn_received_acked(cb: TcpCb, seg: TcpRepr, now: float) -> int:
+    """SYN-RECEIVED, our SYN acknowledged (RFC 9293 3.10.7.4 fifth): ESTABLISHED, and data
+    that came with a simultaneous SYN delivered. Returns the upcall events."""
+    cb.transition(Ev.RCV_ACK)
+    cb.snd_wnd = seg.window << cb.snd_scale
+    cb.max_sndwnd = max(cb.max_sndwnd, cb.snd_wnd)
+    cb.snd_wl1 = seg.seq
+    cb.snd_wl2 = seg.ack
+    established(cb, now)
+    ev = EV_CONNECTED | EV_WRITABLE
+    if cb.reass and _reass_deliver(cb):
+        ev |= EV_READABLE
+    return ev
+
+
+def _update_send_window(cb: TcpCb, seq: int, ack: int, win: int, tlen: int) -> None:
+    """SND.WND from a segment newer than the last update (RFC 9293 3.10.7.4 fifth, the
+    SND.WL1/SND.WL2 rule); a window that opens stops the persist timer."""
     if (SEQ_LT(cb.snd_wl1, seq) or (cb.snd_wl1 == seq and (
             SEQ_LT(cb.snd_wl2, ack) or (cb.snd_wl2 == ack and win > cb.snd_wnd)))):
         if tlen == 0 and cb.snd_wl2 == ack and win > cb.snd_wnd:
-            st.tcps_rcvwinupd += 1
+            cb.stats.tcps_rcvwinupd += 1
         cb.snd_wnd = win
         cb.snd_wl1 = seq
         cb.snd_wl2 = ack
@@ -601,23 +620,18 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
             cb.timers[TCPT_PERSIST] = None
             cb.t_rxtshift = 0
 
-    state = cb.state
-    if state == _TIME_WAIT:
-        if seg.flags & TH_FIN or cb.t_flags & TF_ACKNOW:
-            cb.set_timer(TCPT_2MSL, 2 * p.msl, now)     # FIN retransmitted: restart
-            cb.t_flags |= TF_ACKNOW
-        elif seg.flags != TH_ACK or tlen or seq != cb.rcv_nxt or ack != cb.snd_nxt:
-            # Anything but the exact ACK we expect is answered with our ACK (4.4BSD
-            # acknowledges whatever arrives in TIME_WAIT; FreeBSD's tcp_twcheck spares
-            # the exact one, so two ends in TIME_WAIT cannot ACK each other forever).
-            cb.t_flags |= TF_ACKNOW
-        _out.tcp_output(cb, now)
-        return
 
-    if tlen or flags & TH_FIN:
-        ev |= _data_and_fin(cb, seg, now)
+def _time_wait_input(cb: TcpCb, seg: TcpRepr, now: float) -> None:
+    """TIME-WAIT (RFC 9293 3.10.7.4): a retransmitted FIN restarts the 2 MSL timer and is
+    acknowledged; anything but the exact ACK we expect is answered with our ACK (4.4BSD
+    acknowledges whatever arrives in TIME_WAIT; FreeBSD's tcp_twcheck spares the exact
+    one, so two ends in TIME_WAIT cannot ACK each other forever)."""
+    if seg.flags & TH_FIN or cb.t_flags & TF_ACKNOW:
+        cb.set_timer(TCPT_2MSL, 2 * cb.params.msl, now)     # FIN retransmitted: restart
+        cb.t_flags |= TF_ACKNOW
+    elif seg.flags != TH_ACK or len(seg.payload) or seg.seq != cb.rcv_nxt or seg.ack != cb.snd_nxt:
+        cb.t_flags |= TF_ACKNOW
     _out.tcp_output(cb, now)
-    cb.notify(ev)
 
 
 def _our_fin_acked(cb: TcpCb, ack: int) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp as _tcp
-from rumpnet.netinet import tcp_recovery as _rec
+from rumpnet.netinet import tcp_rack as _rack
 from rumpnet.netinet.tcp import (
     TH_ACK,
     TH_FIN,
@@ -18,29 +18,30 @@ from rumpnet.netinet.tcp import (
     TH_SYN,
     TcpRepr,
 )
+from rumpnet.netinet.tcp_const import (
+    TCP_MAXWIN,
+    TCPT_DELACK,
+    TCPT_PERSIST,
+    TCPT_REXMT,
+    TCPT_TLP,
+    TF_ACKNOW,
+    TF_DELACK,
+    TF_FORCE,
+    TF_NODELAY,
+    TF_RCVD_TSTMP,
+    TF_REQ_SCALE,
+    TF_REQ_TSTMP,
+    TF_SACK_PERMIT,
+    TF_SENTFIN,
+    TS_BOTH,
+)
 from rumpnet.netinet.tcp_fsm import TCP_OUTFLAGS, TcpState
+from rumpnet.netinet.tcp_sack import RETRANS
 from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_LT, SEQ_MASK
 
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_var import TcpCb
 
-TCP_MAXWIN = 65535
-
-# Flag/timer constants duplicated from tcp_var to avoid an import cycle.
-_TF_ACKNOW = 0x0001
-_TF_DELACK = 0x0002
-_TF_NODELAY = 0x0004
-_TF_SENTFIN = 0x0010
-_TF_REQ_SCALE = 0x0020
-_TF_RCVD_SCALE = 0x0040
-_TF_REQ_TSTMP = 0x0080
-_TF_RCVD_TSTMP = 0x0100
-_TF_SACK_PERMIT = 0x0200
-_TF_FORCE = 0x0800
-_T_REXMT = 0
-_T_PERSIST = 1
-_T_DELACK = 4
-_TS_BOTH = _TF_REQ_TSTMP | _TF_RCVD_TSTMP
 # States as module globals: an enum class attribute costs ~50 ns a lookup, on every segment.
 _LISTEN = TcpState.LISTEN
 _ESTABLISHED = TcpState.ESTABLISHED
@@ -66,7 +67,7 @@ def tcp_setpersist(cb: TcpCb, now: float) -> None:
     p = cb.params
     t = base_rto(cb) * (1 << min(cb.t_rxtshift, 30))
     t = min(max(t, p.persmin), p.persmax)
-    cb.set_timer(_T_PERSIST, t, now)
+    cb.set_timer(TCPT_PERSIST, t, now)
     if cb.t_rxtshift < p.rexmit_max:
         cb.t_rxtshift += 1
 
@@ -84,8 +85,8 @@ def rcv_window(cb: TcpCb) -> int:
         space = min(space, TCP_MAXWIN)
     else:
         space = min(space, TCP_MAXWIN << cb.rcv_scale)
-    promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
-    if promised < 0x80000000 and space < promised:
+    promised = cb.rcv_wnd
+    if space < promised:
         space = promised            # never shrink the window (RFC 9293 3.8.6)
     return space
 
@@ -99,22 +100,22 @@ def _options(cb: TcpCb, flags: int, now: float, r: TcpRepr) -> int:
             return 0                 # TCP_NOOPT: a bare SYN (the peer assumes MSS 536)
         r.mss = cb.t_ourmss
         olen = 4
-        if tf & _TF_REQ_SCALE:
+        if tf & TF_REQ_SCALE:
             r.wscale = cb.request_r_scale
             olen += 4
-        if cb.params.sack and (tf & _TF_SACK_PERMIT or not flags & TH_ACK):
+        if cb.params.sack and (tf & TF_SACK_PERMIT or not flags & TH_ACK):
             r.sack_permitted = True
             olen += 4
-        if tf & _TF_REQ_TSTMP and (not flags & TH_ACK or tf & _TF_RCVD_TSTMP):
+        if tf & TF_REQ_TSTMP and (not flags & TH_ACK or tf & TF_RCVD_TSTMP):
             r.timestamps = (cb.ts_now(now), cb.ts_recent if flags & TH_ACK else 0)
             olen += 12
         return olen
-    if tf & _TS_BOTH == _TS_BOTH:
+    if tf & TS_BOTH == TS_BOTH:
         r.timestamps = (cb.ts_now(now), cb.ts_recent)
         olen = 12
         if cb.rcv_auto and cb.rfbuf_ts is None:
             cb.rfbuf_ts = r.timestamps[0]   # as in _emit_ts
-    if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
+    if tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
         blocks = cb.rcv_sack_blocks
         if cb.rcv_dsack is not None:
             # RFC 2883: the duplicate range goes first, reported once.
@@ -135,15 +136,15 @@ def _optlen(cb: TcpCb, flags: int) -> int:
         return 0
     if flags & TH_SYN:
         olen = 4
-        if tf & _TF_REQ_SCALE:
+        if tf & TF_REQ_SCALE:
             olen += 4
-        if cb.params.sack and (tf & _TF_SACK_PERMIT or not flags & TH_ACK):
+        if cb.params.sack and (tf & TF_SACK_PERMIT or not flags & TH_ACK):
             olen += 4
-        if tf & _TF_REQ_TSTMP and (not flags & TH_ACK or tf & _TF_RCVD_TSTMP):
+        if tf & TF_REQ_TSTMP and (not flags & TH_ACK or tf & TF_RCVD_TSTMP):
             olen += 12
         return olen
-    olen = 12 if tf & _TS_BOTH == _TS_BOTH else 0
-    if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
+    olen = 12 if tf & TS_BOTH == TS_BOTH else 0
+    if tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
         nb = len(cb.rcv_sack_blocks) + (cb.rcv_dsack is not None)
         olen += 4 + 8 * min(nb, (40 - olen - 4) // 8)
     return olen
@@ -173,9 +174,9 @@ def _emit(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: int
         cb.t_sndzerowin += 1
     if flags & TH_ACK:
         cb.last_ack_sent = cb.rcv_nxt
-        if cb.t_flags & (_TF_ACKNOW | _TF_DELACK):
-            cb.t_flags &= ~(_TF_ACKNOW | _TF_DELACK)
-            cb.timers[_T_DELACK] = None
+        if cb.t_flags & (TF_ACKNOW | TF_DELACK):
+            cb.t_flags &= ~(TF_ACKNOW | TF_DELACK)
+            cb.timers[TCPT_DELACK] = None
         cb.delack_segs = 0
         adv = (cb.rcv_nxt + (r.window << (0 if flags & TH_SYN else cb.rcv_scale))) & SEQ_MASK
         if SEQ_GT(adv, cb.rcv_adv):
@@ -203,9 +204,9 @@ def _emit_ts(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: 
     if flags & TH_ACK:
         ack = rcv_nxt = cb.rcv_nxt
         cb.last_ack_sent = rcv_nxt
-        if cb.t_flags & (_TF_ACKNOW | _TF_DELACK):
-            cb.t_flags &= ~(_TF_ACKNOW | _TF_DELACK)
-            cb.timers[_T_DELACK] = None
+        if cb.t_flags & (TF_ACKNOW | TF_DELACK):
+            cb.t_flags &= ~(TF_ACKNOW | TF_DELACK)
+            cb.timers[TCPT_DELACK] = None
         cb.delack_segs = 0
         adv = (rcv_nxt + (window << rcv_scale)) & SEQ_MASK
         if SEQ_GT(adv, cb.rcv_adv):
@@ -214,19 +215,10 @@ def _emit_ts(cb: TcpCb, seq: int, flags: int, payload: memoryview | bytes, win: 
                         payload, cb.laddr, cb.faddr, csum)
 
 
-def segsize(cb: TcpCb) -> int:
-    """The effective segment size, SMSS (RFC 5681 section 2, RFC 9293 3.7.1): the MSS less
-    the options every segment carries (NetBSD's t_segsz).  cwnd counts in these units."""
-    n = cb.t_maxseg
-    if cb.t_flags & _TS_BOTH == _TS_BOTH:
-        n -= 12
-    return max(n, 1)
-
-
 def _sent(cb: TcpCb, seq: int, length: int, fin: int, now: float, rexmit: bool) -> None:
     """Bookkeeping of every data transmission: the SACK scoreboard's send times (RACK,
     RFC 8985 6.1), PRR's prr_out (RFC 6937), the retransmissions of an RTO episode."""
-    if cb.t_flags & _TF_SACK_PERMIT:
+    if cb.t_flags & TF_SACK_PERMIT:
         cb.sack.sent(seq, length + fin, now)
     if cb.in_recovery:
         cb.prr_out += length
@@ -247,7 +239,7 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
     flags = TH_ACK
     end = off + length
     if (cb.fin_queued and end == len(buf) and TCP_OUTFLAGS[cb.state] & TH_FIN
-            and cb.t_flags & _TF_SENTFIN):
+            and cb.t_flags & TF_SENTFIN):
         flags |= TH_FIN
     if length == 0 and not flags & TH_FIN:
         return 0
@@ -269,10 +261,39 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
         cb.snd_max = nxt
     raw = _emit(cb, seq, flags, memoryview(buf)[off:end], rcv_window(cb), now, r)
     r.payload = b""        # drop the view of snd_buf before anything can resize it
-    if cb.timers[_T_REXMT] is None:
-        cb.set_timer(_T_REXMT, rexmt_value(cb), now)
+    if cb.timers[TCPT_REXMT] is None:
+        cb.set_timer(TCPT_REXMT, rexmt_value(cb), now)
     cb.proto.output(cb.laddr, cb.faddr, raw)
     return length
+
+
+def rexmit_lost(cb: TcpCb, now: float) -> None:
+    """RFC 6675 section 5 step (C) with NextSeg rule 1: resend deemed-lost segments, lowest
+    first, while cwnd - pipe allows a full segment (tcp_output runs this first, as
+    NetBSD's tcp_output asks tcp_sack_output)."""
+    sb = cb.sack
+    st = cb.stats
+    ss = cb.segsize()
+    for _ in range(10000):
+        r = sb.next_lost()
+        if r is None or cb.snd_cwnd - sb.pipe((cb.snd_max - cb.snd_una) & SEQ_MASK) < ss:
+            return
+        n = send_range(cb, sb.seq(r[0]), min(r[1] - r[0], ss), now)
+        if not r[3] & RETRANS:
+            return                       # nothing went out (no data there)
+        st.tcps_sack_rexmits += 1
+        st.tcps_sack_rexmit_bytes += n
+
+
+def tlp_schedule(cb: TcpCb, now: float) -> None:
+    """RFC 8985 7.2: (re)arm the probe timer after new data or a cumulative ACK."""
+    if not cb.t_flags & TF_SACK_PERMIT:
+        return
+    deadline = _rack.tlp_pto(cb, cb.timers[TCPT_REXMT], now)
+    if deadline is None:
+        cb.timers[TCPT_TLP] = None
+    else:
+        cb.set_timer(TCPT_TLP, deadline - now, now)
 
 
 def send_rst(cb: TcpCb, now: float) -> None:
@@ -306,16 +327,16 @@ def tcp_output(cb: TcpCb, now: float) -> None:
         cb.snd_cwnd = min(cb.snd_cwnd, cb.cc.initial_window())
     if cb.snd_auto:
         _autosndbuf(cb)
-    sack = cb.t_flags & _TF_SACK_PERMIT
+    sack = cb.t_flags & TF_SACK_PERMIT
     if sack:
         sb = cb.sack
         if sb.lost != sb.lost_rx and st >= _ESTABLISHED:
-            _rec.rexmit_lost(cb, now)      # RFC 6675 NextSeg rule 1 before new data
+            rexmit_lost(cb, now)      # RFC 6675 NextSeg rule 1 before new data
     before = cb.snd_max
     while _output_one(cb, now, idle):
         pass
     if sack and cb.snd_max != before:
-        _rec.tlp_schedule(cb, now)         # RFC 8985 7.2: after new data
+        tlp_schedule(cb, now)         # RFC 8985 7.2: after new data
 
 
 def _autosndbuf(cb: TcpCb) -> None:
@@ -335,11 +356,11 @@ def _send_room(cb: TcpCb, snd_nxt: int, inflight: int, tf: int) -> int:
     SACK information, cwnd limits pipe, not SND.NXT - SND.UNA (RFC 6675 section 5)."""
     snd_wnd = cb.snd_wnd
     cwnd_room = cb.snd_cwnd - inflight
-    if tf & _TF_SACK_PERMIT and snd_nxt == cb.snd_max:
+    if tf & TF_SACK_PERMIT and snd_nxt == cb.snd_max:
         sb = cb.sack
         if sb.sacked or sb.lost or sb.retrans:
             cwnd_room = cb.snd_cwnd - sb.pipe(inflight)
-    if tf & _TF_FORCE and min(snd_wnd, cb.snd_cwnd) == 0:
+    if tf & TF_FORCE and min(snd_wnd, cb.snd_cwnd) == 0:
         return 1 - inflight                 # a window probe: one byte past SND.UNA
     return min(snd_wnd - inflight, cwnd_room)
 
@@ -369,126 +390,138 @@ def _count_output(cb: TcpCb, snd_nxt: int, length: int, tso: int, flags: int, no
 
 
 def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
-    """Build and send at most one segment; True if more may be sent (sendalot)."""
+    """Build and send at most one segment; True if more may be sent (sendalot).  The body
+    of NetBSD's tcp_output loop: what may go from where (:func:`_extent`), how much of it
+    in one packet (:func:`_tso_length`), whether to send now (:func:`_should_send`), then
+    the segment (:func:`_send_segment`)."""
     state = cb.state
-    flags = TCP_OUTFLAGS[state]
     tf = cb.t_flags
-    buf = cb.snd_buf
-    blen = len(buf)
-    if flags == TH_ACK and not blen and not tf & (_TF_ACKNOW | _TF_FORCE):
-        # Nothing queued and no ACK owed (a receiver between ACKs): only a window update
-        # can go out.  The general path below decides the same; this skips its work.
-        promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
-        if promised >= 0x80000000:
-            promised = 0
-        adv = min(rcv_window(cb), TCP_MAXWIN << cb.rcv_scale) - promised
-        if not (adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace)):
-            if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack):
-                cb.rcv_dsack = None                    # as on the general path
-                cb.stats.tcps_sack_send_opts += 1
-            return False
+    blen = len(cb.snd_buf)
+    flags, snd_nxt, off, length = _extent(cb, TCP_OUTFLAGS[state], tf, blen, now)
+    ss = tso = 0
+    sendalot = False
+    if length:
+        ss = cb.t_maxseg - _optlen(cb, flags)
+        if length > ss:
+            length, tso, sendalot = _tso_length(cb, flags, length, ss, off, blen)
+    # FIN: only with the last byte (also when that byte is retransmitted, and backed up
+    # over in _extent while it is unacknowledged).
+    if flags & TH_FIN and (not cb.fin_queued or off + length != blen):
+        flags &= ~TH_FIN
+    win = rcv_window(cb)
+    if not _should_send(cb, state, flags, tf, snd_nxt, off, length, ss, blen, idle, win):
+        _not_sending(cb, state, flags, tf, blen, now)
+        return False
+    _send_segment(cb, flags, snd_nxt, off, length, tso, win, now)
+    return sendalot and not cb.freed
+
+
+def _extent(cb: TcpCb, flags: int, tf: int, blen: int, now: float) -> tuple[int, int, int, int]:
+    """(flags, SND.NXT, offset in snd_buf, length) of what the windows let go now.  A
+    zero send window pulls SND.NXT back and starts the persist timer (NetBSD)."""
     snd_una = cb.snd_una
     snd_nxt = cb.snd_nxt
-    snd_max_eq = cb.snd_max == snd_una
-    if flags & TH_FIN and tf & _TF_SENTFIN and snd_nxt == cb.snd_max and snd_nxt != snd_una:
+    if flags & TH_FIN and tf & TF_SENTFIN and snd_nxt == cb.snd_max and snd_nxt != snd_una:
         # 4.4BSD tcp_output (NetBSD, FreeBSD): while our FIN is unacknowledged every
         # segment carries it again, from its own sequence number (the ACK of the peer's
         # FIN in CLOSING is "F. ack"): snd_nxt is backed up over it.
         snd_nxt = (snd_nxt - 1) & SEQ_MASK
-
     if flags & TH_SYN:
         if snd_nxt != cb.iss:
             flags &= ~TH_SYN
-        length = 0
+        return flags, snd_nxt, 0, 0
+    off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
+    if off >= 0x80000000:
         off = 0
-    else:
-        off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
-        if off >= 0x80000000:
-            off = 0
+    length = 0
+    if blen > off:
         length = min(blen - off, _send_room(cb, snd_nxt, (snd_nxt - snd_una) & SEQ_MASK, tf))
         if length < 0:
             length = 0
-        if cb.snd_wnd == 0 and not tf & _TF_FORCE and blen and cb.timers[_T_PERSIST] is None:
-            # Zero window: pull back and probe with the persist timer (NetBSD).
-            cb.timers[_T_REXMT] = None
-            cb.t_rxtshift = 0
-            cb.snd_nxt = snd_nxt = snd_una
-            off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
-            length = 0
-            tcp_setpersist(cb, now)
+    if cb.snd_wnd == 0 and not tf & TF_FORCE and blen and cb.timers[TCPT_PERSIST] is None:
+        # Zero window: pull back and probe with the persist timer (NetBSD).
+        cb.timers[TCPT_REXMT] = None
+        cb.t_rxtshift = 0
+        cb.snd_nxt = snd_nxt = snd_una
+        off = (snd_nxt - cb.snd_buf_seq) & SEQ_MASK
+        length = 0
+        tcp_setpersist(cb, now)
+    return flags, snd_nxt, off, length
 
-    olen = _optlen(cb, flags)
-    ss = cb.t_maxseg - olen
-    sendalot = False
-    tso = 0
-    if length > ss:
-        n = cb.t_tsomax - olen
-        if n >= 2 * ss and not flags & TH_SYN:
-            # TSO: whole full-sized segments in one superframe, never the last byte of
-            # the send buffer (so no FIN or PSH rides on it; the tail goes as usual).
-            n = min(length, n, blen - 1 - off)
-            n -= n % ss
-            if n >= 2 * ss:
-                tso = ss
-                sendalot = n < length
-                length = n
-        if not tso:
-            length = ss
-            sendalot = True
 
-    # FIN: only with the last byte (also when that byte is retransmitted, and backed up
-    # over above while it is unacknowledged).
-    if flags & TH_FIN and (not cb.fin_queued or off + length != blen):
-        flags &= ~TH_FIN
+def _tso_length(cb: TcpCb, flags: int, length: int, ss: int, off: int, blen: int) -> tuple[int, int, bool]:
+    """(length, segment size, more to send) of a packet when more than a segment ``ss``
+    may go: whole segments in one superframe up to ``t_tsomax`` (TSO or GSO; never the
+    last byte of the send buffer, so no FIN or PSH rides on it: the tail goes as usual),
+    else one segment (segment size 0: not a superframe)."""
+    n = cb.t_tsomax - (cb.t_maxseg - ss)
+    if n >= 2 * ss and not flags & TH_SYN:
+        n = min(length, n, blen - 1 - off)
+        n -= n % ss
+        if n >= 2 * ss:
+            return n, ss, n < length
+    return ss, 0, True
 
-    send = False
+
+def _should_send(cb: TcpCb, state: TcpState, flags: int, tf: int, snd_nxt: int, off: int,
+                 length: int, ss: int, blen: int, idle: bool, win: int) -> bool:
+    """NetBSD tcp_output's decision: a full segment, the end of the data (Nagle, RFC 9293
+    3.7.4), sender SWS avoidance (RFC 9293 3.8.6.2.1), a window update, an ACK owed,
+    SYN, RST or a FIN not yet sent."""
     if length:
         if length >= ss:
-            send = True
-        elif (idle or tf & _TF_NODELAY) and off + length == blen:
-            send = True                       # Nagle (RFC 9293 3.7.4)
-        elif tf & _TF_FORCE:
-            send = True
-        elif cb.max_sndwnd and length >= cb.max_sndwnd // 2:
-            send = True                       # sender SWS avoidance
-        elif SEQ_LT(snd_nxt, cb.snd_max) and not SEQ_LT((snd_nxt + length) & SEQ_MASK, cb.snd_max):
-            send = True                       # the last piece of what was sent before
-    win = rcv_window(cb)
-    if not send and state >= _ESTABLISHED and not flags & TH_SYN:
-        promised = (cb.rcv_adv - cb.rcv_nxt) & SEQ_MASK
-        if promised >= 0x80000000:
-            promised = 0
-        adv = min(win, TCP_MAXWIN << cb.rcv_scale) - promised
-        if adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace):
-            send = True                       # window update
-            cb.stats.tcps_sndwinup += 1
-    if tf & _TF_ACKNOW or flags & (TH_SYN | TH_RST):
-        send = True
-    elif flags & TH_FIN and (not tf & _TF_SENTFIN or cb.snd_nxt == snd_una):
-        send = True                           # a FIN not yet sent, or retransmitted
-    if not send:
-        if tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack) \
-                and not flags & TH_SYN:
-            # What _options did here when it ran before the decision: the D-SACK
-            # range is reported once (or dropped) and the option counted.
-            cb.rcv_dsack = None
-            cb.stats.tcps_sack_send_opts += 1
-        if blen and cb.timers[_T_REXMT] is None and cb.timers[_T_PERSIST] is None \
-                and state >= _ESTABLISHED and snd_max_eq:
-            cb.t_rxtshift = 0
-            tcp_setpersist(cb, now)
-        return False
+            return True
+        if (idle or tf & TF_NODELAY) and off + length == blen:
+            return True                       # Nagle (RFC 9293 3.7.4)
+        if tf & TF_FORCE:
+            return True
+        if cb.max_sndwnd and length >= cb.max_sndwnd // 2:
+            return True                       # sender SWS avoidance
+        if SEQ_LT(snd_nxt, cb.snd_max) and not SEQ_LT((snd_nxt + length) & SEQ_MASK, cb.snd_max):
+            return True                       # the last piece of what was sent before
+    if state >= _ESTABLISHED and not flags & TH_SYN and _window_update_due(cb, win):
+        cb.stats.tcps_sndwinup += 1
+        return True
+    if tf & TF_ACKNOW or flags & (TH_SYN | TH_RST):
+        return True
+    # A FIN not yet sent, or retransmitted.
+    return bool(flags & TH_FIN and (not tf & TF_SENTFIN or cb.snd_nxt == cb.snd_una))
 
-    if length and off + length == blen:
+
+def _window_update_due(cb: TcpCb, win: int) -> bool:
+    """The window ``win`` opens the one the peer knows (RCV.ADV - RCV.NXT) by two segments
+    or half the buffer (receiver SWS avoidance, RFC 9293 3.8.6.2.2; NetBSD tcp_output)."""
+    adv = min(win, TCP_MAXWIN << cb.rcv_scale) - cb.rcv_wnd
+    return adv >= 2 * cb.t_maxseg or (adv > 0 and 2 * adv >= cb.rcvspace)
+
+
+def _not_sending(cb: TcpCb, state: TcpState, flags: int, tf: int, blen: int, now: float) -> None:
+    """Nothing goes out: what deciding did anyway (the D-SACK range is reported once or
+    dropped), and the persist timer for data the window holds back (NetBSD)."""
+    if tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack) and not flags & TH_SYN:
+        cb.rcv_dsack = None
+        cb.stats.tcps_sack_send_opts += 1
+    if blen and cb.timers[TCPT_REXMT] is None and cb.timers[TCPT_PERSIST] is None \
+            and state >= _ESTABLISHED and cb.snd_max == cb.snd_una:
+        cb.t_rxtshift = 0
+        tcp_setpersist(cb, now)
+
+
+def _send_segment(cb: TcpCb, flags: int, snd_nxt: int, off: int, length: int, tso: int, win: int,
+                  now: float) -> None:
+    """Build the segment (a superframe of ``tso``-byte segments when ``tso``), advance
+    SND.NXT/SND.MAX, time it (Karn), arm the retransmission timer, hand it to IP."""
+    tf = cb.t_flags
+    if length and off + length == len(cb.snd_buf):
         flags |= TH_PUSH
-    if length or flags & (TH_SYN | TH_FIN) or cb.timers[_T_PERSIST] is not None:
+    if length or flags & (TH_SYN | TH_FIN) or cb.timers[TCPT_PERSIST] is not None:
         seq = snd_nxt
     else:
         seq = cb.snd_max
     _count_output(cb, snd_nxt, length, tso, flags, now)
-    payload = memoryview(buf)[off:off + length] if length else b""
-    if (tf & _TS_BOTH == _TS_BOTH and not flags & TH_SYN
-            and not (tf & _TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack))):
+    payload = memoryview(cb.snd_buf)[off:off + length] if length else b""
+    if (tf & TS_BOTH == TS_BOTH and not flags & TH_SYN
+            and not (tf & TF_SACK_PERMIT and (cb.rcv_sack_blocks or cb.rcv_dsack))):
         raw = _emit_ts(cb, seq, flags, payload, win, now, not tso)
     else:
         r = TcpRepr(cb.lport, cb.fport, 0, 0, 0, 0)
@@ -498,12 +531,11 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
     payload = b""
     if length:
         cb.t_sndtime = now
-
     if length or flags & (TH_SYN | TH_FIN):
         nxt = (snd_nxt + length + (1 if flags & TH_SYN else 0)
                + (1 if flags & TH_FIN else 0)) & SEQ_MASK
         if flags & TH_FIN:
-            cb.t_flags |= _TF_SENTFIN
+            cb.t_flags |= TF_SENTFIN
         cb.snd_nxt = nxt
         if SEQ_GT(nxt, cb.snd_max):
             cb.snd_max = nxt
@@ -511,13 +543,12 @@ def _output_one(cb: TcpCb, now: float, idle: bool) -> bool:
                 cb.t_rtttime = now
                 cb.t_rtseq = snd_nxt
                 cb.stats.tcps_segstimed += 1
-        if cb.timers[_T_REXMT] is None and cb.snd_nxt != cb.snd_una:
-            if cb.timers[_T_PERSIST] is not None:
-                cb.timers[_T_PERSIST] = None
+        if cb.timers[TCPT_REXMT] is None and cb.snd_nxt != cb.snd_una:
+            if cb.timers[TCPT_PERSIST] is not None:
+                cb.timers[TCPT_PERSIST] = None
                 cb.t_rxtshift = 0
-            cb.set_timer(_T_REXMT, rexmt_value(cb), now)
+            cb.set_timer(TCPT_REXMT, rexmt_value(cb), now)
     if tso:
         cb.proto.output(cb.laddr, cb.faddr, raw, tso_segsz=tso)
     else:
         cb.proto.output(cb.laddr, cb.faddr, raw)
-    return sendalot and not cb.freed

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.tcp_sack import EVER_RETRANS, LOST, RETRANS, SACKED, Record
 from rumpnet.netinet.tcp_seq import SEQ_GEQ, SEQ_GT, SEQ_LT, SEQ_MASK
 
@@ -118,7 +117,7 @@ def reo_wnd(cb: TcpCb) -> float:
     if not rk.reordering_seen:
         if cb.in_recovery or cb.rto_recovery:
             return 0.0
-        if cb.sack.sacked >= cb.params.dupthresh * _out.segsize(cb):
+        if cb.sack.sacked >= cb.params.dupthresh * cb.segsize():
             return 0.0
     return min(rk.reo_wnd_mult * rk.min_rtt / 4, cb.t_srtt or rk.min_rtt)
 
@@ -178,7 +177,7 @@ def tlp_pto(cb: TcpCb, rto_deadline: float | None, now: float) -> float | None:
         return None
     if cb.t_srtt > 0:
         pto = 2 * cb.t_srtt
-        if ((cb.snd_max - cb.snd_una) & SEQ_MASK) <= _out.segsize(cb):
+        if ((cb.snd_max - cb.snd_una) & SEQ_MASK) <= cb.segsize():
             pto += WC_DEL_ACK_T          # one segment out: the ACK may be delayed
     else:
         pto = 1.0

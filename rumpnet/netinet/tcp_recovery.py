@@ -22,10 +22,17 @@ from typing import TYPE_CHECKING
 from rumpnet.netinet import tcp_congctl as _cc
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet import tcp_rack as _rack
-from rumpnet.netinet import tcp_var as _var  # an alias: tcp_var imports this module
 from rumpnet.netinet.tcp import TcpRepr
+from rumpnet.netinet.tcp_const import (
+    TCPT_REORDER,
+    TCPT_REXMT,
+    TCPT_TLP,
+    TF_RCVD_TSTMP,
+    TF_SACK_PERMIT,
+    TF_SENTFIN,
+)
 from rumpnet.netinet.tcp_fsm import TcpState
-from rumpnet.netinet.tcp_sack import EVER_RETRANS, RETRANS, SACKED
+from rumpnet.netinet.tcp_sack import EVER_RETRANS, SACKED
 from rumpnet.netinet.tcp_seq import SEQ_GEQ, SEQ_LT, SEQ_MASK
 
 if TYPE_CHECKING:
@@ -87,7 +94,7 @@ def sack_ack(cb: TcpCb, seg: TcpRepr, acked: int, tsecr: int | None, now: float)
     elif acked and not exited:
         cb.cc.on_ack(acked, now)
     if acked:
-        tlp_schedule(cb, now)
+        _out.tlp_schedule(cb, now)
 
 
 def _leave_recovery(cb: TcpCb, dsack: bool, now: float) -> bool:
@@ -99,7 +106,7 @@ def _leave_recovery(cb: TcpCb, dsack: bool, now: float) -> bool:
     if (cb.in_recovery or cb.rto_recovery) and SEQ_GEQ(cb.snd_una, cb.snd_recover):
         exiting = True
         if cb.in_recovery:
-            cb.snd_cwnd = max(cb.snd_ssthresh, _out.segsize(cb))
+            cb.snd_cwnd = max(cb.snd_ssthresh, cb.segsize())
         cb.in_recovery = cb.sack_recovery = cb.rto_recovery = False
         cb.t_rxt_tsval = None
     if cb.params.recovery == "rack":
@@ -111,16 +118,16 @@ def _detect_loss(cb: TcpCb, dsack: bool, now: float) -> int:
     """Deem lost what the chosen rule says; returns bytes newly deemed lost."""
     sb = cb.sack
     if not (sb.sacked or cb.in_recovery or cb.rto_recovery or sb.retrans):
-        cb.timers[_var.TCPT_REORDER] = None
+        cb.timers[TCPT_REORDER] = None
         return 0
     if cb.params.recovery == "rack":
         lost, timeout = _rack.rack_detect_loss(cb, now)
         if timeout > 0:
-            cb.set_timer(_var.TCPT_REORDER, timeout, now)
+            cb.set_timer(TCPT_REORDER, timeout, now)
         else:
-            cb.timers[_var.TCPT_REORDER] = None
+            cb.timers[TCPT_REORDER] = None
         return lost
-    smss = _out.segsize(cb)
+    smss = cb.segsize()
     lost = sb.mark_lost_dupthresh(smss, cb.params.dupthresh)
     if cb.t_dupacks >= cb.params.dupthresh and sb.segs and not cb.in_recovery:
         # RFC 6675 5 step 1: DupThresh DupAcks start recovery even if their SACKed data
@@ -142,42 +149,14 @@ def enter_recovery(cb: TcpCb, now: float) -> None:
     cb.in_recovery = cb.sack_recovery = True
     cb.t_rtttime = None
     cb.rack.tlp_end = None
-    cb.timers[_var.TCPT_TLP] = None
+    cb.timers[TCPT_TLP] = None
 
 
 def _tlp_reduce(cb: TcpCb, now: float) -> None:
     """RFC 8985 7.4.2: a loss the probe repaired calls for the reduction fast recovery
     would have made (ssthresh from the algorithm, cwnd = ssthresh)."""
     cb.cc.on_congestion(now)
-    cb.snd_cwnd = max(cb.snd_ssthresh, _out.segsize(cb))
-
-
-def rexmit_lost(cb: TcpCb, now: float) -> None:
-    """RFC 6675 section 5 step (C) with NextSeg rule 1: resend deemed-lost segments, lowest
-    first, while cwnd - pipe allows a full segment (tcp_output runs this first)."""
-    sb = cb.sack
-    st = cb.stats
-    ss = _out.segsize(cb)
-    for _ in range(10000):
-        r = sb.next_lost()
-        if r is None or cb.snd_cwnd - sb.pipe(flight(cb)) < ss:
-            return
-        n = _out.send_range(cb, sb.seq(r[0]), min(r[1] - r[0], ss), now)
-        if not r[3] & RETRANS:
-            return                       # nothing went out (no data there)
-        st.tcps_sack_rexmits += 1
-        st.tcps_sack_rexmit_bytes += n
-
-
-def tlp_schedule(cb: TcpCb, now: float) -> None:
-    """RFC 8985 7.2: (re)arm the probe timer after new data or a cumulative ACK."""
-    if not cb.t_flags & _var.TF_SACK_PERMIT:
-        return
-    deadline = _rack.tlp_pto(cb, cb.timers[_var.TCPT_REXMT], now)
-    if deadline is None:
-        cb.timers[_var.TCPT_TLP] = None
-    else:
-        cb.set_timer(_var.TCPT_TLP, deadline - now, now)
+    cb.snd_cwnd = max(cb.snd_ssthresh, cb.segsize())
 
 
 def tlp_fire(cb: TcpCb, now: float) -> None:
@@ -187,10 +166,10 @@ def tlp_fire(cb: TcpCb, now: float) -> None:
     rk = cb.rack
     if (cb.state < TcpState.ESTABLISHED or cb.in_recovery or cb.rto_recovery
             or cb.snd_max == cb.snd_una or rk.tlp_end is not None or not rk.tlp_rtt_seen
-            or not cb.t_flags & _var.TF_SACK_PERMIT):
+            or not cb.t_flags & TF_SACK_PERMIT):
         return
     st = cb.stats
-    ss = _out.segsize(cb)
+    ss = cb.segsize()
     unsent = len(cb.snd_buf) - ((cb.snd_max - cb.snd_buf_seq) & M)
     room = cb.snd_wnd - flight(cb)
     if unsent > 0 and room >= min(unsent, ss) and cb.snd_nxt == cb.snd_max:
@@ -198,7 +177,7 @@ def tlp_fire(cb: TcpCb, now: float) -> None:
         cb.snd_nxt = cb.snd_max
         rk.tlp_is_retrans = False
     else:
-        fin = 1 if cb.t_flags & _var.TF_SENTFIN and cb.fin_queued else 0
+        fin = 1 if cb.t_flags & TF_SENTFIN and cb.fin_queued else 0
         data = flight(cb) - fin
         n = min(data, ss)
         _out.send_range(cb, (cb.snd_max - fin - n) & M, n, now)
@@ -207,7 +186,7 @@ def tlp_fire(cb: TcpCb, now: float) -> None:
     st.tcps_tlp_probes += 1
     rk.tlp_end = cb.snd_max
     rk.tlp_rtt_seen = False
-    cb.set_timer(_var.TCPT_REXMT, _out.rexmt_value(cb), now)
+    cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
 
 
 def reorder_fire(cb: TcpCb, now: float) -> None:
@@ -215,7 +194,7 @@ def reorder_fire(cb: TcpCb, now: float) -> None:
     cb.stats.tcps_rack_reordertimeo += 1
     lost, timeout = _rack.rack_detect_loss(cb, now)
     if timeout > 0:
-        cb.set_timer(_var.TCPT_REORDER, timeout, now)
+        cb.set_timer(TCPT_REORDER, timeout, now)
     if not lost:
         return
     if not cb.in_recovery and not cb.rto_recovery and SEQ_GEQ(cb.snd_una, cb.snd_recover):
@@ -234,7 +213,7 @@ def sack_rto(cb: TcpCb, now: float) -> bool:
     if not sb.segs:
         return False
     head = sb.segs[0]
-    smss = _out.segsize(cb)
+    smss = cb.segsize()
     if not head[3] & (SACKED | EVER_RETRANS) and sb.is_lost(head[0], smss, cb.params.dupthresh):
         st.tcps_rexmttimeo_sacklost += 1      # SACK said lost, yet it was never resent
     if head[3] & SACKED:
@@ -245,10 +224,10 @@ def sack_rto(cb: TcpCb, now: float) -> bool:
     else:
         for r in sb.segs:
             sb.mark_lost(r)
-    cb.timers[_var.TCPT_REORDER] = None
-    cb.timers[_var.TCPT_TLP] = None
+    cb.timers[TCPT_REORDER] = None
+    cb.timers[TCPT_TLP] = None
     cb.rack.tlp_end = None
-    n = min(head[1] - head[0], _out.segsize(cb))
+    n = min(head[1] - head[0], cb.segsize())
     _out.send_range(cb, sb.seq(head[0]), n, now)
     return True
 
@@ -261,7 +240,7 @@ def rto_save(cb: TcpCb, now: float) -> None:
         return
     cb.t_rto_undo = (cb.snd_cwnd, cb.snd_ssthresh, cb.cc.save())
     cb.t_rto_rexmits = 0
-    cb.t_rxt_tsval = cb.ts_now(now) if cb.t_flags & _var.TF_RCVD_TSTMP else None
+    cb.t_rxt_tsval = cb.ts_now(now) if cb.t_flags & TF_RCVD_TSTMP else None
 
 
 def spurious_rto_check(cb: TcpCb, tsecr: int | None, now: float) -> None:
@@ -283,7 +262,7 @@ def spurious_rto_check(cb: TcpCb, tsecr: int | None, now: float) -> None:
     cb.rto_recovery = False
     cb.snd_recover = cb.snd_una
     cb.t_rxtshift = 0
-    if cb.t_flags & _var.TF_SACK_PERMIT:
+    if cb.t_flags & TF_SACK_PERMIT:
         cb.sack.unmark_lost()
     if SEQ_LT(cb.snd_nxt, cb.snd_max):
         cb.snd_nxt = cb.snd_max          # RFC 4015 section 4: SND.NXT = SND.MAX
@@ -296,7 +275,7 @@ def newreno_dupack(cb: TcpCb, now: float) -> None:
     p = cb.params
     st = cb.stats
     cb.t_dupacks += 1
-    smss = _out.segsize(cb)
+    smss = cb.segsize()
     if cb.in_recovery:
         cb.snd_cwnd += smss                    # RFC 5681 3.2 step 4 (inflate)
         _out.tcp_output(cb, now)
@@ -311,7 +290,7 @@ def newreno_dupack(cb: TcpCb, now: float) -> None:
         cb.in_recovery = True
         cb.t_rtttime = None
         cb.t_rxtshift = 0
-        cb.set_timer(_var.TCPT_REXMT, _out.rexmt_value(cb), now)
+        cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
         _out.send_range(cb, cb.snd_una, smss, now)
         cb.snd_cwnd = cb.snd_ssthresh + p.dupthresh * smss
         _out.tcp_output(cb, now)
@@ -340,13 +319,13 @@ def newreno_ack(cb: TcpCb, acked: int, now: float) -> None:
         cb.cc.on_recovery_exit(now)
         return
     cb.stats.tcps_partial_acks += 1
-    smss = _out.segsize(cb)
+    smss = cb.segsize()
     cb.t_rxtshift = 0
-    cb.set_timer(_var.TCPT_REXMT, _out.rexmt_value(cb), now)
+    cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
     _out.send_range(cb, cb.snd_una, smss, now)
     cb.snd_cwnd = max(cb.snd_cwnd - acked + smss, smss)
 
 
-__all__ = ["sack_ack", "enter_recovery", "rexmit_lost", "tlp_schedule", "tlp_fire",
+__all__ = ["sack_ack", "enter_recovery", "tlp_fire",
            "reorder_fire", "sack_rto", "rto_save", "spurious_rto_check", "newreno_dupack",
            "newreno_ack"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable
+from typing import Any
 
 from rumpnet.netinet.tcp_seq import SEQ_MASK
 
@@ -29,7 +30,9 @@ EVER_RETRANS = 0x8  # retransmitted at least once (RFC 8985 Segment.retransmitte
 # connection, so that two sent within one tick of the clock are still ordered (RFC 8985
 # 6.2 asks for a tie-break when timestamps are equal; SND order, not sequence order, is
 # what it stands for, since a retransmission goes out after data of higher sequence).
-Record = list
+# (A list, not a tuple, so that marking a run changes it in place; its fields mix
+# positions, a time and bits, hence Any.)
+Record = list[Any]
 
 
 def _start(r: Record) -> int:

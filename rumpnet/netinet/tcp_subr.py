@@ -13,6 +13,8 @@ Sans-IO contract (what the socket layer uses)::
     proto.input(src, dst, segment, now, csum_ok=False)   # never raises on bad input;
         # an internal error is counted (tcps_rcvinternalerr), re-raised if strict()
     proto.get_timer() -> float | None ; proto.handle_timer(now)
+    proto.deadline_out = fn               # fn(when) each time a deadline is set earlier
+                                          # than its owner had (what a loop timer arms)
     proto.bind(laddr, lport, reuseaddr=False, reuseport=False) -> lport   # 0 = ephemeral
     proto.unbind(laddr, lport)            # release an unused bind() reservation
     proto.listen(laddr, lport, backlog, now) -> TcpListener   # takes over a bind()
@@ -52,13 +54,7 @@ from rumpnet.netinet import tcp_ctlinput as _ctl
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpParseError, TcpRepr
 from rumpnet.netinet.tcp_congctl import CongCtl, congctl_class
-from rumpnet.netinet.tcp_ctloutput import CB_OPTS
-from rumpnet.netinet.tcp_fsm import Ev, TcpState
-from rumpnet.netinet.tcp_input import tcp_input_cb
-from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_MASK
-from rumpnet.netinet.tcp_syncache import SynCache, SynCacheEntry
-from rumpnet.netinet.tcp_timer import TimerHeap
-from rumpnet.netinet.tcp_var import (
+from rumpnet.netinet.tcp_const import (
     EV_CLOSED,
     EV_ERROR,
     EV_READABLE,
@@ -68,6 +64,14 @@ from rumpnet.netinet.tcp_var import (
     TF_RCVD_TSTMP,
     TF_REQ_SCALE,
     TF_REQ_TSTMP,
+)
+from rumpnet.netinet.tcp_ctloutput import CB_OPTS
+from rumpnet.netinet.tcp_fsm import Ev, TcpState
+from rumpnet.netinet.tcp_input import tcp_input_cb
+from rumpnet.netinet.tcp_seq import SEQ_GT, SEQ_MASK
+from rumpnet.netinet.tcp_syncache import SynCache, SynCacheEntry
+from rumpnet.netinet.tcp_timer import TimerHeap
+from rumpnet.netinet.tcp_var import (
     TcpCb,
     TcpParams,
     TcpStats,
@@ -163,6 +167,7 @@ class TcpProtocol:
                  tso_for: Callable[[int], int] | None = None,
                  route_gen: Callable[[], int] | None = None,
                  pmtu_update: Callable[[int, int, int], int] | None = None,
+                 deadline_out: Callable[[float], None] | None = None,
                  strict: Callable[[], bool] = strict_default) -> None:
         self.params = params
         self.rng = rng
@@ -190,6 +195,12 @@ class TcpProtocol:
         self.listeners: dict[tuple[int, int], TcpListener] = {}
         self._ports: dict[int, list[_Bind]] = {}
         self._timers = TimerHeap()
+        # Deadlines out (sans-IO): deadline_out(when) is told of every deadline set
+        # earlier than its owner's entry in the heap (connections, SYN-cache entries,
+        # resends), whatever set it: input, a user request, an ICMP error, a timer. A
+        # caller with one loop timer arms it from here (and from get_timer() after
+        # handle_timer), as NetBSD's callout_reset arms a callout where TCP sets a timer.
+        self.deadline_out = deadline_out
         self._ca_sec = -1
         self._ca_count = 0
         self.now_hint = 0.0        # latest time seen (for calls that carry no time)
@@ -199,6 +210,9 @@ class TcpProtocol:
     # ----- timers ------------------------------------------------------------------------
     def timer_push(self, deadline: float, owner: Any) -> None:
         self._timers.push(deadline, owner)
+        out = self.deadline_out
+        if out is not None:
+            out(deadline)
 
     def timer_entries(self) -> int:
         """Entries in the timer heap (live and not yet purged), for memory tests."""

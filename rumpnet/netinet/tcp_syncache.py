@@ -10,16 +10,18 @@ from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp as _tcp
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpRepr
-from rumpnet.netinet.tcp_fsm import Ev
-from rumpnet.netinet.tcp_input import apply_syn_options, established, tcp_input_cb
-from rumpnet.netinet.tcp_seq import SEQ_MASK
-from rumpnet.netinet.tcp_var import (
+from rumpnet.netinet.tcp_const import (
     EV_READABLE,
     TF_PASSIVE,
     TF_RCVD_TSTMP,
     TF_REQ_SCALE,
     TF_REQ_TSTMP,
     TF_SACK_PERMIT,
+)
+from rumpnet.netinet.tcp_fsm import Ev
+from rumpnet.netinet.tcp_input import apply_syn_options, established, tcp_input_cb
+from rumpnet.netinet.tcp_seq import SEQ_MASK
+from rumpnet.netinet.tcp_var import (
     TcpCb,
     rcvbuf_scale_space,
     wscale_for,

@@ -15,23 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet import tcp_recovery as _rec
+from rumpnet.netinet.tcp_const import (
+    TCPT_2MSL,
+    TCPT_KEEP,
+    TCPT_REXMT,
+    TF_ACKNOW,
+    TF_DELACK,
+    TF_FORCE,
+    TF_SACK_PERMIT,
+)
 from rumpnet.netinet.tcp_fsm import Ev, TcpState
 
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_var import TcpCb
-
-TCPT_REXMT = 0
-TCPT_PERSIST = 1
-TCPT_KEEP = 2
-TCPT_2MSL = 3
-TCPT_DELACK = 4
-TCPT_REORDER = 5
-TCPT_TLP = 6
-_TF_ACKNOW = 0x0001
-_TF_DELACK = 0x0002
-_TF_FORCE = 0x0800
-_TF_SACK_PERMIT = 0x0200
-
 
 class TimerHeap:
     """Deadline heap over owners having ``_hdl`` (deadline they hold in the heap),
@@ -140,7 +136,7 @@ def tcp_timer_rexmt(cb: TcpCb, now: float) -> None:
     cb.in_recovery = cb.sack_recovery = False
     cb.snd_recover = cb.snd_max          # RFC 6582 section 4, RFC 6675 5.1
     cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)
-    if cb.state >= TcpState.ESTABLISHED and cb.t_flags & _TF_SACK_PERMIT:
+    if cb.state >= TcpState.ESTABLISHED and cb.t_flags & TF_SACK_PERMIT:
         cb.rto_recovery = True
         if _rec.sack_rto(cb, now):
             _out.tcp_output(cb, now)
@@ -161,9 +157,9 @@ def tcp_timer_persist(cb: TcpCb, now: float) -> None:
         # send_range armed REXMT; probing is the persist timer's job.
         cb.timers[TCPT_REXMT] = None
     else:
-        cb.t_flags |= _TF_FORCE
+        cb.t_flags |= TF_FORCE
         _out.tcp_output(cb, now)
-        cb.t_flags &= ~_TF_FORCE
+        cb.t_flags &= ~TF_FORCE
 
 
 def tcp_timer_keep(cb: TcpCb, now: float) -> None:
@@ -210,9 +206,9 @@ def tcp_timer_2msl(cb: TcpCb, now: float) -> None:
 
 def tcp_timer_delack(cb: TcpCb, now: float) -> None:
     """Delayed ACK timer (RFC 1122 4.2.3.2, RFC 9293 3.8.6.3)."""
-    if cb.t_flags & _TF_DELACK:
+    if cb.t_flags & TF_DELACK:
         cb.stats.tcps_delack += 1
-        cb.t_flags |= _TF_ACKNOW
+        cb.t_flags |= TF_ACKNOW
         _out.tcp_output(cb, now)
 
 

@@ -1,8 +1,10 @@
 """TCP user requests (NetBSD's ``tcp_usrreq.c``): stream sockets over the sans-IO TCP.
 
 This is the glue between the socket layer (sleeping, errno, options, poll) and
-``TcpProtocol``/``TcpCb`` (state machine, timers as deadlines). After every call into
-TCP the one loop timer is re-armed if TCP's earliest deadline moved earlier.
+``TcpProtocol``/``TcpCb`` (state machine, timers as deadlines). One loop timer serves
+all of TCP: it is re-armed in one place, :meth:`Tcp.deadline`, which TCP calls whenever
+a deadline moves earlier (``TcpProtocol.deadline_out``), whether a user request, input,
+an ICMP error or a timer set it; after the timer fires it is armed at TCP's next one.
 """
 
 from __future__ import annotations
@@ -14,26 +16,27 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
 from rumpkern.sched import SyscallCtx
-from rumpnet.ifnet import IFCAP_TSOv4, M_CSUM_TCPv4
+from rumpnet.ifnet import M_CSUM_TCPv4
 from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
 from rumpnet.netinet.in_pcb import ip_ttl_tos_get, ip_ttl_tos_set
 from rumpnet.netinet.ip_var import IPPROTO_TCP
-from rumpnet.netinet.tcp_ctloutput import socket_opts, tcp_getsockopt, tcp_setsockopt
-from rumpnet.netinet.tcp_fsm import TcpState
-from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
-from rumpnet.netinet.tcp_var import (
+from rumpnet.netinet.tcp_const import (
     EV_CLOSED,
     EV_CONNECTED,
     EV_ERROR,
     EV_READABLE,
     EV_WRITABLE,
+)
+from rumpnet.netinet.tcp_ctloutput import socket_opts, tcp_getsockopt, tcp_setsockopt
+from rumpnet.netinet.tcp_fsm import TcpState
+from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
+from rumpnet.netinet.tcp_var import (
     PARAM_CHOICES,
     TcpCb,
     TcpParams,
     TcpStats,
 )
-from rumpnet.route import RTF_LOCAL
 from rumpnet.uipc_socket import (
     MSG_DONTWAIT,
     MSG_KNOWN,
@@ -52,14 +55,6 @@ if TYPE_CHECKING:
     from rumpnet.net_kernel import NetKernel
 
 TCPCTL_STATS = 30
-# TSO by coalescing (Tcp._output): a segment must carry more than this many bytes to
-# start a superframe; SYN, FIN, RST and URG segments are never merged; a superframe
-# holds at most TSO_MAX_TCP bytes of TCP payload (it and the headers fit 65535 bytes).
-TSO_MIN_SEG = 512
-_NO_COALESCE = 0x01 | 0x02 | 0x04 | 0x20
-TSO_MAX_TCP = 65535 - 20 - 60
-TH_PUSH = 0x08
-_U32 = struct.Struct("!I")
 _PORTS = struct.Struct("!HH")
 TH_SYN = 0x02
 TH_ACK = 0x10
@@ -82,7 +77,8 @@ class Tcp:
         routes = inet.routes
         self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats,
                                  tso_for=self._tso_for, route_gen=lambda: routes.generation,
-                                 pmtu_update=inet.icmp.mtudisc, strict=lambda: bool(kernel.sched.errors.strict))
+                                 pmtu_update=inet.icmp.mtudisc, deadline_out=self.deadline,
+                                 strict=lambda: bool(kernel.sched.errors.strict))
         self.proto.sb_max = lambda: kernel.sb_max
         self._timer: Any = None
         self._timer_when: float | None = None
@@ -90,58 +86,22 @@ class Tcp:
         # Some socket set IP_TOS or IP_TTL: segments are matched to their connection (or
         # listener, for a SYN-ACK) to carry them (_tos_ttl).
         self.ipopts_used = False
-        # TSO by coalescing: back-to-back full-sized data segments of one connection
-        # toward a TSO-capable interface, as tcp_output emits them in one call, are held
-        # here and go to IP as one superframe when TCP returns (see _tso_add).
-        self._tso_q: list[bytes] = []
-        self._tso_src = self._tso_dst = 0
-        self._tso_len = self._tso_hl = self._tso_segsz = self._tso_next = self._tso_flags = 0
-        self._tso_k0 = self._tso_k1 = self._tso_k2 = self._tso_k3 = b""
-        self._tso_flush_armed = False
-        self.tso_superframes = 0  # superframes handed to IP (built by TCP or coalesced here)
+        self.tso_superframes = 0  # superframes TCP built and handed to IP
         self.tso_segments = 0  # the wire segments they stand for
 
     # -- TCP -> IP ---------------------------------------------------------------------
     def _tso_for(self, dst: int) -> int:
-        """TCP payload + option bytes the out-interface toward ``dst`` takes as one TSO
-        superframe (its tso_mtu less the IP and base TCP headers); for an interface
-        without TSO, the same 64 KB for software segmentation (GSO, ``net.inet.tcp.gso``);
-        0 for none (GSO off, loopback, local routes)."""
-        ifp = self._out_ifp(dst)
-        if ifp is None:
-            return 0
-        if ifp.capabilities & IFCAP_TSOv4:
-            return min(ifp.tso_mtu, 65535) - 40
-        if self.params.gso and not ifp.loopback:
-            return 65535 - 40
-        return 0
-
-    def _out_ifp(self, dst: int) -> Any:
-        """The interface toward ``dst``, or None for no route or a local one."""
-        rt = self.inet.routes.lookup(dst)
-        if rt is None or rt.flags & RTF_LOCAL:
-            return None
-        return rt.ifp
+        """The most TCP payload and option bytes per superframe toward ``dst`` (IP's
+        answer, :meth:`IpOutput.tso_max`; ``net.inet.tcp.gso`` allows them toward
+        interfaces without TSO, which IP then cuts)."""
+        return self.inet.output.tso_max(dst, bool(self.params.gso))
 
     def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0) -> None:
         if tso_segsz:
-            # TCP built the superframe itself (tso_for): keep the order of anything held.
-            if self._tso_q:
-                self.tso_flush()
+            # A superframe (tcp_output built it to t_tsomax): IP decides how it leaves.
             self.tso_superframes += 1
             self.tso_segments += -(-(len(segment) - ((segment[12] >> 4) << 2)) // tso_segsz)
-            self._ip_output(src, dst, segment, tso_segsz)
-            return
-        if self._tso_q:
-            if self._tso_add(src, dst, segment):
-                return
-            self.tso_flush()
-        elif len(segment) > TSO_MIN_SEG and not segment[13] & _NO_COALESCE:
-            ifp = self._out_ifp(dst)
-            if ifp is not None and ifp.capabilities & IFCAP_TSOv4:
-                self._tso_start(src, dst, segment)
-                return
-        self._ip_output(src, dst, segment)
+        self._ip_output(src, dst, segment, tso_segsz)
 
     def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0) -> None:
         try:
@@ -180,64 +140,6 @@ class Tcp:
             return None
         return (tos, ttl) if tos or ttl is not None else None
 
-    def _tso_add(self, src: int, dst: int, seg: bytes) -> bool:
-        """Append ``seg`` to the held superframe if it continues it: same connection,
-        same header but for the sequence number, flags and checksum (ack, window,
-        options), a full-sized predecessor, and room left under 64 KB."""
-        q = self._tso_q
-        hl = self._tso_hl
-        segsz = self._tso_segsz
-        n = len(seg) - hl
-        if (n <= 0 or n > segsz or src != self._tso_src or dst != self._tso_dst
-                or len(q[-1]) - hl != segsz or self._tso_len + n > TSO_MAX_TCP
-                or seg[13] | TH_PUSH != self._tso_flags or seg[8:13] != self._tso_k1
-                or seg[0:4] != self._tso_k0 or seg[14:16] != self._tso_k2
-                or seg[18:hl] != self._tso_k3
-                or _U32.unpack_from(seg, 4)[0] != self._tso_next):
-            return False
-        q.append(seg)
-        self._tso_len += n
-        self._tso_next = (self._tso_next + n) & 0xFFFFFFFF
-        return True
-
-    def _tso_start(self, src: int, dst: int, seg: bytes) -> None:
-        hl = (seg[12] >> 4) << 2
-        self._tso_q = [seg]
-        self._tso_src, self._tso_dst = src, dst
-        self._tso_hl = hl
-        self._tso_segsz = self._tso_len = len(seg) - hl
-        self._tso_next = (_U32.unpack_from(seg, 4)[0] + self._tso_len) & 0xFFFFFFFF
-        self._tso_flags = seg[13] | TH_PUSH
-        # ports, (ack, offset), window, (urgent, options): what must match
-        self._tso_k0, self._tso_k1, self._tso_k2, self._tso_k3 = seg[0:4], seg[8:13], seg[14:16], seg[18:hl]
-        if not self._tso_flush_armed:
-            self._tso_flush_armed = True
-            self.kernel.sched.call_soon(self.tso_flush)
-
-    def tso_flush(self) -> None:
-        """Send the held segments: one superframe (``tso_segsz`` = their payload size),
-        or the single segment as it is."""
-        self._tso_flush_armed = False
-        q = self._tso_q
-        if not q:
-            return
-        self._tso_q = []
-        src, dst = self._tso_src, self._tso_dst
-        if len(q) == 1:
-            self._ip_output(src, dst, q[0])
-            return
-        first = q[0]
-        hl = self._tso_hl
-        psh = 0
-        sf = bytearray(first)
-        for seg in q[1:]:
-            sf += memoryview(seg)[hl:]
-            psh |= seg[13]
-        sf[13] |= psh & TH_PUSH
-        self.tso_superframes += 1
-        self.tso_segments += len(q)
-        self._ip_output(src, dst, sf, len(first) - hl)
-
     def _mtu_for(self, dst: int) -> int:
         rt = self.inet.routes.lookup(dst)
         return rt.path_mtu if rt is not None else 1500
@@ -254,22 +156,15 @@ class Tcp:
         # The driver checked the checksum, or the host left it partial (offloads).
         self.proto.input(src, dst, pkt[hlen:], self.kernel.sched.now(),
                          csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4))
-        self.kick()
 
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
-        taken = self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
-        self.kick()
-        return taken
+        return self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
 
     # -- the one timer -------------------------------------------------------------------
-    def kick(self) -> None:
-        """Re-arm the loop timer if TCP's earliest deadline is earlier than the armed one
-        (and send a superframe held for TSO: TCP has returned)."""
-        if self._tso_q:
-            self.tso_flush()
-        when = self.proto.get_timer()
-        if when is None:
-            return
+    def deadline(self, when: float) -> None:
+        """TCP set a deadline at ``when``: arm the loop timer if that is earlier than the
+        armed one (a deadline cancelled since leaves the timer early; it then fires,
+        finds nothing due and is armed at the next one)."""
         if self._timer_when is not None and self._timer_when <= when:
             return
         if self._timer is not None:
@@ -281,7 +176,9 @@ class Tcp:
         self._timer = None
         self._timer_when = None
         self.proto.handle_timer(self.kernel.sched.now())
-        self.kick()
+        when = self.proto.get_timer()
+        if when is not None:
+            self.deadline(when)
 
     def pcbs(self) -> list[Any]:
         return list(self.proto.pcbs())
@@ -406,7 +303,6 @@ class TcpSocket(Socket):
         if lst is None:
             raise kerr(errno.EINVAL)
         cb = lst.accept()
-        self.tcp.kick()
         if cb is None:
             if self.closed:
                 raise kerr(errno.ECONNABORTED)
@@ -428,7 +324,6 @@ class TcpSocket(Socket):
         nso.linger = self.linger
         nso.linger_changed()
         cb.keepalive = SO_KEEPALIVE in nso.so_options
-        self.tcp.kick()  # the keepalive timer may be new: re-arm the loop timer
         return nso, (ntoa(cb.faddr), cb.fport)
 
     # -- connecting -----------------------------------------------------------------------
@@ -470,7 +365,6 @@ class TcpSocket(Socket):
             lport = self.lport if self.bound else 0
             cb = self.tcp.proto.connect(laddr, lport, faddr, fport, self._now(), **opts)
             self._adopt(cb)
-            self.tcp.kick()
             ctx.data = "connecting"
             if self.nbio:
                 raise kerr(errno.EINPROGRESS)
@@ -520,7 +414,6 @@ class TcpSocket(Socket):
                 break
             progress += n
         ctx.progress = progress
-        self.tcp.kick()
         if progress >= total:
             return total
         if self.nbio or flags & MSG_DONTWAIT:
@@ -554,7 +447,6 @@ class TcpSocket(Socket):
             # A blocking receive waits for SO_RCVLOWAT bytes (or all it asked for), unless
             # the connection ends (NetBSD's soreceive).
             chunk = cb.recv(n - have, self._now(), peek=peek)
-            self.tcp.kick()
             if not waitall:
                 return chunk, None
             if acc is None:
@@ -594,7 +486,6 @@ class TcpSocket(Socket):
             if not self.cantsendmore:
                 self.cantsendmore = True
                 cb.shutdown_write(now)
-        self.tcp.kick()
         self.wakeup_all()
 
     def close(self) -> None:
@@ -616,7 +507,6 @@ class TcpSocket(Socket):
                 cb.close(now)
         elif self.bound:
             self.tcp.proto.unbind(self.laddr, self.lport)
-        self.tcp.kick()
         super().close()
 
     def linger_pending(self) -> bool:
@@ -674,7 +564,6 @@ class TcpSocket(Socket):
         if self.cb is not None:
             if level == pysocket.SOL_SOCKET and opt == SO_KEEPALIVE:
                 self.cb.keepalive = SO_KEEPALIVE in self.so_options
-            self.tcp.kick()  # a timer may have moved (keepalive)
 
     def buffer_size(self, rcv: bool) -> int:
         """The connection's buffers, which TCP resizes (rounded to whole segments at

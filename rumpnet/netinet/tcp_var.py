@@ -16,44 +16,40 @@ from typing import TYPE_CHECKING, Any
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet import tcp_rack as _rack
 from rumpnet.netinet import tcp_timer as _timer
+from rumpnet.netinet.tcp_const import (  # noqa: F401  (re-exported: tcp_var.h's names)
+    EV_CLOSED,
+    EV_CONNECTED,
+    EV_ERROR,
+    EV_READABLE,
+    EV_WRITABLE,
+    TCPT_2MSL,
+    TCPT_DELACK,
+    TCPT_KEEP,
+    TCPT_NTIMERS,
+    TCPT_PERSIST,
+    TCPT_REORDER,
+    TCPT_REXMT,
+    TCPT_TLP,
+    TF_ACKNOW,
+    TF_DELACK,
+    TF_FORCE,
+    TF_NODELAY,
+    TF_PASSIVE,
+    TF_RCVD_SCALE,
+    TF_RCVD_TSTMP,
+    TF_REQ_SCALE,
+    TF_REQ_TSTMP,
+    TF_SACK_PERMIT,
+    TF_SENTFIN,
+    TF_WILL_SACK,
+    TS_BOTH,
+)
 from rumpnet.netinet.tcp_fsm import Ev, TcpState, next_state
 from rumpnet.netinet.tcp_sack import SackScoreboard
 
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_congctl import CongCtl
     from rumpnet.netinet.tcp_subr import TcpProtocol
-
-# Event bits for upcalls.
-EV_READABLE = 0x01
-EV_WRITABLE = 0x02
-EV_CONNECTED = 0x04
-EV_CLOSED = 0x08
-EV_ERROR = 0x10
-
-# Timers (NetBSD TCPT_*); deadlines live in TcpCb.timers[index].
-TCPT_REXMT = 0
-TCPT_PERSIST = 1
-TCPT_KEEP = 2
-TCPT_2MSL = 3
-TCPT_DELACK = 4
-TCPT_REORDER = 5   # RACK reordering timer (RFC 8985 6.2 step 5)
-TCPT_TLP = 6       # tail loss probe timeout, PTO (RFC 8985 7.2)
-TCPT_NTIMERS = 7
-
-# t_flags (NetBSD TF_*).
-TF_ACKNOW = 0x0001
-TF_DELACK = 0x0002
-TF_NODELAY = 0x0004
-TF_SENTFIN = 0x0010
-TF_REQ_SCALE = 0x0020
-TF_RCVD_SCALE = 0x0040
-TF_REQ_TSTMP = 0x0080
-TF_RCVD_TSTMP = 0x0100
-TF_SACK_PERMIT = 0x0200
-TF_WILL_SACK = 0x0400
-TF_FORCE = 0x0800
-TF_PASSIVE = 0x1000
-
 
 def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
@@ -315,6 +311,9 @@ class TcpCb:
 
     def __init__(self, proto: TcpProtocol, laddr: int, lport: int, faddr: int, fport: int,
                  now: float) -> None:
+        """A CLOSED connection between the two endpoints. The fields stay flat, as in
+        NetBSD's tcpcb (the per-segment paths read them without an extra hop), and are
+        set here by meaning, one initialiser per group."""
         p = proto.params
         self.proto = proto
         self.params = p
@@ -327,17 +326,32 @@ class TcpCb:
         self.t_softerror = 0
         self.upcall: Callable[[TcpCb, int], None] | None = None
         self.t_flags = 0
-        # Send sequence variables (RFC 9293 3.3.1).
+        self._init_sequence()
+        self._init_rtt_and_congestion(p)
+        self._init_recovery()
+        self._init_segment_options(p)
+        self._init_buffers(p)
+        self._init_timers(now)
+        # Socket options.
+        self._keepalive = False
+        self.linger_on = False
+        self.linger_secs = 0
+        self.cc: CongCtl = proto.new_congctl(self)
+        self.freed = False
+
+    def _init_sequence(self) -> None:
+        """Send and receive sequence variables (RFC 9293 3.3.1)."""
         self.iss = 0
         self.snd_una = self.snd_nxt = self.snd_max = 0
         self.snd_wl1 = self.snd_wl2 = self.snd_up = 0
         self.snd_wnd = 0
         self.max_sndwnd = 0
-        # Receive sequence variables.
         self.irs = 0
         self.rcv_nxt = self.rcv_adv = self.rcv_up = 0
         self.last_ack_sent = 0
-        # Congestion control (RFC 5681) and RTT (RFC 6298), seconds.
+
+    def _init_rtt_and_congestion(self, p: TcpParams) -> None:
+        """Congestion control (RFC 5681) and the RTT estimator (RFC 6298), seconds."""
         self.snd_cwnd = 0
         self.snd_ssthresh = 1 << 30
         self.t_srtt = 0.0
@@ -348,21 +362,31 @@ class TcpCb:
         self.t_rxtshift = 0
         self.t_rtttime: float | None = None   # send time of the timed segment (Karn)
         self.t_rtseq = 0
+
+    def _init_recovery(self) -> None:
+        """Loss recovery: duplicate ACKs and fast recovery (RFC 6675 / RFC 6582), PRR (RFC
+        6937), spurious RTO detection (RFC 3522), the SACK scoreboard and RACK (RFC 8985)."""
         self.t_dupacks = 0
         self.snd_recover = 0
         self.in_recovery = False      # fast recovery (RFC 6675 / RFC 6582)
         self.sack_recovery = False
         self.rto_recovery = False     # after an RTO, until SND.UNA passes snd_recover
-        # PRR (RFC 6937): delivered and sent since recovery began, FlightSize then.
+        # PRR: delivered and sent since recovery began, FlightSize then.
         self.prr_delivered = 0
         self.prr_out = 0
         self.recover_fs = 0
-        # Spurious RTO detection (RFC 3522): TSval of the first retransmission of an RTO,
-        # and what the timeout took away (cwnd, ssthresh, the algorithm's own state).
+        # Spurious RTO detection: TSval of the first retransmission of an RTO, and what
+        # the timeout took away (cwnd, ssthresh, the algorithm's own state).
         self.t_rxt_tsval: int | None = None
         self.t_rto_undo: tuple[int, int, object] | None = None
         self.t_rto_rexmits = 0
-        # MSS (RFC 9293 3.7.1, RFC 6691).
+        self.sack = SackScoreboard()
+        self.rack = _rack.Rack()
+        self.t_sndtime: float | None = None             # last data transmission
+
+    def _init_segment_options(self, p: TcpParams) -> None:
+        """MSS (RFC 9293 3.7.1, RFC 6691), TSO, window scale and timestamps (RFC 7323),
+        the SACK blocks we report (RFC 2018, RFC 2883)."""
         self.t_maxseg = p.mssdflt
         self.t_peermss = p.mssdflt
         self.t_ourmss = p.mssdflt
@@ -370,20 +394,18 @@ class TcpCb:
         self.noopt = False          # TCP_NOOPT: no options in our SYN, none used
         self.t_tsomax = 0             # TSO: most TCP bytes per superframe, 0 = none
         self.t_pmtu_gen = -1          # route generation t_maxseg was last sized for
-        # RFC 7323.
         self.snd_scale = 0
         self.rcv_scale = 0
         self.request_r_scale = 0
         self.ts_recent = 0
         self.ts_recent_age = 0.0
         self.ts_offset = 0
-        # SACK (RFC 2018, RFC 6675).
-        self.sack = SackScoreboard()
-        self.rack = _rack.Rack()
         self.rcv_sack_blocks: list[tuple[int, int]] = []
         self.rcv_dsack: tuple[int, int] | None = None   # RFC 2883 D-SACK to report once
-        self.t_sndtime: float | None = None             # last data transmission
-        # Socket buffers.
+
+    def _init_buffers(self, p: TcpParams) -> None:
+        """The socket buffers TCP owns, their autosizing, reassembly, and the user's
+        shutdowns."""
         self.snd_buf = bytearray()
         self.snd_buf_seq = 0          # sequence number of snd_buf[0]
         self.sndspace = p.sendspace
@@ -403,19 +425,16 @@ class TcpCb:
         self.read_shut = False
         self.user_closed = False      # no socket references it any more (SS_NOFDREF)
         self.listener: Any = None     # TcpListener that spawned us, until accepted
-        # Timers.
+
+    def _init_timers(self, now: float) -> None:
+        """The TCPT_* deadlines (tcp_timer.h), the heap entry they hold, idle and
+        keepalive bookkeeping."""
         self.timers: list[float | None] = [None] * TCPT_NTIMERS
         self._hdl: float | None = None
         self.t_rcvtime = now
         self.t_starttime = now
         self.t_keepprobes = 0
         self.delack_segs = 0
-        # Socket options.
-        self._keepalive = False
-        self.linger_on = False
-        self.linger_secs = 0
-        self.cc: CongCtl = proto.new_congctl(self)
-        self.freed = False
 
     # ----- helpers -------------------------------------------------------------
     def __repr__(self) -> str:
@@ -511,6 +530,15 @@ class TcpCb:
     def ts_now(self, now: float) -> int:
         """Our RFC 7323 timestamp clock: milliseconds plus a per-connection offset."""
         return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
+
+    def segsize(self) -> int:
+        """The effective segment size, SMSS (RFC 5681 section 2, RFC 9293 3.7.1): the MSS
+        less the options every segment carries (NetBSD's t_segsz).  cwnd counts in these
+        units."""
+        n = self.t_maxseg
+        if self.t_flags & TS_BOTH == TS_BOTH:
+            n -= 12
+        return max(n, 1)
 
     def rcv_space(self) -> int:
         return max(0, self.rcvspace - len(self.rcv_buf))

@@ -191,7 +191,7 @@ class Udp:
         if not best.sbappend(payload, srcaddr):
             st.udps_fullsock += 1
 
-    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int = 0) -> bool:
+    def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
         """ICMP error about a datagram from ``src``:sport to ``dst``:dport: taken (True)
         if a socket bound to sport could have sent it (connected to dst:dport, or not
         connected); "fragmentation needed" then lowers the path MTU (Linux's udp_err

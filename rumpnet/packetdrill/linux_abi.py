@@ -15,9 +15,15 @@ import struct
 from typing import Any
 
 from rumpkern.errno import kerr
+from rumpnet.netinet.tcp_const import (
+    TF_RCVD_SCALE,
+    TF_RCVD_TSTMP,
+    TF_REQ_SCALE,
+    TF_REQ_TSTMP,
+    TF_SACK_PERMIT,
+)
 from rumpnet.netinet.tcp_ctloutput import TCP_KEEPINIT, TCP_NOOPT
 from rumpnet.netinet.tcp_fsm import TcpState
-from rumpnet.netinet.tcp_var import TF_RCVD_SCALE, TF_RCVD_TSTMP, TF_REQ_SCALE, TF_REQ_TSTMP, TF_SACK_PERMIT
 from rumpnet.packetdrill.profiles import FREEBSD_TCPOPT
 
 AF_INET = 2

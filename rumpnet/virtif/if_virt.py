@@ -33,7 +33,9 @@ moves 64 KB superframes both ways:
 * transmit: a frame that is an :class:`~rumpnet.ifnet.Mbuf` carrying ``M_CSUM_TSOv4``
   and/or ``M_CSUM_PARTIAL`` goes out with ``NEEDS_CSUM`` (``csum_start``/``csum_offset``)
   and, for TSO, ``gso_type`` TCPV4 and ``gso_size``: the host segments and checksums it.
-  Header and frame go out in one ``os.writev``.
+  Header and frame go out in one ``os.writev``. The driver cuts nothing: IP asks only
+  for the offloads ``capabilities`` reports (``ip_output.tx_offloads``); a frame asking
+  for others is dropped and counted in ``oerrors``.
 
 If the host refuses (no ``IFF_VNET_HDR``, ``TUNSETOFFLOAD`` failing) the driver falls back
 to fewer offloads or plain frames; ``offload_mode`` says which: ``"tso"``, ``"csum"`` or
@@ -349,7 +351,7 @@ class VirtifDriver:
                     hdr = _ZERO_VNET_HDR
                 n = os.writev(fd, (hdr, frame)) - VNET_HDR_LEN
             elif type(frame) is Mbuf and frame.csum_flags:
-                self._tx_software(frame)
+                self.oerrors += 1       # offloads this tap does not have: IP never asks
                 return
             else:
                 n = os.write(fd, frame)
@@ -372,39 +374,18 @@ class VirtifDriver:
             return _ZERO_VNET_HDR
         if fl & M_CSUM_TSOv4 and m.segsz:
             if not self.tun_offload & TUN_F_TSO4:
-                self._tx_software(m)
+                self.oerrors += 1       # IP asks only for the offloads the host granted
                 return None
             thl = (m[start + 12] >> 4) << 2
             self.tx_gso += 1
             return VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
                                  start + thl, m.segsz, start, _TCP_CSUM_OFF)
         if not self.tun_offload & TUN_F_CSUM:
-            self._tx_software(m)
+            self.oerrors += 1
             return None
         self.tx_csum_offload += 1
         return VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, 0, 0, start,
                              _TCP_CSUM_OFF)
-
-    def _tx_software(self, m: Mbuf) -> None:
-        """Finish an offload request here when the host does not do it (offloads turned
-        off under a frame already built for them)."""
-        from rumpnet.netinet.ip_gso import GsoError, complete_tcp_csum, tcp_segment_superframe
-
-        head = bytes(m[:_ETH])
-        if m.csum_flags & M_CSUM_TSOv4 and m.segsz:
-            try:
-                segs = tcp_segment_superframe(memoryview(m)[_ETH:], m.segsz)
-            except GsoError:
-                self.oerrors += 1
-                return
-            for seg in segs:
-                self.transmit(head + seg)
-            return
-        done = complete_tcp_csum(m, _ETH)
-        if done is None:
-            self.oerrors += 1
-            return
-        self.transmit(done)
 
     def detach(self) -> None:
         self._stop_reading()

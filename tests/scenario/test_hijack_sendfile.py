@@ -12,6 +12,8 @@ import asyncio
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import uvloop
@@ -107,6 +109,46 @@ def test_uvloop_under_hijack_is_a_selector_loop(kernels) -> None:
         assert not isinstance(loop, asyncio.SelectorEventLoop)
     finally:
         loop.close()
+
+
+_UVLOOP_FIRST_IMPORTED_UNDER_HIJACK = """
+import asyncio, sys
+from rumpkern import rump_init
+from rumpnet.hijack import hijack
+from rumpnet.hijack.hsocket import hijacked_fd
+assert "uvloop" not in sys.modules, "this run needs uvloop not imported yet"
+k = rump_init(clock="real")
+assert "uvloop" not in sys.modules
+try:
+    with hijack(k):
+        import uvloop
+        loop = uvloop.new_event_loop()
+        try:
+            assert isinstance(loop, asyncio.SelectorEventLoop), type(loop).__mro__
+            server = loop.run_until_complete(loop.create_server(asyncio.Protocol, "127.0.0.1", 0))
+            assert all(hijacked_fd(s.fileno()) is not None for s in server.sockets), server.sockets
+            server.close()
+            loop.run_until_complete(server.wait_closed())
+        finally:
+            loop.close()
+finally:
+    k.halt()
+print("ok")
+"""
+
+
+def test_uvloop_first_imported_under_a_hijack_is_a_selector_loop() -> None:
+    """uvloop imported for the first time inside the block (aiohttp's runner, a test that
+    imports it there) is patched too. It used to be patched only if already imported when
+    the hijack began: a real uvloop loop then opened a libuv handle on a hijacked socket's
+    readiness fd and closed that fd number a second time after the socket had, closing
+    whatever the number had become meanwhile (a scheduler's epoll: its serving thread
+    then slept forever and the suite hung). A fresh interpreter, where uvloop is not
+    imported yet."""
+    env = dict(os.environ, RUMP_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", _UVLOOP_FIRST_IMPORTED_UNDER_HIJACK], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
 def test_os_sendfile_and_fromfd(kernels, blobfile) -> None:

@@ -217,22 +217,3 @@ def test_harness_active_open() -> None:
     env.expect(None, env.ack_of(cb, seq=cb.iss + 1, ack=R_ISS + 1))
     assert cb.state == TcpState.ESTABLISHED
     assert cb.t_maxseg == 1000
-
-
-def test_duplicated_flag_constants_agree() -> None:
-    """tcp_output / tcp_timer repeat some tcp_var constants (to avoid an import cycle)."""
-    from rumpnet.netinet import tcp_output as o
-    from rumpnet.netinet import tcp_timer as t
-    from rumpnet.netinet import tcp_var as v
-
-    assert (o._TF_ACKNOW, o._TF_DELACK, o._TF_NODELAY, o._TF_SENTFIN, o._TF_REQ_SCALE,
-            o._TF_RCVD_SCALE, o._TF_REQ_TSTMP, o._TF_RCVD_TSTMP, o._TF_SACK_PERMIT,
-            o._TF_FORCE) == (v.TF_ACKNOW, v.TF_DELACK, v.TF_NODELAY, v.TF_SENTFIN,
-                             v.TF_REQ_SCALE, v.TF_RCVD_SCALE, v.TF_REQ_TSTMP,
-                             v.TF_RCVD_TSTMP, v.TF_SACK_PERMIT, v.TF_FORCE)
-    assert (o._T_REXMT, o._T_PERSIST, o._T_DELACK) == (v.TCPT_REXMT, v.TCPT_PERSIST,
-                                                       v.TCPT_DELACK)
-    assert (t.TCPT_REXMT, t.TCPT_PERSIST, t.TCPT_KEEP, t.TCPT_2MSL, t.TCPT_DELACK) == (
-        v.TCPT_REXMT, v.TCPT_PERSIST, v.TCPT_KEEP, v.TCPT_2MSL, v.TCPT_DELACK)
-    assert (t._TF_ACKNOW, t._TF_DELACK, t._TF_FORCE) == (v.TF_ACKNOW, v.TF_DELACK,
-                                                         v.TF_FORCE)
