@@ -459,7 +459,8 @@ def test_hostunreach_ignored_when_established() -> None:
     assert cb.t_softerror == 0 and cb.error == 0
     # a quoted sequence number outside the flight is ignored (RFC 5927)
     bad = inner[:-4] + struct.pack("!I", cb.iss + 5000)
-    env.proto.ctlinput("portunreach", REMOTE, LOCAL, bad)
+    # False: not taken, which IP's caller counts as icps_noconn
+    assert env.proto.ctlinput("portunreach", REMOTE, LOCAL, bad) is False
     assert cb.t_softerror == 0
 
 
