@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/rump_router --demo
 
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check rumpkern rumpnet tests bench examples

@@ -15,6 +15,10 @@ receives: "in"), SHA-256 checked; the servers are Linux (ns A's own stack) and r
 (a kernel on a tap bridged into ns A). Goodput is bytes over the client's time from
 connect to EOF (out) or to the sink's answer (in). The router's CPU time over each
 transfer is reported, to show it is not the bottleneck.
+
+``--ecn`` makes the path mark instead of drop (netem's ``ecn``: a loss event marks CE on an
+ECN-capable packet, Not-ECT ones are still dropped) and turns ECN on at both ends: Linux's
+``net.ipv4.tcp_ecn=1`` in both namespaces, rumpnet's ``net.inet.tcp.ecn.enable=1``.
 """
 
 from __future__ import annotations
@@ -110,14 +114,17 @@ class Router:
 
 
 @contextlib.contextmanager
-def impaired_path(servers: list[Server], sysctls: list[str]) -> Iterator[Path]:
-    """Namespaces A and B, the router between them and the servers in A; all removed on exit."""
-    from rumpnet.testing.netns import NetNS, move_link_to_netns, ns_configure, ns_popen, unique_ifname
+def impaired_path(servers: list[Server], sysctls: list[str], ecn: bool = False) -> Iterator[Path]:
+    """Namespaces A and B, the router between them and the servers in A; all removed on
+    exit. ``ecn``: Linux asks for and takes ECN in both namespaces (net.ipv4.tcp_ecn=1)."""
+    from rumpnet.testing.netns import NetNS, move_link_to_netns, ns_configure, ns_popen, ns_run, unique_ifname
     from rumpnet.virtif.hostif import off_loop
 
     with contextlib.ExitStack() as stack:
         ns_a = stack.enter_context(NetNS(PREFIX))
         ns_b = stack.enter_context(NetNS(PREFIX))
+        for ns in (ns_a, ns_b):
+            ns_run(ns, ["sysctl", "-qw", f"net.ipv4.tcp_ecn={1 if ecn else 2}"], check=True)
         bridge, tap_a, tap_b, tap_s = (unique_ifname(PREFIX) for _ in range(4))
         off_loop(_bridge_add, ns_a.name, bridge, LINUX_A)
         proc = stack.enter_context(ns_popen(ns_a, [sys.executable, "-u", ROUTER, "--tap-a", tap_a, "--addr-a",
@@ -180,22 +187,22 @@ def transfer(path: Path, srv: Server, direction: str, size: int, netem: str, lim
     res["router_cpu"] = (after["cpu_s"] - before["cpu_s"]) / seconds
     res["server_cpu"] = (_proc_cpu(pid) - srv_cpu0) / seconds
     res["netem"] = {ifn: {k: v - (before["egress"][ifn] or {}).get(k, 0) for k, v in (c or {}).items()
-                          if k in ("packets", "drop_loss", "drops")}
+                          if k in ("packets", "drop_loss", "drops", "ecn_marked")}
                     for ifn, c in after["egress"].items()}
     return res
 
 
 def run(servers: list[Server], losses: list[float], delay: str, size: int, seed: int, limit: float,
-        sysctls: list[str]) -> dict[str, Any]:
+        sysctls: list[str], ecn: bool = False) -> dict[str, Any]:
     """Rows ``loss P% DIR CC``: the Linux server with congestion control CC, and rumpnet
     where CC matters to it: as receiver ("in", the Linux client sending with CC) for every
     CC, as sender ("out", with its own congestion control) in the reference row only."""
     results: dict[str, Any] = {}
     linux = [srv for srv in servers if srv.congestion is not None]
     rump = next((srv for srv in servers if srv.congestion is None), None)
-    with impaired_path(servers, sysctls) as path:
+    with impaired_path(servers, sysctls, ecn) as path:
         for loss in losses:
-            netem = f"delay {delay} loss {loss:g}% seed {seed}"
+            netem = f"delay {delay} loss {loss:g}% seed {seed}" + (" ecn" if ecn else "")
             for direction in DIRECTIONS:
                 for i, lx in enumerate(linux):
                     key = f"loss {loss:g}% {direction} {lx.congestion}"
@@ -262,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-rumpnet", action="store_true", help="Linux servers only")
     ap.add_argument("--sysctl", action="append", default=[], metavar="NAME=VALUE",
                     help="for the rumpnet kernel (default: net.inet.tcp.congctl=cubic)")
+    ap.add_argument("--ecn", action="store_true",
+                    help="mark CE instead of dropping (netem ecn), ECN on at both ends (RFC 3168)")
     ap.add_argument("--max-seconds", type=float, default=600.0, help="limit per transfer")
     ap.add_argument("--json", metavar="FILE")
     a = ap.parse_args(argv)
@@ -276,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick and a.loss == "1,3":
         losses = [1.0]
     sysctls = a.sysctl or ["net.inet.tcp.congctl=cubic"]
+    if a.ecn:
+        sysctls = [*sysctls, "net.inet.tcp.ecn.enable=1"]
     servers = servers_for(ccs, not a.no_rumpnet)
 
     from rumpnet.testing.netns import cleanup_stale, have_netns_privileges
@@ -289,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     load0 = list(os.getloadavg())
     started = time.time()
     try:
-        results = run(servers, losses, a.delay, size, a.seed, a.max_seconds, sysctls)
+        results = run(servers, losses, a.delay, size, a.seed, a.max_seconds, sysctls, a.ecn)
     except Interrupted as e:
         log(f"interrupted ({e}); cleaned up")
         return 130
@@ -302,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                     "seconds": round(time.time() - started, 1), "size": size,
                     "servers": [srv.name for srv in servers], "reference": ccs[0],
-                    "netem": f"delay {a.delay} loss {'/'.join(f'{x:g}' for x in losses)}% seed {a.seed}",
+                    "netem": f"delay {a.delay} loss {'/'.join(f'{x:g}' for x in losses)}% seed {a.seed}"
+                             + (" ecn" if a.ecn else ""),
                     "sysctl": sysctls, "loadavg_start": load0, "loadavg_end": list(os.getloadavg()),
                     "cpus": os.cpu_count()},
            "results": results}

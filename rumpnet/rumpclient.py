@@ -500,7 +500,7 @@ class RumpClient:
 
     def procs(self) -> list[tuple[int, str, list[tuple[int, str]]]]:
         """Every process in the server's kernel: ``(pid, comm, [(fd, kind), ...])``."""
-        return [(p[0], p[1], [tuple(f) for f in p[2]]) for p in self.call("procs")[0]]  # type: ignore[misc]
+        return [(p[0], p[1], [tuple(f) for f in p[2]]) for p in self.call("procs")[0]]
 
     def halt(self) -> None:
         """Stop the server (rump.halt)."""

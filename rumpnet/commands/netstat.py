@@ -227,6 +227,9 @@ def tcp_stats(st: Any) -> list[str]:
     p.p("tcps_sc_retransmitted", "\t{n} SYN,ACK{s} retransmitted")
     p.p("tcps_sc_dupesyn", "\t{n} duplicate SYN{s} received for entries already in the cache")
     p.p("tcps_sc_dropped", "\t{n} SYN{s} dropped (no route or no space)")
+    p.p("tcps_ecn_shs", "\t{n} successful ECN handshake{s}")
+    p.p("tcps_ecn_ce", "\t{n} packet{s} with ECN CE bit")
+    p.p("tcps_ecn_ect", "\t{n} packet{s} ECN ECT(0) bit")
     p.p("tcps_sack_recovery_episode", "\t{n} SACK recovery episode{s}")
     p.p("tcps_sack_rexmits", "\t{n} segment rexmit{s} in SACK recovery episodes")
     p.p("tcps_sack_rexmit_bytes", "\t{n} byte rexmit{s} in SACK recovery episodes")
@@ -245,6 +248,12 @@ def tcp_stats(st: Any) -> list[str]:
     p.p("tcps_sndrexmitbad", "\t{n} unnecessary packet retransmission{s}")
     p.p("tcps_rexmttimeo_sacklost", "\t{n} retransmit timeout{s} of segments SACK had deemed lost")
     p.p("tcps_hystart_css", "\t{n} HyStart++ conservative slow start{s}")
+    # ECN beyond NetBSD's three lines (FreeBSD's names; sent ECE and CWR ours).
+    p.p("tcps_ecn_ect1", "\t{n} packet{s} with ECN ECT(1) bit")
+    p.p("tcps_ecn_rcwnd", "\t{n} congestion window reduction{s} for ECN-Echo")
+    p.p("tcps_ecn_sndect0", "\t{n} packet{s} sent with ECN ECT(0) bit")
+    p.p("tcps_ecn_sndece", "\t{n} packet{s} sent with ECN-Echo")
+    p.p("tcps_ecn_sndcwr", "\t{n} packet{s} sent with Congestion Window Reduced")
     p.p("tcps_challenge_ack", "\t{n} challenge ACK{s} sent")
     return p.lines
 

@@ -121,7 +121,7 @@ class Harness:
             raise ApiError(400, str(e)) from None
         except OSError as e:
             raise ApiError(503, f"listen: {e.strerror or e}") from None
-        return px.to_json()  # type: ignore[no-any-return]
+        return px.to_json()
 
     def update_proxy(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST /proxies/{name}: ``{enabled}``."""

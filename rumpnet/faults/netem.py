@@ -10,7 +10,7 @@ The order of decisions per frame follows ``netem_enqueue()``:
    ``drop_match`` (so that toggling them does not shift the random stream);
 2. duplication draw (``duplicate``, correlated), then the loss event (random with
    correlation, 4-state Markov ``loss state``, or Gilbert-Elliott ``loss gemodel``);
-   with ``ecn`` a loss event marks CE on ECN-capable IPv4 instead of dropping;
+   with ``ecn`` a loss event marks CE on ECN-capable IPv4 and IPv6 instead of dropping;
 3. the duplicate, if any, is enqueued now and runs steps 2-6 itself with duplication
    off, as netem re-enqueues the clone at the root qdisc before touching the original;
 4. corruption (one random bit of one random byte flipped, checksums left wrong);
@@ -63,7 +63,7 @@ def _pareto_q(u: float) -> float:
     v = 1.0 - u
     if v <= 0.0:
         return _TABLE_MAX
-    x = (v ** (-1.0 / _PARETO_A) - 1.5) * (4.0 / 3.0)
+    x: float = (v ** (-1.0 / _PARETO_A) - 1.5) * (4.0 / 3.0)
     return min(x, _TABLE_MAX)
 
 
@@ -125,7 +125,7 @@ class NetemParams:
     loss_state: tuple[float, float, float, float, float] | None = None
     # loss gemodel P [R [1-H [1-K]]]  (defaults r = 1 - p, 1-h = 1, 1-k = 0)
     loss_gemodel: tuple[float, float, float, float] | None = None
-    # ecn: mark CE on ECN-capable IPv4 instead of dropping on a loss event
+    # ecn: mark CE on ECN-capable IPv4/IPv6 instead of dropping on a loss event
     ecn: bool = False
     duplicate: float = 0.0
     duplicate_corr: float = 0.0
@@ -554,8 +554,18 @@ class Netem:
 
     @staticmethod
     def _ecn_mark(frame: bytes) -> bytes | None:
-        """INET_ECN_set_ce() on an ECN-capable IPv4 frame: the marked copy, or None."""
+        """INET_ECN_set_ce() on an ECN-capable IPv4 or IPv6 frame (RFC 3168 section 5:
+        ECT(0) or ECT(1) becomes CE, CE stays): the marked copy, or None for Not-ECT and
+        anything else, which netem then drops."""
         off = 14
+        if len(frame) >= off + 40 and frame[12:14] == b"\x86\xdd" and frame[off] >> 4 == 6:
+            # The traffic class straddles the first two octets: its ECN bits are 0x30 of
+            # the second; IPv6 has no header checksum.
+            if not frame[off + 1] & 0x30:
+                return None
+            buf = bytearray(frame)
+            buf[off + 1] |= 0x30
+            return bytes(buf)
         if len(frame) < off + 20 or frame[12:14] != b"\x08\x00" or frame[off] >> 4 != 4:
             return None
         tos = frame[off + 1]

@@ -713,7 +713,8 @@ class Network:
         """Build a network from a scenario file (see :mod:`rumpnet.faults.scenario`)."""
         from rumpnet.faults.scenario import build, load
 
-        return build(load(source), **overrides)
+        net: Network = build(load(source), **overrides)
+        return net
 
 
 class _Filtered:

@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 Buffer = bytes | bytearray | memoryview
 
 _UP_RUNNING = IFF_UP | IFF_RUNNING
-# Ethernet header and the first two bytes of the IP header, total length and id, the
+# Ethernet header and the IP header's first byte, its TOS, total length and id, the
 # next four bytes (fragment field, TTL, protocol), the header checksum, the addresses.
-_ETHER_IP = struct.Struct("!16sHH4sH8s")
+_ETHER_IP = struct.Struct("!15sBHH4sH8s")
 _ROUTE_CACHE_MAX = 1024
 _gso_structs: dict[int, struct.Struct] = {}
 
@@ -49,7 +49,7 @@ def _gso_struct(thl: int) -> struct.Struct:
     """Ethernet, IP and a ``thl``-byte TCP header in one pack (see ``_ETHER_IP``)."""
     st = _gso_structs.get(thl)
     if st is None:
-        st = _gso_structs[thl] = struct.Struct(f"!16sHH4sH8s4sI4sBB2sH{thl - 18}s")
+        st = _gso_structs[thl] = struct.Struct(f"!15sBHH4sH8s4sI4sBB2sH{thl - 18}s")
     return st
 
 
@@ -90,12 +90,13 @@ class RouteCache:
         # DF for TCP while PMTU discovery is on, unless the route's MTU is locked
         # (RTV_MTU: a reported MTU fell under the floor, ip_icmp's mtudisc).
         df = IP_DF if proto == IPPROTO_TCP and mtudisc and not rt.locks & RTV_MTU else 0
-        # Destination MAC, ours, ETHERTYPE_IP; then IP version 4, header length 5, TOS 0.
-        self.prefix = self.mac + ifp.lladdr + b"\x08\x00\x45\x00"
+        # Destination MAC, ours, ETHERTYPE_IP; then IP version 4, header length 5 (the
+        # TOS octet follows, per packet).
+        self.prefix = self.mac + ifp.lladdr + b"\x08\x00\x45"
         self.mid = struct.pack("!HBB", df, ttl, proto)
         self.addrs = struct.pack("!II", src, dst)
         # RFC 1071 sums of what does not change from packet to packet: the pseudo-header
-        # (RFC 9293 3.1) without its length, and the IP header without length and id.
+        # (RFC 9293 3.1) without its length, and the IP header without TOS, length and id.
         self.psum = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto
         self.hsum = 0x4500 + df + (ttl << 8) + self.psum
 
@@ -180,11 +181,13 @@ class IpOutput:
             return IP_MAXPACKET - IP_HDR_LEN - 20
         return 0
 
-    def output_cached(self, src: int, dst: int, proto: int, payload: Buffer, tso_segsz: int = 0) -> None:
-        """:meth:`output` of a plain packet (no options, TOS 0, default TTL) from a
-        connected socket: through the destination's :class:`RouteCache`, straight to the
-        interface, when it is valid and the packet fits the path MTU; otherwise (and for
-        everything unusual: broadcast, loopback, unresolved ARP) the full path.
+    def output_cached(self, src: int, dst: int, proto: int, payload: Buffer, tso_segsz: int = 0,
+                      tos: int = 0) -> None:
+        """:meth:`output` of a plain packet (no options, default TTL; ``tos`` its TOS
+        octet, such as TCP's ECN codepoint) from a connected socket: through the
+        destination's :class:`RouteCache`, straight to the interface, when it is valid
+        and the packet fits the path MTU; otherwise (and for everything unusual:
+        broadcast, loopback, unresolved ARP) the full path.
 
         One call builds the Ethernet and IP headers from the cached template and hands
         the frame to ``transmit_frame`` (so bpf, qdiscs and the interface counters see
@@ -197,26 +200,26 @@ class IpOutput:
         if rc is None or rc.src != src or not rc.valid(self):
             rc = self._route_cache_fill(src, dst, proto, key)
             if rc is None:
-                self.output(src, dst, proto, payload, tso_segsz=tso_segsz)
+                self.output(src, dst, proto, payload, tos=tos, tso_segsz=tso_segsz)
                 return
         if tso_segsz:
             # A superframe is cut at its segment size even when it would fit the MTU
             # (a peer with a small MSS): here for an interface without TSO, else by the
             # interface (TSO) or ip_gso on the full path.
-            if not tx_offloads(rc.ifp) & IFCAP_TSOv4 and self._gso_cached(rc, payload, tso_segsz):
+            if not tx_offloads(rc.ifp) & IFCAP_TSOv4 and self._gso_cached(rc, payload, tso_segsz, tos):
                 return
-            self.output(src, dst, proto, payload, tso_segsz=tso_segsz)
+            self.output(src, dst, proto, payload, tos=tos, tso_segsz=tso_segsz)
             return
         total = IP_HDR_LEN + len(payload)
         rt = rc.rt
         if total > rt.path_mtu:
-            self.output(src, dst, proto, payload)    # fragments, or EMSGSIZE with DF
+            self.output(src, dst, proto, payload, tos=tos)    # fragments, or EMSGSIZE with DF
             return
         ip_id = self._ip_id = (self._ip_id + 1) & 0xFFFF or 1
-        s = rc.hsum + total + ip_id
+        s = rc.hsum + tos + total + ip_id
         s = (s & 0xFFFF) + (s >> 16)
         s = (s & 0xFFFF) + (s >> 16)
-        frame = _ETHER_IP.pack(rc.prefix, total, ip_id, rc.mid, ~s & 0xFFFF, rc.addrs) + payload
+        frame = _ETHER_IP.pack(rc.prefix, tos, total, ip_id, rc.mid, ~s & 0xFFFF, rc.addrs) + payload
         self.stats.ips_localout += 1
         rt.use += 1
         rc.ifp.transmit_frame(frame)
@@ -227,7 +230,7 @@ class IpOutput:
         rc = self._rcache.get((dst << 8) | proto)
         return rc if rc is not None and rc.valid(self) else None
 
-    def _gso_cached(self, rc: RouteCache, seg: Buffer, segsz: int) -> bool:
+    def _gso_cached(self, rc: RouteCache, seg: Buffer, segsz: int, tos: int = 0) -> bool:
         """Software segmentation (GSO) of TCP superframe ``seg`` (TCP header and payload,
         checksum not needed) into frames of ``segsz`` payload bytes, sent through ``rc``.
         Each frame is what TCP would have sent for that segment on its own: the header
@@ -249,7 +252,7 @@ class IpOutput:
         win = bytes(mv[14:16])
         tail = bytes(mv[18:thl])       # urgent pointer and options
         ip_id = self._ip_id
-        prefix, mid, addrs, ipsum = rc.prefix, rc.mid, rc.addrs, rc.hsum
+        prefix, mid, addrs, ipsum = rc.prefix, rc.mid, rc.addrs, rc.hsum + tos
         transmit = rc.ifp.transmit_frame
         nseg = 0
         for seq, f, chunk, c in tcp_gso_split(mv, segsz, rc.psum):
@@ -258,8 +261,8 @@ class IpOutput:
             s = ipsum + total + ip_id
             s = (s & 0xFFFF) + (s >> 16)
             s = (s & 0xFFFF) + (s >> 16)
-            transmit(st.pack(prefix, total, ip_id, mid, ~s & 0xFFFF, addrs, ports, seq, ack, off, f, win, c,
-                             tail) + chunk)
+            transmit(st.pack(prefix, tos, total, ip_id, mid, ~s & 0xFFFF, addrs, ports, seq, ack, off, f,
+                             win, c, tail) + chunk)
             nseg += 1
         self._ip_id = ip_id
         self.stats.ips_localout += nseg

@@ -3,7 +3,10 @@
 Overlapping fragments (RFC 5722's rule, which NetBSD applies to IPv4 as a hardening) and
 datagrams that would exceed 65535 bytes make the whole datagram go; exact duplicates are
 dropped alone. The number of datagrams under reassembly (``net.inet.ip.maxfragpackets``)
-and of fragments held are capped; queues time out after ``IPFRAGTTL`` seconds.
+and of fragments held are capped; queues time out after ``IPFRAGTTL`` seconds. The ECN
+field of the datagram is made from its fragments' (RFC 3168 section 5.3, Linux's
+``ip_frag_ecn_table``): CE on any, ECT on the rest, gives CE; Not-ECT mixed with ECT or CE
+drops the datagram.
 """
 
 from __future__ import annotations
@@ -11,14 +14,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rumpnet.netinet.in_cksum import in_cksum
-from rumpnet.netinet.ip_var import IP_HDR, IP_MAXPACKET, IP_MF, IP_OFFMASK, IPFRAGTTL
+from rumpnet.netinet.ip_var import (
+    IP_HDR,
+    IP_MAXPACKET,
+    IP_MF,
+    IP_OFFMASK,
+    IPFRAGTTL,
+    IPTOS_ECN_CE,
+    IPTOS_ECN_MASK,
+    IPTOS_ECN_NOTECT,
+)
+
+_NOTECT_SEEN = 1 << IPTOS_ECN_NOTECT
+_CE_SEEN = 1 << IPTOS_ECN_CE
 
 if TYPE_CHECKING:
     from rumpnet.netinet.in_proto import Inet
 
 
 class _Queue:
-    __slots__ = ("frags", "total", "held", "first_hdr", "expire", "timer", "nbytes")
+    __slots__ = ("frags", "total", "held", "first_hdr", "expire", "timer", "nbytes", "ecn")
 
     def __init__(self, expire: float) -> None:
         self.frags: list[tuple[int, int, bytes]] = []  # (start, end, data), sorted by start
@@ -27,6 +42,7 @@ class _Queue:
         self.expire = expire
         self.timer: Any = None
         self.nbytes = 0
+        self.ecn = 0     # a bit per ECN codepoint the fragments carried (1 << codepoint)
 
 
 class Reassembler:
@@ -123,6 +139,7 @@ class Reassembler:
         frags.insert(i, (start, end, data))
         self.nfrags += 1
         q.nbytes += len(data)
+        q.ecn |= 1 << (pkt[1] & IPTOS_ECN_MASK)
         if start == 0:
             q.first_hdr = bytes(pkt[:hlen])
         if q.total < 0 or q.first_hdr is None:
@@ -135,6 +152,19 @@ class Reassembler:
             pos = e
         if pos != q.total:
             return None
+        return self._reassemble(key, q)
+
+    def _reassemble(self, key: tuple[int, int, int, int], q: _Queue) -> bytes | None:
+        """The datagram of a complete queue ``q``: the first fragment's header with the
+        total length and the ECN field of all fragments (RFC 3168 5.3), then the data;
+        None when the fragments' ECN fields do not go together."""
+        frags = q.frags
+        if q.first_hdr is None:
+            return None
+        if q.ecn & _NOTECT_SEEN and q.ecn != _NOTECT_SEEN:
+            # RFC 3168 5.3: Not-ECT fragments mixed with ECN-capable ones: drop.
+            self._drop_queue(key)
+            return None
         del self.queues[key]
         if q.timer is not None:
             q.timer.cancel()
@@ -142,6 +172,8 @@ class Reassembler:
         hdr = bytearray(q.first_hdr)
         flen = len(hdr) + q.total
         vhl, tos, _, pid, _, ttl, p, _, s_, d_ = IP_HDR.unpack_from(hdr)
+        if q.ecn & _CE_SEEN:
+            tos |= IPTOS_ECN_CE         # RFC 3168 5.3: congestion on any fragment
         IP_HDR.pack_into(hdr, 0, vhl, tos, flen, pid, 0, ttl, p, 0, s_, d_)
         c = in_cksum(hdr)
         hdr[10] = c >> 8

@@ -16,6 +16,12 @@ IP_MF = 0x2000
 IP_OFFMASK = 0x1FFF
 IPDEFTTL = 64
 IPFRAGTTL = 30.0  # seconds a reassembly queue lives (NetBSD: 60 slow-timeout ticks of 500 ms)
+# The ECN field, the low two bits of the TOS octet (RFC 3168 section 5; NetBSD's ip.h).
+IPTOS_ECN_MASK = 0x03
+IPTOS_ECN_NOTECT = 0x00
+IPTOS_ECN_ECT1 = 0x01
+IPTOS_ECN_ECT0 = 0x02
+IPTOS_ECN_CE = 0x03
 
 IPPROTO_IP = 0
 IPPROTO_ICMP = 1

@@ -87,6 +87,9 @@ class TcpRepr:
     sack_blocks: tuple[tuple[int, int], ...] = ()
     timestamps: tuple[int, int] | None = None
     payload: bytes | bytearray | memoryview = field(default=b"")
+    # Not TCP's: the ECN field of the IP header the segment came in (RFC 3168 section 5),
+    # set by TcpProtocol.input as NetBSD's tcp_input reads ``iptos``; 0 (Not-ECT) else.
+    ip_ecn: int = 0
 
     @property
     def seg_len(self) -> int:
@@ -100,7 +103,8 @@ class TcpRepr:
 
     def __repr__(self) -> str:  # compact, for test failure messages
         fl = "".join(c for bit, c in ((TH_SYN, "S"), (TH_FIN, "F"), (TH_RST, "R"),
-                                       (TH_PUSH, "P"), (TH_ACK, "."), (TH_URG, "U"))
+                                       (TH_PUSH, "P"), (TH_ACK, "."), (TH_URG, "U"),
+                                       (TH_ECE, "E"), (TH_CWR, "W"))
                      if self.flags & bit)
         parts = [f"{self.sport}>{self.dport} [{fl}] seq={self.seq} ack={self.ack} "
                  f"win={self.window}"]
@@ -116,6 +120,8 @@ class TcpRepr:
             parts.append(f"ts={self.timestamps}")
         if self.payload:
             parts.append(f"len={len(self.payload)}")
+        if self.ip_ecn:
+            parts.append(("notect", "ect1", "ect0", "ce")[self.ip_ecn & 3])
         return "TcpRepr(" + " ".join(parts) + ")"
 
 

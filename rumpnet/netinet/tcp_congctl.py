@@ -129,8 +129,9 @@ class CongCtl:
         """A new cumulative ACK of ``acked`` bytes outside fast recovery."""
         raise NotImplementedError
 
-    def on_congestion(self, now: float) -> None:
-        """Entering fast recovery (or a TLP-detected loss): set ssthresh."""
+    def on_congestion(self, now: float, flight: int | None = None) -> None:
+        """Entering fast recovery (a TLP-detected loss, an ECN echo): set ssthresh from
+        ``flight``, the FlightSize when the signal came (default: now)."""
         raise NotImplementedError
 
     def on_rto(self, now: float) -> None:
@@ -170,9 +171,10 @@ class NewReno(CongCtl):
             self.bytes_acked -= cb.snd_cwnd
             cb.snd_cwnd += cb.segsize()
 
-    def on_congestion(self, now: float) -> None:
+    def on_congestion(self, now: float, flight: int | None = None) -> None:
         cb = self.cb
-        cb.snd_ssthresh = max(self.flight() // 2, 2 * cb.segsize())   # RFC 5681 eq. (4)
+        fs = self.flight() if flight is None else flight
+        cb.snd_ssthresh = max(fs // 2, 2 * cb.segsize())                # RFC 5681 eq. (4)
 
 
 class Cubic(CongCtl):
@@ -232,7 +234,7 @@ class Cubic(CongCtl):
         if new > cwnd:
             cb.snd_cwnd = max(cb.snd_cwnd, int(new * smss))
 
-    def on_congestion(self, now: float) -> None:
+    def on_congestion(self, now: float, flight: int | None = None) -> None:
         cb = self.cb
         smss = cb.segsize()
         cwnd = cb.snd_cwnd / smss
@@ -243,7 +245,8 @@ class Cubic(CongCtl):
             self.w_max = cwnd
         self.cwnd_prior = cwnd
         # RFC 9438 4.6: ssthresh = flight_size * beta, at least 2 SMSS.
-        cb.snd_ssthresh = max(int(min(self.flight(), cb.snd_cwnd) * self.BETA), 2 * smss)
+        fs = self.flight() if flight is None else flight
+        cb.snd_ssthresh = max(int(min(fs, cb.snd_cwnd) * self.BETA), 2 * smss)
         self.epoch_start = None
 
     def on_rto(self, now: float) -> None:
@@ -267,13 +270,17 @@ def congctl_class(name: str) -> type[CongCtl]:
 
 
 # ----- PRR (RFC 6937) ------------------------------------------------------------------
-def prr_start(cb: TcpCb) -> None:
+def prr_start(cb: TcpCb, count: bool = True, flight: int | None = None) -> None:
     """At the start of recovery (RFC 6937 section 3): nothing delivered or sent yet,
-    RecoverFS the FlightSize."""
+    RecoverFS the FlightSize (``flight``: when the signal came; default now).
+    ``count``: a loss recovery (tcps_prr_recoveries), not an ECN reduction (tcp_ecn,
+    counted in tcps_ecn_rcwnd)."""
     cb.prr_delivered = 0
     cb.prr_out = 0
-    cb.recover_fs = max((cb.snd_max - cb.snd_una) & SEQ_MASK, 1)
-    cb.stats.tcps_prr_recoveries += 1
+    fs = (cb.snd_max - cb.snd_una) & SEQ_MASK if flight is None else flight
+    cb.recover_fs = max(fs, 1)
+    if count:
+        cb.stats.tcps_prr_recoveries += 1
 
 
 def prr_ack(cb: TcpCb, delivered: int, pipe: int, fast_rexmit: bool = False) -> None:

@@ -25,6 +25,12 @@ TF_SACK_PERMIT = 0x0200
 TF_WILL_SACK = 0x0400
 TF_FORCE = 0x0800
 TF_PASSIVE = 0x1000
+# ECN (tcp_ecn, RFC 3168 6.1; NetBSD's names).
+TF_REQ_ECN = 0x2000        # our SYNs are ECN-setup SYNs (ecn.enable=1, active open)
+TF_ECN_PERMIT = 0x4000     # negotiated: ECT on new data, ECE and CWR mean something
+TF_ECN_SND_CWR = 0x8000    # CWR on the next new data segment
+TF_ECN_SND_ECE = 0x10000   # ECE on every segment until a CWR arrives
+TF_ECN = TF_REQ_ECN | TF_ECN_PERMIT   # ECN asked for or negotiated: tcp_output's hook runs
 TS_BOTH = TF_REQ_TSTMP | TF_RCVD_TSTMP   # timestamps asked for and granted (RFC 7323)
 
 # -- tcp_var.h: events of a connection's upcall (the socket layer's wakeups) ------------

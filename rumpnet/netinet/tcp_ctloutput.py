@@ -28,6 +28,7 @@ from rumpkern.errno import kerr
 from rumpnet.netinet.tcp_congctl import CONGCTL, congctl_class
 from rumpnet.netinet.tcp_const import (
     TCPT_KEEP,
+    TF_ECN_PERMIT,
     TF_RCVD_SCALE,
     TF_RCVD_TSTMP,
     TF_REQ_SCALE,
@@ -158,17 +159,26 @@ def change_keepalive(cb: TcpCb) -> None:
         cb.set_timer(TCPT_KEEP, cb.keep_idle(), cb.t_rcvtime)
 
 
-def tcp_fill_info(cb: TcpCb, now: float) -> bytes:
-    """NetBSD's tcp_fill_info: ``struct tcp_info`` of ``cb`` (see the module doc)."""
-    tf = cb.t_flags
+def tcpi_options(tf: int) -> int:
+    """``tcpi_options`` for a connection's t_flags: what was negotiated (timestamps, SACK,
+    window scaling; ECN, RFC 3168 6.1.1, as NetBSD's and Linux's TCPI_OPT_ECN)."""
     options = 0
-    wscale = 0
     if tf & TF_REQ_TSTMP and tf & TF_RCVD_TSTMP:
         options |= TCPI_OPT_TIMESTAMPS
     if tf & TF_SACK_PERMIT:
         options |= TCPI_OPT_SACK
     if tf & TF_REQ_SCALE and tf & TF_RCVD_SCALE:
         options |= TCPI_OPT_WSCALE
+    if tf & TF_ECN_PERMIT:
+        options |= TCPI_OPT_ECN
+    return options
+
+
+def tcp_fill_info(cb: TcpCb, now: float) -> bytes:
+    """NetBSD's tcp_fill_info: ``struct tcp_info`` of ``cb`` (see the module doc)."""
+    options = tcpi_options(cb.t_flags)
+    wscale = 0
+    if options & TCPI_OPT_WSCALE:
         wscale = (cb.snd_scale & 0x0F) | (cb.rcv_scale & 0x0F) << 4
     segsz = cb.segsize()
     rexmit = cb.t_sndrexmitpack & 0xFFFFFFFF

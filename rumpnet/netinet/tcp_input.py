@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
+from rumpnet.netinet import tcp_ecn as _ecn
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet import tcp_recovery as _rec
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpRepr
@@ -26,6 +27,7 @@ from rumpnet.netinet.tcp_const import (
     TCPT_REXMT,
     TF_ACKNOW,
     TF_DELACK,
+    TF_ECN_PERMIT,
     TF_RCVD_SCALE,
     TF_RCVD_TSTMP,
     TF_REQ_SCALE,
@@ -142,6 +144,7 @@ def _syn_sent(cb: TcpCb, seg: TcpRepr, now: float) -> None:
     cb.max_sndwnd = max(cb.max_sndwnd, cb.snd_wnd)
     cb.snd_wl1 = seg.seq
     if flags & TH_ACK:
+        _ecn.synack_input(cb, seg)          # RFC 3168 6.1.1
         cb.snd_wl2 = seg.ack
         cb.snd_una = seg.ack
         if SEQ_LT(cb.snd_nxt, cb.snd_una):
@@ -172,6 +175,7 @@ def _syn_sent(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         # processing after the ESTABLISHED state has been reached"); a FIN on it is
         # dropped, as 4.4BSD's reassembly drops one before ESTABLISHED.
         cb.transition(Ev.RCV_SYN)
+        _ecn.syn_input(cb, seg)
         if seg.payload:
             _reass_insert(cb, cb.rcv_nxt, seg.payload)
         cb.snd_nxt = cb.iss
@@ -502,6 +506,8 @@ def tcp_input_cb(cb: TcpCb, seg: TcpRepr, now: float) -> None:
     if ts is not None and SEQ_LEQ(seq, cb.last_ack_sent) and SEQ_GEQ(ts[0], cb.ts_recent):
         cb.ts_recent = ts[0]
         cb.ts_recent_age = now
+    if cb.t_flags & TF_ECN_PERMIT:
+        _ecn.segment_input(cb, seg)         # CE and CWR of an acceptable segment (RFC 3168 6.1.3)
 
     if not flags & TH_ACK:
         if cb.t_flags & TF_ACKNOW:
@@ -661,7 +667,7 @@ def _new_ack(cb: TcpCb, seg: TcpRepr, ack: int, ts: tuple[int, int] | None,
     fin_acked = _our_fin_acked(cb, ack)
     _drop_acked(cb, ack, fin_acked)
     if not cb.t_flags & TF_SACK_PERMIT:
-        _rec.newreno_ack(cb, acked, now)      # with SACK, tcp_recovery.sack_ack decides
+        _rec.newreno_ack(cb, acked, now, seg.flags)   # with SACK, tcp_recovery.sack_ack decides
     if cb.snd_una == cb.snd_max:
         cb.cancel_timer(TCPT_REXMT)
     elif cb.timers[TCPT_PERSIST] is None:

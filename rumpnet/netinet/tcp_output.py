@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp as _tcp
+from rumpnet.netinet import tcp_ecn as _ecn
 from rumpnet.netinet import tcp_rack as _rack
 from rumpnet.netinet.tcp import (
     TH_ACK,
@@ -26,6 +27,8 @@ from rumpnet.netinet.tcp_const import (
     TCPT_TLP,
     TF_ACKNOW,
     TF_DELACK,
+    TF_ECN,
+    TF_ECN_PERMIT,
     TF_FORCE,
     TF_NODELAY,
     TF_RCVD_TSTMP,
@@ -84,7 +87,14 @@ def rcv_window(cb: TcpCb) -> int:
     if cb.state < _ESTABLISHED:
         space = min(space, TCP_MAXWIN)
     else:
-        space = min(space, TCP_MAXWIN << cb.rcv_scale)
+        scale = cb.rcv_scale
+        if scale and cb.params.rcvwin_roundup:
+            # FreeBSD's and Linux's choice: the scaled window rounded up, not down (RFC
+            # 7323 2.4 allows a window "beyond what it previously advertised (and perhaps
+            # beyond the buffer)"); NetBSD rounds down.
+            space += (1 << scale) - 1
+            space -= space & ((1 << scale) - 1)
+        space = min(space, TCP_MAXWIN << scale)
     promised = cb.rcv_wnd
     if space < promised:
         space = promised            # never shrink the window (RFC 9293 3.8.6)
@@ -220,8 +230,8 @@ def _sent(cb: TcpCb, seq: int, length: int, fin: int, now: float, rexmit: bool) 
     RFC 8985 6.1), PRR's prr_out (RFC 6937), the retransmissions of an RTO episode."""
     if cb.t_flags & TF_SACK_PERMIT:
         cb.sack.sent(seq, length + fin, now)
-    if cb.in_recovery:
-        cb.prr_out += length
+    if cb.in_recovery or cb.ecn_recover is not None:
+        cb.prr_out += length           # PRR: fast recovery, or an ECN reduction (tcp_ecn)
     if rexmit and cb.t_rxt_tsval is not None:
         cb.t_rto_rexmits += 1
 
@@ -255,6 +265,10 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
         st.tcps_sndpack += 1
         st.tcps_sndbyte += length
     fin = 1 if flags & TH_FIN else 0
+    ecn = 0
+    if cb.t_flags & TF_ECN_PERMIT:
+        # New data (a tail loss probe's) is ECT, a retransmission or window probe is not.
+        flags, ecn = _ecn.output(cb, flags, not rexmit and length > 0 and cb.snd_wnd != 0)
     _sent(cb, seq, length, fin, now, rexmit)
     nxt = (seq + length + fin) & SEQ_MASK
     if SEQ_GT(nxt, cb.snd_max):
@@ -263,8 +277,20 @@ def send_range(cb: TcpCb, seq: int, length: int, now: float) -> int:
     r.payload = b""        # drop the view of snd_buf before anything can resize it
     if cb.timers[TCPT_REXMT] is None:
         cb.set_timer(TCPT_REXMT, rexmt_value(cb), now)
-    cb.proto.output(cb.laddr, cb.faddr, raw)
+    _ip_output(cb, raw, 0, ecn)
     return length
+
+
+def _ip_output(cb: TcpCb, raw: bytes, tso: int, ecn: int) -> None:
+    """Hand a segment to IP: ``output(src, dst, segment)``, with ``tso_segsz=`` for a
+    superframe and ``ecn=`` for its ECN codepoint (tcp_ecn) -- keywords only when
+    they say something, so that a plain output callable takes three arguments."""
+    if ecn:
+        cb.proto.output(cb.laddr, cb.faddr, raw, tso_segsz=tso, ecn=ecn)
+    elif tso:
+        cb.proto.output(cb.laddr, cb.faddr, raw, tso_segsz=tso)
+    else:
+        cb.proto.output(cb.laddr, cb.faddr, raw)
 
 
 def rexmit_lost(cb: TcpCb, now: float) -> None:
@@ -514,6 +540,9 @@ def _send_segment(cb: TcpCb, flags: int, snd_nxt: int, off: int, length: int, ts
     tf = cb.t_flags
     if length and off + length == len(cb.snd_buf):
         flags |= TH_PUSH
+    ecn = 0
+    if tf & TF_ECN:
+        flags, ecn = _ecn.segment_ecn(cb, flags, snd_nxt, length, tso)
     if length or flags & (TH_SYN | TH_FIN) or cb.timers[TCPT_PERSIST] is not None:
         seq = snd_nxt
     else:
@@ -548,7 +577,4 @@ def _send_segment(cb: TcpCb, flags: int, snd_nxt: int, off: int, length: int, ts
                 cb.timers[TCPT_PERSIST] = None
                 cb.t_rxtshift = 0
             cb.set_timer(TCPT_REXMT, rexmt_value(cb), now)
-    if tso:
-        cb.proto.output(cb.laddr, cb.faddr, raw, tso_segsz=tso)
-    else:
-        cb.proto.output(cb.laddr, cb.faddr, raw)
+    _ip_output(cb, raw, tso, ecn)

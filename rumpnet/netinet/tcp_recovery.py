@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp_congctl as _cc
+from rumpnet.netinet import tcp_ecn as _ecn
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet import tcp_rack as _rack
 from rumpnet.netinet.tcp import TcpRepr
@@ -27,6 +28,7 @@ from rumpnet.netinet.tcp_const import (
     TCPT_REORDER,
     TCPT_REXMT,
     TCPT_TLP,
+    TF_ECN_PERMIT,
     TF_RCVD_TSTMP,
     TF_SACK_PERMIT,
     TF_SENTFIN,
@@ -91,6 +93,9 @@ def sack_ack(cb: TcpCb, seg: TcpRepr, acked: int, tsecr: int | None, now: float)
             _cc.prr_ack(cb, delivered, sb.pipe(flight(cb)))
         else:
             cb.snd_cwnd = cb.snd_ssthresh    # RFC 6675 section 5 step 4.4
+    elif cb.t_flags & TF_ECN_PERMIT and _ecn.cwr_ack(cb, seg.flags, acked, delivered,
+                                                           sb.pipe(flight(cb)), now):
+        pass                                 # ECE, or an ECN reduction (RFC 3168 6.1.2)
     elif acked and not exited:
         cb.cc.on_ack(acked, now)
     if acked:
@@ -143,8 +148,9 @@ def enter_recovery(cb: TcpCb, now: float) -> None:
     st = cb.stats
     st.tcps_fast_rexmit += 1
     st.tcps_sack_recovery_episode += 1
-    cb.cc.on_congestion(now)
-    _cc.prr_start(cb)
+    if _ecn.loss_recovery_starts(cb):       # else an ECN reduction of this window goes on
+        cb.cc.on_congestion(now)
+        _cc.prr_start(cb)
     cb.snd_recover = cb.snd_max
     cb.in_recovery = cb.sack_recovery = True
     cb.t_rtttime = None
@@ -154,9 +160,13 @@ def enter_recovery(cb: TcpCb, now: float) -> None:
 
 def _tlp_reduce(cb: TcpCb, now: float) -> None:
     """RFC 8985 7.4.2: a loss the probe repaired calls for the reduction fast recovery
-    would have made (ssthresh from the algorithm, cwnd = ssthresh)."""
+    would have made (ssthresh from the algorithm, cwnd = ssthresh), unless an ECN
+    reduction of this window made it already (RFC 3168 6.1.2: once per window)."""
+    if cb.ecn_recover is not None:
+        return
     cb.cc.on_congestion(now)
     cb.snd_cwnd = max(cb.snd_ssthresh, cb.segsize())
+    _ecn.queue_cwr(cb)
 
 
 def tlp_fire(cb: TcpCb, now: float) -> None:
@@ -285,7 +295,8 @@ def newreno_dupack(cb: TcpCb, now: float) -> None:
             return                             # RFC 6582 3.2 step 2: no new recovery
         st.tcps_fast_rexmit += 1
         st.tcps_newreno_recovery += 1
-        cb.cc.on_congestion(now)
+        if _ecn.loss_recovery_starts(cb):   # else an ECN reduction of this window goes on
+            cb.cc.on_congestion(now)
         cb.snd_recover = cb.snd_max
         cb.in_recovery = True
         cb.t_rtttime = None
@@ -306,12 +317,15 @@ def newreno_dupack(cb: TcpCb, now: float) -> None:
             st.tcps_limited_transmit += 1
 
 
-def newreno_ack(cb: TcpCb, acked: int, now: float) -> None:
-    """A cumulative ACK without SACK: leave recovery at the recovery point, or answer a
-    partial ACK (RFC 6582 3.2 step 5: resend the next hole at once, deflate cwnd)."""
+def newreno_ack(cb: TcpCb, acked: int, now: float, flags: int = 0) -> None:
+    """A cumulative ACK without SACK (``flags``: its TCP flags): leave recovery at the
+    recovery point, or answer a partial ACK (RFC 6582 3.2 step 5: resend the next hole at
+    once, deflate cwnd); outside recovery ECE and ECN reductions (tcp_ecn) come first."""
     if not cb.in_recovery:
         cb.t_dupacks = 0
-        cb.cc.on_ack(acked, now)
+        if not (cb.t_flags & TF_ECN_PERMIT
+                and _ecn.cwr_ack(cb, flags, acked, acked, flight(cb), now)):
+            cb.cc.on_ack(acked, now)
         return
     if SEQ_GEQ(cb.snd_una, cb.snd_recover):
         cb.in_recovery = False

@@ -10,8 +10,9 @@ Sans-IO contract (what the socket layer uses)::
     proto = TcpProtocol(params, rng, output, mtu_for=lambda dst: 1500, stats=None,
                         tso_for=None,   # tso_for(dst) -> max TSO bytes, 0 = no TSO
                         strict=strict_default)   # strict() -> re-raise internal errors
-    proto.input(src, dst, segment, now, csum_ok=False)   # never raises on bad input;
+    proto.input(src, dst, segment, now, csum_ok=False, iptos=0)   # never raises on bad input;
         # an internal error is counted (tcps_rcvinternalerr), re-raised if strict()
+        iptos: the TOS octet of the IP header (its ECN field is RFC 3168's)
     proto.get_timer() -> float | None ; proto.handle_timer(now)
     proto.deadline_out = fn               # fn(when) each time a deadline is set earlier
                                           # than its owner had (what a loop timer arms)
@@ -29,6 +30,9 @@ Sans-IO contract (what the socket layer uses)::
 ``output(src, dst, segment)`` may loop back into ``input`` synchronously; state is
 updated before every call to it.  With ``tso_for`` a superframe of whole MSS-sized
 segments goes as ``output(src, dst, segment, tso_segsz=mss)`` with its checksum left zero.
+A segment of an ECN connection that is to be ECN-capable (new data, RFC 3168 6.1) goes as
+``output(src, dst, segment, tso_segsz=N, ecn=IPTOS_ECN_ECT0)``: IP puts ``ecn`` in the
+ECN field of its TOS octet.
 Timers may come due at the current time (one ACK per batch): the caller runs
 ``handle_timer`` after the rest of the input it has at hand.  Upcalls fire after the state change they report;
 EV_CLOSED comes with EV_READABLE | EV_WRITABLE (and EV_ERROR when ``cb.error``).
@@ -51,7 +55,9 @@ from typing import Any
 from rumpkern.strict import strict_default
 from rumpnet.netinet import tcp as _tcp
 from rumpnet.netinet import tcp_ctlinput as _ctl
+from rumpnet.netinet import tcp_ecn as _ecn
 from rumpnet.netinet import tcp_output as _out
+from rumpnet.netinet.ip_var import IPTOS_ECN_MASK
 from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpParseError, TcpRepr
 from rumpnet.netinet.tcp_congctl import CongCtl, congctl_class
 from rumpnet.netinet.tcp_const import (
@@ -391,6 +397,7 @@ class TcpProtocol:
         self._add_bind(laddr, lport, "conn", cb)
         self.stats.tcps_connattempt += 1
         cb.set_timer(TCPT_KEEP, cb.keep_init(), now)
+        _ecn.connect_init(cb)
         _out.tcp_output(cb, now)
         return cb
 
@@ -501,7 +508,7 @@ class TcpProtocol:
 
     # ----- input -------------------------------------------------------------------------
     def input(self, src: int, dst: int, segment: bytes | bytearray | memoryview, now: float,
-              csum_ok: bool = False) -> None:
+              csum_ok: bool = False, iptos: int = 0) -> None:
         st = self.stats
         st.tcps_rcvtotal += 1
         if now > self.now_hint:
@@ -512,6 +519,8 @@ class TcpProtocol:
             name = "tcps_" + e.kind
             setattr(st, name, getattr(st, name) + 1)
             return
+        if iptos:
+            seg.ip_ecn = iptos & IPTOS_ECN_MASK
         try:
             self._input(src, dst, seg, now)
         except Exception:  # noqa: BLE001 - production: never let packet input raise (DESIGN 2)

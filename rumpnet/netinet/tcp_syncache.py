@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rumpnet.netinet import tcp as _tcp
-from rumpnet.netinet.tcp import TH_ACK, TH_FIN, TH_RST, TH_SYN, TcpRepr
+from rumpnet.netinet import tcp_ecn as _ecn
+from rumpnet.netinet.tcp import TH_ACK, TH_ECE, TH_FIN, TH_RST, TH_SYN, TcpRepr
 from rumpnet.netinet.tcp_const import (
     EV_READABLE,
     TF_PASSIVE,
@@ -39,7 +40,7 @@ class SynCacheEntry:
     __slots__ = ("key", "laddr", "lport", "faddr", "fport", "irs", "iss", "peer_mss",
                  "peer_ws", "sack_ok", "tsval", "ts_offset", "rcv_scale", "ourmss",
                  "listener", "rxt", "deadline", "sent", "bucket", "_hdl", "freed", "cache",
-                 "win", "noopt")
+                 "win", "noopt", "ecn")
     key: tuple[int, int, int, int]
     laddr: int
     lport: int
@@ -60,6 +61,7 @@ class SynCacheEntry:
     cache: SynCache
     win: int
     noopt: bool
+    ecn: bool          # an ECN-setup SYN taken: the SYN-ACK carries ECE (RFC 3168 6.1.1)
 
     def __init__(self) -> None:
         self._hdl: float | None = None
@@ -130,6 +132,7 @@ class SynCache:
         e.win = min(rcvspace, 65535)
         e.ourmss = self.proto._ourmss(src, lst.maxseg)
         e.listener = lst
+        e.ecn = _ecn.syn_accepts(p, f)
         e.sent = now
         self.add(e)
         self.send(e, now)
@@ -180,7 +183,8 @@ class SynCache:
         return len(self.table)
 
     def send(self, e: SynCacheEntry, now: float) -> None:
-        r = TcpRepr(e.lport, e.fport, e.iss, (e.irs + 1) & M, TH_SYN | TH_ACK, e.win,
+        r = TcpRepr(e.lport, e.fport, e.iss, (e.irs + 1) & M,
+                    TH_SYN | TH_ACK | (TH_ECE if e.ecn else 0), e.win,
                     mss=None if e.noopt else e.ourmss)
         if e.peer_ws is not None:
             r.wscale = e.rcv_scale
@@ -263,6 +267,8 @@ class SynCache:
             cb.set_maxseg(lst.maxseg)
         cb.nodelay = lst.nodelay
         cb.noopt = e.noopt
+        if e.ecn:
+            _ecn.permit(cb)
         cb.t_flags |= TF_PASSIVE
         cb.iss = e.iss
         cb.irs = e.irs

@@ -13,6 +13,7 @@ import heapq
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rumpnet.netinet import tcp_ecn as _ecn
 from rumpnet.netinet import tcp_output as _out
 from rumpnet.netinet import tcp_recovery as _rec
 from rumpnet.netinet.tcp_const import (
@@ -133,6 +134,7 @@ def tcp_timer_rexmt(cb: TcpCb, now: float) -> None:
     if cb.state >= TcpState.ESTABLISHED:
         _rec.rto_save(cb, now)           # before cwnd goes (RFC 3522 / RFC 4015)
         cb.cc.on_rto(now)
+        _ecn.rto(cb)                     # CWR on the next new data (RFC 3168 6.1.2)
     cb.in_recovery = cb.sack_recovery = False
     cb.snd_recover = cb.snd_max          # RFC 6582 section 4, RFC 6675 5.1
     cb.set_timer(TCPT_REXMT, _out.rexmt_value(cb), now)

@@ -20,7 +20,7 @@ from rumpnet.ifnet import M_CSUM_TCPv4
 from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import INADDR_ANY, ntoa, sockaddr_in
 from rumpnet.netinet.in_pcb import ip_ttl_tos_get, ip_ttl_tos_set
-from rumpnet.netinet.ip_var import IPPROTO_TCP
+from rumpnet.netinet.ip_var import IPPROTO_TCP, IPTOS_ECN_MASK
 from rumpnet.netinet.tcp_const import (
     EV_CLOSED,
     EV_CONNECTED,
@@ -33,6 +33,8 @@ from rumpnet.netinet.tcp_fsm import TcpState
 from rumpnet.netinet.tcp_subr import TcpListener, TcpProtocol
 from rumpnet.netinet.tcp_var import (
     PARAM_CHOICES,
+    PARAM_MAX,
+    PARAM_PATHS,
     TcpCb,
     TcpParams,
     TcpStats,
@@ -96,21 +98,26 @@ class Tcp:
         interfaces without TSO, which IP then cuts)."""
         return self.inet.output.tso_max(dst, bool(self.params.gso))
 
-    def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0) -> None:
+    def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0, ecn: int = 0) -> None:
         if tso_segsz:
             # A superframe (tcp_output built it to t_tsomax): IP decides how it leaves.
             self.tso_superframes += 1
             self.tso_segments += -(-(len(segment) - ((segment[12] >> 4) << 2)) // tso_segsz)
-        self._ip_output(src, dst, segment, tso_segsz)
+        self._ip_output(src, dst, segment, tso_segsz, ecn)
 
-    def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0) -> None:
+    def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0,
+                   ecn: int = 0) -> None:
+        """``ecn``: the ECN codepoint TCP chose (RFC 3168 6.1). The ECN field is TCP's: it
+        replaces the ECN bits of the socket's IP_TOS, whose DSCP bits stay (Linux and
+        FreeBSD mask IP_TOS for TCP alike), so that no segment is ECT or CE by IP_TOS."""
         try:
             tos_ttl = self._tos_ttl(src, dst, segment) if self.ipopts_used else None
             if tos_ttl is not None:
-                self.inet.output.output(src, dst, IPPROTO_TCP, segment, tos=tos_ttl[0], ttl=tos_ttl[1],
+                tos = tos_ttl[0] & ~IPTOS_ECN_MASK | ecn
+                self.inet.output.output(src, dst, IPPROTO_TCP, segment, tos=tos, ttl=tos_ttl[1],
                                         tso_segsz=tso_segsz)
                 return
-            self.inet.output.output_cached(src, dst, IPPROTO_TCP, segment, tso_segsz)
+            self.inet.output.output_cached(src, dst, IPPROTO_TCP, segment, tso_segsz, ecn)
         except OSError as e:
             # No route / host down: the segment is lost like one dropped on the wire;
             # TCP's retransmission timer deals with it (tcp_output ignores ENOBUFS too).
@@ -155,7 +162,7 @@ class Tcp:
             return
         # The driver checked the checksum, or the host left it partial (offloads).
         self.proto.input(src, dst, pkt[hlen:], self.kernel.sched.now(),
-                         csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4))
+                         csum_ok=bool(ifp.rx_csum_flags & M_CSUM_TCPv4), iptos=pkt[1])
 
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
         return self.proto.ctlinput(kind, src, dst, inner, mtu, self.kernel.sched.now())
@@ -638,14 +645,15 @@ def tcp_attach(k: NetKernel) -> None:
     params = tcp.params
     for name in params.names():
         value = getattr(params, name)
+        path = f"net.inet.tcp.{PARAM_PATHS.get(name, name)}"
         if isinstance(value, str):
-            t.bind_string(f"net.inet.tcp.{name}", params, name, choices=PARAM_CHOICES.get(name))
+            t.bind_string(path, params, name, choices=PARAM_CHOICES.get(name))
         elif isinstance(value, float):
             # Timers are seconds in TcpParams; the RTO bounds need finer steps, so those
             # three nodes are milliseconds (documented in docs/SYSCTL.md).
             scale = 1000 if name in MS_NODES else 1
-            t.add_int(f"net.inet.tcp.{name}", _float_getter(params, name, scale),
+            t.add_int(path, _float_getter(params, name, scale),
                       _float_setter(params, name, scale), minval=0)
         else:
-            t.bind_int(f"net.inet.tcp.{name}", params, name, minval=0)
+            t.bind_int(path, params, name, minval=0, maxval=PARAM_MAX.get(name))
     t.add_struct("net.inet.tcp.stats", lambda: tcp.stats, num=TCPCTL_STATS)

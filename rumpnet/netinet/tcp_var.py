@@ -32,11 +32,16 @@ from rumpnet.netinet.tcp_const import (  # noqa: F401  (re-exported: tcp_var.h's
     TCPT_TLP,
     TF_ACKNOW,
     TF_DELACK,
+    TF_ECN,
+    TF_ECN_PERMIT,
+    TF_ECN_SND_CWR,
+    TF_ECN_SND_ECE,
     TF_FORCE,
     TF_NODELAY,
     TF_PASSIVE,
     TF_RCVD_SCALE,
     TF_RCVD_TSTMP,
+    TF_REQ_ECN,
     TF_REQ_SCALE,
     TF_REQ_TSTMP,
     TF_SACK_PERMIT,
@@ -50,6 +55,7 @@ from rumpnet.netinet.tcp_sack import SackScoreboard
 if TYPE_CHECKING:
     from rumpnet.netinet.tcp_congctl import CongCtl
     from rumpnet.netinet.tcp_subr import TcpProtocol
+
 
 def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
@@ -131,6 +137,9 @@ class TcpParams:
     # duplicate cannot cut the TIME_WAIT short (FreeBSD; Linux's tcp_rfc1337). 0: the
     # RST closes it, as RFC 9293 3.10.7.4 second says and NetBSD does.
     rfc1337: int = 0
+    # 1: a scaled window is rounded up to the scale's granularity (FreeBSD's tcp_output,
+    # Linux's __tcp_select_window), 0: down (NetBSD) -- RFC 7323 2.4 allows either.
+    rcvwin_roundup: int = 0
     # Out-of-order bytes a connection may queue.  Only data inside the offered window is
     # queued (tcp_input trims the rest), so the window, up to recvbuf_max, is the real
     # bound; this is a cap on top of it.  Behind a hole a window's worth may wait.
@@ -154,6 +163,12 @@ class TcpParams:
     # exceeded in transit) aborts a connection attempt in SYN-SENT (FreeBSD's
     # net.inet.tcp.icmp_may_rst, RFC 1122 4.2.3.9, RFC 5461); 0: soft, as NetBSD.
     icmp_may_rst: int = 1
+    # ECN (RFC 3168, tcp_ecn; sysctl net.inet.tcp.ecn.enable and .maxretries, the names of
+    # NetBSD and FreeBSD): 0 off (NetBSD's default), 1 ask for it on active opens and take
+    # it on passive ones, 2 take it only (FreeBSD's meanings; FreeBSD's default).
+    ecn_enable: int = 0
+    # ECN-setup SYNs resent before the SYN goes without ECE and CWR (RFC 3168 6.1.1.1).
+    ecn_maxretries: int = 1
 
     def names(self) -> list[str]:
         return [f.name for f in fields(self)]
@@ -164,6 +179,10 @@ PARAM_CHOICES: dict[str, tuple[str, ...]] = {
     "congctl": ("newreno", "cubic"),
     "recovery": ("rack", "dupack"),
 }
+# The sysctl names under net.inet.tcp that are not the field's own, and the largest
+# values of int tunables that have one (sysctl refuses others with EINVAL).
+PARAM_PATHS: dict[str, str] = {"ecn_enable": "ecn.enable", "ecn_maxretries": "ecn.maxretries"}
+PARAM_MAX: dict[str, int] = {"ecn_enable": 2}
 
 
 class TcpStats:
@@ -275,6 +294,17 @@ class TcpStats:
     # (not in NetBSD, whose tcp_input says "XXX stat") segments to or from a broadcast or
     # multicast address, dropped (RFC 1122 4.2.3.10, 3.2.1.3)
     tcps_rcvbcast: int = 0
+    # ECN (RFC 3168; tcp_ecn). NetBSD's: successful ECN handshakes, segments received with
+    # CE and with ECT(0); FreeBSD's: with ECT(1), cwnd reductions for ECE, segments sent
+    # ECT(0); ours: segments sent with ECE, with CWR.
+    tcps_ecn_shs: int = 0
+    tcps_ecn_ce: int = 0
+    tcps_ecn_ect: int = 0
+    tcps_ecn_ect1: int = 0
+    tcps_ecn_rcwnd: int = 0
+    tcps_ecn_sndect0: int = 0
+    tcps_ecn_sndece: int = 0
+    tcps_ecn_sndcwr: int = 0
 
     NAMES: tuple[str, ...] = ()  # filled below
 
@@ -308,6 +338,8 @@ class TcpCb:
     t_sndrexmitpack = 0
     t_rcvoopack = 0
     t_sndzerowin = 0
+    # An ECN reduction (tcp_ecn, RFC 3168 6.1.2) lasts until SND.UNA passes this SND.MAX.
+    ecn_recover: int | None = None
 
     def __init__(self, proto: TcpProtocol, laddr: int, lport: int, faddr: int, fport: int,
                  now: float) -> None:

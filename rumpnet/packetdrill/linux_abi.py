@@ -15,14 +15,7 @@ import struct
 from typing import Any
 
 from rumpkern.errno import kerr
-from rumpnet.netinet.tcp_const import (
-    TF_RCVD_SCALE,
-    TF_RCVD_TSTMP,
-    TF_REQ_SCALE,
-    TF_REQ_TSTMP,
-    TF_SACK_PERMIT,
-)
-from rumpnet.netinet.tcp_ctloutput import TCP_KEEPINIT, TCP_NOOPT
+from rumpnet.netinet.tcp_ctloutput import TCP_KEEPINIT, TCP_NOOPT, tcpi_options
 from rumpnet.netinet.tcp_fsm import TcpState
 from rumpnet.packetdrill.profiles import FREEBSD_TCPOPT
 
@@ -137,14 +130,8 @@ def tcp_info(cb: Any, listening: bool) -> bytes:
         buf[0] = LINUX_TCP_STATE[TcpState.LISTEN if listening else TcpState.CLOSED]
         return bytes(buf)
     buf[0] = LINUX_TCP_STATE[TcpState(cb.state)]
-    fl = cb.t_flags
-    options = 0
-    if fl & TF_REQ_TSTMP and fl & TF_RCVD_TSTMP:
-        options |= TCPI_OPT_TIMESTAMPS
-    if fl & TF_SACK_PERMIT:
-        options |= TCPI_OPT_SACK
-    if fl & TF_REQ_SCALE and fl & TF_RCVD_SCALE:
-        options |= TCPI_OPT_WSCALE
+    options = tcpi_options(cb.t_flags)      # Linux's TCPI_OPT_* numbers are NetBSD's
+    if options & TCPI_OPT_WSCALE:
         buf[6] = (cb.snd_scale & 0xF) | ((cb.rcv_scale & 0xF) << 4)
     buf[5] = options
     # tcpi_rto (microseconds), tcpi_snd_mss, tcpi_rcv_mss.

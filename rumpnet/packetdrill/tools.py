@@ -44,6 +44,15 @@ def _s_to_ms(v: int) -> int:
     return v * 1000
 
 
+def _ecn_mode(v: int) -> int:
+    """FreeBSD's net.inet.tcp.ecn.enable: 0 off, 1 request and accept, 2 accept only --
+    ours, the same numbers; 3 and 4 are FreeBSD 14's AccECN modes, which the stack lacks."""
+    if v in (3, 4):
+        raise ToolError(f"net.inet.tcp.ecn.enable={v}: AccECN is not implemented "
+                        "(0 off, 1 request and accept, 2 accept only)")
+    return v
+
+
 FREEBSD_SYSCTL: dict[str, Mapping] = {
     "kern.ipc.maxsockbuf": Mapping("kern.sbmax"),
     "net.inet.tcp.sack.enable": Mapping("net.inet.tcp.sack"),
@@ -52,6 +61,7 @@ FREEBSD_SYSCTL: dict[str, Mapping] = {
     "net.inet.tcp.keepidle": Mapping("net.inet.tcp.keepidle", _ms_to_s, _s_to_ms),
     "net.inet.tcp.keepintvl": Mapping("net.inet.tcp.keepintvl", _ms_to_s, _s_to_ms),
     "net.inet.tcp.keepinit": Mapping("net.inet.tcp.keepinit", _ms_to_s, _s_to_ms),
+    "net.inet.tcp.ecn.enable": Mapping("net.inet.tcp.ecn.enable", _ecn_mode),     # RFC 3168
 }
 
 # FreeBSD's names for the states (sys/netinet/tcp_fsm.h tcpstates[]).

@@ -25,8 +25,8 @@ try:
     from inotify_simple import INotify
     from inotify_simple import flags as inotify_flags
 except ImportError:  # pragma: no cover - inotify_simple is a dependency
-    INotify = None  # type: ignore[assignment,misc]
-    inotify_flags = None  # type: ignore[assignment]
+    INotify = None
+    inotify_flags = None
 
 __all__ = ["ETHER_HDR_LEN", "SHMIF_MAX_FRAME", "ShmifDriver"]
 

@@ -77,6 +77,7 @@ VIRTIO_NET_HDR_GSO_UDP = 3
 VIRTIO_NET_HDR_GSO_TCPV6 = 4
 VIRTIO_NET_HDR_GSO_UDP_L4 = 5
 VIRTIO_NET_HDR_GSO_ECN = 0x80
+_TH_CWR = 0x80
 _ZERO_VNET_HDR = bytes(VNET_HDR_LEN)
 
 # TUNSETOFFLOAD bits (<linux/if_tun.h>)
@@ -378,8 +379,11 @@ class VirtifDriver:
                 return None
             thl = (m[start + 12] >> 4) << 2
             self.tx_gso += 1
-            return VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
-                                 start + thl, m.segsz, start, _TCP_CSUM_OFF)
+            # CWR on a superframe goes on its first segment only (RFC 3168 6.1.2); the host
+            # is told so as Linux's tcp_output tells its devices (SKB_GSO_TCP_ECN).
+            gso = VIRTIO_NET_HDR_GSO_TCPV4 | (VIRTIO_NET_HDR_GSO_ECN if m[start + 13] & _TH_CWR else 0)
+            return VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso, start + thl, m.segsz, start,
+                                 _TCP_CSUM_OFF)
         if not self.tun_offload & TUN_F_CSUM:
             self.oerrors += 1
             return None

@@ -42,7 +42,7 @@ SINK = r"""
 import hashlib, socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 5001)); s.listen(1); print("ready", flush=True)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); print("ready", flush=True)
 c, _ = s.accept(); h = hashlib.sha256(); n = 0
 while True:
     d = c.recv(1 << 20)
@@ -51,6 +51,37 @@ while True:
     h.update(d); n += len(d)
 c.sendall(f"{n} {h.hexdigest()}\n".encode()); c.close()
 """
+
+
+def tcp_segment(f: bytes) -> tcpw.TcpRepr | None:
+    """The TCP segment in an Ethernet frame of IPv4, or None for any other frame."""
+    if len(f) < 54 or f[12:14] != b"\x08\x00" or f[23] != 6:
+        return None
+    ihl = (f[14] & 0x0F) * 4
+    ip_len = struct.unpack_from("!H", f, 16)[0]
+    return tcpw.parse(f[14 + ihl:14 + ip_len], csum_ok=True)
+
+
+def send_to_sink(peer: Any, data: bytes, port: int = 5001) -> bytes:
+    """``data`` from the kernel to :data:`SINK` run in the peer's namespace on ``port``;
+    the sink's answer (``"<bytes> <sha256>\\n"``)."""
+    k = peer.kernel
+    with ns_python_popen(peer.ns, SINK, args=(peer.peer_addr, str(port))) as sink:
+        assert sink.stdout.readline().strip() == "ready"
+        fd = k.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+        k.rump_sys_connect(fd, (peer.peer_addr, port))
+        view = memoryview(data)
+        while view:
+            view = view[k.rump_sys_send(fd, view[:262144], 0):]
+        k.rump_sys_shutdown(fd, socket.SHUT_WR)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            d = k.rump_sys_recv(fd, 200, 0)
+            if not d:
+                break
+            reply += d
+        k.rump_sys_close(fd)
+    return reply
 
 
 class LossWitness:
@@ -76,11 +107,9 @@ class LossWitness:
 
     def write(self, frame: Any, ts: float) -> None:
         f = bytes(frame)
-        if len(f) < 54 or f[12:14] != b"\x08\x00" or f[23] != 6:
+        seg = tcp_segment(f)
+        if seg is None:
             return
-        ihl = (f[14] & 0x0F) * 4
-        ip_len = struct.unpack_from("!H", f, 16)[0]
-        seg = tcpw.parse(f[14 + ihl:14 + ip_len], csum_ok=True)
         if seg.dport == 5001 or seg.sport == 5001:
             if f[26:30] == self.me:
                 self._sent(seg, ts)
@@ -148,21 +177,7 @@ def test_20mb_to_linux_through_2pct_loss_without_sack_lost_timeouts(rump_linux_p
     tap = k.sched.run(lambda: ifp.bpf_attach(witness))
     block = hashlib.sha256(b"issue 13").digest() * 2048
     data = (block * (SIZE // len(block) + 1))[:SIZE]
-    with ns_python_popen(peer.ns, SINK, args=(peer.peer_addr,)) as sink:
-        assert sink.stdout.readline().strip() == "ready"
-        fd = k.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
-        k.rump_sys_connect(fd, (peer.peer_addr, 5001))
-        view = memoryview(data)
-        while view:
-            view = view[k.rump_sys_send(fd, view[:262144], 0):]
-        k.rump_sys_shutdown(fd, socket.SHUT_WR)
-        reply = b""
-        while not reply.endswith(b"\n"):
-            d = k.rump_sys_recv(fd, 200, 0)
-            if not d:
-                break
-            reply += d
-        k.rump_sys_close(fd)
+    reply = send_to_sink(peer, data)
     k.sched.run(lambda: ifp.bpf_detach(tap))
     assert reply.split() == [str(SIZE).encode(), hashlib.sha256(data).hexdigest().encode()]
     st = k.inet.tcp.stats

@@ -58,6 +58,20 @@ def test_blocking_accept_returns_when_the_handshake_completes(drill: Toolchain) 
     assert "accept syscall: 1000000000.300" in r.stdout
 
 
+def test_ecn_with_real_packetdrill(drill: Toolchain) -> None:
+    """RFC 3168 6.1 judged by packetdrill's own IP ECN field checks ([ect0], [noecn]) and
+    its CE injection ([ce]): negotiation, ECT(0) on new data only, ECE until CWR, CWR
+    after an ECE."""
+    r = _run(drill, "ecn.pkt")
+    assert r.passed, r.error
+
+
+def test_ecn_accecn_modes_refused_with_a_reason(drill: Toolchain) -> None:
+    r = _run(drill, "ecn-accecn.pkt")
+    assert not r.passed
+    assert "AccECN is not implemented (0 off, 1 request and accept, 2 accept only)" in r.error
+
+
 def test_same_script_twice_prints_the_same(drill: Toolchain) -> None:
     first = _run(drill, "passive-blocking-accept.pkt", verbose=True)
     second = _run(drill, "passive-blocking-accept.pkt", verbose=True)

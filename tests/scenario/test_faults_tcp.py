@@ -31,7 +31,8 @@ def pattern(n: int) -> bytes:
     return (block * (n // len(block) + 1))[:n]
 
 
-def transfer(net: Network, data: bytes, port: int = 5001) -> bytes:
+def transfer(net: Network, data: bytes, port: int = 5001, tos: int | None = None) -> bytes:
+    """``data`` from host a to host b over TCP (``tos``: the client's IP_TOS)."""
     a, b = net.host("a"), net.host("b")
     lfd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
     b.rump_sys_bind(lfd, ("0.0.0.0", port))
@@ -50,6 +51,8 @@ def transfer(net: Network, data: bytes, port: int = 5001) -> bytes:
 
     async def client() -> None:
         fd = await a.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+        if tos is not None:
+            await a.rump_sys_setsockopt(fd, socket.IPPROTO_IP, socket.IP_TOS, tos)
         await a.rump_sys_connect(fd, (b.addr(), port))
         view = memoryview(data)
         while view:

@@ -23,10 +23,11 @@ def udp_datagram(payload: bytes, sport: int = 1111, dport: int = 9999) -> bytes:
     return bytes(seg)
 
 
-def ip_frag(data: bytes, off_bytes: int, more: bool, ident: int = 0x1234, proto: int = 17) -> bytes:
+def ip_frag(data: bytes, off_bytes: int, more: bool, ident: int = 0x1234, proto: int = 17,
+            tos: int = 0) -> bytes:
     assert off_bytes % 8 == 0
     off = (off_bytes >> 3) | (0x2000 if more else 0)
-    hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(data), ident, off, 64, proto, 0,
+    hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + len(data), ident, off, 64, proto, 0,
                                 socket.inet_aton(SRC), socket.inet_aton(DST)))
     hdr[10:12] = struct.pack("!H", in_cksum(hdr))
     return bytes(hdr) + data
@@ -177,3 +178,33 @@ def test_bad_fragment_lengths(rx) -> None:
     inject(ip_frag(b"F" * 13, 0, True))  # not a multiple of 8 and more to come
     inject(ip_frag(b"", 8, True))  # empty middle fragment
     assert st.ips_badlen == 2 and st.ips_fragdropped == 2 and b.inet.reass.queues == {}
+
+
+@pytest.mark.parametrize(("codepoints", "result"), [
+    ((2, 2, 2), 2),                 # ECT(0) throughout
+    ((2, 3, 2), 3),                 # CE on one fragment: the datagram is CE
+    ((3, 1, 2), 3),
+    ((0x28 | 2, 0x28 | 3, 0x28 | 2), 0x28 | 3),   # DSCP kept
+    ((0, 0, 0), 0),
+    ((0, 2, 0), None),              # Not-ECT mixed with ECT: dropped
+    ((3, 0, 3), None),              # ... or with CE
+])
+def test_reassembly_ecn_field(rx, codepoints: tuple[int, ...], result: int | None) -> None:
+    """RFC 3168 section 5.3 (Linux's ip_frag_ecn_table): a CE fragment makes the
+    datagram CE; Not-ECT fragments among ECN-capable ones make it go, counted."""
+    b, _fd, _inject = rx
+    dgram = udp_datagram(b"E" * 40)
+    parts = [ip_frag(dgram[i:i + 16], i, i + 16 < len(dgram), tos=t)
+             for i, t in zip(range(0, len(dgram), 16), codepoints, strict=True)]
+    ifp = b.ifnet.lookup("wire0")
+    whole = None
+    for p in parts:
+        ip_off = struct.unpack_from("!H", p, 6)[0]
+        whole = b.inet.reass.insert(memoryview(p), 20, aton(SRC), aton(DST), 0x1234, 17, ip_off, ifp)
+    st = b.inet.ipstat
+    if result is None:
+        assert whole is None and st.ips_fragdropped == len(parts)
+    else:
+        assert whole is not None and whole[1] == result and whole[20:] == dgram
+        assert in_cksum(whole[:20]) == 0 and st.ips_fragdropped == 0
+    assert b.inet.reass.queues == {}

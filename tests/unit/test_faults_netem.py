@@ -490,6 +490,24 @@ def test_ecn_marks_instead_of_dropping() -> None:
     assert s == 0xFFFF  # header checksum still right
 
 
+def test_ecn_marks_ipv6_too() -> None:
+    """As Linux's INET_ECN_set_ce: the ECN bits of an IPv6 traffic class (0x30 of the
+    header's second octet); Not-ECT IPv6 is dropped."""
+    nm = Netem(NetemParams(loss=1.0, ecn=True), random.Random(1))
+
+    def ip6(tclass: int) -> bytes:
+        hdr = struct.pack("!IHBB16s16s", (6 << 28) | (tclass << 20), 8, 17, 64, bytes(16), bytes(16))
+        return b"\x02" * 12 + b"\x86\xdd" + hdr + bytes(8)
+
+    nm.enqueue(ip6(0xB8 | 2), 0.0)          # EF, ECT(0)
+    nm.enqueue(ip6(0xB8 | 1), 0.0)          # EF, ECT(1)
+    nm.enqueue(ip6(0xB8), 0.0)              # EF, Not-ECT
+    out = nm.dequeue(0.0)
+    tclass = [(struct.unpack_from("!I", f, 14)[0] >> 20) & 0xFF for f in out]
+    assert tclass == [0xB8 | 3, 0xB8 | 3]
+    assert nm.stats.ecn_marked == 2 and nm.stats.drops == 1
+
+
 def test_slot_bursts() -> None:
     nm = Netem(NetemParams(slot_min=0.01, slot_max=0.01, slot_packets=2), random.Random(1))
     nm.set_params(nm.params, now=0.0)

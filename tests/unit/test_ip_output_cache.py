@@ -44,11 +44,11 @@ def _without_id(frame: bytes) -> bytes:
     return frame[:18] + b"\0\0" + frame[20:24] + b"\0\0" + frame[26:]
 
 
-def _send_both_ways(a, proto: int, payload: bytes, frames: list[bytes]) -> tuple[bytes, bytes]:
+def _send_both_ways(a, proto: int, payload: bytes, frames: list[bytes], tos: int = 0) -> tuple[bytes, bytes]:
     out = a.inet.output
     src, dst = aton(A), aton(B)
-    a.sched.run(lambda: out.output(src, dst, proto, payload))
-    a.sched.run(lambda: out.output_cached(src, dst, proto, payload))
+    a.sched.run(lambda: out.output(src, dst, proto, payload, tos=tos))
+    a.sched.run(lambda: out.output_cached(src, dst, proto, payload, tos=tos))
     full, cached = frames[-2], frames[-1]
     assert _ip_id(cached) == _ip_id(full) % 0xFFFF + 1      # the same id sequence
     return _without_id(full), _without_id(cached)
@@ -61,6 +61,15 @@ def test_cached_output_is_byte_identical(pair) -> None:
             full, cached = _send_both_ways(a, proto, payload, frames)
             assert full == cached
         assert a.inet.output.cached_route(aton(B), proto) is not None
+
+
+@pytest.mark.parametrize("tos", [2, 3, 0x28 | 2, 0xFF])
+def test_cached_output_carries_the_tos(pair, tos: int) -> None:
+    """TCP's ECN codepoint (RFC 3168: ECT(0), CE) and a DSCP: the cached path's header,
+    checksum included, is the full path's."""
+    _, a, _, frames = pair
+    full, cached = _send_both_ways(a, IPPROTO_TCP, b"x" * 100, frames, tos)
+    assert full == cached and cached[15] == tos
 
 
 def test_cache_follows_route_arp_interface_and_sysctl_changes(pair) -> None:
@@ -107,14 +116,14 @@ def test_gso_cuts_like_tcp_segment_superframe(pair) -> None:
     payload = bytes(i * 7 & 0xFF for i in range(3 * 1000 + 17))
     seg = _tcp_segment(0xFFFFF000, 0x80 | 0x10 | 0x08 | 0x01, payload)  # CWR ACK PSH FIN
     n = len(frames)
-    a.sched.run(lambda: out.output_cached(src, dst, IPPROTO_TCP, seg, 1000))
+    a.sched.run(lambda: out.output_cached(src, dst, IPPROTO_TCP, seg, 1000, tos=2))   # ECT(0)
     a.sched.run(lambda: out.output_cached(src, dst, IPPROTO_TCP, b"next"))
     sent, after = frames[n:-1], frames[-1]
     assert len(sent) == 4 and out.gso_sw == 1 and out.gso_segs == 4
     first = _ip_id(sent[0])
     # The reference: the same superframe as an IP packet, cut by ip_gso (which numbers
     # the pieces from the superframe's id, as the ids GSO takes from the kernel's).
-    ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(seg), first, 0x4000, 64,
+    ip = bytearray(struct.pack("!BBHHHBBHII", 0x45, 2, 20 + len(seg), first, 0x4000, 64,
                                IPPROTO_TCP, 0, src, dst)) + seg
     want = tcp_segment_superframe(ip, 1000)
     assert [bytes(f[14:]) for f in sent] == [bytes(w) for w in want]

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import socket
@@ -99,6 +100,17 @@ def _served_kernel() -> Kernel:
     return rump_init(clock="real", scheduler=Scheduler(virtual=False, threads=True))
 
 
+def _halt_and_close(k: Kernel) -> None:
+    """Halt the test's kernel and close its scheduler's loop, after running what was handed
+    to the loop while it could not be woken (a call's task that never started would be
+    dropped unstarted by close(): "coroutine ... was never awaited" in a later test)."""
+    sched = k.sched
+    k.halt()
+    assert not sched.background
+    sched.loop.run_until_complete(asyncio.sleep(0.05))
+    sched.loop.close()
+
+
 def test_a_serving_thread_that_cannot_be_woken_fails_calls_instead_of_hanging() -> None:
     k = _served_kernel()
     sched = k.sched
@@ -116,8 +128,7 @@ def test_a_serving_thread_that_cannot_be_woken_fails_calls_instead_of_hanging() 
             assert sched.stuck is not None
         assert wakeup_lost(sched.loop) is None
     finally:
-        k.halt()
-    assert not sched.background
+        _halt_and_close(k)
 
 
 def test_a_hijacked_socket_times_out_while_the_serving_thread_cannot_be_woken() -> None:
@@ -134,7 +145,7 @@ def test_a_hijacked_socket_times_out_while_the_serving_thread_cannot_be_woken() 
                 assert time.monotonic() - t0 < 5
             s.close()
     finally:
-        k.halt()
+        _halt_and_close(k)
 
 
 _BLOCKED = '''

@@ -46,28 +46,32 @@ class Env:
         params.setdefault("sack", 0)
         self.params = TcpParams(**params)
         self.mtu = mtu
-        self.out: list[tuple[int, int, bytes]] = []
+        self.out: list[tuple[int, int, bytes, int]] = []   # src, dst, segment, IP ECN field
         self.proto = TcpProtocol(self.params, random.Random(seed), self._output,
                                  mtu_for=lambda dst: self.mtu)
         self.events: list[int] = []
         self.stats = self.proto.stats
 
-    def _output(self, src: int, dst: int, segment: bytes) -> None:
-        assert isinstance(segment, (bytes, bytearray))
-        self.out.append((src, dst, bytes(segment)))
+    def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0, ecn: int = 0) -> None:
+        assert isinstance(segment, (bytes, bytearray)) and not tso_segsz
+        self.out.append((src, dst, bytes(segment), ecn))
 
     # -- smoltcp verbs --
     def send(self, now: float, s: TcpRepr, src: int = REMOTE, dst: int = LOCAL) -> None:
-        self.proto.input(src, dst, tcpw.emit(s, src, dst), now)
+        """``s`` arrives (in an IP header whose ECN field is ``s.ip_ecn``)."""
+        self.proto.input(src, dst, tcpw.emit(s, src, dst), now, iptos=s.ip_ecn)
 
     def recv(self, now: float | None = None) -> list[TcpRepr]:
+        """What came out since the last call, each with the ECN codepoint TCP gave IP as
+        its ``ip_ecn``."""
         if now is not None:
             self.proto.handle_timer(now)
         res = []
-        for src, dst, raw in self.out:
+        for src, dst, raw, ecn in self.out:
             assert src == LOCAL and dst == REMOTE, (hex(src), hex(dst))
             r = tcpw.parse(raw, src, dst, csum_ok=False)   # checksum must verify
             r.payload = bytes(r.payload)
+            r.ip_ecn = ecn
             res.append(r)
         self.out.clear()
         return res
