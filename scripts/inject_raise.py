@@ -6,14 +6,15 @@
 
 The site's source file is patched in place for the run and restored afterwards (also on
 an error, Ctrl-C or SIGTERM; never commit while it runs). Every time the planted code
-runs it appends the running test's id (``PYTEST_CURRENT_TEST``, inherited by servers a
-test starts) to a log and raises ``RuntimeError("injected")``. ``RUMP_INJECT_OUT=path``
-keeps pytest's whole output. The report says how many
-tests ran and passed, and splits the passing ones into those that reached the site (a
-test that passes while its input path raises: it passes on silence, give it the
-counter) and those that never reached it (fine; say why). Exit status: 0 if no test
-that reached the site passed, 1 otherwise, 2 on bad usage. docs/TESTING.md has the
-figures.
+runs it appends its process id and the running test's id (``PYTEST_CURRENT_TEST``) to a
+log and raises ``RuntimeError("injected")``. ``RUMP_INJECT_OUT=path`` keeps pytest's
+whole output. The report says how many tests ran and passed, and splits the passing ones
+into those that reached the site in pytest's own process (a test that passes while its
+input path raises: it passes on silence, give it the counter), those whose server was
+hit (a server inherits the id of the test that started it, so on a server shared by a
+module's tests the hit may be a later test's: check by hand) and those that never
+reached it (fine; say why). Exit status: 0 if no test passed on silence, 1 otherwise, 2
+on bad usage. docs/TESTING.md has the figures.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # One line that logs the test that got here and raises (the indentation is added).
 _RAISE = ('_ij = __import__("os"); open(_ij.environ["RUMP_INJECT_LOG"], "a").write('
-          '_ij.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0] + "\\n"); '
+          'f"{_ij.getpid()} " + _ij.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0] + "\\n"); '
           'raise RuntimeError("injected")')
 
 
@@ -104,29 +105,34 @@ def run(site_name: str, pytest_args: list[str]) -> int:
         try:
             path.write_text(patched)
             cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "--tb=native", "-p", "no:cacheprovider", *pytest_args]
-            out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True).stdout
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+            out = proc.communicate()[0]
             Path(env.get("RUMP_INJECT_OUT", os.devnull)).write_text(out)  # the whole run, to read
         finally:
             restore()
             for s, h in old.items():
                 signal.signal(s, h)
-        reached = {line.strip() for line in log.read().splitlines() if line.strip()}
-    return report(site_name, site, out, reached)
+        hits = [line.split(" ", 1) for line in log.read().splitlines() if " " in line]
+    here = {test for pid, test in hits if pid == str(proc.pid)}
+    servers = {test for pid, test in hits if pid != str(proc.pid)} - here
+    return report(site_name, site, out, here, servers)
 
 
-def report(site_name: str, site: Site, out: str, reached: set[str]) -> int:
+def report(site_name: str, site: Site, out: str, reached: set[str], servers: set[str]) -> int:
     passed = _passed(out)
     summary = next((line for line in reversed(out.splitlines()) if re.match(r"=* ?\d+ (passed|failed)", line)),
                    "(no summary)")
     print(f"site {site_name}: {site.what} ({site.path})")
     print(f"pytest: {summary.strip('= ')}")
-    print(f"tests that reached the site: {len(reached)}")
+    print(f"tests that reached the site: {len(reached | servers)} ({len(servers)} only in a server they started)")
     bad = [t for t in passed if t in reached]
     print(f"passed: {len(passed)}; of them reached the site: {len(bad)}")
     for t in bad:
         print(f"  PASSED ON SILENCE: {t}")
     for t in passed:
-        if t not in reached:
+        if t in servers:
+            print(f"  passed, a server it started was hit (shared with later tests? check): {t}")
+        elif t not in reached:
             print(f"  never reached: {t}")
     return 1 if bad else 0
 

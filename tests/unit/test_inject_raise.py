@@ -5,6 +5,7 @@ raises where it stands."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -47,7 +48,7 @@ def test_the_planted_code_logs_the_test_and_raises(tmp_path: Path, monkeypatch: 
     exec(compile(src, "x.py", "exec"), ns)
     with pytest.raises(RuntimeError, match="injected"):
         ns["f"]()  # type: ignore[operator]
-    assert log.read_text() == "tests/unit/x.py::test_y\n"
+    assert log.read_text() == f"{os.getpid()} tests/unit/x.py::test_y\n"
 
 
 def test_a_missing_anchor_and_a_bad_site_name_are_errors(capsys: pytest.CaptureFixture[str]) -> None:
