@@ -1,7 +1,7 @@
 """In-process workloads (no tap, no root): kernel boot and kernel-to-kernel TCP bulk.
 
     python -m bench.inproc boot [--count N] [--seconds S]
-    python -m bench.inproc k2k --size BYTES --mtu MTU [--max-seconds S]
+    python -m bench.inproc k2k --size BYTES --mtu MTU [--max-seconds S] [--family 4|6]
 
 Each prints one JSON object. The benchmark runs them in a subprocess with a timeout.
 """
@@ -49,8 +49,12 @@ def boot(count: int, seconds: float) -> dict[str, Any]:
             "boots": count, "kernels_kept": n, "seconds": dt, "boots_per_s": n / dt}
 
 
-def k2k(size: int, mtu: int, max_seconds: float) -> dict[str, Any]:
-    """Two kernels on an in-process wire (one scheduler, real clock): bulk TCP a -> b."""
+ADDRS = {4: ("10.96.0.1", "10.96.0.2", 24), 6: ("fc00:96::1", "fc00:96::2", 64)}
+
+
+def k2k(size: int, mtu: int, max_seconds: float, family: int = 4) -> dict[str, Any]:
+    """Two kernels on an in-process wire (one scheduler, real clock): bulk TCP a -> b,
+    over IPv4 or IPv6 (``family``)."""
     from rumpkern import rump_init
     from rumpkern.sched import Scheduler
 
@@ -58,12 +62,18 @@ def k2k(size: int, mtu: int, max_seconds: float) -> dict[str, Any]:
     seg = f"bench-k2k-{os.getpid()}-{next(_seg)}"
     a = rump_init(clock="real", seed=1, scheduler=sched)
     b = rump_init(clock="real", seed=2, scheduler=sched)
-    for k, addr in ((a, "10.96.0.1/24"), (b, "10.96.0.2/24")):
+    a_addr, b_addr, plen = ADDRS[family]
+    for k, addr in ((a, a_addr), (b, b_addr)):
         k.config.if_create("wire0")
         k.config.if_set_linkstr("wire0", seg)
         k.config.if_set_mtu("wire0", mtu)
-        k.config.addr_add("wire0", addr)
+        if family == 6:
+            k.ifconfig("wire0", "inet6", f"{addr}/{plen}")
+        else:
+            k.config.addr_add("wire0", f"{addr}/{plen}")
         k.config.if_up("wire0")
+    for k in (a, b):
+        k.ifconfig("-w", "10")    # IPv6's DAD done: the addresses are usable
     chunk = bytes(range(256)) * 1024  # 256 KB
     want = hashlib.sha256()
     off = 0
@@ -89,9 +99,9 @@ def k2k(size: int, mtu: int, max_seconds: float) -> dict[str, Any]:
                 done.set_result((n, h.hexdigest()))
             writer.close()
 
-        server = await streams.start_server(b, sink, "10.96.0.2", 5001)
+        server = await streams.start_server(b, sink, b_addr, 5001)
         t0 = time.perf_counter()
-        _r, w = await streams.open_connection(a, "10.96.0.2", 5001)
+        _r, w = await streams.open_connection(a, b_addr, 5001)
         off = 0
         while off < size:
             piece = chunk[: min(len(chunk), size - off)]
@@ -104,7 +114,7 @@ def k2k(size: int, mtu: int, max_seconds: float) -> dict[str, Any]:
         w.close()
         server.close()
         return {"bytes": n, "seconds": dt, "MBps": n / dt / 1e6, "verified": n == size and sha == want.hexdigest(),
-                "mtu": mtu}
+                "mtu": mtu, "family": family}
 
     try:
         r = sched.run_coroutine(run())
@@ -126,9 +136,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=20_000_000)
     ap.add_argument("--mtu", type=int, default=1500)
     ap.add_argument("--max-seconds", type=float, default=60.0)
+    ap.add_argument("--family", type=int, choices=[4, 6], default=4)
     a = ap.parse_args()
     try:
-        r = boot(a.count, a.seconds) if a.what == "boot" else k2k(a.size, a.mtu, a.max_seconds)
+        r = boot(a.count, a.seconds) if a.what == "boot" else k2k(a.size, a.mtu, a.max_seconds, a.family)
     except (OSError, ValueError, RuntimeError) as e:
         r = {"error": f"{type(e).__name__}: {e}"}
     print(json.dumps(r), flush=True)

@@ -191,15 +191,19 @@ def w_boot(sz: Sizes) -> dict[str, Any]:
 
 
 def w_k2k(sz: Sizes) -> dict[str, Any]:
+    """The same transfer over IPv4 and IPv6 (each pair run back to back, so the ratio
+    ``ip6/ip4`` compares figures taken under the same load)."""
     metrics: dict[str, float] = {}
     detail: dict[str, Any] = {}
-    for label, mtu in (("MB/s mtu1500", 1500), ("MB/s mtu64k", 65521)):  # 65535 less the Ethernet header
-        r = inproc(["k2k", "--size", str(sz.k2k), "--mtu", str(mtu), "--max-seconds", str(sz.max_seconds)],
-                   sz.max_seconds + 30)
-        detail[str(mtu)] = r
-        if "error" in r:
-            continue
-        metrics[label] = float(r["MBps"])
+    for label, mtu in (("mtu1500", 1500), ("mtu64k", 65521)):  # 65535 less the Ethernet header
+        for family, suffix in ((4, ""), (6, " ip6")):
+            r = inproc(["k2k", "--size", str(sz.k2k), "--mtu", str(mtu), "--max-seconds", str(sz.max_seconds),
+                        "--family", str(family)], sz.max_seconds + 30)
+            detail[f"{mtu}{suffix.strip()}"] = r
+            if "error" not in r:
+                metrics[f"MB/s {label}{suffix}"] = float(r["MBps"])
+        if f"MB/s {label}" in metrics and f"MB/s {label} ip6" in metrics:
+            metrics[f"ip6/ip4 {label}"] = metrics[f"MB/s {label} ip6"] / metrics[f"MB/s {label}"]
     if not metrics:
         return na(f"failed: {detail}")
     return ok(metrics, detail)

@@ -35,7 +35,7 @@ _LAZY = {
     "VirtualEventLoopPolicy": "rumpkern.sched",
 }
 
-_SYSCALLS = ("socket", "bind", "connect", "listen", "accept", "send", "sendto", "recv", "recvfrom",
+_SYSCALLS = ("socket", "bind", "connect", "listen", "accept", "send", "sendto", "recv", "recvfrom", "recvmsg", "sendmsg",
              "shutdown", "close", "getsockname", "getpeername", "setsockopt", "getsockopt", "poll",
              "fcntl", "ioctl", "__sysctl", "reboot", "open", "read", "write", "pread", "pwrite",
              "lseek", "fstat", "getdents")

@@ -55,6 +55,8 @@ from rumpkern.syscalls import (
     SYS_read,
     SYS_recv,
     SYS_recvfrom,
+    SYS_recvmsg,
+    SYS_sendmsg,
     SYS_sendto,
     SYS_setsockopt,
     SYS_shutdown,
@@ -350,6 +352,16 @@ class Kernel:
     def rump_sys_recvfrom(self, fd: int, n: int, flags: int = 0) -> tuple[bytes, SockAddr]:
         return self._sys(SYS_recvfrom, fd, n, flags)
 
+    def rump_sys_recvmsg(self, fd: int, n: int, ancbufsize: int = 0,
+                         flags: int = 0) -> tuple[bytes, list[tuple[int, int, bytes]], int, SockAddr]:
+        """recvmsg(2) as Python's ``socket.recvmsg``: (data, ancillary data, flags, address)."""
+        return self._sys(SYS_recvmsg, fd, n, ancbufsize, flags)
+
+    def rump_sys_sendmsg(self, fd: int, buffers: Sequence[Buffer], ancdata: Sequence[tuple[int, int, Buffer]] = (),
+                         flags: int = 0, addr: SockAddr | None = None) -> int:
+        """sendmsg(2) as Python's ``socket.sendmsg``."""
+        return self._sys(SYS_sendmsg, fd, buffers, ancdata, flags, addr)
+
     def rump_sys_shutdown(self, fd: int, how: int) -> None:
         return self._sys(SYS_shutdown, fd, how)
 
@@ -461,6 +473,16 @@ class Kernel:
     def ping(self, *args: object) -> str | Awaitable[str]:
         """ping's output; an awaitable of it when called from a coroutine on the loop."""
         return self.run_command("ping", args)
+
+    def ping6(self, *args: object) -> str | Awaitable[str]:
+        """ping6's output; an awaitable of it when called from a coroutine on the loop."""
+        return self.run_command("ping6", args)
+
+    def ndp(self, *args: object) -> str:
+        return self._text("ndp", args)
+
+    def rtadvd(self, *args: object) -> str:
+        return self._text("rtadvd", args)
 
     def tc(self, *args: object) -> str:
         return self._text("tc", args)

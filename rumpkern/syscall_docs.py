@@ -29,11 +29,17 @@ SYSCALLS: dict[str, str] = {
     "recv": "recv(2): up to ``n`` bytes from ``fd`` (``b''`` at end of stream); sleeps until data comes "
             "(MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL in ``flags``).",
     "recvfrom": "recvfrom(2): like recv, and the sender's address: ``(data, addr)``.",
+    "recvmsg": "recvmsg(2) as Python's ``socket.recvmsg``: up to ``n`` bytes and up to ``ancbufsize`` bytes "
+               "of control messages (IPV6_PKTINFO, IPV6_HOPLIMIT, IPV6_TCLASS once asked for with "
+               "IPV6_RECV*): ``(data, [(level, type, data), ...], msg_flags, addr)``.",
+    "sendmsg": "sendmsg(2) as Python's ``socket.sendmsg``: the ``buffers`` as one datagram or stream data, "
+               "with control messages ``[(level, type, data), ...]`` (IPV6_PKTINFO, IPV6_HOPLIMIT, "
+               "IPV6_TCLASS) to ``addr``; returns the bytes sent.",
     "shutdown": "shutdown(2): stop receiving (SHUT_RD), sending (SHUT_WR, a FIN) or both (SHUT_RDWR) on ``fd``.",
     "close": "close(2): release ``fd``; the socket goes with its last descriptor (SO_LINGER applies).",
     "getsockname": "getsockname(2): the local address of ``fd``.",
     "getpeername": "getpeername(2): the peer's address of connected socket ``fd`` (ENOTCONN if none).",
-    "setsockopt": "setsockopt(2): set option ``opt`` at ``level`` (SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP) to "
+    "setsockopt": "setsockopt(2): set option ``opt`` at ``level`` (SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP) to "
                   "``value`` (an int, or bytes for a struct).",
     "getsockopt": "getsockopt(2): the value of option ``opt`` at ``level`` (an int; bytes when ``buflen`` > 0).",
     "poll": "poll(2): wait up to ``timeout`` ms (-1: forever) until one of ``fds`` (``pollfd`` objects or "
@@ -75,6 +81,14 @@ COMMANDS: dict[str, str] = {
                "``('-i')`` (interfaces).",
     "ping": "ping(8): ``ping('-c', '3', '10.0.2.1')``; the output, or PingFailed (exit status 2, with "
             "the output) when no reply came. In a coroutine on the loop: an awaitable.",
+    "ping6": "ping6(8): ``ping6('-c', '3', 'fc00:0:0:2::1')``, ``('-n', '-c', '1', 'fe80::1%wire0')``; the "
+             "output, or PingFailed (exit status 2, with the output) when no reply came. In a coroutine "
+             "on the loop: an awaitable.",
+    "ndp": "ndp(8): ``ndp('-an')`` (the neighbour cache), ``('-s', 'fc00::9', 'b2:a0:00:00:00:09')``, "
+           "``('-d', 'fc00::9')``, ``('-c')``.",
+    "rtadvd": "rtadvd(8) in the kernel: ``rtadvd('-c', 'rtadvd.conf', 'wire0')`` advertises the "
+              "interface's prefixes (or the configuration's) until the calling process exits; "
+              "``('-t')`` sends the final advertisements (router lifetime 0) and stops.",
     "tc": "tc(8)'s netem qdiscs on an interface (the fault model): ``tc('qdisc', 'add', 'dev', 'wire0', "
           "'root', 'netem', 'delay', '10ms', 'loss', '1%')``, ``('-s', 'qdisc', 'show', 'dev', 'wire0')``.",
 }

@@ -52,6 +52,10 @@ SYS_accept: SysEnt[tuple[int, SockAddr]] = SysEnt("accept")
 SYS_sendto: SysEnt[int] = SysEnt("sendto")
 SYS_recv: SysEnt[bytes] = SysEnt("recv")
 SYS_recvfrom: SysEnt[tuple[bytes, SockAddr]] = SysEnt("recvfrom")
+# recvmsg(2)/sendmsg(2) in the shape of Python's socket.recvmsg/sendmsg: (data,
+# [(level, type, data), ...] ancillary data, msg_flags, address).
+SYS_recvmsg: SysEnt[tuple[bytes, list[tuple[int, int, bytes]], int, SockAddr]] = SysEnt("recvmsg")
+SYS_sendmsg: SysEnt[int] = SysEnt("sendmsg")
 SYS_shutdown: SysEnt[None] = SysEnt("shutdown")
 SYS_close: SysEnt[None] = SysEnt("close")
 SYS_getsockname: SysEnt[SockAddr] = SysEnt("getsockname")

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from rumpnet.socket import RumpSocket
 
 for _library, _component in (("rumpnet", "net"), ("rumpnet_net", "net"), ("rumpnet_netinet", "netinet"),
-                             ("rumpnet_shmif", "shmif"), ("rumpnet_virtif", "virtif"), ("rumpnet_sockin", "sockin"),
+                             ("rumpnet_netinet6", "netinet6"), ("rumpnet_shmif", "shmif"), ("rumpnet_virtif", "virtif"), ("rumpnet_sockin", "sockin"),
                              ("rumpnet_wire", "wire"), ("rumpnet_local", None), ("rumpvfs", "vfs")):
     rump_library(_library, _component)
 
@@ -89,6 +89,7 @@ def _net_init(k: Kernel) -> None:
     nk.ifnet = IfnetRegistry(nk)
     nk.domains = {}
     nk.inet = None
+    nk.inet6 = None
     nk.net = Net(nk)
     k.sysctl_tree.add_node("net", num=4)
 
@@ -104,6 +105,22 @@ def _netinet_init(k: Kernel) -> None:
     inet = nk.inet = Inet(nk)
     nk.domains[pysocket.AF_INET] = inet
     tcp_attach(nk)
+
+
+def _netinet6_halt(k: Kernel) -> None:
+    inet6 = net_kernel(k).inet6
+    if inet6 is not None:
+        inet6.halt()
+
+
+@rump_component("netinet6", RUMP_COMPONENT_NET + 2, requires=("net", "netinet"), conflicts=("sockin",),
+                default=True, halt=_netinet6_halt)
+def _netinet6_init(k: Kernel) -> None:
+    """PF_INET6 (NetBSD's rumpnet_netinet6): after netinet, whose lo0 it configures too."""
+    from rumpnet.netinet6.in6_domain import Inet6Domain
+
+    nk = net_kernel(k)
+    nk.inet6 = Inet6Domain(nk)
 
 
 @rump_component("wire", RUMP_COMPONENT_NET_IF, requires=("net",), default=True)
@@ -154,10 +171,11 @@ def _sockin_init(k: Kernel) -> None:
 
 
 def _sockin_option(components: list[str], named: bool) -> list[str]:
-    """``rump_init(sockin=True)``: sockin instead of netinet (added to a named list)."""
+    """``rump_init(sockin=True)``: sockin instead of netinet and netinet6 (added to a named
+    list)."""
     if named:
         return components if "sockin" in components else [*components, "sockin"]
-    return [c for c in components if c != "netinet"] + ["sockin"]
+    return [c for c in components if c not in ("netinet", "netinet6")] + ["sockin"]
 
 
 rump_boot_option("sockin", _sockin_option)

@@ -254,12 +254,14 @@ class Ifnet:
             raise kerr(errno.EINVAL)
         self.mtu = mtu
         self.kernel.net.routes.invalidate()
+        self.kernel.net.if_changed(self)
 
     def set_lladdr(self, mac: bytes) -> None:
         if len(mac) != 6 or mac[0] & 1:
             raise kerr(errno.EINVAL)
         self.lladdr = mac
         self._ether_src_type.clear()
+        self.kernel.net.if_changed(self)
 
     # -- driver ------------------------------------------------------------------------
     def attach_driver(self, driver: LinkDriver) -> None:

@@ -86,6 +86,14 @@ class Net:
         for listener in self.listeners:
             listener.if_updown(ifp, up)
 
+    def if_changed(self, ifp: Ifnet) -> None:
+        """The interface's MTU or link-layer address changed (domains that keep a copy,
+        as netinet6's per-interface state does, follow)."""
+        for listener in self.listeners:
+            changed = getattr(listener, "if_changed", None)
+            if changed is not None:
+                changed(ifp)
+
     def if_detach(self, ifp: Ifnet) -> None:
         for listener in self.listeners:
             listener.if_detach(ifp)

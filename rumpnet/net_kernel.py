@@ -8,7 +8,9 @@ the ``net`` component sets it at boot (``rumpnet/components.py``):
 * ``k.ifnet``: :class:`rumpnet.ifnet.IfnetRegistry` (interfaces and cloners);
 * ``k.domains``: address family -> :class:`rumpnet.uipc_domain.Domain` (``socket(2)``);
 * ``k.inet``: the netinet domain (:class:`rumpnet.netinet.in_proto.Inet`) when the
-  ``netinet`` component is loaded, else None (a kernel with sockin, or with net alone).
+  ``netinet`` component is loaded, else None (a kernel with sockin, or with net alone);
+* ``k.inet6``: the netinet6 domain (:class:`rumpnet.netinet6.in6_domain.Inet6Domain`)
+  when ``netinet6`` is loaded, else None.
 
 Code of the faction is typed against :class:`NetKernel`; where a plain ``Kernel`` comes
 in (a command, the structured API, a user's object), :func:`net_kernel` checks that the
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from rumpnet.ifnet import IfnetRegistry
     from rumpnet.net import Net
     from rumpnet.netinet.in_proto import Inet
+    from rumpnet.netinet6.in6_domain import Inet6Domain
     from rumpnet.uipc_domain import Domain
 
     class NetKernel(Kernel):
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
         ifnet: IfnetRegistry
         domains: dict[int, Domain]
         inet: Inet | None
+        inet6: Inet6Domain | None
 else:
     NetKernel = Kernel
 
@@ -53,3 +57,11 @@ def netinet(k: NetKernel) -> Inet:
     if inet is None:
         raise kerr(errno.EOPNOTSUPP, "Operation not supported (no netinet in this kernel)")
     return inet
+
+
+def netinet6(k: NetKernel) -> Inet6Domain:
+    """The kernel's netinet6 domain; EOPNOTSUPP where netinet6 is not loaded."""
+    inet6 = k.inet6
+    if inet6 is None:
+        raise kerr(errno.EOPNOTSUPP, "Operation not supported (no netinet6 in this kernel)")
+    return inet6

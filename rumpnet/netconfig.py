@@ -15,6 +15,7 @@ from rumpkern.commands import on_cpu
 from rumpkern.errno import kerr
 from rumpnet.ifnet import Ifnet
 from rumpnet.net_kernel import netinet
+from rumpnet.netconfig6 import Inet6Config
 from rumpnet.netinet.in_addr import aton_strict, classful_plen, ntoa, parse_prefix
 from rumpnet.route import (
     RTF_BLACKHOLE,
@@ -52,8 +53,9 @@ def format_mac(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
 
 
-class NetConfig:
-    """``k.config``: the structured configuration API of kernel ``k`` (see the module docstring)."""
+class NetConfig(Inet6Config):
+    """``k.config``: the structured configuration API of kernel ``k`` (see the module
+    docstring); its IPv6 methods come from :class:`rumpnet.netconfig6.Inet6Config`."""
 
     def __init__(self, kernel: NetKernel) -> None:
         self.k = kernel

@@ -104,8 +104,10 @@ class Rtentry:
 
 
 class RouteTable:
+    BITS = 32  # address width: prefix lengths 0..BITS
+
     def __init__(self) -> None:
-        self._by_plen: list[dict[int, Rtentry]] = [{} for _ in range(33)]
+        self._by_plen: list[dict[int, Rtentry]] = [{} for _ in range(self.BITS + 1)]
         self._plens: list[int] = []  # prefix lengths in use, longest first
         self._cache: dict[int, Rtentry | None] = {}
         self.generation = 0
@@ -116,25 +118,31 @@ class RouteTable:
         self.generation += 1
 
     def _refresh(self) -> None:
-        self._plens = [p for p in range(32, -1, -1) if self._by_plen[p]]
+        self._plens = [p for p in range(self.BITS, -1, -1) if self._by_plen[p]]
         self.invalidate()
+
+    @staticmethod
+    def key(dst: int, plen: int, zone: int = 0) -> int:
+        """Where a prefix is kept in its prefix length's dict."""
+        return dst & plen_to_mask(plen)
 
     def add(self, rt: Rtentry) -> Rtentry:
         table = self._by_plen[rt.plen]
-        if rt.dst in table:
+        key = self.key(rt.dst, rt.plen, getattr(rt, "zone", 0))
+        if key in table:
             raise kerr(errno.EEXIST, "File exists")
-        table[rt.dst] = rt
+        table[key] = rt
         self._refresh()
         for cb in self.listeners:
             cb("add", rt)
         return rt
 
-    def exact(self, dst: int, plen: int) -> Rtentry | None:
-        return self._by_plen[plen].get(dst & plen_to_mask(plen))
+    def exact(self, dst: int, plen: int, zone: int = 0) -> Rtentry | None:
+        return self._by_plen[plen].get(self.key(dst, plen, zone))
 
-    def delete(self, dst: int, plen: int) -> Rtentry:
+    def delete(self, dst: int, plen: int, zone: int = 0) -> Rtentry:
         table = self._by_plen[plen]
-        rt = table.pop(dst & plen_to_mask(plen), None)
+        rt = table.pop(self.key(dst, plen, zone), None)
         if rt is None:
             raise kerr(errno.ESRCH, "No such process")
         self._refresh()
@@ -187,3 +195,67 @@ class RouteTable:
 
 def describe(rt: Any) -> str:
     return repr(rt)
+
+
+# -- AF_INET6 ------------------------------------------------------------------------------
+def plen_to_mask6(plen: int) -> int:
+    return ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
+
+
+class Rtentry6(Rtentry):
+    """An AF_INET6 route: 128-bit destination and gateway, and the zone (an interface
+    index, RFC 4007) of a scoped prefix such as ``fe80::/64`` (0 for global ones); the
+    IPv6 address it was made for, if any, is ``ia6`` (``ifa`` stays None)."""
+
+    __slots__ = ("zone", "ia6")
+
+    def __init__(self, dst: int, plen: int, gateway: int | None, flags: int, ifp: Ifnet | None,
+                 zone: int = 0, ia6: Any = None, mtu: int = 0) -> None:
+        super().__init__(0, 0, gateway, flags, ifp, None, mtu)
+        self.plen = plen
+        self.mask = plen_to_mask6(plen)
+        self.dst = dst & self.mask
+        self.zone = zone
+        self.ia6 = ia6
+
+    def __repr__(self) -> str:
+        from rumpnet.netinet6.in6 import ntop
+
+        gw = ntop(self.gateway) if self.gateway is not None else (self.ifp.name if self.ifp else "-")
+        zone = f"%{self.zone}" if self.zone else ""
+        return f"<Rtentry6 {ntop(self.dst)}{zone}/{self.plen} -> {gw} {flags_letters(self.flags)}>"
+
+
+class RouteTable6(RouteTable):
+    """The AF_INET6 table: the same longest-prefix walk over 128 bits, keyed by prefix
+    and zone (a scoped prefix exists once per link, as KAME keeps the zone inside the
+    address)."""
+
+    BITS = 128
+
+    @staticmethod
+    def key(dst: int, plen: int, zone: int = 0) -> int:
+        return (dst & plen_to_mask6(plen)) | (zone << 128)
+
+    def lookup(self, dst: int, zone: int = 0) -> Rtentry | None:
+        """Longest-prefix match; a scoped destination only matches its zone's prefixes
+        (``zone`` is 0 for global destinations)."""
+        ck = dst | (zone << 128)
+        try:
+            return self._cache[ck]
+        except KeyError:
+            pass
+        rt = None
+        zkey = zone << 128
+        by_plen = self._by_plen
+        for plen in self._plens:
+            cand = by_plen[plen].get((dst & plen_to_mask6(plen)) | zkey)
+            if cand is None and zone:
+                cand = by_plen[plen].get(dst & plen_to_mask6(plen))   # global routes
+            if cand is not None:
+                rt = cand
+                break
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[ck] = rt
+        return rt

@@ -296,6 +296,12 @@ class RumpClient:
         """What the server said at the handshake (``server_pid``, ``hostname``, ...)."""
         return self._get_conn().info
 
+    @property
+    def connected(self) -> bool:
+        """The connection to the server is up (False once it was lost or closed)."""
+        conn = self._conn
+        return conn is not None and conn.alive and not self._closed
+
     def close(self) -> None:
         """Disconnect: the server exits this client's process and closes its files."""
         self._closed = True
@@ -384,6 +390,13 @@ class RumpClient:
 
     def rump_sys_recvfrom(self, fd: int, n: int, flags: int = 0) -> tuple[bytes, Any]:
         return self._sys("rump_sys_recvfrom", fd, min(n, MAX_DATA), flags)  # type: ignore[no-any-return]
+
+    def rump_sys_recvmsg(self, fd: int, n: int, ancbufsize: int = 0, flags: int = 0) -> tuple[bytes, Any, int, Any]:
+        return self._sys("rump_sys_recvmsg", fd, min(n, MAX_DATA), ancbufsize, flags)  # type: ignore[no-any-return]
+
+    def rump_sys_sendmsg(self, fd: int, buffers: Any, ancdata: Any = (), flags: int = 0, addr: Any = None) -> int:
+        return self._sys("rump_sys_sendmsg", fd, [bytes(b) for b in buffers],  # type: ignore[no-any-return]
+                         [(lv, t, bytes(d)) for lv, t, d in ancdata], flags, addr)
 
     def rump_sys_shutdown(self, fd: int, how: int) -> None:
         return self._sys("rump_sys_shutdown", fd, how)  # type: ignore[no-any-return]
@@ -494,6 +507,12 @@ class RumpClient:
 
     def ping(self, *args: Any) -> Any:
         return self.command("ping", *args)
+
+    def ping6(self, *args: Any) -> Any:
+        return self.command("ping6", *args)
+
+    def ndp(self, *args: Any) -> str:
+        return self.command("ndp", *args)  # type: ignore[no-any-return]
 
     def tc(self, *args: Any) -> str:
         return self.command("tc", *args)  # type: ignore[no-any-return]

@@ -221,11 +221,16 @@ def _getsockname(ctx: Any, p: Any, fd: int) -> Any:
     return sys_getsockname(ctx, p, fd)
 
 
+def _family(host: str) -> int:
+    """AF_INET6 for an IPv6 address (``fc00::1``, ``fe80::1%wire0``, ``::``), else AF_INET."""
+    return pysocket.AF_INET6 if ":" in host else pysocket.AF_INET
+
+
 async def open_connection(kernel: Kernel, host: str, port: int, *, limit: int = _LIMIT,
                           local_addr: tuple[str, int] | None = None) -> tuple[RumpStreamReader, RumpStreamWriter]:
-    """``asyncio.open_connection`` over ``kernel``'s TCP (numeric ``host``)."""
+    """``asyncio.open_connection`` over ``kernel``'s TCP (numeric ``host``, IPv4 or IPv6)."""
     k = kernel
-    fd = await _sys(k, S.sys_socket, pysocket.AF_INET, pysocket.SOCK_STREAM, 0)
+    fd = await _sys(k, S.sys_socket, _family(host), pysocket.SOCK_STREAM, 0)
     try:
         if local_addr is not None:
             await _sys(k, S.sys_bind, fd, local_addr)
@@ -323,9 +328,9 @@ class RumpServer:
 async def start_server(kernel: Kernel, client_connected_cb: ClientConnected, host: str = "0.0.0.0",
                        port: int = 0, *, limit: int = _LIMIT, backlog: int = 100,
                        reuse_address: bool = True) -> RumpServer:
-    """``asyncio.start_server`` over ``kernel``'s TCP."""
+    """``asyncio.start_server`` over ``kernel``'s TCP (an IPv6 ``host`` listens on AF_INET6)."""
     k = kernel
-    fd = await _sys(k, S.sys_socket, pysocket.AF_INET, pysocket.SOCK_STREAM, 0)
+    fd = await _sys(k, S.sys_socket, _family(host), pysocket.SOCK_STREAM, 0)
     if reuse_address:
         await _sys(k, S.sys_setsockopt, fd, pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
     await _sys(k, S.sys_bind, fd, (host, port))

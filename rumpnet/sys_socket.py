@@ -23,7 +23,7 @@ from rumpkern.lwproc import FNONBLOCK, File, Proc, close_file
 from rumpkern.sched import Sleep, SyscallCtx, WaitChannel
 from rumpkern.syscalls import sys_close
 from rumpnet.net_kernel import net_kernel
-from rumpnet.uipc_socket import MSG_KNOWN, POLLNVAL, Socket
+from rumpnet.uipc_socket import MSG_KNOWN, POLLNVAL, Cmsg, Socket
 
 # close(2) and the last close of a file are the kern's (kern_descrip.c); a socket's part
 # in them is Socket.close and Socket.close_wait (SO_LINGER).
@@ -142,6 +142,34 @@ def sys_recvfrom(ctx: SyscallCtx, p: Proc, fd: int, n: int, flags: int) -> tuple
     if flags & ~MSG_KNOWN:
         raise kerr(errno.EOPNOTSUPP)
     return so.recv(ctx, n, flags)
+
+
+def sys_recvmsg(ctx: SyscallCtx, p: Proc, fd: int, n: int, ancbufsize: int = 0,
+                flags: int = 0) -> tuple[bytes, list[Cmsg], int, Any]:
+    """``recvmsg(2)``, shaped as Python's ``socket.recvmsg``."""
+    so = getsock(p, fd)
+    if n < 0 or ancbufsize < 0:
+        raise kerr(errno.EINVAL)
+    if flags & ~MSG_KNOWN:
+        raise kerr(errno.EOPNOTSUPP)
+    return so.recvmsg(ctx, int(n), int(ancbufsize), int(flags))
+
+
+def sys_sendmsg(ctx: SyscallCtx, p: Proc, fd: int, buffers: Sequence[Any], ancdata: Sequence[Any] = (),
+                flags: int = 0, addr: Any = None) -> int:
+    """``sendmsg(2)``, shaped as Python's ``socket.sendmsg``: the buffers are sent as one
+    datagram (or stream write); ancillary data is the protocol's to take (EINVAL for what
+    it does not know)."""
+    so = getsock(p, fd)
+    if flags & ~MSG_KNOWN:
+        raise kerr(errno.EOPNOTSUPP)
+    data = b"".join(bytes(_data(b)) for b in buffers)
+    cmsgs: list[Cmsg] = []
+    for item in ancdata:
+        if not isinstance(item, (tuple, list)) or len(item) != 3:
+            raise kerr(errno.EINVAL, "ancillary data items are (level, type, data)")
+        cmsgs.append((int(item[0]), int(item[1]), bytes(_data(item[2]))))
+    return so.sendmsg(ctx, data, cmsgs, int(flags), addr)
 
 
 def sys_shutdown(ctx: SyscallCtx, p: Proc, fd: int, how: int) -> None:
@@ -267,6 +295,7 @@ def sys_ioctl(ctx: SyscallCtx, p: Proc, fd: int, request: int, arg: Any = 0) -> 
 SYSCALLS: dict[str, SyscallImpl] = {
     "socket": sys_socket, "bind": sys_bind, "connect": sys_connect, "listen": sys_listen,
     "accept": sys_accept, "sendto": sys_sendto, "recv": sys_recv, "recvfrom": sys_recvfrom,
+    "recvmsg": sys_recvmsg, "sendmsg": sys_sendmsg,
     "shutdown": sys_shutdown, "getsockname": sys_getsockname, "getpeername": sys_getpeername,
     "setsockopt": sys_setsockopt, "getsockopt": sys_getsockopt, "poll": sys_poll, "fcntl": sys_fcntl,
     "ioctl": sys_ioctl,

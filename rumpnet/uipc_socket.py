@@ -43,6 +43,10 @@ MSG_NOSIGNAL = int(getattr(pysocket, "MSG_NOSIGNAL", 0x4000))
 MSG_KNOWN = MSG_OOB | MSG_PEEK | MSG_DONTROUTE | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC | MSG_NOSIGNAL
 
 SOL_SOCKET = pysocket.SOL_SOCKET
+MSG_CTRUNC = int(pysocket.MSG_CTRUNC)
+
+# One item of ancillary data, as Python's socket.recvmsg/sendmsg write it.
+Cmsg = tuple[int, int, bytes]
 # SO_PROTOCOL of a socket made with protocol 0
 _DEFAULT_PROTO: dict[int, int] = {int(pysocket.SOCK_STREAM): int(pysocket.IPPROTO_TCP),
                                   int(pysocket.SOCK_DGRAM): int(pysocket.IPPROTO_UDP)}
@@ -60,6 +64,12 @@ LINGER_MAX = 0xFFFF  # NetBSD's sosetopt: l_linger up to USHRT_MAX, else EDOM
 # Default socket buffer sizes (NetBSD: udp_recvspace 41600, sendspace 9216; we are more
 # generous for datagrams so that a burst in a test is not dropped).
 SB_MAX = 4 * 1024 * 1024
+
+
+def CMSG_SPACE(n: int) -> int:  # noqa: N802 (the C macro's name)
+    """Room one item of ancillary data with ``n`` bytes takes (Linux's layout, which
+    Python's ``socket.CMSG_SPACE`` computes)."""
+    return pysocket.CMSG_SPACE(n)
 
 
 def _timeval_to_seconds(value: Any) -> float | None:
@@ -177,6 +187,18 @@ class Socket:
 
     def recv(self, ctx: SyscallCtx, n: int, flags: int) -> tuple[bytes, Any]:
         raise kerr(errno.EOPNOTSUPP)
+
+    def recvmsg(self, ctx: SyscallCtx, n: int, ancbufsize: int, flags: int) -> tuple[bytes, list[Cmsg], int, Any]:
+        """``recvmsg``: what ``recv`` gives, with no ancillary data unless the protocol
+        keeps some (``DgramSocket``)."""
+        data, src = self.recv(ctx, n, flags)
+        return data, [], 0, src
+
+    def sendmsg(self, ctx: SyscallCtx, data: bytes, ancdata: list[Cmsg], flags: int, addr: Any) -> int:
+        """``sendmsg``: ancillary data this protocol does not take is EINVAL."""
+        if ancdata:
+            raise kerr(errno.EINVAL, "no ancillary data is taken on this socket")
+        return self.send(ctx, data, flags, addr)
 
     def shutdown(self, how: int) -> None:
         if how not in (pysocket.SHUT_RD, pysocket.SHUT_WR, pysocket.SHUT_RDWR):
@@ -383,6 +405,36 @@ class DgramSocket(Socket):
         if flags & MSG_TRUNC:
             return data[:n], src  # the caller learns the real length separately
         return data[:n], src
+
+    def check_send(self, flags: int) -> None:
+        """What every datagram send checks first: flags it knows (no MSG_OOB), not shut
+        down for writing (EPIPE), and an error an ICMP message left (so_error)."""
+        if flags & ~MSG_KNOWN or flags & MSG_OOB:
+            raise kerr(errno.EOPNOTSUPP)
+        if self.cantsendmore:
+            raise kerr(errno.EPIPE)
+        err = self.take_error()
+        if err:
+            raise kerr(err)
+
+    def recvmsg(self, ctx: SyscallCtx, n: int, ancbufsize: int, flags: int) -> tuple[bytes, list[Cmsg], int, Any]:
+        """The next datagram with MSG_TRUNC when it was longer than ``n``, and the
+        ancillary data its protocol attached to its source address (``control``),
+        MSG_CTRUNC when ``ancbufsize`` cannot hold it."""
+        full = len(self.rcvq[0][0]) if self.rcvq else 0
+        data, src = self.recv(ctx, n, flags)
+        mflags = MSG_TRUNC if full > len(data) else 0
+        control: list[Cmsg] = list(getattr(src, "control", ()))
+        room = ancbufsize
+        kept: list[Cmsg] = []
+        for c in control:
+            need = CMSG_SPACE(len(c[2]))
+            if need > room:
+                mflags |= MSG_CTRUNC
+                break
+            kept.append(c)
+            room -= need
+        return data, kept, mflags, src
 
     def nread(self) -> int:
         # FIONREAD on a datagram socket: bytes in the receive buffer (BSD sb_cc).

@@ -7,7 +7,9 @@ tool prints on standard error (``ifconfig: SIOCIFCREATE: File exists``); bad usa
 :class:`UsageError` (errno ``EINVAL``, message: the usage text). A later CLI maps
 ``UsageError`` to exit status 2 and other ``OSError`` to exit status 1.
 
-``ping`` returns its output, or raises :class:`PingFailed` (carrying ``.output`` and
+``ping6`` and ``ndp`` (NetBSD's, for netinet6) are here too.
+
+``ping`` (and ``ping6``) returns its output, or raises :class:`PingFailed` (carrying ``.output`` and
 ``.exit_status``) when no reply came back, as NetBSD's ping exits 2 then. Called from a
 coroutine on the kernel's scheduler loop, ``k.ping(...)`` returns an awaitable instead.
 """
@@ -69,6 +71,9 @@ COMMANDS: dict[str, Command] = {
     "arp": _lazy("arp", "arp"),
     "netstat": _lazy("netstat", "netstat"),
     "ping": _lazy("ping", "ping"),
+    "ping6": _lazy("ping6", "ping6"),
+    "ndp": _lazy("ndp", "ndp"),
+    "rtadvd": _lazy("rtadvd", "rtadvd"),
     "tc": _tc,
 }
 

@@ -1,5 +1,5 @@
 """``rump.ifconfig``, ``rump.route``, ``rump.arp``, ``rump.sysctl``, ``rump.netstat``,
-``rump.ping``, ``rump.tc`` and ``rump.halt``: the commands run against the rump_server at
+``rump.ping``, ``rump.ping6``, ``rump.ndp``, ``rump.tc`` and ``rump.halt``: the commands run against the rump_server at
 ``$RUMP_SERVER`` (rump_sp(7)).
 
 Each tool is run inside the server (a ``command`` request, see docs/RUMP_SP.md) and its
@@ -26,7 +26,7 @@ from rumpnet.usage import EXIT_USAGE, BadOption, getopt_bsd, help_or_version
 _MODULES = {
     "ifconfig": "rumpnet.commands.ifconfig", "route": "rumpnet.commands.route", "arp": "rumpnet.commands.arp",
     "sysctl": "rumpkern.sysctl_cmd", "netstat": "rumpnet.commands.netstat", "ping": "rumpnet.commands.ping",
-    "tc": "rumpnet.faults.tc",
+    "ping6": "rumpnet.commands.ping6", "ndp": "rumpnet.commands.ndp", "tc": "rumpnet.faults.tc",
 }
 _TC_HELP = ("help", "-help", "-h", "-?")  # iproute2's spellings of help
 HALT_USAGE = "usage: rump.halt [-dhnp]"
@@ -129,11 +129,11 @@ def _write_output(name: str, text: str) -> None:
     there). Before this fix they went to stdout with the rest."""
     if not text.endswith("\n"):
         text += "\n"
-    if name == "ping":
+    if name in ("ping", "ping6"):
         lines = text.splitlines(keepends=True)
         # warn(3) prefixes getprogname(): the tool as invoked
-        warn = "".join("rump." + ln for ln in lines if ln.startswith("ping: "))
-        text = "".join(ln for ln in lines if not ln.startswith("ping: "))
+        warn = "".join("rump." + ln for ln in lines if ln.startswith(f"{name}: "))
+        text = "".join(ln for ln in lines if not ln.startswith(f"{name}: "))
         if warn:
             sys.stdout.flush()
             sys.stderr.write(warn)
@@ -170,6 +170,16 @@ def netstat_main(argv: list[str] | None = None) -> int:
 def ping_main(argv: list[str] | None = None) -> int:
     """``rump.ping``: ping(8) in the server at ``$RUMP_SERVER``."""
     return _run("ping", argv)
+
+
+def ping6_main(argv: list[str] | None = None) -> int:
+    """``rump.ping6``: ping6(8) in the server at ``$RUMP_SERVER``."""
+    return _run("ping6", argv)
+
+
+def ndp_main(argv: list[str] | None = None) -> int:
+    """``rump.ndp``: ndp(8) in the server at ``$RUMP_SERVER``."""
+    return _run("ndp", argv)
 
 
 def tc_main(argv: list[str] | None = None) -> int:

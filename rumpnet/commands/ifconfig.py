@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rumpnet.commands import UsageError, getopt, on_cpu, strerror
+from rumpnet.commands.ifconfig6 import address_lines, configure6, wait_dad
 from rumpnet.ifnet import IFF_BROADCAST, IFF_NAMES, IFF_POINTOPOINT, LINK_STATE_UP, Ifnet, ifcap_string
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet.in_addr import aton_strict, ntoa
 
 if TYPE_CHECKING:
     from rumpnet.net_kernel import NetKernel
+    from rumpnet.netconfig import NetConfig
 
 USAGE = """usage: ifconfig [-h] [-v] [-z] [-L] [-C] [-l [-b] [-d] [-s] [-u]]
 	[-a [-b] [-d] [-s] [-u]] [-w n] interface
@@ -44,8 +48,8 @@ def flags_text(ifp: Ifnet) -> str:
     return f"flags=0x{ifp.flags:x}<{names}>" if names else f"flags=0x{ifp.flags:x}"
 
 
-def status(ifp: Ifnet, verbose: bool = False) -> str:
-    """One interface as ``ifconfig IF`` prints it."""
+def status(ifp: Ifnet, verbose: bool = False, af: str | None = None, lifetimes: bool = False) -> str:
+    """One interface as ``ifconfig IF [af]`` prints it (-L: IPv6 lifetimes)."""
     lines = [f"{ifp.name}: {flags_text(ifp)} mtu {ifp.mtu}"]
     caps = ifp.capabilities
     if caps:
@@ -97,7 +101,7 @@ def status(ifp: Ifnet, verbose: bool = False) -> str:
         if st.oqdrops:
             out += f", {st.oqdrops} queue drops"
         lines += [inp, out]
-    for ifa in ifp.addrs:
+    for ifa in (ifp.addrs if af in (None, "inet") else ()):
         s = f"\tinet {ntoa(ifa.addr)}/{ifa.plen}"
         if ifp.flags & IFF_POINTOPOINT and ifa.dstaddr:
             s += f" -> {ntoa(ifa.dstaddr)}"
@@ -105,7 +109,21 @@ def status(ifp: Ifnet, verbose: bool = False) -> str:
             s += f" broadcast {ntoa(ifa.broadaddr)}"
         s += " flags 0x0"
         lines.append(s)
+    if af in (None, "inet6"):
+        lines += address_lines(ifp.kernel, ifp, lifetimes)
     return "\n".join(lines) + "\n"
+
+
+def _link_words(words: list[str], actions: list[tuple[str, str | None]]) -> list[str]:
+    """The words after ``inet6``: ``up``/``down`` and the link's own keywords become
+    actions (as for inet); the rest is the inet6 address and its modifiers."""
+    rest: list[str] = []
+    for w in words:
+        if w in ("up", "down"):
+            actions.append((w, None))
+        else:
+            rest.append(w)
+    return rest
 
 
 def _check_addr(s: str) -> None:
@@ -120,22 +138,29 @@ def _check_addr(s: str) -> None:
             raise OSError(errno.EINVAL, f"ifconfig: {s}: bad value")
 
 
-def ifconfig(k: NetKernel, argv: list[str]) -> str:
-    """ifconfig(8) on kernel ``k`` (see rumpnet.commands)."""
-    return on_cpu(k, lambda: _ifconfig(k, argv))
+def ifconfig(k: NetKernel, argv: list[str]) -> Any:
+    """ifconfig(8) on kernel ``k`` (see rumpnet.commands); ``-w N`` then waits (outside
+    the CPU) up to N seconds for duplicate address detection to end."""
+    opts, _ = getopt("ifconfig", argv, OPTSTRING, USAGE)
+    out = on_cpu(k, lambda: _ifconfig(k, argv))
+    waits = [value for ch, value in opts if ch == "w"]
+    if waits:
+        waited = wait_dad(k, float(waits[-1]))
+        if not isinstance(waited, str):
+            return waited
+    return out
 
 
 def _ifconfig(k: NetKernel, argv: list[str]) -> str:
     opts, args = getopt("ifconfig", argv, OPTSTRING, USAGE)
     letters = {ch for ch, _ in opts}
     all_, listnames, cloners, verbose = "a" in letters, "l" in letters, "C" in letters, "v" in letters
-    only_up, only_down = "u" in letters, "d" in letters
+    only_up, only_down, lifetimes = "u" in letters, "d" in letters, "L" in letters
     for ch, value in opts:
-        # -w n: wait for duplicate address detection; there is none here, so done at once.
         if ch == "w" and not value.isdigit():
             raise UsageError(f"ifconfig: -w {value}: not a number of seconds\n{USAGE}")
     if "w" in letters and not args:
-        return ""
+        return ""   # ifconfig() waits for DAD
     if not argv:
         # NetBSD's ifconfig with no arguments lists all interfaces (as -a); tests/net
         # scripts run plain ``rump.ifconfig``. Before this fix it was a usage error.
@@ -149,162 +174,197 @@ def _ifconfig(k: NetKernel, argv: list[str]) -> str:
         return not ((only_up and not ifp.is_up) or (only_down and ifp.is_up))
 
     if listnames:
-        if args and args != ["inet"]:
+        if args and args not in (["inet"], ["inet6"]):
             raise UsageError(USAGE)
         return " ".join(i.name for i in k.ifnet.all() if wanted(i)) + "\n"
     if all_:
-        if args and args != ["inet"]:
+        if args and args not in (["inet"], ["inet6"]):
             raise UsageError(USAGE)
-        return "".join(status(i, verbose) for i in k.ifnet.all() if wanted(i))
+        return "".join(status(i, verbose, args[0] if args else None, lifetimes) for i in k.ifnet.all() if wanted(i))
     if not args:
         raise UsageError(USAGE)
     name = args.pop(0)
     if name.startswith("-"):
         raise UsageError(USAGE)
-    if not args or args == ["inet"]:
-        # "ifconfig IF inet" shows the interface with its inet addresses (NetBSD; the
-        # only family here). Before this fix it printed nothing.
+    if not args or args in (["inet"], ["inet6"]):
+        # "ifconfig IF inet" / "ifconfig IF inet6" show the interface with that
+        # family's addresses (NetBSD).
         ifp = k.ifnet.get(name)
         if ifp is None:
             raise OSError(errno.ENXIO, f"ifconfig: SIOCGIFFLAGS {name}: Device not configured")
-        return status(ifp, verbose)
+        return status(ifp, verbose, args[0] if args else None, lifetimes)
     return _configure(k, name, args)
 
 
 def _configure(k: NetKernel, name: str, args: list[str]) -> str:
     cfg = k.config
-    # create/destroy come first, as NetBSD's ifconfig handles them before anything else.
+    rest = _create_or_destroy(cfg, name, args)
+    if not rest:
+        return ""
+    if k.ifnet.get(name) is None:
+        raise OSError(errno.ENXIO, f"ifconfig: SIOCGIFFLAGS {name}: Device not configured")
+    req = _parse_words(rest)
+    _apply_link_actions(cfg, name, req.actions)
+    if req.inet6_args is not None:
+        configure6(k, k.ifnet.lookup(name), req.inet6_args)
+    _apply_inet(k, name, req)
+    return ""
+
+
+def _create_or_destroy(cfg: NetConfig, name: str, args: list[str]) -> list[str]:
+    """create/destroy come first, as NetBSD's ifconfig handles them before anything else;
+    the words left to apply (none after a destroy)."""
     if args[0] == "create":
         try:
             cfg.if_create(name)
         except OSError as e:
             raise _err("SIOCIFCREATE", e) from None
-        args = args[1:]
-        if not args:
-            return ""
-    elif args[0] == "destroy":
+        return args[1:]
+    if args[0] == "destroy":
         if len(args) > 1:
             raise UsageError(USAGE)
         try:
             cfg.if_destroy(name)
         except OSError as e:
             raise _err("SIOCIFDESTROY", e) from None
-        return ""
-    if k.ifnet.get(name) is None:
-        raise OSError(errno.ENXIO, f"ifconfig: SIOCGIFFLAGS {name}: Device not configured")
+        return []
+    return args
+
+
+@dataclass
+class _IfRequest:
+    """What one ``ifconfig IF WORDS...`` asks for, parsed before anything is changed."""
+
     addr: str | None = None
     netmask: str | None = None
     broadcast: str | None = None
-    alias = delete = False
-    actions: list[tuple[str, str | None]] = []
+    alias: bool = False
+    delete: bool = False
+    actions: list[tuple[str, str | None]] = field(default_factory=list)
+    inet6_args: list[str] | None = None
+
+
+# Words accepted and without effect here: ARP and debug flags, link0-2, media options,
+# "metric", and "active" ("link ADDR active" makes the new link address the active one:
+# "link" here always replaces the active address; t_ifconfig.sh uses it).
+_NO_EFFECT = {"-arp", "arp", "debug", "-debug", "link0", "-link0", "link1", "-link1", "link2", "-link2",
+              "mediaopt", "-mediaopt", "metric", "active", "inet"}
+_FLAG_ACTIONS = {"up", "down", "promisc", "-promisc", "-linkstr"}
+_VALUE_ACTIONS = {"mtu", "linkstr", "media", "link", "lladdr"}
+
+
+def _parse_words(args: list[str]) -> _IfRequest:
+    req = _IfRequest()
     i = 0
     while i < len(args):
         w = args[i]
         i += 1
+        val: str | None = None
         if w in _ONE_ARG:
             if i >= len(args):
                 raise UsageError(f"ifconfig: {w}: missing argument\n{USAGE}")
-            val: str | None = args[i]
+            val = args[i]
             i += 1
-        else:
-            val = None
-        if w == "inet":
-            continue
-        if w in ("inet6", "link6", "atalk", "iso"):
-            raise OSError(errno.EAFNOSUPPORT, f"ifconfig: {w}: address family not supported")
-        if w in ("up", "down", "promisc", "-promisc", "-linkstr"):
-            actions.append((w, None))
-        elif w in ("mtu", "linkstr", "media", "link", "lladdr"):
-            actions.append((w, val))
-        elif w == "netmask":
-            assert val is not None
-            if not val.lower().startswith("0x"):
-                _check_addr(val)
-            netmask = val
-        elif w == "prefixlen":
-            assert val is not None
-            if not val.isdigit() or int(val) > 32:
-                raise OSError(errno.EINVAL, f"ifconfig: {val}: bad value")
-            plen = int(val)
-            netmask = ntoa((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0)
-        elif w == "broadcast":
-            assert val is not None
+        if w == "inet6":
+            req.inet6_args = _link_words(args[i:], req.actions)
+            break
+        _parse_word(req, w, val)
+    return req
+
+
+def _parse_word(req: _IfRequest, w: str, val: str | None) -> None:
+    """One inet or link word (with its value, for the words in _ONE_ARG)."""
+    if w in _NO_EFFECT:
+        return
+    if w in ("link6", "atalk", "iso"):
+        raise OSError(errno.EAFNOSUPPORT, f"ifconfig: {w}: address family not supported")
+    if w in _FLAG_ACTIONS or w in _VALUE_ACTIONS:
+        req.actions.append((w, val))
+    elif w == "netmask" and val is not None:
+        if not val.lower().startswith("0x"):
             _check_addr(val)
-            broadcast = val
-        elif w == "metric":
-            pass
-        elif w == "alias" or w == "add":
-            alias = True
-        elif w in ("-alias", "delete", "remove"):
-            delete = True
-        elif w in ("-arp", "arp", "debug", "-debug", "link0", "-link0", "link1", "-link1", "link2", "-link2",
-                   "mediaopt", "-mediaopt"):
-            pass
-        elif w == "active":
-            # "link ADDR active" (NetBSD: make the new link address the active one):
-            # "link" here always replaces the active address, so nothing more to do.
-            # Before this fix "active" was a usage error (t_ifconfig.sh uses it).
-            pass
-        elif w[:1].isdigit() and addr is None:
-            _check_addr(w)
-            addr = w
-        else:
-            raise UsageError(USAGE)
+        req.netmask = val
+    elif w == "prefixlen" and val is not None:
+        if not val.isdigit() or int(val) > 32:
+            raise OSError(errno.EINVAL, f"ifconfig: {val}: bad value")
+        plen = int(val)
+        req.netmask = ntoa((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0)
+    elif w == "broadcast" and val is not None:
+        _check_addr(val)
+        req.broadcast = val
+    elif w in ("alias", "add"):
+        req.alias = True
+    elif w in ("-alias", "delete", "remove"):
+        req.delete = True
+    elif w[:1].isdigit() and req.addr is None:
+        _check_addr(w)
+        req.addr = w
+    else:
+        raise UsageError(USAGE)
+
+
+def _set_mtu(cfg: NetConfig, name: str, val: str | None) -> None:
+    if val is None or not val.isdigit():
+        raise OSError(errno.EINVAL, f"ifconfig: mtu: bad value: {val}")
+    cfg.if_set_mtu(name, int(val))
+
+
+def _set_media(cfg: NetConfig, name: str, val: str | None) -> None:
+    m = {"auto": "auto", "autoselect": "auto", "none": "none"}.get(val or "")
+    if m is None:
+        raise OSError(errno.EINVAL, f"ifconfig: unknown media subtype: {val}")
+    cfg.if_set_media(name, m)
+
+
+# Each link word: the ioctl NetBSD's ifconfig issues for it (named in errors) and what it does.
+_LINK_ACTIONS: dict[str, tuple[str, Callable[[NetConfig, str, str | None], None]]] = {
+    "up": ("SIOCSIFFLAGS", lambda cfg, name, val: cfg.if_up(name)),
+    "down": ("SIOCSIFFLAGS", lambda cfg, name, val: cfg.if_down(name)),
+    "promisc": ("SIOCSIFFLAGS", lambda cfg, name, val: cfg.if_set_promisc(name, True)),
+    "-promisc": ("SIOCSIFFLAGS", lambda cfg, name, val: cfg.if_set_promisc(name, False)),
+    "linkstr": ("SIOCSLINKSTR", lambda cfg, name, val: cfg.if_set_linkstr(name, val)),
+    "-linkstr": ("SIOCSLINKSTR", lambda cfg, name, val: cfg.if_set_linkstr(name, None)),
+    "mtu": ("SIOCSIFMTU", _set_mtu),
+    "media": ("SIOCSIFMEDIA", _set_media),
+    "link": ("SIOCALIFADDR", lambda cfg, name, val: cfg.if_set_lladdr(name, val or "")),
+    "lladdr": ("SIOCALIFADDR", lambda cfg, name, val: cfg.if_set_lladdr(name, val or "")),
+}
+
+
+def _apply_link_actions(cfg: NetConfig, name: str, actions: list[tuple[str, str | None]]) -> None:
     for what, val in actions:
+        op, do = _LINK_ACTIONS[what]
         try:
-            if what == "up":
-                cfg.if_up(name)
-            elif what == "down":
-                cfg.if_down(name)
-            elif what == "promisc":
-                cfg.if_set_promisc(name, True)
-            elif what == "-promisc":
-                cfg.if_set_promisc(name, False)
-            elif what == "-linkstr":
-                cfg.if_set_linkstr(name, None)
-            elif what == "linkstr":
-                cfg.if_set_linkstr(name, val)
-            elif what == "mtu":
-                assert val is not None
-                if not val.isdigit():
-                    raise OSError(errno.EINVAL, f"ifconfig: mtu: bad value: {val}")
-                cfg.if_set_mtu(name, int(val))
-            elif what == "media":
-                assert val is not None
-                m = {"auto": "auto", "autoselect": "auto", "none": "none"}.get(val)
-                if m is None:
-                    raise OSError(errno.EINVAL, f"ifconfig: unknown media subtype: {val}")
-                cfg.if_set_media(name, m)
-            elif what in ("link", "lladdr"):
-                assert val is not None
-                cfg.if_set_lladdr(name, val)
+            do(cfg, name, val)
         except OSError as e:
             if str(e.strerror or "").startswith("ifconfig: "):
                 raise
-            op = {"up": "SIOCSIFFLAGS", "down": "SIOCSIFFLAGS", "promisc": "SIOCSIFFLAGS",
-                  "-promisc": "SIOCSIFFLAGS", "linkstr": "SIOCSLINKSTR", "-linkstr": "SIOCSLINKSTR",
-                  "mtu": "SIOCSIFMTU", "media": "SIOCSIFMEDIA", "link": "SIOCALIFADDR",
-                  "lladdr": "SIOCALIFADDR"}[what]
             raise _err(op, e) from None
-    if addr is not None:
+
+
+def _apply_inet(k: NetKernel, name: str, req: _IfRequest) -> None:
+    """The inet address words: add or delete ADDR, or change the primary address's
+    netmask/broadcast when no address is given."""
+    cfg = k.config
+    if req.addr is not None:
         try:
-            if delete:
-                cfg.addr_delete(name, addr)
+            if req.delete:
+                cfg.addr_delete(name, req.addr)
             else:
-                cfg.addr_add(name, addr, netmask=netmask, broadcast=broadcast, alias=alias)
+                cfg.addr_add(name, req.addr, netmask=req.netmask, broadcast=req.broadcast, alias=req.alias)
         except OSError as e:
-            raise _err("SIOCDIFADDR" if delete else "SIOCAIFADDR", e) from None
-    elif delete or netmask is not None or broadcast is not None:
-        if delete:
-            raise UsageError(USAGE)
-        # netmask/broadcast alone change the primary address's parameters.
-        ifp = k.ifnet.lookup(name)
-        if not ifp.addrs:
-            raise OSError(errno.EADDRNOTAVAIL, "ifconfig: SIOCAIFADDR: Can't assign requested address")
-        ifa = ifp.addrs[0]
-        try:
-            cfg.addr_add(name, ntoa(ifa.addr) + ("" if netmask is not None else f"/{ifa.plen}"),
-                         netmask=netmask, broadcast=broadcast, alias=True)
-        except OSError as e:
-            raise _err("SIOCAIFADDR", e) from None
-    return ""
+            raise _err("SIOCDIFADDR" if req.delete else "SIOCAIFADDR", e) from None
+        return
+    if not (req.delete or req.netmask is not None or req.broadcast is not None):
+        return
+    if req.delete:
+        raise UsageError(USAGE)
+    ifp = k.ifnet.lookup(name)
+    if not ifp.addrs:
+        raise OSError(errno.EADDRNOTAVAIL, "ifconfig: SIOCAIFADDR: Can't assign requested address")
+    ifa = ifp.addrs[0]
+    try:
+        cfg.addr_add(name, ntoa(ifa.addr) + ("" if req.netmask is not None else f"/{ifa.plen}"),
+                     netmask=req.netmask, broadcast=req.broadcast, alias=True)
+    except OSError as e:
+        raise _err("SIOCAIFADDR", e) from None

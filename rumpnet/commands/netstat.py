@@ -258,25 +258,32 @@ def tcp_stats(st: Any) -> list[str]:
     return p.lines
 
 
-def _proto_stats(k: NetKernel) -> list[tuple[str, Callable[[], list[str]] | None]]:
+def _proto_stats(k: NetKernel, family: str | None) -> list[tuple[str, Callable[[], list[str]] | None]]:
     inet = netinet(k)
     tcp = getattr(inet, "tcp", None)
-    return [
-        ("tcp", (lambda: tcp_stats(tcp.stats)) if tcp is not None else None),
-        ("udp", lambda: udp_stats(inet.udpstat)),
-        ("ip", lambda: ip_stats(inet.ipstat)),
-        ("icmp", lambda: icmp_stats(inet.icmpstat)),
-        ("arp", lambda: arp_stats(inet.arpstat)),
-    ]
+    table: list[tuple[str, Callable[[], list[str]] | None]] = []
+    if family in (None, "inet"):
+        table += [
+            ("tcp", (lambda: tcp_stats(tcp.stats)) if tcp is not None else None),
+            ("udp", lambda: udp_stats(inet.udpstat)),
+            ("ip", lambda: ip_stats(inet.ipstat)),
+            ("icmp", lambda: icmp_stats(inet.icmpstat)),
+            ("arp", lambda: arp_stats(inet.arpstat)),
+        ]
+    if family in (None, "inet6") and k.inet6 is not None:
+        from rumpnet.commands.netstat6 import proto_stats6
+
+        table += proto_stats6(k.inet6)
+    return table
 
 
-def _stats(k: NetKernel, proto: str | None) -> str:
-    table = _proto_stats(k)
+def _stats(k: NetKernel, proto: str | None, family: str | None = None) -> str:
+    table = _proto_stats(k, None if proto is not None else family)
     if proto is not None:
         for name, fn in table:
             if name == proto and fn is not None:
                 return f"{name}:\n" + "".join(line + "\n" for line in fn())
-        if proto in ("igmp", "pim", "carp", "ip6", "icmp6"):
+        if proto in ("igmp", "pim", "carp", "ip6", "icmp6", "udp6", "tcp6", "raw6"):
             return ""
         raise OSError(errno.EINVAL, f"netstat: {proto}: unknown or uninstrumented protocol")
     out = []
@@ -358,14 +365,14 @@ def _netstat(k: NetKernel, argv: list[str]) -> str:
         raise OSError(errno.EINVAL, f"netstat: {fam}: unknown address family")
     if k.inet is None:
         raise OSError(errno.EAFNOSUPPORT, "netstat: no inet domain in this kernel")
-    if fam is not None and fam != "inet" and "r" in flags:
+    if fam is not None and fam not in ("inet", "inet6") and "r" in flags:
         return "Routing tables\n"
     if "r" in flags:
         if "s" in flags:
             return "routing:\n"
-        return kernel_rttable(k)
+        return kernel_rttable(k, fam)
     if "s" in flags:
-        return _stats(k, opts.get("p"))
+        return _stats(k, opts.get("p"), fam)
     if "i" in flags or "I" in opts:
         return _interfaces(k, opts.get("I"))
     if fam is not None and fam != "inet":

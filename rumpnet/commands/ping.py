@@ -12,6 +12,7 @@ import errno
 import math
 import socket as pysocket
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.sched import Sleep, SyscallCtx
@@ -74,6 +75,17 @@ class PingOptions:
         self.source: str | None = None
         self.host = ""
 
+    def flag(self, ch: str) -> None:
+        """-n, -q, -v, -o; the others are accepted and change nothing here."""
+        if ch == "n":
+            self.numeric = True
+        elif ch == "q":
+            self.quiet = True
+        elif ch == "v":
+            self.verbose = True
+        elif ch == "o":
+            self.once = True
+
 
 def _number(opt: str, text: str, kind: type = int) -> Any:
     try:
@@ -83,61 +95,63 @@ def _number(opt: str, text: str, kind: type = int) -> Any:
     return v
 
 
-def parse(argv: list[str]) -> PingOptions:
-    """ping's command line (UsageError / OSError naming the bad value)."""
-    o = PingOptions()
+def getopt(argv: list[str], with_arg: str, flags: str, usage: str,
+           prog: str = "ping") -> tuple[list[tuple[str, str]], list[str]]:
+    """getopt(3) as ping's and ping6's, options anywhere: (option, value) pairs in order
+    (value "" for a flag) and the operands; UsageError with getopt's message and the
+    usage for an unknown option or a missing value."""
     args = list(argv)
+    opts: list[tuple[str, str]] = []
     pos: list[str] = []
     while args:
         a = args.pop(0)
         if not a.startswith("-") or len(a) < 2:
             pos.append(a)
             continue
-        j = 1
-        while j < len(a):
-            ch = a[j]
-            if ch in "ciswWTIltpgh":
+        for j, ch in enumerate(a[1:], 1):
+            if ch in with_arg:
                 val = a[j + 1:] or (args.pop(0) if args else None)
                 if val is None:
-                    raise UsageError(f"ping: option requires an argument -- {ch}\n{USAGE}")
-                if ch == "c":
-                    o.count = _number("count", val)
-                    if o.count <= 0:
-                        raise OSError(errno.EINVAL, f"ping: Bad/invalid number of packets: {val}")
-                elif ch == "i":
-                    o.interval = _number("interval", val, float)
-                    if o.interval <= 0:
-                        raise OSError(errno.EINVAL, f"ping: Bad/invalid interval: {val}")
-                elif ch == "s":
-                    o.datalen = _number("packet size", val)
-                    if not 0 <= o.datalen <= MAXPACKET:
-                        raise OSError(errno.EINVAL, f"ping: Bad/invalid packet size: {val}")
-                elif ch in "wW":
-                    o.maxwait = _number("maxwait", val, float)
-                    if o.maxwait <= 0:
-                        raise OSError(errno.EINVAL, f"ping: Bad/invalid maxwait time: {val}")
-                elif ch == "T":
-                    o.ttl = _number("ttl", val)
-                    if not 0 <= o.ttl <= 255:
-                        raise OSError(errno.EINVAL, f"ping: ttl {val} out of range")
-                elif ch == "I":
-                    o.source = val
-                elif ch == "l":
-                    o.preload = _number("preload", val)
+                    raise UsageError(f"{prog}: option requires an argument -- {ch}\n{usage}")
+                opts.append((ch, val))
                 break
-            if ch == "n":
-                o.numeric = True
-            elif ch == "q":
-                o.quiet = True
-            elif ch == "v":
-                o.verbose = True
-            elif ch == "o":
-                o.once = True
-            elif ch in "aCDdfLPQRr":
-                pass
-            else:
-                raise UsageError(f"ping: unknown option -- {ch}\n{USAGE}")
-            j += 1
+            if ch not in flags:
+                raise UsageError(f"{prog}: unknown option -- {ch}\n{usage}")
+            opts.append((ch, ""))
+    return opts, pos
+
+
+def parse(argv: list[str]) -> PingOptions:
+    """ping's command line (UsageError / OSError naming the bad value)."""
+    o = PingOptions()
+    opts, pos = getopt(argv, "ciswWTIltpgh", "nqvoaCDdfLPQRr", USAGE)
+    for ch, val in opts:
+        if ch == "c":
+            o.count = _number("count", val)
+            if o.count <= 0:
+                raise OSError(errno.EINVAL, f"ping: Bad/invalid number of packets: {val}")
+        elif ch == "i":
+            o.interval = _number("interval", val, float)
+            if o.interval <= 0:
+                raise OSError(errno.EINVAL, f"ping: Bad/invalid interval: {val}")
+        elif ch == "s":
+            o.datalen = _number("packet size", val)
+            if not 0 <= o.datalen <= MAXPACKET:
+                raise OSError(errno.EINVAL, f"ping: Bad/invalid packet size: {val}")
+        elif ch in "wW":
+            o.maxwait = _number("maxwait", val, float)
+            if o.maxwait <= 0:
+                raise OSError(errno.EINVAL, f"ping: Bad/invalid maxwait time: {val}")
+        elif ch == "T":
+            o.ttl = _number("ttl", val)
+            if not 0 <= o.ttl <= 255:
+                raise OSError(errno.EINVAL, f"ping: ttl {val} out of range")
+        elif ch == "I":
+            o.source = val
+        elif ch == "l":
+            o.preload = _number("preload", val)
+        else:
+            o.flag(ch)
     if len(pos) != 1:
         raise UsageError(USAGE)
     o.host = pos[0]
@@ -175,18 +189,27 @@ class _PingState:
         self.done = False
 
     # -- output ----------------------------------------------------------------------
-    def _payload(self, seq: int, now: float) -> bytes:
+    SEND_WARNING = "ping: sendto"
+
+    def _data(self, now: float) -> bytearray:
+        """The echo's data: the send time, then bytes counting up (NetBSD's fill)."""
         n = self.o.datalen
         data = bytearray(n)
         for i in range(PHDR_LEN, n):
             data[i] = i & 0xFF
         if n >= PHDR_LEN:
             data[0:PHDR_LEN] = _TIME.pack(now)
-        msg = bytearray(_ECHO.pack(ICMP_ECHO, 0, 0, self.ident, seq & 0xFFFF)) + data
+        return data
+
+    def _payload(self, seq: int, now: float) -> bytes:
+        msg = bytearray(_ECHO.pack(ICMP_ECHO, 0, 0, self.ident, seq & 0xFFFF)) + self._data(now)
         c = in_cksum(msg)
         msg[2] = c >> 8
         msg[3] = c & 0xFF
         return bytes(msg)
+
+    def _target(self) -> Any:
+        return (ntoa(self.dst), 0)
 
     def pinger(self, ctx: SyscallCtx, now: float) -> None:
         seq = self.ntransmitted
@@ -194,11 +217,11 @@ class _PingState:
         self.sent_at[seq & 0xFFFF] = now
         try:
             assert self.fd is not None
-            S.sys_sendto(ctx, self.p, self.fd, pkt, 0, (ntoa(self.dst), 0))
+            S.sys_sendto(ctx, self.p, self.fd, pkt, 0, self._target())
         except OSError as e:
             code = e.errno if e.errno is not None else errno.EIO
             self.send_errno = code
-            self.emit_warning(f"ping: sendto: {strerror(code)}")
+            self.emit_warning(f"{self.SEND_WARNING}: {strerror(code)}")
         self.ntransmitted += 1
         self.last_tx = now
         self.next_tx += self.o.interval
@@ -213,6 +236,18 @@ class _PingState:
         self.warnings.append(line)
 
     # -- input -----------------------------------------------------------------------
+    def receive(self, ctx: SyscallCtx) -> bytes | None:
+        """The next datagram on ping's socket; None when none is queued."""
+        if self.fd is None:
+            return None
+        try:
+            data, _src = S.sys_recvfrom(ctx, self.p, self.fd, 65535, MSG_DONTWAIT)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return None
+            raise
+        return bytes(data) if data else None
+
     def pr_pack(self, buf: bytes, now: float) -> None:
         if len(buf) < 20:
             return
@@ -375,13 +410,15 @@ def _start(ctx: SyscallCtx, k: NetKernel, p: Proc, o: PingOptions) -> _PingState
     return st
 
 
-def _ping_call(ctx: SyscallCtx, k: NetKernel, p: Proc, o: PingOptions) -> str:
+def _ping_call(ctx: SyscallCtx, k: NetKernel, p: Proc, o: PingOptions,
+               start: Callable[[SyscallCtx, NetKernel, Proc, Any], _PingState] | None = None) -> str:
+    """ping's (and ping6's, with its own ``start``) one system call."""
     # ping manages its own timeouts: every attempt starts a fresh sleep.
     ctx.timed_out = False
     ctx.deadline = None
     st: _PingState | None = ctx.data
     if st is None:
-        st = ctx.data = _start(ctx, k, p, o)
+        st = ctx.data = (start or _start)(ctx, k, p, o)
     try:
         wait = _step(ctx, st)
     except BaseException:
@@ -410,16 +447,8 @@ def _step(ctx: SyscallCtx, st: _PingState) -> float | None:
     now = st.k.sched.now()
     while True:
         # Drain the socket.
-        while st.fd is not None:
-            try:
-                data, _src = S.sys_recvfrom(ctx, st.p, st.fd, 65535, MSG_DONTWAIT)
-            except OSError as e:
-                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    break
-                raise
-            if not data:
-                break
-            st.pr_pack(bytes(data), now)
+        while (data := st.receive(ctx)) is not None:
+            st.pr_pack(data, now)
             if o.count is not None and st.nreceived >= o.count:
                 return None
             if o.once and st.nreceived > 0:

@@ -126,9 +126,16 @@ def rttable(routes: list[Rtentry], llentries: list[Any] | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def kernel_rttable(k: NetKernel) -> str:
-    """``netstat -rn``'s Internet section for kernel ``k``."""
-    return rttable(list(k.net.routes), k.inet.arp.entries() if k.inet is not None else None)
+def kernel_rttable(k: NetKernel, family: str | None = None) -> str:
+    """``netstat -rn [-f inet|inet6]``: every family's section unless one is named."""
+    from rumpnet.commands.route6 import kernel_rttable6
+
+    if family == "inet6":
+        return "Routing tables\n\n" + kernel_rttable6(k)
+    text = rttable(list(k.net.routes), k.inet.arp.entries() if k.inet is not None else None)
+    if family is None and k.inet6 is not None:
+        text += "\n" + kernel_rttable6(k)
+    return text
 
 
 def route_get_text(k: NetKernel, target: str, rt: Rtentry) -> str:
@@ -391,6 +398,10 @@ def _route(k: NetKernel, argv: list[str]) -> str:
             return "".join(out)
         raise UsageError(USAGE)
     cmd = args.pop(0)
+    if "-inet6" in args:
+        from rumpnet.commands.route6 import route6
+
+        return "".join(out) + route6(k, cmd, [a for a in args if a != "-inet6"], quiet, USAGE)
     if cmd == "flush":
         for a in args:
             if a not in ("-inet", "-n"):
@@ -401,7 +412,7 @@ def _route(k: NetKernel, argv: list[str]) -> str:
         for a in args:
             if a not in ("-inet", "-n", "-v"):
                 raise UsageError(USAGE)
-        return "".join(out) + kernel_rttable(k)
+        return "".join(out) + kernel_rttable(k, "inet" if "-inet" in args else None)
     if cmd == "monitor":
         raise OSError(errno.EOPNOTSUPP, "route: monitor: Operation not supported")
     if cmd not in ("add", "delete", "change", "get"):

@@ -2,20 +2,27 @@
 
 Not part of tc-netem(8): netem drops at random, and Linux selects packets for a qdisc
 with tc-u32/tc-flower filters instead.  Here the selection is folded into the model: a
-:class:`FrameMatch` looks at raw Ethernet (optionally one 802.1Q tag) / IPv4 / TCP / UDP /
-ICMP bytes and says whether a frame matches.
+:class:`FrameMatch` looks at raw Ethernet (optionally one 802.1Q tag) / IPv4 or IPv6 /
+TCP / UDP / ICMP / ICMPv6 bytes and says whether a frame matches.
 
 Text form (a subset of pcap-filter(7) words, pf's ``flags X/Y`` for TCP flags)::
 
-    tcp dport 80 flags S/SA          # SYNs (no ACK) to port 80
+    tcp dport 80 flags S/SA          # SYNs (no ACK) to port 80, over IPv4 or IPv6
     udp src 10.0.0.0/24 port 53
     icmp dst 10.0.0.2
+    icmp6 dst fc00::2                # ICMPv6 (ND, MLD, echo, errors)
+    ip6 src fe80::/64                # any IPv6 packet from a link-local source
     arp
-    proto 47                         # IP protocol number
+    proto 47                         # IP protocol / IPv6 upper-layer header number
     tcp flags R                      # anything with RST set
 
-All given conditions must hold (an implicit "and").  Ports only match TCP/UDP first
-fragments.  Malformed frames never match and never raise.
+All given conditions must hold (an implicit "and").  As in pcap-filter, ``tcp``, ``udp``
+and ``proto N`` match both families, ``ip`` and ``icmp`` IPv4 only, ``ip6`` and
+``icmp6`` IPv6 only; an address restricts the match to its family.  IPv6 extension
+headers (hop-by-hop, routing, destination options, fragment, AH; RFC 8200 4) are walked
+to the upper-layer header, as :mod:`rumpnet.bpf` does.  Ports only match TCP/UDP first
+fragments (IPv4 offset 0, IPv6 Fragment header offset 0).  Malformed frames never match
+and never raise.
 """
 
 from __future__ import annotations
@@ -27,12 +34,30 @@ from dataclasses import dataclass
 ETHERTYPE_IP = 0x0800
 ETHERTYPE_ARP = 0x0806
 ETHERTYPE_VLAN = 0x8100
+ETHERTYPE_IPV6 = 0x86DD
+IP_FAMILIES = frozenset({ETHERTYPE_IP, ETHERTYPE_IPV6})
 
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
 
-PROTO_NAMES = {"icmp": IPPROTO_ICMP, "tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
+# name -> (the ethertypes it matches, the protocol number or None)
+PROTO_NAMES: dict[str, tuple[frozenset[int], int | None]] = {
+    "ip": (frozenset({ETHERTYPE_IP}), None),
+    "ip6": (frozenset({ETHERTYPE_IPV6}), None),
+    "arp": (frozenset({ETHERTYPE_ARP}), None),
+    "icmp": (frozenset({ETHERTYPE_IP}), IPPROTO_ICMP),
+    "icmp6": (frozenset({ETHERTYPE_IPV6}), IPPROTO_ICMPV6),
+    "tcp": (IP_FAMILIES, IPPROTO_TCP),
+    "udp": (IP_FAMILIES, IPPROTO_UDP),
+}
+FAMILY_NAMES = {ETHERTYPE_IP: "ip", ETHERTYPE_IPV6: "ip6", ETHERTYPE_ARP: "arp"}
+
+# IPv6 extension headers walked to the upper layer (RFC 8200 4.1's order is not enforced).
+_IP6_EXT = frozenset({0, 43, 60})      # hop-by-hop, routing, destination options: (len+1)*8
+IP6_FRAGMENT, IP6_AH = 44, 51
+_IP6_MAX_EXT = 8                       # more than this: treated as malformed
 
 # TCP header flag bits, letters as pf.conf(5) writes them (C for CWR accepted too).
 TCP_FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "E": 0x40, "W": 0x80, "C": 0x80}
@@ -52,13 +77,47 @@ def parse_flags(text: str, field: str = "flags") -> int:
     return bits
 
 
-def _net(text: str, field: str) -> tuple[int, int]:
-    """``a.b.c.d[/len]`` -> (network, mask) as host-order ints."""
+def _net(text: str, field: str) -> tuple[int, int, int]:
+    """``a.b.c.d[/len]`` or ``x::y[/len]`` -> (network, mask, ethertype), the addresses as
+    ints."""
     try:
-        net = ipaddress.IPv4Network(text, strict=False)
+        net = ipaddress.ip_network(text, strict=False)
     except ValueError:
-        raise ValueError(f"{field}: bad IPv4 address {text!r}") from None
-    return int(net.network_address), int(net.netmask)
+        raise ValueError(f"{field}: bad IPv4 or IPv6 address {text!r}") from None
+    etype = ETHERTYPE_IP if net.version == 4 else ETHERTYPE_IPV6
+    return int(net.network_address), int(net.netmask), etype
+
+
+def frame_family(frame: bytes | bytearray | memoryview) -> str:
+    """The family of an Ethernet frame (one 802.1Q tag skipped): ``ip``, ``ip6``, ``arp``
+    or ``other`` (too short ones too)."""
+    if len(frame) < 14:
+        return "other"
+    etype = _H.unpack_from(frame, 12)[0]
+    if etype == ETHERTYPE_VLAN and len(frame) >= 18:
+        etype = _H.unpack_from(frame, 16)[0]
+    return FAMILY_NAMES.get(etype, "other")
+
+
+def ip6_upper(frame: bytes | bytearray | memoryview, off: int) -> tuple[int, int | None]:
+    """The upper-layer protocol of the IPv6 packet at ``off`` and where its header starts
+    (None in a fragment other than the first, which carries no upper-layer header).
+    Raises IndexError or struct.error on a truncated chain, ValueError on too long a one."""
+    nxt = frame[off + 6]
+    pos = off + 40
+    for _ in range(_IP6_MAX_EXT):
+        if nxt in _IP6_EXT:
+            nxt, pos = frame[pos], pos + (frame[pos + 1] + 1) * 8
+        elif nxt == IP6_FRAGMENT:
+            first = _H.unpack_from(frame, pos + 2)[0] >> 3 == 0
+            nxt, pos = frame[pos], pos + 8
+            if not first:
+                return nxt, None
+        elif nxt == IP6_AH:
+            nxt, pos = frame[pos], pos + (frame[pos + 1] + 2) * 4
+        else:
+            return nxt, pos
+    raise ValueError("IPv6 extension header chain too long")
 
 
 def _port(text: str, field: str) -> int:
@@ -94,36 +153,21 @@ class FrameMatch:
 
     def __post_init__(self) -> None:
         # Validate and precompute (frozen: use object.__setattr__ for the caches).
-        p = self.proto
-        ethertype: int | None = None
-        ipproto: int | None = None
-        if p is None:
-            pass
-        elif isinstance(p, int) and not isinstance(p, bool):
-            if not 0 <= p <= 255:
-                raise ValueError(f"proto: IP protocol {p} out of range")
-            ethertype, ipproto = ETHERTYPE_IP, p
-        elif p == "ip":
-            ethertype = ETHERTYPE_IP
-        elif p == "arp":
-            ethertype = ETHERTYPE_ARP
-        elif isinstance(p, str) and p in PROTO_NAMES:
-            ethertype, ipproto = ETHERTYPE_IP, PROTO_NAMES[p]
-        else:
-            raise ValueError(f"proto: unknown protocol {p!r}")
+        families, ipproto = self._proto_families()
         for name in ("sport", "dport", "port"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and 0 <= v <= 65535):
                 raise ValueError(f"{name}: port {v!r} out of range")
-        if self.flags is not None and not 0 <= self.flags <= 0xFF:
-            raise ValueError(f"flags: {self.flags!r} out of range")
-        if self.flags_mask is not None and not 0 <= self.flags_mask <= 0xFF:
-            raise ValueError(f"flags_mask: {self.flags_mask!r} out of range")
+        for name in ("flags", "flags_mask"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= 0xFF:
+                raise ValueError(f"{name}: {v!r} out of range")
         if self.flags_mask is not None and self.flags is None:
             raise ValueError("flags_mask: given without flags")
-        needs_ip = any(v is not None for v in (self.src, self.dst, self.host))
+        nets = {name: _net(getattr(self, name), name) for name in ("src", "dst", "host")
+                if getattr(self, name) is not None}
         needs_l4 = any(v is not None for v in (self.sport, self.dport, self.port))
-        if (needs_ip or needs_l4 or self.flags is not None) and ethertype == ETHERTYPE_ARP:
+        if (nets or needs_l4 or self.flags is not None) and families == {ETHERTYPE_ARP}:
             raise ValueError("proto: arp cannot be combined with address, port or flag conditions")
         if needs_l4 and ipproto not in (None, IPPROTO_TCP, IPPROTO_UDP):
             raise ValueError("proto: ports need tcp or udp")
@@ -131,16 +175,36 @@ class FrameMatch:
             raise ValueError("proto: flags need tcp")
         if self.flags is not None:
             ipproto = IPPROTO_TCP
-        if needs_ip or needs_l4 or ipproto is not None:
-            ethertype = ETHERTYPE_IP
-        object.__setattr__(self, "_ethertype", ethertype)
+        if nets or needs_l4 or ipproto is not None:
+            families = families or IP_FAMILIES
+        for name, (_n, _m, etype) in nets.items():
+            if etype not in families:
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not an address of {self._family_words(families)}")
+            families = frozenset({etype})
+        object.__setattr__(self, "_families", families)
         object.__setattr__(self, "_ipproto", ipproto)
-        object.__setattr__(self, "_src", _net(self.src, "src") if self.src is not None else None)
-        object.__setattr__(self, "_dst", _net(self.dst, "dst") if self.dst is not None else None)
-        object.__setattr__(self, "_host", _net(self.host, "host") if self.host is not None else None)
+        for name in ("src", "dst", "host"):
+            object.__setattr__(self, "_" + name, nets.get(name))
         object.__setattr__(self, "_l4", needs_l4)
         mask = self.flags_mask if self.flags_mask is not None else self.flags
         object.__setattr__(self, "_fmask", mask)
+
+    def _proto_families(self) -> tuple[frozenset[int], int | None]:
+        """``proto`` as (the ethertypes it allows, empty for any; the IP protocol)."""
+        p = self.proto
+        if p is None:
+            return frozenset(), None
+        if isinstance(p, int) and not isinstance(p, bool):
+            if not 0 <= p <= 255:
+                raise ValueError(f"proto: IP protocol {p} out of range")
+            return IP_FAMILIES, p
+        if isinstance(p, str) and p in PROTO_NAMES:
+            return PROTO_NAMES[p]
+        raise ValueError(f"proto: unknown protocol {p!r} (one of {', '.join(PROTO_NAMES)} or a number)")
+
+    @staticmethod
+    def _family_words(families: frozenset[int]) -> str:
+        return " or ".join(FAMILY_NAMES[e] for e in sorted(families))
 
     @classmethod
     def parse(cls, text: str | list[str]) -> FrameMatch:
@@ -158,7 +222,7 @@ class FrameMatch:
 
         while i < len(words):
             w = words[i].lower()
-            if w in ("tcp", "udp", "icmp", "ip", "arp"):
+            if w in PROTO_NAMES:
                 if "proto" in kw:
                     raise ValueError(f"proto: given twice ({w!r})")
                 kw["proto"] = w
@@ -213,23 +277,21 @@ class FrameMatch:
             off += 4
             etype = _H.unpack_from(frame, off)[0]
         off += 2
-        want_et: int | None = self._ethertype  # type: ignore[attr-defined]
-        if want_et is not None and etype != want_et:
+        families: frozenset[int] = self._families  # type: ignore[attr-defined]
+        if families and etype not in families:
             return False
-        if etype != ETHERTYPE_IP:
-            return want_et is None or want_et == etype
-        vhl = frame[off]
-        if vhl >> 4 != 4:
+        if etype == ETHERTYPE_IP:
+            hdr = self._ip4(frame, off)
+        elif etype == ETHERTYPE_IPV6:
+            hdr = self._ip6(frame, off)
+        else:
+            return True
+        if hdr is None:
             return False
-        ihl = (vhl & 0x0F) * 4
-        if ihl < 20:
-            return False
-        proto = frame[off + 9]
+        proto, src, dst, l4 = hdr
         want_p: int | None = self._ipproto  # type: ignore[attr-defined]
         if want_p is not None and proto != want_p:
             return False
-        src = _I.unpack_from(frame, off + 12)[0]
-        dst = _I.unpack_from(frame, off + 16)[0]
         for net, addr in ((self._src, src), (self._dst, dst)):  # type: ignore[attr-defined]
             if net is not None and (addr & net[1]) != net[0]:
                 return False
@@ -238,11 +300,36 @@ class FrameMatch:
             return False
         if not self._l4 and self.flags is None:  # type: ignore[attr-defined]
             return True
-        if proto not in (IPPROTO_TCP, IPPROTO_UDP):
-            return False
-        if _H.unpack_from(frame, off + 6)[0] & 0x1FFF:
-            return False  # not a first fragment: no L4 header here
-        l4 = off + ihl
+        if proto not in (IPPROTO_TCP, IPPROTO_UDP) or l4 is None:
+            return False  # no ports, or not a first fragment: no L4 header here
+        return self._ports_flags(frame, l4)
+
+    @staticmethod
+    def _ip4(frame: bytes | bytearray | memoryview, off: int) -> tuple[int, int, int, int | None] | None:
+        """(protocol, source, destination, L4 offset or None) of the IPv4 packet at ``off``."""
+        vhl = frame[off]
+        ihl = (vhl & 0x0F) * 4
+        if vhl >> 4 != 4 or ihl < 20:
+            return None
+        src, dst = _I.unpack_from(frame, off + 12)[0], _I.unpack_from(frame, off + 16)[0]
+        first = not _H.unpack_from(frame, off + 6)[0] & 0x1FFF
+        return frame[off + 9], src, dst, off + ihl if first else None
+
+    @staticmethod
+    def _ip6(frame: bytes | bytearray | memoryview, off: int) -> tuple[int, int, int, int | None] | None:
+        """The same for the IPv6 packet at ``off`` (extension headers walked; protocol -1
+        when the chain is truncated or too long: ``ip6`` matches it, a protocol does not)."""
+        if frame[off] >> 4 != 6 or len(frame) < off + 40:
+            return None
+        src = int.from_bytes(frame[off + 8:off + 24], "big")
+        dst = int.from_bytes(frame[off + 24:off + 40], "big")
+        try:
+            proto, l4 = ip6_upper(frame, off)
+        except (ValueError, IndexError, struct.error):
+            return -1, src, dst, None      # an IPv6 packet whose upper layer is out of reach
+        return proto, src, dst, l4
+
+    def _ports_flags(self, frame: bytes | bytearray | memoryview, l4: int) -> bool:
         sport, dport = _HH.unpack_from(frame, l4)
         if self.sport is not None and sport != self.sport:
             return False

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rumpnet.faults.match import frame_family
 from rumpnet.faults.netem import Netem, NetemParams
 from rumpnet.faults.params import check, impairment
 from rumpnet.faults.runner import QdiscRunner
@@ -45,7 +46,11 @@ from rumpnet.faults.schedule import FaultSchedule, parse_action, statement_times
 from rumpnet.faults.tc import format_netem, netem_keyword
 
 COUNTER_NAMES = ("offered", "sent", "bytes", "dropped", "drop_loss", "drop_queue", "drop_partition",
-                 "drop_nth", "drop_match", "duplicated", "corrupted", "reordered", "delayed", "ecn_marked")
+                 "drop_nth", "drop_match", "duplicated", "corrupted", "reordered", "delayed", "ecn_marked",
+                 "offered_ip", "offered_ip6", "sent_ip", "sent_ip6")
+# Frames by family (match.frame_family), into and out of a runner: what a fault did to
+# IPv4 and to IPv6 traffic (dropped = offered - sent, less what is still queued).
+FAMILY_COUNTERS = ("ip", "ip6")
 
 _segment_ids = itertools.count(1)
 
@@ -58,19 +63,27 @@ class LinkRunner(QdiscRunner):
         super().__init__(netem, sched, self._out)
         self.name = name
         self.offered = 0
+        self.by_family = {f"{way}_{fam}": 0 for way in ("offered", "sent") for fam in FAMILY_COUNTERS}
         self.before: list[Any] = []  # writers fed the frames entering the runner
         self.after: list[Any] = []  # writers fed the frames leaving it
 
     def input(self, frame: bytes | bytearray | memoryview) -> None:
         """A frame offered to this runner (the interface's qdisc hook): impaired, then passed on or dropped and counted."""
         self.offered += 1
+        self._count("offered", frame)
         if self.before:
             now = self.sched.now()
             for w in self.before:
                 w.write(frame, now)
         super().input(frame)
 
+    def _count(self, way: str, frame: bytes | bytearray | memoryview) -> None:
+        key = f"{way}_{frame_family(frame)}"
+        if key in self.by_family:
+            self.by_family[key] += 1
+
     def _out(self, frame: bytes) -> None:
+        self._count("sent", frame)
         if self.after:
             now = self.sched.now()
             for w in self.after:
@@ -84,7 +97,7 @@ class LinkRunner(QdiscRunner):
                 "drop_loss": st.drop_loss, "drop_queue": st.drop_queue, "drop_partition": st.drop_partition,
                 "drop_nth": st.drop_nth, "drop_match": st.drop_match, "duplicated": st.duplicated,
                 "corrupted": st.corrupted, "reordered": st.reordered, "delayed": st.delayed,
-                "ecn_marked": st.ecn_marked}
+                "ecn_marked": st.ecn_marked, **self.by_family}
 
     def __repr__(self) -> str:
         return f"<LinkRunner {self.name}>"
@@ -148,7 +161,8 @@ class Host:
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("rump_sys_") or name in ("config", "socket", "ifconfig", "route", "arp", "sysctl",
-                                                     "netstat", "ping", "tc", "inet", "ifnet", "sched"):
+                                                     "netstat", "ping", "ping6", "ndp", "tc", "inet", "inet6",
+                                                     "ifnet", "sched"):
             return getattr(self.kernel, name)
         raise AttributeError(name)
 
@@ -246,7 +260,7 @@ class Link:
             for p in self.ports.values():
                 c = p.ingress.counters()
                 for k in COUNTER_NAMES:
-                    if k not in ("offered", "sent", "bytes"):
+                    if not k.startswith(("offered", "sent", "bytes")):
                         total[k] += c[k]
         return total
 

@@ -37,7 +37,7 @@ NETEM_USAGE = (
 _KEYWORDS = ("limit", "latency", "delay", "loss", "drop", "ecn", "reorder", "corrupt", "gap",
              "duplicate", "distribution", "rate", "slot")
 _OURS = ("partition", "nth", "match", "help")
-_MATCH_WORDS_1 = {"tcp", "udp", "icmp", "ip", "arp", "and"}
+_MATCH_WORDS_1 = {"tcp", "udp", "icmp", "icmp6", "ip", "ip6", "arp", "and"}
 _MATCH_WORDS_2 = {"proto", "src", "dst", "host", "sport", "dport", "port", "flags"}
 
 

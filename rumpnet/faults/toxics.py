@@ -3,6 +3,7 @@
 ::
 
     px = Proxy(k, listen=("10.0.1.1", 8080), upstream=("10.0.2.1", 80), name="web")
+    px6 = Proxy(k, listen="[fc00::1]:8080", upstream="10.0.2.1:80")  # either family each side
     px.add_toxic(Toxic("latency", stream="downstream", attributes={"latency": 100, "jitter": 10}))
     px.add_toxic(Toxic("reset_peer", toxicity=0.5, attributes={"timeout": 0}))
 
@@ -63,11 +64,17 @@ Emit = Callable[[bytes, float], Awaitable[None]]
 
 
 def parse_hostport(v: Any, field: str = "listen") -> tuple[str, int]:
-    """``"10.0.1.1:8080"`` or ``("10.0.1.1", 8080)`` -> tuple; ``ValueError`` naming the field."""
+    """``"10.0.1.1:8080"``, ``"[fc00::1]:8080"`` (brackets, as toxiproxy's Go
+    ``net.SplitHostPort`` wants them) or ``("fc00::1", 8080)`` -> tuple; an IPv6 host may
+    carry a ``%zone``; ``ValueError`` naming the field."""
     if isinstance(v, (tuple, list)) and len(v) == 2:
         host, port = v
     elif isinstance(v, str) and ":" in v:
         host, _, p = v.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1] or "::"
+        elif ":" in host:
+            raise ValueError(f"{field}: {v!r}: an IPv6 address goes in brackets ([addr]:port)")
         try:
             port = int(p)
         except ValueError:
@@ -76,13 +83,31 @@ def parse_hostport(v: Any, field: str = "listen") -> tuple[str, int]:
         raise ValueError(f"{field}: {v!r} is not HOST:PORT")
     if host in ("", "localhost"):
         host = "0.0.0.0" if host == "" else "127.0.0.1"
-    try:
-        pysocket.inet_pton(pysocket.AF_INET, host)
-    except (OSError, TypeError):
-        raise ValueError(f"{field}: {host!r} is not an IPv4 address") from None
+    if family_of(host) is None:
+        raise ValueError(f"{field}: {host!r} is not an IPv4 or IPv6 address")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"{field}: port {port!r} is not in 0..65535")
     return host, port
+
+
+def family_of(host: Any) -> int | None:
+    """AF_INET or AF_INET6 for an address (an IPv6 one with or without ``%zone``), None
+    for anything else."""
+    if not isinstance(host, str):
+        return None
+    for family, text in ((pysocket.AF_INET, host), (pysocket.AF_INET6, host.partition("%")[0])):
+        try:
+            pysocket.inet_pton(family, text)
+        except OSError:
+            continue
+        return family
+    return None
+
+
+def format_hostport(addr: tuple[Any, ...]) -> str:
+    """``10.0.1.1:8080`` or ``[fc00::1]:8080``."""
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass
@@ -293,7 +318,7 @@ class Connection:
         """Pump both directions until the connection ends."""
         k = self.k
         try:
-            ufd = await k.rump_sys_socket(pysocket.AF_INET, pysocket.SOCK_STREAM, 0)
+            ufd = await k.rump_sys_socket(family_of(self.proxy.upstream[0]), pysocket.SOCK_STREAM, 0)
             self.ufd = ufd
             await k.rump_sys_connect(ufd, self.proxy.upstream)
             for fd in (self.cfd, ufd):  # as Go (toxiproxy) does: no Nagle on proxied sockets
@@ -467,12 +492,12 @@ class Proxy:
         k = self.kernel
 
         def go() -> None:
-            fd = _now_call(k, S.sys_socket, pysocket.AF_INET, pysocket.SOCK_STREAM, 0)
+            fd = _now_call(k, S.sys_socket, family_of(self.listen[0]), pysocket.SOCK_STREAM, 0)
             try:
                 _now_call(k, S.sys_setsockopt, fd, pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
                 _now_call(k, S.sys_bind, fd, self.listen)
                 _now_call(k, S.sys_listen, fd, 128)
-                self.listen = tuple(_now_call(k, S.sys_getsockname, fd))  # type: ignore[assignment]
+                self.listen = tuple(_now_call(k, S.sys_getsockname, fd))[:2]  # type: ignore[assignment]
             except OSError:
                 _now_call(k, S.sys_close, fd)
                 raise
@@ -558,8 +583,8 @@ class Proxy:
 
     def to_json(self) -> dict[str, Any]:
         """The proxy as toxiproxy's JSON gives it (name, listen, upstream, enabled, toxics)."""
-        return {"name": self.name, "listen": f"{self.listen[0]}:{self.listen[1]}",
-                "upstream": f"{self.upstream[0]}:{self.upstream[1]}", "enabled": self._enabled,
+        return {"name": self.name, "listen": format_hostport(self.listen),
+                "upstream": format_hostport(self.upstream), "enabled": self._enabled,
                 "host": self.host, "connections": len(self.connections),
                 "toxics": [t.to_json() for t in self.toxics.values()]}
 

@@ -79,11 +79,14 @@ def in_cksum(data: Buffer, initial: int = 0) -> int:
 
 
 def in_pseudo_sum(src: int, dst: int, proto: int, length: int) -> int:
-    """Sum of the IPv4 pseudo-header (RFC 793 section 3.1, RFC 768) as a start value."""
-    if src >> 32 or dst >> 32 or proto >> 8 or length >> 16 or proto < 0 or length < 0:
+    """Sum of the IPv4 pseudo-header (RFC 793 section 3.1, RFC 768) as a start value; for
+    128-bit addresses the IPv6 one (RFC 8200 8.1), which sums to the same formula (its
+    32-bit length and 8-bit next header are the same words for lengths below 64 KB)."""
+    if src >> 128 or dst >> 128 or proto >> 8 or length >> 16 or proto < 0 or length < 0:
         return in_cksum_sum(_PSEUDO.pack(src, dst, 0, proto, length))  # raises struct.error
     # The 16-bit words added directly: the same value in_cksum_sum gives for the packed
-    # header (0 only for an all-zero header), without packing and reading it back.
+    # header (0 only for an all-zero header), without packing and reading it back. Any
+    # width of address works: (a >> 16) + (a & 0xFFFF) is congruent to a mod 0xFFFF.
     value = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + length
     if value == 0:
         return 0

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 # -- tcp.h ------------------------------------------------------------------------------
 TCP_MAXWIN = 65535      # largest unscaled window (RFC 9293 3.1, RFC 7323 2.2)
+# IP and TCP headers without options: MSS = path MTU - this (tcp_mssopt's hdrlen)
+IP_TCP_HDRS = 40        # over IPv4
+TCP6_HDRS = 60          # over IPv6 (RFC 8200 8.3: 1220 at IPv6's minimum MTU)
 
 # -- tcp_var.h: t_flags (NetBSD TF_*) ---------------------------------------------------
 TF_ACKNOW = 0x0001

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 # FreeBSD's tcp_ctlinput: with icmp_may_rst these abort a connection in SYN-SENT.
 HARD_ERRORS = frozenset({"protounreach", "portunreach", "adminprohib", "timxceed"})
-IP_TCP_HDRS = 40  # an IPv4 header and a TCP header without options (MSS = MTU - 40)
 MIN_MSS = 64
 _PORTS_SEQ = struct.Struct("!HHI")
 
@@ -59,14 +58,22 @@ def tcp_ctlinput(proto: TcpProtocol, kind: str, inner: bytes | memoryview, mtu: 
         lport, fport, seq = _PORTS_SEQ.unpack_from(inner, ihl)
     except (struct.error, IndexError, TypeError):
         return False
-    cb = proto.conns.get((laddr, lport, faddr, fport))
+    return tcp_ctlnotify(proto, kind, (laddr, lport, faddr, fport), seq, qlen, mtu, now)
+
+
+def tcp_ctlnotify(proto: TcpProtocol, kind: str, conn: tuple[int, int, int, int], seq: int, quoted_len: int,
+                  mtu: int, now: float) -> bool:
+    """What an ICMP (or ICMPv6) error does to the connection ``conn`` = (laddr, lport,
+    faddr, fport) that sent the quoted segment (sequence number ``seq``, the quoted IP
+    packet ``quoted_len`` bytes long): True if it was one of ours and acted on."""
+    cb = proto.conns.get(conn)
     if cb is None or cb.freed:
         return False
     # RFC 5927 4.1: the quoted sequence number must be in flight.
     if not (SEQ_LEQ(cb.snd_una, seq) and SEQ_LT(seq, cb.snd_max)):
         return False
     if kind == "needfrag":
-        tcp_mtudisc(cb, mtu, qlen, now)
+        tcp_mtudisc(cb, mtu, quoted_len, now)
         return True
     err = INETCTLERRMAP.get(kind, 0)
     if not err:
@@ -100,7 +107,7 @@ def tcp_mtudisc(cb: TcpCb, mtu: int, quoted_len: int, now: float) -> None:
         proto.pmtu_update(cb.faddr, mtu, quoted_len)
         shrank = tcp_pmtu_sync(cb)
     else:
-        mss = max(MIN_MSS, (mtu if mtu >= 68 else 576) - IP_TCP_HDRS)
+        mss = max(MIN_MSS, (mtu if mtu >= 68 else 576) - proto.hdrs)
         shrank = mss < cb.t_maxseg
         if shrank:
             cb.t_maxseg = mss
@@ -114,7 +121,7 @@ def tcp_pmtu_sync(cb: TcpCb) -> bool:
     TCP_MAXSEG (NetBSD's tcp_segsize, Linux's tcp_sync_mss). True if it shrank."""
     proto = cb.proto
     cb.t_pmtu_gen = proto.route_gen()
-    mss = min(cb.t_peermss, proto.mtu_for(cb.faddr) - IP_TCP_HDRS)
+    mss = min(cb.t_peermss, proto.mtu_for(cb.faddr) - proto.hdrs)
     if cb.user_maxseg:
         mss = min(mss, cb.user_maxseg)
     mss = max(mss, MIN_MSS)

@@ -65,6 +65,7 @@ from rumpnet.netinet.tcp_const import (
     EV_ERROR,
     EV_READABLE,
     EV_WRITABLE,
+    IP_TCP_HDRS,
     TCPT_KEEP,
     TCPT_NTIMERS,
     TF_RCVD_TSTMP,
@@ -88,6 +89,7 @@ from rumpnet.netinet.tcp_var import (
 EPHEMERAL_LO = 49152
 EPHEMERAL_HI = 65535
 _KEY = struct.Struct("!IHIH")
+_KEY6 = struct.Struct("!16sH16sH")
 M = SEQ_MASK
 
 
@@ -174,8 +176,12 @@ class TcpProtocol:
                  route_gen: Callable[[], int] | None = None,
                  pmtu_update: Callable[[int, int, int], int] | None = None,
                  deadline_out: Callable[[float], None] | None = None,
+                 hdrs: int = IP_TCP_HDRS,
                  strict: Callable[[], bool] = strict_default) -> None:
         self.params = params
+        # IP and base TCP headers: MSS = path MTU - hdrs (40 over IPv4, 60 over IPv6
+        # for TCP6_HDRS, RFC 8200 8.3's 1220 bytes at the minimum MTU).
+        self.hdrs = hdrs
         self.rng = rng
         self.output = output
         self.mtu_for = mtu_for
@@ -237,9 +243,11 @@ class TcpProtocol:
         return congctl_class(self.params.congctl)(cb)
 
     def _hash(self, laddr: int, lport: int, faddr: int, fport: int) -> bytes:
-        h = hashlib.blake2s(_KEY.pack(laddr, lport, faddr, fport), key=self._secret,
-                            digest_size=8)
-        return h.digest()
+        if laddr >> 32 or faddr >> 32:   # IPv6 addresses (RFC 6528 for both families)
+            key = _KEY6.pack(laddr.to_bytes(16, "big"), lport, faddr.to_bytes(16, "big"), fport)
+        else:
+            key = _KEY.pack(laddr, lport, faddr, fport)
+        return hashlib.blake2s(key, key=self._secret, digest_size=8).digest()
 
     def isn(self, laddr: int, lport: int, faddr: int, fport: int, now: float) -> int:
         """RFC 6528: ISN = M + F(localip, localport, remoteip, remoteport, secretkey),
@@ -251,7 +259,7 @@ class TcpProtocol:
         return int.from_bytes(self._hash(laddr, lport, faddr, fport)[4:], "big")
 
     def _ourmss(self, faddr: int, user: int = 0) -> int:
-        mss = max(64, min(self.mtu_for(faddr) - 40, 65535 - 40))
+        mss = max(64, min(self.mtu_for(faddr) - self.hdrs, 65535 - self.hdrs))
         if user:
             mss = min(mss, user)
         return mss

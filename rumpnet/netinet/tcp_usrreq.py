@@ -196,7 +196,7 @@ class TcpSocket(Socket):
 
     def __init__(self, kernel: NetKernel, proto: int, cb: TcpCb | None = None) -> None:
         super().__init__(kernel, proto)
-        self.tcp: Tcp = tcp_of(kernel)
+        self.tcp: Tcp = self.glue(kernel)
         self.cb: TcpCb | None = None
         self.listener: TcpListener | None = None
         self.laddr = INADDR_ANY
@@ -220,6 +220,38 @@ class TcpSocket(Socket):
 
     def _now(self) -> float:
         return self.kernel.sched.now()
+
+    # -- the address family (Tcp6Socket, rumpnet/netinet6/tcp6_usrreq.py, overrides) -----
+    def glue(self, kernel: NetKernel) -> Tcp:
+        """The per-kernel TCP glue of this socket's family."""
+        return tcp_of(kernel)
+
+    def parse_addr(self, addr: Any) -> tuple[int, int]:
+        """A socket address: (address, port), EINVAL when malformed."""
+        return sockaddr_in(addr)
+
+    def name(self, addr: int, port: int) -> Any:
+        """(address, port) as the socket module writes this family's addresses."""
+        return (ntoa(addr), port)
+
+    def check_local(self, laddr: int) -> None:
+        """bind(2): EADDRNOTAVAIL unless the wildcard or one of our addresses."""
+        if laddr != INADDR_ANY and laddr not in self.tcp.inet.local_addrs:
+            raise kerr(errno.EADDRNOTAVAIL)
+
+    def route_peer(self, faddr: int) -> tuple[int, int]:
+        """connect(2): the peer (the wildcard meaning ourselves) and, for an unbound
+        socket, the source toward it (in_pcbconnect); ENETUNREACH for broadcast or
+        multicast, the route's errno without one."""
+        inet = self.tcp.inet
+        if faddr == INADDR_ANY:
+            faddr = inet.primary_addr()
+        if faddr == 0xFFFFFFFF or faddr in inet.bcast_addrs or (faddr >> 28) == 0xE:
+            raise kerr(errno.ENETUNREACH)
+        laddr = self.laddr
+        if laddr == INADDR_ANY:
+            laddr = inet.output.source_for(faddr)
+        return faddr, laddr
 
     def _adopt(self, cb: TcpCb) -> None:
         self.cb = cb
@@ -258,12 +290,10 @@ class TcpSocket(Socket):
 
     # -- binding ------------------------------------------------------------------------
     def bind(self, addr: Any) -> None:
-        laddr, lport = sockaddr_in(addr)
+        laddr, lport = self.parse_addr(addr)
         if self.bound or self.cb is not None or self.listener is not None:
             raise kerr(errno.EINVAL)
-        inet = self.tcp.inet
-        if laddr != INADDR_ANY and laddr not in inet.local_addrs:
-            raise kerr(errno.EADDRNOTAVAIL)
+        self.check_local(laddr)
         reuse = pysocket.SO_REUSEADDR in self.so_options
         self.lport = self.tcp.proto.bind(laddr, lport, reuse, SO_REUSEPORT in self.so_options, owner=self)
         self.laddr = laddr
@@ -309,12 +339,12 @@ class TcpSocket(Socket):
         lst = self.listener
         if lst is None:
             raise kerr(errno.EINVAL)
-        cb = lst.accept()
+        cb = self.next_connection(lst)
         if cb is None:
             if self.closed:
                 raise kerr(errno.ECONNABORTED)
             raise self.sleep_rcv(ctx)
-        nso = TcpSocket(self.kernel, self.protocol, cb)
+        nso = type(self)(self.kernel, self.protocol, cb)
         nso.so_options = set(self.so_options)
         nso.nbio = self.nbio  # BSD: the new socket inherits the listener's file flags
         nso.rcvtimeo, nso.sndtimeo = self.rcvtimeo, self.sndtimeo
@@ -331,7 +361,12 @@ class TcpSocket(Socket):
         nso.linger = self.linger
         nso.linger_changed()
         cb.keepalive = SO_KEEPALIVE in nso.so_options
-        return nso, (ntoa(cb.faddr), cb.fport)
+        return nso, nso.name(cb.faddr, cb.fport)
+
+    def next_connection(self, lst: TcpListener) -> TcpCb | None:
+        """The next connection accept(2) hands out (a dual-stack Tcp6Socket has two
+        listeners)."""
+        return lst.accept()
 
     # -- connecting -----------------------------------------------------------------------
     def connect(self, ctx: SyscallCtx, addr: Any) -> None:
@@ -345,17 +380,10 @@ class TcpSocket(Socket):
                 if cb.state >= TcpState.ESTABLISHED or cb.state == TcpState.SYN_RECEIVED:
                     raise kerr(errno.EISCONN)
                 raise kerr(errno.EINVAL)
-            faddr, fport = sockaddr_in(addr)
-            inet = self.tcp.inet
+            faddr, fport = self.parse_addr(addr)
             if fport == 0:
                 raise kerr(errno.EADDRNOTAVAIL)
-            if faddr == INADDR_ANY:
-                faddr = inet.primary_addr()
-            if faddr == 0xFFFFFFFF or faddr in inet.bcast_addrs or (faddr >> 28) == 0xE:
-                raise kerr(errno.ENETUNREACH)
-            laddr = self.laddr
-            if laddr == INADDR_ANY:
-                laddr = inet.output.source_for(faddr)
+            faddr, laddr = self.route_peer(faddr)
             opts: dict[str, Any] = {"nodelay": self.nodelay,
                                     "keepalive": SO_KEEPALIVE in self.so_options,
                                     "reuseaddr": pysocket.SO_REUSEADDR in self.so_options,
@@ -527,19 +555,19 @@ class TcpSocket(Socket):
         return cb.state not in (TcpState.FIN_WAIT_2, TcpState.TIME_WAIT, TcpState.CLOSED)
 
     # -- names ------------------------------------------------------------------------------
-    def getsockname(self) -> tuple[str, int]:
+    def getsockname(self) -> Any:
         cb = self.cb
         if cb is not None:
-            return (ntoa(cb.laddr), cb.lport)
-        return (ntoa(self.laddr), self.lport)
+            return self.name(cb.laddr, cb.lport)
+        return self.name(self.laddr, self.lport)
 
-    def getpeername(self) -> tuple[str, int]:
+    def getpeername(self) -> Any:
         cb = self.cb
         if cb is None or cb.state < TcpState.SYN_RECEIVED and cb.state != TcpState.SYN_SENT:
             raise kerr(errno.ENOTCONN)
         if cb.state == TcpState.SYN_SENT or cb.state == TcpState.CLOSED:
             raise kerr(errno.ENOTCONN)
-        return (ntoa(cb.faddr), cb.fport)
+        return self.name(cb.faddr, cb.fport)
 
     # -- readiness ---------------------------------------------------------------------------
     def poll_events(self) -> int:
@@ -596,12 +624,16 @@ class TcpSocket(Socket):
         if level == pysocket.IPPROTO_TCP:
             tcp_setsockopt(self, opt, value)
         elif level == pysocket.IPPROTO_IP and ip_ttl_tos_set(self, opt, value):
-            # IP_TOS/IP_TTL go into the connection's segments (Tcp._ip_output)
-            self.tcp.ipopts_used = True
-            if self.cb is not None:
-                self.cb.ip_tos, self.cb.ip_ttl = self.tos, self.ttl
+            self.ip_opts_changed()
         else:
             raise kerr(errno.ENOPROTOOPT)
+
+    def ip_opts_changed(self) -> None:
+        """IP_TOS/IP_TTL (IPV6_TCLASS/IPV6_UNICAST_HOPS) go into the connection's
+        segments (Tcp._ip_output)."""
+        self.tcp.ipopts_used = True
+        if self.cb is not None:
+            self.cb.ip_tos, self.cb.ip_ttl = self.tos, self.ttl
 
     def proto_getsockopt(self, level: int, opt: int, buflen: int) -> Any:
         if level == pysocket.IPPROTO_TCP:

@@ -15,7 +15,7 @@ from rumpnet.netinet.in_cksum import in4_cksum, in_cksum_sum, in_pseudo_sum
 from rumpnet.netinet.in_pcb import InPcbMixin
 from rumpnet.netinet.ip_input import ICMP_UNREACH, ICMP_UNREACH_PORT
 from rumpnet.netinet.ip_var import INETCTLERRMAP, IP_ALLOWBROADCAST, IP_ROUTETOIF, IPPROTO_UDP
-from rumpnet.uipc_socket import MSG_DONTROUTE, MSG_KNOWN, MSG_OOB, DgramSocket
+from rumpnet.uipc_socket import MSG_DONTROUTE, DgramSocket
 
 if TYPE_CHECKING:
     from rumpnet.ifnet import Ifnet
@@ -58,13 +58,7 @@ class UdpSocket(InPcbMixin, DgramSocket):
         return self.fport != 0
 
     def send(self, ctx: SyscallCtx, data: bytes | memoryview, flags: int, addr: Any) -> int:
-        if flags & ~MSG_KNOWN or flags & MSG_OOB:
-            raise kerr(errno.EOPNOTSUPP)
-        if self.cantsendmore:
-            raise kerr(errno.EPIPE)
-        err = self.take_error()
-        if err:
-            raise kerr(err)
+        self.check_send(flags)
         if addr is not None:
             if self.fport:
                 raise kerr(errno.EISCONN)

@@ -68,6 +68,10 @@ _MAXCODE = {ICMP6_DST_UNREACH: 8, ICMP6_PACKET_TOO_BIG: 255, ICMP6_TIME_EXCEEDED
 _CTL_KIND = {
     (ICMP6_DST_UNREACH, ICMP6_DST_UNREACH_NOPORT): "portunreach",
     (ICMP6_PARAM_PROB, ICMP6_PARAMPROB_NEXTHEADER): "protounreach",
+    # Reassembly time exceeded (RFC 4443 3.3 code 1) says nothing about the path: the
+    # kind IPv4's code 1 has, which no transport takes for an error (FreeBSD's
+    # icmp6_errmap: 0), never the hard "timxceed" of a hop limit exceeded in transit.
+    (ICMP6_TIME_EXCEEDED, ICMP6_TIME_EXCEED_REASSEMBLY): "timxceed_reass",
 }
 _CTL_TYPE_KIND = {ICMP6_DST_UNREACH: "unreach", ICMP6_PACKET_TOO_BIG: "needfrag",
                   ICMP6_TIME_EXCEEDED: "timxceed", ICMP6_PARAM_PROB: "paramprob"}

@@ -218,6 +218,7 @@ class Inet6:
         self.ifaddrs.remove(ia)
         self.mld6.leave(ia.ifindex, in6.solicited_node(ia.addr), now)
         self.out.event(In6AddrRemoved(ia))
+        self._settle(now)
 
     def find_address(self, addr: int, ifindex: int = 0) -> In6Ifaddr | None:
         return self.ifaddrs.lookup(addr, ifindex)
@@ -279,14 +280,25 @@ class Inet6:
     def _drain_packets(self, now: float) -> None:
         while self.out.packets:
             s = self.out.packets.popleft()
+            zone = 0
             if s.ifindex:
-                self._link(s, now)
-                continue
+                if not self._to_self(s):
+                    self._link(s, now)
+                    continue
+                # To one of our own scoped addresses (a ping of our link-local address):
+                # through the local route, i.e. lo0, with the zone kept.
+                zone = s.ifindex
             try:
-                for r in self.ip6_output.route(s.packet, now):
+                for r in self.ip6_output.route(s.packet, now, zone):
                     self._link(r, now)
             except OSError:
                 pass   # no route back: counted as ip6s_noroute by route()
+
+    def _to_self(self, s: Ip6Send) -> bool:
+        if s.lladdr is not None:
+            return False
+        dst = in6.unpack(s.packet, 24)
+        return not in6.is_multicast(dst) and self.ifaddrs.lookup(dst, s.ifindex) is not None
 
     # -- events ------------------------------------------------------------------------------
     def _settle(self, now: float) -> None:

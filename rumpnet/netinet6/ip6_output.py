@@ -68,6 +68,8 @@ class Ip6Pktopts:
     minmtu: int = -1
     multicast_ifindex: int = 0
     exthdrs: tuple[tuple[int, bytes], ...] = ()
+    nexthop: int = 0            # IPV6_NEXTHOP (RFC 3542 6.1): a neighbour to send through
+    nexthop_zone: int = 0
 
 
 class Ip6Output:
@@ -103,6 +105,13 @@ class Ip6Output:
         if rt is None or rt.reject:
             self.stats.ip6s_noroute += 1
             raise kerr(errno.EHOSTUNREACH)
+        if opts.nexthop:
+            # RFC 3542 6.1: the next hop must be a neighbour, reached without a gateway.
+            hop = self.routes.lookup6(opts.nexthop, opts.nexthop_zone if in6.is_scoped(opts.nexthop) else 0)
+            if hop is None or hop.gateway or hop.reject:
+                self.stats.ip6s_noroute += 1
+                raise kerr(errno.EHOSTUNREACH, "IPV6_NEXTHOP is not a neighbour")
+            return Route6(hop.ifindex, opts.nexthop, rt.mtu)
         return rt
 
     def hoplimit(self, dst: int, ifindex: int, opts: Ip6Pktopts) -> int:
@@ -127,6 +136,24 @@ class Ip6Output:
             mtu = IPV6_MMTU   # RFC 3542 11.1: multicast goes at the minimum MTU by default
         return max(mtu, IPV6_MMTU)
 
+    def source_for(self, dst: int, zone: int = 0, opts: Ip6Pktopts | None = None) -> tuple[int, int]:
+        """``in6_selectsrc`` as a transport needs it before building a checksummed
+        header (``in6_pcbconnect``, ``udp6_output``): (source, out interface) for
+        ``dst``; the errno ``output`` would give when there is no route or no source."""
+        rt = self._route(dst, zone, opts or Ip6Pktopts())
+        return self._selectsrc(dst, zone, rt), rt.ifindex
+
+    def _selectsrc(self, dst: int, zone: int, rt: Route6) -> int:
+        # RFC 6724 rule 1 first: to one of our own addresses (through lo0) from itself,
+        # which also keeps a looped link-local packet's source in its zone.
+        own = self.ifaddrs.lookup(dst, zone)
+        if own is not None and own.ready:
+            return dst
+        ia = in6_selectsrc(dst, self.ifaddrs, rt.ifindex, bool(self.params.use_deprecated))
+        if ia is None:
+            raise kerr(errno.EADDRNOTAVAIL, f"no source address for {in6.ntop(dst)}")
+        return ia.addr
+
     def output(self, src: int, dst: int, nxt: int, payload: bytes | bytearray | memoryview, now: float,
                opts: Ip6Pktopts | None = None, zone: int = 0) -> list[Ip6Send]:
         """``ip6_output`` for an upper-layer payload: the packets to hand to the link.
@@ -136,10 +163,7 @@ class Ip6Output:
         opts = opts or Ip6Pktopts()
         rt = self._route(dst, zone, opts)
         if src == in6.IN6ADDR_ANY:
-            ia = in6_selectsrc(dst, self.ifaddrs, rt.ifindex, bool(self.params.use_deprecated))
-            if ia is None:
-                raise kerr(errno.EADDRNOTAVAIL, f"no source address for {in6.ntop(dst)}")
-            src = ia.addr
+            src = self._selectsrc(dst, zone, rt)
         first = nxt
         chain = bytearray()
         for hdr_nxt, hdr in reversed(opts.exthdrs):

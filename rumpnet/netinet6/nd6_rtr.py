@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 from rumpnet.netinet6 import in6
@@ -156,6 +156,8 @@ class NdPrefix:
     vltime: int
     pltime: int
     expire: float | None     # None: infinite
+    autonomous: bool = False                             # the A flag last advertised
+    advrtrs: list[int] = field(default_factory=list)     # default routers advertising it
 
 
 def lifetime_end(now: float, lifetime: int) -> float | None:
@@ -237,7 +239,7 @@ class Nd6Rtr(Ip6Core):
         self._defrtr_update(inp.src, inp.ifindex, ra, now)
         self.nd6.cache_lladdr(inp.ifindex, inp.src, opts.src_lladdr, now, isrouter=True)
         for pi in opts.prefixes:
-            self._prefix_update(pi, inp.ifindex, now)
+            self._prefix_update(pi, inp.ifindex, now, inp.src)
         self.timers.cancel(("rs", inp.ifindex))   # an answer: no more solicitations
 
     def _room(self) -> bool:
@@ -270,7 +272,26 @@ class Nd6Rtr(Ip6Core):
         key = (dr.ifindex, dr.addr)
         if self.defrouters.pop(key, None) is not None:
             self.timers.cancel(("dr",) + key)
+            for pr in self.prefixes.values():     # pfxrtr_del
+                if pr.ifindex == dr.ifindex and dr.addr in pr.advrtrs:
+                    pr.advrtrs.remove(dr.addr)
             self.out.event(RouterRemoved(dr.addr, dr.ifindex))
+
+    def defrouter_flush(self) -> None:
+        """``ndp -R`` (SIOCSRTRFLUSH_IN6): forget every default router."""
+        for dr in list(self.defrouters.values()):
+            self._defrtr_del(dr)
+
+    def prefix_flush(self, now: float) -> None:
+        """``ndp -P`` (SIOCSPFXFLUSH_IN6): forget every prefix, and the addresses
+        autoconfigured from it."""
+        for pr in list(self.prefixes.values()):
+            ext = self.ifaddrs.ifs.get(pr.ifindex)
+            for ia in list(ext.addrs) if ext is not None else []:
+                if ia.flags & IN6_IFF_AUTOCONF and ia.plen == pr.plen and in6.are_prefix_equal(ia.addr, pr.prefix, pr.plen):
+                    self.timers.cancel(("ia", ia.ifindex, ia.addr))
+                    self.addrs.remove_address(ia, now)
+            self._prefix_del(pr)
 
     def defrouter_remove(self, addr: int, ifindex: int) -> None:
         """A router is no router any more, or unreachable (RFC 4861 7.2.5, 7.3.3)."""
@@ -291,7 +312,7 @@ class Nd6Rtr(Ip6Core):
         return maybe
 
     # -- prefixes and SLAAC ------------------------------------------------------------------
-    def _prefix_update(self, pi: NdPrefixInfo, ifindex: int, now: float) -> None:
+    def _prefix_update(self, pi: NdPrefixInfo, ifindex: int, now: float, router: int = 0) -> None:
         # RFC 4862 5.5.3 b, c; RFC 4861 6.3.4: link-local prefixes and lifetimes the
         # wrong way round are ignored.
         if pi.plen > 128 or in6.is_linklocal(pi.prefix) or in6.is_multicast(pi.prefix) or pi.pltime > pi.vltime:
@@ -299,11 +320,11 @@ class Nd6Rtr(Ip6Core):
             return
         prefix = in6.prefix_of(pi.prefix, pi.plen)
         if pi.onlink:
-            self._onlink_update(prefix, pi, ifindex, now)
+            self._onlink_update(prefix, pi, ifindex, now, router)
         if pi.autonomous:
             self._slaac(prefix, pi, ifindex, now)
 
-    def _onlink_update(self, prefix: int, pi: NdPrefixInfo, ifindex: int, now: float) -> None:
+    def _onlink_update(self, prefix: int, pi: NdPrefixInfo, ifindex: int, now: float, router: int = 0) -> None:
         key = (ifindex, prefix, pi.plen)
         pr = self.prefixes.get(key)
         if pi.vltime == 0:
@@ -317,6 +338,9 @@ class Nd6Rtr(Ip6Core):
             self.prefixes[key] = pr
             self.out.event(PrefixOnLink(prefix, pi.plen, ifindex))
         pr.vltime, pr.pltime, pr.expire = pi.vltime, pi.pltime, lifetime_end(now, pi.vltime)
+        pr.autonomous = pi.autonomous
+        if (ifindex, router) in self.defrouters and router not in pr.advrtrs:
+            pr.advrtrs.append(router)      # pfxrtr_add: only routers on the default router list
         if pr.expire is None:
             self.timers.cancel(("pr",) + key)
         else:

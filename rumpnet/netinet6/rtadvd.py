@@ -8,7 +8,8 @@ to all-nodes at random intervals in [MinRtrAdvInterval, MaxRtrAdvInterval], the 
 MAX_INITIAL_RTR_ADVERTISEMENTS no more than 16 seconds apart (6.2.4); a valid Router
 Solicitation is answered after a random delay up to MAX_RA_DELAY_TIME, but never sooner
 than MIN_DELAY_BETWEEN_RAS after the last advertisement (6.2.6); :meth:`Rtadvd.stop`
-sends final advertisements with a zero router lifetime (6.2.5).
+sends final advertisements with a zero router lifetime (6.2.5); :meth:`Rtadvd.abort` stops
+at once (a daemon killed).
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ class Rtadvd(Ip6Core):
             return
         adv.final = MAX_FINAL_RTR_ADVERTISEMENTS
         self.timers.set(ifindex, now)
+
+    def abort(self, ifindex: int) -> None:
+        """The daemon is gone without a word (killed): no more advertisements on
+        ``ifindex``, and no final ones; final advertisements under way go on."""
+        adv = self.ifs.get(ifindex)
+        if adv is None or adv.final:
+            return
+        del self.ifs[ifindex]
+        self.timers.cancel(ifindex)
 
     def ra_output(self, ifindex: int, now: float, lifetime: int | None = None) -> bool:
         adv = self.ifs[ifindex]

@@ -64,11 +64,18 @@ def parse_scoped(host: str, lookup: IfIndexLookup | None = None) -> tuple[int, i
     return addr, check_zone(addr, zid)
 
 
+def shows_zone(addr: int, zone: int) -> bool:
+    """Is the zone part of how the address is written (``%wire0``, ``sin6_scope_id``)?
+    For link-local and interface-local addresses; ``::1`` has one zone only, lo0, and
+    is written without it (as NetBSD's ifconfig and Python's socket module write it)."""
+    return zone != 0 and in6.is_scoped(addr) and addr != in6.IN6ADDR_LOOPBACK
+
+
 def format_scoped(addr: int, zone: int, name_of: Callable[[int], str | None] | None = None) -> str:
     """The text form with a ``%zone`` suffix for scoped addresses (RFC 4007 11.2): the
     interface name when ``name_of`` knows it, else the number."""
     text = in6.ntop(addr)
-    if zone == 0 or not in6.is_scoped(addr):
+    if not shows_zone(addr, zone):
         return text
     name = name_of(zone) if name_of is not None else None
     return f"{text}%{name if name else zone}"
@@ -77,15 +84,17 @@ def format_scoped(addr: int, zone: int, name_of: Callable[[int], str | None] | N
 def sockaddr_in6(sa: object, lookup: IfIndexLookup | None = None) -> tuple[int, int, int, int]:
     """Check a Python-style AF_INET6 address and return ``(addr, port, flowinfo, scope_id)``.
 
-    Python accepts ``(host, port)`` and ``(host, port, flowinfo, scope_id)``; the host may
-    carry a ``%zone``, which must agree with a non-zero ``scope_id``. Malformed addresses
-    give EINVAL as a BSD kernel does for a bad ``sockaddr_in6``; names are not resolved.
+    Python accepts ``(host, port)``, ``(host, port, flowinfo)`` and ``(host, port,
+    flowinfo, scope_id)``, the flow information within 20 bits; the host may carry a
+    ``%zone``, which must agree with a non-zero ``scope_id``. Malformed addresses give
+    EINVAL as a BSD kernel does for a bad ``sockaddr_in6``; names are not resolved.
     """
-    if not isinstance(sa, tuple) or len(sa) not in (2, 4):
-        raise kerr(errno.EINVAL, "address must be (host, port[, flowinfo, scope_id])")
+    if not isinstance(sa, tuple) or not 2 <= len(sa) <= 4:
+        raise kerr(errno.EINVAL, "address must be (host, port[, flowinfo[, scope_id]])")
     host, port = sa[0], sa[1]
-    flowinfo, scope_id = (sa[2], sa[3]) if len(sa) == 4 else (0, 0)
-    for name, v, hi in (("port", port, 0xFFFF), ("flowinfo", flowinfo, 0xFFFFFFFF),
+    flowinfo = sa[2] if len(sa) > 2 else 0
+    scope_id = sa[3] if len(sa) > 3 else 0
+    for name, v, hi in (("port", port, 0xFFFF), ("flowinfo", flowinfo, 0xFFFFF),
                         ("scope_id", scope_id, 0xFFFFFFFF)):
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
             raise kerr(errno.EINVAL, f"{name} must be 0-{hi}")

@@ -28,6 +28,12 @@ learned from the kernel's SYN or SYN-ACK; until it has seen one, the mapping is 
 identity, and absolute and relative are the same number. :func:`adapt` drops the ``!``
 there, and refuses a script that uses it anywhere else (after the kernel's SYN, on a
 SYN, on an injected segment): a meaning Google's packetdrill cannot give.
+
+**IPv6 header fields** in a packet's ``(...)``: the fork names the Traffic Class
+``class`` and the Hop Limit ``hlim`` (``< (hlim 3) S ...``); Google's packetdrill names
+them as IPv4's, ``tos`` and ``ttl``, and on an IPv6 packet sets and checks the Traffic
+Class and the Hop Limit with them (``set_ipv6_header``, ``verify_outbound_live_ttl_or_hl``).
+:func:`adapt` renames them, padded to the same columns.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ _NOT_TCP = re.compile(r"\b(?:udp|udplite|icmp|sctp|gre|mpls)\b")
 _SEQ = re.compile(r"(?P<flags>[A-Z.\-]+)\s+\d+:\d+\(\d+\)(?P<bang>!)")
 _TCP_FLAGS = re.compile(r"[<>]\s*(?:\([^)]*\)\s*)?(?P<flags>[FSRPEWU.\-]+)\s+\d+:\d+\(")
 _ABSOLUTE_ECR = re.compile(r"\becr\s+\d+!")
+# A packet's IP fields "(...)" right after its direction, and the fork's IPv6 names in it.
+_IP_INFO = re.compile(r"(?<=[<>])\s*\([^)]*\)")
+_IPV6_FIELD = re.compile(r"\b(class|hlim)\b")
+_GOOGLE_NAME = {"class": "tos  ", "hlim": "ttl "}
 
 
 @dataclass
@@ -77,6 +87,7 @@ def _line(line: str, sut: _UnderTest, where: str) -> str:
     if m is None or not m.group("time"):
         _syscalls(code, sut)
         return line
+    line = _ipv6_field_names(line, m.end())
     if _NOT_TCP.search(code):
         return line
     if _ABSOLUTE_ECR.search(code):
@@ -89,6 +100,15 @@ def _line(line: str, sut: _UnderTest, where: str) -> str:
     if syn:
         sut.local_isn_known = True
     return line
+
+
+def _ipv6_field_names(line: str, after_dir: int) -> str:
+    """``(class X)``/``(hlim N)`` after the direction as ``(tos X)``/``(ttl N)``."""
+    info = _IP_INFO.match(line, after_dir)
+    if info is None:
+        return line
+    fields = _IPV6_FIELD.sub(lambda f: _GOOGLE_NAME[f.group(1)], info.group(0))
+    return line[:info.start()] + fields + line[info.end():]
 
 
 def _inbound(line: str, m: re.Match[str], code: str, sut: _UnderTest, where: str) -> str:

@@ -8,6 +8,7 @@ explained in docs/CONFORMANCE.md. ``none`` leaves the kernel's own defaults.
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,10 +50,14 @@ FREEBSD_TCP_OPTIONS = {
 def packetdrill_defines(name: str) -> dict[str, str]:
     """``--define`` symbols a profile's scripts need: FreeBSD-only option names and IP
     TOS names, and the ICMP code names of the packetdrill fork the FreeBSD suite was
-    written for (time exceeded codes 0 and 1, RFC 792)."""
+    written for (time exceeded codes 0 and 1, RFC 792); with any profile, the RFC 3493
+    5.1 option name ``IPV6_UNICAST_HOPS``, which packetdrill's symbol table lacks (its
+    Linux number, the one the kernel takes: the socket module's on a Linux host)."""
+    common = {"IPV6_UNICAST_HOPS": str(socket.IPV6_UNICAST_HOPS)}
     if name != "freebsd":
-        return {}
+        return common
     defines = {sym: hex(FREEBSD_TCPOPT | v) for sym, v in FREEBSD_TCP_OPTIONS.items()}
+    defines.update(common)
     defines["ttl_exceeded_in_transit"] = "code_0"
     defines["frag_reass_exceeded"] = "code_1"
     # FreeBSD's <netinet/ip.h> names for the class selector code points, which Linux's

@@ -63,9 +63,12 @@ def ip_version(path: Path) -> str:
 def packetdrill_command(tc: Toolchain, path: Path, fds: tuple[int, int], profile: str,
                         verbose: bool = False) -> list[str]:
     """``path`` is the script packetdrill reads (conditionals already evaluated)."""
-    version = ip_version(path)
-    local, remote = ADDRESSES["ipv6" if version == "ipv6" else "ipv4"]
-    flags = f"fd={fds[0]},cfd={fds[1]},local={local},remote={remote},profile={profile}"
+    version = "ipv6" if ip_version(path) == "ipv6" else "ipv4"
+    local, remote = ADDRESSES[version]
+    # The session's tun0 holds both families' local addresses; a script's own family's
+    # pair is the one it is given (its --so_flags key: local/remote or local6/remote6).
+    suffix = "6" if version == "ipv6" else ""
+    flags = f"fd={fds[0]},cfd={fds[1]},local{suffix}={local},remote{suffix}={remote},profile={profile}"
     cmd = [str(tc.packetdrill), f"--so_filename={tc.shim}", f"--so_flags={flags}",
            f"--local_ip={local}", f"--remote_ip={remote}",
            f"--code_command={sys.executable} -m rumpnet.packetdrill.code"]

@@ -1,9 +1,10 @@
 """One packetdrill script against one fresh kernel, on the kernel's virtual clock.
 
-The kernel has a ``tun0`` (``rumpnet.if_tun``) holding the script's local address and a
-default route out of it: packets packetdrill injects go in there as if from the remote
-end; packets the kernel sends out of it wait in a queue, with their send times, for
-packetdrill to sniff.
+The kernel has a ``tun0`` (``rumpnet.if_tun``) holding the local address of each family
+(the script's ``--ip_version`` picks which one it uses) and a default route of each
+family out of it: packets packetdrill injects (IPv4 or IPv6, bare) go in there as if
+from the remote end; packets the kernel sends out of it wait in a queue, with their send
+times, for packetdrill to sniff.
 
 Time: the kernel's virtual clock is packetdrill's clock. ``usleep`` runs the kernel that
 much further; ``gettimeofday`` moves it one microsecond (packetdrill busy-polls it for
@@ -103,6 +104,11 @@ class SessionOptions:
         return opts
 
 
+# The session kernel's components: both families (the FreeBSD suite has each script for
+# IPv4 and for IPv6).
+COMPONENTS = ("net", "netinet", "netinet6", "tun")
+
+
 class Session:
     """A kernel serving one packetdrill run (see the module docstring)."""
 
@@ -116,7 +122,7 @@ class Session:
         # Strict (rumpkern/strict.py): an exception out of TCP input, a timer or any
         # callback must fail the script, not be counted and forgotten.
         self.k = rump_init(clock="virtual", seed=options.seed, scheduler=self.sched,
-                           components=("net", "netinet", "tun"), hostname="rumpdrill", strict=True)
+                           components=COMPONENTS, hostname="rumpdrill", strict=True)
         self.proc = self.k.rump_pub_lwproc_rfork(0x01)  # RFPROC: packetdrill's process
         self.proc.comm = "packetdrill"
         self.outq: deque[tuple[int, bytes]] = deque()
@@ -137,10 +143,19 @@ class Session:
         cfg.addr_add("tun0", f"{self.options.local}/16")
         cfg.route_add("default", self.options.local, interface=True)
         if socket.AF_INET6 in net_kernel(self.k).domains:
-            # IPv6 scripts, once the kernel has netinet6 (NetBSD's ifconfig/route syntax).
-            self.k.ifconfig("tun0", "inet6", f"{self.options.local6}/48")
-            self.k.route("add", "-inet6", "default", "-interface", self.options.local6)
+            self._attach_tun6()
         return tun
+
+    def _attach_tun6(self) -> None:
+        """IPv6 on tun0 as packetdrill's --ip_version=ipv6 set-up gives it (netdev.c,
+        net_utils.c): the local address in fd3d:fa7b:d17d::/48 and the remote's prefix
+        (2001:db8::/32) out of tun0, in NetBSD's ifconfig/route syntax. No DAD: the
+        address is usable at once, as on Linux's tun (NOARP: addrconf skips DAD), where
+        packetdrill does not wait for it (on the BSDs it sleeps 3 s instead). tun0 takes
+        bare packets, so the kernel sends no Neighbor Solicitations there either."""
+        self.k.sysctl("-w", "net.inet6.ip6.dad_count=0")
+        self.k.ifconfig("tun0", "inet6", f"{self.options.local6}/48")
+        self.k.route("add", "-inet6", "default", "-interface", self.options.local6)
 
     # -- the clock ---------------------------------------------------------------------
     def now_usecs(self) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import getopt
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from rumpnet.net_kernel import net_kernel, netinet
 from rumpnet.netinet.in_addr import ntoa
 from rumpnet.netinet.tcp_fsm import TcpState
+from rumpnet.netinet6 import in6
 from rumpnet.packetdrill.wire import Reply, Request, fatal
 
 if TYPE_CHECKING:
@@ -84,8 +86,10 @@ class ToolError(Exception):
 
 @dataclass
 class Conn:
-    """One line of sockstat: a TCP endpoint, with the process and fd holding it if any."""
+    """One line of sockstat: a TCP endpoint of IP version ``ipv`` (4 or 6), with the
+    process and fd holding it if any."""
 
+    ipv: int
     laddr: int
     lport: int
     faddr: int
@@ -95,6 +99,13 @@ class Conn:
     pid: int | None = None
     fd: int | None = None
     cb: Any = None
+
+    def ntop(self, addr: int) -> str:
+        return in6.ntop(addr) if self.ipv == 6 else ntoa(addr)
+
+    def addresses(self) -> tuple[str, str, str, str]:
+        """laddr, lport, faddr, fport as tcpdrop(8) takes them."""
+        return self.ntop(self.laddr), str(self.lport), self.ntop(self.faddr), str(self.fport)
 
 
 class Tools:
@@ -172,11 +183,16 @@ class Tools:
         return f"{name}: {shown_old} -> {value}"
 
     # -- the TCP endpoints -------------------------------------------------------------
-    def _tcp_proto(self) -> Any:
-        tcp = netinet(net_kernel(self.s.k)).tcp
+    def _tcp_protos(self) -> list[tuple[int, Any]]:
+        """(IP version, TcpProtocol) of each family's TCP."""
+        nk = net_kernel(self.s.k)
+        tcp = netinet(nk).tcp
         if tcp is None:
             raise ToolError("no TCP in this kernel")
-        return tcp.proto
+        protos = [(4, tcp.proto)]
+        if nk.inet6 is not None and nk.inet6.tcp6 is not None:
+            protos.append((6, nk.inet6.tcp6.proto))
+        return protos
 
     def _conns(self) -> Iterator[Conn]:
         """Every TCP endpoint: sockets in the fd tables (their connection's state, or
@@ -190,20 +206,22 @@ class Tools:
                 so = fp.obj
                 if not isinstance(so, TcpSocket):
                     continue
+                ipv = 6 if so.family == socket.AF_INET6 else 4
                 cb = so.cb
                 if cb is not None and not cb.freed:
                     held.add(id(cb))
-                    yield Conn(cb.laddr, cb.lport, cb.faddr, cb.fport, TcpState(cb.state), p.comm, p.pid, fd, cb)
+                    yield Conn(ipv, cb.laddr, cb.lport, cb.faddr, cb.fport, TcpState(cb.state),
+                               p.comm, p.pid, fd, cb)
                 elif so.listener is not None:
-                    yield Conn(so.listener.laddr, so.listener.lport, 0, 0, TcpState.LISTEN, p.comm, p.pid, fd)
+                    yield Conn(ipv, so.listener.laddr, so.listener.lport, 0, 0, TcpState.LISTEN, p.comm, p.pid, fd)
                 else:
-                    yield Conn(so.laddr, so.lport, 0, 0, TcpState.CLOSED, p.comm, p.pid, fd)
-        proto = self._tcp_proto()
-        for cb in list(proto.conns.values()):
-            if id(cb) not in held:
-                yield Conn(cb.laddr, cb.lport, cb.faddr, cb.fport, TcpState(cb.state), cb=cb)
-        for e in proto.syn_cache_entries():
-            yield Conn(e.laddr, e.lport, e.faddr, e.fport, TcpState.SYN_RECEIVED)
+                    yield Conn(ipv, so.laddr, so.lport, 0, 0, TcpState.CLOSED, p.comm, p.pid, fd)
+        for ipv, proto in self._tcp_protos():
+            for cb in list(proto.conns.values()):
+                if id(cb) not in held:
+                    yield Conn(ipv, cb.laddr, cb.lport, cb.faddr, cb.fport, TcpState(cb.state), cb=cb)
+            for e in proto.syn_cache_entries():
+                yield Conn(ipv, e.laddr, e.lport, e.faddr, e.fport, TcpState.SYN_RECEIVED)
 
     # -- sockstat ----------------------------------------------------------------------
     def sockstat(self, argv: list[str]) -> tuple[str, str]:
@@ -216,8 +234,12 @@ class Tools:
         ports = {int(p) for p in flags["-p"].split(",")} if "-p" in flags else None
         lines = [f"{'USER':8} {'COMMAND':10} {'PID':5} {'FD':3} {'PROTO':6} {'LOCAL ADDRESS':21} "
                  f"{'FOREIGN ADDRESS':21}" + (" PATH STATE   CONN STATE" if "-s" in flags else "")]
-        if "tcp" in protos and "-6" not in flags or "-4" in flags:
+        # -4 and -6 each limit the listing to their family; neither or both: both.
+        versions = {v for v, o in ((4, "-4"), (6, "-6")) if o in flags} or {4, 6}
+        if "tcp" in protos:
             for c in self._conns():
+                if c.ipv not in versions:
+                    continue
                 if ports is not None and c.lport not in ports and c.fport not in ports:
                     continue
                 if "-l" in flags and "-c" not in flags and c.state != TcpState.LISTEN:
@@ -230,10 +252,11 @@ class Tools:
     @staticmethod
     def _sockstat_line(c: Conn, with_state: bool) -> str:
         user = "root" if c.pid is not None else "?"
-        local = f"{ntoa(c.laddr) if c.laddr else '*'}:{c.lport if c.lport else '*'}"
-        foreign = f"{ntoa(c.faddr)}:{c.fport}" if c.faddr else "*:*"
+        # FreeBSD's printaddr(): "addr:port" for both families, '*' for the wildcard.
+        local = f"{c.ntop(c.laddr) if c.laddr else '*'}:{c.lport if c.lport else '*'}"
+        foreign = f"{c.ntop(c.faddr)}:{c.fport}" if c.faddr else "*:*"
         line = (f"{user:8} {c.comm[:10]:10} {c.pid if c.pid is not None else '?'!s:5} "
-                f"{c.fd if c.fd is not None else '?'!s:3} {'tcp4':6} {local:21} {foreign:21}")
+                f"{c.fd if c.fd is not None else '?'!s:3} {f'tcp{c.ipv}':6} {local:21} {foreign:21}")
         if with_state:
             line += f"      {STATE_NAMES[c.state]}"
         return line
@@ -250,20 +273,35 @@ class Tools:
         if state is not None and state not in STATE_NAMES.values():
             raise ToolError(f"invalid state: {state}")
         out = []
-        proto = self._tcp_proto()
+        protos = dict(self._tcp_protos())
         now = self.s.loop.time()
+        want = _tcpdrop_addresses(rest) if rest else None
         for c in list(self._conns()):
             if c.cb is None or c.cb.freed:
                 continue
-            if rest and (ntoa(c.laddr), str(c.lport), ntoa(c.faddr), str(c.fport)) != tuple(rest):
+            if want is not None and c.addresses() != want:
                 continue
+            proto = protos[c.ipv]
             if state is not None and STATE_NAMES[c.state] != state:
                 continue
             if c.state == TcpState.TIME_WAIT:
                 proto.close_cb(c.cb, now)      # tcp_twclose: no RST from TIME_WAIT
             else:
                 proto.drop(c.cb, errno.ECONNABORTED, now)
-            out.append(f"{ntoa(c.laddr)} {c.lport} {ntoa(c.faddr)} {c.fport}: dropped\n")
+            out.append(f"{' '.join(c.addresses())}: dropped\n")
         if rest and not out:
             raise ToolError(f"{' '.join(rest)}: No such process")
         return "".join(out), ""
+
+
+def _tcpdrop_addresses(rest: list[str]) -> tuple[str, str, str, str]:
+    """tcpdrop's ``laddr lport faddr fport`` with IPv6 addresses in their canonical text
+    (so that ``fd3d:fa7b:d17d:0::2`` names ``fd3d:fa7b:d17d::2``)."""
+    laddr, lport, faddr, fport = rest
+
+    def canon(a: str) -> str:
+        try:
+            return in6.ntop(in6.pton(a)) if ":" in a else a
+        except (OSError, ValueError):
+            return a
+    return canon(laddr), lport, canon(faddr), fport

@@ -85,15 +85,18 @@ def demo() -> int:
 
 
 def live_view(k: Any, stop: threading.Event) -> None:
-    """Interfaces, counters and routes, redrawn twice a second (``rich``), with the flags
-    and gateways as ifconfig and netstat -rn print them."""
+    """Interfaces (IPv4 and IPv6 addresses), counters, routes and IPv6 neighbours, redrawn
+    twice a second (``rich``), with the flags and gateways as ifconfig and netstat -rn
+    print them."""
     from rich.console import Group
     from rich.live import Live
     from rich.table import Table
 
     from rumpnet.commands.ifconfig import flags_text
-    from rumpnet.netconfig import describe_route
+    from rumpnet.netconfig import describe_route, format_mac
     from rumpnet.netinet.in_addr import ntoa
+    from rumpnet.netinet6 import in6, scope6
+    from rumpnet.netinet6.nd6 import ND6_STATE_LETTER
 
     def render() -> Group:
         ift = Table(title=f"{k.hostname}: interfaces")
@@ -101,7 +104,8 @@ def live_view(k: Any, stop: threading.Event) -> None:
             ift.add_column(col)
         for ifp in k.ifnet.all():
             st = ifp.stats
-            addr = ", ".join(f"{ntoa(a.addr)}/{a.plen}" for a in ifp.addrs)
+            addr = ", ".join([f"{ntoa(a.addr)}/{a.plen}" for a in ifp.addrs]
+                             + [f"{in6.ntop(a.addr)}/{a.plen}" for a in (k.inet6.addresses(ifp) if k.inet6 else [])])
             ift.add_row(ifp.name, flags_text(ifp).removeprefix("flags="), str(ifp.mtu), addr, str(st.ipackets), str(st.opackets),
                         str(st.ierrors), str(st.oerrors))
         rtt = Table(title="routes (netstat -rn)")
@@ -110,7 +114,17 @@ def live_view(k: Any, stop: threading.Event) -> None:
         for rt in k.config.routes():
             d = describe_route(rt)
             rtt.add_row(d["destination"], d["gateway"], d["flags"], str(d["interface"]), str(d["use"]))
-        return Group(ift, rtt)
+        parts = [ift, rtt]
+        if k.inet6 is not None:
+            ndt = Table(title="neighbours (ndp -an)")
+            for col in ("neighbour", "link-layer address", "interface", "state", "router"):
+                ndt.add_column(col)
+            for e in k.config.ndp_entries():
+                ndt.add_row(scope6.format_scoped(e.addr, e.ifp.index, k.inet6.ifname),
+                            format_mac(e.lladdr) if e.lladdr else "(incomplete)", e.ifp.name,
+                            ND6_STATE_LETTER.get(e.state, "?"), "R" if e.isrouter else "")
+            parts.append(ndt)
+        return Group(*parts)
 
     with Live(render(), refresh_per_second=2) as live:
         while not stop.wait(0.5):

@@ -43,6 +43,7 @@ from rumpnet.uipc_socket import (
     POLLOUT_SET,
     POLLPRI,
     SOL_SOCKET,
+    Cmsg,
     Socket,
     _int_value,
 )
@@ -65,7 +66,12 @@ for _name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"):
     if hasattr(pysocket, _name):
         _TCP_OPTS.add(getattr(pysocket, _name))
 _IP_OPTS = {pysocket.IP_TTL, pysocket.IP_TOS}
-_IPV6_OPTS = {getattr(pysocket, n) for n in ("IPV6_V6ONLY", "IPV6_UNICAST_HOPS", "IPV6_TCLASS") if hasattr(pysocket, n)}
+_IPV6_OPTS = {getattr(pysocket, n) for n in (
+    "IPV6_V6ONLY", "IPV6_UNICAST_HOPS", "IPV6_TCLASS", "IPV6_MULTICAST_IF", "IPV6_MULTICAST_HOPS",
+    "IPV6_MULTICAST_LOOP", "IPV6_RECVPKTINFO", "IPV6_RECVHOPLIMIT", "IPV6_RECVTCLASS", "IPV6_DONTFRAG")
+    if hasattr(pysocket, n)}
+# IPPROTO_IPV6 options whose value is a struct (ipv6_mreq, in6_pktinfo): as the bytes given.
+_IPV6_STRUCT_OPTS = {pysocket.IPV6_JOIN_GROUP, pysocket.IPV6_LEAVE_GROUP, pysocket.IPV6_PKTINFO}
 
 # Flags handed to the host; the others (DONTWAIT, WAITALL, TRUNC) are ours to honour.
 _HOST_SEND_FLAGS = MSG_OOB | MSG_DONTROUTE
@@ -334,6 +340,35 @@ class SockinSocket(Socket):
             raise self._wait_rcv(ctx, flags) from None
         return data, src
 
+    def recvmsg(self, ctx: SyscallCtx, n: int, ancbufsize: int, flags: int) -> tuple[bytes, list[Cmsg], int, Any]:
+        """A datagram with the host's ancillary data (IPV6_PKTINFO, IPV6_HOPLIMIT, ...),
+        as netinet6's sockets give it; a stream socket has none."""
+        if self.so_type == pysocket.SOCK_STREAM or flags & MSG_OOB:
+            return super().recvmsg(ctx, n, ancbufsize, flags)
+        err = self.take_error()
+        if err:
+            raise kerr(err)
+        try:
+            data, anc, mflags, src = self._call(self.hs.recvmsg, n, ancbufsize, flags & _HOST_RECV_FLAGS)
+        except BlockingIOError:
+            if self.cantrcvmore or self.closed:
+                return b"", [], 0, None
+            raise self._wait_rcv(ctx, flags) from None
+        return data, [(lv, t, bytes(d)) for lv, t, d in anc], mflags, src
+
+    def sendmsg(self, ctx: SyscallCtx, data: bytes, ancdata: list[Cmsg], flags: int, addr: Any) -> int:
+        if not ancdata or self.so_type == pysocket.SOCK_STREAM:
+            return super().sendmsg(ctx, data, ancdata, flags, addr)
+        if self.cantsendmore:
+            raise kerr(errno.EPIPE)
+        hflags = (flags & _HOST_SEND_FLAGS) | MSG_NOSIGNAL
+        try:
+            if addr is not None:
+                return self._call(self.hs.sendmsg, [data], ancdata, hflags, self._addr(addr))
+            return self._call(self.hs.sendmsg, [data], ancdata, hflags)
+        except BlockingIOError:
+            raise self._wait_snd(ctx, flags) from None
+
     def _recv_stream(self, ctx: SyscallCtx, n: int, flags: int, hflags: int) -> bytes:
         self._refresh_state()
         if self.state in (IDLE, LISTENING):
@@ -444,6 +479,10 @@ class SockinSocket(Socket):
                 self._host_set(level, opt, 1 if opt in self.so_options else 0)
             elif opt == pysocket.SO_RCVLOWAT:
                 self._host_set(level, opt, self.rcv_lowat)
+            return
+        if (level == pysocket.IPPROTO_IPV6 and self.family == pysocket.AF_INET6 and opt in _IPV6_STRUCT_OPTS
+                and isinstance(value, (bytes, bytearray))):
+            self._host_set(level, opt, bytes(value))
             return
         if level == pysocket.IPPROTO_TCP and opt == TCP_CONGESTION and self.so_type == pysocket.SOCK_STREAM:
             name = value.encode() if isinstance(value, str) else value

@@ -266,7 +266,9 @@ class VirtifDriver:
             self.host_uso = False
         tries = []
         if want == "tso":
-            tries += [("tso", TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), ("tso", TUN_F_CSUM | TUN_F_TSO4)]
+            # No TUN_F_TSO6: netinet6 takes no TCPv6 superframes yet (GRO for IPv6 is
+            # docs/IPV6.md's to do), so the host segments IPv6 itself.
+            tries += [("tso", TUN_F_CSUM | TUN_F_TSO4)]
         tries.append(("csum", TUN_F_CSUM))
         for mode, bits in tries:
             try:

@@ -225,6 +225,26 @@ class Atf:
         assert m, res.describe()
         return m.group(1)
 
+    def get_linklocal_addr(self, sock: str, ifname: str) -> str:
+        """net_common.sh ``get_linklocal_addr``: the interface's fe80:: address, without
+        its zone and prefix length."""
+        res = self.run(f"rump.ifconfig {ifname} inet6", env={"RUMP_SERVER": sock})
+        for line in res.stdout.splitlines():
+            if "fe80" in line:
+                return line.split()[1].split("%")[0].split("/")[0]
+        raise AtfCheckFailed("get_linklocal_addr: no link-local address\n" + res.describe())
+
+    def extract_new_packets(self, bus: str) -> str:
+        """net_common.sh ``extract_new_packets``: the frames on a shmif bus since the last
+        call, as ``tcpdump -n -e`` prints them (the bus read with shmif_dumpbus)."""
+        tcpdump = shutil.which("tcpdump") or "/usr/sbin/tcpdump"
+        res = self.run(f"shmif_dumpbus -p - {bus} 2>/dev/null | {tcpdump} -n -e -r - 2>/dev/null", shell=True)
+        seen = self.__dict__.setdefault("_seen_pkts", {})
+        lines = res.stdout.splitlines()
+        new = lines[seen.get(bus, 0):]
+        seen[bus] = len(lines)
+        return "".join(ln + "\n" for ln in new)
+
     # -- net_common.sh checks ----------------------------------------------------------
     def check_route(self, target: str, gw: str, flags: str = r".+", ifname: str = r".+") -> None:
         t = target.replace(".", r"\.")
@@ -325,6 +345,8 @@ def _check_stream(name: str, spec: str, text: str, workdir: str) -> list[str]:
         return []
     if action == "empty":
         return [] if text == "" else [f"{name} not empty"]
+    if action == "not-empty":
+        return [] if text != "" else [f"{name} empty"]
     if action == "match":
         return [] if re.search(arg, text, re.MULTILINE) else [f"{name} does not match {arg!r}"]
     if action == "not-match":

@@ -3,7 +3,7 @@ rump_servers, src -- bus1 -- fwd -- bus2 -- dst; pings across with forwarding on
 TTL check (``ping -T 1`` gets "Time To Live exceeded" from the router, ``-T 2`` gets
 through), and with forwarding off again pings fail.
 
-(basic6 and fastforward need IPv6 and bozohttpd; not ported.) TIMEOUT is 5 in NetBSD; the
+(basic6 is in test_t_forwarding6.py; fastforward needs bozohttpd: not ported.) TIMEOUT is 5 in NetBSD; the
 pings that are expected to fail use 1 here, since they only wait for the loss.
 """
 

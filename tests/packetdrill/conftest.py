@@ -3,11 +3,13 @@ sources, librumpdrill.so), or a skip that says why it cannot be had."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rumpnet.packetdrill.build import BuildError, Toolchain, toolchain
+from rumpnet.packetdrill.runner import ip_version
 
 
 @pytest.fixture(scope="session")
@@ -35,11 +37,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr.section("FreeBSD TCP test suite (packetdrill)")
     by_area: dict[str, list[int]] = {}
     for name, r in sorted(results.items()):
-        counts = by_area.setdefault(name.split("/", 1)[0], [0, 0])
-        counts[0 if r.passed else 1] += 1
-    for area, (ok, bad) in by_area.items():
+        version = "ipv6" if ip_version(Path(r.path)) == "ipv6" else "ipv4"
+        for key in (name.split("/", 1)[0], f"all {version}"):
+            counts = by_area.setdefault(key, [0, 0])
+            counts[0 if r.passed else 1] += 1
+    for area, (ok, bad) in sorted(by_area.items(), key=lambda kv: (kv[0].startswith("all "), kv[0])):
         tr.write_line(f"{area:20} {ok:4} passed {bad:4} failed")
-    ok = sum(c[0] for c in by_area.values())
-    total = sum(sum(c) for c in by_area.values())
+    ok = sum(c[0] for k, c in by_area.items() if k.startswith("all "))
+    total = sum(sum(c) for k, c in by_area.items() if k.startswith("all "))
     tr.write_line(f"{'all':20} {ok:4} passed {total - ok:4} failed ({100 * ok / total:.1f}% of {total}); "
                   f"wall time {_SUITE_RUN['wall']:.1f} s")

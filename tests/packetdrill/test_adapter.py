@@ -128,3 +128,10 @@ def test_packetdrill_run_by_hand_starts_its_own_session(drill: Toolchain) -> Non
     bad = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1
     assert "librumpdrill.so must also be in LD_PRELOAD" in bad.stderr
+
+
+def test_ipv6_icmp_time_exceeded_codes(drill: Toolchain) -> None:
+    """An IPv6 connection attempt from the kernel: reassembly time exceeded leaves it
+    alone, hop limit exceeded in transit aborts it (EHOSTUNREACH)."""
+    r = _run(drill, "ipv6-icmp-reass-exceeded.pkt")
+    assert r.passed, r.error

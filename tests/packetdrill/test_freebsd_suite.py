@@ -4,9 +4,10 @@ one fresh kernel per script, on virtual time.
 Every script of the four areas runs once per test session (two at a time: the machine
 has two cores); each is then one test. A script fails its test when it fails and is not
 in ``freebsd_expected_failures.txt``, or when it is listed there and passes (so that the
-list stays true). IPv6 scripts are skipped, with the reason, while the kernel has no
-IPv6; the runner already gives them IPv6 addresses. The per-area counts and the wall
-time are printed at the end of the run.
+list stays true). Each script exists for IPv4 and IPv6 (``--ip_version``); both run
+(the IPv6 ones are skipped, with the reason, only if the session's kernel were built
+without netinet6). The per-area counts, per IP version, and the wall time are printed at
+the end of the run.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def load_expected(path: Path = EXPECTED_FILE) -> dict[str, tuple[str, str]]:
 def _kernel_has_inet6() -> bool:
     from rumpkern import rump_init
     from rumpkern.sched import Scheduler
+    from rumpnet.packetdrill.session import COMPONENTS
 
-    k = rump_init(clock="virtual", scheduler=Scheduler(virtual=True))
+    k = rump_init(clock="virtual", scheduler=Scheduler(virtual=True), components=COMPONENTS)
     try:
         return socket.AF_INET6 in k.domains
     finally:
@@ -93,7 +95,7 @@ def test_expected_failures_list_names_real_scripts() -> None:
 def _params() -> list[object]:
     params: list[object] = [pytest.param(p, id=_rel(p)) for p in IPV4]
     for p in IPV6:
-        marks = () if HAS_INET6 else (pytest.mark.skip(reason="IPv6 script: the kernel has no netinet6 yet"),)
+        marks = () if HAS_INET6 else (pytest.mark.skip(reason="IPv6 script: the packetdrill session kernel has no netinet6 yet"),)
         params.append(pytest.param(p, id=_rel(p), marks=marks))
     return params
 

@@ -74,3 +74,14 @@ def test_malformed_conditional_fails_with_its_line(tmp_path: Path, drill: Toolch
     bad.write_text("--ip_version=ipv4\n#ifdef STANDARD\n0.000 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n")
     r = run_script(bad, drill, profile="none", timeout=60)
     assert not r.passed and r.error == f"{bad}:2: #ifdef without #endif"
+
+
+def test_ipv6_header_field_names(drill: Toolchain) -> None:
+    """The fork's (hlim N) and (class X) are Google's (ttl N) and (tos X) on IPv6: as
+    written the script does not parse; given to packetdrill renamed, the kernel's hop
+    limit and traffic class (IPV6_UNICAST_HOPS, IPV6_TCLASS) are checked with them."""
+    rc, err = _as_written(drill, "ipv6-passive-hlim-class.pkt")
+    assert rc != 0 and "ipv6-passive-hlim-class.pkt:13: parse error at 'hlim'" in err
+    r = _run(drill, "ipv6-passive-hlim-class.pkt")
+    assert r.passed, r.error
+

@@ -52,10 +52,12 @@ def two_hosts(seed: int = 1) -> Network:
 
 
 def warm_up(net: Network, sa: int, sb: int) -> None:
-    """One datagram each way before the impairment, so that ARP is done."""
+    """One datagram each way before the impairment, so that ARP is done, and IPv6's own
+    start-up traffic on the link (DAD probes, MLD reports) is over before counting."""
     a, b = net.host("a"), net.host("b")
     a.rump_sys_sendto(sa, b"warm", 0, (b.addr(), 7))
     assert b.rump_sys_recvfrom(sb, 100, 0)[0] == b"warm"
+    net.run_for(5.0)
 
 
 def test_addressing_routes_and_forwarding() -> None:
@@ -283,7 +285,7 @@ def test_one_way_faults_on_a_shared_segment() -> None:
         a = net.host("a")
         for dst in ("b", "c"):  # ARP first
             a.rump_sys_sendto(sa, b"warm", 0, (net.host(dst).addr(), 7))
-        net.run_for(0.1)
+        net.run_for(5.0)  # and IPv6's start-up traffic (DAD, MLD reports) over
         drain(net.host("b"), sb), drain(net.host("c"), sc)
         net.impair("*->c", loss=1.0)
         assert net.link("lan").runners("a->c") == net.link("lan").runners("*->c")
@@ -294,3 +296,34 @@ def test_one_way_faults_on_a_shared_segment() -> None:
         assert drain(net.host("c"), sc) == []
         assert net.link("lan").counters("*->c")["drop_loss"] == 1
         assert net.link("lan").counters()["drop_loss"] == 1  # ingress drops count on the link too
+
+
+def test_match_ip6_drops_ipv6_only_and_counts_by_family() -> None:
+    """``match ip6`` on a->b: IPv6 datagrams are dropped and counted under drop_match and
+    offered_ip6, IPv4 ones on the same link pass (offered_ip == sent_ip)."""
+    with two_hosts(seed=5) as net:
+        a, b = net.host("a"), net.host("b")
+        for h, addr in ((a, "fc00::1"), (b, "fc00::2")):
+            h.kernel.ifconfig(h.ifname(), "inet6", f"{addr}/64")
+            h.kernel.ifconfig("-w", "10")
+        sa, sb = udp_pair(net)
+        sa6 = a.rump_sys_socket(socket.AF_INET6, socket.SOCK_DGRAM, 0)
+        sb6 = b.rump_sys_socket(socket.AF_INET6, socket.SOCK_DGRAM, 0)
+        b.rump_sys_bind(sb6, ("fc00::2", 7, 0, 0))
+        a.rump_sys_sendto(sa6, b"warm6", 0, ("fc00::2", 7, 0, 0))     # ND done before counting
+        assert b.rump_sys_recvfrom(sb6, 100, 0)[0] == b"warm6"
+        warm_up(net, sa, sb)
+        link = net.link("wire")
+        link.impair("match ip6", direction="a->b")
+        before = link.counters("a->b")
+        n = 20
+        for _ in range(n):
+            a.rump_sys_sendto(sa, b"4", 0, (b.addr(), 7))
+            a.rump_sys_sendto(sa6, b"6", 0, ("fc00::2", 7, 0, 0))
+        net.run_for(1.0)
+        d = {k: v - before[k] for k, v in link.counters("a->b").items()}
+        assert len(drain(b, sb)) == n and drain(b, sb6) == []
+        assert d["offered_ip"] == d["sent_ip"] == n
+        assert d["offered_ip6"] == d["drop_match"] == d["dropped"] == n and d["sent_ip6"] == 0
+        assert d["offered"] == d["offered_ip"] + d["offered_ip6"]
+        assert "match ip6" in a.kernel.tc("qdisc", "show", "dev", a.ifname())

@@ -5,6 +5,7 @@ All on virtual time: delays are exact and cost nothing."""
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import struct
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 
 from rumpnet.faults.network import Host, Network
 from rumpnet.faults.toxics import Proxy, Toxic, toxic_from_json
+from rumpnet.sys_socket import pollfd
 
 
 @dataclass
@@ -223,3 +225,50 @@ def test_proxy_on_a_bare_kernel() -> None:
     finally:
         k.halt()
         sched.loop.close()
+
+
+def test_proxy_over_ipv6_and_between_families() -> None:
+    """A proxy listening on [::1] to an IPv6 upstream, and one from [::1] to IPv4's
+    127.0.0.1 (toxiproxy proxies across families too); the latency toxic applies."""
+    from rumpkern import rump_init
+    from rumpkern.sched import Scheduler
+
+    sched = Scheduler(virtual=True)
+    k = rump_init(clock="virtual", seed=1, scheduler=sched)
+    try:
+        for family, upstream in ((socket.AF_INET6, "[::1]:80"), (socket.AF_INET, "127.0.0.1:80")):
+            lfd = k.rump_sys_socket(family, socket.SOCK_STREAM, 0)
+            k.rump_sys_bind(lfd, (upstream.rpartition(":")[0].strip("[]"), 80))
+            k.rump_sys_listen(lfd, 4)
+            px = Proxy(k, listen="[::1]:0", upstream=upstream)
+            assert px.to_json()["listen"] == f"[::1]:{px.listen[1]}" and px.to_json()["upstream"] == upstream
+            px.add_toxic(Toxic("latency", attributes={"latency": 40}))
+            cfd = k.rump_sys_socket(socket.AF_INET6, socket.SOCK_STREAM, 0)
+            k.rump_sys_connect(cfd, px.listen)
+            # the proxy's upstream connection arrives (a bounded wait: a proxy that fails
+            # to connect must fail the test, not hang it)
+            assert k.rump_sys_poll([pollfd(lfd, select.POLLIN)], 1, 5000) == 1
+            sfd, peer = k.rump_sys_accept(lfd)
+            assert peer[0] == ("::1" if family == socket.AF_INET6 else "127.0.0.1")
+            t0 = k.clock_now()
+            k.rump_sys_send(sfd, b"hi", 0)
+            assert k.rump_sys_recv(cfd, 10, 0) == b"hi"
+            assert k.clock_now() - t0 >= 0.040 - 1e-6
+            px.stop()
+            for fd in (cfd, sfd, lfd):
+                k.rump_sys_close(fd)
+    finally:
+        k.halt()
+        sched.loop.close()
+
+
+@pytest.mark.parametrize("text,field_msg", [
+    ("fc00::1:80", "brackets"), ("[fc00::zz]:80", "not an IPv4 or IPv6"), ("[::1]:x", "bad port"),
+])
+def test_parse_hostport_ipv6(text: str, field_msg: str) -> None:
+    from rumpnet.faults.toxics import parse_hostport
+
+    assert parse_hostport("[fe80::1%wire0]:8080") == ("fe80::1%wire0", 8080)
+    assert parse_hostport(("fc00::1", 80)) == ("fc00::1", 80) and parse_hostport("[]:80") == ("::", 80)
+    with pytest.raises(ValueError, match=f"^upstream: .*{field_msg}"):
+        parse_hostport(text, "upstream")

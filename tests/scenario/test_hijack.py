@@ -187,7 +187,7 @@ def test_scope_and_restore():
 
 
 def test_getaddrinfo_offers_only_kernel_families():
-    k = rump_init(clock="real")  # netinet: AF_INET only
+    k = rump_init(clock="real", components=("net", "netinet"))  # AF_INET only
     try:
         with hijack(k):
             fams = {ai[0] for ai in socket.getaddrinfo(None, 80, flags=socket.AI_PASSIVE)}
@@ -195,6 +195,13 @@ def test_getaddrinfo_offers_only_kernel_families():
             with pytest.raises(OSError) as ei:
                 socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
             assert ei.value.errno == errno.EAFNOSUPPORT
+    finally:
+        k.halt()
+    k = rump_init(clock="real")  # netinet and netinet6 by default
+    try:
+        with hijack(k):
+            fams = {ai[0] for ai in socket.getaddrinfo(None, 80, flags=socket.AI_PASSIVE)}
+            assert fams == {socket.AF_INET, socket.AF_INET6}
     finally:
         k.halt()
 

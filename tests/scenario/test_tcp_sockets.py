@@ -14,16 +14,19 @@ import struct
 import pytest
 
 from rumpnet.sys_socket import pollfd
+from rumpnet.testing.families import INET, Family, family_matrix  # noqa: F401  (the fixture)
 from rumpnet.uipc_socket import POLLERR, POLLHUP, POLLIN, POLLOUT
 
-A, B = "10.0.0.1", "10.0.0.2"
 PORT = 5000
 
-pytestmark = pytest.mark.timeout(60)
+# Every test runs over IPv4 and IPv6: family_matrix sets F, A and B for each.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("family_matrix")]
+F: Family = INET
+A, B = INET.a, INET.b
 
 
 def _sock(k, nonblock: bool = False) -> int:
-    fd = k.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    fd = k.rump_sys_socket(F.af, socket.SOCK_STREAM, 0)
     if nonblock:
         k.rump_sys_fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)
     return fd
@@ -33,7 +36,7 @@ def _listener(k, port: int = PORT, backlog: int = 16, reuse: bool = False) -> in
     fd = _sock(k)
     if reuse:
         k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    k.rump_sys_bind(fd, ("0.0.0.0", port))
+    k.rump_sys_bind(fd, (F.any, port))
     k.rump_sys_listen(fd, backlog)
     return fd
 
@@ -62,7 +65,7 @@ def _errno(fn, *args) -> int:
 
 # -- listen / accept ---------------------------------------------------------------------
 def test_accept_blocking_and_nonblocking(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     lfd = _listener(b)
     assert b.rump_sys_getsockopt(lfd, socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
     b.rump_sys_fcntl(lfd, fcntl.F_SETFL, os.O_NONBLOCK)
@@ -75,7 +78,7 @@ def test_accept_blocking_and_nonblocking(vnet) -> None:
     s, peer = b.rump_sys_accept(lfd)
     assert peer == a.rump_sys_getsockname(c)
     assert b.rump_sys_getpeername(s) == peer
-    assert b.rump_sys_getsockname(s) == (B, PORT)
+    assert b.rump_sys_getsockname(s) == F.sa(B, PORT)
     # BSD: the accepted socket inherits the listener's O_NONBLOCK
     assert b.rump_sys_fcntl(s, fcntl.F_GETFL) & os.O_NONBLOCK
     # blocking accept: sleeps until a client arrives (the client's connect drives it)
@@ -92,7 +95,7 @@ def test_accept_blocking_and_nonblocking(vnet) -> None:
 
 
 def test_accept_with_timeout(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     lfd = _listener(b)
     b.rump_sys_setsockopt(lfd, socket.SOL_SOCKET, socket.SO_RCVTIMEO, 2.5)
     t0 = b.clock_now()
@@ -101,11 +104,11 @@ def test_accept_with_timeout(vnet) -> None:
 
 
 def test_listen_errors(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     lfd = _listener(b)
     fd = _sock(b)
-    assert _errno(b.rump_sys_bind, fd, ("0.0.0.0", PORT)) == errno.EADDRINUSE
-    assert _errno(b.rump_sys_bind, fd, ("10.9.9.9", 0)) == errno.EADDRNOTAVAIL
+    assert _errno(b.rump_sys_bind, fd, (F.any, PORT)) == errno.EADDRINUSE
+    assert _errno(b.rump_sys_bind, fd, (F.nowhere, 0)) == errno.EADDRNOTAVAIL
     assert _errno(b.rump_sys_accept, fd) == errno.EINVAL  # not listening
     assert _errno(b.rump_sys_connect, lfd, (A, 1)) == errno.EOPNOTSUPP
     assert _errno(b.rump_sys_recv, fd, 10, 0) == errno.ENOTCONN
@@ -120,7 +123,7 @@ def test_listen_errors(vnet) -> None:
 def test_backlog_honoured(vnet) -> None:
     """With backlog 2 and nobody accepting, only two connections complete; the others'
     handshakes are dropped (the peer keeps retrying) and complete once there is room."""
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     lfd = _listener(b, backlog=2)
     clients = []
     for _ in range(4):
@@ -131,7 +134,7 @@ def test_backlog_honoured(vnet) -> None:
     est = [c for c in clients if _poll(a, c, POLLOUT) & POLLOUT]
     # a client whose final ACK was dropped believes it is connected (SYN-ACK came), so
     # count on the server side: exactly backlog connections queued.
-    assert b.inet.tcp.stats.tcps_listendrop >= 2
+    assert F.tcp(b).stats.tcps_listendrop >= 2
     b.rump_sys_fcntl(lfd, fcntl.F_SETFL, os.O_NONBLOCK)
     first = [b.rump_sys_accept(lfd)[0], b.rump_sys_accept(lfd)[0]]
     assert _errno(b.rump_sys_accept, lfd) == errno.EWOULDBLOCK
@@ -152,7 +155,7 @@ def test_backlog_honoured(vnet) -> None:
 
 # -- connect ----------------------------------------------------------------------------
 def test_connect_nonblocking_sequence(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     lfd = _listener(b)
     c = _sock(a, nonblock=True)
     assert _errno(a.rump_sys_connect, c, (B, PORT)) == errno.EINPROGRESS
@@ -161,14 +164,14 @@ def test_connect_nonblocking_sequence(vnet) -> None:
     assert rev & POLLOUT and not rev & POLLERR
     assert a.rump_sys_getsockopt(c, socket.SOL_SOCKET, socket.SO_ERROR) == 0
     assert _errno(a.rump_sys_connect, c, (B, PORT)) == errno.EISCONN
-    assert a.rump_sys_getpeername(c) == (B, PORT)
+    assert a.rump_sys_getpeername(c) == F.sa(B, PORT)
     s, _ = b.rump_sys_accept(lfd)
     a.rump_sys_send(c, b"ping", 0)
     assert b.rump_sys_recv(s, 10, 0) == b"ping"
 
 
 def test_connect_blocking_then_eisconn(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     _listener(b)
     c = _sock(a)
     a.rump_sys_connect(c, (B, PORT))
@@ -176,7 +179,7 @@ def test_connect_blocking_then_eisconn(vnet) -> None:
 
 
 def test_connect_refused_nonblocking_reports_so_error(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     c = _sock(a, nonblock=True)
     assert _errno(a.rump_sys_connect, c, (B, 9)) == errno.EINPROGRESS
     rev = _poll(a, c, POLLOUT, 5000)
@@ -186,15 +189,15 @@ def test_connect_refused_nonblocking_reports_so_error(vnet) -> None:
 
 
 def test_connect_refused_blocking(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     c = _sock(a)
     assert _errno(a.rump_sys_connect, c, (B, 9)) == errno.ECONNREFUSED
-    assert b.inet.tcp.stats.tcps_noport >= 1
+    assert F.tcp(b).stats.tcps_noport >= 1
 
 
 # -- data ---------------------------------------------------------------------------------
 def test_send_recv_flags(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     _, c, s = _pair(a, b)
     assert _errno(b.rump_sys_recv, s, 10, socket.MSG_DONTWAIT) == errno.EWOULDBLOCK
     a.rump_sys_send(c, b"hello world", 0)
@@ -223,7 +226,7 @@ def test_send_recv_flags(vnet) -> None:
 
 
 def test_recv_timeout(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     _, c, s = _pair(a, b)
     b.rump_sys_setsockopt(s, socket.SOL_SOCKET, socket.SO_RCVTIMEO, 1.5)
     t0 = b.clock_now()
@@ -235,7 +238,7 @@ def test_recv_timeout(vnet) -> None:
 
 
 def test_send_nonblocking_fills_buffer(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     _, c, s = _pair(a, b)
     a.rump_sys_setsockopt(c, socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
     b.rump_sys_setsockopt(s, socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
@@ -263,7 +266,7 @@ def test_send_nonblocking_fills_buffer(vnet) -> None:
 
 
 def test_shutdown_wr_peer_sees_eof_send_epipe(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     _, c, s = _pair(a, b)
     a.rump_sys_send(c, b"last words", 0)
     a.rump_sys_shutdown(c, socket.SHUT_WR)
@@ -280,7 +283,7 @@ def test_shutdown_wr_peer_sees_eof_send_epipe(vnet) -> None:
 
 
 def test_shutdown_rd(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     _, c, s = _pair(a, b)
     a.rump_sys_send(c, b"discard me", 0)
     vnet.sched.run_for(0.3)
@@ -293,7 +296,7 @@ def test_shutdown_rd(vnet) -> None:
 
 
 def test_shutdown_rdwr(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     _, c, s = _pair(a, b)
     a.rump_sys_shutdown(c, socket.SHUT_RDWR)
     assert _errno(a.rump_sys_send, c, b"x", 0) == errno.EPIPE
@@ -305,7 +308,7 @@ def test_shutdown_rdwr(vnet) -> None:
 def test_send_after_peer_closed_gets_epipe_or_reset(vnet) -> None:
     """Writing to a connection whose peer has gone: the first write is accepted and draws
     a RST; later writes fail with EPIPE (NetBSD: ECONNRESET is reported once)."""
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     _, c, s = _pair(a, b)
     b.rump_sys_close(s)
     assert a.rump_sys_recv(c, 10, 0) == b""
@@ -322,7 +325,7 @@ def test_send_after_peer_closed_gets_epipe_or_reset(vnet) -> None:
 
 
 def test_tcp_options(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     c = _sock(a)
     assert a.rump_sys_getsockopt(c, socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
     a.rump_sys_setsockopt(c, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -345,8 +348,12 @@ def test_tcp_options(vnet) -> None:
             f = bytes(frame)
             if f[12:14] == b"\x08\x00" and f[23] == 6 and f[26:30] == socket.inet_aton(A):
                 ihl = (f[14] & 15) * 4
-                doff = (f[14 + ihl + 12] >> 4) * 4
-                sizes.append(len(f) - 14 - ihl - doff)
+            elif f[12:14] == b"\x86\xdd" and f[20] == 6 and f[22:38] == socket.inet_pton(socket.AF_INET6, A):
+                ihl = 40
+            else:
+                return
+            doff = (f[14 + ihl + 12] >> 4) * 4
+            sizes.append(len(f) - 14 - ihl - doff)
 
         def close(self) -> None:
             pass
@@ -361,7 +368,7 @@ def test_tcp_options(vnet) -> None:
 def test_nodelay_sends_small_segments_at_once(vnet) -> None:
     """Nagle holds a second small segment while the first is unacknowledged; with
     TCP_NODELAY both go out at once."""
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     # a delay on the wire so that the first segment is unacknowledged for a while
     from rumpnet.faults.netem import Netem, NetemParams
     from rumpnet.faults.runner import QdiscRunner
@@ -373,17 +380,17 @@ def test_nodelay_sends_small_segments_at_once(vnet) -> None:
         _, c, s = _pair(a, b, port)
         if nodelay:
             a.rump_sys_setsockopt(c, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        before = a.inet.tcp.stats.tcps_sndpack
+        before = F.tcp(a).stats.tcps_sndpack
         a.rump_sys_send(c, b"a", 0)
         a.rump_sys_send(c, b"b", 0)
         a.rump_sys_send(c, b"c", 0)
-        sent_now = a.inet.tcp.stats.tcps_sndpack - before
+        sent_now = F.tcp(a).stats.tcps_sndpack - before
         assert sent_now == (3 if nodelay else 1)
         assert b.rump_sys_recv(s, 3, socket.MSG_WAITALL) == b"abc"
 
 
 def test_reuseaddr_rebind_in_time_wait(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     lfd, c, s = _pair(a, b)
     cport = a.rump_sys_getsockname(c)[1]
     # the server closes first: its side goes to TIME_WAIT
@@ -392,10 +399,10 @@ def test_reuseaddr_rebind_in_time_wait(vnet) -> None:
     assert a.rump_sys_recv(c, 10, 0) == b""
     a.rump_sys_close(c)
     vnet.sched.run_for(0.5)
-    states = [p.state.name for p in b.inet.tcp.pcbs() if getattr(p, "fport", 0) == cport]
+    states = [p.state.name for p in F.tcp(b).pcbs() if getattr(p, "fport", 0) == cport]
     assert states == ["TIME_WAIT"]
     fd = _sock(b)
-    assert _errno(b.rump_sys_bind, fd, ("0.0.0.0", PORT)) == errno.EADDRINUSE
+    assert _errno(b.rump_sys_bind, fd, (F.any, PORT)) == errno.EADDRINUSE
     b.rump_sys_close(fd)
     lfd2 = _listener(b, reuse=True)
     c2 = _sock(a)
@@ -404,12 +411,12 @@ def test_reuseaddr_rebind_in_time_wait(vnet) -> None:
     a.rump_sys_send(c2, b"again", 0)
     assert b.rump_sys_recv(s2, 10, 0) == b"again"
     # and after 2*MSL the TIME_WAIT is gone and a plain bind works too
-    vnet.sched.run_for(2 * b.inet.tcp.params.msl + 1)
-    assert not [p for p in b.inet.tcp.pcbs() if p.state.name == "TIME_WAIT"]
+    vnet.sched.run_for(2 * F.tcp(b).params.msl + 1)
+    assert not [p for p in F.tcp(b).pcbs() if p.state.name == "TIME_WAIT"]
 
 
 def test_poll_readiness(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     lfd = _listener(b)
     c = _sock(a, nonblock=True)
     assert _errno(a.rump_sys_connect, c, (B, PORT)) == errno.EINPROGRESS
@@ -441,7 +448,7 @@ def test_poll_readiness(vnet) -> None:
 
 
 def test_poll_wakes_on_any_of_several(vnet) -> None:
-    a, b = vnet.pair()
+    a, b = F.pair(vnet)
     _, c1, s1 = _pair(a, b, PORT)
     _, c2, s2 = _pair(a, b, PORT + 1)
     vnet.sched.call_later(1.0, lambda: asyncio.ensure_future(a.rump_sys_send(c2, b"second", 0)))

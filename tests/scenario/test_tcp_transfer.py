@@ -15,10 +15,14 @@ import pytest
 from rumpnet.faults.netem import Netem, NetemParams
 from rumpnet.faults.runner import QdiscRunner
 from rumpnet.sys_socket import pollfd
+from rumpnet.testing.families import INET, Family, family_matrix  # noqa: F401  (the fixture)
 from rumpnet.uipc_socket import POLLIN, POLLOUT
 
-B = "10.0.0.2"
 PORT = 7000
+# Every test runs over IPv4 and IPv6: family_matrix sets F, A and B for each.
+pytestmark = pytest.mark.usefixtures("family_matrix")
+F: Family = INET
+A, B = INET.a, INET.b
 CHUNK = 256 * 1024
 
 
@@ -36,10 +40,10 @@ def _payload(n: int, seed: int) -> bytes:
 def _transfer(a, b, data: bytes, both_ways: bool = False) -> tuple[bytes, bytes]:
     """Send ``data`` a -> b (and b -> a when ``both_ways``) with non-blocking sockets and
     poll, as a single-threaded event loop would; return what each side received."""
-    lfd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
-    b.rump_sys_bind(lfd, ("0.0.0.0", PORT))
+    lfd = b.rump_sys_socket(F.af, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
+    b.rump_sys_bind(lfd, (F.any, PORT))
     b.rump_sys_listen(lfd, 1)
-    c = a.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
+    c = a.rump_sys_socket(F.af, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
     with pytest.raises(BlockingIOError):
         a.rump_sys_connect(c, (B, PORT))
     p = pollfd(lfd, POLLIN)
@@ -90,7 +94,7 @@ def _transfer(a, b, data: bytes, both_ways: bool = False) -> tuple[bytes, bytes]
 @pytest.mark.timeout(180)
 def test_50mb_over_lossy_reordering_duplicating_wire(vnet) -> None:
     size = 50 * 1000 * 1000
-    a, b = vnet.pair(seeds=(11, 12))
+    a, b = F.pair(vnet, seeds=(11, 12))
     imp = {"loss": 0.05, "delay": 0.005, "jitter": 0.001, "reorder": 0.25, "duplicate": 0.02}
     qa, qb = _impair(a, **imp), _impair(b, **imp)
     data = _payload(size, 1)
@@ -99,7 +103,7 @@ def test_50mb_over_lossy_reordering_duplicating_wire(vnet) -> None:
     wall, virt = time.perf_counter() - t0, a.clock_now() - v0
     assert len(got) == size
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
-    sa, sb = a.inet.tcp.stats, b.inet.tcp.stats
+    sa, sb = F.tcp(a).stats, F.tcp(b).stats
     # the impairment really happened and TCP really recovered from it
     for q in (qa, qb):
         assert q.stats.drop_loss > 0 and q.stats.duplicated > 0 and q.stats.reordered > 0
@@ -114,7 +118,7 @@ def test_50mb_over_lossy_reordering_duplicating_wire(vnet) -> None:
 @pytest.mark.parametrize("congctl", ["newreno", "cubic"])
 def test_both_ways_at_once_lossy(vnet, congctl: str) -> None:
     size = 4 * 1000 * 1000
-    a, b = vnet.pair(seeds=(21, 22))
+    a, b = F.pair(vnet, seeds=(21, 22))
     for k in (a, b):
         k.config.sysctl_set("net.inet.tcp.congctl", congctl)
         _impair(k, loss=0.03, delay=0.002, reorder=0.1, duplicate=0.01)
@@ -129,7 +133,7 @@ def test_both_ways_at_once_lossy(vnet, congctl: str) -> None:
 def test_sack_off_and_timestamps_off(vnet) -> None:
     """Recovery without SACK (NewReno only) and without RFC 7323 options still delivers."""
     size = 3 * 1000 * 1000
-    a, b = vnet.pair(seeds=(31, 32))
+    a, b = F.pair(vnet, seeds=(31, 32))
     for k in (a, b):
         k.config.sysctl_set("net.inet.tcp.sack", 0)
         k.config.sysctl_set("net.inet.tcp.rfc1323", 0)
@@ -137,8 +141,8 @@ def test_sack_off_and_timestamps_off(vnet) -> None:
     data = _payload(size, 3)
     got, _ = _transfer(a, b, data)
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
-    assert a.inet.tcp.stats.tcps_sack_rcv_opts == 0
-    assert a.inet.tcp.stats.tcps_newreno_recovery + a.inet.tcp.stats.tcps_rexmttimeo > 0
+    assert F.tcp(a).stats.tcps_sack_rcv_opts == 0
+    assert F.tcp(a).stats.tcps_newreno_recovery + F.tcp(a).stats.tcps_rexmttimeo > 0
 
 
 @pytest.mark.timeout(120)
@@ -150,14 +154,14 @@ def test_same_seed_same_run(vnet) -> None:
     for _ in range(2):
         net = VNet(virtual=True)
         try:
-            a, b = net.pair(seeds=(41, 42))
+            a, b = F.pair(net, seeds=(41, 42))
             for k in (a, b):
                 _impair(k, loss=0.05, delay=0.003, reorder=0.2, duplicate=0.02)
             data = _payload(1_000_000, 4)
             v0 = a.clock_now()
             got, _ = _transfer(a, b, data)
             assert got == data
-            results.append((a.clock_now() - v0, a.inet.tcp.stats.as_dict(), b.inet.tcp.stats.as_dict()))
+            results.append((a.clock_now() - v0, F.tcp(a).stats.as_dict(), F.tcp(b).stats.as_dict()))
         finally:
             net.close()
     assert results[0] == results[1]

@@ -79,7 +79,7 @@ def test_described_routes_show_gateways_and_flags_as_netstat_does(vnet: Any) -> 
 
     k = vnet.kernel(1)
     vnet.attach(k, "wire0", "lan", "10.3.0.1/24")
-    rows = {line.split()[0]: line.split()[1:3] for line in k.netstat("-rn").splitlines()[4:]}
+    rows = {line.split()[0]: line.split()[1:3] for line in k.netstat("-rn", "-f", "inet").splitlines()[4:]}
     local = [rt for rt in k.config.routes() if rt.flags & 0x40000]  # RTF_LOCAL: 10.3.0.1
     assert local
     for rt in k.config.routes():

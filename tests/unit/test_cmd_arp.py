@@ -132,7 +132,7 @@ def test_entries_in_netstat_rn_like_netbsd(vnet: Any) -> None:
     a.ping("-n", "-c", "1", "10.0.1.2")
     with pytest.raises(PingFailed):
         a.ping("-n", "-c", "1", "-w", "1", "10.0.1.9")
-    rows = a.netstat("-rn").splitlines()[8:]
+    rows = a.netstat("-rn", "-f", "inet").splitlines()[8:]
     assert rows == [
         f"10.0.1.2           {mac(b)}  UHL         -        -      -  wire0",
         "10.0.1.9           link#2             UHL         -        -      -  wire0",

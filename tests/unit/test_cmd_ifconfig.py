@@ -26,18 +26,25 @@ def mac(k: Kernel, ifname: str) -> str:
 def test_show_one_interface_and_lo0(vnet: Any) -> None:
     k = vnet.kernel(1)
     wire(vnet, k, "wire0", "lan", "10.0.1.1/24")
+    k.run_for(3)   # the link-local address's DAD is over
+    m = mac(k, "wire0")
+    b = [int(x, 16) for x in m.split(":")]
+    eui64 = f"fe80::{b[0] ^ 2:x}{b[1]:02x}:{b[2]:x}ff:fe{b[3]:02x}:{b[4]:x}{b[5]:02x}"   # RFC 4291 A
     assert k.ifconfig("wire0") == (
         "wire0: flags=0x8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> mtu 1500\n"
-        f"\taddress: {mac(k, 'wire0')}\n"
+        f"\taddress: {m}\n"
         f"\tlinkstr: {vnet.seg('lan')}\n"
         "\tmedia: Ethernet autoselect\n"
         "\tstatus: active\n"
         "\tinet 10.0.1.1/24 broadcast 10.0.1.255 flags 0x0\n"
+        f"\tinet6 {eui64}%wire0 prefixlen 64 scopeid 0x2\n"
     )
     assert k.ifconfig("lo0") == (
         "lo0: flags=0x8049<UP,LOOPBACK,RUNNING,MULTICAST> mtu 33624\n"
         "\tstatus: active\n"
         "\tinet 127.0.0.1/8 flags 0x0\n"
+        "\tinet6 ::1 prefixlen 128\n"
+        "\tinet6 fe80::1%lo0 prefixlen 64 scopeid 0x1\n"
     )
     assert k.ifconfig("-a") == k.ifconfig("lo0") + k.ifconfig("wire0")
     assert k.ifconfig("-l") == "lo0 wire0\n"

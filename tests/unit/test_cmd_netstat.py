@@ -27,7 +27,8 @@ def test_stats_sections_and_protocol_filter(vnet: Any) -> None:
     k.ping("-n", "-c", "2", "10.0.1.1")
     out = k.netstat("-s")
     heads = [ln for ln in out.splitlines() if not ln.startswith("\t")]
-    assert heads == ["tcp:", "udp:", "ip:", "icmp:", "arp:"]
+    assert heads == ["tcp:", "udp:", "ip:", "icmp:", "arp:", "udp6:", "ip6:", "icmp6:", "rip6:"]
+    assert [ln for ln in k.netstat("-s", "-f", "inet").splitlines() if not ln.startswith("\t")] == heads[:5]
     ip = k.netstat("-s", "-p", "ip")
     assert ip.startswith("ip:\n\t4 total packets received\n\t0 bad header checksums\n")
     assert "\t4 packets for this host\n" in ip

@@ -36,11 +36,11 @@ def test_netstat_rn_flags_connected_local_default(vnet: Any) -> None:
         "127/8              127.0.0.1          UGRS        -        -  33624  lo0\n"
         "127.0.0.1          lo0                UHl         -        -  33624  lo0\n"
     )
-    assert k.netstat("-rn") == expect
-    assert k.netstat("-r") == expect
+    # without -f every family's table: Internet, then Internet6 (netinet6 is loaded)
+    assert k.netstat("-rn").startswith(expect + "\nInternet6:\n") and k.netstat("-r") == k.netstat("-rn")
     assert k.netstat("-rnf", "inet") == expect
     assert k.netstat("-rn", "-f", "inet") == expect
-    assert k.route("-n", "show") == expect
+    assert k.route("-n", "show") == k.netstat("-rn")
     assert k.route("show", "-inet") == expect
 
 
@@ -51,13 +51,13 @@ def test_add_host_net_and_delete_messages(vnet: Any) -> None:
     assert k.route("add", "-net", "10.0.3.0", "-netmask", "255.255.255.0", "10.0.1.253", "-mtu", "1280") == \
         "add net 10.0.3.0: gateway 10.0.1.253\n"
     assert k.route("-q", "add", "10.0.4.0/24", "10.0.1.253") == ""
-    rows = {ln.split()[0]: ln for ln in k.netstat("-rn").splitlines()[4:]}
+    rows = {ln.split()[0]: ln for ln in k.netstat("-rn", "-f", "inet").splitlines()[4:]}
     assert rows["10.0.2.5"] == "10.0.2.5           10.0.1.254         UGHS        -        -      -  wire0"
     assert rows["10.0.2/24"] == "10.0.2/24          10.0.1.253         UGS         -        -      -  wire0"
     assert rows["10.0.3/24"] == "10.0.3/24          10.0.1.253         UGS         -        -   1280  wire0"
     assert k.route("delete", "-net", "10.0.2.0/24", "10.0.1.253") == "delete net 10.0.2.0: gateway 10.0.1.253\n"
     assert k.route("delete", "10.0.2.5") == "delete host 10.0.2.5\n"
-    assert "10.0.2" not in k.netstat("-rn")
+    assert "10.0.2" not in k.netstat("-rn", "-f", "inet")
 
 
 def test_reject_blackhole_change_and_flush(vnet: Any) -> None:
@@ -67,23 +67,23 @@ def test_reject_blackhole_change_and_flush(vnet: Any) -> None:
     assert row.split()[2] == "UGHRS"
     assert k.route("change", "207.46.197.32", "127.0.0.1", "-blackhole") == \
         "change host 207.46.197.32: gateway 127.0.0.1\n"
-    row = [ln for ln in k.netstat("-rn").splitlines() if ln.startswith("207.46")][0]
+    row = [ln for ln in k.netstat("-rn", "-f", "inet").splitlines() if ln.startswith("207.46")][0]
     assert row.split()[2] == "UGHBS"
     k.route("add", "default", "10.0.1.254")
     k.route("change", "default", "-reject")
-    assert [ln.split()[2] for ln in k.netstat("-rn").splitlines() if ln.startswith("default")] == ["UGRS"]
+    assert [ln.split()[2] for ln in k.netstat("-rn", "-f", "inet").splitlines() if ln.startswith("default")] == ["UGRS"]
     k.route("change", "default", "-noreject")
     k.route("change", "-net", "10.0.1.0/24", "-reject")
-    assert [ln.split()[2] for ln in k.netstat("-rn").splitlines() if ln.startswith("10.0.1/24")] == ["URCS"]
+    assert [ln.split()[2] for ln in k.netstat("-rn", "-f", "inet").splitlines() if ln.startswith("10.0.1/24")] == ["URCS"]
     k.route("change", "-net", "10.0.1.0/24", "-noreject")
     k.route("change", "default", "10.0.1.250")
-    assert [ln.split()[1] for ln in k.netstat("-rn").splitlines() if ln.startswith("default")] == ["10.0.1.250"]
+    assert [ln.split()[1] for ln in k.netstat("-rn", "-f", "inet").splitlines() if ln.startswith("default")] == ["10.0.1.250"]
     k.route("add", "10.0.7.0/24", "10.0.1.250")
     out = k.route("flush")
     # Every gateway route goes (127/8 too: it is a reject route via 127.0.0.1).
     assert out == ("default              done\n10.0.7/24            done\n"
                    "127/8                done\n207.46.197.32        done\n")
-    rest = [ln.split()[0] for ln in k.netstat("-rn").splitlines()[4:]]
+    rest = [ln.split()[0] for ln in k.netstat("-rn", "-f", "inet").splitlines()[4:]]
     assert rest == ["10.0.1/24", "10.0.1.1", "127.0.0.1"]
 
 

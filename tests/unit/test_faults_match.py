@@ -109,3 +109,77 @@ def test_matcher_never_raises(data: bytes, prefix: bytes) -> None:
     frame = prefix + data
     for m in _EXPRS:
         assert m(frame) in (True, False)
+
+
+# -- IPv6 (frames built by scapy, an independent implementation) --------------------------
+def _v6(pkt) -> bytes:  # type: ignore[no-untyped-def]
+    from scapy.layers.l2 import Ether
+
+    return bytes(Ether(src="02:04:04:04:04:04", dst="02:02:02:02:02:02") / pkt)
+
+
+@pytest.fixture(scope="module")
+def v6_frames() -> dict[str, bytes]:
+    from scapy.layers.inet import TCP, UDP
+    from scapy.layers.inet6 import (
+        ICMPv6ND_NS,
+        IPv6,
+        IPv6ExtHdrDestOpt,
+        IPv6ExtHdrFragment,
+        IPv6ExtHdrHopByHop,
+        IPv6ExtHdrRouting,
+    )
+
+    frames = {
+        "SYN6": _v6(IPv6(src="fc00::1", dst="fc00::2") / TCP(sport=40000, dport=80, flags="S")),
+        "ACK6": _v6(IPv6(src="fc00::2", dst="fc00::1") / TCP(sport=80, dport=40000, flags="A")),
+        "NS6": _v6(IPv6(src="fe80::1", dst="ff02::1:ff00:2") / ICMPv6ND_NS(tgt="fc00::2")),
+        "DNS6": _v6(IPv6(src="fc00:1::5", dst="fc00::53") / IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting()
+                    / IPv6ExtHdrDestOpt() / UDP(sport=5353, dport=53)),
+        "FRAG1": _v6(IPv6(src="fc00::1", dst="fc00::2") / IPv6ExtHdrFragment(offset=0, m=1, nh=17)
+                     / UDP(sport=1, dport=53)),
+        "FRAG2": _v6(IPv6(src="fc00::1", dst="fc00::2") / IPv6ExtHdrFragment(offset=10, nh=17)
+                     / bytes([0, 1, 0, 53, 0, 8, 0, 0])),
+    }
+    return {**frames, "SYN": SYN, "DNS": DNS, "PING": PING, "ARP": ARP}
+
+
+@pytest.mark.parametrize("expr,hits", [
+    ("tcp", {"SYN", "SYN6", "ACK6"}),                       # pcap-filter: both families
+    ("ip6", {"SYN6", "ACK6", "NS6", "DNS6", "FRAG1", "FRAG2"}),
+    ("ip", {"SYN", "DNS", "PING"}),
+    ("icmp6", {"NS6"}),
+    ("icmp", {"PING"}),
+    ("proto 17", {"DNS", "DNS6", "FRAG1", "FRAG2"}),        # the upper layer past the extension headers
+    ("udp dport 53", {"DNS", "DNS6", "FRAG1"}),             # not the second fragment: no ports there
+    ("tcp flags S/SA", {"SYN", "SYN6"}),
+    ("src fc00::/64", {"SYN6", "ACK6", "FRAG1", "FRAG2"}),
+    ("host fc00::1 dport 80", {"SYN6"}),
+    ("ip6 src fe80::/10", {"NS6"}),
+    ("dst ff02::/16", {"NS6"}),
+    ("src 10.0.0.0/8", {"SYN", "DNS", "PING"}),
+])
+def test_match_table_ipv6(v6_frames: dict[str, bytes], expr: str, hits: set[str]) -> None:
+    m = FrameMatch.parse(expr)
+    assert {k for k, f in v6_frames.items() if m(f)} == hits
+
+
+def test_ipv6_words_refuse_the_other_family() -> None:
+    for expr, field in (("ip src fc00::1", "src"), ("icmp6 dst 10.0.0.1", "dst"),
+                        ("src 10.0.0.1 dst fc00::1", "dst"), ("host fc00::zz", "host")):
+        with pytest.raises(ValueError, match=f"^{field}: "):
+            FrameMatch.parse(expr)
+    assert str(FrameMatch.parse("icmp6 dst fc00::2")) == "icmp6 dst fc00::2"
+
+
+def test_malformed_ipv6_never_raises(v6_frames: dict[str, bytes]) -> None:
+    m = FrameMatch.parse("udp dport 53")
+    dns6 = v6_frames["DNS6"]
+    for cut in range(len(dns6) - 4):        # up to the ports: no match, no exception
+        assert m(dns6[:cut]) is False
+    # a chain of nine hop-by-hop headers is more than the matcher walks
+    hdr = bytearray(dns6[:54])
+    hdr[20] = 0
+    chain = bytes(hdr) + bytes([0, 0, 0, 0, 0, 0, 0, 0]) * 9
+    assert m(chain) is False and FrameMatch.parse("ip6")(chain)
+    assert FrameMatch.parse("ip6")(b"\x00" * 12 + b"\x86\xdd" + b"\x40" + bytes(39)) is False  # version 4

@@ -405,6 +405,7 @@ def test_on_real_kernels_and_wire() -> None:
         ifp.attach_driver(if_wire.WireDriver("faults-tc-test"))
         ifp.set_up(True)
         ifs.append(ifp)
+    k1.run_for(5.0)  # IPv6's start-up traffic on the wire (DAD, MLD reports) is over
 
     class Tap:
         def __init__(self) -> None:
@@ -441,6 +442,8 @@ def test_on_real_kernels_and_wire() -> None:
     finally:
         for ifp in ifs:
             ifp.detach_driver()
+        for k in (k2, k1):  # not left on the default scheduler for later scenarios
+            k.halt()
 
 
 def test_verb_abbreviations(env) -> None:  # type: ignore[no-untyped-def]

@@ -79,3 +79,29 @@ def test_second_open_is_busy() -> None:
         tun.open(lambda pkt: None)
     assert e.value.errno == 16  # EBUSY
     k.halt()
+
+
+def test_ipv6_goes_out_bare_without_neighbour_discovery() -> None:
+    """IPv6 output to a tun hands the packet over as it is: no Ethernet header and no
+    Neighbor Solicitation first (the interface has no link-layer address)."""
+    from rumpnet.netinet6 import icmp6, in6
+    from rumpnet.netinet6.ip6 import IPPROTO_ICMPV6, ip6_build
+
+    k = rump_init(clock="virtual", scheduler=Scheduler(virtual=True),
+                  components=("net", "netinet", "netinet6", "tun"))
+    tun = k.config.if_create("tun0")
+    out: list[bytes] = []
+    tun.open(out.append)
+    k.ifconfig("tun0", "inet6", "fc00::2/64")    # set while down: no DAD (in6if_do_dad)
+    k.config.if_up("tun0")
+    k.run_for(5)
+    assert all(p[0] >> 4 == 6 and p[6] == 0 for p in out)   # only MLD reports (hop-by-hop)
+    out.clear()
+    peer, me = in6.pton("fc00::1"), in6.pton("fc00::2")
+    req = icmp6.emit(icmp6.echo_repr(icmp6.ICMP6_ECHO_REQUEST, 7, 1, b"ping"), peer, me)
+    k.sched.run(lambda: tun.write(ip6_build(peer, me, IPPROTO_ICMPV6, req)))
+    assert len(out) == 1
+    pkt = out[0]
+    assert pkt[0] >> 4 == 6 and pkt[6] == IPPROTO_ICMPV6 and pkt[40] == icmp6.ICMP6_ECHO_REPLY
+    assert pkt[8:24] == me.to_bytes(16, "big") and pkt[24:40] == peer.to_bytes(16, "big")
+    k.halt()

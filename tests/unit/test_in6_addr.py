@@ -167,7 +167,8 @@ def test_sockaddr_in6() -> None:
     assert scope6.sockaddr_in6(("fe80::1", 80, 5, 2)) == (P("fe80::1"), 80, 5, 2)
     assert scope6.sockaddr_in6(("::", 0)) == (0, 0, 0, 0)
     assert scope6.sockaddr_in6(("localhost", 1)) == (1, 1, 0, 0)
-    for bad in [("fe80::1", 70000), ("fe80::1%3", 1, 0, 2), ("2001:db8::1", 1, 0, 3), ("x", 1),
+    assert scope6.sockaddr_in6(("fc00::1", 1, 7)) == (P("fc00::1"), 1, 7, 0)   # as Python takes it
+    for bad in [("fc00::1", 1, 1 << 20), ("fe80::1", 70000), ("fe80::1%3", 1, 0, 2), ("2001:db8::1", 1, 0, 3), ("x", 1),
                 ("fe80::1",), ("fe80::1", True), (1, 1), "fe80::1", ("fe80::1", 1, -1, 0)]:
         with pytest.raises(OSError) as e:
             scope6.sockaddr_in6(bad, _lookup)

@@ -217,6 +217,16 @@ def test_errors_reach_the_transport() -> None:
     assert struct.unpack_from("!HH", e.inner, e.upper_off) == (4000, 53)
 
 
+def test_reassembly_time_exceeded_is_not_a_path_error() -> None:
+    """Time Exceeded code 1 (RFC 4443 3.3) is the kind IPv4's code 1 has, which no
+    transport takes for an error; code 0 (in transit) stays "timxceed"."""
+    h = Host()
+    quoted = bytes(IPv6(src=ME, dst="2001:db8::5") / UDP(sport=4000, dport=53) / b"q")
+    h.deliver(bytes(IPv6(src="fc00:9::1", dst=ME) / ICMPv6TimeExceeded(code=1) / quoted))
+    h.deliver(bytes(IPv6(src="fc00:9::1", dst=ME) / ICMPv6TimeExceeded(code=0) / quoted))
+    assert [e.kind for e in h.events()] == ["timxceed_reass", "timxceed"]
+
+
 def test_error_without_the_quoted_header_is_counted() -> None:
     h = Host()
     h.deliver(bytes(IPv6(src="fc00:9::1", dst=ME) / ICMPv6DestUnreach() / bytes(20)))

@@ -95,7 +95,7 @@ print(json.dumps(out))
 
 def test_rump_init_with_no_arguments_loads_the_default_components() -> None:
     k = rump_init(clock="virtual")
-    assert k.components == ["vfs", "net", "netinet", "wire", "shmif", "virtif", "netcfg"]
+    assert k.components == ["vfs", "net", "netinet", "netinet6", "wire", "shmif", "virtif", "netcfg"]
     assert set(k.components) == set(default_components())
     assert {"socket", "sendto", "recvfrom", "close", "__sysctl", "open"} <= set(k.sysent)
     assert {"ifconfig", "route", "arp", "sysctl", "netstat", "ping", "tc"} <= set(k.commands)

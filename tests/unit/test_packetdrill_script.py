@@ -104,3 +104,13 @@ def test_absolute_numbers_packetdrill_cannot_give_are_refused(text: str, message
     with pytest.raises(ScriptSyntaxError) as e:
         adapt(text, "s.pkt")
     assert str(e.value).startswith(message)
+
+
+def test_ipv6_field_names_only_in_a_packets_ip_fields() -> None:
+    """The fork's (hlim N)/(class X) become Google's (ttl N)/(tos X), same columns."""
+    text = ("0.1 < (hlim 3) S 0:0(0) win 1 <mss 1440>\n"
+            "0.2 > (class 0x20) . 1:1(0) ack 1 // (hlim 3) stays in a comment\n"
+            "0.3 `echo hlim class`\n")
+    assert adapt(text) == ("0.1 < (ttl  3) S 0:0(0) win 1 <mss 1440>\n"
+                           "0.2 > (tos   0x20) . 1:1(0) ack 1 // (hlim 3) stays in a comment\n"
+                           "0.3 `echo hlim class`\n")

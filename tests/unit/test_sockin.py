@@ -315,6 +315,30 @@ def test_rcvtimeo_with_waitall_returns_what_came(k):
     srv.close()
 
 
+def test_pf_inet6_datagrams_with_ancillary_data_as_netinet6_gives_them(k):
+    """The same calls and shapes as netinet6's AF_INET6 sockets: 4-tuples, the
+    IPPROTO_IPV6 options, recvmsg's IPV6_PKTINFO and IPV6_HOPLIMIT items."""
+    assert "netinet6" not in k.components and k.inet6 is None
+    s = k.rump_sys_socket(socket.AF_INET6, socket.SOCK_DGRAM, 0)
+    c = k.rump_sys_socket(socket.AF_INET6, socket.SOCK_DGRAM, 0)
+    try:
+        k.rump_sys_bind(s, ("::1", 0))
+        port = k.rump_sys_getsockname(s)[1]
+        k.rump_sys_setsockopt(s, socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        k.rump_sys_setsockopt(s, socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        k.rump_sys_setsockopt(s, socket.SOL_SOCKET, socket.SO_RCVTIMEO, 5.0)
+        k.rump_sys_setsockopt(c, socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 9)
+        k.rump_sys_sendto(c, b"six", 0, ("::1", port, 0, 0))
+        data, anc, flags, src = k.rump_sys_recvmsg(s, 100, 256, 0)
+        assert data == b"six" and flags == 0 and src[0] == "::1" and len(src) == 4
+        got = {t: d for level, t, d in anc if level == socket.IPPROTO_IPV6}
+        assert struct.unpack("=16sI", got[socket.IPV6_PKTINFO])[0] == socket.inet_pton(socket.AF_INET6, "::1")
+        assert struct.unpack("=i", got[socket.IPV6_HOPLIMIT])[0] == 9
+    finally:
+        k.rump_sys_close(s)
+        k.rump_sys_close(c)
+
+
 def test_client_options_over_sockin(k):
     """redis-py's keepalive options reach the host socket; TCP_INFO comes back in the
     in-kernel stack's layout (NetBSD's struct tcp_info: state 4 = ESTABLISHED, 236

@@ -66,7 +66,12 @@ def test_in_pseudo_sum_matches_packed_header() -> None:
         assert in_pseudo_sum(src, dst, proto, length) == \
             _ref_sum(struct.pack("!IIBBH", src, dst, 0, proto, length))
     assert in_pseudo_sum(0, 0, 0, 0) == 0
-    for bad in ((1 << 32, 0, 6, 0), (0, 0, 6, 1 << 16), (-1, 0, 6, 0), (0, 0, 6, -1)):
+    for _ in range(500):  # 128-bit addresses: the IPv6 pseudo-header (RFC 8200 8.1)
+        src, dst, length = rng.getrandbits(128), rng.getrandbits(128), rng.getrandbits(16)
+        proto = rng.choice((6, 17, 58))
+        assert in_pseudo_sum(src, dst, proto, length) == \
+            _ref_sum(src.to_bytes(16, "big") + dst.to_bytes(16, "big") + struct.pack("!IxxxB", length, proto))
+    for bad in ((1 << 128, 0, 6, 0), (0, 0, 6, 1 << 16), (-1, 0, 6, 0), (0, 0, 6, -1)):
         with pytest.raises(struct.error):
             in_pseudo_sum(*bad)
 
