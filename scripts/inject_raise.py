@@ -105,7 +105,7 @@ def run(site_name: str, pytest_args: list[str]) -> int:
         try:
             path.write_text(patched)
             cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "--tb=native", "-p", "no:cacheprovider", *pytest_args]
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             out = proc.communicate()[0]
             Path(env.get("RUMP_INJECT_OUT", os.devnull)).write_text(out)  # the whole run, to read
         finally:
