@@ -238,12 +238,12 @@ def _internal_error_report(errors: list[str], when: str) -> str:
             "(strict mode, rumpkern/strict.py):\n\n" + "\n".join(errors))
 
 
-def _checked_phase(config: pytest.Config, when: str) -> Generator[None, Any, Any]:
+def _checked_phase(config: pytest.Config, when: str) -> Generator[None, None, None]:
     """Run one phase of a test (hook wrapper body); internal errors recorded during it
     fail it, also when it failed or skipped on its own (the errors are added then)."""
     watch = _watch(config)
     try:
-        res = yield
+        yield  # set-up and teardown hooks return nothing
     except BaseException as e:
         errors = watch.take()
         if errors:
@@ -255,19 +255,18 @@ def _checked_phase(config: pytest.Config, when: str) -> Generator[None, Any, Any
     errors = watch.take()
     if errors:
         pytest.fail(_internal_error_report(errors, when), pytrace=False)
-    return res
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     """Set-up fails on an internal error no call raised (strict mode)."""
-    return (yield from _checked_phase(item.config, "during set-up (or left by an earlier test)"))
+    yield from _checked_phase(item.config, "during set-up (or left by an earlier test)")
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Teardown fails on an internal error no call raised (strict mode)."""
-    return (yield from _checked_phase(item.config, "during teardown"))
+    yield from _checked_phase(item.config, "during teardown")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -329,7 +328,7 @@ def rump_linux_peer(rump_seed: int) -> Iterator[LinuxPeer]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """A system call a test made in a coroutine and never awaited fails the test (its
     UnawaitedSyscallWarning would only be a line in the warnings summary). A warning the
     test expects (``pytest.warns``) is caught there and never reaches this check. An
@@ -340,11 +339,10 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnawaitedSyscallWarning)
-        result = yield from _checked_phase(item.config, "while the test ran")
+        yield from _checked_phase(item.config, "while the test ran")
     lost = [w for w in caught if issubclass(w.category, UnawaitedSyscallWarning)]
     for w in caught:  # everything else goes on to pytest's own warning capture
         if w not in lost:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     if lost:
         pytest.fail("a system call was never awaited:\n" + "\n".join(str(w.message) for w in lost), pytrace=False)
-    return result  # type: ignore[no-any-return]
