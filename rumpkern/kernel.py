@@ -199,6 +199,10 @@ class Kernel:
         t.add_string("kern.osrelease", lambda: "10.0", num=2)
         t.add_struct("kern.clockrate", lambda: CLOCKINFO, num=12)
         t.add_int("kern.sbmax", lambda: self.sb_max, self._set_sb_max, num=81)
+        # Strict mode of this kernel's scheduler (shared by the kernels on it): see
+        # rumpkern/strict.py and rump_init(strict=).
+        t.bind_int("kern.strict", self.sched.errors, "strict", minval=0, maxval=1,
+                   desc="internal errors raise in the next call instead of being logged")
 
     def _set_sb_max(self, value: int) -> None:
         """NetBSD's sb_max_set: the largest socket buffer, at least 16 KB."""
@@ -290,7 +294,8 @@ class Kernel:
             for hook in self._halt_hooks:
                 hook(self)
 
-        self.sched.run(do_halt)
+        with self.sched.errors.held():  # halting works after an internal error
+            self.sched.run(do_halt)
         self.halted = True
         if self in _last_booted:
             _last_booted.remove(self)
@@ -502,7 +507,8 @@ class Kernel:
 def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False,
               hostname: str | None = None, scheduler: Scheduler | None = None,
               components: tuple[str, ...] | list[str] | None = None, memlimit: int | None = None,
-              verbose: bool | None = None, threads: bool | None = None) -> Kernel:
+              verbose: bool | None = None, threads: bool | None = None,
+              strict: bool | None = None) -> Kernel:
     """Boot a kernel and make it the current one (the target of the module-level calls).
 
     ``clock``: ``"real"`` or ``"virtual"``. ``seed``: the one random source (default:
@@ -516,6 +522,9 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
     (default ``$RUMP_THREADS``, on unless 0); ``False`` keeps it driven by the calls made
     to it. The mode belongs to the scheduler, so it applies to every kernel on it.
     Virtual-clock kernels are always driven by calls (deterministic).
+    ``strict``: strict mode for the scheduler (default ``$RUMP_STRICT``, else off): an
+    exception out of protocol input, a timer or a callback raises ``KernelInternalError``
+    in the next call instead of being logged (rumpkern/strict.py).
     """
     if clock not in ("real", "virtual"):
         raise ValueError(f"clock must be 'real' or 'virtual', not {clock!r}")
@@ -551,6 +560,8 @@ def rump_init(clock: str = "real", seed: int | None = None, sockin: bool = False
         verbose = bool(_env_int("RUMP_VERBOSE", 0))
     if hostname is None:
         hostname = f"rump{len(scheduler.kernels)}"
+    if strict is not None:
+        scheduler.errors.strict = strict
     k = Kernel(scheduler, seed, hostname, tuple(comps), memlimit=memlimit, verbose=verbose)
     _last_booted.append(k)
     return k

@@ -44,6 +44,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Sized
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from rumpkern.cpu import CpuLock, at_fork_in_child, new_cpu_loop, threads_default, wakeup_lost
+from rumpkern.strict import InternalErrors, KernelInternalError
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
@@ -244,7 +245,12 @@ class _SyscallAwaitable(Generic[T]):
         self._exc: BaseException | None = None
         self._sleep: Sleep | None = None
         self._awaited = False
-        self._result, self._sleep, self._exc = _attempt(fn, self._ctx, args)
+        try:
+            sched.errors.check()  # strict mode: a recorded internal error is this call's
+        except KernelInternalError as e:
+            self._result, self._sleep, self._exc = None, None, e
+        else:
+            self._result, self._sleep, self._exc = _attempt(fn, self._ctx, args)
 
     def __del__(self) -> None:
         if not self._awaited:  # warn, as for a coroutine never awaited (rumpkern.unawaited)
@@ -276,6 +282,10 @@ class Scheduler:
             threads = not virtual and loop is None and threads_default()
         self.threads = threads
         self.owns_loop = loop is None  # False: someone else runs it (a coroutine's loop)
+        # Exceptions out of callbacks on the loop (rumpkern/strict.py): logged and counted,
+        # or in strict mode raised by the next call on this scheduler. (Made before the
+        # loop: a bad $RUMP_STRICT fails here and leaves no loop behind.)
+        self.errors = InternalErrors()
         # The CPU a calling thread can take while the serving thread waits in select; only
         # on a loop built for it (not on uvloop or a loop someone else runs).
         self._cpu: CpuLock | None = None
@@ -295,6 +305,7 @@ class Scheduler:
         _all_schedulers.add(self)
         self.kernels: list[Kernel] = []  # running kernels, in boot order
         self.boots = 0  # kernels ever booted here (never reused: seeds each kernel's rng)
+        self.errors.install(loop)
         if not isinstance(loop, VirtualEventLoop):
             self.now = time.monotonic  # type: ignore[method-assign]
 
@@ -483,7 +494,11 @@ class Scheduler:
                 raise Sleep(holder["chan"])
             return task.result()
 
-        return self.syscall(start)
+        try:
+            return self.syscall(start)
+        finally:
+            if "task" not in holder:
+                coro.close()  # refused before it started (an internal error): not "never awaited"
 
     def syscall(self, fn: Callable[..., T], *args: Any) -> T:
         """Perform system call ``fn(ctx, *args)`` in whatever way the caller's context needs.
@@ -493,6 +508,7 @@ class Scheduler:
         if self.on_cpu():
             # On the loop the result is an awaitable of T (the calling coroutine awaits it).
             return cast(T, _SyscallAwaitable(self, fn, args))
+        self.errors.check()
         cpu = self._cpu
         if cpu is not None and self._bg_thread is not None:
             return self._call_served(cpu, fn, args)
@@ -605,6 +621,7 @@ class Scheduler:
     async def _sleep_and_retry(self, fn: Callable[..., T], args: tuple[Any, ...], ctx: SyscallCtx, sleep: Sleep) -> T:
         loop = self.loop
         while True:
+            self.errors.check()  # strict mode: an internal error ends the sleep
             # Try again before sleeping: between the attempt that raised ``sleep`` and now,
             # other callbacks may have run (the first attempt happens outside the loop),
             # and a wakeup given before we register on the channel would be lost. Nothing
@@ -623,12 +640,15 @@ class Scheduler:
             fut: asyncio.Future[None] = loop.create_future()
             for chan in sleep.chans:
                 chan._register(fut)
+            if self.errors.strict:
+                self.errors.sleepers.add(fut)
             handle = None
             if ctx.deadline is not None:
                 handle = loop.call_at(ctx.deadline, _timeout_future, fut)
             try:
                 await fut
             finally:
+                self.errors.sleepers.discard(fut)
                 if handle is not None:
                     handle.cancel()
             if ctx.deadline is not None and loop.time() >= ctx.deadline:

@@ -632,7 +632,7 @@ def compile_filter(expr: str) -> FrameFilter:
     def match(frame: Frame) -> bool:
         try:
             return bool(inner(frame))
-        except Exception:  # noqa: BLE001 - malformed frames never raise out
+        except (IndexError, struct.error):  # a field beyond a short or malformed frame
             return False
 
     match.expr = expr  # type: ignore[attr-defined]

@@ -31,6 +31,7 @@ import threading
 import time
 from typing import Any
 
+from rumpkern.strict import KernelInternalError
 from rumpkern.syscall_docs import document
 from rumpnet.mirror import borrow
 from rumpnet.server.protocol import (
@@ -73,12 +74,15 @@ def _recv_msg(sock: pysocket.socket) -> Any:
     return decode(_recv_exact(sock, n))
 
 
-def _error(code: Any, msg: Any, kind: Any, extra: Any = None) -> OSError:
+def _error(code: Any, msg: Any, kind: Any, extra: Any = None) -> Exception:
     """The exception a server's error reply stands for (the commands' own classes when the
-    server raised one of them)."""
+    server raised one of them; :class:`KernelInternalError` with the server's traceback
+    for an internal error of a strict-mode server)."""
     code = code if isinstance(code, int) else errno.EIO
     msg = str(msg)
     extra = extra if isinstance(extra, dict) else {}
+    if kind == "KernelInternalError":
+        return KernelInternalError(f"rump server: {msg}", "rump_server")
     try:
         if kind == "UsageError":
             from rumpnet.commands import UsageError

@@ -691,15 +691,18 @@ class Network:
         self.closed = True
         for ns in self.schedules:
             ns.cancel()
-        for p in list(self.proxies.values()):
-            try:
-                p.stop()
-            except Exception:  # noqa: BLE001 - best effort at teardown
-                pass
-        for tap in list(self.captures):
-            tap.close()
-        for h in self.hosts.values():
-            h.kernel.halt()
+        # Teardown never raises an internal error of the run (strict mode): it stays
+        # recorded for the caller's harness, and the best-effort catch below cannot eat it.
+        with self.sched.errors.held():
+            for p in list(self.proxies.values()):
+                try:
+                    p.stop()
+                except Exception:  # noqa: BLE001 - best effort at teardown
+                    pass
+            for tap in list(self.captures):
+                tap.close()
+            for h in self.hosts.values():
+                h.kernel.halt()
         if self._own_sched:
             if self.sched.background:
                 self.sched.stop_background()

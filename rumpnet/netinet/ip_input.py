@@ -311,6 +311,7 @@ class IpInput:
             inet.icmp.error(pkt, ifp, ICMP_UNREACH, ICMP_UNREACH_HOST, now=inet.now())
             return
         if rt.flags & RTF_BLACKHOLE:
+            rt.use += 1  # swallowed; NetBSD counts it in the route's Use too (rt_use)
             return
         if rt.flags & RTF_REJECT:
             st.ips_cantforward += 1

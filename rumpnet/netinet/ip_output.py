@@ -308,6 +308,7 @@ class IpOutput:
         st = self.stats
         rt = self.route(dst, flags)
         if rt.flags & RTF_BLACKHOLE:
+            rt.use += 1  # swallowed; NetBSD counts it in the route's Use too (rt_use)
             return
         if proto == IPPROTO_TCP and self.params.mtudisc and not rt.locks & RTV_MTU:
             # Path MTU discovery: NetBSD's tcp_output passes IP_MTUDISC while

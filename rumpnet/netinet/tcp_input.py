@@ -123,13 +123,17 @@ def _syn_sent(cb: TcpCb, seg: TcpRepr, now: float) -> None:
     flags = seg.flags
     if flags & TH_ACK:
         if SEQ_LEQ(seg.ack, cb.iss) or SEQ_GT(seg.ack, cb.snd_max):
-            if not flags & TH_RST:
+            if flags & TH_RST:
+                cb.stats.tcps_badrst += 1
+            else:
                 _respond_rst(cb, seg)
             return
     if flags & TH_RST:
         if flags & TH_ACK:
             cb.stats.tcps_rcvrst += 1
             cb.proto.drop(cb, errno.ECONNREFUSED, now, send_rst=False)
+        else:
+            cb.stats.tcps_badrst += 1   # RFC 9293 3.10.7.3: a RST without ACK is dropped
         return
     if not flags & TH_SYN:
         return

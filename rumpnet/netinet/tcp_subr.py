@@ -8,8 +8,10 @@ match nothing with a RST (RFC 9293 3.10.7.1).
 Sans-IO contract (what the socket layer uses)::
 
     proto = TcpProtocol(params, rng, output, mtu_for=lambda dst: 1500, stats=None,
-                        tso_for=None)   # tso_for(dst) -> max TSO bytes, 0 = no TSO
-    proto.input(src, dst, segment, now, csum_ok=False, iptos=0)   # never raises on bad input
+                        tso_for=None,   # tso_for(dst) -> max TSO bytes, 0 = no TSO
+                        strict=strict_default)   # strict() -> re-raise internal errors
+    proto.input(src, dst, segment, now, csum_ok=False, iptos=0)   # never raises on bad input;
+        # an internal error is counted (tcps_rcvinternalerr), re-raised if strict()
         iptos: the TOS octet of the IP header (its ECN field is RFC 3168's)
     proto.get_timer() -> float | None ; proto.handle_timer(now)
     proto.deadline_out = fn               # fn(when) each time a deadline is set earlier
@@ -50,6 +52,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from rumpkern.strict import strict_default
 from rumpnet.netinet import tcp as _tcp
 from rumpnet.netinet import tcp_ctlinput as _ctl
 from rumpnet.netinet import tcp_ecn as _ecn
@@ -173,7 +176,8 @@ class TcpProtocol:
                  route_gen: Callable[[], int] | None = None,
                  pmtu_update: Callable[[int, int, int], int] | None = None,
                  deadline_out: Callable[[float], None] | None = None,
-                 hdrs: int = IP_TCP_HDRS) -> None:
+                 hdrs: int = IP_TCP_HDRS,
+                 strict: Callable[[], bool] = strict_default) -> None:
         self.params = params
         # IP and base TCP headers: MSS = path MTU - hdrs (40 over IPv4, 60 over IPv6
         # for TCP6_HDRS, RFC 8200 8.3's 1220 bytes at the minimum MTU).
@@ -187,6 +191,9 @@ class TcpProtocol:
         # segment, calling output(src, dst, segment, tso_segsz=MSS) with the checksum
         # left to the interface (ip_output makes it partial).
         self.tso_for = tso_for
+        # strict() says whether an exception out of input propagates (tests: the kernel's
+        # strict mode, rumpkern/strict.py) or is only counted (tcps_rcvinternalerr).
+        self.strict = strict
         # Path MTU (tcp_ctlinput.py): route_gen() changes whenever a route, an MTU or an
         # address changes (tcp_output then resizes t_maxseg from mtu_for); pmtu_update(
         # dst, nextmtu, quoted_len) applies a checked "fragmentation needed" to the
@@ -524,9 +531,9 @@ class TcpProtocol:
             seg.ip_ecn = iptos & IPTOS_ECN_MASK
         try:
             self._input(src, dst, seg, now)
-        except Exception:  # noqa: BLE001 - never let packet input raise (DESIGN 2)
+        except Exception:  # noqa: BLE001 - production: never let packet input raise (DESIGN 2)
             st.tcps_rcvinternalerr += 1
-            if os.environ.get("RUMPNET_TCP_STRICT"):
+            if self.strict():
                 raise
 
     def _input(self, src: int, dst: int, seg: TcpRepr, now: float) -> None:

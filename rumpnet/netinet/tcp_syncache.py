@@ -99,6 +99,7 @@ class SynCache:
         """RFC 9293 3.10.7.2 (LISTEN), through the SYN cache (NetBSD syn_cache_add)."""
         f = seg.flags
         if f & TH_RST:
+            self.proto.stats.tcps_badrst += 1   # RFC 9293 3.10.7.2: a RST to a listener is ignored
             return
         if f & TH_ACK:
             self.proto.respond(dst, src, seg)

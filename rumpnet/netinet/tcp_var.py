@@ -239,6 +239,7 @@ class TcpStats:
     tcps_rcvackbyte: int = 0
     tcps_rcvwinupd: int = 0
     tcps_rcvrst: int = 0
+    tcps_badrst: int = 0      # RSTs ignored in SYN_SENT and LISTEN (FreeBSD's name)
     tcps_pawsdrop: int = 0
     tcps_predack: int = 0
     tcps_preddat: int = 0

@@ -68,7 +68,8 @@ class Tcp6(Tcp):
         self.stats = tcp4.stats
         self.proto = TcpProtocol(self.params, domain.rng, self._output, self._mtu_for, self.stats,
                                  route_gen=lambda: domain.routes.generation, pmtu_update=self._pmtu_update,
-                                 deadline_out=self.deadline, hdrs=TCP6_HDRS)
+                                 deadline_out=self.deadline, hdrs=TCP6_HDRS,
+                                 strict=tcp4.proto.strict)  # the kernel's strict mode, as IPv4's TCP
         self.proto.sb_max = tcp4.proto.sb_max
         self._timer: Any = None
         self._timer_when: float | None = None

@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from rumpnet.packetdrill.session import ScriptError, Session, SessionOptions, strict_kernel
+from rumpnet.packetdrill.session import ScriptError, Session, SessionOptions
 from rumpnet.packetdrill.wire import (
     ERR_FATAL,
     PROTO_VERSION,
@@ -35,8 +35,7 @@ def serve(req_fd: int, done_fd: int) -> str | None:
         write_reply(done_fd, reply)
 
     try:
-        with strict_kernel():
-            return _serve_loop(req_fd, complete)
+        return _serve_loop(req_fd, complete)
     except (BrokenPipeError, ConnectionResetError):
         return None  # packetdrill exited mid-reply: its exit status tells the story
 

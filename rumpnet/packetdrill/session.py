@@ -23,19 +23,18 @@ have moved the kernel far enough.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import inspect
-import os
 import socket
 import traceback
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from rumpkern import rump_init
 from rumpkern.sched import Scheduler, VirtualEventLoop
+from rumpkern.strict import KernelInternalError
 from rumpnet.if_tun import TunIfnet
 from rumpnet.net_kernel import net_kernel
 from rumpnet.packetdrill import profiles
@@ -119,11 +118,11 @@ class Session:
         self.options = options
         self._complete = complete
         self.loop = DrillLoop()
-        self.loop.set_exception_handler(self._loop_exception)
-        self._errors: list[str] = []
         self.sched = Scheduler(virtual=True, loop=self.loop)
+        # Strict (rumpkern/strict.py): an exception out of TCP input, a timer or any
+        # callback must fail the script, not be counted and forgotten.
         self.k = rump_init(clock="virtual", seed=options.seed, scheduler=self.sched,
-                           components=COMPONENTS, hostname="rumpdrill")
+                           components=COMPONENTS, hostname="rumpdrill", strict=True)
         self.proc = self.k.rump_pub_lwproc_rfork(0x01)  # RFPROC: packetdrill's process
         self.proc.comm = "packetdrill"
         self.outq: deque[tuple[int, bytes]] = deque()
@@ -230,15 +229,13 @@ class Session:
         self._complete(reply)
 
     # -- errors out of the kernel ------------------------------------------------------
-    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        where = context.get("message", "callback")
-        text = "".join(traceback.format_exception(exc)) if exc is not None else ""
-        self._errors.append(f"kernel raised in {where}: {exc!r}\n{text}")
-
     def _check_errors(self) -> None:
-        if self._errors:
-            raise ScriptError(self._errors[0])
+        try:
+            self.sched.errors.check()
+        except KernelInternalError as e:
+            cause = e.__cause__ if e.__cause__ is not None else e
+            raise ScriptError(f"kernel raised in {e.where}: {cause!r}\n"
+                              + "".join(traceback.format_exception(cause))) from e
 
     # -- requests ----------------------------------------------------------------------
     def handle(self, req: Request) -> Reply:
@@ -322,18 +319,4 @@ def _task_reply(task: asyncio.Task[Any]) -> Reply:
     return Reply(ret=-1, err=ERR_FATAL, payload=(
         "internal error:\n" + "".join(traceback.format_exception(exc))).encode())
 
-
-@contextlib.contextmanager
-def strict_kernel() -> Iterator[None]:
-    """Exceptions out of TCP input must fail the script, not be counted and forgotten
-    (restored afterwards: the session may run inside another program's process)."""
-    old = os.environ.get("RUMPNET_TCP_STRICT")
-    os.environ["RUMPNET_TCP_STRICT"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["RUMPNET_TCP_STRICT"]
-        else:
-            os.environ["RUMPNET_TCP_STRICT"] = old
 

@@ -26,9 +26,11 @@ import socket
 import stat
 import sys
 import threading
+import traceback
 from typing import Any
 
 from rumpkern.lwproc import RUMP_RFCFDG, Proc
+from rumpkern.strict import KernelInternalError
 from rumpnet.server.protocol import (
     MAX_FRAME,
     PROTO_NAME,
@@ -224,6 +226,10 @@ class RumpServer:
         except OSError as e:
             code = e.errno if isinstance(e.errno, int) else errno.EIO
             data = frame(("err", reqno, code, str(e.strerror or os.strerror(code)), type(e).__name__, _extra(e)))
+        except KernelInternalError as e:  # strict mode: the client sees the server's bug
+            text = "".join(traceback.format_exception(e))
+            self.log(text)
+            data = frame(("err", reqno, errno.EIO, text[-8000:], "KernelInternalError", {}))
         except Exception as e:  # a bad argument reaching kernel code: report, keep serving
             data = frame(("err", reqno, errno.EINVAL, f"{type(e).__name__}: {e}"[:1000], type(e).__name__, {}))
         conn.send(data)
@@ -234,6 +240,7 @@ class RumpServer:
         k = self.k
         proc = conn.proc
         assert proc is not None
+        k.sched.errors.check()  # strict mode: any request reports a pending internal error
         if name.startswith("rump_sys_"):
             k.rump_pub_lwproc_switch(proc)
             try:
@@ -531,7 +538,21 @@ def serve(o: Options, allserver: bool, ready: Any = None) -> int:
             os.unlink(path)
         except OSError:
             pass
-    return 0
+    return _strict_exit_status(k)
+
+
+def _strict_exit_status(k: Any) -> int:
+    """0, or in strict mode after internal errors 70 (EX_SOFTWARE), with the tracebacks
+    of those no client was sent on stderr."""
+    from rumpkern.strict import take_unraised
+
+    errors = k.sched.errors
+    if not (errors.strict and errors.count):
+        return 0
+    for err in take_unraised():
+        print(f"rump_server: {err.format()}", file=sys.stderr)
+    print(f"rump_server: {errors.count} internal error(s) (strict mode)", file=sys.stderr)
+    return 70
 
 
 def _detach(o: Options, allserver: bool) -> int:

@@ -13,6 +13,14 @@ Fixtures:
   root, ``/dev/net/tun`` and ``ip netns``, and skips with the reason when they are missing;
   the namespace and tap are removed afterwards.
 
+Strict mode (rumpkern/strict.py) is on for every test: the plugin sets ``RUMP_STRICT=1``
+(unless the environment already sets ``RUMP_STRICT``; ``RUMP_STRICT=0`` turns it off) and
+``RUMP_STRICT_LOG`` to a file of this session, so rump_servers a test starts run strict
+too. An exception out of protocol input, a timer or a scheduler callback then raises
+``KernelInternalError`` in the test's next call on that scheduler; one that no call
+raised (a background thread, no call after it, a rump_server's) fails the test after it
+ran, with the traceback. ``--rump-strict=0`` turns this off for a run.
+
 Marker ``@pytest.mark.netem("delay 10ms loss 1%", link="lan", direction="both")``
 impairs the network fixture's links of that name (every link when ``link`` is not given),
 now or as soon as they are added; several markers apply in order.
@@ -20,8 +28,11 @@ now or as soon as they are added; several markers apply in order.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+import sys
+import tempfile
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -35,10 +46,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rumpnet")
     group.addoption("--rump-seed", action="store", type=int, default=None, dest="rump_seed",
                     help="seed of rumpnet kernels and networks (default: $RUMP_SEED, else 1)")
+    group.addoption("--rump-strict", action="store", default=None, dest="rump_strict", choices=("0", "1"),
+                    help="internal errors of rumpnet kernels fail the test (default: $RUMP_STRICT, else 1)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``netem`` marker."""
+    """Turn strict mode on (see the module docstring); register the ``netem`` marker."""
+    _strict_configure(config)
+    config.stash[WATCH_KEY] = _ErrorWatch()
     config.addinivalue_line(
         "markers",
         "netem(spec, link=None, direction='both'): impair the rump_network/faulty_wire links "
@@ -145,6 +160,123 @@ def faulty_wire(rump_network: Any) -> FaultyWire:
     return FaultyWire(rump_network)
 
 
+# -- strict mode: internal errors fail the test that caused them ----------------------------
+LOG_KEY = pytest.StashKey[str]()
+ENV_KEY = pytest.StashKey[dict[str, str | None]]()
+
+
+def _strict_configure(config: pytest.Config) -> None:
+    from rumpkern.strict import ENV, LOG_ENV, parse_strict
+
+    # Restored at the end, so that a pytest run inside another (pytester) leaves the
+    # outer session's strict mode as it was.
+    config.stash[ENV_KEY] = {name: os.environ.get(name) for name in (ENV, LOG_ENV)}
+    opt = config.getoption("rump_strict", default=None)
+    if opt is not None:
+        os.environ[ENV] = opt
+    else:
+        os.environ.setdefault(ENV, "1")
+    try:
+        on = parse_strict(os.environ[ENV])
+    except OSError as e:
+        raise pytest.UsageError(str(e.strerror)) from None
+    if on and not os.environ.get(LOG_ENV):
+        fd, path = tempfile.mkstemp(prefix="rump-strict-", suffix=".log")
+        os.close(fd)
+        os.environ[LOG_ENV] = path
+        config.stash[LOG_KEY] = path  # ours: removed at the end
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's strict log and restore RUMP_STRICT / RUMP_STRICT_LOG."""
+    path = config.stash.get(LOG_KEY, None)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    for name, value in config.stash.get(ENV_KEY, {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+class _ErrorWatch:
+    """Internal errors recorded since the last look: this process's unraised ones, and
+    those other processes (rump_servers) appended to the session's log since this session
+    began (a pytest run started by a test inherits the log: what its parent recorded
+    before it is not its business)."""
+
+    def __init__(self) -> None:
+        from rumpkern.strict import LOG_ENV
+
+        path = os.environ.get(LOG_ENV)
+        self.offset = os.path.getsize(path) if path and os.path.exists(path) else 0
+
+    def take(self) -> list[str]:
+        from rumpkern.strict import LOG_ENV, read_log, take_unraised
+
+        found = [e.format() for e in take_unraised()]
+        path = os.environ.get(LOG_ENV)
+        if path:
+            records, self.offset = read_log(path, self.offset, skip_pid=os.getpid())
+            found += [f"(from process {r.get('pid')}) {r.get('traceback', '')}" for r in records]
+        return found
+
+
+WATCH_KEY = pytest.StashKey[_ErrorWatch]()
+
+
+def _watch(config: pytest.Config) -> _ErrorWatch:
+    watch = config.stash.get(WATCH_KEY, None)
+    if watch is None:
+        watch = config.stash[WATCH_KEY] = _ErrorWatch()
+    return watch
+
+
+def _internal_error_report(errors: list[str], when: str) -> str:
+    return (f"{len(errors)} rumpnet kernel internal error(s) {when} that no call raised "
+            "(strict mode, rumpkern/strict.py):\n\n" + "\n".join(errors))
+
+
+def _checked_phase(config: pytest.Config, when: str) -> Generator[None, None, None]:
+    """Run one phase of a test (hook wrapper body); internal errors recorded during it
+    fail it, also when it failed or skipped on its own (the errors are added then)."""
+    watch = _watch(config)
+    try:
+        yield  # set-up and teardown hooks return nothing
+    except BaseException as e:
+        errors = watch.take()
+        if errors:
+            report = _internal_error_report(errors, when)
+            if isinstance(e, pytest.skip.Exception):
+                pytest.fail(report, pytrace=False)
+            e.add_note(report)
+        raise
+    errors = watch.take()
+    if errors:
+        pytest.fail(_internal_error_report(errors, when), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Set-up fails on an internal error no call raised (strict mode)."""
+    yield from _checked_phase(item.config, "during set-up (or left by an earlier test)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Teardown fails on an internal error no call raised (strict mode)."""
+    yield from _checked_phase(item.config, "during teardown")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An internal error recorded after the last test fails the session."""
+    errors = _watch(session.config).take()
+    if errors:
+        sys.stderr.write(_internal_error_report(errors, "after the last test") + "\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     """A failing test's report gets the seed to replay it with (``--rump-seed N``)."""
@@ -196,21 +328,21 @@ def rump_linux_peer(rump_seed: int) -> Iterator[LinuxPeer]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """A system call a test made in a coroutine and never awaited fails the test (its
     UnawaitedSyscallWarning would only be a line in the warnings summary). A warning the
-    test expects (``pytest.warns``) is caught there and never reaches this check."""
+    test expects (``pytest.warns``) is caught there and never reaches this check. An
+    internal error no call raised while the test ran fails it too (strict mode)."""
     import warnings
 
     from rumpkern.unawaited import UnawaitedSyscallWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnawaitedSyscallWarning)
-        result = yield
+        yield from _checked_phase(item.config, "while the test ran")
     lost = [w for w in caught if issubclass(w.category, UnawaitedSyscallWarning)]
     for w in caught:  # everything else goes on to pytest's own warning capture
         if w not in lost:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     if lost:
         pytest.fail("a system call was never awaited:\n" + "\n".join(str(w.message) for w in lost), pytrace=False)
-    return result  # type: ignore[no-any-return]

@@ -86,7 +86,11 @@ def test_shmif_linkstate_down(atf):
 
     # shmif doesn't send any packets on link down (-w 1 instead of $TIMEOUT: it only
     # waits for the loss)
+    oerrs = _oerrs(atf)
     atf.check("-s not-exit:0 -o ignore rump.ping -c 1 -w 1 10.0.0.2")
+    # ... because the driver refused the echo (not added in NetBSD's script: a crash on
+    # the way would fail the ping as well; the interface's output error says why)
+    assert _oerrs(atf) == oerrs + 1
 
     atf.check("rump.ifconfig shmif0 media auto")
     atf.check("-o 'match:linkstate: up' rump.ifconfig -v shmif0")
@@ -94,3 +98,10 @@ def test_shmif_linkstate_down(atf):
     atf.check(f"-o ignore rump.ping -c 1 -w {TIMEOUT} 10.0.0.2")
 
     atf.rump_server_destroy_ifaces()
+
+
+def _oerrs(atf) -> int:
+    """shmif0's output errors (``netstat -I shmif0``'s Oerrs column)."""
+    out = atf.check("-o ignore rump.netstat -I shmif0").stdout
+    link = next(line for line in out.splitlines() if "<Link>" in line)
+    return int(link.split()[-2])

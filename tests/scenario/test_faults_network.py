@@ -182,6 +182,7 @@ def test_pcap_before_and_after_impairment(tmp_path: Path) -> None:
         for c in caps:
             c.close()
         assert drain(b, sb) == []
+        assert net.link("wire").counters("a->b")["drop_loss"] == 10  # netem lost them, nothing else
         before = frames(pb)
         after = frames(pa)
         assert len(before) == 10 and after == []

@@ -61,4 +61,8 @@ def test_ping_unanswered_times_out_on_virtual_clock(vnet) -> None:
     t0 = a.clock_now()
     assert vnet.ping(a, "10.0.0.3", timeout=5.0) is None
     assert a.clock_now() - t0 >= 5.0
+    # nobody has 10.0.0.3: a asked (b heard the requests) and dropped the held echo
+    assert a.inet.arpstat.as_dfrtotal == 1 and a.inet.arpstat.as_dfrdropped == 1
+    assert b.inet.arpstat.as_rcvrequest == a.inet.arpstat.as_sndrequest - 1  # (not its own announcement)
+    assert b.inet.arpstat.as_sndreply == 0
     assert vnet.ping(a, "10.0.0.2") is not None

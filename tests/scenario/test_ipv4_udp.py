@@ -92,6 +92,7 @@ def test_port_unreachable_is_econnrefused_on_connected_socket(vnet) -> None:
     with pytest.raises(OSError) as ei:
         a.rump_sys_recvfrom(un, 100, 0)
     assert ei.value.errno == errno.EAGAIN
+    assert b.inet.udpstat.udps_noport == 2 and a.inet.icmpstat.icps_inhist[3] == 2  # the error came
     # SO_ERROR shows a pending error
     a.rump_sys_send(cli, b"again", 0)
     a.run_for(1)

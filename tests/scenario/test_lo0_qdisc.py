@@ -32,6 +32,7 @@ def test_netem_loss_on_lo0_ingress_and_bpf(vnet) -> None:
     k.tc("qdisc", "add", "dev", "lo0", "ingress", "netem", "loss", "100%")
     assert vnet.ping(k, "127.0.0.1", timeout=1.0) is None
     assert lo0.stats.opackets == before + 1
+    assert lo0.qdisc("ingress").stats.drop_loss == 1  # the echo was lost by netem, not by a crash
     assert len(seen.frames) == 1 and seen.frames[0][:14] == bytes(12) + b"\x08\x00"
     k.tc("qdisc", "del", "dev", "lo0", "ingress")
     assert vnet.ping(k, "127.0.0.1") is not None

@@ -281,6 +281,7 @@ def test_schedule_text_partition_for_and_loss() -> None:
     delivered = {int.from_bytes(f[:4], "big") for _, f in got}
     during = [k for k in range(1200) if 1005.0 <= sent_at[k] < 1008.0 - 0.01]
     assert not delivered & set(during)
+    assert r.stats.drop_partition >= len(during)  # dropped by the partition, and counted
     before = [k for k in range(1200) if sent_at[k] < 1005.0 - 0.01]
     assert set(before) <= delivered
     after = [k for k in range(1200) if sent_at[k] >= 1008.0]

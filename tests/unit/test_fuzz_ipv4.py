@@ -30,8 +30,8 @@ class Target:
         # static ARP both ways: random ARP frames must not be able to unlearn the peers
         self.a.config.arp_add(B, format_mac(self.bmac))
         self.b.config.arp_add(A, format_mac(self.amac))
-        self.errors: list[dict] = []
-        self.b.sched.loop.set_exception_handler(lambda loop, ctx: self.errors.append(ctx))
+        # An exception out of input fails the next call (strict mode, on for the suite).
+        assert self.b.sched.errors.strict
 
     def inject(self, *frames: bytes) -> None:
         def deliver() -> None:
@@ -75,7 +75,7 @@ class Target:
         assert rep is not None and rep[20] == 0
         rep = self.vnet.ping(self.b, A, timeout=2)
         assert rep is not None and rep[20] == 0
-        assert self.errors == []
+        assert self.b.sched.errors.count == 0
 
 
 @pytest.fixture
@@ -91,9 +91,9 @@ def test_ethernet(t: Target) -> None:
     assert s.noproto == 1
     t.inject(t.eth(b"\0" * (t.ifp.mtu + 1)))  # oversized
     assert s.ierrors == 3
-    before = t.b.inet.ipstat.ips_total
+    before, taken = t.b.inet.ipstat.ips_total, s.ipackets
     t.inject(t.eth(t.ip(t.udp(b"x"), 17), dst=bytes.fromhex("020000abcdef")))  # another host's
-    assert t.b.inet.ipstat.ips_total == before
+    assert s.ipackets == taken + 1 and t.b.inet.ipstat.ips_total == before  # taken in, not up
     t.still_alive()
 
 
@@ -170,7 +170,11 @@ def test_icmp(t: Target) -> None:
     assert s.icps_badlen == 1
     t.inject(t.eth(t.ip(t.icmp(3, 3, b"\0" * 4 + b"\x60" + b"\0" * 40), 1)))  # quote is not IPv4
     assert s.icps_badlen == 2
-    t.inject(t.eth(t.ip(t.icmp(99, 0, b"\0" * 20), 1)))  # unknown type: ignored
+    delivered = t.b.inet.ipstat.ips_delivered
+    t.inject(t.eth(t.ip(t.icmp(30, 0, b"\0" * 20), 1)))  # a type with no handler: counted, ignored
+    assert s.icps_inhist[30] == 1 and sum(s.icps_outhist) == 0
+    t.inject(t.eth(t.ip(t.icmp(99, 0, b"\0" * 20), 1)))  # beyond the histogram (as NetBSD: uncounted)
+    assert t.b.inet.ipstat.ips_delivered == delivered + 2 and sum(s.icps_outhist) == 0
     t.inject(t.eth(t.ip(t.icmp(8, 0, b"\0\1\0\1"), 1, dst="10.0.0.255")))  # broadcast echo
     assert s.icps_bmcastecho == 1
     # a redirect about a neighbour (a connected destination) is not taken from anyone

@@ -109,8 +109,12 @@ def test_hostile_messages_are_counted(pkt: bytes, counter: str) -> None:
 
 def test_solicitation_for_someone_else_is_ignored() -> None:
     sim, a, ifa = host()
+    st = a.node.icmp6stat
     sim.inject(a, ifa, ns("fe80::2", "ff02::1:ff00:1", "fc00:1::77"))
     assert sent(sim) == []
+    # taken in as a good NS, and not answered (RFC 4861 7.2.3: the target is not ours;
+    # NetBSD's nd6_ns_input counts nothing on this path)
+    assert st.icp6s_inhist[135] == 1 and st.icp6s_badns == 0
 
 
 def test_our_solicitation_formats() -> None:
@@ -202,3 +206,5 @@ def test_unsolicited_advertisement_teaches_nothing_new() -> None:
     sim, a, ifa = host()
     sim.inject(a, ifa, na("fc00:1::2", "ff02::1", "fc00:1::2", s=0))
     assert a.node.nd6.lookup(P("fc00:1::2"), ifa) is None   # RFC 4861 7.2.5
+    st = a.node.icmp6stat
+    assert st.icp6s_inhist[136] == 1 and st.icp6s_badna == 0   # a good NA, ignored

@@ -213,6 +213,8 @@ def test_hosts_without_accept_rtadv_and_routers_ignore_advertisements() -> None:
         sim.run_for(3)
         sim.inject(h, ih, ra("fe80::1", 255, 0, 600, ICMPv6NDOptPrefixInfo(prefix=PREFIX, prefixlen=64)))
         assert h.node.nd6_rtr.defrouters == {} and host_slaac(h, ih) == []
+        # a good RA, taken in and not used (RFC 4861 6.3.4 applies to hosts that accept it)
+        assert h.node.icmp6stat.icp6s_inhist[134] == 1 and h.node.icmp6stat.icp6s_badra == 0
 
 
 def test_learned_routes_are_capped() -> None:

@@ -407,6 +407,7 @@ def test_segment_beyond_window_acked_and_dropped() -> None:
     data(env, cb, 0.0, 5000, b"far")
     env.expect(None, env.ack_of(cb, window=1000))
     assert cb.reass_bytes == 0
+    assert env.stats.tcps_rcvpackafterwin == 1 and env.stats.tcps_rcvbyteafterwin == 3
 
 
 def test_passive_syn_with_fin_is_badsyn() -> None:
@@ -426,8 +427,11 @@ def test_syn_cache_rst_removes_entry_and_bad_ack_gets_rst() -> None:
     env.send(0.0, seg(seq=R_ISS + 1, ack=sa.seq + 7))          # wrong ACK: RST
     env.expect(None, TcpRepr(LPORT, RPORT, sa.seq + 7, 0, TH_RST, 0))
     assert env.proto.syn_cache_len() == 1
-    env.send(0.0, seg(seq=R_ISS + 50, flags=TH_RST))          # not exact: ignored
-    assert env.proto.syn_cache_len() == 1
+    env.send(0.0, seg(seq=R_ISS + 50, flags=TH_RST))          # in the window, not exact:
+    assert [g.flags for g in env.recv()] == [TH_ACK]           # a challenge ACK (RFC 5961 3.2)
+    env.send(0.0, seg(seq=R_ISS + 1_000_000, flags=TH_RST))   # outside it: dropped, counted
+    env.nothing()
+    assert env.proto.syn_cache_len() == 1 and env.stats.tcps_rst_outwin == 1
     env.send(0.0, seg(seq=R_ISS + 1, flags=TH_RST))
     assert env.proto.syn_cache_len() == 0 and env.stats.tcps_sc_reset == 1
 
@@ -455,7 +459,8 @@ def test_hostunreach_ignored_when_established() -> None:
     assert cb.t_softerror == 0 and cb.error == 0
     # a quoted sequence number outside the flight is ignored (RFC 5927)
     bad = inner[:-4] + struct.pack("!I", cb.iss + 5000)
-    env.proto.ctlinput("portunreach", REMOTE, LOCAL, bad)
+    # False: not taken, which IP's caller counts as icps_noconn
+    assert env.proto.ctlinput("portunreach", REMOTE, LOCAL, bad) is False
     assert cb.t_softerror == 0
 
 

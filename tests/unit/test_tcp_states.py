@@ -225,6 +225,7 @@ def test_syn_sent_rst_without_ack_or_bad_ack_ignored() -> None:
     env.send(0.0, seg(seq=0, ack=cb.iss + 5, flags=TH_RST | TH_ACK))
     assert cb.state == TcpState.SYN_SENT
     env.nothing()
+    assert env.stats.tcps_badrst == 2 and env.stats.tcps_rcvrst == 0
 
 
 def test_syn_sent_bad_ack_gets_rst() -> None:
@@ -288,6 +289,7 @@ def test_rst_in_window_challenge_and_out_of_window_ignored() -> None:
     env.send(0.0, seg(seq=R_ISS - 5, flags=TH_RST))
     env.nothing()
     assert cb.state == TcpState.ESTABLISHED
+    assert env.stats.tcps_rst_outwin == 2 and env.stats.tcps_challenge_ack == 1
 
 
 def test_syn_in_established_challenge_ack() -> None:
@@ -303,6 +305,7 @@ def test_rst_to_listener_ignored_ack_gets_rst() -> None:
     env.proto.listen(LOCAL, LPORT, 5, 0.0)
     env.send(0.0, seg(seq=5, flags=TH_RST))
     env.nothing()
+    assert env.stats.tcps_badrst == 1
     env.send(0.0, seg(seq=5, ack=77))
     env.expect(None, TcpRepr(LPORT, RPORT, 77, 0, TH_RST, 0))
 

@@ -24,7 +24,7 @@ async def test_a_forgotten_await_warns_with_the_call_its_place_and_its_lost_erro
     with pytest.warns(UnawaitedSyscallWarning) as rec:
         k.rump_sys_bind(fd, ("10.9.9.9", 7))  # not an address of this kernel: EADDRNOTAVAIL
         gc.collect()
-    assert len(rec) == 1
+    assert len(rec) == 1, [str(r.message) for r in rec]
     w = rec[0]
     assert w.filename == __file__ and "rump_sys_bind() was never awaited" in str(w.message)
     assert f"(at {__file__}:" in str(w.message)
