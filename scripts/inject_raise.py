@@ -53,7 +53,7 @@ class Site:
 SITES: dict[str, Site] = {
     "tcp-input": Site("rumpnet/netinet/tcp_subr.py", "def _input(self, src: int, dst: int, seg: TcpRepr, now: float) -> None:",
                       "every parsed segment, inside TcpProtocol.input's catch-all", indent=True),
-    "icmp-input": Site("rumpnet/netinet/ip_icmp.py", "def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, src: int, dst: int) -> None:",
+    "icmp-input": Site("rumpnet/netinet/ip_icmp.py", "def input(self, ifp: Ifnet, pkt: memoryview, hlen: int, src: int, dst: int, now: float) -> None:",
                        "Icmp.input: every ICMP message IP delivers", indent=True),
     "ip-input": Site("rumpnet/netinet/ip_input.py", "def input(self, ifp: Ifnet, pkt: memoryview, mcast: int = 0) -> None:",
                      "IpInput.input: every IPv4 packet an interface hands up", indent=True),
@@ -61,7 +61,7 @@ SITES: dict[str, Site] = {
                       "Udp.input: every UDP datagram IP delivers", indent=True),
     "tcp-timer": Site("rumpnet/netinet/tcp_subr.py", "def handle_timer(self, now: float) -> None:",
                       "TcpProtocol.handle_timer: every TCP timer run (loop timer or sans-IO call)", indent=True),
-    "arp-timer": Site("rumpnet/netinet/if_arp.py", "def _timer(self, lle: LlEntry) -> None:",
+    "arp-timer": Site("rumpnet/netinet/if_arp.py", "def _timer(self, lle: LlEntry, now: float) -> None:",
                       "Arp._timer: every ARP entry timer (retry, give up, expiry)", indent=True),
     "sched-callback": Site("rumpnet/if_wire.py", "sched, deliver = self._sched, self._deliver",
                            "the wire's delivery callback (call_soon on the receiving kernel's scheduler)",
