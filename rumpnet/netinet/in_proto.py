@@ -98,6 +98,8 @@ class Inet:
         self.kernel = kernel
         self.routes = kernel.net.routes
         self.now: Callable[[], float] = kernel.sched.now
+        # The kernel's strict mode (rumpkern/strict.py): TCP re-raises internal errors under it.
+        self.strict: Callable[[], bool] = lambda: bool(kernel.sched.errors.strict)
         self.ip_params = IpParams()
         self.icmp_params = IcmpParams()
         self.arp_params = ArpParams()

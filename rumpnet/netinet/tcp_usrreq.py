@@ -81,7 +81,7 @@ class Tcp:
         self.proto = TcpProtocol(self.params, kernel.rng, self._output, self._mtu_for, self.stats,
                                  tso_for=self._tso_for, route_gen=lambda: routes.generation,
                                  pmtu_update=self._pmtu_update, deadline_out=inet.callout.deadline,
-                                 strict=lambda: bool(kernel.sched.errors.strict))
+                                 strict=inet.strict)
         self.proto.sb_max = lambda: kernel.sb_max
         # TCP's deadlines arm the inet domain's one timer (Inet.callout), which runs
         # proto.handle_timer(now) when they are due.
