@@ -120,13 +120,18 @@ class In6Ifaddrs:
 
     def __init__(self) -> None:
         self.ifs: dict[int, In6Ifextra] = {}
+        # Bumped by every address or interface added or removed: what a cached output
+        # path (ip6_rtcache) was built from is checked against it on every packet.
+        self.generation = 0
 
     def attach(self, ext: In6Ifextra) -> In6Ifextra:
         self.ifs[ext.ifindex] = ext
+        self.generation += 1
         return ext
 
     def detach(self, ifindex: int) -> None:
         self.ifs.pop(ifindex, None)
+        self.generation += 1
 
     def get(self, ifindex: int) -> In6Ifextra:
         ext = self.ifs.get(ifindex)
@@ -152,12 +157,14 @@ class In6Ifaddrs:
         if any(x.addr == ia.addr for x in ext.addrs):
             raise kerr(errno.EEXIST, f"{in6.ntop(ia.addr)} already on {ext.name}")
         ext.addrs.append(ia)
+        self.generation += 1
         return ia
 
     def remove(self, ia: In6Ifaddr) -> None:
         ext = self.ifs.get(ia.ifindex)
         if ext is not None and ia in ext.addrs:
             ext.addrs.remove(ia)
+            self.generation += 1
 
     def all(self) -> list[In6Ifaddr]:
         return [ia for ext in self.ifs.values() for ia in ext.addrs]
