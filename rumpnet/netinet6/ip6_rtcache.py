@@ -12,8 +12,8 @@ What a :class:`Route6Cache` was built from is checked on every packet, so a chan
 effect on the next one: the AF_INET6 route table's generation (every route added,
 deleted or changed, path MTUs learned from Packet Too Big included), the node's address
 generation (``In6Ifaddrs.generation``: an address or interface added or removed), the
-neighbour entry (still the table's, REACHABLE, same link-layer address: a STALE one goes
-the full path, which starts NUD's DELAY timer, RFC 4861 7.3.3), the interface (up,
+neighbour entry (still the table's, REACHABLE, DELAY or PROBE, same link-layer address:
+a STALE one goes the full path, which starts NUD's DELAY timer, RFC 4861 7.3.3), the interface (up,
 running, not IFDISABLED, same MAC, link MTU and CurHopLimit) and the
 ``net.inet6.ip6.auto_flowlabel`` sysctl. Anything unusual (multicast, loopback, tun,
 options, an unresolved neighbour, a packet over the path MTU) goes the full path.
@@ -33,7 +33,7 @@ from rumpnet.netinet6 import in6
 from rumpnet.netinet6.in6_cksum import in6_pseudo_sum
 from rumpnet.netinet6.ip6 import IPV6_MAXPACKET
 from rumpnet.netinet6.ip6_output import Ip6Pktopts
-from rumpnet.netinet6.nd6 import ND6_LLINFO_REACHABLE, Llinfo6
+from rumpnet.netinet6.nd6 import ND6_LLINFO_DELAY, ND6_LLINFO_PROBE, ND6_LLINFO_REACHABLE, Llinfo6
 
 if TYPE_CHECKING:
     from rumpnet.ifnet import Ifnet
@@ -49,6 +49,10 @@ _ETHERTYPE_IPV6 = b"\x86\xdd"
 # header, hop limit and the addresses (constant per destination).
 _ETHER_IP6 = struct.Struct("!14sIH34s")
 _RTCACHE_MAX = 1024
+# Neighbour states a packet goes to without changing anything (Nd6.resolve returns the
+# link-layer address and leaves the entry alone; RFC 4861 7.3.3 and appendix C): not
+# STALE, where sending starts the DELAY timer, nor INCOMPLETE.
+_SENDABLE = frozenset((ND6_LLINFO_REACHABLE, ND6_LLINFO_DELAY, ND6_LLINFO_PROBE))
 _gso6_structs: dict[int, struct.Struct] = {}
 
 CacheKey = tuple[int, int, int, bytes]
@@ -102,7 +106,7 @@ class Ip6RouteCaches:
         node = self.domain.node
         ln, ext, ifp = rc.ln, rc.ext, rc.ifp
         return (rc.gen == self.domain.routes.generation and rc.addr_gen == node.ifaddrs.generation
-                and ln.state == ND6_LLINFO_REACHABLE and ln.lladdr is rc.lladdr
+                and ln.state in _SENDABLE and ln.lladdr is rc.lladdr
                 and node.nd6.table.get((ln.ifindex, ln.addr)) is ln
                 and ext.up and not ext.disabled and ext.ndi.chlim == rc.hlim and ext.linkmtu == rc.linkmtu
                 and ifp.lladdr is rc.ifp_lladdr and ifp.is_up and ifp.running
@@ -118,7 +122,7 @@ class Ip6RouteCaches:
 
     def _fill(self, key: CacheKey, src: int) -> Route6Cache | None:
         """A cache for a plain path (a unicast destination through an Ethernet interface
-        that is up, a REACHABLE neighbour, one of our addresses as the source), else
+        that is up, a neighbour with a usable link-layer address, one of our addresses as the source), else
         None, and any stale entry for the key goes."""
         self.caches.pop(key, None)
         dst, zone, nxt, ports = key
@@ -138,7 +142,7 @@ class Ip6RouteCaches:
                 or ifp.loopback or ifp.l3_output is not None or not (ifp.is_up and ifp.running)):
             return None
         ln = node.nd6.table.get((rt.ifindex, rt.gateway or dst))
-        if ln is None or ln.state != ND6_LLINFO_REACHABLE or ln.lladdr is None:
+        if ln is None or ln.state not in _SENDABLE or ln.lladdr is None:
             return None
         out = node.ip6_output
         opts = Ip6Pktopts()

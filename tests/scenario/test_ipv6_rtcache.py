@@ -140,11 +140,17 @@ def test_a_neighbour_change_takes_effect_on_the_next_packet(pair) -> None:
 
 def test_a_stale_neighbour_goes_the_full_path_and_starts_nud(pair) -> None:
     """RFC 4861 7.3.3: a packet to a STALE neighbour puts it in DELAY, which only the
-    full path (Nd6.resolve) does."""
-    a, b, c, s, ifp, _ = pair
+    full path (Nd6.resolve) does; in DELAY packets go to the cached address and the
+    state waits for its timer, so the cache serves them again."""
+    a, b, c, s, ifp, cap = pair
     _send(a, b, c, s, b"cached")
     ln = a.inet6.node.nd6.table[(ifp.index, in6.pton(B))]
     assert ln.state == ND6_LLINFO_REACHABLE
     a.inet6.node.nd6._set_state(ln, ND6_LLINFO_STALE, a.clock_now())
     a.rump_sys_send(c, b"to a stale one", 0)
     assert ln.state == ND6_LLINFO_DELAY
+    assert _cache(a) is not None
+    sent, localout = len(cap.ip6_out(ifp.lladdr)), a.inet6.node.ip6stat.ip6s_localout
+    a.rump_sys_send(c, b"in DELAY", 0)
+    assert ln.state == ND6_LLINFO_DELAY
+    assert len(cap.ip6_out(ifp.lladdr)) == sent + 1 and a.inet6.node.ip6stat.ip6s_localout == localout + 1
