@@ -123,6 +123,8 @@ class In6Ifaddrs:
         # Bumped by every address or interface added or removed: what a cached output
         # path (ip6_rtcache) was built from is checked against it on every packet.
         self.generation = 0
+        self._index: dict[int, In6Ifaddr] = {}
+        self._index_gen = -1
 
     def attach(self, ext: In6Ifextra) -> In6Ifextra:
         self.ifs[ext.ifindex] = ext
@@ -145,11 +147,15 @@ class In6Ifaddrs:
         if in6.is_scoped(addr) and ifindex:
             ext = self.ifs.get(ifindex)
             return next((ia for ia in ext.addrs if ia.addr == addr), None) if ext else None
-        for ext in self.ifs.values():
-            for ia in ext.addrs:
-                if ia.addr == addr:
-                    return ia
-        return None
+        if self._index_gen != self.generation:
+            # Asked for every packet received (ip6_input): an index, rebuilt after each
+            # change, keeping the first interface's entry as the walk below would.
+            index: dict[int, In6Ifaddr] = {}
+            for ext in self.ifs.values():
+                for ia in ext.addrs:
+                    index.setdefault(ia.addr, ia)
+            self._index, self._index_gen = index, self.generation
+        return self._index.get(addr)
 
     def add(self, ia: In6Ifaddr) -> In6Ifaddr:
         """Put ``ia`` on its interface (EEXIST when that address is already there)."""
