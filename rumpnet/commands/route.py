@@ -303,7 +303,7 @@ def _do_add(k: NetKernel, r: _Req) -> Rtentry:
         # "-link -iface shmif0": the gateway is the interface itself (a sockaddr_dl in
         # NetBSD); t_route.sh route_non_subnet_gateway. Before this fix: EINVAL.
         gateway, ifp = None, gateway
-    rt = cfg.route_add(r.dest, gateway, host=r.host, net=r.net, netmask=r.netmask,
+    rt: Rtentry = cfg.route_add(r.dest, gateway, host=r.host, net=r.net, netmask=r.netmask,
                        interface=r.iface or r.link, ifp=ifp,
                        reject=bool(r.set_flags & RTF_REJECT), blackhole=bool(r.set_flags & RTF_BLACKHOLE),
                        mtu=r.mtu or 0, static=not r.clear_flags & RTF_STATIC)

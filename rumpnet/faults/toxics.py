@@ -497,7 +497,7 @@ class Proxy:
                 _now_call(k, S.sys_setsockopt, fd, pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
                 _now_call(k, S.sys_bind, fd, self.listen)
                 _now_call(k, S.sys_listen, fd, 128)
-                self.listen = tuple(_now_call(k, S.sys_getsockname, fd))[:2]  # type: ignore[assignment]
+                self.listen = tuple(_now_call(k, S.sys_getsockname, fd))[:2]
             except OSError:
                 _now_call(k, S.sys_close, fd)
                 raise

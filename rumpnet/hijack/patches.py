@@ -93,7 +93,7 @@ def _fromfd(fd: Any, family: int, type: int, proto: int = 0) -> Any:  # noqa: A0
 
 
 def _selector_loop_class() -> type:
-    class HijackedUvloopLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+    class HijackedUvloopLoop(asyncio.SelectorEventLoop):
         """What ``uvloop.Loop`` is under a hijack: asyncio's selector loop."""
 
     return HijackedUvloopLoop

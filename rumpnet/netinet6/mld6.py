@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import struct
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from rumpnet.netinet6 import in6
 from rumpnet.netinet6.icmp6 import (
@@ -223,7 +223,7 @@ class Mld6(Ip6Core):
 
     # -- timers -------------------------------------------------------------------------------
     def timeout(self, key: object, now: float) -> None:
-        k = cast(tuple, key)
+        k = cast(tuple[Any, ...], key)
         ifindex = k[1]
         ext = self.ifaddrs.ifs.get(ifindex)
         if ext is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import struct
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from rumpnet.netinet6 import in6
 from rumpnet.netinet6.icmp6 import (
@@ -444,7 +444,7 @@ class Nd6Rtr(Ip6Core):
 
     # -- timers -------------------------------------------------------------------------------
     def timeout(self, key: object, now: float) -> None:
-        k = cast(tuple, key)
+        k = cast(tuple[Any, ...], key)
         if k[0] == "rs":
             sent = self.rs_sent.get(k[1], 0)
             if sent < MAX_RTR_SOLICITATIONS and self.accepting():

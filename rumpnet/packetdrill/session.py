@@ -64,7 +64,7 @@ class DrillLoop(VirtualEventLoop):
 
     def _timer_due(self) -> bool:
         nxt = self.next_timer()
-        return nxt is not None and nxt <= self.time() + self._clock_resolution  # type: ignore[attr-defined]
+        return nxt is not None and nxt <= self.time() + self._clock_resolution
 
     def next_timer(self) -> float | None:
         """When the earliest live timer is due (None: nothing is scheduled)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rumpnet.netinet6 import in6
 from rumpnet.netinet6.in6_proto import In6AddrAdded, In6AddrRemoved, Inet6, Ip6Frame
@@ -97,7 +98,7 @@ class SimNode:
                     self.routes.add(0, 0, Route6(dr.ifindex, dr.addr))
             self.events.append(ev)
 
-    def events_of(self, kind: type) -> list:
+    def events_of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
 
 

@@ -56,21 +56,22 @@ def _start_both(atf, keep=0):
 
 
 def test_arp_cache_expiration(atf):
-    """arp_cache_expiration_5s/_10s with net.inet.arp.keep=3: a learned entry is there
-    after the ping and gone within keep + bonus seconds."""
-    arp_keep = 3
+    """arp_cache_expiration_10s (net.inet.arp.keep=10): a learned entry is there after
+    the ping and gone within keep + bonus seconds. NetBSD's 5 s variant is not run: each
+    rump.* tool here is a Python process, and on a loaded machine the ping and the two
+    checks that must see the entry took more than 3 s (the keep this test once used)."""
+    arp_keep = 10
     bonus = 2
     _start_both(atf, arp_keep)
 
     atf.export(RUMP_SERVER=SOCKSRC)
     t0 = time.monotonic()
     atf.check(f"-s exit:0 -o ignore rump.ping -n -w {TIMEOUT} -c 1 {IP4DST}")
-
-    atf.check(f"-s not-exit:0 -e 'match:no entry' rump.arp -n {IP4SRC}")
     # Should be cached
     atf.check(f"-s exit:0 -o ignore rump.arp -n {IP4DST}")
     atf.check(f"-s exit:0 -o 'match:{IP4DST}' rump.netstat -nr -f inet")
     assert time.monotonic() - t0 < arp_keep, "too slow to see the entry before it expires"
+    atf.check(f"-s not-exit:0 -e 'match:no entry' rump.arp -n {IP4SRC}")
 
     # NetBSD: sleep $((arp_keep + bonus)). Here: poll until it goes, at most that long.
     deadline = t0 + arp_keep + bonus
