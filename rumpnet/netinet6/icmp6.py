@@ -326,7 +326,9 @@ class Pmtu6:
             del self.entries[dst]
 
     def earliest(self) -> float | None:
-        return min((exp for _, exp in self.entries.values()), default=None)
+        if not self.entries:
+            return None    # the common case, asked after every packet
+        return min(exp for _, exp in self.entries.values())
 
 
 # -- the core ---------------------------------------------------------------------------------

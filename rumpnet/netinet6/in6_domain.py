@@ -38,6 +38,7 @@ from rumpnet.netinet6.in6_rtable import In6Routes, Route6Adapter
 from rumpnet.netinet6.in6_sysctl import inet6_sysctl
 from rumpnet.netinet6.in6_var import IN6_IFF_NODAD, ND6_INFINITE_LIFETIME, In6Ifaddr
 from rumpnet.netinet6.ip6_output import Ip6Pktopts
+from rumpnet.netinet6.ip6_rtcache import Ip6RouteCaches
 from rumpnet.netinet6.nd6_rtr import Nd6Redirect, PrefixOffLink, PrefixOnLink, RouterAdded, RouterRemoved
 from rumpnet.netinet6.raw_ip6 import Raw6Socket, RawIp6
 from rumpnet.netinet6.udp6_usrreq import IPPROTO_UDP, Udp6, Udp6Socket
@@ -75,6 +76,7 @@ class Inet6Domain:
             (pysocket.SOCK_DGRAM, 0): Udp6Socket, (pysocket.SOCK_DGRAM, IPPROTO_UDP): Udp6Socket,
         }
         self.callout = Callout(self.sched, self._fire)
+        self.rtcache = Ip6RouteCaches(self)     # transports' per-flow output path
         self._settling = False
         self._events: dict[type, Callable[[Any, float], None]] = {
             In6AddrAdded: self.rt.addr_added, In6AddrRemoved: self.rt.addr_removed,

@@ -355,8 +355,12 @@ class Inet6:
 
     # -- timers ------------------------------------------------------------------------------
     def get_timer(self) -> float | None:
-        deadlines = [t for t in (c.get_timer() for c in self.cores) if t is not None]
-        return min(deadlines) if deadlines else None
+        earliest = None    # asked after every packet (Inet6Domain.settle): a plain loop
+        for c in self.cores:
+            t = c.get_timer()
+            if t is not None and (earliest is None or t < earliest):
+                earliest = t
+        return earliest
 
     def handle_timer(self, now: float) -> None:
         for c in self.cores:

@@ -175,7 +175,7 @@ class In6Routes:
         t_mtudisc6 reads it); without one a dynamic host route is cloned from the route
         that covered it. When the entry ages out the MTU goes (the clone with it)."""
         entries = self.node.icmp6.pmtu.entries
-        for dst in [d for d in self.pmtu_routes if d not in entries or entries[d][1] <= now]:
+        for dst in [d for d in self.pmtu_routes if d not in entries or entries[d][1] <= now] if self.pmtu_routes else ():
             self.pmtu_routes.discard(dst)
             rt = self.table.exact(dst, 128)
             if rt is None or not rt.mtu:

@@ -120,13 +120,20 @@ class In6Ifaddrs:
 
     def __init__(self) -> None:
         self.ifs: dict[int, In6Ifextra] = {}
+        # Bumped by every address or interface added or removed: what a cached output
+        # path (ip6_rtcache) was built from is checked against it on every packet.
+        self.generation = 0
+        self._index: dict[int, In6Ifaddr] = {}
+        self._index_gen = -1
 
     def attach(self, ext: In6Ifextra) -> In6Ifextra:
         self.ifs[ext.ifindex] = ext
+        self.generation += 1
         return ext
 
     def detach(self, ifindex: int) -> None:
         self.ifs.pop(ifindex, None)
+        self.generation += 1
 
     def get(self, ifindex: int) -> In6Ifextra:
         ext = self.ifs.get(ifindex)
@@ -140,11 +147,15 @@ class In6Ifaddrs:
         if in6.is_scoped(addr) and ifindex:
             ext = self.ifs.get(ifindex)
             return next((ia for ia in ext.addrs if ia.addr == addr), None) if ext else None
-        for ext in self.ifs.values():
-            for ia in ext.addrs:
-                if ia.addr == addr:
-                    return ia
-        return None
+        if self._index_gen != self.generation:
+            # Asked for every packet received (ip6_input): an index, rebuilt after each
+            # change, keeping the first interface's entry as the walk below would.
+            index: dict[int, In6Ifaddr] = {}
+            for ext in self.ifs.values():
+                for ia in ext.addrs:
+                    index.setdefault(ia.addr, ia)
+            self._index, self._index_gen = index, self.generation
+        return self._index.get(addr)
 
     def add(self, ia: In6Ifaddr) -> In6Ifaddr:
         """Put ``ia`` on its interface (EEXIST when that address is already there)."""
@@ -152,12 +163,14 @@ class In6Ifaddrs:
         if any(x.addr == ia.addr for x in ext.addrs):
             raise kerr(errno.EEXIST, f"{in6.ntop(ia.addr)} already on {ext.name}")
         ext.addrs.append(ia)
+        self.generation += 1
         return ia
 
     def remove(self, ia: In6Ifaddr) -> None:
         ext = self.ifs.get(ia.ifindex)
         if ext is not None and ia in ext.addrs:
             ext.addrs.remove(ia)
+            self.generation += 1
 
     def all(self) -> list[In6Ifaddr]:
         return [ia for ext in self.ifs.values() for ia in ext.addrs]

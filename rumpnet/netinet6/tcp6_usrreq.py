@@ -38,6 +38,7 @@ from rumpnet.netinet6.icmp6 import Icmp6Ctl
 from rumpnet.netinet6.in6_var import IN6_IFF_ANYCAST, IN6_IFF_DETACHED, IN6_IFF_NOTREADY
 from rumpnet.netinet6.ip6_input import Ip6Delivery
 from rumpnet.netinet6.ip6_output import Ip6Pktopts
+from rumpnet.netinet6.ip6_rtcache import tcp_gso_segments, tso_max6
 from rumpnet.uipc_socket import POLLIN_SET
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ _UNREACH_KIND = {0: "netunreach", 1: "adminprohib", 2: "hostunreach", 3: "hostun
 class Tcp6(Tcp):
     """``k.inet6.tcp6``: the glue of TCP over IPv6 (see the module docstring). It is
     :class:`~rumpnet.netinet.tcp_usrreq.Tcp` (one loop timer re-armed at ``deadline``, the IP_TOS and
-    IP_TTL lookup) with IPv6 for IP; no TSO for IPv6 yet (docs/IPV6.md)."""
+    IP_TTL lookup) with IPv6 for IP. Superframes (``net.inet.tcp.gso``) are cut by IPv6 in
+    software: no interface does TSO for IPv6 yet (docs/IPV6.md)."""
 
     def __init__(self, kernel: NetKernel, tcp4: Tcp, domain: Inet6Domain) -> None:
         self.kernel = kernel
@@ -67,8 +69,8 @@ class Tcp6(Tcp):
         self.params = tcp4.params
         self.stats = tcp4.stats
         self.proto = TcpProtocol(self.params, domain.rng, self._output, self._mtu_for, self.stats,
-                                 route_gen=lambda: domain.routes.generation, pmtu_update=self._pmtu_update,
-                                 deadline_out=self.deadline, hdrs=TCP6_HDRS,
+                                 tso_for=self._tso_for, route_gen=lambda: domain.routes.generation,
+                                 pmtu_update=self._pmtu_update, deadline_out=self.deadline, hdrs=TCP6_HDRS,
                                  strict=tcp4.proto.strict)  # the kernel's strict mode, as IPv4's TCP
         self.proto.sb_max = tcp4.proto.sb_max
         self._timer: Any = None
@@ -79,20 +81,39 @@ class Tcp6(Tcp):
         self.zone_hints: dict[int, int] = {}      # link-local peer -> interface index
 
     # -- TCP -> IPv6 ---------------------------------------------------------------------
-    def _output(self, src: int, dst: int, segment: bytes, tso_segsz: int = 0, ecn: int = 0) -> None:
+    def _tso_for(self, dst: int) -> int:
+        """Superframe size toward ``dst`` (``net.inet.tcp.gso``: cut in software by IPv6,
+        :mod:`~rumpnet.netinet6.ip6_rtcache`)."""
+        zone = self.domain.default_zone(dst, self.zone_hints.get(dst, 0) if in6.is_scoped(dst) else 0)
+        return tso_max6(self.domain, dst, zone, bool(self.params.gso))
+
+    def _ip_output(self, src: int, dst: int, segment: bytes | bytearray, tso_segsz: int = 0,
+                   ecn: int = 0) -> None:
         """``ecn``: TCP's ECN codepoint (RFC 3168 6.1), the ECN bits of the Traffic Class
-        (RFC 8200 7, RFC 3168 5); the DSCP bits stay IPV6_TCLASS's, as IP_TOS's in Tcp."""
+        (RFC 8200 7, RFC 3168 5); the DSCP bits stay IPV6_TCLASS's, as IP_TOS's in Tcp.
+        A plain segment goes through the flow's route cache (``ip6_rtcache``) when it
+        can; a superframe (``tso_segsz``) is cut there, or here for the full path."""
         opts = None
         tos_ttl = self._tos_ttl(src, dst, segment) if self.ipopts_used else None
-        if tos_ttl is not None or ecn:
-            tos, hlim = tos_ttl if tos_ttl is not None else (0, None)
+        zone = self.zone_for(src, dst)
+        rtcache = self.domain.rtcache
+        if tos_ttl is not None:
+            tos, hlim = tos_ttl
             opts = Ip6Pktopts(hlim=-1 if hlim is None else hlim, tclass=tos & ~IPTOS_ECN_MASK | ecn)
-        try:
-            self.domain.output(src, dst, IPPROTO_TCP, segment, opts, self.zone_for(src, dst))
-        except OSError as e:
-            self.output_drops += 1        # lost like a segment dropped on the wire
-            if e.errno == errno.EMSGSIZE:
-                self.proto.emsgsize(src, dst, segment, self.kernel.sched.now())
+        elif tso_segsz:
+            if rtcache.output_gso(src, dst, segment, tso_segsz, zone, ecn):
+                return
+        elif rtcache.output(src, dst, IPPROTO_TCP, segment, zone, ecn):
+            return
+        if opts is None and ecn:
+            opts = Ip6Pktopts(tclass=ecn)
+        for seg in tcp_gso_segments(src, dst, segment, tso_segsz) if tso_segsz else (segment,):
+            try:
+                self.domain.output(src, dst, IPPROTO_TCP, seg, opts, zone)
+            except OSError as e:
+                self.output_drops += 1        # lost like a segment dropped on the wire
+                if e.errno == errno.EMSGSIZE:
+                    self.proto.emsgsize(src, dst, seg, self.kernel.sched.now())
 
     def zone_for(self, src: int, dst: int) -> int:
         """The zone of a scoped peer: the interface our own (scoped) address is on."""
