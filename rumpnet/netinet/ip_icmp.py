@@ -192,7 +192,8 @@ class Icmp:
         * A Next-Hop MTU of 0 (old routers, RFC 1191 section 5): the plateau below the
           quoted datagram's length.
         * Never raised by such a message (RFC 1191 section 3): an MTU not below the
-          current one is ignored (``icps_pmtuignored``).
+          current one is ignored (``icps_pmtuignored``), as is one not below the quoted
+          datagram's length (``quoted_len``, when given): that datagram fit.
         * A floor, ``net.inet.ip.min_pmtu`` (552, Linux's ``net.ipv4.route.min_pmtu``):
           an MTU below it sets the route to the floor and locks it (NetBSD's RTV_MTU
           lock, which its icmp_mtudisc sets for an MTU below 296): TCP stops setting DF
@@ -212,6 +213,12 @@ class Icmp:
         if nextmtu < 68:
             base = quoted_len if 68 <= quoted_len <= cur else cur
             nextmtu = next((m for m in MTU_PLATEAUS if m < base), 68)
+        elif quoted_len and nextmtu >= quoted_len:
+            # The quoted datagram fit the MTU claimed: forged or confused (NetBSD's
+            # tcp_ctlinput ignores an MTU not below the largest packet the connection
+            # sent; RFC 5927 7, the blind attack that lowers a path's MTU).
+            self.stats.icps_pmtuignored += 1
+            return cur
         lock = nextmtu < p.min_pmtu
         if lock:
             nextmtu = min(cur, p.min_pmtu)

@@ -543,11 +543,17 @@ def _acceptable(cb: TcpCb, seg: TcpRepr, ts: tuple[int, int] | None, now: float)
             st.tcps_rcvdupbyte += len(seg.payload)
             _out.send_ack(cb, now)
             return False
-    if flags & TH_RST:
-        _rst_input(cb, seg, rcv_nxt, rwnd, now)
-        return False
-    if flags & TH_SYN and not _syn_in_synchronized(cb, seg, rcv_nxt, rwnd, now):
-        return False
+    if flags & (TH_RST | TH_SYN):
+        ctl_wnd = rwnd
+        if cb.state == _TIME_WAIT and cb.params.tw_last_adv_window:
+            # FreeBSD's compressed TIME-WAIT keeps no buffer, only the window last
+            # advertised (struct tcptw's last_win): RST and SYN are judged in it.
+            ctl_wnd = cb.rcv_wnd
+        if flags & TH_RST:
+            _rst_input(cb, seg, rcv_nxt, ctl_wnd, now)
+            return False
+        if not _syn_in_synchronized(cb, seg, rcv_nxt, ctl_wnd, now):
+            return False
     return _trim_to_window(cb, seg, rcv_nxt, rwnd, now)
 
 

@@ -108,6 +108,11 @@ def _options(cb: TcpCb, flags: int, now: float, r: TcpRepr) -> int:
     if flags & TH_SYN:
         if cb.noopt:
             return 0                 # TCP_NOOPT: a bare SYN (the peer assumes MSS 536)
+        if cb.params.mssopt_pmtu:
+            # FreeBSD's tcp_mssopt: from the route's path MTU as it is now, so a SYN
+            # resent after a Packet Too Big says less (RFC 1191 3.1 / RFC 8201 5.2
+            # allow either; NetBSD keeps the value of the first SYN).
+            cb.t_ourmss = cb.proto._ourmss(cb.faddr, cb.user_maxseg)
         r.mss = cb.t_ourmss
         olen = 4
         if tf & TF_REQ_SCALE:

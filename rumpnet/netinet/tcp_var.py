@@ -140,6 +140,17 @@ class TcpParams:
     # 1: a scaled window is rounded up to the scale's granularity (FreeBSD's tcp_output,
     # Linux's __tcp_select_window), 0: down (NetBSD) -- RFC 7323 2.4 allows either.
     rcvwin_roundup: int = 0
+    # 1: in TIME-WAIT a RST or SYN is in the window (RFC 5961 3.2/4.2, RFC 793 with
+    # insecure_rst/insecure_syn) only within the window last advertised (RCV.ADV -
+    # RCV.NXT), the one FreeBSD's compressed TIME-WAIT keeps (tcp_timewait.c, struct
+    # tcptw: no socket buffer, only last_win); 0: within the buffer space, never less
+    # than advertised, as in every state (4.4BSD/NetBSD rcv_wnd). RFC 9293 3.3.1 and
+    # 3.10.7.4 give TIME-WAIT no window of its own. Trimming keeps the buffer space.
+    tw_last_adv_window: int = 0
+    # 1: the MSS option of our SYN and SYN-ACK comes from the route's path MTU when one
+    # is known (FreeBSD's tcp_mssopt, from the host cache), not from the interface MTU
+    # alone (NetBSD); RFC 1191 3.1 / RFC 8201 5.2 allow either.
+    mssopt_pmtu: int = 0
     # Out-of-order bytes a connection may queue.  Only data inside the offered window is
     # queued (tcp_input trims the rest), so the window, up to recvbuf_max, is the real
     # bound; this is a cap on top of it.  Behind a hole a window's worth may wait.

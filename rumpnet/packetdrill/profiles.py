@@ -28,6 +28,10 @@ FREEBSD: dict[str, int | str] = {
     "net.inet.tcp.rfc1337": 1,
     # FreeBSD rounds a scaled window up to the scale's granularity (RFC 7323 2.4).
     "net.inet.tcp.rcvwin_roundup": 1,
+    # FreeBSD's compressed TIME-WAIT judges segments against the last window advertised.
+    "net.inet.tcp.tw_last_adv_window": 1,
+    # FreeBSD's tcp_mssopt takes the host cache's path MTU for the MSS option.
+    "net.inet.tcp.mssopt_pmtu": 1,
     # FreeBSD's default (its sysctl defaults to 0): a SYN+FIN segment is processed, not
     # dropped; the suite's scripts that care set it, those for CLOSED rely on the default
     # (which gives the RST of RFC 9293 3.10.7.1).

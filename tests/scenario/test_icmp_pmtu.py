@@ -6,6 +6,7 @@ scapy and handed to the sender's interface while a transfer runs, on virtual tim
   and FreeBSD apply it only through tcp_ctlinput's check) and is counted: before the
   fix eight of them walked the route MTU down to 68 and the transfer stalled.
 * One quoting the connection but a sequence number not in flight: the same.
+* One in window whose MTU is not below the quoted datagram's length: ignored, counted.
 * One in window with a tiny MTU: the route is set to the floor (net.inet.ip.min_pmtu,
   552) and locked, TCP's segments fit it and go without DF.
 * The learned MTU ages out (RFC 1191 6.3) and TCP's segments grow back.
@@ -25,6 +26,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from rumpnet.netinet.in_addr import aton
+from rumpnet.netinet.tcp_var import TcpCb
 from rumpnet.route import RTF_DYNAMIC, RTF_HOST, RTV_MTU
 from rumpnet.testing.vnet import capture, tcp_transfer
 
@@ -61,6 +63,14 @@ def conn_to_b(a):
     return None
 
 
+def first_in_flight(a, sent: int, done: list) -> TcpCb | None:
+    """The connection to B while it has data in flight, until ``done`` holds anything."""
+    cb = conn_to_b(a)
+    if sent and cb is not None and not done and cb.snd_max != cb.snd_una:
+        return cb
+    return None
+
+
 @pytest.fixture
 def pair(vnet):
     return vnet.pair(seeds=(11, 12))
@@ -90,8 +100,8 @@ def test_needfrag_out_of_window_ignored(pair) -> None:
     fired = []
 
     def hook(sent: int) -> None:
-        cb = conn_to_b(a)
-        if sent and cb is not None and not fired and cb.snd_max != cb.snd_una:
+        cb = first_in_flight(a, sent, fired)
+        if cb is not None:
             for seq in (cb.snd_max, cb.snd_una - 1, cb.snd_una + 0x40000000):
                 inject(a, needfrag(a, b"\x02" * 6, quote(cb.lport, PORT, seq & 0xFFFFFFFF), 600))
             fired.append(cb)
@@ -109,8 +119,8 @@ def test_needfrag_in_window_floors_and_locks_the_route(pair) -> None:
     fired = []
 
     def hook(sent: int) -> None:
-        cb = conn_to_b(a)
-        if sent and cb is not None and not fired and cb.snd_max != cb.snd_una:
+        cb = first_in_flight(a, sent, fired)
+        if cb is not None:
             inject(a, needfrag(a, b"\x02" * 6, quote(cb.lport, PORT, cb.snd_una), 68))
             fired.append(len(seen.frames))
             assert cb.t_maxseg == 552 - 40
@@ -126,6 +136,28 @@ def test_needfrag_in_window_floors_and_locks_the_route(pair) -> None:
     assert a.inet.icmpstat.icps_noconn == 0
 
 
+def test_needfrag_not_below_the_quoted_length_ignored(pair) -> None:
+    """An MTU the quoted datagram fit in (1200 for a 1000-byte one) is forged or
+    confused: counted in icps_pmtuignored, no route, no smaller segments (NetBSD's
+    tcp_ctlinput; before, it lowered the route as a real one would)."""
+    a, b = pair
+    data = random.Random(6).randbytes(1 << 20)
+    fired = []
+
+    def hook(sent: int) -> None:
+        cb = first_in_flight(a, sent, fired)
+        if cb is not None:
+            mss = cb.t_maxseg
+            inject(a, needfrag(a, b"\x02" * 6, quote(cb.lport, PORT, cb.snd_una, size=1000), 1200))
+            fired.append(cb)
+            assert cb.t_maxseg == mss
+
+    got = transfer(a, b, data, hook)
+    assert got == data and fired
+    assert a.inet.icmpstat.icps_pmtuignored == 1
+    assert a.config.route_get(B).plen == 24
+
+
 def test_learned_pmtu_ages_and_segments_grow_back(pair) -> None:
     a, b = pair
     a.config.sysctl_set("net.inet.ip.mtudisctimeout", 30)
@@ -133,8 +165,8 @@ def test_learned_pmtu_ages_and_segments_grow_back(pair) -> None:
     marks: list[int] = []
 
     def hook(sent: int) -> None:
-        cb = conn_to_b(a)
-        if sent and cb is not None and not marks and cb.snd_max != cb.snd_una:
+        cb = first_in_flight(a, sent, marks)
+        if cb is not None:
             inject(a, needfrag(a, b"\x02" * 6, quote(cb.lport, PORT, cb.snd_una), 1000))
             assert cb.t_maxseg == 960 and a.config.route_get(B).mtu == 1000
             marks.append(len(seen.frames))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 
 import pytest
-from test_tcp_harness import LOCAL, LPORT, R_ISS, RPORT, TH_ACK, TH_FIN, TH_RST, TH_SYN, Env, TcpRepr, TcpState, seg
+from test_tcp_harness import LOCAL, LPORT, R_ISS, RPORT, TH_ACK, TH_FIN, TH_RST, TH_SYN, Env, TcpRepr, TcpState, replace, seg
 
 from rumpnet.netinet import tcp as tcpw
 from rumpnet.netinet.tcp_var import TF_SACK_PERMIT
@@ -213,6 +213,64 @@ def test_rst_in_time_wait(rfc1337: int) -> None:
     env.send(1.1, seg(seq=R_ISS + 2, flags=TH_RST))
     assert cb.state == (TcpState.TIME_WAIT if rfc1337 else TcpState.CLOSED)
     assert env.stats.tcps_tw_rst_ignored == rfc1337
+
+
+@pytest.mark.parametrize("last_adv", [0, 1])
+def test_syn_in_time_wait_judged_in_the_window_last_advertised(last_adv: int) -> None:
+    """tw_last_adv_window: a SYN just beyond the window we last advertised (65535,
+    unscaled) but inside the buffer space (256 KiB) is outside the window in TIME-WAIT
+    (FreeBSD's tcptw keeps only last_win): challenge ACK (RFC 5961 4.2) even with
+    insecure_syn. Off (NetBSD): inside the buffer space, so RFC 793 resets."""
+    env = Env(insecure_syn=1, tw_last_adv_window=last_adv)
+    cb = _time_wait(env)
+    assert cb.rcv_wnd == 65535 and cb.rcv_space() > 65535
+    env.send(1.1, seg(seq=R_ISS + 2 + 65535, flags=TH_SYN))
+    if last_adv:
+        assert cb.state == TcpState.TIME_WAIT
+        env.expect(None, env.ack_of(cb))
+        assert env.stats.tcps_tw_reuse == 0
+    else:
+        assert cb.state == TcpState.CLOSED
+        env.expect(None, env.ack_of(cb, flags=TH_RST | TH_ACK, window=0))
+
+
+@pytest.mark.parametrize("last_adv", [0, 1])
+def test_rst_in_time_wait_judged_in_the_window_last_advertised(last_adv: int) -> None:
+    """The same for a RST with insecure_rst (RFC 793): outside the window last
+    advertised it is counted and dropped; inside the buffer space it closes."""
+    env = Env(insecure_rst=1, tw_last_adv_window=last_adv)
+    cb = _time_wait(env)
+    env.send(1.1, seg(seq=R_ISS + 2 + 65535, flags=TH_RST))
+    env.nothing()
+    assert cb.state == (TcpState.TIME_WAIT if last_adv else TcpState.CLOSED)
+    assert env.stats.tcps_rst_outwin == last_adv
+
+
+@pytest.mark.parametrize("last_adv", [0, 1])
+def test_time_wait_trims_to_the_buffer_space_either_way(last_adv: int) -> None:
+    """Only RST and SYN use the window last advertised: a FIN without ACK beyond it but
+    inside the buffer space is acceptable and, without ACK, dropped silently."""
+    env = Env(tw_last_adv_window=last_adv)
+    cb = _time_wait(env)
+    env.send(1.1, seg(seq=R_ISS + 2 + 65535, flags=TH_FIN))
+    env.nothing()
+    assert cb.state == TcpState.TIME_WAIT
+
+
+# ----- MSS option from the path MTU (mssopt_pmtu) ------------------------------------------
+@pytest.mark.parametrize("pmtu, mss", [(0, 1460), (1, 1260)])
+def test_resent_syn_mss_from_path_mtu(pmtu: int, mss: int) -> None:
+    """mssopt_pmtu: a SYN resent after the path MTU fell (a Packet Too Big or
+    fragmentation needed of 1300 lowered the route's MTU) says 1300 - 40 (FreeBSD's
+    tcp_mssopt); off, it keeps the first SYN's 1460 (NetBSD; RFC 1191 3.1 allows
+    either)."""
+    env = Env(mssopt_pmtu=pmtu)
+    cb = env.connect(0.0)
+    env.expect(None, env.syn_of(cb))
+    env.mtu = 1300
+    assert env.run_until(1.5) == [(1.0, replace(env.syn_of(cb), mss=mss))]
+    env.send(1.6, seg(seq=R_ISS, ack=cb.iss + 1, flags=TH_SYN | TH_ACK, mss=1460))
+    assert cb.state == TcpState.ESTABLISHED and cb.t_maxseg == mss
 
 
 # ----- TCP_NOOPT ---------------------------------------------------------------------------
