@@ -39,6 +39,7 @@ import importlib
 import selectors
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sized
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -727,6 +728,13 @@ def default_scheduler(virtual: bool, threads: bool | None = None) -> Scheduler:
         # at the epoch again, the boot order that seeds the kernels' rngs at 0, and no
         # timer left by the halted kernels shares the heap).
         sched.loop.close()
+    if sched is not None and not sched.loop.is_closed() and sched.stuck is None:
+        # A long-lived loop whose epoll or wake-up fd was closed under it (a double close
+        # somewhere in the process) would sleep forever once served: never boot on it.
+        sched.stuck = wakeup_lost(sched.loop)
+        if sched.stuck is not None:
+            warnings.warn(f"this thread's default scheduler can no longer be woken ({sched.stuck}); "
+                          "kernels booted from now on get a fresh one", RuntimeWarning, stacklevel=3)
     if sched is None or sched.loop.is_closed() or sched.stuck is not None:
         sched = Scheduler(virtual=virtual, threads=threads)
         setattr(_local, key, sched)

@@ -193,3 +193,25 @@ def test_pytest_timeout_interrupts_a_test_blocked_in_a_call(tmp_path: Path) -> N
     assert "2 failed, 1 passed" in r.stdout, r.stdout + r.stderr
     assert r.stdout.count("Timeout (>2.0s)") >= 2, r.stdout
     assert time.monotonic() - t0 < 40
+
+
+def test_a_default_scheduler_that_cannot_be_woken_is_not_booted_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread's default real-clock scheduler lives across tests; if a double close
+    elsewhere took its epoll, the next boot gets a fresh scheduler (with a warning naming
+    why) instead of a kernel whose serving thread would sleep forever."""
+    monkeypatch.setattr(sched_mod._local, "real", None, raising=False)  # a served (selector) loop
+    k = rump_init(clock="real")
+    old = k.sched
+    k.halt()
+    with _epoll_stolen(old):
+        with pytest.warns(RuntimeWarning, match="can no longer be woken"):
+            k2 = rump_init(clock="real")
+        try:
+            assert k2.sched is not old
+            fd = k2.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+            k2.rump_sys_bind(fd, ("127.0.0.1", 0))
+            k2.serve_background()
+            k2.stop_background()  # the fresh loop can be woken
+        finally:
+            k2.halt()
+    old.stuck = None
