@@ -686,8 +686,17 @@ def _stop_all_serving() -> None:
                 pass  # a daemon thread: it goes with the process
 
 
+# A forked child's copies of the parent's schedulers, kept alive and never closed: their
+# loops' epoll sets are the parent's (an epoll instance is shared across fork), and closing
+# a loop, as garbage collection of an unclosed one does, unregisters its wake-up fd from
+# that set, leaving the parent's serving thread deaf to call_soon_threadsafe.
+_inherited_in_child: list[Scheduler] = []
+
+
 def _forget_after_fork() -> None:
     global _local
+    _inherited_in_child.extend(_all_schedulers)
+    _inherited_in_child.extend(_by_loop.values())
     for sched in list(_all_schedulers):
         sched._cond = threading.Condition()
         sched._driver = None

@@ -7,7 +7,7 @@ socketpairs whose other ends packetdrill inherits.
 
 from __future__ import annotations
 
-import concurrent.futures
+import json
 import os
 import re
 import signal
@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rumpnet.packetdrill.build import Toolchain, toolchain
@@ -184,9 +184,19 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _worker(args: tuple[str, str, bool, float, frozenset[str]]) -> Result:
-    path, profile, verbose, timeout, defines = args
-    return run_script(path, toolchain(), profile, verbose, timeout, defines)
+def _worker_main() -> None:
+    """A worker process (``python -m rumpnet.packetdrill.runner WORKFILE``): the scripts
+    in WORKFILE as JSON lines (``[index, path, profile, verbose, timeout, defines]``), one
+    JSON result per line on stdout, in that order."""
+    results, sys.stdout = sys.stdout, sys.stderr  # anything else printed goes to stderr
+    tc = toolchain()
+    for line in Path(sys.argv[1]).read_text().splitlines():
+        index, path, profile, verbose, timeout, defines = json.loads(line)
+        r = run_script(path, tc, profile, verbose, timeout, frozenset(defines))
+        d = asdict(r)
+        d["ignored_sysctls"] = sorted(r.ignored_sysctls)
+        results.write(json.dumps([index, d]) + "\n")
+        results.flush()
 
 
 def run_scripts(paths: Iterable[str | Path], profile: str = "freebsd", jobs: int = 1,
@@ -201,5 +211,47 @@ def run_scripts(paths: Iterable[str | Path], profile: str = "freebsd", jobs: int
             yield run_script(path, tc, profile, verbose, timeout, defines)
         return
     toolchain()  # build once, before the workers race for it
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(_worker, work)
+    yield from _run_in_workers(work, jobs)
+
+
+def _run_in_workers(work: list[tuple[str, str, bool, float, frozenset[str]]], jobs: int) -> Iterator[Result]:
+    """``jobs`` worker processes (plain subprocesses, not a ProcessPoolExecutor: its
+    management thread and pipes live in the caller's process, and under pytest a close
+    race there closed an fd number a second time, by then a scheduler's epoll), each
+    given every jobs-th script; results yielded in the order of ``work`` as they come."""
+    nprocs = min(jobs, len(work))
+    with tempfile.TemporaryDirectory(prefix="rump-packetdrill-") as tmp:
+        files = [Path(tmp) / f"work{n}.jsonl" for n in range(nprocs)]
+        for n, f in enumerate(files):
+            f.write_text("".join(json.dumps([i, w[0], w[1], w[2], w[3], sorted(w[4])]) + "\n"
+                                 for i, w in enumerate(work) if i % nprocs == n))
+        procs = [subprocess.Popen([sys.executable, "-m", "rumpnet.packetdrill.runner", str(f)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True) for f in files]
+        yield from _collect(procs, work)
+
+
+def _collect(procs: list[subprocess.Popen[str]], work: list[tuple[str, str, bool, float, frozenset[str]]]) -> Iterator[Result]:
+    try:
+        done: dict[int, Result] = {}
+        for i in range(len(work)):
+            while i not in done:
+                out = procs[i % len(procs)].stdout
+                assert out is not None
+                line = out.readline()
+                if not line:
+                    raise RuntimeError(f"a packetdrill worker ended before {work[i][0]}")
+                index, d = json.loads(line)
+                d["ignored_sysctls"] = set(d["ignored_sysctls"])
+                done[index] = Result(**d)
+            yield done.pop(i)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
+
+
+if __name__ == "__main__":
+    _worker_main()

@@ -215,3 +215,35 @@ def test_a_default_scheduler_that_cannot_be_woken_is_not_booted_on(monkeypatch: 
         finally:
             k2.halt()
     old.stuck = None
+
+
+def test_a_forked_child_leaves_the_parents_loops_alone() -> None:
+    """An epoll set is shared across fork: a child that closed its copy of the parent's
+    loop (as garbage collection of an unclosed loop does) unregistered the loop's wake-up
+    fd from the parent's set, and the parent's serving thread slept through every
+    call_soon_threadsafe (found through the packetdrill suite's ProcessPoolExecutor
+    workers: the next served kernel in the parent hung, then raised SchedulerStuck)."""
+    import gc
+
+    # A fresh served (selector) default scheduler, held by nothing but the thread's
+    # defaults (which the child forgets) and this frame (which the child clears).
+    sched_mod._local.real = None
+    k = rump_init(clock="real")
+    sched = k.sched
+    k.halt()
+    pid = os.fork()
+    if pid == 0:  # the child drops every reference it inherited, as a pool worker's run does
+        k = sched = None  # type: ignore[assignment]
+        gc.collect()
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert wakeup_lost(sched.loop) is None
+    k2 = rump_init(clock="real")
+    assert k2.sched is sched
+    try:
+        fd = k2.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+        k2.rump_sys_bind(fd, ("127.0.0.1", 0))
+        k2.serve_background()
+        k2.stop_background()
+    finally:
+        k2.halt()
