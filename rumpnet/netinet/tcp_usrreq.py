@@ -86,8 +86,6 @@ class Tcp:
         # TCP's deadlines arm the inet domain's one timer (Inet.callout), which runs
         # proto.handle_timer(now) when they are due.
         inet.callout.add(self.proto)
-        self._timer: Any = None            # deadline()'s, for subclasses with a timer of their own
-        self._timer_when: float | None = None
         self.output_drops = 0
         # Some socket set IP_TOS or IP_TTL: segments are matched to their connection (or
         # listener, for a SYN-ACK) to carry them (_tos_ttl).
@@ -175,27 +173,6 @@ class Tcp:
 
     def ctlinput(self, kind: str, src: int, dst: int, inner: bytes, mtu: int) -> bool:
         return self.proto.ctlinput(kind, src, dst, inner, mtu, self.inet.now())
-
-    # -- a timer of its own (Tcp6) ------------------------------------------------------
-    def deadline(self, when: float) -> None:
-        """For a TCP whose deadlines go to no domain timer (netinet6's ``Tcp6`` passes this
-        as its ``deadline_out``; IPv4's TCP arms ``Inet.callout``): arm the loop timer if
-        ``when`` is earlier than the armed one (a deadline cancelled since leaves the
-        timer early; it then fires, finds nothing due and is armed at the next one)."""
-        if self._timer_when is not None and self._timer_when <= when:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_when = when
-        self._timer = self.kernel.sched.call_at(when, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._timer_when = None
-        self.proto.handle_timer(self.kernel.sched.now())
-        when = self.proto.get_timer()
-        if when is not None:
-            self.deadline(when)
 
     def pcbs(self) -> list[Any]:
         return list(self.proto.pcbs())

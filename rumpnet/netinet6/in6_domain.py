@@ -8,9 +8,14 @@ a packet looped through lo0, a transport's output, a timer, a command) is follow
 :meth:`Inet6Domain.settle`: the node's frames go to their interfaces
 (``ifp.ether_output(packet, lladdr, ETHERTYPE_IPV6)``, or back up through lo0), its
 events go to the route table (``in6_rtable``), the transports (``Icmp6Ctl``) and raw
-sockets, and the one scheduler callout is re-armed at the node's earliest deadline
-(``get_timer``), whose handler runs ``handle_timer(now)``. Nothing here catches an
-exception from the node: one out of input or a timer fails the test that caused it.
+sockets, and the domain's one timer (``callout``, an
+:class:`~rumpnet.netinet.in_proto.InetCallout` as IPv4's) is armed at the node's earliest
+deadline (:meth:`Inet6Domain.get_timer`: ND, DAD, MLD, reassembly, ICMPv6 rate limits and
+PMTU aging, learned routes); TCP over IPv6 arms the same timer with its own deadlines
+(``deadline_out``). When it fires it runs each core's ``handle_timer(now)``. The cores
+never read the scheduler: ``now`` comes from the domain (:attr:`Inet6Domain.now`).
+Nothing here catches an exception from the node: one out of input or a timer fails the
+test that caused it.
 
 Interfaces: the node learns an interface when it first comes up or gets an address
 (``in6_ifattach``), follows up/down (``in6_if_up``/``in6_if_down``: link-local address,
@@ -29,8 +34,8 @@ import socket as pysocket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rumpkern.callout import Callout
 from rumpkern.errno import kerr
+from rumpnet.netinet.in_proto import InetCallout
 from rumpnet.netinet6 import in6
 from rumpnet.netinet6.icmp6 import Icmp6Ctl, Icmp6RawInput
 from rumpnet.netinet6.in6_proto import In6AddrAdded, In6AddrRemoved, Inet6, Ip6Frame
@@ -62,6 +67,8 @@ class Inet6Domain:
     def __init__(self, kernel: NetKernel) -> None:
         self.kernel = kernel
         self.sched = kernel.sched
+        # The domain's clock: the only read of the scheduler's; entry points pass ``now`` on.
+        self.now: Callable[[], float] = kernel.sched.now
         self.routes = RouteTable6()
         self.rng = random.Random(f"rumpnet:{kernel.seed}:{kernel.boot_index}:inet6")
         self.node = Inet6(Route6Adapter(self.routes), self.rng)
@@ -75,7 +82,9 @@ class Inet6Domain:
         self.socket_types: dict[tuple[int, int], Callable[[NetKernel, int], Socket]] = {
             (pysocket.SOCK_DGRAM, 0): Udp6Socket, (pysocket.SOCK_DGRAM, IPPROTO_UDP): Udp6Socket,
         }
-        self.callout = Callout(self.sched, self._fire)
+        # The domain's one timer (as IPv4's Inet.callout): the node's and route table's
+        # deadlines (this domain, a TimerCore: get_timer/handle_timer) and TCP's.
+        self.callout = InetCallout(self.sched)
         self.rtcache = Ip6RouteCaches(self)     # transports' per-flow output path
         self._settling = False
         self._events: dict[type, Callable[[Any, float], None]] = {
@@ -90,15 +99,13 @@ class Inet6Domain:
         kernel.domains[pysocket.AF_INET6] = self
         from rumpnet.netinet6.tcp6_usrreq import tcp6_attach
 
+        self.callout.add(self)
         self.tcp6: Tcp6 | None = tcp6_attach(kernel, self)
         inet6_sysctl(kernel.sysctl_tree, self.node, self.set_forwarding, lambda: self.udp6.stats,
                      lambda: self.raw6.stats)
         for ifp in kernel.ifnet.all():
             if ifp.is_up:
                 self.if_updown(ifp, True)
-
-    def now(self) -> float:
-        return self.sched.now()
 
     # -- sockets (socreate) --------------------------------------------------------------
     def socket(self, so_type: int, proto: int) -> Socket:
@@ -147,9 +154,7 @@ class Inet6Domain:
 
     def halt(self) -> None:
         """The kernel halts: no timer of this domain fires any more."""
-        self.callout.stop()
-        if self.tcp6 is not None and self.tcp6._timer is not None:
-            self.tcp6._timer.cancel()
+        self.callout.callout.stop()
 
     def if_detach(self, ifp: Ifnet) -> None:
         now = self.now()
@@ -228,7 +233,7 @@ class Inet6Domain:
     def ether_input(self, ifp: Ifnet, pkt: memoryview, mcast: int) -> None:
         """Ethertype 0x86DD from a link (``ether_input`` -> ``ip6_input``); what comes
         back through lo0 arrives on the interface of its zone (:meth:`loop_ifindex`)."""
-        now = self.sched.now()
+        now = self.now()
         self.node.input(self.loop_ifindex(pkt) if ifp.loopback else ifp.index, pkt, now, bool(mcast))
         self.settle(now)
 
@@ -283,7 +288,7 @@ class Inet6Domain:
         """``ip6_output`` for a transport; raises its errno (EHOSTUNREACH, ...). With
         ``loop`` (IPV6_MULTICAST_LOOP), a multicast packet to a group this node listens
         to on the interface also comes back up here (``ip6_mloopback``)."""
-        now = self.sched.now()
+        now = self.now()
         try:
             self.node.output(src, dst, nxt, payload, now, opts, self.default_zone(dst, zone))
             if loop and in6.is_multicast(dst):
@@ -299,7 +304,7 @@ class Inet6Domain:
                 self.sched.call_soon(self._mloop_input, f.ifindex, f.packet)
 
     def _mloop_input(self, ifindex: int, pkt: bytes) -> None:
-        now = self.sched.now()
+        now = self.now()
         self.node.input(ifindex, pkt, now, True)
         self.settle(now)
 
@@ -311,7 +316,7 @@ class Inet6Domain:
         self._settling = True
         node = self.node
         if now is None:
-            now = self.sched.now()
+            now = self.now()
         try:
             while True:
                 frames = node.frames_to_send()
@@ -328,17 +333,21 @@ class Inet6Domain:
         finally:
             self._settling = False
         self.rt.pmtu_sync(now)
-        self._rearm()
+        when = self.get_timer()
+        if when is not None:
+            self.callout.deadline(when)
 
-    def _rearm(self) -> None:
+    # -- the domain's deadlines (a TimerCore of its callout, beside TCP's) ---------------
+    def get_timer(self) -> float | None:
+        """The earliest deadline of the node (ND, DAD, MLD, reassembly, ICMPv6 rate
+        limits, PMTU aging) and of the route table's learned routes."""
         when = self.node.get_timer()
         exp = self.rt.next_expiry()
         if exp is not None and (when is None or exp < when):
             when = exp
-        self.callout.schedule(when)
+        return when
 
-    def _fire(self) -> None:
-        now = self.sched.now()
+    def handle_timer(self, now: float) -> None:
         self.node.handle_timer(now)
         self.rt.expire(now)
         self.settle(now)

@@ -152,7 +152,7 @@ class Ip6RouteCaches:
             self.caches.clear()
         rc = self.caches[key] = Route6Cache(
             src, dst, nxt, ext, ifp, ln, out.hoplimit(dst, rt.ifindex, opts),
-            out.path_mtu(dst, rt, d.sched.now(), opts), flow,
+            out.path_mtu(dst, rt, d.now(), opts), flow,
             (d.routes.generation, node.ifaddrs.generation), auto)
         return rc
 

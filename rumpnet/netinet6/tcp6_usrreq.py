@@ -57,9 +57,10 @@ _UNREACH_KIND = {0: "netunreach", 1: "adminprohib", 2: "hostunreach", 3: "hostun
 
 class Tcp6(Tcp):
     """``k.inet6.tcp6``: the glue of TCP over IPv6 (see the module docstring). It is
-    :class:`~rumpnet.netinet.tcp_usrreq.Tcp` (one loop timer re-armed at ``deadline``, the IP_TOS and
-    IP_TTL lookup) with IPv6 for IP. Superframes (``net.inet.tcp.gso``) are cut by IPv6 in
-    software: no interface does TSO for IPv6 yet (docs/IPV6.md)."""
+    :class:`~rumpnet.netinet.tcp_usrreq.Tcp` (the IP_TOS and IP_TTL lookup) with IPv6 for IP;
+    its deadlines arm the inet6 domain's one timer (``Inet6Domain.callout``). Superframes
+    (``net.inet.tcp.gso``) are cut by IPv6 in software: no interface does TSO for IPv6 yet
+    (docs/IPV6.md)."""
 
     def __init__(self, kernel: NetKernel, tcp4: Tcp, domain: Inet6Domain) -> None:
         self.kernel = kernel
@@ -70,11 +71,12 @@ class Tcp6(Tcp):
         self.stats = tcp4.stats
         self.proto = TcpProtocol(self.params, domain.rng, self._output, self._mtu_for, self.stats,
                                  tso_for=self._tso_for, route_gen=lambda: domain.routes.generation,
-                                 pmtu_update=self._pmtu_update, deadline_out=self.deadline, hdrs=TCP6_HDRS,
+                                 pmtu_update=self._pmtu_update, deadline_out=domain.callout.deadline,
+                                 hdrs=TCP6_HDRS,
                                  strict=tcp4.proto.strict)  # the kernel's strict mode, as IPv4's TCP
         self.proto.sb_max = tcp4.proto.sb_max
-        self._timer: Any = None
-        self._timer_when: float | None = None
+        # TCP's deadlines arm the inet6 domain's one timer, as IPv4's arm Inet.callout.
+        domain.callout.add(self.proto)
         self.output_drops = 0
         self.ipopts_used = False
         self.tso_superframes = self.tso_segments = 0
@@ -113,7 +115,7 @@ class Tcp6(Tcp):
             except OSError as e:
                 self.output_drops += 1        # lost like a segment dropped on the wire
                 if e.errno == errno.EMSGSIZE:
-                    self.proto.emsgsize(src, dst, seg, self.kernel.sched.now())
+                    self.proto.emsgsize(src, dst, seg, self.domain.now())
 
     def zone_for(self, src: int, dst: int) -> int:
         """The zone of a scoped peer: the interface our own (scoped) address is on."""
@@ -128,13 +130,13 @@ class Tcp6(Tcp):
         rt = d.node.routes.lookup6(dst, zone)
         if rt is None:
             return 1280
-        return d.node.ip6_output.path_mtu(dst, rt, self.kernel.sched.now(), Ip6Pktopts(minmtu=0))
+        return d.node.ip6_output.path_mtu(dst, rt, self.domain.now(), Ip6Pktopts(minmtu=0))
 
     def _pmtu_update(self, dst: int, mtu: int, quoted_len: int) -> int:
         """A Packet Too Big TCP vouched for (RFC 8201 5.2): validated, so it may make
         one of the ``mtudisc_hiwat`` entries."""
         d = self.domain
-        now = self.kernel.sched.now()
+        now = self.domain.now()
         d.node.icmp6.pmtu.update(dst, mtu, now, True, self._mtu_for(dst))
         d.settle(now)
         return self._mtu_for(dst)

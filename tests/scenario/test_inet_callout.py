@@ -1,12 +1,19 @@
-"""The inet domain's timed behaviour between kernels on virtual time, through its one timer
-(``Inet.callout``): the ICMP error rate limit per second, ARP expiry and PMTU aging."""
+"""The inet domains' timed behaviour between kernels on virtual time, through each one's
+timer (``Inet.callout``, ``Inet6Domain.callout``): the ICMP error rate limit per second,
+ARP expiry and PMTU aging, IPv6's TCP retransmissions."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import math
+import os
 import socket
 
+import pytest
+
 from rumpnet.netinet.in_addr import aton
+from rumpnet.testing.families import INET6
 
 ICMP_UNREACH = 3
 A = aton("10.0.0.1")
@@ -77,3 +84,31 @@ def test_halted_kernel_keeps_no_inet_timer(vnet) -> None:
     assert inet.callout.callout.when is None
     a.run_for(5.0)
     assert inet.arpstat.as_sndrequest == sent + 1
+
+
+def test_tcp6_retransmits_from_the_inet6_domain_timer(vnet) -> None:
+    """IPv6's TCP arms the inet6 domain's one timer (``Inet6Domain.callout``, issue 14
+    part 3), as IPv4's arms ``Inet.callout``: a SYN nobody answers is sent again at each
+    retransmission timeout (RFC 6298 5.5) from that timer, and a halted kernel's timer is
+    stopped, so no more SYNs leave while the other kernel runs on."""
+    a, b = INET6.pair(vnet)
+    inet6 = a.inet6
+    tcp6 = INET6.tcp(a)
+    fd = a.rump_sys_socket(socket.AF_INET6, socket.SOCK_STREAM, 0)
+    a.rump_sys_fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)
+    with pytest.raises(OSError) as exc:
+        a.rump_sys_connect(fd, (INET6.nowhere, 9, 0, 0))   # nobody has fc00::9: no answer
+    assert exc.value.errno == errno.EINPROGRESS
+    rto = tcp6.proto.get_timer()
+    assert rto is not None and inet6.callout.callout.when is not None
+    assert inet6.callout.callout.when <= rto and inet6.callout.get_timer() <= rto
+    timeouts = tcp6.stats.tcps_rexmttimeo
+    a.run_for(rto - a.sched.now() + 0.01)
+    assert tcp6.stats.tcps_rexmttimeo == timeouts + 1
+    a.run_for(8.0)
+    fired = tcp6.stats.tcps_rexmttimeo
+    assert fired >= timeouts + 3
+    a.halt()
+    assert inet6.callout.callout.when is None
+    b.run_for(60.0)
+    assert tcp6.stats.tcps_rexmttimeo == fired

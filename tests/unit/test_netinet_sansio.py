@@ -1,13 +1,16 @@
-"""No module under rumpnet/netinet calls the scheduler: one timer idiom (issue 14 part 3).
+"""No module under rumpnet/netinet or rumpnet/netinet6 calls the scheduler: one timer
+idiom (issue 14 part 3).
 
-The cores take ``now`` and give deadlines out (``get_timer``/``handle_timer(now)``); the
-inet domain's one loop timer, :class:`rumpnet.netinet.in_proto.InetCallout`, is the only
-code here that arms a callout for the domain, and ``Inet.__init__`` the only code that
-takes the clock from the scheduler (``Inet.now``, which the domain's entry points pass
-on). The one exception is ``Tcp.deadline``/``_fire``: netinet6's ``Tcp6`` inherits them to
-keep a timer of its own (IPv4's TCP arms the domain's). Before,
-ARP, reassembly and ICMP's route lifetimes each called ``kernel.sched.call_at`` and read
-the scheduler's clock themselves, and TCP's glue armed a timer of its own.
+The cores take ``now`` and give deadlines out (``get_timer``/``handle_timer(now)``); each
+domain's one loop timer, :class:`rumpnet.netinet.in_proto.InetCallout` (``Inet.callout``,
+``Inet6Domain.callout``), is the only code that arms a callout for the domain, and the
+domains' ``__init__`` the only code that takes the clock from the scheduler (``Inet.now``,
+``Inet6Domain.now``, which the domain's entry points pass on). The inet6 domain also
+queues a packet looped through a driverless lo0 to a later turn (``call_soon``, a softint,
+not a timer). Before, ARP, reassembly and ICMP's route lifetimes each called
+``kernel.sched.call_at`` and read the scheduler's clock themselves, TCP's glue armed a timer
+of its own, and so did IPv6's TCP (``Tcp.deadline``/``_fire``) and read the clock in
+``Tcp6`` and ``ip6_rtcache``.
 """
 
 from __future__ import annotations
@@ -15,16 +18,20 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import rumpnet.netinet
+import pytest
 
-ROOT = Path(rumpnet.netinet.__file__).parent
+import rumpnet.netinet
+import rumpnet.netinet6
+
+ROOTS = [Path(rumpnet.netinet.__file__).parent, Path(rumpnet.netinet6.__file__).parent]
 # Attributes that reach the scheduler or arm a callout, and modules that read a clock.
 SCHEDULER_ATTRS = {"sched", "call_at", "call_later", "call_soon", "loop"}
 CLOCK_MODULES = {"time", "asyncio", "datetime"}
 # (module, enclosing class, enclosing function) allowed to use them: the domain's glue.
 ALLOWED = {("in_proto", "InetCallout", None), ("in_proto", "Inet", "__init__"),
-           # netinet6's Tcp6 inherits TCP's glue and arms a timer of its own through these.
-           ("tcp_usrreq", "Tcp", "deadline"), ("tcp_usrreq", "Tcp", "_fire")}
+           ("in6_domain", "Inet6Domain", "__init__"),
+           # looutput's later turn for lo0 without its driver, and ip6_mloopback's.
+           ("in6_domain", "Inet6Domain", "loop_output"), ("in6_domain", "Inet6Domain", "_mloopback")}
 
 
 def scheduler_uses(module: str, tree: ast.AST) -> list[str]:
@@ -55,9 +62,10 @@ def scheduler_uses(module: str, tree: ast.AST) -> list[str]:
     return found
 
 
-def test_no_netinet_module_calls_the_scheduler() -> None:
+@pytest.mark.parametrize("root", ROOTS, ids=lambda p: p.name)
+def test_no_netinet_module_calls_the_scheduler(root: Path) -> None:
     found: list[str] = []
-    for path in sorted(ROOT.glob("*.py")):
+    for path in sorted(root.glob("*.py")):
         found += scheduler_uses(path.stem, ast.parse(path.read_text()))
     assert found == []
 

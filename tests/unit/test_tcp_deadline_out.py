@@ -1,6 +1,6 @@
 """Deadlines out: TcpProtocol tells ``deadline_out`` of every deadline set earlier than its
 owner had, whatever set it, so that the glue re-arms its one loop timer in one place
-(``Tcp.deadline``) instead of after each call into TCP."""
+(``InetCallout.deadline``) instead of after each call into TCP."""
 
 from __future__ import annotations
 
