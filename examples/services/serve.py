@@ -45,11 +45,12 @@ def boot(tap: str, address: str, gateway: str | None = None, mtu: int | None = N
          offload: str | None = None, seed: int | None = None) -> tuple[Any, Any]:
     """Boot a real-clock kernel with ``virt0`` on ``tap``; returns (kernel, driver)."""
     from rumpkern import rump_init
+    from rumpnet.net_kernel import net_kernel
 
     k = rump_init(clock="real", seed=seed)
     k.config.if_create("virt0")
     k.config.if_set_linkstr("virt0", f"{tap},offload={offload}" if offload else f"{tap},nooffload")
-    drv = k.ifnet.lookup("virt0").driver
+    drv = net_kernel(k).ifnet.lookup("virt0").driver
     if mtu:
         k.config.if_set_mtu("virt0", mtu)
     k.config.addr_add("virt0", address)
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 s.close()
 
         try:
-            import uvloop  # type: ignore[import-not-found]
+            import uvloop  # type: ignore[import-not-found, unused-ignore]  # the fast extra
 
             uvloop.run(host_main())
         except ImportError:
