@@ -753,6 +753,13 @@ def default_scheduler(virtual: bool, threads: bool | None = None) -> Scheduler:
 _by_loop: dict[int, Scheduler] = {}
 
 
+def thread_default_scheduler(virtual: bool) -> Scheduler | None:
+    """The scheduler :func:`default_scheduler` last gave this thread for that clock, if
+    any (the kernels on it are ``.kernels``); none is made."""
+    sched: Scheduler | None = getattr(_local, "virtual" if virtual else "real", None)
+    return sched
+
+
 def new_virtual_loop() -> VirtualEventLoop:
     """A fresh virtual-time event loop, e.g. for pytest-asyncio's ``event_loop_policy``."""
     return VirtualEventLoop()

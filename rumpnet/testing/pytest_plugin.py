@@ -21,6 +21,12 @@ too. An exception out of protocol input, a timer or a scheduler callback then ra
 raised (a background thread, no call after it, a rump_server's) fails the test after it
 ran, with the traceback. ``--rump-strict=0`` turns this off for a run.
 
+Kernels a test boots on the thread's default virtual scheduler (``rump_init(clock=
+"virtual")`` without ``scheduler=``) and leaves running are halted after its teardown,
+with a ``KernelLeftRunningWarning`` naming them: left running, they would keep that
+scheduler for every later test, whose scenarios would then not replay the same
+(issue 14 part 7; ``tests/scenario/test_replay_after_a_leak.py``).
+
 Marker ``@pytest.mark.netem("delay 10ms loss 1%", link="lan", direction="both")``
 impairs the network fixture's links of that name (every link when ``link`` is not given),
 now or as soon as they are added; several markers apply in order.
@@ -257,16 +263,55 @@ def _checked_phase(config: pytest.Config, when: str) -> Generator[None, None, No
         pytest.fail(_internal_error_report(errors, when), pytrace=False)
 
 
+# -- kernels a test leaves running on the thread's default virtual CPU ----------------------
+RUNNING_KEY = pytest.StashKey[list[Any]]()
+
+
+class KernelLeftRunningWarning(pytest.PytestWarning):
+    """A test left kernels running on the thread's default virtual scheduler."""
+
+
+def _default_virtual_kernels() -> list[Any]:
+    from rumpkern.sched import thread_default_scheduler
+
+    sched = thread_default_scheduler(virtual=True)
+    return [k for k in sched.kernels if not k.halted] if sched is not None else []
+
+
+def _halt_left_running(item: pytest.Item) -> None:
+    """Halt the kernels ``item`` booted on the thread's default virtual scheduler and left
+    running. Left there, they keep that scheduler from ever being spent, so every later
+    scenario booted on it shares their clock (advanced by every test since) and boot
+    count (which seeds each kernel's rng): its replay then depends on what ran before
+    (issue 14 part 7). Halted, the next ``rump_init(clock="virtual")`` starts a fresh CPU.
+    A fixture broader than a function that wants a kernel for several tests boots it on a
+    scheduler of its own (``scheduler=``, as :class:`~rumpnet.testing.vnet.VNet` does)."""
+    before = item.stash.get(RUNNING_KEY, [])
+    left = [k for k in _default_virtual_kernels() if not any(k is b for b in before)]
+    for k in left:
+        k.halt()
+    if left:
+        names = ", ".join(k.hostname for k in left)
+        item.warn(KernelLeftRunningWarning(
+            f"{len(left)} virtual-clock kernel(s) left running on the thread's default scheduler "
+            f"({names}): halted after the test; halt them in the test (k.halt())"))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     """Set-up fails on an internal error no call raised (strict mode)."""
+    item.stash[RUNNING_KEY] = _default_virtual_kernels()
     yield from _checked_phase(item.config, "during set-up (or left by an earlier test)")
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Teardown fails on an internal error no call raised (strict mode)."""
-    yield from _checked_phase(item.config, "during teardown")
+    """Teardown fails on an internal error no call raised (strict mode); then the kernels
+    the test left running on the default virtual scheduler are halted (:func:`_halt_left_running`)."""
+    try:
+        yield from _checked_phase(item.config, "during teardown")
+    finally:
+        _halt_left_running(item)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

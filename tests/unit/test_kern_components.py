@@ -128,6 +128,7 @@ def test_a_halted_kernel_refuses_every_call() -> None:
     k = rump_init(clock="virtual", scheduler=sched)
     cfg = k.config
     fd = k.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+    proc = k.curproc
     k.rump_sys_reboot()
     assert k.halted
     calls = [
@@ -140,6 +141,19 @@ def test_a_halted_kernel_refuses_every_call() -> None:
         lambda: k.rump_pub_lwproc_rfork(0),
         lambda: k.ifconfig("-a"),
         lambda: k.sysctl("kern.hostname"),
+        lambda: k.sysctl("-a"),
+        lambda: k.sysctl("-w", "kern.hostname=x"),
+        lambda: k.route("show"),
+        lambda: k.route("add", "default", "10.0.0.1"),
+        lambda: k.arp("-a"),
+        lambda: k.ndp("-a"),
+        lambda: k.ping6("-c", "1", "::1"),
+        lambda: k.rtadvd("lo0"),
+        lambda: k.run_command("ifconfig", ["-a"]),
+        lambda: k.run_in(proc, lambda ctx, p: None),
+        lambda: k.rump_pub_lwproc_switch(proc),
+        lambda: k.rump_pub_lwproc_releaselwp(),
+        lambda: k.rump_pub_etfs_remove("/x"),
         lambda: k.netstat("-s"),
         lambda: k.ping("-c", "1", "127.0.0.1"),
         lambda: k.tc("qdisc", "show"),

@@ -161,6 +161,7 @@ def test_kernel_sysctl_nodes_exist() -> None:
     assert int.from_bytes(buf, "little") == 64
     stats = k.rump_sys___sysctl("net.inet.ip.stats")
     assert isinstance(stats, bytes) and len(stats) % 8 == 0
+    k.halt()
 
 
 def test_fd_tables_share_copy_clean() -> None:
@@ -180,6 +181,7 @@ def test_fd_tables_share_copy_clean() -> None:
     assert shared.fdt is parent.fdt
     k.rump_pub_lwproc_switch(None)
     assert k.curproc is k.procs.proc0
+    k.halt()
 
 
 def test_fd_allocation_is_lowest_free() -> None:
@@ -201,12 +203,15 @@ def test_components_order_and_conflicts() -> None:
     # NetBSD library names are accepted.
     k2 = rump_init(clock="virtual", components=("rumpnet", "rumpnet_net", "rumpnet_netinet", "rumpnet_shmif"))
     assert "shmif" in k2.components and "virtif" not in k2.components
+    k2.halt()
+    k.halt()
 
 
 def test_lo0_up_with_loopback_address_at_boot() -> None:
     k = rump_init(clock="virtual")
     lo0 = k.ifnet.lookup("lo0")
     assert lo0.is_up and lo0.addrs[0].addr == 0x7F000001 and lo0.addrs[0].plen == 8
+    k.halt()
 
 
 def test_current_kernel_and_module_level_calls() -> None:
@@ -220,6 +225,8 @@ def test_current_kernel_and_module_level_calls() -> None:
         fd = rumpkern.rump_sys_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)  # type: ignore[attr-defined]
         assert fd in a.curproc.fdt.files
     assert current_kernel() is b
+    b.halt()
+    a.halt()
 
 
 def test_many_kernels_share_one_virtual_scheduler_per_thread() -> None:
@@ -229,6 +236,8 @@ def test_many_kernels_share_one_virtual_scheduler_per_thread() -> None:
     assert a.rng.random() != b.rng.random()  # distinct streams from one seed
     fresh = rump_init(clock="virtual", scheduler=Scheduler(virtual=True))
     assert fresh.sched is not a.sched
+    for k in (fresh, b, a):
+        k.halt()
 
 
 def test_bad_socket_calls_give_bsd_errnos() -> None:
@@ -253,6 +262,7 @@ def test_bad_socket_calls_give_bsd_errnos() -> None:
     with pytest.raises(OSError) as ei:
         k.rump_sys_send(fd, b"x", 0)
     assert ei.value.errno == errno.ENOTCONN
+    k.halt()
 
 
 def test_memlimit_caps_socket_buffers_and_reassembly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -273,6 +283,7 @@ def test_memlimit_caps_socket_buffers_and_reassembly(monkeypatch: pytest.MonkeyP
         k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     assert ei.value.errno == errno.ENOBUFS
     k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    k.halt()
 
 
 def test_a_kernel_booted_after_a_halt_gets_a_fresh_random_stream() -> None:
