@@ -112,3 +112,28 @@ def test_tcp6_retransmits_from_the_inet6_domain_timer(vnet) -> None:
     assert inet6.callout.callout.when is None
     b.run_for(60.0)
     assert tcp6.stats.tcps_rexmttimeo == fired
+
+
+def test_ipv6_path_mtu_ages_out_from_the_inet6_domain_timer(vnet) -> None:
+    """A learned IPv6 path MTU (RFC 8201 4: try a larger one again after a while) leaves
+    the table at ``net.inet6.ip6.mtudisctimeout`` through the domain's one timer, with no
+    traffic or call into the domain to notice it; a halted kernel's table stays as it was."""
+    a, b = INET6.pair(vnet)
+    a.config.sysctl_set("net.inet6.ip6.mtudisctimeout", 30)
+    inet6 = a.inet6
+    pmtu = inet6.node.icmp6.pmtu
+    far = 0xFC00_0000_0000_0000_0000_0000_0000_0077
+    t0 = a.sched.now()
+    assert pmtu.update(far, 1300, t0, True, 1500)
+    inet6.settle(t0)                     # arms the domain's timer by the entry's end
+    when = inet6.callout.callout.when
+    assert when is not None and when <= t0 + 30 and pmtu.earliest() == t0 + 30
+    a.run_for(29.9)
+    assert far in pmtu.entries
+    a.run_for(0.2)
+    assert far not in pmtu.entries       # aged by the timer alone
+    assert pmtu.update(far, 1300, a.sched.now(), True, 1500)
+    inet6.settle()
+    a.halt()
+    b.run_for(60.0)
+    assert far in pmtu.entries           # no timer of a halted kernel fires
