@@ -244,11 +244,6 @@ def test_interface_mtu_and_destroy_reach_the_node(vnet, routed6) -> None:
     assert not [rt for rt in h1.inet6.routes if rt.ifp is wire0]
 
 
-def _rthdr0(*hops: int) -> bytes:
-    """RFC 3542 7's inet6_rth_init/inet6_rth_add for type 0: the intermediate hops."""
-    return bytes((0, 2 * len(hops), 0, len(hops))) + bytes(4) + b"".join(in6.pack(a) for a in hops)
-
-
 def test_a_type_0_routing_header_is_sent_by_the_first_hop_and_refused_there(vnet, routed6) -> None:
     """IPV6_RTHDR (RFC 3542 7) on a raw ICMPv6 socket, as ping6's hops use it (NetBSD's
     t_ping6_opts ``ping6_opts_hops``): the echo request leaves for the first hop with the
@@ -256,14 +251,16 @@ def test_a_type_0_routing_header_is_sent_by_the_first_hop_and_refused_there(vnet
     header (RFC 5095 3), answers Parameter Problem code 0 pointing at the Routing Type."""
     import socket as so
 
+    from rumpnet.commands.ping6 import rthdr0
+
     h1, r, h2 = routed6
     fd = h1.rump_sys_socket(so.AF_INET6, so.SOCK_RAW, so.IPPROTO_ICMPV6)
-    for bad in (b"\0" * 7, _rthdr0(R2)[:-8], bytes((0, 2, 1, 1)) + bytes(20), bytes((0, 2, 0, 2)) + bytes(20)):
+    for bad in (b"\0" * 7, rthdr0([R2])[:-8], bytes((0, 2, 1, 1)) + bytes(20), bytes((0, 2, 0, 2)) + bytes(20)):
         with pytest.raises(OSError) as e:
             h1.rump_sys_setsockopt(fd, so.IPPROTO_IPV6, so.IPV6_RTHDR, bad)
         assert e.value.errno == 22
-    h1.rump_sys_setsockopt(fd, so.IPPROTO_IPV6, so.IPV6_RTHDR, _rthdr0(R2))
-    assert h1.rump_sys_getsockopt(fd, so.IPPROTO_IPV6, so.IPV6_RTHDR, 64) == _rthdr0(R2)
+    h1.rump_sys_setsockopt(fd, so.IPPROTO_IPV6, so.IPV6_RTHDR, rthdr0([R2]))
+    assert h1.rump_sys_getsockopt(fd, so.IPPROTO_IPV6, so.IPV6_RTHDR, 64) == rthdr0([R2])
     bad_before = r.inet6.node.ip6stat.ip6s_badoptions
     echo = Echo(h1)
     h1.rump_sys_sendto(fd, struct.pack("!BBHHH", 128, 0, 0, 0x99, 1) + b"hops", 0, ("fc00:0:0:2::2", 0))
