@@ -57,8 +57,8 @@ UDPCTL = {"checksum": 1, "sendspace": 2, "recvspace": 3, "stats": 5}
 class InetCallout:
     """The inet domain's one loop timer (NetBSD's callouts all run from one softclock):
     armed at the earliest deadline of the domain's sans-IO cores (ARP, reassembly, ICMP's
-    route lifetimes, TCP), it runs each core's ``handle_timer(now)`` and re-arms at the
-    next. Cores tell it of each deadline they set through their ``deadline_out``
+    route lifetimes, TCP), it runs the ``handle_timer(now)`` of each core with a deadline
+    due and re-arms at the next. Cores tell it of each deadline they set through their ``deadline_out``
     (:meth:`deadline`); through its :class:`~rumpkern.callout.Callout` it is the only
     caller of the scheduler for them."""
 
@@ -89,7 +89,9 @@ class InetCallout:
     def _fire(self) -> None:
         now = self.sched.now()
         for core in self.cores:
-            core.handle_timer(now)
+            when = core.get_timer()
+            if when is not None and when <= now:   # only the cores with something due
+                core.handle_timer(now)
         self.callout.schedule(self.get_timer())
 
 

@@ -12,8 +12,9 @@ sockets, and the domain's one timer (``callout``, an
 :class:`~rumpnet.netinet.in_proto.InetCallout` as IPv4's) is armed at the node's earliest
 deadline (:meth:`Inet6Domain.get_timer`: ND, DAD, MLD, reassembly, ICMPv6 rate limits and
 PMTU aging, learned routes); TCP over IPv6 arms the same timer with its own deadlines
-(``deadline_out``). When it fires it runs each core's ``handle_timer(now)``. The cores
-never read the scheduler: ``now`` comes from the domain (:attr:`Inet6Domain.now`).
+(``deadline_out``). When it fires it runs ``handle_timer(now)`` of each core with a
+deadline due. The cores never read the scheduler: ``now`` comes from the domain
+(:attr:`Inet6Domain.now`).
 Nothing here catches an exception from the node: one out of input or a timer fails the
 test that caused it.
 
@@ -333,9 +334,7 @@ class Inet6Domain:
         finally:
             self._settling = False
         self.rt.pmtu_sync(now)
-        when = self.get_timer()
-        if when is not None:
-            self.callout.deadline(when)
+        self.callout.callout.schedule(self.get_timer())   # InetCallout.deadline, after every packet
 
     # -- the domain's deadlines (a TimerCore of its callout, beside TCP's) ---------------
     def get_timer(self) -> float | None:
