@@ -14,13 +14,14 @@ import pytest
 
 from rumpnet.netinet.in_addr import aton
 from rumpnet.testing.families import INET6
+from rumpnet.testing.vnet import VNet
 
 ICMP_UNREACH = 3
 A = aton("10.0.0.1")
 FAR = aton("192.0.2.7")
 
 
-def test_icmp_errors_limited_per_second_on_virtual_time(vnet) -> None:
+def test_icmp_errors_limited_per_second_on_virtual_time(vnet: VNet) -> None:
     """net.inet.icmp.errppslimit (NetBSD's icmperrppslim, RFC 1812 4.3.2.8): at most that
     many errors in one second of the kernel clock; the rest are counted in icps_toofreq,
     and the next second allows as many again."""
@@ -45,7 +46,7 @@ def test_icmp_errors_limited_per_second_on_virtual_time(vnet) -> None:
     assert st.icps_outhist[ICMP_UNREACH] - base_out == 6 and st.icps_toofreq == 9
 
 
-def test_arp_expiry_and_pmtu_aging_each_at_their_time(vnet) -> None:
+def test_arp_expiry_and_pmtu_aging_each_at_their_time(vnet: VNet) -> None:
     """A learned ARP entry (net.inet.arp.keep) and a learned path MTU
     (net.inet.ip.mtudisctimeout) on one kernel each end at their own time, both from the
     domain's one timer (reassembly's: tests/scenario/test_ipv4_reass.py)."""
@@ -71,7 +72,7 @@ def test_arp_expiry_and_pmtu_aging_each_at_their_time(vnet) -> None:
     assert inet.routes.exact(FAR, 32) is None  # the learned MTU aged out
 
 
-def test_halted_kernel_keeps_no_inet_timer(vnet) -> None:
+def test_halted_kernel_keeps_no_inet_timer(vnet: VNet) -> None:
     """A halted kernel's domain timer is stopped: an ARP request waiting for its retry
     is not sent again while the other kernels on the scheduler run on."""
     a, b = vnet.pair()
@@ -86,7 +87,7 @@ def test_halted_kernel_keeps_no_inet_timer(vnet) -> None:
     assert inet.arpstat.as_sndrequest == sent + 1
 
 
-def test_tcp6_retransmits_from_the_inet6_domain_timer(vnet) -> None:
+def test_tcp6_retransmits_from_the_inet6_domain_timer(vnet: VNet) -> None:
     """IPv6's TCP arms the inet6 domain's one timer (``Inet6Domain.callout``, issue 14
     part 3), as IPv4's arms ``Inet.callout``: a SYN nobody answers is sent again at each
     retransmission timeout (RFC 6298 5.5) from that timer, and a halted kernel's timer is
@@ -114,7 +115,7 @@ def test_tcp6_retransmits_from_the_inet6_domain_timer(vnet) -> None:
     assert tcp6.stats.tcps_rexmttimeo == fired
 
 
-def test_ipv6_path_mtu_ages_out_from_the_inet6_domain_timer(vnet) -> None:
+def test_ipv6_path_mtu_ages_out_from_the_inet6_domain_timer(vnet: VNet) -> None:
     """A learned IPv6 path MTU (RFC 8201 4: try a larger one again after a while) leaves
     the table at ``net.inet6.ip6.mtudisctimeout`` through the domain's one timer, with no
     traffic or call into the domain to notice it; a halted kernel's table stays as it was."""
