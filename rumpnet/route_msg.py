@@ -142,14 +142,13 @@ Sockaddr = SockaddrIn | SockaddrIn6 | SockaddrDl
 def _decode_in(raw: bytes) -> SockaddrIn:
     raw = raw.ljust(SOCKADDR_IN_LEN, b"\0")
     port, addr = struct.unpack_from("!HI", raw, 2)
-    return SockaddrIn(addr, port, raw[1])
+    return SockaddrIn(addr, port)
 
 
 def _decode_in6(raw: bytes) -> SockaddrIn6:
     raw = raw.ljust(SOCKADDR_IN6_LEN, b"\0")
     port, flowinfo = struct.unpack_from("!HI", raw, 2)
-    return SockaddrIn6(int.from_bytes(raw[8:24], "big"), struct.unpack_from("<I", raw, 24)[0], port, flowinfo,
-                       raw[1])
+    return SockaddrIn6(int.from_bytes(raw[8:24], "big"), struct.unpack_from("<I", raw, 24)[0], port, flowinfo)
 
 
 def _decode_dl(raw: bytes) -> SockaddrDl:
@@ -347,9 +346,10 @@ def _decode_ifam(buf: memoryview) -> IfaMsghdr:
                      version)
 
 
-def decode_msg(data: bytes | memoryview) -> RouteMessage:
+def decode_msg(data: bytes | memoryview, request: bool = False) -> RouteMessage:
     """One message; EINVAL for a short or inconsistent one, EPROTONOSUPPORT for another
-    version (NetBSD's route_output answers these)."""
+    version (NetBSD's route_output answers these). A ``request`` (what a program writes)
+    is always an rt_msghdr, whatever its type says."""
     buf = memoryview(data)
     if len(buf) < 4:
         raise kerr(errno.EINVAL, "routing message shorter than its header")
@@ -359,6 +359,8 @@ def decode_msg(data: bytes | memoryview) -> RouteMessage:
     if version != RTM_VERSION:
         raise kerr(errno.EPROTONOSUPPORT, f"rtm_version {version}, not {RTM_VERSION}")
     buf = buf[:msglen]
+    if request:
+        mtype = RTM_GET
     need = IFM_HDRLEN if mtype in _IF_TYPES else IFAM_HDRLEN if mtype in _IFA_TYPES else RTM_HDRLEN
     if msglen < need:
         raise kerr(errno.EINVAL, f"rtm_msglen {msglen} shorter than the {need}-byte header")

@@ -190,7 +190,7 @@ class RouteDomain:
     def route_output(self, so: RouteSocket, data: bytes) -> int:
         """A request: do it, send the answer to every socket, return the length or raise
         the errno (after the answer went out, with rtm_errno set, as NetBSD's)."""
-        msg = decode_msg(data)
+        msg = decode_msg(data, request=True)
         if not isinstance(msg, RtMsghdr) or msg.rtm_type not in (RTM_ADD, RTM_DELETE, RTM_CHANGE, RTM_GET):
             raise kerr(errno.EOPNOTSUPP)
         msg.rtm_pid = self.kernel.curproc.pid

@@ -173,9 +173,16 @@ def rttable(client: RouteClient) -> str:
 
 def kernel_rttable(k: Kernel, family: str | None = None) -> str:
     """``netstat -rn [-f inet|inet6]``: every family's section unless one is named."""
+    client = RouteClient(k)
+    try:
+        return rttables(client, family)
+    finally:
+        client.close()
+
+
+def rttables(client: RouteClient, family: str | None = None) -> str:
     from rumpnet.commands.route6 import rttable6
 
-    client = RouteClient(k)
     if family == "inet6":
         return "Routing tables\n\n" + rttable6(client)
     text = rttable(client)
@@ -420,7 +427,7 @@ def _route(client: RouteClient, argv: list[str]) -> str:
         for a in args:
             if a not in ("-inet", "-n", "-v"):
                 raise UsageError(USAGE)
-        return "".join(out) + kernel_rttable(client.k, "inet" if "-inet" in args else None)
+        return "".join(out) + rttables(client, "inet" if "-inet" in args else None)
     if cmd == "monitor":
         raise OSError(errno.EOPNOTSUPP, "route: monitor: Operation not supported")
     if cmd not in ("add", "delete", "change", "get"):

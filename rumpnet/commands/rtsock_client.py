@@ -4,14 +4,15 @@
 Nothing here touches a kernel object: every call is a system call, ``k.rump_sys_*`` from
 an application thread, or, when the caller already runs on the kernel's CPU (a command
 called from a coroutine on the scheduler's loop), the same entry of the system call table
-(``k.sysent``) called directly, as a kernel thread would.
+(``k.sysent``) called directly, as a kernel thread would. ``k`` may as well be a
+``RumpClient``: the program then runs in the client's process against a rump_server.
 """
 
 from __future__ import annotations
 
 import errno
 import socket as pysocket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rumpkern.sched import Sleep, SyscallCtx
 from rumpnet.route_msg import (
@@ -35,6 +36,7 @@ from rumpnet.route_msg import (
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
+    from rumpnet.rumpclient import RumpClient
 
 _READ_MAX = 0x10000
 
@@ -55,7 +57,7 @@ class Iface:
 class RouteClient:
     """One program's routing socket (opened at the first request) and its sysctl calls."""
 
-    def __init__(self, k: Kernel) -> None:
+    def __init__(self, k: Kernel | RumpClient) -> None:
         self.k = k
         self.fd: int | None = None
         self.seq = 0
@@ -64,10 +66,12 @@ class RouteClient:
     # -- system calls -------------------------------------------------------------------------
     def _sys(self, name: str, *args: Any) -> Any:
         k = self.k
-        if k.sched.holds_cpu():
-            k.check_up()
+        sched = getattr(k, "sched", None)  # none: a RumpClient, whose calls go to the server
+        if sched is not None and sched.holds_cpu():
+            kern = cast("Kernel", k)
+            kern.check_up()
             try:
-                return k.sysent[name](SyscallCtx(), k.curproc, *args)
+                return kern.sysent[name](SyscallCtx(), kern.curproc, *args)
             except Sleep:
                 raise OSError(errno.EWOULDBLOCK, "Resource temporarily unavailable") from None
         return getattr(k, f"rump_sys_{name}")(*args)
