@@ -69,6 +69,10 @@ NET_RT_DUMP = 1
 NET_RT_FLAGS = 2
 NET_RT_IFLIST = 6
 
+# On an inet6 LLINFO entry of a dump, RTF_PROTO1 marks a router (and rtm_use carries the
+# ND state): where NetBSD's ndp asks SIOCGNBRINFO_IN6, this kernel's dump says it.
+RTF_LLINFO_ROUTER = 0x8000
+
 # Metrics in rtm_inits/rmx_locks.
 RTV_MTU = 0x1
 RTV_EXPIRE = 0x4

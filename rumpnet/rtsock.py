@@ -58,6 +58,7 @@ from rumpnet.route_msg import (
     RTA_IFA,
     RTA_IFP,
     RTA_NETMASK,
+    RTF_LLINFO_ROUTER,
     RTM_ADD,
     RTM_CHANGE,
     RTM_DELADDR,
@@ -86,7 +87,6 @@ if TYPE_CHECKING:
     from rumpnet.net_kernel import NetKernel
 
 SO_USELOOPBACK = 0x0040  # NetBSD's sys/socket.h
-RT_ROUTER_FLAG = 0x8000  # RTF_PROTO1 on an inet6 LLINFO entry: the neighbour is a router
 # Largest message a routing socket takes (rtm_msglen is a u_short).
 _MAX_MSG = 0xFFFF
 
@@ -157,7 +157,6 @@ class RouteDomain:
         self.kernel = kernel
         self.sockets: list[RouteSocket] = []
         self._writing = 0  # inside route_output: the table's own announcements are the reply
-        self.stats_sent = 0
 
     # -- sockets ----------------------------------------------------------------------------
     def socket(self, so_type: int, proto: int) -> Socket:
@@ -178,7 +177,6 @@ class RouteDomain:
         """``raw_input`` to every routing socket that wants it: the writer only with
         SO_USELOOPBACK, a socket made for one family only that family's messages."""
         raw = msg.encode()
-        self.stats_sent += 1
         for so in list(self.sockets):
             if so is origin and SO_USELOOPBACK not in so.so_options:
                 continue
@@ -386,7 +384,7 @@ def lltable_dump(k: NetKernel, af: int) -> list[RtMsghdr]:
     elif af == AF_INET6 and k.inet6 is not None:
         for e in k.config.ndp_entries():
             flags = RTF_UP | RTF_HOST | RTF_LLDATA | (RTF_STATIC if e.static or e.local else 0) | \
-                (RTF_LOCAL if e.local else 0) | (RT_ROUTER_FLAG if e.isrouter else 0)
+                (RTF_LOCAL if e.local else 0) | (RTF_LLINFO_ROUTER if e.isrouter else 0)
             # The ND state (ND6_LLINFO_*) rides in rtm_use: NetBSD's ndp asks it with
             # SIOCGNBRINFO_IN6 instead.
             out.append(RtMsghdr(RTM_GET, flags, e.ifp.index, rtm_use=e.state,

@@ -36,6 +36,7 @@ from rumpnet.route_msg import (
     RTA_DST,
     RTA_GATEWAY,
     RTA_IFP,
+    RTF_LLINFO_ROUTER,
     RTM_ADD,
     RTM_DELETE,
     RtMsghdr,
@@ -46,8 +47,6 @@ from rumpnet.route_msg import (
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
     from rumpnet.net_kernel import NetKernel
-
-RT_ROUTER_FLAG = 0x8000  # rumpnet.rtsock's mark of a router in an inet6 LLINFO entry
 
 USAGE = """usage: ndp [-nt] hostname
        ndp [-nt] -a | -c | -p | -r | -H | -P | -R
@@ -111,7 +110,7 @@ def _line(e: Neighbor) -> str:
         exp = "permanent"
     else:
         exp = sec2str(e.expire) if e.expire > 0 else "expired"
-    flags = ("R" if e.flags & RT_ROUTER_FLAG else "") + ("l" if e.flags & RTF_LOCAL else "")
+    flags = ("R" if e.flags & RTF_LLINFO_ROUTER else "") + ("l" if e.flags & RTF_LOCAL else "")
     # ndp.c widens a column for a long name, taking the room from the next ones.
     aw = max(len(name), W_ADDR)
     lw = max(len(ll), W_ADDR + W_LL - aw)
