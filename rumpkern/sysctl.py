@@ -45,7 +45,7 @@ CLOCKINFO = Clockinfo()
 class SysctlNode:
     name: str
     num: int
-    kind: str  # "node", "int", "string", "struct"
+    kind: str  # "node", "int", "string", "struct", "handler"
     getter: Callable[[], object] | None = None
     # Takes an int for "int" nodes and a str for "string" nodes (write_node converts).
     setter: Callable[[Any], None] | None = None
@@ -55,6 +55,9 @@ class SysctlNode:
     choices: tuple[str, ...] | None = None
     children: dict[str, SysctlNode] = field(default_factory=dict)
     parent: SysctlNode | None = None
+    # A "handler" node reads the rest of the MIB as its arguments and answers bytes
+    # (NetBSD's CTLTYPE_NODE with a function, such as net.route's sysctl_rtable).
+    handler: Callable[[list[int]], bytes] | None = None
 
     @property
     def path(self) -> str:
@@ -115,6 +118,12 @@ class SysctlTree:
     def add_struct(self, path: str, getter: Callable[[], object], num: int | None = None, desc: str = "") -> SysctlNode:
         return self._add_leaf(path, "struct", num, getter=getter, desc=desc)
 
+    def add_handler(self, path: str, handler: Callable[[list[int]], bytes], num: int | None = None,
+                    desc: str = "") -> SysctlNode:
+        """A node whose MIB continues with arguments for ``handler`` (``net.route.0.AF.OP.ARG``);
+        it answers only through ``__sysctl`` with a MIB, and ``sysctl -a`` skips it."""
+        return self._add_leaf(path, "handler", num, handler=handler, desc=desc)
+
     def bind_int(self, path: str, obj: object, attr: str, num: int | None = None, readonly: bool = False,
                  minval: int | None = None, maxval: int | None = None, desc: str = "") -> SysctlNode:
         """A read-write int node backed by ``obj.attr``."""
@@ -140,15 +149,21 @@ class SysctlTree:
         return node
 
     def lookup_mib(self, mib: list[int] | tuple[int, ...]) -> SysctlNode:
+        return self.lookup_mib_args(mib)[0]
+
+    def lookup_mib_args(self, mib: list[int] | tuple[int, ...]) -> tuple[SysctlNode, list[int]]:
+        """The node ``mib`` names and, past a handler node, the rest as its arguments."""
         node = self.root
-        for num in mib:
+        for i, num in enumerate(mib):
+            if node.kind == "handler":
+                return node, list(mib[i:])
             for child in node.children.values():
                 if child.num == num:
                     node = child
                     break
             else:
                 raise kerr(errno.ENOENT)
-        return node
+        return node, []
 
     def mib_of(self, path: str) -> list[int]:
         node: SysctlNode | None = self.lookup(path)
@@ -197,6 +212,8 @@ class SysctlTree:
     def walk(self, node: SysctlNode | None = None) -> Iterator[SysctlNode]:
         """All leaves under ``node`` in name order (``sysctl -a``)."""
         node = node or self.root
+        if node.kind == "handler":
+            return
         if node.kind != "node":
             yield node
             return
@@ -244,11 +261,14 @@ def sys___sysctl(ctx: SyscallCtx, p: Proc, name: str | Sequence[int], namelen: i
     When ``newp`` is not None the node is written.
     """
     tree = p.kernel.sysctl_tree
+    args: list[int] = []
     if isinstance(name, str):
         node = tree.lookup(name)
     else:
         mib = list(name)[: len(name) if namelen is None else int(namelen)]
-        node = tree.lookup_mib(mib)
+        node, args = tree.lookup_mib_args(mib)
+    if node.handler is not None:
+        return _handler_call(node.handler, args, oldp, newp)
     value = tree.read_node(node)
     old: int | str | bytes
     if node.kind == "struct":
@@ -276,3 +296,17 @@ def sys___sysctl(ctx: SyscallCtx, p: Proc, name: str | Sequence[int], namelen: i
             new = bytes(newp).rstrip(b"\0").decode()
         tree.write_node(node, new)
     return old
+
+
+def _handler_call(handler: Callable[[list[int]], bytes], args: list[int], oldp: bytearray | None,
+                  newp: object) -> bytes:
+    """A handler node: read-only (EPERM for a new value, as sysctl_rtable's), its bytes
+    copied to ``oldp`` when given (ENOMEM when they do not fit, as kern_sysctl.c)."""
+    if newp is not None:
+        raise kerr(errno.EPERM)
+    raw = handler(args)
+    if isinstance(oldp, bytearray):
+        if len(oldp) < len(raw):
+            raise kerr(errno.ENOMEM)
+        oldp[: len(raw)] = raw
+    return raw

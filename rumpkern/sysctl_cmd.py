@@ -95,6 +95,8 @@ def _list(node: SysctlNode, nflag: bool) -> str:
 def _walk(node: SysctlNode) -> list[SysctlNode]:
     """The leaves under ``node`` in MIB order, as NetBSD's sysctl -a walks them (children
     by number: fixed numbers from sysctl.h first, dynamic ones in the order created)."""
+    if node.kind == "handler":
+        return []  # a dump node (net.route.rtable): its MIB continues with arguments
     if node.kind != "node":
         return [node]
     out: list[SysctlNode] = []

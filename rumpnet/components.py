@@ -92,6 +92,10 @@ def _net_init(k: Kernel) -> None:
     nk.inet6 = None
     nk.net = Net(nk)
     k.sysctl_tree.add_node("net", num=4)
+    # PF_ROUTE and sysctl net.route (net/rtsock.c is part of librumpnet_net too).
+    from rumpnet.rtsock import rtsock_attach
+
+    rtsock_attach(nk)
 
 
 def _netinet_halt(k: Kernel) -> None:
@@ -126,9 +130,11 @@ def _netinet6_halt(k: Kernel) -> None:
 def _netinet6_init(k: Kernel) -> None:
     """PF_INET6 (NetBSD's rumpnet_netinet6): after netinet, whose lo0 it configures too."""
     from rumpnet.netinet6.in6_domain import Inet6Domain
+    from rumpnet.rtsock import rtsock_watch
 
     nk = net_kernel(k)
     nk.inet6 = Inet6Domain(nk)
+    rtsock_watch(nk, nk.inet6.routes, inet6=True)  # routing sockets announce its changes
 
 
 @rump_component("wire", RUMP_COMPONENT_NET_IF, requires=("net",), default=True)

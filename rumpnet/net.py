@@ -94,6 +94,14 @@ class Net:
             if changed is not None:
                 changed(ifp)
 
+    def addr_changed(self, ifp: Ifnet, family: int, addr: int, plen: int, added: bool) -> None:
+        """An address was configured on or removed from ``ifp`` (``family`` NetBSD's AF_INET
+        2 or AF_INET6 24): listeners that announce it (the routing sockets) follow."""
+        for listener in self.listeners:
+            changed = getattr(listener, "addr_changed", None)
+            if changed is not None:
+                changed(ifp, family, addr, plen, added)
+
     def if_detach(self, ifp: Ifnet) -> None:
         for listener in self.listeners:
             listener.if_detach(ifp)

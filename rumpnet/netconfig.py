@@ -338,12 +338,13 @@ class Capture:
 def describe_route(rt: Rtentry) -> dict[str, Any]:
     """A route as plain data (for JSON, the live view and tests); the gateway and flags as
     ``netstat -rn`` shows them (``link#2``, ``UC``)."""
-    from rumpnet.commands.route import gateway_name
+    from rumpnet.commands.route import gateway_text
     from rumpnet.route import flags_letters
+    from rumpnet.rtsock import gateway_sockaddr4
 
     return {
         "destination": "default" if rt.plen == 0 else f"{ntoa(rt.dst)}/{rt.plen}",
-        "gateway": gateway_name(rt),
+        "gateway": gateway_text(gateway_sockaddr4(rt)),
         "flags": flags_letters(rt.flags),
         "interface": rt.ifp.name if rt.ifp else None,
         "mtu": rt.mtu,

@@ -14,10 +14,12 @@ Our own addresses are shown as permanent entries, as NetBSD keeps them in its ta
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+import socket as pysocket
+from typing import TYPE_CHECKING, cast
 
-from rumpnet.commands import UsageError, getopt, on_cpu
-from rumpnet.netconfig import format_mac
+from rumpnet.commands import UsageError, getopt, on_cpu, strerror
+from rumpnet.commands.rtsock_client import RouteClient
+from rumpnet.netconfig import format_mac, parse_mac
 from rumpnet.netinet6 import in6, scope6
 from rumpnet.netinet6.in6_var import (
     IN6_IFF_AUTOCONF,
@@ -28,10 +30,23 @@ from rumpnet.netinet6.in6_var import (
     ND6_INFINITE_LIFETIME,
 )
 from rumpnet.netinet6.nd6 import ND6_LLINFO_REACHABLE, ND6_STATE_LETTER
+from rumpnet.route import RTF_HOST, RTF_LLDATA, RTF_LOCAL, RTF_STATIC, RTF_UP
+from rumpnet.route_msg import (
+    AF_INET6,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_IFP,
+    RTF_LLINFO_ROUTER,
+    RTM_ADD,
+    RTM_DELETE,
+    RtMsghdr,
+    SockaddrDl,
+    SockaddrIn6,
+)
 
 if TYPE_CHECKING:
+    from rumpkern.kernel import Kernel
     from rumpnet.net_kernel import NetKernel
-    from rumpnet.netconfig6 import NdEntry
 
 USAGE = """usage: ndp [-nt] hostname
        ndp [-nt] -a | -c | -p | -r | -H | -P | -R
@@ -65,20 +80,42 @@ def sec2str(total: int) -> str:
     return out + f"{secs}s"
 
 
-def _line(k: NetKernel, e: NdEntry) -> str:
-    name = scope6.format_scoped(e.addr, e.ifp.index, lambda i: e.ifp.name)
+class Neighbor:
+    """A neighbour cache entry as the LLINFO dump (NET_RT_FLAGS, RTF_LLINFO) gives it."""
+
+    def __init__(self, msg: RtMsghdr) -> None:
+        dst, gw, ifp = msg.addrs.get(RTA_DST), msg.addrs.get(RTA_GATEWAY), msg.addrs.get(RTA_IFP)
+        self.addr = dst.addr if isinstance(dst, SockaddrIn6) else 0
+        self.zone = dst.scope_id if isinstance(dst, SockaddrIn6) else 0
+        self.ifindex = msg.rtm_index
+        self.ifname = ifp.name if isinstance(ifp, SockaddrDl) else str(msg.rtm_index)
+        self.lladdr = gw.lladdr if isinstance(gw, SockaddrDl) else b""
+        self.flags = msg.rtm_flags
+        self.state = msg.rtm_use  # the ND state (ND6_LLINFO_*), where rtsock puts it
+        self.expire = msg.rtm_rmx.rmx_expire  # seconds left; 0 never, negative past
+
+    @property
+    def static(self) -> bool:
+        return bool(self.flags & RTF_STATIC)
+
+
+def _neighbors(client: RouteClient) -> list[Neighbor]:
+    return [Neighbor(m) for m in client.lldump(AF_INET6)]
+
+
+def _line(e: Neighbor) -> str:
+    name = scope6.format_scoped(e.addr, e.ifindex, lambda i: e.ifname)
     ll = format_mac(e.lladdr) if e.lladdr else "(incomplete)"
-    if e.expire is None:
+    if e.expire == 0:
         exp = "permanent"
     else:
-        left = int(e.expire - k.sched.now())
-        exp = sec2str(left) if left > 0 else "expired"
-    flags = ("R" if e.isrouter else "") + ("l" if e.local else "")
+        exp = sec2str(e.expire) if e.expire > 0 else "expired"
+    flags = ("R" if e.flags & RTF_LLINFO_ROUTER else "") + ("l" if e.flags & RTF_LOCAL else "")
     # ndp.c widens a column for a long name, taking the room from the next ones.
     aw = max(len(name), W_ADDR)
     lw = max(len(ll), W_ADDR + W_LL - aw)
-    iw = max(len(e.ifp.name), W_ADDR + W_LL + W_IF - aw - lw)
-    return (f"{name:<{aw}} {ll:<{lw}} {e.ifp.name:>{iw}} {exp:<9.9} "
+    iw = max(len(e.ifname), W_ADDR + W_LL + W_IF - aw - lw)
+    return (f"{name:<{aw}} {ll:<{lw}} {e.ifname:>{iw}} {exp:<9.9} "
             f"{ND6_STATE_LETTER.get(e.state, '?')} {flags}").rstrip()
 
 
@@ -180,14 +217,28 @@ def _ifinfo(k: NetKernel, ifname: str, words: list[str]) -> str:
     return text + "\n"
 
 
-def ndp(k: NetKernel, argv: list[str]) -> str:
-    return on_cpu(k, lambda: _ndp(k, argv))
+def ndp(k: Kernel, argv: list[str]) -> str:
+    """ndp(8) on kernel ``k``: the neighbour cache through a routing socket and sysctl
+    (-a, -c, -d, -s, a host); -p, -r, -P, -R and -i still through ``k.config`` (NetBSD's
+    ndp uses SIOC*_IN6 ioctls for those, which this kernel does not have yet)."""
+    client = RouteClient(k)
+    try:
+        return _ndp(client, argv)
+    finally:
+        client.close()
 
 
-def _ndp(k: NetKernel, argv: list[str]) -> str:
-    if k.inet6 is None:
+def _parse(client: RouteClient, host: str) -> SockaddrIn6:
+    try:
+        addr, zone = scope6.parse_scoped(host, client.ifindex)
+    except OSError:
+        raise OSError(errno.EINVAL, f"ndp: {host}: bad address") from None
+    return SockaddrIn6(addr, zone)
+
+
+def _ndp(client: RouteClient, argv: list[str]) -> str:
+    if not client.has_family(pysocket.AF_INET6):
         raise OSError(errno.EAFNOSUPPORT, "ndp: socket: Address family not supported by protocol family")
-    cfg = k.config
     opts, args = getopt("ndp", argv, OPTSTRING, USAGE)
     mode = None
     for ch, _ in opts:
@@ -197,42 +248,64 @@ def _ndp(k: NetKernel, argv: list[str]) -> str:
             mode = ch
         else:
             raise UsageError(USAGE)
+    k = cast("NetKernel", client.k)  # -p -r -P -R -i: not through system calls yet
     if mode in ("p", "r", "P", "R"):
         if args:
             raise UsageError(USAGE)
-        return _router_discovery(k, mode)
+        return on_cpu(k, lambda: _router_discovery(k, mode))
     if mode == "i":
         if not args:
             raise UsageError(USAGE)
-        return _ifinfo(k, args[0], args[1:])
+        return on_cpu(k, lambda: _ifinfo(k, args[0], args[1:]))
     if mode == "a" or mode == "c":
         if args:
             raise UsageError(USAGE)
         if mode == "c":
-            gone = cfg.ndp_flush()
-            return "".join(f"{in6.ntop(a)} ({in6.ntop(a)}) deleted\n" for a in gone)
-        return HEADER + "\n" + "".join(_line(k, e) + "\n" for e in cfg.ndp_entries())
+            return _flush(client)
+        return HEADER + "\n" + "".join(_line(e) + "\n" for e in _neighbors(client))
     if mode == "s":
         if len(args) < 2 or any(w not in ("temp", "proxy", "pub") for w in args[2:]):
             raise UsageError(USAGE)
-        try:
-            cfg.ndp_add(args[0], args[1], temp="temp" in args[2:])
-        except OSError as e:
-            raise OSError(e.errno, f"ndp: set: {e.strerror}") from None
-        return ""
+        return _set(client, args[0], args[1], "temp" in args[2:])
     if len(args) != 1:
         raise UsageError(USAGE)
     host = args[0]
     if mode == "d":
         try:
-            cfg.ndp_delete(host)
+            _delete(client, _parse(client, host))
         except OSError:
             raise OSError(errno.ENOENT, f"{host} ({host}) -- no entry") from None
         return f"{host} ({host}) deleted\n"
+    sa = _parse(client, host)
+    for e in _neighbors(client):
+        if e.addr == sa.addr and (sa.scope_id == e.ifindex or (not sa.scope_id and not in6.is_scoped(sa.addr))):
+            return HEADER + "\n" + _line(e) + "\n"
+    raise OSError(errno.ENOENT, f"{host} ({host}) -- no entry")
+
+
+def _set(client: RouteClient, host: str, mac: str, temp: bool) -> str:
+    """ndp -s: RTM_ADD of an LLINFO host route, the address in an AF_LINK gateway."""
     try:
-        entry = cfg.ndp_get(host)
-    except OSError as err:
-        if err.errno == errno.EINVAL:
-            raise OSError(errno.EINVAL, f"ndp: {host}: bad address") from None
-        raise OSError(errno.ENOENT, f"{host} ({host}) -- no entry") from None
-    return HEADER + "\n" + _line(k, entry) + "\n"
+        dst = _parse(client, host)
+        lladdr = parse_mac(mac)
+    except OSError as e:
+        raise OSError(e.errno, f"ndp: set: {e.strerror}") from None
+    flags = RTF_UP | RTF_HOST | RTF_LLDATA | (0 if temp else RTF_STATIC)
+    try:
+        client.request(RtMsghdr(RTM_ADD, flags, addrs={RTA_DST: dst, RTA_GATEWAY: SockaddrDl(lladdr=lladdr)}))
+    except OSError as e:
+        code = e.errno if e.errno is not None else errno.EINVAL
+        raise OSError(code, f"ndp: set: {strerror(code)}") from None
+    return ""
+
+
+def _delete(client: RouteClient, dst: SockaddrIn6) -> None:
+    client.request(RtMsghdr(RTM_DELETE, RTF_HOST | RTF_LLDATA, addrs={RTA_DST: dst}))
+
+
+def _flush(client: RouteClient) -> str:
+    """ndp -c: every dynamic entry goes (static ones, our own addresses included, stay)."""
+    gone = [e for e in _neighbors(client) if not e.static]
+    for e in gone:
+        _delete(client, SockaddrIn6(e.addr, e.ifindex if in6.is_scoped(e.addr) else 0))
+    return "".join(f"{in6.ntop(e.addr)} ({in6.ntop(e.addr)}) deleted\n" for e in gone)

@@ -3,33 +3,49 @@
 from __future__ import annotations
 
 import errno
+import socket as pysocket
 from typing import TYPE_CHECKING, Any
 
-from rumpnet.commands import UsageError, getopt, on_cpu, strerror
-from rumpnet.net_kernel import netinet
-from rumpnet.netconfig import format_mac
-from rumpnet.netinet.if_arp import LLE_VALID
+from rumpnet.commands import UsageError, getopt, strerror
+from rumpnet.commands.rtsock_client import RouteClient
+from rumpnet.netconfig import NetConfig, format_mac
 from rumpnet.netinet.in_addr import aton_strict, ntoa
 from rumpnet.route import (
-    RTF_ANNOUNCE,
     RTF_BLACKHOLE,
     RTF_CONNECTED,
     RTF_DONE,
     RTF_GATEWAY,
     RTF_HOST,
-    RTF_LLDATA,
     RTF_LOCAL,
     RTF_REJECT,
     RTF_STATIC,
     RTF_UP,
-    Rtentry,
     flags_letters,
+    plen_to_mask,
+)
+from rumpnet.route_msg import (
+    AF_INET,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_IFA,
+    RTA_IFP,
+    RTA_NETMASK,
+    RTM_ADD,
+    RTM_CHANGE,
+    RTM_DELETE,
+    RTM_GET,
+    RTV_MTU,
+    RtMsghdr,
+    Sockaddr,
+    SockaddrDl,
+    SockaddrIn,
+    SockaddrIn6,
+    mask_sockaddr,
+    netmask_of,
 )
 
-RTF_LLINFO = RTF_LLDATA
-
 if TYPE_CHECKING:
-    from rumpnet.net_kernel import NetKernel
+    from rumpkern.kernel import Kernel
 
 USAGE = "usage: route [-dfLnqSsTtv] cmd [[-<qualifers>] args]"
 OPTSTRING = "dfLnqSsTtv"  # sbin/route/route.c
@@ -76,28 +92,58 @@ def netname(dst: int, plen: int) -> str:
     return f"{b[0]}.{b[1]}.{b[2]}.{b[3]}/{plen}"
 
 
-def dest_name(rt: Rtentry) -> str:
+class RouteRow:
+    """A route (or an ARP entry) as a routing message describes it: what netstat -r and
+    route get print."""
+
+    def __init__(self, msg: RtMsghdr, client: RouteClient) -> None:
+        dst = msg.addrs.get(RTA_DST)
+        self.dst = dst.addr if isinstance(dst, (SockaddrIn, SockaddrIn6)) else 0
+        self.zone = dst.scope_id if isinstance(dst, SockaddrIn6) else 0
+        bits = 128 if isinstance(dst, SockaddrIn6) else 32
+        plen = netmask_of(msg.addrs.get(RTA_NETMASK), bits)
+        self.plen: int = bits if plen is None else plen
+        self.mask = plen_to_mask(self.plen) if bits == 32 else 0
+        self.flags = msg.rtm_flags
+        self.gateway = msg.addrs.get(RTA_GATEWAY)
+        ifp = msg.addrs.get(RTA_IFP)
+        self.ifname = ifp.name if isinstance(ifp, SockaddrDl) and ifp.name else client.ifname(msg.rtm_index)
+        self.iface = client.ifaces().get(msg.rtm_index)
+        ifa = msg.addrs.get(RTA_IFA)
+        self.ifa = ifa if isinstance(ifa, (SockaddrIn, SockaddrIn6)) else None
+        self.ifa_owner = client.owner(self.ifa)
+        self.mtu = msg.rtm_rmx.rmx_mtu
+        self.expire = max(0, msg.rtm_rmx.rmx_expire)
+
+    def mtu_col(self) -> str:
+        """The Mtu column: the route's, or for a route of the loopback interface (whose
+        address, if any, is the loopback's too) the interface's, as lortrequest sets it."""
+        if self.mtu:
+            return str(self.mtu)
+        iface = self.iface
+        if iface is not None and iface.loopback and (self.ifa is None or (self.ifa_owner is not None
+                                                                          and self.ifa_owner.loopback)):
+            return str(iface.mtu)
+        return "-"
+
+
+def dest_name(rt: RouteRow | Any) -> str:
+    """``default``, a host's address, or a network as netname4 writes it (a RouteRow or
+    anything with ``dst``, ``plen`` and ``flags``)."""
     if rt.flags & RTF_HOST:
         return "default" if rt.dst == 0 else ntoa(rt.dst)
     return netname(rt.dst, rt.plen)
 
 
-def gateway_name(rt: Rtentry) -> str:
-    if rt.gateway is not None:
-        return ntoa(rt.gateway) if rt.gateway else "default"
-    if rt.flags & RTF_LOCAL and rt.ifa is not None:
-        owner = rt.ifa.ifp
-        # NetBSD shows the owning interface's empty link address (t_ipaddress.sh).
-        return owner.name if owner.loopback else f"link#{owner.index}"
-    return f"link#{rt.ifp.index}" if rt.ifp is not None else "-"
-
-
-def _mtu_col(rt: Rtentry) -> str:
-    if rt.mtu:
-        return str(rt.mtu)
-    ifp = rt.ifp
-    if ifp is not None and ifp.loopback and (rt.ifa is None or rt.ifa.ifp.loopback):
-        return str(ifp.mtu)
+def gateway_text(sa: Sockaddr | None) -> str:
+    """A gateway as netstat's p_sockaddr prints it: an address (0.0.0.0 is ``default``),
+    an interface's link-level sockaddr by name, or ``link#N`` when it has none."""
+    if isinstance(sa, SockaddrIn):
+        return ntoa(sa.addr) if sa.addr else "default"
+    if isinstance(sa, SockaddrDl):
+        if sa.lladdr:
+            return format_mac(sa.lladdr)
+        return sa.name if sa.name else f"link#{sa.index}"
     return "-"
 
 
@@ -105,10 +151,10 @@ def _row(dst: str, gw: str, flags: int, mtu: str, ifname: str) -> str:
     return f"{dst:<18} {gw:<18} {flag_letters(flags):<6.6} {'-':>6} {'-':>8} {mtu:>6}  {ifname}"
 
 
-def rttable(routes: list[Rtentry], llentries: list[Any] | None = None) -> str:
+def rttable(client: RouteClient) -> str:
     """``netstat -rn -f inet`` / ``route -n show``: the Internet section.
 
-    ARP entries follow the routes, as NetBSD's routing dump appends the lltable:
+    The routing dump (NET_RT_DUMP), then the ARP cache (NET_RT_FLAGS with RTF_LLINFO):
     ``UHL`` (``S`` when permanent, ``p`` when published), gateway the MAC address. NetBSD
     keeps link-layer entries out of its routing table since 8.0, but netstat -rn still
     lists them: tests/net/arp/t_arp.sh (2024) checks ``check_route IP MAC UHLS shmif0``
@@ -116,47 +162,56 @@ def rttable(routes: list[Rtentry], llentries: list[Any] | None = None) -> str:
     """
     out = ["Routing tables", "", "Internet:",
            f"{'Destination':<18} {'Gateway':<18} {'Flags':<6} {'Refs':>6} {'Use':>8} {'Mtu':>6} Interface"]
-    for rt in routes:
-        ifname = rt.ifp.name if rt.ifp is not None else "-"
-        out.append(_row(dest_name(rt), gateway_name(rt), rt.flags, _mtu_col(rt), ifname))
-    for lle in llentries or ():
-        flags = RTF_UP | RTF_HOST | RTF_LLINFO | (RTF_STATIC if lle.static else 0) | (RTF_ANNOUNCE if lle.published else 0)
-        gw = format_mac(lle.mac) if lle.mac is not None and lle.state == LLE_VALID else f"link#{lle.ifp.index}"
-        out.append(_row(ntoa(lle.ip), gw, flags, "-", lle.ifp.name))
+    for msg in client.dump(AF_INET):
+        rt = RouteRow(msg, client)
+        out.append(_row(dest_name(rt), gateway_text(rt.gateway), rt.flags, rt.mtu_col(), rt.ifname or "-"))
+    for msg in client.lldump(AF_INET):
+        rt = RouteRow(msg, client)
+        out.append(_row(ntoa(rt.dst), gateway_text(rt.gateway), rt.flags, "-", rt.ifname or "-"))
     return "\n".join(out) + "\n"
 
 
-def kernel_rttable(k: NetKernel, family: str | None = None) -> str:
+def kernel_rttable(k: Kernel, family: str | None = None) -> str:
     """``netstat -rn [-f inet|inet6]``: every family's section unless one is named."""
-    from rumpnet.commands.route6 import kernel_rttable6
+    client = RouteClient(k)
+    try:
+        return rttables(client, family)
+    finally:
+        client.close()
+
+
+def rttables(client: RouteClient, family: str | None = None) -> str:
+    from rumpnet.commands.route6 import rttable6
 
     if family == "inet6":
-        return "Routing tables\n\n" + kernel_rttable6(k)
-    text = rttable(list(k.net.routes), k.inet.arp.entries() if k.inet is not None else None)
-    if family is None and k.inet6 is not None:
-        text += "\n" + kernel_rttable6(k)
+        return "Routing tables\n\n" + rttable6(client)
+    text = rttable(client)
+    if family is None and client.has_family(pysocket.AF_INET6):
+        text += "\n" + rttable6(client)
     return text
 
 
-def route_get_text(k: NetKernel, target: str, rt: Rtentry) -> str:
+def metrics_lines(mtu: int, expire: int) -> list[str]:
+    """route get's metrics table (route.c print_getmsg)."""
+    vals = [0, 0, 0, 0, 0, 0, mtu, expire]
+    return [" recvpipe  sendpipe  ssthresh  rtt,msec    rttvar  hopcount      mtu     expire",
+            "".join(f"{v:8d}  " for v in vals[:-1]) + f"{vals[-1]:8d} "]
+
+
+def route_get_text(target: str, rt: RouteRow) -> str:
     lines = [f"   route to: {target}"]
     dst = dest_name(rt) if rt.flags & RTF_HOST else ("default" if rt.plen == 0 else ntoa(rt.dst))
     lines.append(f"destination: {dst}")
     if not rt.flags & RTF_HOST:
         lines.append(f"       mask: {'default' if rt.plen == 0 else ntoa(rt.mask)}")
-    if rt.flags & RTF_GATEWAY and rt.gateway is not None:
-        lines.append(f"    gateway: {ntoa(rt.gateway)}")
+    if rt.flags & RTF_GATEWAY and isinstance(rt.gateway, SockaddrIn):
+        lines.append(f"    gateway: {ntoa(rt.gateway.addr)}")
     if rt.ifa is not None:
         lines.append(f" local addr: {ntoa(rt.ifa.addr)}")
-    if rt.ifp is not None:
-        lines.append(f"  interface: {rt.ifp.name}")
+    if rt.ifname is not None:
+        lines.append(f"  interface: {rt.ifname}")
     lines.append(f"      flags: {flag_names(rt.flags | RTF_DONE)}")
-    lines.append(" recvpipe  sendpipe  ssthresh  rtt,msec    rttvar  hopcount      mtu     expire")
-    expire = 0
-    if rt.expire:
-        expire = max(0, int(rt.expire - k.sched.now()))
-    vals = [0, 0, 0, 0, 0, 0, rt.mtu, expire]
-    lines.append("".join(f"{v:8d}  " for v in vals[:-1]) + f"{vals[-1]:8d} ")
+    lines += metrics_lines(rt.mtu, rt.expire)
     return "\n".join(lines) + "\n"
 
 
@@ -295,104 +350,64 @@ def _failure(cmd: str, r: _Req, e: OSError) -> OSError:
     return OSError(code, f"route: writing to routing socket: {strerror(code)}\n{_msg(cmd, r)}: {word}")
 
 
-def _do_add(k: NetKernel, r: _Req) -> Rtentry:
-    cfg = k.config
+def _dest_sockaddrs(r: _Req) -> tuple[int, dict[int, Sockaddr], int]:
+    """RTA_DST and RTA_NETMASK of a request, and RTF_HOST when it is a host route."""
     assert r.dest is not None
-    gateway, ifp = r.gateway, r.ifp
-    if gateway is not None and (r.iface or r.link) and k.ifnet.get(gateway) is not None:
-        # "-link -iface shmif0": the gateway is the interface itself (a sockaddr_dl in
-        # NetBSD); t_route.sh route_non_subnet_gateway. Before this fix: EINVAL.
-        gateway, ifp = None, gateway
-    rt: Rtentry = cfg.route_add(r.dest, gateway, host=r.host, net=r.net, netmask=r.netmask,
-                       interface=r.iface or r.link, ifp=ifp,
-                       reject=bool(r.set_flags & RTF_REJECT), blackhole=bool(r.set_flags & RTF_BLACKHOLE),
-                       mtu=r.mtu or 0, static=not r.clear_flags & RTF_STATIC)
-    if r.gateway is not None and rt.gateway is None and not (r.iface or r.link):
-        # A reject/blackhole route through a local address keeps its gateway (UGHR).
-        rt.gateway = aton_strict(r.gateway)
-        rt.flags |= RTF_GATEWAY
-    rt.flags |= r.set_flags & (0x20000 | RTF_CONNECTED)
+    ip, plen = NetConfig.parse_dest(r.dest, r.host, r.net, r.netmask)
+    addrs: dict[int, Sockaddr] = {RTA_DST: SockaddrIn(ip)}
+    if plen < 32 or r.net:
+        addrs[RTA_NETMASK] = mask_sockaddr(AF_INET, plen)
+    return ip, addrs, RTF_HOST if plen == 32 else 0
+
+
+def _request_msg(cmd: str, r: _Req) -> RtMsghdr:
+    """The RTM_ADD/RTM_CHANGE message route(8) writes for a parsed command line."""
+    _, addrs, host = _dest_sockaddrs(r)
+    iface = r.iface or r.link
+    flags = RTF_UP | host | (r.set_flags & ~r.clear_flags)
+    if not r.clear_flags & RTF_STATIC:
+        flags |= RTF_STATIC
+    if r.gateway is not None:
+        try:
+            addrs[RTA_GATEWAY] = SockaddrIn(aton_strict(r.gateway))
+            if not iface:
+                flags |= RTF_GATEWAY
+        except OSError:
+            if not iface:
+                raise OSError(errno.EINVAL, "Invalid argument") from None
+            # "-link -iface shmif0": the gateway is the interface itself, a sockaddr_dl
+            # (t_route.sh route_non_subnet_gateway).
+            addrs[RTA_GATEWAY] = SockaddrDl(name=r.gateway)
+    if r.ifp is not None:
+        addrs[RTA_IFP] = SockaddrDl(name=r.ifp)
     if r.ifa is not None:
-        _set_ifa(k, rt, r.ifa)
-    k.net.routes.invalidate()
-    return rt
-
-
-def _set_ifa(k: NetKernel, rt: Rtentry, addr: str) -> None:
-    a = aton_strict(addr)
-    inet = netinet(k)
-    ifa = inet.local_addrs.get(a)
-    if ifa is None:
-        near = inet.ifa_on_link(a)
-        if near is None:
-            raise OSError(errno.ENETUNREACH, "Network is unreachable")
-        ifa = near
-    rt.ifa = ifa
-    if rt.ifp is None or not rt.ifp.loopback:
-        rt.ifp = ifa.ifp
-
-
-def _do_change(k: NetKernel, r: _Req) -> Rtentry:
-    assert r.dest is not None
-    ip, plen = k.config.parse_dest(r.dest, r.host, r.net, r.netmask)
-    rt: Rtentry | None = k.net.routes.exact(ip, plen)
-    if rt is None:
-        raise OSError(errno.ESRCH, "No such process")
-    inet = netinet(k)
-    if r.gateway is not None and not (r.iface or r.link):
-        gw = aton_strict(r.gateway)
-        if r.ifp is not None:
-            out = k.ifnet.lookup(r.ifp)
-            ifa = out.addrs[0] if out.addrs else None
-        elif r.ifa is not None:
-            ifa = None
-        else:
-            ifa = inet.ifa_on_link(gw)
-            if ifa is None and gw not in inet.local_addrs:
-                raise OSError(errno.ENETUNREACH, "Network is unreachable")
-        rt.gateway = gw
-        rt.flags |= RTF_GATEWAY
-        if ifa is not None:
-            rt.ifa, rt.ifp = ifa, ifa.ifp
-    elif r.ifp is not None:
-        out = k.ifnet.lookup(r.ifp)
-        rt.ifp = out
-        if out.addrs:
-            rt.ifa = out.addrs[0]
-    if r.ifa is not None:
-        _set_ifa(k, rt, r.ifa)
-        if r.ifp is not None:
-            rt.ifp = k.ifnet.lookup(r.ifp)
-            for ifa2 in rt.ifp.addrs:
-                if (ifa2.addr & ifa2.mask) == ((rt.gateway or 0) & ifa2.mask):
-                    rt.ifa = ifa2
-                    break
-    # RTM_CHANGE carries REJECT and BLACKHOLE as the command states them (NetBSD's
-    # rtm_fmask): "change ... -blackhole" on a reject route leaves a blackhole route.
-    sticky = RTF_REJECT | RTF_BLACKHOLE
-    rt.flags = ((rt.flags & ~sticky) | r.set_flags | RTF_STATIC) & ~r.clear_flags
-    if r.clear_flags & RTF_STATIC:
-        rt.flags &= ~RTF_STATIC
+        addrs[RTA_IFA] = SockaddrIn(aton_strict(r.ifa))
+    msg = RtMsghdr(RTM_ADD if cmd == "add" else RTM_CHANGE, flags, addrs=addrs)
     if r.mtu is not None:
-        rt.mtu = r.mtu
-    k.net.routes.invalidate()
-    return rt
+        msg.rtm_inits |= RTV_MTU
+        msg.rtm_rmx.rmx_mtu = r.mtu
+    return msg
 
 
-def route(k: NetKernel, argv: list[str]) -> str:
-    """route(8) on kernel ``k`` (see rumpnet.commands)."""
-    return on_cpu(k, lambda: _route(k, argv))
+def route(k: Kernel, argv: list[str]) -> str:
+    """route(8) on kernel ``k`` (see rumpnet.commands): through a routing socket and
+    sysctl net.route only, as NetBSD's."""
+    client = RouteClient(k)
+    try:
+        return _route(client, argv)
+    finally:
+        client.close()
 
 
-def _route(k: NetKernel, argv: list[str]) -> str:
+def _route(client: RouteClient, argv: list[str]) -> str:
     opts, args = getopt("route", argv, OPTSTRING, USAGE)
     quiet = any(ch == "q" for ch, _ in opts)
     flush_first = any(ch == "f" for ch, _ in opts)
-    if k.inet is None:
+    if not client.has_family(pysocket.AF_INET):
         raise OSError(errno.EAFNOSUPPORT, "route: socket: Address family not supported by protocol family")
     out: list[str] = []
     if flush_first:
-        out.append(_flush(k, quiet))
+        out.append(_flush(client, quiet))
     if not args:
         if flush_first:
             return "".join(out)
@@ -401,53 +416,31 @@ def _route(k: NetKernel, argv: list[str]) -> str:
     if "-inet6" in args:
         from rumpnet.commands.route6 import route6
 
-        return "".join(out) + route6(k, cmd, [a for a in args if a != "-inet6"], quiet, USAGE)
+        return "".join(out) + route6(client, cmd, [a for a in args if a != "-inet6"], quiet, USAGE)
     if cmd == "flush":
         for a in args:
             if a not in ("-inet", "-n"):
                 raise UsageError(USAGE)
-        out.append(_flush(k, quiet))
+        out.append(_flush(client, quiet))
         return "".join(out)
     if cmd == "show":
         for a in args:
             if a not in ("-inet", "-n", "-v"):
                 raise UsageError(USAGE)
-        return "".join(out) + kernel_rttable(k, "inet" if "-inet" in args else None)
+        return "".join(out) + rttables(client, "inet" if "-inet" in args else None)
     if cmd == "monitor":
         raise OSError(errno.EOPNOTSUPP, "route: monitor: Operation not supported")
     if cmd not in ("add", "delete", "change", "get"):
         raise UsageError(f"route: {cmd}: unknown command\n{USAGE}")
     r = _parse(cmd, args)
-    assert r.dest is not None
     if cmd == "get":
-        try:
-            ip = 0 if r.dest == "default" else aton_strict(r.dest.split("/", 1)[0])
-            rt = k.net.routes.lookup(ip)
-            if rt is None:
-                raise OSError(errno.ESRCH, "No such process")
-        except OSError as e:
-            raise OSError(errno.ESRCH, f"route: writing to routing socket: {strerror(errno.ESRCH)}\n"
-                                       f"get {'net' if r.net else 'host'} {r.dest}: not in table") from e
-        return "".join(out) + route_get_text(k, r.dest if r.dest == "default" else ntoa(ip), rt)
+        return "".join(out) + _get(client, r)
     try:
-        if cmd == "add":
-            _do_add(k, r)
-        elif cmd == "delete":
-            try:
-                k.config.route_delete(r.dest, host=r.host, net=r.net, netmask=r.netmask)
-            except OSError as e:
-                # In NetBSD an ARP entry is an LLINFO host route in the table (netstat -r
-                # lists it, here too), so "route delete 10.0.1.1" removes it
-                # (t_forwarding.sh test_ping_success). Before this fix: "not in table".
-                lle = None
-                if e.errno == errno.ESRCH and not r.net and r.dest != "default" and "/" not in r.dest \
-                        and k.inet is not None:
-                    lle = k.inet.arp.lookup(aton_strict(r.dest))
-                if lle is None or lle.published:
-                    raise
-                k.config.arp_delete(ntoa(lle.ip))
+        if cmd == "delete":
+            _, addrs, host = _dest_sockaddrs(r)
+            client.request(RtMsghdr(RTM_DELETE, host, addrs=addrs))
         else:
-            _do_change(k, r)
+            client.request(_request_msg(cmd, r))
     except OSError as e:
         raise _failure(cmd, r, e) from None
     if not quiet:
@@ -455,12 +448,38 @@ def _route(k: NetKernel, argv: list[str]) -> str:
     return "".join(out)
 
 
-def _flush(k: NetKernel, quiet: bool) -> str:
-    gone: list[Any] = k.config.route_flush()
+def _get(client: RouteClient, r: _Req) -> str:
+    """route get: RTM_GET with the destination; the answer names the route."""
+    assert r.dest is not None
+    try:
+        ip = 0 if r.dest == "default" else aton_strict(r.dest.split("/", 1)[0])
+        reply = client.request(RtMsghdr(RTM_GET, addrs={RTA_DST: SockaddrIn(ip), RTA_IFP: SockaddrDl()}))
+    except OSError as e:
+        raise OSError(errno.ESRCH, f"route: writing to routing socket: {strerror(errno.ESRCH)}\n"
+                                   f"get {'net' if r.net else 'host'} {r.dest}: not in table") from e
+    return route_get_text(r.dest if r.dest == "default" else ntoa(ip), RouteRow(reply, client))
+
+
+def flushable(flags: int) -> bool:
+    """What route flush removes: gateway routes and static ones that are not an
+    interface's own (NetBSD keeps interface routes)."""
+    return bool(flags & RTF_GATEWAY) or bool(flags & RTF_STATIC and not flags & (RTF_CONNECTED | RTF_LOCAL))
+
+
+def _flush(client: RouteClient, quiet: bool) -> str:
+    """route flush: dump, then RTM_DELETE each flushable route (route.c flushroutes)."""
+    gone: list[RouteRow] = []
+    for msg in client.dump(AF_INET):
+        if not flushable(msg.rtm_flags):
+            continue
+        addrs = {bit: sa for bit, sa in msg.addrs.items() if bit in (RTA_DST, RTA_NETMASK)}
+        client.request(RtMsghdr(RTM_DELETE, msg.rtm_flags, addrs=addrs))
+        gone.append(RouteRow(msg, client))
     if quiet:
         return ""
     gone.sort(key=lambda rt: (rt.dst, rt.plen))
     return "".join(f"{dest_name(rt):<20.20} done\n" for rt in gone)
 
 
-__all__ = ["RTF_CONNECTED", "flag_letters", "flag_names", "kernel_rttable", "netname", "route", "rttable"]
+__all__ = ["RTF_CONNECTED", "RouteRow", "dest_name", "flag_letters", "flag_names", "gateway_text", "kernel_rttable",
+           "netname", "route", "rttable"]

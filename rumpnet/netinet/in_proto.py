@@ -270,6 +270,7 @@ class Inet:
                 ifp.set_up(True)  # NetBSD brings an interface up when an address is set
             else:
                 self.arp.announce(ifp, addr)
+        self.kernel.net.addr_changed(ifp, 2, addr, plen, True)  # rt_newaddrmsg (AF_INET)
         return ifa
 
     def delete_address(self, ifp: Ifnet, addr: int) -> None:
@@ -281,6 +282,7 @@ class Inet:
         ifp.addrs.remove(ifa)
         self._rebuild_addr_index()
         self.routes.remove_matching(lambda rt: rt.ifa is ifa)
+        self.kernel.net.addr_changed(ifp, 2, addr, ifa.plen, False)
         # Another interface may still hold the same prefix: give it its route back.
         for other in self.kernel.ifnet.all():
             for oifa in other.addrs:

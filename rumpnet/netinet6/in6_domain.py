@@ -201,6 +201,7 @@ class Inet6Domain:
             self.settle(now)
         if not ifp.is_up:
             ifp.set_up(True)   # runs in6_if_up: DAD starts
+        self.kernel.net.addr_changed(ifp, 24, addr, plen, True)  # rt_newaddrmsg (AF_INET6)
         return ia
 
     def remove_address(self, ifp: Ifnet, addr: int) -> None:
@@ -212,6 +213,7 @@ class Inet6Domain:
         now = self.now()
         self.node.remove_address(ia, now)
         self.settle(now)
+        self.kernel.net.addr_changed(ifp, 24, addr, ia.plen, False)
 
     def addresses(self, ifp: Ifnet) -> list[In6Ifaddr]:
         ext = self.node.ifaddrs.ifs.get(ifp.index)

@@ -618,3 +618,24 @@ def test_port_0_prints_the_url_it_got_and_listen_errors_name_the_url(sockdir):
     with pytest.raises(OSError) as ei:
         RumpClient(bad)
     assert bad in str(ei.value.strerror)
+
+
+def test_route_runs_in_the_client_through_a_routing_socket(server):
+    """route(8) in this process, the kernel in the server: every call a system call through
+    the client (a PF_ROUTE socket and sysctl net.route), none a kernel object."""
+    from rumpnet.commands.route import route
+    from rumpnet.route_msg import AF_INET, PF_ROUTE, RTA_DST, RTM_ADD, RtMsghdr, SockaddrIn, decode_msg
+
+    with RumpClient(server) as c:
+        fd = c.rump_sys_socket(PF_ROUTE, socket.SOCK_RAW, AF_INET)
+        assert route(c, ["add", "-net", "10.99.0.0/16", "127.0.0.1", "-reject"]) == \
+            "add net 10.99.0.0: gateway 127.0.0.1\n"
+        shown = route(c, ["-n", "show", "-inet"])
+        assert "10.99/16           127.0.0.1          UGRS" in shown, shown
+        msg = decode_msg(c.rump_sys_read(fd, 4096))
+        assert isinstance(msg, RtMsghdr) and (msg.rtm_type, msg.addrs[RTA_DST]) == (RTM_ADD, SockaddrIn(0x0A630000))
+        with pytest.raises(OSError) as ei:
+            route(c, ["add", "-net", "10.99.0.0/16", "127.0.0.1", "-reject"])
+        assert ei.value.errno == errno.EEXIST and "File exists" in str(ei.value)
+        assert route(c, ["delete", "-net", "10.99.0.0/16"]) == "delete net 10.99.0.0\n"
+        c.rump_sys_close(fd)
