@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from rumpkern.errno import kerr
 from rumpnet.if_control import IoctlHandler, ifp_of
 from rumpnet.if_ioctl import AF_INET, IFNAMSIZ, IFREQ_SIZE, Ifreq, SockaddrIn, iow, iowr, pack_name, unpack_name
+from rumpnet.ifnet import IFF_POINTOPOINT
 from rumpnet.net_kernel import netinet
 from rumpnet.netinet.in_addr import classful_plen
 from rumpnet.route import mask_to_plen
@@ -106,7 +107,8 @@ def _gifnetmask(k: NetKernel, data: bytearray) -> None:
 def _gifalias(k: NetKernel, data: bytearray) -> None:
     req = InAliasreq.unpack(data)
     ifa = _ifa(ifp_of(k, data), req.addr)
-    other = ifa.dstaddr or ifa.broadaddr or None
+    # in_control: a point-to-point interface's address has a destination, others a broadcast.
+    other = (ifa.dstaddr if ifa.ifp.flags & IFF_POINTOPOINT else ifa.broadaddr) or None
     data[:IN_ALIASREQ_SIZE] = InAliasreq(req.name, ifa.addr, other, ifa.mask).pack()
 
 
