@@ -251,7 +251,9 @@ def sys___sysctl(ctx: SyscallCtx, p: Proc, name: str | Sequence[int], namelen: i
         node = tree.lookup_mib(mib)
     value = tree.read_node(node)
     old: int | str | bytes
-    if node.kind == "struct":
+    if isinstance(value, bytes):  # a struct the node packed itself (kinfo_pcb arrays)
+        old = value
+    elif node.kind == "struct":
         vals = stats_values(value)
         old = struct.pack(f"{len(vals)}Q", *vals)
     elif isinstance(value, (int, str)):
