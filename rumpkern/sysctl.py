@@ -158,6 +158,16 @@ class SysctlTree:
             node = node.parent
         return list(reversed(nums))
 
+    def remove(self, path: str) -> None:
+        """Remove the node at ``path`` with everything under it (a destroyed interface's
+        ``net.interfaces.IF``, as NetBSD's sysctl_teardown); nothing if there is none."""
+        parent_path, _, name = path.rpartition(".")
+        try:
+            parent = self.lookup(parent_path) if parent_path else self.root
+        except OSError:
+            return
+        parent.children.pop(name, None)
+
     # -- reading and writing -----------------------------------------------------------
     @staticmethod
     def read_node(node: SysctlNode) -> object:
