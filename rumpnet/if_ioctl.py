@@ -180,8 +180,11 @@ class Ifreq:
     name: str
     ifru: bytes = bytes(IFREQ_SIZE - IFNAMSIZ)
 
+    def __post_init__(self) -> None:
+        self.ifru = bytes(self.ifru).ljust(IFREQ_SIZE - IFNAMSIZ, b"\0")[: IFREQ_SIZE - IFNAMSIZ]
+
     def pack(self) -> bytearray:
-        return bytearray(pack_name(self.name) + self.ifru.ljust(IFREQ_SIZE - IFNAMSIZ, b"\0")[: IFREQ_SIZE - IFNAMSIZ])
+        return bytearray(pack_name(self.name) + self.ifru)
 
     @classmethod
     def unpack(cls, raw: bytes | bytearray | memoryview) -> Ifreq:

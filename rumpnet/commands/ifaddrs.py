@@ -87,8 +87,8 @@ class IfAddrs:
     index: int
     type: int
     lladdr: bytes
-    inet: list[int] = field(default_factory=list)
-    inet6: list[SockaddrIn6] = field(default_factory=list)
+    ipv4: list[int] = field(default_factory=list)
+    ipv6: list[SockaddrIn6] = field(default_factory=list)
 
 
 def getifaddrs(s: IfSock) -> list[IfAddrs]:
@@ -108,9 +108,9 @@ def getifaddrs(s: IfSock) -> list[IfAddrs]:
             by_name[req.name] = entry = IfAddrs(req.name, sa.index, sa.type, sa.lladdr)
             out.append(entry)
         elif isinstance(sa, SockaddrIn) and req.name in by_name:
-            by_name[req.name].inet.append(sa.addr)
+            by_name[req.name].ipv4.append(sa.addr)
         elif isinstance(sa, SockaddrIn6) and req.name in by_name:
-            by_name[req.name].inet6.append(sa)
+            by_name[req.name].ipv6.append(sa)
     return out
 
 

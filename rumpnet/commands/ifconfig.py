@@ -168,7 +168,7 @@ def _link_lines(s: IfSock, ifa: IfAddrs, flags: int, verbose: bool) -> list[str]
 
 def _inet_lines(s: IfSock, ifa: IfAddrs, flags: int) -> list[str]:
     lines = []
-    for addr in ifa.inet:
+    for addr in ifa.ipv4:
         req = InAliasreq.unpack(s.ioctl(SIOCGIFALIAS, InAliasreq(ifa.name, addr).pack()))
         plen = bin(req.mask or 0).count("1")
         line = f"\tinet {ntoa(addr)}/{plen}"
@@ -515,6 +515,6 @@ def _replaced(s: IfSock, name: str, new: int) -> int | None:
     """Without ``alias`` a new address replaces the interface's first one (NetBSD's
     ifconfig removes it with SIOCDIFADDR); an address already there is changed in place."""
     ifa = next((i for i in getifaddrs(s) if i.name == name), None)
-    if ifa is None or not ifa.inet or new in ifa.inet:
+    if ifa is None or not ifa.ipv4 or new in ifa.ipv4:
         return None
-    return ifa.inet[0]
+    return ifa.ipv4[0]

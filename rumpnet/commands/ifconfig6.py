@@ -73,10 +73,10 @@ def address_line(s: IfSock, name: str, sa: SockaddrIn6, names: dict[int, str], l
 
 
 def address_lines(sys: Syscalls, ifa: IfAddrs, names: dict[int, str], lifetimes: bool = False) -> list[str]:
-    if not ifa.inet6:
+    if not ifa.ipv6:
         return []
     with IfSock(sys, pysocket.AF_INET6) as s:
-        return [address_line(s, ifa.name, sa, names, lifetimes) for sa in ifa.inet6]
+        return [address_line(s, ifa.name, sa, names, lifetimes) for sa in ifa.ipv6]
 
 
 def _bad(word: str) -> OSError:
@@ -100,7 +100,7 @@ def configure6(sys: Syscalls, name: str, args: list[str]) -> None:
         ifa = next(i for i in ifas if i.name == name)
         req, delete, eui64 = _parse6(ifas, ifa, args)
         if eui64:
-            lla = next((sa.addr for sa in ifa.inet6 if in6.is_linklocal(sa.addr)), None)
+            lla = next((sa.addr for sa in ifa.ipv6 if in6.is_linklocal(sa.addr)), None)
             if lla is None:
                 raise OSError(errno.EINVAL, "ifconfig: could not determine link local address")
             req.addr = SockaddrIn6(in6.with_ifid(req.addr.addr, lla & ((1 << 64) - 1)))
@@ -190,7 +190,7 @@ def _tentative(sys: Syscalls) -> bool:
         raise
     with s:
         for ifa in getifaddrs(s):
-            for sa in ifa.inet6:
+            for sa in ifa.ipv6:
                 flags = _ask6(s, SIOCGIFAFLAG_IN6, ifa.name, sa).flags6
                 if flags & IN6_IFF_TENTATIVE and not flags & IN6_IFF_NODAD:
                     return True

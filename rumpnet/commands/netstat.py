@@ -353,7 +353,7 @@ def _interfaces(sys: Syscalls, only: str | None) -> str:
             counts = f"{st.ipackets:>8} {st.ierrors:>5} {st.opackets:>8} {st.oerrors:>5} {st.collisions:>5}"
             mac = "" if flags & IFF_LOOPBACK else format_mac(ifa.lladdr)
             lines.append(f"{name:<5} {st.mtu:<5} {'<Link>':<13.13} {mac:<17.17} {counts}")
-            for addr in ifa.inet:
+            for addr in ifa.ipv4:
                 req = InAliasreq.unpack(s.ioctl(SIOCGIFALIAS, InAliasreq(ifa.name, addr).pack()))
                 mask = req.mask or 0
                 plen = bin(mask).count("1")

@@ -69,8 +69,11 @@ class In6Ifreq:
     name: str
     ifru: bytes = bytes(IN6_IFREQ_SIZE - IFNAMSIZ)
 
+    def __post_init__(self) -> None:
+        self.ifru = bytes(self.ifru).ljust(IN6_IFREQ_SIZE - IFNAMSIZ, b"\0")[: IN6_IFREQ_SIZE - IFNAMSIZ]
+
     def pack(self) -> bytearray:
-        return bytearray(pack_name(self.name) + self.ifru.ljust(IN6_IFREQ_SIZE - IFNAMSIZ, b"\0"))
+        return bytearray(pack_name(self.name) + self.ifru)
 
     @classmethod
     def unpack(cls, raw: bytes | bytearray | memoryview) -> In6Ifreq:
