@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno
 import socket as pysocket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -226,8 +226,14 @@ def ifconfig(k: Syscalls, argv: list[str]) -> Any:
     with _open(k) as s:
         out = _ifconfig(s, argv)
     waits = [value for ch, value in opts if ch == "w"]
-    if waits:
-        wait_dad(k, float(waits[-1]))
+    waited = wait_dad(k, float(waits[-1])) if waits else None
+    if waited is not None:
+        return _then(waited, out)
+    return out
+
+
+async def _then(waited: Awaitable[None], out: str) -> str:
+    await waited
     return out
 
 

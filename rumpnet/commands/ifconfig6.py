@@ -12,7 +12,10 @@ An address line is NetBSD's ``in6_alias`` output::
 from __future__ import annotations
 
 import errno
+import inspect
 import socket as pysocket
+from collections.abc import Awaitable
+from typing import cast
 
 from rumpnet.commands.ifaddrs import IfAddrs, IfSock, Syscalls, getifaddrs
 from rumpnet.if_ioctl import SockaddrIn6
@@ -197,12 +200,23 @@ def _tentative(sys: Syscalls) -> bool:
     return False
 
 
-def wait_dad(sys: Syscalls, seconds: float) -> None:
+def wait_dad(sys: Syscalls, seconds: float) -> Awaitable[None] | None:
     """NetBSD's ``ifconfig -w``: until no address is tentative or ``seconds`` are up,
     looking every DAD_POLL seconds of the kernel's clock (a poll(2) of no descriptors
-    sleeps that long)."""
+    sleeps that long). On the kernel's loop the sleep is an awaitable, and so is this."""
     looks = max(1, int(seconds / DAD_POLL + 0.999999))
+    for left in range(looks - 1, -1, -1):
+        if not _tentative(sys):
+            return None
+        slept = sys.rump_sys_poll([], 0, int(DAD_POLL * 1000))
+        if inspect.isawaitable(slept):
+            return _wait_dad_async(sys, slept, left)
+    return None
+
+
+async def _wait_dad_async(sys: Syscalls, slept: Awaitable[object], looks: int) -> None:
+    await slept
     for _ in range(looks):
         if not _tentative(sys):
             return
-        sys.rump_sys_poll([], 0, int(DAD_POLL * 1000))
+        await cast("Awaitable[object]", sys.rump_sys_poll([], 0, int(DAD_POLL * 1000)))

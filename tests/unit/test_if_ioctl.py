@@ -439,3 +439,24 @@ def test_sysctl_struct_bytes_fill_oldp(k):
     k.rump_sys___sysctl("net.inet.ip.stats", None, buf)
     assert bytes(buf) == raw
     assert struct.unpack_from("Q", raw)[0] == netinet(k).ipstat.ips_total
+
+
+def test_commands_from_a_coroutine_on_the_kernels_loop(vnet):
+    """On the loop k.rump_sys_* are awaitables: ifconfig and netstat run their calls on the
+    CPU they are on, and ``ifconfig -w`` becomes an awaitable (as ping is there)."""
+    k = vnet.kernel(1)
+    k.ifconfig("wire0", "create")
+    k.ifconfig("wire0", "linkstr", vnet.seg("lan"))
+
+    async def main():
+        k.ifconfig("wire0", "inet6", "fc00::1/64")
+        tentative = "tentative" in k.ifconfig("wire0")
+        waited = k.run_command("ifconfig", ["-w", "5"])   # k.ifconfig wants text: only ping waits
+        assert not isinstance(waited, str)
+        await waited
+        return tentative, k.ifconfig("wire0"), k.netstat("-i")
+
+    tentative, shown, stats = vnet.sched.run_coroutine(main())
+    assert tentative and "inet6 fc00::1 prefixlen 64\n" in shown and "tentative" not in shown
+    assert stats.startswith("Name  Mtu")
+    assert shown == k.ifconfig("wire0")
