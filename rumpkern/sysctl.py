@@ -215,6 +215,8 @@ class SysctlTree:
 
 
 def format_value(node: SysctlNode, value: object) -> str:
+    if isinstance(value, bytes):  # a struct array without a display handler: hex, as sysctl -x
+        return value.hex()
     if node.kind == "struct":
         if hasattr(value, "__dataclass_fields__") or hasattr(value, "__dict__") or hasattr(value, "__slots__"):
             return " ".join(str(v) for v in stats_values(value))
