@@ -361,8 +361,24 @@ FORBIDDEN_IMPORTS = {"net_kernel", "netinet", "netinet6", "on_cpu", "Ifnet", "Ne
 ALLOWED_KERNEL_CALLS = {"kernel_rttable"}
 
 
+_OWN = {"rumpnet.commands", "rumpnet.commands.ifaddrs", "rumpnet.commands.ifconfig", "rumpnet.commands.ifconfig6",
+        "rumpnet.commands.netstat", "rumpnet.commands.netstat6"}
+
+
+def _passes_kernel(call: ast.Call) -> bool:
+    """Does the call hand the kernel (``k``/``sys``, or ``cast(..., k)``) to its callee?"""
+    for arg in call.args:
+        if isinstance(arg, ast.Call) and isinstance(arg.func, ast.Name) and arg.func.id == "cast":
+            arg = arg.args[-1]
+        if isinstance(arg, ast.Name) and arg.id in ("k", "sys"):
+            return True
+    return False
+
+
 def _kernel_uses(tree: ast.AST) -> list[str]:
     bad = []
+    foreign = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and node.module not in _OWN for alias in node.names}
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("k", "sys"):
             if not node.attr.startswith("rump_sys_"):
@@ -374,8 +390,9 @@ def _kernel_uses(tree: ast.AST) -> list[str]:
             for alias in node.names:
                 if alias.name in FORBIDDEN_IMPORTS and node.module != "typing":
                     bad.append(f"import {alias.name} from {node.module} (line {node.lineno})")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ALLOWED_KERNEL_CALLS:
-            continue
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in foreign \
+                and node.func.id not in ALLOWED_KERNEL_CALLS | {"cast"} and _passes_kernel(node):
+            bad.append(f"{node.func.id}(k) (line {node.lineno})")
     return bad
 
 
@@ -399,6 +416,10 @@ def test_the_ast_check_sees_a_kernel_object():
     assert _kernel_uses(tree)
     tree = ast.parse("from rumpnet.net_kernel import netinet\n")
     assert _kernel_uses(tree)
+    tree = ast.parse("from rumpnet.netconfig import describe\ndef f(k):\n    return describe(k)\n")
+    assert _kernel_uses(tree)
+    tree = ast.parse("from rumpnet.commands.route import kernel_rttable\ndef f(k):\n    return kernel_rttable(k)\n")
+    assert not _kernel_uses(tree)
 
 
 # -- over rumpclient ---------------------------------------------------------------------------------------
