@@ -58,6 +58,14 @@ class IfSock:
     def __init__(self, sys: Syscalls, family: int = pysocket.AF_INET) -> None:
         self.sys = sys
         self.fd = sys.rump_sys_socket(family, pysocket.SOCK_DGRAM, 0)
+        self._inet6: IfSock | None = None
+
+    def sibling6(self) -> IfSock:
+        """An AF_INET6 socket beside this one for netinet6's requests (opened once, closed
+        with this one)."""
+        if self._inet6 is None:
+            self._inet6 = IfSock(self.sys, pysocket.AF_INET6)
+        return self._inet6
 
     def __enter__(self) -> IfSock:
         return self
@@ -66,6 +74,9 @@ class IfSock:
         self.close()
 
     def close(self) -> None:
+        if self._inet6 is not None:
+            six, self._inet6 = self._inet6, None
+            six.close()
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             self.sys.rump_sys_close(fd)

@@ -190,7 +190,7 @@ def status(s: IfSock, ifa: IfAddrs, names: dict[int, str], verbose: bool = False
     if af in (None, "inet"):
         lines += _inet_lines(s, ifa, flags)
     if af in (None, "inet6"):
-        lines += address_lines(s.sys, ifa, names, lifetimes)
+        lines += address_lines(s, ifa, names, lifetimes)
     return "\n".join(lines) + "\n"
 
 

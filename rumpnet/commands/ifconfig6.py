@@ -75,11 +75,12 @@ def address_line(s: IfSock, name: str, sa: SockaddrIn6, names: dict[int, str], l
     return line
 
 
-def address_lines(sys: Syscalls, ifa: IfAddrs, names: dict[int, str], lifetimes: bool = False) -> list[str]:
+def address_lines(s: IfSock, ifa: IfAddrs, names: dict[int, str], lifetimes: bool = False) -> list[str]:
+    """The interface's inet6 lines (asked on ``s``'s AF_INET6 sibling)."""
     if not ifa.ipv6:
         return []
-    with IfSock(sys, pysocket.AF_INET6) as s:
-        return [address_line(s, ifa.name, sa, names, lifetimes) for sa in ifa.ipv6]
+    six = s.sibling6()
+    return [address_line(six, ifa.name, sa, names, lifetimes) for sa in ifa.ipv6]
 
 
 def _bad(word: str) -> OSError:
