@@ -481,3 +481,13 @@ def test_commands_from_a_coroutine_on_the_kernels_loop(vnet):
     assert tentative and "inet6 fc00::1 prefixlen 64\n" in shown and "tentative" not in shown
     assert stats.startswith("Name  Mtu")
     assert shown == k.ifconfig("wire0")
+
+
+def test_sndq_drops_sysctl_follows_the_interface(k):
+    k.ifconfig("wire0", "create")
+    k.ifnet.lookup("wire0").stats.oqdrops = 3   # as a full output queue counts them
+    assert k.rump_sys___sysctl("net.interfaces.wire0.sndq.drops") == 3
+    assert "\toutput: 0 packets, 0 bytes, 3 queue drops\n" in k.ifconfig("-v", "wire0")
+    k.ifconfig("wire0", "destroy")
+    assert _errno(k.rump_sys___sysctl, "net.interfaces.wire0.sndq.drops") == errno.ENOENT
+    assert k.rump_sys___sysctl("net.interfaces.lo0.sndq.drops") == 0
