@@ -173,6 +173,16 @@ class SysctlTree:
             node = node.parent
         return list(reversed(nums))
 
+    def remove(self, path: str) -> None:
+        """Remove the node at ``path`` with everything under it (a destroyed interface's
+        ``net.interfaces.IF``, as NetBSD's sysctl_teardown); nothing if there is none."""
+        parent_path, _, name = path.rpartition(".")
+        try:
+            parent = self.lookup(parent_path) if parent_path else self.root
+        except OSError:
+            return
+        parent.children.pop(name, None)
+
     # -- reading and writing -----------------------------------------------------------
     @staticmethod
     def read_node(node: SysctlNode) -> object:
@@ -222,6 +232,8 @@ class SysctlTree:
 
 
 def format_value(node: SysctlNode, value: object) -> str:
+    if isinstance(value, bytes):  # a struct array without a display handler: hex, as sysctl -x
+        return value.hex()
     if node.kind == "struct":
         if hasattr(value, "__dataclass_fields__") or hasattr(value, "__dict__") or hasattr(value, "__slots__"):
             return " ".join(str(v) for v in stats_values(value))
@@ -271,7 +283,9 @@ def sys___sysctl(ctx: SyscallCtx, p: Proc, name: str | Sequence[int], namelen: i
         return _handler_call(node.handler, args, oldp, newp)
     value = tree.read_node(node)
     old: int | str | bytes
-    if node.kind == "struct":
+    if isinstance(value, bytes):  # a struct the node packed itself (kinfo_pcb arrays)
+        old = value
+    elif node.kind == "struct":
         vals = stats_values(value)
         old = struct.pack(f"{len(vals)}Q", *vals)
     elif isinstance(value, (int, str)):

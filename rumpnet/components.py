@@ -108,6 +108,7 @@ def _netinet_halt(k: Kernel) -> None:
 @rump_component("netinet", RUMP_COMPONENT_NET + 1, requires=("net",), conflicts=("sockin",), default=True,
                 halt=_netinet_halt)
 def _netinet_init(k: Kernel) -> None:
+    from rumpnet.netinet.in_pcblist import pcblist_sysctl
     from rumpnet.netinet.in_proto import Inet
     from rumpnet.netinet.tcp_usrreq import tcp_attach
 
@@ -117,6 +118,7 @@ def _netinet_init(k: Kernel) -> None:
     inet = nk.inet = Inet(nk)
     nk.domains[pysocket.AF_INET] = inet
     tcp_attach(nk)
+    pcblist_sysctl(k.sysctl_tree, inet)
 
 
 def _netinet6_halt(k: Kernel) -> None:

@@ -515,10 +515,20 @@ class IfnetRegistry:
                                      f"{', '.join(c + 'N' for c in self.cloners)})")
         ifp = cloner.create(self.kernel, unit)
         self._ifs[name] = ifp
+        self._sysctl_attach(ifp)
         return ifp
 
     def attach(self, ifp: Ifnet) -> None:
         self._ifs[ifp.name] = ifp
+        self._sysctl_attach(ifp)
+
+    def _sysctl_attach(self, ifp: Ifnet) -> None:
+        """``net.interfaces.IF.sndq.drops`` (NetBSD's sysctl_sndq_setup): frames the
+        output queue dropped, which ``struct if_data`` has no field for (ifconfig -v)."""
+        tree = self.kernel.sysctl_tree
+        path = f"net.interfaces.{ifp.name}"
+        tree.remove(path)
+        tree.add_int(f"{path}.sndq.drops", lambda: ifp.stats.oqdrops, desc="Total packets dropped due to full sndq")
 
     def destroy(self, name: str) -> None:
         ifp = self.lookup(name)
@@ -529,6 +539,7 @@ class IfnetRegistry:
         ifp.detach_driver()
         cloner.destroy(ifp)
         del self._ifs[name]
+        self.kernel.sysctl_tree.remove(f"net.interfaces.{name}")
 
     def lookup(self, name: str) -> Ifnet:
         ifp = self._ifs.get(name)

@@ -22,6 +22,8 @@ from rumpkern.errno import kerr
 from rumpkern.lwproc import FNONBLOCK, File, Proc, close_file
 from rumpkern.sched import Sleep, SyscallCtx, WaitChannel
 from rumpkern.syscalls import sys_close
+from rumpnet.if_control import ifioctl
+from rumpnet.if_ioctl import iocgroup
 from rumpnet.net_kernel import net_kernel
 from rumpnet.uipc_socket import MSG_KNOWN, POLLNVAL, Cmsg, Socket
 
@@ -288,6 +290,8 @@ def sys_ioctl(ctx: SyscallCtx, p: Proc, fd: int, request: int, arg: Any = 0) -> 
         return 0
     if request in SIOCATMARK:
         return int(getattr(so, "atmark", lambda: 0)())
+    if iocgroup(request) == "i":   # soo_ioctl: interface requests go to ifioctl
+        return ifioctl(net_kernel(p.kernel), so, request, arg)
     raise kerr(errno.ENOTTY)
 
 

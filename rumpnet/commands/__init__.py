@@ -16,7 +16,8 @@ coroutine on the kernel's scheduler loop, ``k.ping(...)`` returns an awaitable i
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import errno
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from rumpkern.commands import UsageError, getopt, on_cpu, strerror
@@ -25,7 +26,7 @@ from rumpkern.component import Command
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
 
-__all__ = ["COMMANDS", "PingFailed", "UsageError", "getopt", "on_cpu", "run_command", "strerror"]
+__all__ = ["COMMANDS", "OnCpuSyscalls", "PingFailed", "UsageError", "getopt", "on_cpu", "run_command", "strerror"]
 
 
 class PingFailed(OSError):
@@ -49,16 +50,59 @@ def _tc(k: Kernel, argv: list[str]) -> str:
     return on_cpu(k, lambda: tc_command(nk.ifnet.lookup, argv, k.rng, k.sched, all_ifps=nk.ifnet.all))
 
 
+# Commands that still read kernel objects instead of going through system calls: on a
+# sockin kernel (no interfaces, no routes) they are refused with EOPNOTSUPP up front. The
+# others (ifconfig, netstat) need no such case: their ioctls and sysctls answer what
+# NetBSD's sockin answers.
+_SOCKIN_REFUSED = ("route", "arp")
+
+
+# Commands that reach the kernel through system calls only: they are given the system
+# calls to use (the kernel's own, or those of a command run on the kernel's CPU).
+_SYSCALL_COMMANDS = ("ifconfig", "netstat")
+
+
+class OnCpuSyscalls:
+    """The system calls of a command run on the kernel's CPU (from a callback or a
+    coroutine on its loop, where ``k.rump_sys_*`` return awaitables): each call runs its
+    syscall-table entry at once, as the syscall fast path does, and one that would have to
+    sleep fails with EWOULDBLOCK; ``rump_sys_poll`` alone stays the kernel's (an awaitable
+    there), for a command that sleeps between looks (ifconfig -w)."""
+
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        self.rump_sys_poll = k.rump_sys_poll
+
+    def __getattr__(self, name: str) -> Callable[..., object]:
+        fn = self.k.sysent.get(name.removeprefix("rump_sys_")) if name.startswith("rump_sys_") else None
+        if fn is None:
+            raise AttributeError(name)
+
+        def call(*args: object) -> object:
+            from rumpkern.sched import Sleep, SyscallCtx
+
+            self.k.check_up()
+            try:
+                return fn(SyscallCtx(), self.k.curproc, *args)
+            except Sleep:
+                raise OSError(errno.EWOULDBLOCK, f"{name}: would sleep on the kernel's CPU") from None
+
+        return call
+
+
 def _lazy(modname: str, fname: str) -> Command:
     def run(k: Kernel, argv: list[str]) -> str | Awaitable[str]:
         import importlib
 
-        from rumpnet.sockin import refuse_command
+        if fname in _SOCKIN_REFUSED:
+            from rumpnet.sockin import refuse_command
 
-        # A sockin kernel has no interfaces or routes: NetBSD's sockin answers EOPNOTSUPP.
-        refuse_command(k, fname)
+            refuse_command(k, fname)
         mod = importlib.import_module(f"rumpnet.commands.{modname}")
-        out: str | Awaitable[str] = getattr(mod, fname)(k, argv)
+        target: object = k
+        if fname in _SYSCALL_COMMANDS and k.sched.on_cpu():
+            target = OnCpuSyscalls(k)
+        out: str | Awaitable[str] = getattr(mod, fname)(target, argv)
         return out
 
     return run

@@ -1,16 +1,28 @@
-"""netstat(1): routing tables, protocol statistics, interfaces and sockets, NetBSD style."""
+"""netstat(1): routing tables, protocol statistics, interfaces and sockets, NetBSD style.
+
+As NetBSD's netstat is a program in userland, it reads the kernel through sysctl
+(``net.inet.*.stats``, ``net.inet6.*.stats``, ``net.inet.*.pcblist``) and interface
+ioctls (SIOCGIFCONF, SIOCGIFDATA) only."""
 
 from __future__ import annotations
 
 import errno
+import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from rumpnet.commands import UsageError, getopt, on_cpu
+from rumpkern.sysctl import stats_names
+from rumpnet.commands import UsageError, getopt
+from rumpnet.commands.ifaddrs import IfSock, Syscalls, getifaddrs, sysctl_value
 from rumpnet.commands.route import kernel_rttable, netname
-from rumpnet.net_kernel import netinet
+from rumpnet.if_ioctl import SIOCGIFDATA, SIOCGIFFLAGS, IfDatareq, Ifreq
+from rumpnet.ifnet import IFF_LOOPBACK, IFF_UP
 from rumpnet.netconfig import format_mac
 from rumpnet.netinet.in_addr import ntoa
+from rumpnet.netinet.in_control import SIOCGIFALIAS, InAliasreq
+from rumpnet.netinet.in_pcblist import KinfoPcb, unpack_pcblist
+from rumpnet.netinet.ip_var import ArpStats, IcmpStats, IpStats, UdpStats
+from rumpnet.netinet.tcp_var import TcpStats
 
 if TYPE_CHECKING:
     from rumpnet.net_kernel import NetKernel
@@ -258,27 +270,56 @@ def tcp_stats(st: Any) -> list[str]:
     return p.lines
 
 
-def _proto_stats(k: NetKernel, family: str | None) -> list[tuple[str, Callable[[], list[str]] | None]]:
-    inet = netinet(k)
-    tcp = getattr(inet, "tcp", None)
-    table: list[tuple[str, Callable[[], list[str]] | None]] = []
+T = TypeVar("T")
+
+
+def sysctl_stats(sys: Syscalls, name: str, cls: Callable[[], T]) -> T | None:
+    """The counters of ``name`` (an array of uint64 in the struct's order, NetBSD's
+    ``*_NSTATS`` arrays) as a ``cls`` (the struct's declaration, as netstat includes
+    ``tcp_var.h``); None when the kernel has no such node."""
+    raw = sysctl_value(sys, name)
+    if not isinstance(raw, bytes):
+        return None
+    st = cls()
+    values = struct.unpack(f"{len(raw) // 8}Q", raw[: len(raw) // 8 * 8])
+    pos = 0
+    for field_name in stats_names(st):
+        cur = getattr(st, field_name)
+        n = len(cur) if isinstance(cur, list) else 1
+        got = list(values[pos: pos + n])
+        pos += n
+        setattr(st, field_name, got + [0] * (n - len(got)) if isinstance(cur, list) else (got[0] if got else 0))
+    return st
+
+
+Section = tuple[str, Callable[[], list[str]] | None]
+
+
+def _section(sys: Syscalls, proto: str, node: str, cls: Callable[[], object],
+             fmt: Callable[[Any], list[str]]) -> Section:
+    st = sysctl_stats(sys, node, cls)
+    return proto, (None if st is None else (lambda: fmt(st)))
+
+
+def _proto_stats(sys: Syscalls, family: str | None) -> list[Section]:
+    table: list[Section] = []
     if family in (None, "inet"):
         table += [
-            ("tcp", (lambda: tcp_stats(tcp.stats)) if tcp is not None else None),
-            ("udp", lambda: udp_stats(inet.udpstat)),
-            ("ip", lambda: ip_stats(inet.ipstat)),
-            ("icmp", lambda: icmp_stats(inet.icmpstat)),
-            ("arp", lambda: arp_stats(inet.arpstat)),
+            _section(sys, "tcp", "net.inet.tcp.stats", TcpStats, tcp_stats),
+            _section(sys, "udp", "net.inet.udp.stats", UdpStats, udp_stats),
+            _section(sys, "ip", "net.inet.ip.stats", IpStats, ip_stats),
+            _section(sys, "icmp", "net.inet.icmp.stats", IcmpStats, icmp_stats),
+            _section(sys, "arp", "net.inet.arp.stats", ArpStats, arp_stats),
         ]
-    if family in (None, "inet6") and k.inet6 is not None:
+    if family in (None, "inet6") and sysctl_value(sys, "net.inet6.ip6.hlim") is not None:
         from rumpnet.commands.netstat6 import proto_stats6
 
-        table += proto_stats6(k.inet6)
+        table += proto_stats6(sys)
     return table
 
 
-def _stats(k: NetKernel, proto: str | None, family: str | None = None) -> str:
-    table = _proto_stats(k, None if proto is not None else family)
+def _stats(sys: Syscalls, proto: str | None, family: str | None = None) -> str:
+    table = _proto_stats(sys, None if proto is not None else family)
     if proto is not None:
         for name, fn in table:
             if name == proto and fn is not None:
@@ -293,22 +334,31 @@ def _stats(k: NetKernel, proto: str | None, family: str | None = None) -> str:
     return "".join(out)
 
 
-def _interfaces(k: NetKernel, only: str | None) -> str:
+def _interfaces(sys: Syscalls, only: str | None) -> str:
+    """``netstat -i``: per interface its link row and a row per IPv4 address, with the
+    counters of SIOCGIFDATA."""
     hdr = (f"{'Name':<5.5} {'Mtu':<5.5} {'Network':<13.13} {'Address':<17.17} "
            f"{'Ipkts':>8.8} {'Ierrs':>5.5} {'Opkts':>8.8} {'Oerrs':>5.5} {'Colls':>5.5}")
     lines = [hdr]
-    ifps = k.ifnet.all()
-    if only is not None:
-        ifps = [k.ifnet.lookup(only)]
-    for ifp in ifps:
-        name = ifp.name + ("" if ifp.is_up else "*")
-        st: Any = ifp.stats
-        counts = f"{st.ipackets:>8} {st.ierrors:>5} {st.opackets:>8} {st.oerrors:>5} {st.collisions:>5}"
-        mac = "" if ifp.loopback else format_mac(ifp.lladdr)
-        lines.append(f"{name:<5} {ifp.mtu:<5} {'<Link>':<13.13} {mac:<17.17} {counts}")
-        for ifa in ifp.addrs:
-            lines.append(f"{name:<5} {ifp.mtu:<5} {netname(ifa.net, ifa.plen):<13.13} "
-                         f"{ntoa(ifa.addr):<17.17} {counts}")
+    with IfSock(sys) as s:
+        ifas = getifaddrs(s)
+        if only is not None:
+            ifas = [i for i in ifas if i.name == only]
+            if not ifas:
+                raise OSError(errno.ENXIO, f"{only}: Device not configured")
+        for ifa in ifas:
+            flags = Ifreq.unpack(s.ioctl(SIOCGIFFLAGS, Ifreq(ifa.name).pack())).flags
+            st = IfDatareq.unpack(s.ioctl(SIOCGIFDATA, IfDatareq(ifa.name).pack())).data
+            name = ifa.name + ("" if flags & IFF_UP else "*")
+            counts = f"{st.ipackets:>8} {st.ierrors:>5} {st.opackets:>8} {st.oerrors:>5} {st.collisions:>5}"
+            mac = "" if flags & IFF_LOOPBACK else format_mac(ifa.lladdr)
+            lines.append(f"{name:<5} {st.mtu:<5} {'<Link>':<13.13} {mac:<17.17} {counts}")
+            for addr in ifa.ipv4:
+                req = InAliasreq.unpack(s.ioctl(SIOCGIFALIAS, InAliasreq(ifa.name, addr).pack()))
+                mask = req.mask or 0
+                plen = bin(mask).count("1")
+                lines.append(f"{name:<5} {st.mtu:<5} {netname(addr & mask, plen):<13.13} "
+                             f"{ntoa(addr):<17.17} {counts}")
     return "\n".join(lines) + "\n"
 
 
@@ -317,44 +367,35 @@ def _sockaddr(addr: int, port: int) -> str:
     return f"{host[:16]}.{port if port else '*'}"
 
 
-def _connections(k: NetKernel, aflag: bool) -> str:
-    inet = netinet(k)
-    rows: list[tuple[str, int, int, int, int, int, int, str]] = []
-    tcp = getattr(inet, "tcp", None)
-    if tcp is not None:
-        for cb in tcp.pcbs():
-            tstate = int(getattr(cb, "state", 0))
-            listening = tstate == 1  # a listener's queue is not data (NetBSD shows sb_cc)
-            rows.append(("tcp", 0 if listening else int(getattr(cb, "recv_q", 0)),
-                         0 if listening else int(getattr(cb, "send_q", 0)),
-                         cb.laddr, cb.lport, cb.faddr, cb.fport,
-                         TCP_STATES[tstate] if 0 <= tstate < len(TCP_STATES) else str(tstate)))
-    seen: set[int] = set()
-    for lst in inet.udp.pcbs.values():
-        for so in lst:
-            if id(so) in seen:
-                continue
-            seen.add(id(so))
-            rows.append(("udp", int(getattr(so, "rcv_cc", 0)), 0, so.laddr, so.lport, so.faddr, so.fport, ""))
-    for so in inet.raw.sockets:
-        rows.append(("raw", int(getattr(so, "rcv_cc", 0)), 0, so.laddr, 0, so.faddr, 0, ""))
+def _connections(sys: Syscalls, aflag: bool) -> str:
+    """``netstat [-a]``: the PCB lists of sysctl net.inet.{tcp,udp,raw}.pcblist."""
+    rows: list[tuple[str, KinfoPcb]] = []
+    for proto in ("tcp", "udp", "raw"):
+        raw = sysctl_value(sys, f"net.inet.{proto}.pcblist")
+        if isinstance(raw, bytes):
+            rows += [(proto, pcb) for pcb in unpack_pcblist(raw)]
     if not aflag:
-        rows = [r for r in rows if r[5] != 0]
+        rows = [r for r in rows if r[1].faddr != 0]
     head = "Active Internet connections" + (" (including servers)" if aflag else "")
     lines = [head,
              f"{'Proto':<5.5} {'Recv-Q':<6.6} {'Send-Q':<6.6}  {'Local Address':<22.22} "
              f"{'Foreign Address':<22.22} State"]
-    for proto, rq, sq, la, lp, fa, fp, state in rows:
-        lines.append(f"{proto:<5.5} {rq:>6} {sq:>6}  {_sockaddr(la, lp):<22.22} {_sockaddr(fa, fp):<22.22} {state}")
+    for proto, pcb in rows:
+        state = ""
+        if proto == "tcp":
+            state = TCP_STATES[pcb.tstate] if 0 <= pcb.tstate < len(TCP_STATES) else str(pcb.tstate)
+        lines.append(f"{proto:<5.5} {pcb.rcvq:>6} {pcb.sndq:>6}  {_sockaddr(pcb.laddr, pcb.lport):<22.22} "
+                     f"{_sockaddr(pcb.faddr, pcb.fport):<22.22} {state}")
     return "\n".join(lines) + "\n"
 
 
-def netstat(k: NetKernel, argv: list[str]) -> str:
-    """netstat(1) on kernel ``k`` (see rumpnet.commands)."""
-    return on_cpu(k, lambda: _netstat(k, argv))
+def netstat(k: Syscalls, argv: list[str]) -> str:
+    """netstat(1) through sysctl and socket ioctls on ``k`` (a kernel or a rumpclient;
+    see rumpnet.commands)."""
+    return _netstat(k, argv)
 
 
-def _netstat(k: NetKernel, argv: list[str]) -> str:
+def _netstat(k: Syscalls, argv: list[str]) -> str:
     parsed, args = getopt("netstat", argv, OPTSTRING, USAGE)
     flags = {ch for ch, value in parsed if ch not in _ARGOPTS}
     opts = {ch: value for ch, value in parsed if ch in _ARGOPTS}
@@ -363,14 +404,15 @@ def _netstat(k: NetKernel, argv: list[str]) -> str:
     fam = opts.get("f")
     if fam is not None and fam not in ("inet", "inet6", "local", "unix", "link"):
         raise OSError(errno.EINVAL, f"netstat: {fam}: unknown address family")
-    if k.inet is None:
+    if sysctl_value(k, "net.inet.ip.ttl") is None:
         raise OSError(errno.EAFNOSUPPORT, "netstat: no inet domain in this kernel")
     if fam is not None and fam not in ("inet", "inet6") and "r" in flags:
         return "Routing tables\n"
     if "r" in flags:
         if "s" in flags:
             return "routing:\n"
-        return kernel_rttable(k, fam)
+        # The routing tables are route(8)'s part (PF_ROUTE and sysctl net.route).
+        return kernel_rttable(cast("NetKernel", k), fam)
     if "s" in flags:
         return _stats(k, opts.get("p"), fam)
     if "i" in flags or "I" in opts:

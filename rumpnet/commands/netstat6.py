@@ -4,12 +4,14 @@ icmp6_stats, udp6_stats, rip6_stats), with NetBSD's wording."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from rumpnet.commands.ifaddrs import Syscalls
 from rumpnet.commands.netstat import _Printer
-
-if TYPE_CHECKING:
-    from rumpnet.netinet6.in6_domain import Inet6Domain
+from rumpnet.netinet6.icmp6 import Icmp6Stats
+from rumpnet.netinet6.ip6_var import Ip6Stats
+from rumpnet.netinet6.raw_ip6 import Rip6Stats
+from rumpnet.netinet6.udp6_usrreq import Udp6Stats
 
 # Next-header names of ip6's input histogram (NetBSD inet6.c ip6nh[]).
 _NH = {0: "hop by hop", 4: "IP", 6: "TCP", 17: "UDP", 41: "IP6", 43: "routing", 44: "fragment",
@@ -150,11 +152,13 @@ def rip6_stats(st: Any) -> list[str]:
     return p.lines
 
 
-def proto_stats6(d: Inet6Domain) -> list[tuple[str, Callable[[], list[str]] | None]]:
-    node = d.node
+def proto_stats6(sys: Syscalls) -> list[tuple[str, Callable[[], list[str]] | None]]:
+    """netstat -s's inet6 sections, from sysctl net.inet6.*.stats."""
+    from rumpnet.commands.netstat import _section
+
     return [
-        ("udp6", lambda: udp6_stats(d.udp6.stats)),
-        ("ip6", lambda: ip6_stats(node.ip6stat)),
-        ("icmp6", lambda: icmp6_stats(node.icmp6stat)),
-        ("rip6", lambda: rip6_stats(d.raw6.stats)),
+        _section(sys, "udp6", "net.inet6.udp6.stats", Udp6Stats, udp6_stats),
+        _section(sys, "ip6", "net.inet6.ip6.stats", Ip6Stats, ip6_stats),
+        _section(sys, "icmp6", "net.inet6.icmp6.stats", Icmp6Stats, icmp6_stats),
+        _section(sys, "rip6", "net.inet6.raw6.stats", Rip6Stats, rip6_stats),
     ]

@@ -17,6 +17,7 @@ from rumpkern.errno import kerr
 from rumpnet.ifnet import ETHERTYPE_ARP, ETHERTYPE_IP, IfAddr, Ifnet
 from rumpnet.netinet.if_arp import Arp, ArpParams
 from rumpnet.netinet.in_addr import INADDR_ANY, INADDR_LOOPBACK
+from rumpnet.netinet.in_control import IN_REQUESTS, in_ifconf_addrs
 from rumpnet.netinet.ip_gso import wire_frames
 from rumpnet.netinet.ip_icmp import Icmp, IcmpParams
 from rumpnet.netinet.ip_input import IpInput
@@ -289,6 +290,12 @@ class Inet:
                 if oifa.plen < 32 and oifa.net == ifa.net and oifa.plen == ifa.plen and not other.loopback:
                     if self.routes.exact(oifa.net, oifa.plen) is None:
                         self.routes.add(Rtentry(oifa.net, oifa.plen, None, RTF_UP | RTF_CONNECTED, other, oifa))
+
+    # -- ioctl(2) on PF_INET sockets (rumpnet.if_control asks the socket's domain) ----------
+    ioctl_requests = IN_REQUESTS
+
+    def ifconf_addrs(self, ifp: Ifnet) -> list[bytes]:
+        return in_ifconf_addrs(ifp)
 
     # -- events from the net faction -----------------------------------------------------
     def halt(self) -> None:

@@ -39,6 +39,7 @@ from rumpkern.errno import kerr
 from rumpnet.netinet.in_proto import InetCallout
 from rumpnet.netinet6 import in6
 from rumpnet.netinet6.icmp6 import Icmp6Ctl, Icmp6RawInput
+from rumpnet.netinet6.in6_control import IN6_REQUESTS, in6_ifconf_addrs
 from rumpnet.netinet6.in6_proto import In6AddrAdded, In6AddrRemoved, Inet6, Ip6Frame
 from rumpnet.netinet6.in6_rtable import In6Routes, Route6Adapter
 from rumpnet.netinet6.in6_sysctl import inet6_sysctl
@@ -214,6 +215,12 @@ class Inet6Domain:
         self.node.remove_address(ia, now)
         self.settle(now)
         self.kernel.net.addr_changed(ifp, 24, addr, ia.plen, False)
+
+    # ioctl(2) on PF_INET6 sockets (rumpnet.if_control asks the socket's domain).
+    ioctl_requests = IN6_REQUESTS
+
+    def ifconf_addrs(self, ifp: Ifnet) -> list[bytes]:
+        return in6_ifconf_addrs(self.kernel, ifp)
 
     def addresses(self, ifp: Ifnet) -> list[In6Ifaddr]:
         ext = self.node.ifaddrs.ifs.get(ifp.index)

@@ -106,7 +106,7 @@ def live_view(k: Any, stop: threading.Event) -> None:
             st = ifp.stats
             addr = ", ".join([f"{ntoa(a.addr)}/{a.plen}" for a in ifp.addrs]
                              + [f"{in6.ntop(a.addr)}/{a.plen}" for a in (k.inet6.addresses(ifp) if k.inet6 else [])])
-            ift.add_row(ifp.name, flags_text(ifp).removeprefix("flags="), str(ifp.mtu), addr, str(st.ipackets), str(st.opackets),
+            ift.add_row(ifp.name, flags_text(ifp.flags).removeprefix("flags="), str(ifp.mtu), addr, str(st.ipackets), str(st.opackets),
                         str(st.ierrors), str(st.oerrors))
         rtt = Table(title="routes (netstat -rn)")
         for col in ("destination", "gateway", "flags", "interface", "use"):
