@@ -74,13 +74,14 @@ def capture(k: Kernel, ifname: str, sent_only: bool = False) -> FrameLog:
     return log
 
 
-def tcp_connection(a: Kernel, b: Kernel, addr: tuple[str, int]) -> tuple[int, int, int]:
+def tcp_connection(a: Kernel, b: Kernel, addr: tuple[str, int],
+                   family: int = socket.AF_INET) -> tuple[int, int, int]:
     """A blocking TCP connection from kernel ``a`` to a listener on ``b`` at ``addr``:
     (listening fd on ``b``, client fd on ``a``, accepted fd on ``b``)."""
-    lfd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    lfd = b.rump_sys_socket(family, socket.SOCK_STREAM, 0)
     b.rump_sys_bind(lfd, addr)
     b.rump_sys_listen(lfd, 1)
-    c = a.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    c = a.rump_sys_socket(family, socket.SOCK_STREAM, 0)
     a.rump_sys_connect(c, addr)
     s, _ = b.rump_sys_accept(lfd)
     return lfd, c, s
