@@ -29,6 +29,7 @@ from rumpkern.sched import SyscallCtx
 from rumpnet import sys_socket as S  # noqa: N812
 from rumpnet.commands import UsageError, strerror
 from rumpnet.commands.ping import PHDR_LEN, PingOptions, _close, _number, _ping_call, _PingState, getopt
+from rumpnet.commands.ping6_pr import pr_icmph
 from rumpnet.netinet6 import in6, scope6
 from rumpnet.netinet6.icmp6 import Icmp6Filter
 from rumpnet.uipc_socket import MSG_DONTWAIT
@@ -51,10 +52,6 @@ DEFDATALEN = 8            # ICMP6ECHOTMLEN: the send time only
 MAXDATALEN = 65535 - 40 - 8
 _ECHO6 = struct.Struct("!BBHHH")
 _TIME = struct.Struct("!d")
-
-_UNREACH6 = {0: "No Route to Destination", 1: "Destination Administratively Unreachable",
-             2: "Destination Unreachable Beyond Scope", 3: "Destination Host Unreachable",
-             4: "Destination Port Unreachable"}
 
 
 class Ping6Options(PingOptions):
@@ -156,13 +153,18 @@ class _Ping6State(_PingState):
     def pr_pack(self, msg: bytes, now: float) -> None:
         cc = len(msg)
         if cc < 8:
+            if self.o.verbose:
+                self.emit(f"ping6: packet too short ({cc} bytes) from {self.from6}")
             return
-        itype, code, _, iid, seq = _ECHO6.unpack_from(msg)
+        itype, _, _, iid, seq = _ECHO6.unpack_from(msg)
         if itype == ICMP6_ECHO_REPLY and iid == self.ident:
             self._reply(msg, seq, now)
             return
-        if self.o.verbose:
-            self.emit(f"{cc} bytes from {self.from6}: {self._icmph(msg, itype, code)}")
+        if self.o.verbose:      # ping6.c: anything else only with -v (ICMP6_FILTER passes it)
+            first, *more = pr_icmph(msg)
+            self.emit(f"{cc} bytes from {self.from6}: {first}")
+            for line in more:
+                self.emit(line)
 
     def _reply(self, msg: bytes, seq: int, now: float) -> None:
         self.nreceived += 1
@@ -183,22 +185,6 @@ class _Ping6State(_PingState):
         if self.o.datalen >= PHDR_LEN:
             line += f" time={t * 1000.0:.3f} ms"
         self.emit(line + (" (DUP!)" if dup else ""))
-
-    @staticmethod
-    def _icmph(msg: bytes, itype: int, code: int) -> str:
-        """ping6.c's pr_icmph, for the messages a verbose ping6 shows."""
-        if itype == 1:
-            return _UNREACH6.get(code, f"Destination Unreachable, Bad Code: {code}")
-        if itype == 2:
-            return f"Packet too big mtu = {struct.unpack_from('!I', msg, 4)[0]}"
-        if itype == 3:
-            return {0: "Time to live exceeded", 1: "Frag reassembly time exceeded"}.get(
-                code, f"Time exceeded, Bad Code: {code}")
-        if itype == 4:
-            return f"Parameter problem: pointer = 0x{struct.unpack_from('!I', msg, 4)[0]:02x}"
-        if itype == ICMP6_ECHO_REQUEST:
-            return "Echo Request"
-        return f"Bad ICMP type: {itype}"
 
     def summary(self) -> str:
         out = [f"--- {self.o.host} ping6 statistics ---"]
