@@ -43,8 +43,10 @@ GATEWAY_REMOTE_IP = "fc00:0:0:2::1"
 REMOTE_IP = "fc00:0:0:2::2"
 PREFIXLEN = 64
 
-ROUTE_NO_MTU = f"^{LOCAL_IP} +{GATEWAY_REMOTE_IP} +UGHS +- +- +- +shmif0"
-ROUTE_MTU_1280 = f"^{LOCAL_IP} +{GATEWAY_REMOTE_IP} +UGHS +- +- +1280 +shmif0"
+
+def route_re(mtu: str, ifname: str = "shmif0") -> str:
+    """The remote's host route to the local server in netstat -nr -f inet6, with ``mtu``."""
+    return f"^{LOCAL_IP} +{GATEWAY_REMOTE_IP} +UGHS +- +- +{mtu} +{ifname}"
 
 
 def start_httpd6(atf, sock, ip):
@@ -80,7 +82,7 @@ def test_mtudisc6_basic(atf):
     # Teach the peer that local server is behind gateway server
     atf.check(f"-s exit:0 -o ignore rump.route add -inet6 {LOCAL_IP}/128 {GATEWAY_REMOTE_IP}")
     # Check path MTU size on remote server
-    atf.check(f"-s exit:0 -o 'match:{ROUTE_NO_MTU}' rump.netstat -nr -f inet6")
+    atf.check(f"-s exit:0 -o 'match:{route_re('-')}' rump.netstat -nr -f inet6")
 
     ### Setup local server
     atf.export(RUMP_SERVER=SOCKLOCAL)
@@ -95,7 +97,7 @@ def test_mtudisc6_basic(atf):
 
     # Check path MTU size on remote server
     atf.export(RUMP_SERVER=SOCKREMOTE)
-    atf.check(f"-s exit:0 -o 'match:{ROUTE_MTU_1280}' rump.netstat -nr -f inet6")
+    atf.check(f"-s exit:0 -o 'match:{route_re('1280')}' rump.netstat -nr -f inet6")
     # (not in NetBSD's script) the gateway said so with a Packet Too Big, and route get
     # shows the learned MTU too
     atf.export(RUMP_SERVER=SOCKGATEWAY)
@@ -107,14 +109,14 @@ def test_mtudisc6_basic(atf):
 
 
 def _setup_virtual(vnet: VNet):
-    """The script's three servers, in-process on virtual time (shmif names kept so that
-    netstat's lines read as the script's)."""
+    """The script's three servers, in-process on virtual time, on in-process wires (wire0
+    for the script's shmif0, wire1 for shmif1)."""
     local, gateway, remote = (vnet.kernel(i, hostname=n) for i, n in ((1, "local"), (2, "gateway"), (3, "remote")))
-    for k, ifname, bus, ip in ((local, "shmif0", "bus1", LOCAL_IP), (gateway, "shmif0", "bus1", GATEWAY_LOCAL_IP),
-                               (gateway, "shmif1", "bus2", GATEWAY_REMOTE_IP), (remote, "shmif0", "bus2", REMOTE_IP)):
+    for k, ifname, bus, ip in ((local, "wire0", "bus1", LOCAL_IP), (gateway, "wire0", "bus1", GATEWAY_LOCAL_IP),
+                               (gateway, "wire1", "bus2", GATEWAY_REMOTE_IP), (remote, "wire0", "bus2", REMOTE_IP)):
         vnet.attach(k, ifname, bus, None)
         run_command(k, "ifconfig", [ifname, "inet6", f"{ip}/{PREFIXLEN}"])
-    run_command(gateway, "ifconfig", ["shmif0", "mtu", "1280"])
+    run_command(gateway, "ifconfig", ["wire0", "mtu", "1280"])
     run_command(gateway, "sysctl", ["-w", "-q", "net.inet6.ip6.forwarding=1"])
     run_command(remote, "route", ["add", "-inet6", f"{LOCAL_IP}/128", GATEWAY_REMOTE_IP])
     run_command(local, "route", ["add", "-inet6", f"{REMOTE_IP}/128", GATEWAY_LOCAL_IP])
@@ -141,13 +143,13 @@ def test_mtudisc6_expiry(vnet: VNet) -> None:
         got += local.rump_sys_recv(c, 65536, 0)
     assert got == page
     assert gateway.inet6.node.icmp6stat.icp6s_opacket_too_big >= 1
-    assert re.match(ROUTE_MTU_1280, _route_line(remote))
+    assert re.match(route_re("1280", "wire0"), _route_line(remote))
     learned_at = remote.clock_now()
     timeout = remote.inet6.node.ip6_params.mtudisctimeout
     for k, fd in ((local, c), (remote, s), (remote, lfd)):
         k.rump_sys_close(fd)
     vnet.sched.run_for(learned_at + timeout - 1 - remote.clock_now())
-    assert re.match(ROUTE_MTU_1280, _route_line(remote))      # still learned
+    assert re.match(route_re("1280", "wire0"), _route_line(remote))      # still learned
     vnet.sched.run_for(2)
     # The static host route stays; only the learned MTU left it.
-    assert re.match(ROUTE_NO_MTU, _route_line(remote)), _route_line(remote)
+    assert re.match(route_re("-", "wire0"), _route_line(remote)), _route_line(remote)
