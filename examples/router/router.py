@@ -3,6 +3,7 @@
 (``rumpnet.router``), which ``pip install`` puts on PATH.
 
     python examples/router/router.py --demo
+    python examples/router/router.py --demo --inet6    # the same over IPv6
     python examples/router/router.py --config router.toml [--live] [--server unix:///tmp/r.sock]
 """
 

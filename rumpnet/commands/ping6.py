@@ -13,9 +13,9 @@
     round-trip min/avg/max/std-dev = 0.912/0.912/0.912/0.000 ms
 
 Like NetBSD's, ping6 only listens to echo replies unless ``-v`` asks for the errors too
-(ICMP6_FILTER), and exits with status 2 when no reply came. It is ping's system call
-(``rumpnet.commands.ping``) with an IPv6 state: the reply's hop limit comes from
-IPV6_RECVHOPLIMIT ancillary data.
+(ICMP6_FILTER), and exits with status 2 when no reply came. The run, its statistics and
+its system call are ping's (``rumpnet.commands.ping_common``), with an IPv6 state: the
+reply's hop limit comes from IPV6_RECVHOPLIMIT ancillary data.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from rumpkern.sched import SyscallCtx
 from rumpnet import sys_socket as S  # noqa: N812
 from rumpnet.commands import UsageError, strerror
-from rumpnet.commands.ping import PHDR_LEN, PingOptions, _close, _number, _ping_call, _PingState, getopt
+from rumpnet.commands.ping6_pr import pr_icmph
+from rumpnet.commands.ping_common import OptSpec, PingOptions, PingState, close_socket, getopt, ping_call, positive, set_options
 from rumpnet.netinet6 import in6, scope6
 from rumpnet.netinet6.icmp6 import Icmp6Filter
 from rumpnet.uipc_socket import MSG_DONTWAIT
@@ -50,11 +51,6 @@ ICMP6_ECHO_REPLY = 129
 DEFDATALEN = 8            # ICMP6ECHOTMLEN: the send time only
 MAXDATALEN = 65535 - 40 - 8
 _ECHO6 = struct.Struct("!BBHHH")
-_TIME = struct.Struct("!d")
-
-_UNREACH6 = {0: "No Route to Destination", 1: "Destination Administratively Unreachable",
-             2: "Destination Unreachable Beyond Scope", 3: "Destination Host Unreachable",
-             4: "Destination Port Unreachable"}
 
 
 class Ping6Options(PingOptions):
@@ -66,15 +62,25 @@ class Ping6Options(PingOptions):
         self.hops: list[str] = []
 
 
+# ping6.c's options with a value, and its words for a bad one
+_OPTIONS6 = {
+    "c": OptSpec("count", "count", int, positive, "ping6: illegal number of packets -- {val}"),
+    "h": OptSpec("ttl", "hoplimit", int, lambda v: 0 <= v <= 255, "ping6: illegal hoplimit {val}"),
+    "i": OptSpec("interval", "wait", float, positive, "ping6: illegal timing interval {val}"),
+    "s": OptSpec("datalen", "packet size", int, lambda v: 0 <= v <= MAXDATALEN, "ping6: illegal datalen value -- {val}"),
+    "X": OptSpec("maxwait", "timeout", float, positive, "ping6: illegal timeout -- {val}"),
+    "S": OptSpec("source"),
+    "I": OptSpec("interface"),
+    "g": OptSpec("gateway"),
+    "l": OptSpec("preload", "preload"),
+}
+
+
 def parse6(argv: list[str]) -> Ping6Options:
     """ping6's command line (UsageError / OSError naming the bad value)."""
     o = Ping6Options()
     opts, pos = getopt(argv, "chisSIgXxlpab", "nqvdfHmNRtwW", USAGE, "ping6")
-    for ch, val in opts:
-        if val:
-            _option(o, ch, val)
-        else:
-            o.flag(ch)
+    set_options(o, opts, _OPTIONS6)
     if not pos:
         raise UsageError(USAGE)
     # Intermediate hops go in a type 0 routing header (IPV6_RTHDR); RFC 5095 forbids
@@ -82,43 +88,10 @@ def parse6(argv: list[str]) -> Ping6Options:
     o.hops, o.host = pos[:-1], pos[-1]
     if len(o.hops) > 127:
         raise OSError(errno.EINVAL, "ping6: too many intermediate hops")
-    if o.count is None and o.maxwait is None:
-        o.count = 1        # a call has to return (NetBSD's ping6 runs until interrupted)
     return o
 
 
-def _option(o: Ping6Options, ch: str, val: str) -> None:
-    if ch == "c":
-        o.count = _number("count", val)
-        if o.count <= 0:
-            raise OSError(errno.EINVAL, f"ping6: illegal number of packets -- {val}")
-    elif ch == "h":
-        o.ttl = _number("hoplimit", val)
-        if not 0 <= o.ttl <= 255:
-            raise OSError(errno.EINVAL, f"ping6: illegal hoplimit {val}")
-    elif ch == "i":
-        o.interval = _number("wait", val, float)
-        if o.interval <= 0:
-            raise OSError(errno.EINVAL, f"ping6: illegal timing interval {val}")
-    elif ch == "s":
-        o.datalen = _number("packet size", val)
-        if not 0 <= o.datalen <= MAXDATALEN:
-            raise OSError(errno.EINVAL, f"ping6: illegal datalen value -- {val}")
-    elif ch == "X":
-        o.maxwait = _number("timeout", val, float)
-        if o.maxwait <= 0:
-            raise OSError(errno.EINVAL, f"ping6: illegal timeout -- {val}")
-    elif ch == "S":
-        o.source = val
-    elif ch == "I":
-        o.interface = val
-    elif ch == "g":
-        o.gateway = val
-    elif ch == "l":
-        o.preload = _number("preload", val)
-
-
-class _Ping6State(_PingState):
+class _Ping6State(PingState):
     """ping6's variables: an IPv6 destination with its zone, replies with their hop limit."""
 
     def __init__(self, k: NetKernel, p: Proc, o: Ping6Options, dst: int, zone: int) -> None:
@@ -157,65 +130,27 @@ class _Ping6State(_PingState):
     def pr_pack(self, msg: bytes, now: float) -> None:
         cc = len(msg)
         if cc < 8:
+            if self.o.verbose:
+                self.emit(f"ping6: packet too short ({cc} bytes) from {self.from6}")
             return
-        itype, code, _, iid, seq = _ECHO6.unpack_from(msg)
+        itype, _, _, iid, seq = _ECHO6.unpack_from(msg)
         if itype == ICMP6_ECHO_REPLY and iid == self.ident:
-            self._reply(msg, seq, now)
+            triptime, dup = self.record_reply(seq, msg, now)
+            self.emit_reply(f"{cc} bytes from {self.from6}, icmp_seq={seq} hlim={self.hlim}", triptime, dup)
             return
-        if self.o.verbose:
-            self.emit(f"{cc} bytes from {self.from6}: {self._icmph(msg, itype, code)}")
+        if self.o.verbose:      # ping6.c: anything else only with -v (ICMP6_FILTER passes it)
+            first, *more = pr_icmph(msg)
+            self.emit(f"{cc} bytes from {self.from6}: {first}")
+            for line in more:
+                self.emit(line)
 
-    def _reply(self, msg: bytes, seq: int, now: float) -> None:
-        self.nreceived += 1
-        sent = self.sent_at.get(seq)
-        if self.o.datalen >= PHDR_LEN and len(msg) >= 8 + PHDR_LEN:
-            sent = _TIME.unpack_from(msg, 8)[0]
-        t = max(0.0, now - sent) if sent is not None else 0.0
-        self.tsum, self.tsumsq = self.tsum + t, self.tsumsq + t * t
-        self.tmin, self.tmax = min(self.tmin, t), max(self.tmax, t)
-        dup = seq in self.seen
-        if dup:
-            self.nrepeats += 1
-            self.nreceived -= 1
-        self.seen.add(seq)
-        if self.o.quiet:
-            return
-        line = f"{len(msg)} bytes from {self.from6}, icmp_seq={seq} hlim={self.hlim}"
-        if self.o.datalen >= PHDR_LEN:
-            line += f" time={t * 1000.0:.3f} ms"
-        self.emit(line + (" (DUP!)" if dup else ""))
+    # ping6.c's words: its header, the population standard deviation, "(DUP!)" unspaced
+    STATS_HEADER = "--- {host} ping6 statistics ---"
+    STDDEV_NAME = "std-dev"
+    DUP = "(DUP!)"
 
-    @staticmethod
-    def _icmph(msg: bytes, itype: int, code: int) -> str:
-        """ping6.c's pr_icmph, for the messages a verbose ping6 shows."""
-        if itype == 1:
-            return _UNREACH6.get(code, f"Destination Unreachable, Bad Code: {code}")
-        if itype == 2:
-            return f"Packet too big mtu = {struct.unpack_from('!I', msg, 4)[0]}"
-        if itype == 3:
-            return {0: "Time to live exceeded", 1: "Frag reassembly time exceeded"}.get(
-                code, f"Time exceeded, Bad Code: {code}")
-        if itype == 4:
-            return f"Parameter problem: pointer = 0x{struct.unpack_from('!I', msg, 4)[0]:02x}"
-        if itype == ICMP6_ECHO_REQUEST:
-            return "Echo Request"
-        return f"Bad ICMP type: {itype}"
-
-    def summary(self) -> str:
-        out = [f"--- {self.o.host} ping6 statistics ---"]
-        s = f"{self.ntransmitted} packets transmitted, {self.nreceived} packets received, "
-        if self.nrepeats:
-            s += f"+{self.nrepeats} duplicates, "
-        if self.ntransmitted:
-            s += f"{(self.ntransmitted - self.nreceived) * 100.0 / self.ntransmitted:.1f}% packet loss"
-        out.append(s)
-        if self.nreceived and self.o.datalen >= PHDR_LEN:
-            n = self.nreceived + self.nrepeats
-            avg = self.tsum / n
-            std = max(0.0, self.tsumsq / n - avg * avg) ** 0.5
-            out.append(f"round-trip min/avg/max/std-dev = {self.tmin * 1000.0:.3f}/{avg * 1000.0:.3f}/"
-                       f"{self.tmax * 1000.0:.3f}/{std * 1000.0:.3f} ms")
-        return "\n".join(out)
+    def _stddev(self, n: int, avg: float) -> float:
+        return float(max(0.0, self.tsumsq / n - avg * avg) ** 0.5)
 
 
 def _resolve6(k: NetKernel, host: str) -> tuple[int, int]:
@@ -225,7 +160,7 @@ def _resolve6(k: NetKernel, host: str) -> tuple[int, int]:
         raise OSError(errno.EINVAL, f"ping6: {host}: No address associated with hostname") from None
 
 
-def _start6(ctx: SyscallCtx, k: NetKernel, p: Proc, o: Any) -> _PingState:
+def _start6(ctx: SyscallCtx, k: NetKernel, p: Proc, o: Any) -> PingState:
     dst, zone = _resolve6(k, o.host)
     if o.interface is not None:
         try:
@@ -241,7 +176,7 @@ def _start6(ctx: SyscallCtx, k: NetKernel, p: Proc, o: Any) -> _PingState:
     try:
         _setup6(ctx, k, st, o)
     except OSError as e:
-        _close(ctx, st)
+        close_socket(ctx, st)
         code = e.errno if e.errno is not None else errno.EINVAL
         raise OSError(code, f"ping6: {e.strerror}") from None
     src = in6.ntop(st.src6) if st.src6 else "::"
@@ -299,4 +234,4 @@ def ping6(k: NetKernel, argv: list[str]) -> Any:
     o = parse6(argv)
     if k.inet6 is None:
         raise OSError(errno.EPROTONOSUPPORT, "ping6: socket: Protocol not supported")
-    return k.sched.syscall(_ping_call, k, k.curproc, o, _start6)
+    return k.sched.syscall(ping_call, k, k.curproc, o, _start6)

@@ -5,7 +5,8 @@
     net = Network(seed=7)                       # virtual clock, a fresh scheduler
     net.add_host("a"); net.add_host("r", router=True); net.add_host("b")
     net.add_link("lan", "a", "r")               # 10.0.1.0/24: a = .1, r = .2
-    net.add_link("wan", "r", "b", subnet="10.0.2.0/24")
+    net.add_link("wan", "r", "b", subnet="10.0.2.0/24",
+                 subnet6="fc00:0:0:2::/64")      # dual stack: r = ::1, b = ::2
     net.link("lan").impair("delay 10ms loss 1%")          # both directions
     net.link("wan").impair(direction="r->b", duplicate=0.05)
     net.partition("lan"); net.heal("lan")
@@ -38,6 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rumpnet.faults.addressing import assign_addresses, check_name, subnet6_of
 from rumpnet.faults.match import frame_family
 from rumpnet.faults.netem import Netem, NetemParams
 from rumpnet.faults.params import check, impairment
@@ -106,12 +108,14 @@ class LinkRunner(QdiscRunner):
 class Port:
     """One host's interface on one link."""
 
-    def __init__(self, host: Host, link: Link, ifname: str, addr: str, plen: int) -> None:
+    def __init__(self, host: Host, link: Link, ifname: str, addr: str, plen: int,
+                 addr6: str | None = None) -> None:
         self.host = host
         self.link = link
         self.ifname = ifname
         self.addr = addr
         self.plen = plen
+        self.addr6 = addr6          # the IPv6 address on a link with a subnet6
         self.egress: LinkRunner
         self.ingress: LinkRunner
 
@@ -139,10 +143,19 @@ class Host:
         self.router = router
         self.ports: dict[str, Port] = {}  # link name -> port
         self.has_default = False
+        self.has_default6 = False
 
     def addr(self, link: str | None = None) -> str:
         """The host's address on ``link`` (default: its first link)."""
         return self.port(link).addr
+
+    def addr6(self, link: str | None = None) -> str:
+        """The host's IPv6 address on ``link`` (default: its first link); KeyError
+        when that link has no subnet6."""
+        port = self.port(link)
+        if port.addr6 is None:
+            raise KeyError(f"host {self.name}: link {port.link.name!r} has no IPv6 subnet")
+        return port.addr6
 
     def ifname(self, link: str | None = None) -> str:
         """The name of this host's interface on ``link`` (its first link when None)."""
@@ -173,10 +186,12 @@ class Host:
 class Link:
     """An L2 segment joining two or more hosts."""
 
-    def __init__(self, net: Network, name: str, subnet: ipaddress.IPv4Network, mtu: int) -> None:
+    def __init__(self, net: Network, name: str, subnet: ipaddress.IPv4Network, mtu: int,
+                 subnet6: ipaddress.IPv6Network | None = None) -> None:
         self.net = net
         self.name = name
         self.subnet = subnet
+        self.subnet6 = subnet6
         self.mtu = mtu
         self.segment = f"rumpnet.faults.{next(_segment_ids)}.{name}"
         self.ports: dict[str, Port] = {}  # host name -> port
@@ -278,10 +293,15 @@ class Link:
         return out
 
     def describe(self) -> dict[str, Any]:
-        """The link as plain data (name, subnet, mtu, hosts, netem, partitioned, counters), as the HTTP API gives it."""
-        return {"name": self.name, "subnet": str(self.subnet), "mtu": self.mtu,
-                "hosts": {h: {"interface": p.ifname, "address": p.addr} for h, p in self.ports.items()},
-                "netem": self.netem(), "partitioned": self.partitioned, "counters": self.counters()}
+        """The link as plain data (name, subnet, subnet6 when it has one, mtu, hosts, netem,
+        partitioned, counters), as the HTTP API gives it."""
+        hosts = {h: {"interface": p.ifname, "address": p.addr, **({"address6": p.addr6} if p.addr6 else {})}
+                 for h, p in self.ports.items()}
+        out = {"name": self.name, "subnet": str(self.subnet), "mtu": self.mtu, "hosts": hosts,
+               "netem": self.netem(), "partitioned": self.partitioned, "counters": self.counters()}
+        if self.subnet6 is not None:
+            out["subnet6"] = str(self.subnet6)
+        return out
 
     def __repr__(self) -> str:
         return f"<Link {self.name} {self.subnet} {'-'.join(self.ports)}>"
@@ -394,7 +414,7 @@ class Network:
         """Boot a kernel for host ``name`` (``router=True``: forwarding on, and hosts on its links route through it)."""
         from rumpkern import rump_init
 
-        _check_name(name, "host")
+        check_name(name, "host")
         if name in self.hosts:
             raise ValueError(f"host: {name!r} exists")
         k = rump_init(clock=self.clock, seed=self.seed, hostname=hostname or name, scheduler=self.sched)
@@ -419,11 +439,15 @@ class Network:
             raise KeyError(f"link: no link {name!r} (links: {', '.join(self.links) or 'none'})") from None
 
     def add_link(self, name: str, host_a: str, host_b: str | Iterable[str] | None = None,
-                 subnet: str | None = None, mtu: int = 1500, addresses: dict[str, str] | None = None) -> Link:
+                 subnet: str | None = None, mtu: int = 1500, addresses: dict[str, str] | None = None,
+                 subnet6: str | None = None, addresses6: dict[str, str] | None = None) -> Link:
         """Join hosts on a new segment; addresses are given out in host order (.1, .2, ...)
         unless ``addresses`` names them; a host that is not a router gets a default route
-        via the first router on its first link that has one."""
-        _check_name(name, "link")
+        via the first router on its first link that has one. With ``subnet6`` (an IPv6
+        prefix, ``fc00:0:0:1::/64``) the link is dual stack: IPv6 addresses are given
+        out the same way (::1, ::2, ... or ``addresses6``), routers on it forward IPv6
+        (``net.inet6.ip6.forwarding``) and hosts get an IPv6 default route too."""
+        check_name(name, "link")
         if name in self.links:
             raise ValueError(f"link: {name!r} exists")
         names = [host_a] + ([host_b] if isinstance(host_b, str) else list(host_b or []))
@@ -440,18 +464,17 @@ class Network:
             raise ValueError(f"link {name}: subnet: {e}") from None
         if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 65535 - 14:
             raise ValueError(f"link {name}: mtu: {mtu!r} is not in 68..65521")
-        addrs = _assign(name, net4, names, addresses or {})
-        link = Link(self, name, net4, mtu)
+        addrs = assign_addresses(name, net4, names, addresses or {}, "addresses")
+        net6 = subnet6_of(name, subnet6, mtu) if subnet6 is not None or addresses6 else None
+        addrs6 = assign_addresses(name, net6, names, addresses6 or {}, "addresses6") if net6 is not None else {}
+        link = Link(self, name, net4, mtu, net6)
         for h in hosts:
-            link.ports[h.name] = Port(h, link, f"wire{len(h.ports)}", addrs[h.name], net4.prefixlen)
+            link.ports[h.name] = Port(h, link, f"wire{len(h.ports)}", addrs[h.name], net4.prefixlen,
+                                      addrs6.get(h.name))
         self.links[name] = link
         for h in hosts:
             self._attach(h, link.ports[h.name])
-        routers = [p for p in link.ports.values() if p.host.router]
-        for h in hosts:
-            if not h.router and not h.has_default and routers:
-                h.kernel.config.route_add("default", routers[0].addr)
-                h.has_default = True
+        self._default_routes(link)
         for lk, direction, changes in self.presets:
             if lk is None or lk == name:
                 link.impair(changes, direction=direction)
@@ -477,13 +500,38 @@ class Network:
             ifp.set_qdisc("ingress", port.ingress)
 
         self.call(hooks)
+        net6 = port.link.subnet6
+        if port.addr6 is not None and net6 is not None:
+            # before the interface runs (IPv4's address brings it up): usable at once,
+            # without DAD, as NetBSD's in6if_do_dad has it
+            cfg.addr6_add(port.ifname, port.addr6, net6.prefixlen)
+            if h.router:
+                cfg.sysctl_set("net.inet6.ip6.forwarding", 1)
         cfg.addr_add(port.ifname, f"{port.addr}/{port.plen}")
         cfg.if_up(port.ifname)
         h.ports[port.link.name] = port
 
+    def _default_routes(self, link: Link) -> None:
+        """Hosts that are not routers route through the first router on the link, for
+        each family the link carries, unless they already have a default route."""
+        gw = next((p for p in link.ports.values() if p.host.router), None)
+        for p in link.ports.values():
+            if gw is None or p.host.router:
+                continue
+            if not p.host.has_default:
+                self.route(p.host.name, "default", gw.addr)
+            if gw.addr6 is not None and not p.host.has_default6:
+                self.route(p.host.name, "default", gw.addr6)
+
     def route(self, host: str, dst: str, gateway: str) -> None:
-        """A static route on ``host`` (``route add DST GATEWAY``)."""
+        """A static route on ``host`` (``route add DST GATEWAY``; ``route add -inet6``
+        when the gateway is an IPv6 address)."""
         h = self.host(host)
+        if ":" in gateway:
+            h.kernel.config.route6_add(dst, gateway)
+            if dst == "default":
+                h.has_default6 = True
+            return
         h.kernel.config.route_add(dst, gateway)
         if dst == "default":
             h.has_default = True
@@ -746,36 +794,4 @@ class _Filtered:
 
     def close(self) -> None:
         self.inner.close()
-
-
-def _check_name(name: str, what: str) -> None:
-    if not isinstance(name, str) or not name or any(c in name for c in " ;:*") or "->" in name:
-        raise ValueError(f"{what}: bad name {name!r} (no spaces, ';', ':', '*' or '->')")
-
-
-def _assign(link: str, net4: ipaddress.IPv4Network, names: list[str], given: dict[str, str]) -> dict[str, str]:
-    for h in given:
-        if h not in names:
-            raise ValueError(f"link {link}: addresses: host {h!r} is not on the link")
-    used: set[ipaddress.IPv4Address] = set()
-    out: dict[str, str] = {}
-    for h, a in given.items():
-        try:
-            ip = ipaddress.IPv4Address(a)
-        except ValueError:
-            raise ValueError(f"link {link}: addresses.{h}: {a!r} is not an IPv4 address") from None
-        if ip not in net4 or ip in (net4.network_address, net4.broadcast_address):
-            raise ValueError(f"link {link}: addresses.{h}: {a} is not a host address of {net4}")
-        if ip in used:
-            raise ValueError(f"link {link}: addresses.{h}: {a} is given twice")
-        used.add(ip)
-        out[h] = str(ip)
-    free = (ip for ip in net4.hosts() if ip not in used)
-    for h in names:
-        if h not in out:
-            nxt = next(free, None)
-            if nxt is None:
-                raise ValueError(f"link {link}: subnet {net4} has too few addresses")
-            out[h] = str(nxt)
-    return out
 

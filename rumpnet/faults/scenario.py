@@ -18,6 +18,8 @@
     subnet = "10.0.1.0/24"        # default 10.0.N.0/24 (N = the link's number)
     mtu = 1500
     addresses = { a = "10.0.1.10" }   # the others are given out in order
+    subnet6 = "fc00:0:0:1::/64"   # optional: dual stack (IPv6 addresses ::1, ::2, ...
+    addresses6 = { a = "fc00:0:0:1::10" }   # or these; routers forward IPv6 too)
     netem = "delay 10ms 2ms"      # tc-netem(8) options, both directions ...
     loss = "1%"                   # ... and/or single parameters (tc units or SI numbers)
 
@@ -47,7 +49,7 @@ from rumpnet.usage import did_you_mean
 
 _TOP = {"seed", "clock", "schedule", "hosts", "links", "proxies", "name", "description"}
 _HOST = {"router", "hostname", "routes", "sysctl"}
-_LINK_STRUCT = {"hosts", "subnet", "mtu", "addresses", "directions"}
+_LINK_STRUCT = {"hosts", "subnet", "mtu", "addresses", "subnet6", "addresses6", "directions"}
 _PROXY = {"host", "listen", "upstream", "enabled", "toxics"}
 
 
@@ -144,8 +146,6 @@ def _validate_hosts(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validate_links(doc: dict[str, Any], hosts: dict[str, Any]) -> None:
-    from rumpnet.faults.network import _assign
-
     links = _table(doc, "links", "links")
     for i, (name, lk) in enumerate(links.items()):
         f = f"links.{name}"
@@ -168,13 +168,8 @@ def _validate_links(doc: dict[str, Any], hosts: dict[str, Any]) -> None:
         mtu = lk.get("mtu", 1500)
         if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65521:
             raise _err(f"{f}.mtu", f"{mtu!r} is not an integer in 68..65521")
-        addrs = lk.get("addresses", {})
-        if not isinstance(addrs, dict):
-            raise _err(f"{f}.addresses", "must be a table host = address")
-        try:
-            _assign(name, net4, members, addrs)
-        except ValueError as e:
-            raise _err(f"{f}.addresses", str(e).split(": ", 1)[-1]) from None
+        _check_addresses(lk, "addresses", f, name, net4, members)
+        _validate_subnet6(lk, f, name, members, mtu)
         params = {k: v for k, v in lk.items() if k not in _LINK_STRUCT}
         for key in params:
             if key not in FIELDS and key != "netem":
@@ -254,6 +249,36 @@ def _bad_name(name: str, field: str) -> None:
         raise _err(field, f"bad name {name!r} (no spaces, ';', ':', '*' or '->')")
 
 
+def _validate_subnet6(lk: dict[str, Any], f: str, name: str, members: list[str], mtu: int) -> None:
+    """A dual-stack link's ``subnet6`` (an IPv6 prefix) and ``addresses6``."""
+    from rumpnet.faults.addressing import subnet6_of
+
+    if "subnet6" not in lk and "addresses6" not in lk:
+        return
+    subnet6 = lk.get("subnet6")
+    try:
+        net6 = subnet6_of(name, subnet6 if isinstance(subnet6, str) else None, mtu)
+    except ValueError as e:
+        field = "mtu" if "mtu:" in str(e) else "subnet6"
+        raise _err(f"{f}.{field}", str(e).split(": ", 2)[-1] if subnet6 is not None else "must be an IPv6 prefix "
+                   "(fc00:0:0:1::/64)") from None
+    _check_addresses(lk, "addresses6", f, name, net6, members)
+
+
+def _check_addresses(lk: dict[str, Any], key: str, f: str, name: str,
+                     net: ipaddress.IPv4Network | ipaddress.IPv6Network, members: list[str]) -> None:
+    """A link's ``addresses`` or ``addresses6`` table: hosts of the link, addresses of ``net``."""
+    from rumpnet.faults.addressing import assign_addresses
+
+    addrs = lk.get(key, {})
+    if not isinstance(addrs, dict):
+        raise _err(f"{f}.{key}", "must be a table host = address")
+    try:
+        assign_addresses(name, net, members, addrs, key)
+    except ValueError as e:
+        raise _err(f"{f}.{key}", str(e).split(": ", 1)[-1]) from None
+
+
 def build(doc: dict[str, Any], seed: int | None = None, clock: str | None = None) -> Any:
     """A :class:`~rumpnet.faults.network.Network` from a validated scenario."""
     from rumpnet.faults.network import Network
@@ -268,7 +293,8 @@ def build(doc: dict[str, Any], seed: int | None = None, clock: str | None = None
             field = f"links.{name}"
             members = lk["hosts"]
             link = net.add_link(name, members[0], members[1:], subnet=lk.get("subnet", f"10.0.{i + 1}.0/24"),
-                                mtu=lk.get("mtu", 1500), addresses=lk.get("addresses"))
+                                mtu=lk.get("mtu", 1500), addresses=lk.get("addresses"),
+                                subnet6=lk.get("subnet6"), addresses6=lk.get("addresses6"))
             params = {k: v for k, v in lk.items() if k not in _LINK_STRUCT}
             if params:
                 link.impair(params)

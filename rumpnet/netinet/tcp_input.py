@@ -147,6 +147,8 @@ def _syn_sent(cb: TcpCb, seg: TcpRepr, now: float) -> None:
         _ecn.synack_input(cb, seg)          # RFC 3168 6.1.1
         cb.snd_wl2 = seg.ack
         cb.snd_una = seg.ack
+        if cb.proto.nud_hint is not None:
+            cb.proto.nud_hint(cb, now)  # our SYN acknowledged: the path works (RFC 4861 7.3.1)
         if SEQ_LT(cb.snd_nxt, cb.snd_una):
             cb.snd_nxt = cb.snd_una
         if seg.timestamps is not None and cb.t_flags & TF_RCVD_TSTMP and seg.timestamps[1]:
@@ -672,6 +674,8 @@ def _new_ack(cb: TcpCb, seg: TcpRepr, ack: int, ts: tuple[int, int] | None,
         cb.t_rtttime = None
     fin_acked = _our_fin_acked(cb, ack)
     _drop_acked(cb, ack, fin_acked)
+    if cb.proto.nud_hint is not None:
+        cb.proto.nud_hint(cb, now)      # forward progress (RFC 4861 7.3.1)
     if not cb.t_flags & TF_SACK_PERMIT:
         _rec.newreno_ack(cb, acked, now, seg.flags)   # with SACK, tcp_recovery.sack_ack decides
     if cb.snd_una == cb.snd_max:

@@ -177,6 +177,7 @@ class TcpProtocol:
                  pmtu_update: Callable[[int, int, int], int] | None = None,
                  deadline_out: Callable[[float], None] | None = None,
                  hdrs: int = IP_TCP_HDRS,
+                 nud_hint: Callable[[TcpCb, float], None] | None = None,
                  strict: Callable[[], bool] = strict_default) -> None:
         self.params = params
         # IP and base TCP headers: MSS = path MTU - hdrs (40 over IPv4, 60 over IPv6
@@ -213,6 +214,9 @@ class TcpProtocol:
         # caller with one loop timer arms it from here (and from get_timer() after
         # handle_timer), as NetBSD's callout_reset arms a callout where TCP sets a timer.
         self.deadline_out = deadline_out
+        # nud_hint(cb, now): an ACK of new data came (RFC 4861 7.3.1 forward progress;
+        # NetBSD's ND6_HINT in tcp_input), for IPv6's neighbour unreachability detection.
+        self.nud_hint = nud_hint
         self._ca_sec = -1
         self._ca_count = 0
         self.now_hint = 0.0        # latest time seen (for calls that carry no time)

@@ -203,6 +203,7 @@ class Nd6Stats(Counters):
     nd6s_unreachable: int = 0     # entries removed by NUD (PROBE timed out)
     nd6s_cacheoverflow: int = 0   # entries refused or evicted at neighborgcthresh
     nd6s_lladdrchange: int = 0    # a neighbour's link-layer address changed
+    nd6s_nudhint: int = 0         # entries an upper layer's hint made REACHABLE (RFC 4861 7.3.1)
 
 
 @dataclass(slots=True, eq=False)
@@ -376,11 +377,24 @@ class Nd6(Ip6Core):
         return None
 
     def nud_hint(self, addr: int, ifindex: int, now: float) -> None:
-        """``nd6_nud_hint``: an upper layer saw forward progress (RFC 4861 7.3.1)."""
-        ln = self.table.get((ifindex, addr))
-        if ln is not None and ln.lladdr is not None and ln.state > ND6_LLINFO_INCOMPLETE and not ln.static:
-            ln.asked = 0
-            self._set_state(ln, ND6_LLINFO_REACHABLE, now)
+        """``nd6_nud_hint``: an upper layer saw forward progress (RFC 4861 7.3.1: TCP's
+        acknowledgments of new data confirm the path), so the entry is REACHABLE again
+        without a probe. One still REACHABLE for more than half its ReachableTime is
+        left alone: hints come with every ACK, and re-arming it each time would only
+        fill the timer heap. (NetBSD stops believing hints after ``nd6_maxnudhint`` of
+        them in a row, 0 by default, so its TCP's hints do nothing; rumpnet takes them,
+        as RFC 4861 7.3.1 says to and Linux's dst_confirm does.)"""
+        key = (ifindex, addr)
+        ln = self.table.get(key)
+        if ln is None or ln.lladdr is None or ln.state <= ND6_LLINFO_INCOMPLETE or ln.static:
+            return
+        if ln.state == ND6_LLINFO_REACHABLE:
+            due = self.timers.get(key)
+            if due is not None and due - now > self._reachable(ifindex) / 2:
+                return
+        ln.asked = 0
+        self.stats.nd6s_nudhint += 1
+        self._set_state(ln, ND6_LLINFO_REACHABLE, now)
 
     def cache_lladdr(self, ifindex: int, addr: int, lladdr: bytes | None, now: float,
                      isrouter: bool | None = None) -> Llinfo6 | None:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 IPPROTO_TCP = 6
 _SEQ = struct.Struct("!HHI")
 _ZONE_HINTS = 4096      # link-local peers whose zone is remembered for their path MTU
+NUD_HINT_EVERY = 1.0    # seconds between two NUD hints for one peer (see Tcp6._nud_hint)
 
 # ICMPv6 Destination Unreachable codes as the kinds TCP's ctlinput knows (NetBSD's
 # icmp6_input maps them to PRC_UNREACH_NET, _ADMIN, _HOST, _HOST, _PORT).
@@ -72,7 +73,7 @@ class Tcp6(Tcp):
         self.proto = TcpProtocol(self.params, domain.rng, self._output, self._mtu_for, self.stats,
                                  tso_for=self._tso_for, route_gen=lambda: domain.routes.generation,
                                  pmtu_update=self._pmtu_update, deadline_out=domain.callout.deadline,
-                                 hdrs=TCP6_HDRS,
+                                 hdrs=TCP6_HDRS, nud_hint=self._nud_hint,
                                  strict=tcp4.proto.strict)  # the kernel's strict mode, as IPv4's TCP
         self.proto.sb_max = tcp4.proto.sb_max
         # TCP's deadlines arm the inet6 domain's one timer, as IPv4's arm Inet.callout.
@@ -81,6 +82,7 @@ class Tcp6(Tcp):
         self.ipopts_used = False
         self.tso_superframes = self.tso_segments = 0
         self.zone_hints: dict[int, int] = {}      # link-local peer -> interface index
+        self._hinted: dict[int, float] = {}       # peer -> when its neighbour was last hinted
 
     # -- TCP -> IPv6 ---------------------------------------------------------------------
     def _tso_for(self, dst: int) -> int:
@@ -140,6 +142,24 @@ class Tcp6(Tcp):
         d.node.icmp6.pmtu.update(dst, mtu, now, True, self._mtu_for(dst))
         d.settle(now)
         return self._mtu_for(dst)
+
+    def _nud_hint(self, cb: TcpCb, now: float) -> None:
+        """An ACK of new data from ``cb``'s peer (NetBSD's ND6_HINT): the neighbour the
+        path goes through, the peer or the route's gateway, is reachable (RFC 4861 7.3.1).
+        At most one hint per peer per NUD_HINT_EVERY seconds: the entry's timers are
+        seconds long, and an ACK stream would otherwise pay a route lookup per ACK."""
+        dst = cb.faddr
+        last = self._hinted.get(dst)
+        if last is not None and now - last < NUD_HINT_EVERY:
+            return
+        if len(self._hinted) >= _ZONE_HINTS:
+            self._hinted.clear()
+        self._hinted[dst] = now
+        d = self.domain
+        zone = self.zone_for(cb.laddr, dst)
+        rt = d.node.routes.lookup6(dst, d.default_zone(dst, zone))
+        if rt is not None and not (rt.reject or rt.blackhole):
+            d.node.nd6.nud_hint(rt.gateway or dst, rt.ifindex, now)
 
     # -- IPv6 -> TCP ---------------------------------------------------------------------
     def input6(self, d: Ip6Delivery, now: float) -> None:

@@ -1,6 +1,6 @@
 """``rump_router``: the virtual IP router as a program.
 
-    rump_router --demo                       three kernels on in-process wires (no root)
+    rump_router --demo [--inet6]             three kernels on in-process wires (no root)
     rump_router --config router.toml [--live] [--server unix:///tmp/r.sock] [--duration S]
     rump_router --example-config             a sample configuration file
 
@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,34 @@ def _heading(text: str) -> None:
     print(f"=== {text}")
 
 
-def _show(k: Any) -> None:
-    _heading(f"{k.hostname}: netstat -rn")
-    print(k.netstat("-rn").rstrip())
-    _heading(f"{k.hostname}: arp -an")
-    print(k.arp("-an").rstrip() or "(no ARP entries)")
+@dataclass(frozen=True)
+class DemoFamily:
+    """What the demo does over one address family: the same topology and steps, with
+    that family's addresses and tools."""
+
+    addrs: tuple[str, str, str, str]    # h1, the router on net1 and on net2, h2 (ADDR/PLEN)
+    ifconfig_af: str                    # ifconfig's address family keyword
+    route_af: tuple[str, ...]           # route add's family option
+    forwarding: str                     # the sysctl that makes the router forward
+    ping: str                           # ping or ping6
+    netstat_af: tuple[str, ...]         # netstat -rn's family option
+    neighbours: str                     # arp or ndp (-an either way)
+
+
+DEMO_FAMILIES = {
+    "inet": DemoFamily(("10.0.1.1/24", "10.0.1.254/24", "10.0.2.254/24", "10.0.2.1/24"), "inet", (),
+                       "net.inet.ip.forwarding", "ping", (), "arp"),
+    # issue 15's topology: fc00:0:0:1::/64 - router - fc00:0:0:2::/64
+    "inet6": DemoFamily(("fc00:0:0:1::1/64", "fc00:0:0:1::fe/64", "fc00:0:0:2::fe/64", "fc00:0:0:2::1/64"),
+                        "inet6", ("-inet6",), "net.inet6.ip6.forwarding", "ping6", ("-f", "inet6"), "ndp"),
+}
+
+
+def _show(k: Any, fam: DemoFamily) -> None:
+    _heading(f"{k.hostname}: netstat -rn{''.join(' ' + a for a in fam.netstat_af)}")
+    print(k.netstat("-rn", *fam.netstat_af).rstrip())
+    _heading(f"{k.hostname}: {fam.neighbours} -an")
+    print(getattr(k, fam.neighbours)("-an").rstrip() or f"(no {fam.neighbours.upper()} entries)")
     print()
 
 
@@ -45,37 +69,38 @@ def _text(out: object) -> str:
     return out.rstrip()
 
 
-def demo() -> int:
-    """Two hosts and a router between 10.0.1.0/24 and 10.0.2.0/24 on in-process wires."""
+def demo(family: str = "inet") -> int:
+    """Two hosts and a router between two subnets on in-process wires: 10.0.1.0/24 and
+    10.0.2.0/24, or with ``family="inet6"`` fc00:0:0:1::/64 and fc00:0:0:2::/64."""
     from rumpkern import rump_init
 
+    fam = DEMO_FAMILIES[family]
     h1 = rump_init(clock="virtual", seed=1, hostname="h1")
     r = rump_init(clock="virtual", seed=1, hostname="router")
     h2 = rump_init(clock="virtual", seed=1, hostname="h2")
-    for k, ifname, seg, addr in ((h1, "wire0", "demo-net1", "10.0.1.1/24"),
-                                 (r, "wire0", "demo-net1", "10.0.1.254/24"),
-                                 (r, "wire1", "demo-net2", "10.0.2.254/24"),
-                                 (h2, "wire0", "demo-net2", "10.0.2.1/24")):
+    a1, gw1, gw2, a2 = (a.split("/")[0] for a in fam.addrs)
+    for k, ifname, seg, addr in zip((h1, r, r, h2), ("wire0", "wire0", "wire1", "wire0"),
+                                    ("demo-net1", "demo-net1", "demo-net2", "demo-net2"), fam.addrs, strict=True):
         k.ifconfig(ifname, "create")
         k.ifconfig(ifname, "linkstr", seg)
-        k.ifconfig(ifname, "inet", addr)
+        k.ifconfig(ifname, fam.ifconfig_af, addr)
         k.ifconfig(ifname, "up")
+    for k in (h1, r, h2):
+        k.ifconfig("-w", "10")       # IPv6: until duplicate address detection is done
     # Give each wire a little latency (netem on the router's side), so round trips show.
     r.tc("qdisc", "add", "dev", "wire0", "root", "netem", "delay", "2ms", "200us")
     r.tc("qdisc", "add", "dev", "wire1", "root", "netem", "delay", "3ms")
-    h1.route("add", "default", "10.0.1.254")
-    h2.route("add", "default", "10.0.2.254")
-    _heading("router: sysctl -w net.inet.ip.forwarding=1")
-    print(r.sysctl("-w", "net.inet.ip.forwarding=1").rstrip())
+    h1.route("add", *fam.route_af, "default", gw1)
+    h2.route("add", *fam.route_af, "default", gw2)
+    _heading(f"router: sysctl -w {fam.forwarding}=1")
+    print(r.sysctl("-w", f"{fam.forwarding}=1").rstrip())
     print()
-    _heading("h1 (10.0.1.1): ping -c 3 10.0.2.1, across the router")
-    print(_text(h1.ping("-c", "3", "10.0.2.1")))
-    print()
-    _heading("h2 (10.0.2.1): ping -c 3 10.0.1.1, across the router")
-    print(_text(h2.ping("-c", "3", "10.0.1.1")))
-    print()
+    for k, src, dst in ((h1, a1, a2), (h2, a2, a1)):
+        _heading(f"{k.hostname} ({src}): {fam.ping} -c 3 {dst}, across the router")
+        print(_text(getattr(k, fam.ping)("-c", "3", dst)))
+        print()
     for k in (h1, r, h2):
-        _show(k)
+        _show(k, fam)
     _heading("router: ifconfig -a")
     print(r.ifconfig("-a").rstrip())
     print()
@@ -226,6 +251,8 @@ def parser() -> argparse.ArgumentParser:
     """The command line of rump_router."""
     p = argparse.ArgumentParser(prog=PROG, description="A virtual IP router on a rump kernel.")
     p.add_argument("--demo", action="store_true", help="run the three-kernel demo on in-process wires and exit")
+    p.add_argument("--inet6", action="store_true",
+                   help="with --demo: run it over IPv6 (fc00:0:0:1::/64 - router - fc00:0:0:2::/64, ping6, ndp)")
     p.add_argument("--config", metavar="FILE", help="router configuration (TOML; see --example-config)")
     p.add_argument("--live", action="store_true", help="show a live view of interfaces, counters and routes")
     p.add_argument("--server", metavar="URL", type=_url,
@@ -246,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         if args.config or args.live or args.server:
             p.error("--demo runs on its own (no --config, --live or --server)")
-        return demo()
+        return demo("inet6" if args.inet6 else "inet")
+    if args.inet6:
+        p.error("--inet6 goes with --demo (a configuration file says its own families)")
     if not args.config:
         p.print_usage(sys.stderr)
         print(f"{PROG}: one of --demo or --config is required", file=sys.stderr)

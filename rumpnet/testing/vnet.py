@@ -74,30 +74,32 @@ def capture(k: Kernel, ifname: str, sent_only: bool = False) -> FrameLog:
     return log
 
 
-def tcp_connection(a: Kernel, b: Kernel, addr: tuple[str, int]) -> tuple[int, int, int]:
+def tcp_connection(a: Kernel, b: Kernel, addr: tuple[str, int],
+                   family: int = socket.AF_INET) -> tuple[int, int, int]:
     """A blocking TCP connection from kernel ``a`` to a listener on ``b`` at ``addr``:
     (listening fd on ``b``, client fd on ``a``, accepted fd on ``b``)."""
-    lfd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    lfd = b.rump_sys_socket(family, socket.SOCK_STREAM, 0)
     b.rump_sys_bind(lfd, addr)
     b.rump_sys_listen(lfd, 1)
-    c = a.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    c = a.rump_sys_socket(family, socket.SOCK_STREAM, 0)
     a.rump_sys_connect(c, addr)
     s, _ = b.rump_sys_accept(lfd)
     return lfd, c, s
 
 
 def tcp_transfer(a: Kernel, b: Kernel, data: bytes, addr: tuple[str, int], *, chunk: int = 256 * 1024,
-                 hook: Callable[[int], None] | None = None, limit: float | None = None) -> bytes:
+                 hook: Callable[[int], None] | None = None, limit: float | None = None,
+                 family: int = socket.AF_INET) -> bytes:
     """Send ``data`` from kernel ``a`` to a listener on kernel ``b`` at ``addr`` with
     non-blocking sockets and poll (as a single-threaded event loop would), one kernel
     call at a time so that it runs on virtual time too; ``hook(bytes_sent)`` runs every
     turn. Returns what ``b`` received (all of it, or what came within ``limit`` seconds
     on ``a``'s clock). Every socket is closed at the end."""
-    lfd = b.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
+    lfd = b.rump_sys_socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
     b.rump_sys_setsockopt(lfd, socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    b.rump_sys_bind(lfd, ("0.0.0.0", addr[1]))
+    b.rump_sys_bind(lfd, ("::" if family == socket.AF_INET6 else "0.0.0.0", addr[1]))
     b.rump_sys_listen(lfd, 1)
-    c = a.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
+    c = a.rump_sys_socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0)
     try:
         a.rump_sys_connect(c, addr)
     except BlockingIOError:

@@ -1,7 +1,9 @@
 """hijack: unmodified standard-library networking code over a rump kernel.
 
-Each test runs on a sockin kernel (host loopback) and on netinet kernels joined by an
-in-process wire (the server in one kernel, the client in the other, by nesting hijacks).
+Each test runs on a sockin kernel (host loopback), on netinet kernels joined by an
+in-process wire (the server in one kernel, the client in the other, by nesting hijacks),
+and over AF_INET6 (issue 15): on ``::1`` in one kernel and between two kernels on global
+addresses (the t_mtudisc6 shape); a dual-stack server answers both families.
 """
 
 from __future__ import annotations
@@ -29,30 +31,51 @@ from rumpnet.hijack import HijackSocket, hijack, parse_rumphijack, parse_socket_
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _netinet_pair():
+# the client's address as the server sees it, by the server's address
+CLIENT_OF = {"127.0.0.1": "127.0.0.1", "10.0.0.2": "10.0.0.1", "::1": "::1", "fc00::2": "fc00::1"}
+
+
+def family_of(addr: str) -> int:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def _netinet_pair(addrs=("10.0.0.1", "10.0.0.2")):
     lan = f"hj-{uuid.uuid4().hex[:8]}"
     ks = []
-    for ip in ("10.0.0.1", "10.0.0.2"):
-        k = rump_init(clock="real")
-        k.config.if_create("wire0")
-        k.config.if_set_linkstr("wire0", lan)
-        k.config.addr_add("wire0", f"{ip}/24")
-        k.config.if_up("wire0")
-        ks.append(k)
+    try:
+        for ip in addrs:
+            k = rump_init(clock="real")
+            ks.append(k)
+            k.config.if_create("wire0")
+            k.config.if_set_linkstr("wire0", lan)
+            if family_of(ip) == socket.AF_INET6:
+                k.config.addr6_add("wire0", ip, 64)   # before up: no DAD, usable at once
+            else:
+                k.config.addr_add("wire0", f"{ip}/24")
+            k.config.if_up("wire0")
+    except BaseException:
+        for k in ks:
+            k.halt()
+        raise
     return ks
 
 
-@pytest.fixture(params=["sockin", "netinet"])
+@pytest.fixture(params=["sockin", "netinet", "loopback6", "netinet6"])
 def net(request):
     """(server kernel, client kernel, server address)."""
     if request.param == "sockin":
         k = rump_init(clock="real", sockin=True)
         kernels = [k]
         server_k, client_k, addr = k, k, "127.0.0.1"
+    elif request.param == "loopback6":
+        k = rump_init(clock="real")
+        kernels = [k]
+        server_k, client_k, addr = k, k, "::1"
     else:
-        ka, kb = _netinet_pair()
+        six = request.param == "netinet6"
+        ka, kb = _netinet_pair(("fc00::1", "fc00::2") if six else ("10.0.0.1", "10.0.0.2"))
         kernels = [ka, kb]
-        server_k, client_k, addr = kb, ka, "10.0.0.2"
+        server_k, client_k, addr = kb, ka, "fc00::2" if six else "10.0.0.2"
     server_k.serve_background()
     yield server_k, client_k, addr
     server_k.stop_background()
@@ -65,30 +88,57 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """http.server's, noting the peers it accepts."""
+
+    def __init__(self, family, *args, **kw):
+        self.address_family = family
+        self.peers = []
+        super().__init__(*args, **kw)
+
+    def verify_request(self, request, client_address):
+        self.peers.append(client_address)
+        return True
+
+
+def _tcp_stats(k):
+    """netstat -s -p tcp, or None for a sockin kernel (its TCP is the host's)."""
+    try:
+        return k.netstat("-s", "-p", "tcp")
+    except OSError:
+        return None
+
+
 def test_http_server_and_urllib(net, tmp_path):
     server_k, client_k, addr = net
     body = os.urandom(300_000)
     (tmp_path / "file.bin").write_bytes(body)
+    host = f"[{addr}]" if family_of(addr) == socket.AF_INET6 else addr
+    before = _tcp_stats(server_k)
     with hijack(server_k):
-        srv = http.server.ThreadingHTTPServer((addr, 0), functools.partial(_QuietHandler, directory=str(tmp_path)))
-        assert isinstance(srv.socket, HijackSocket)
+        srv = _Server(family_of(addr), (addr, 0), functools.partial(_QuietHandler, directory=str(tmp_path)))
+        assert isinstance(srv.socket, HijackSocket) and srv.socket.family == family_of(addr)
         t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
         t.start()
         try:
             port = srv.server_address[1]
             with hijack(client_k):
                 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-                with opener.open(f"http://{addr}:{port}/file.bin", timeout=20) as resp:
+                with opener.open(f"http://{host}:{port}/file.bin", timeout=20) as resp:
                     assert resp.status == 200
                     got = resp.read()
                 with pytest.raises(urllib.error.HTTPError) as ei:
-                    opener.open(f"http://{addr}:{port}/missing", timeout=20)
+                    opener.open(f"http://{host}:{port}/missing", timeout=20)
                 assert ei.value.code == 404
         finally:
             srv.shutdown()
             srv.server_close()
             t.join()
     assert got == body
+    assert [p[0] for p in srv.peers] == [CLIENT_OF[addr]] * 2
+    if family_of(addr) == socket.AF_INET6:
+        assert all(len(p) == 4 for p in srv.peers)       # sockaddr_in6: flowinfo, scope id
+    assert before is None or _tcp_stats(server_k) != before     # the kernel's TCP, not the host's
 
 
 def test_asyncio_client_and_server(net):
@@ -128,11 +178,11 @@ def test_asyncio_client_and_server(net):
 def test_udp_select_selectors_and_timeouts(net):
     server_k, client_k, addr = net
     with hijack(server_k):
-        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx = socket.socket(family_of(addr), socket.SOCK_DGRAM)
         rx.bind((addr, 0))
         dst = rx.getsockname()
         with hijack(client_k):
-            tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            tx = socket.socket(family_of(addr), socket.SOCK_DGRAM)
             assert select.select([rx], [], [], 0) == ([], [], [])
             tx.sendto(b"dgram", dst)
             assert select.select([rx], [], [], 10)[0] == [rx]
@@ -262,9 +312,9 @@ def test_idle_hijacked_sockets_cost_nothing(net):
 
     server_k, client_k, addr = net
     with hijack(server_k):
-        srv = socket.create_server((addr, 0))
+        srv = socket.create_server((addr, 0), family=family_of(addr))
         with hijack(client_k):
-            c = socket.create_connection(srv.getsockname(), timeout=10)
+            c = socket.create_connection(srv.getsockname()[:2], timeout=10)   # getaddrinfo inside
             s, _ = srv.accept()
             s.sendall(b"unread")
             time.sleep(0.2)
@@ -276,3 +326,31 @@ def test_idle_hijacked_sockets_cost_nothing(net):
             c.close()
         s.close()
         srv.close()
+
+
+def test_dualstack_server_answers_ipv4_and_ipv6():
+    """socket.create_server(..., dualstack_ipv6=True): one listener, clients of both
+    families (IPv4 ones seen as ::ffff:127.0.0.1)."""
+    k = rump_init(clock="real")
+    k.serve_background()
+    try:
+        with hijack(k):
+            assert socket.has_dualstack_ipv6()
+            srv = socket.create_server(("", 0), family=socket.AF_INET6, dualstack_ipv6=True)
+            port = srv.getsockname()[1]
+            peers = []
+            try:
+                for host in ("127.0.0.1", "::1"):
+                    c = socket.create_connection((host, port), timeout=10)
+                    conn, peer = srv.accept()
+                    peers.append(peer[0])
+                    c.sendall(host.encode())
+                    assert conn.recv(100) == host.encode()
+                    c.close()
+                    conn.close()
+            finally:
+                srv.close()
+    finally:
+        k.stop_background()
+        k.halt()
+    assert peers == ["::ffff:127.0.0.1", "::1"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,22 @@ def test_demo_pings_across_the_router_and_exits_0() -> None:
     # headings say which host does what (issue 16: the output had none)
     assert "=== h1 (10.0.1.1): ping -c 3 10.0.2.1, across the router" in out
     assert "=== router: netstat -rn" in out and "=== router: arp -an" in out
+
+
+def test_demo_over_ipv6_pings6_across_the_router_and_exits_0() -> None:
+    r = run("--demo", "--inet6")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.count("3 packets transmitted, 3 packets received, 0.0% packet loss") == 2
+    assert "net.inet6.ip6.forwarding: 0 -> 1" in out and "net.inet.ip.forwarding" not in out
+    assert "=== h1 (fc00:0:0:1::1): ping6 -c 3 fc00:0:0:2::1, across the router" in out
+    assert re.search(r"^16 bytes from fc00:0:0:2::1, icmp_seq=0 hlim=63 time=", out, re.M)
+    assert re.search(r"^default +fc00:0:0:1::fe +UGS ", out, re.M)
+    assert re.search(r"^fc00:0:0:2::/64 +link#3 +UC ", out, re.M)         # the router's second link
+    assert "=== router: ndp -an" in out and re.search(r"^fc00:0:0:2::1 +([0-9a-f]{2}:){5}[0-9a-f]{2} +wire1 ", out, re.M)
+    assert "qdisc netem 8001: root" in out
+    bad = run("--inet6")
+    assert bad.returncode == 2 and "--inet6 goes with --demo" in bad.stderr
 
 
 def test_the_console_script_is_the_same_program() -> None:

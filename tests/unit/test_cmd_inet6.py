@@ -107,6 +107,61 @@ def test_ping6_across_and_its_output(net6) -> None:
         h1.ping6("-q", "-n", "-c", "1", "-X", "1", H2)
 
 
+def _block(out: str, first: str) -> list[str]:
+    """The lines ping6 -v printed from ``first`` on (an error and the packet it quotes)."""
+    lines = out.splitlines()
+    i = next(n for n, ln in enumerate(lines) if re.fullmatch(first, ln))
+    return lines[i:i + 6]
+
+
+def test_ping6_verbose_shows_errors_from_routers_as_ping6_c(net6) -> None:
+    """ping6.c's pr_icmph and pr_retip for errors from a router on the way (RFC 4443 3):
+    hop limit 1 gets Time Exceeded, a narrower next link Packet Too Big, a destination
+    with no route No Route to Destination; each quotes our echo request."""
+    h1, r, h2 = net6
+    with pytest.raises(PingFailed) as ei:
+        h1.ping6("-v", "-n", "-c", "1", "-h", "1", "-X", "1", H2)
+    block = _block(ei.value.output, rf"64 bytes from {R1}: Time to live exceeded")
+    assert block[1] == "Vr TC  Flow Plen Nxt Hlim"
+    assert re.fullmatch(r" 6 00 [0-9a-f]{5} 0010  3a   01", block[2])      # the hop limit it had left
+    assert block[3:] == [f"{H1}->{H2}", "ICMP6: type = 128, code = 0", ""]
+    with pytest.raises(PingFailed) as ei:      # without -v: ICMP6_FILTER passes echo replies only
+        h1.ping6("-n", "-c", "1", "-h", "1", "-X", "1", H2)
+    assert "exceeded" not in ei.value.output and "bytes from" not in ei.value.output
+    r.ifconfig("wire1", "mtu", "1280")
+    h2.ifconfig("wire0", "mtu", "1280")
+    out = h1.ping6("-v", "-n", "-c", "2", "-s", "1400", "-X", "3", H2)
+    block = _block(out, rf"1240 bytes from {R1}: Packet too big mtu = 1280")
+    assert re.fullmatch(r" 6 00 [0-9a-f]{5} 0580  3a   40", block[2]) and block[3] == f"{H1}->{H2}"
+    assert re.search(rf"^1408 bytes from {H2}, icmp_seq=1 hlim=63", out, re.M)   # then fragmented
+    with pytest.raises(PingFailed) as ei:
+        h1.ping6("-v", "-n", "-c", "1", "-X", "1", "fc00:0:0:7::1")
+    block = _block(ei.value.output, rf"64 bytes from {R1}: No Route to Destination")
+    assert block[3:] == [f"{H1}->fc00:0:0:7::1", "ICMP6: type = 128, code = 0", ""]
+    assert r.inet6.node.icmp6stat.icp6s_otime_exceed_transit == 2
+    assert r.inet6.node.icmp6stat.icp6s_opacket_too_big == 1
+
+
+def test_ping6_pr_icmph_and_pr_retip_words() -> None:
+    """The rest of pr_icmph's words and pr_retip's walk of the quoted header chain."""
+    from scapy.layers.inet6 import IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+
+    from rumpnet.commands.ping6_pr import pr_icmph
+
+    quoted = bytes(IPv6(src=H1, dst=H2, fl=5, tc=0xB8, hlim=9) / IPv6ExtHdrFragment(id=1) / UDP(sport=7, dport=9))
+    assert pr_icmph(bytes([4, 1, 0, 0, 0, 0, 0, 40]) + quoted) == [
+        "Parameter problem: Unknown Nextheader pointer = 0x28", "Vr TC  Flow Plen Nxt Hlim",
+        " 6 b8 00005 0010  2c   09", f"{H1}->{H2}", "FRAG UDP: from port 7, to port 9 (decimal)", ""]
+    hbh = bytes(IPv6(src=H1, dst=H2) / IPv6ExtHdrHopByHop() / TCP(sport=1, dport=2))
+    assert pr_icmph(bytes([1, 4, 0, 0, 0, 0, 0, 0]) + hbh[:52])[0] == "Destination Port Unreachable"
+    assert pr_icmph(bytes([1, 4, 0, 0, 0, 0, 0, 0]) + hbh[:52])[-2:] == ["HBH ...", ""]   # cut short
+    assert pr_icmph(bytes([1, 4, 0, 0, 0, 0, 0, 0]) + hbh)[-2] == "HBH TCP: from port 1, to port 2 (decimal)"
+    assert pr_icmph(bytes([3, 7, 0, 0, 0, 0, 0, 0]) + quoted[:20]) == ["Time exceeded, Bad Code: 7", "IP6...", ""]
+    assert pr_icmph(bytes([4, 9, 0, 0, 0, 0, 0, 1]) + quoted)[0] == "Parameter problem: Bad code(9) pointer = 0x01"
+    assert pr_icmph(bytes([135, 0, 0, 0, 0, 0, 0, 0])) == ["Neighbor Solicitation"]
+    assert pr_icmph(bytes([200, 0, 0, 0, 0, 0, 0, 0])) == ["Bad ICMP type: 200"]
+
+
 def test_ping6_link_local_needs_a_zone_and_takes_source_and_interface(net6) -> None:
     h1, r, _ = net6
     gw = lladdr(r)

@@ -135,6 +135,21 @@ def test_confirmation_in_delay() -> None:
     assert c.solicited == []
 
 
+def test_hints_rearm_reachable_only_past_half_its_time() -> None:
+    """A hint per ACK must not push a timer per ACK: a REACHABLE entry with more than
+    half of ReachableTime left stays as it is; past half, the hint re-arms it."""
+    c = Cache()
+    c.nd6.cache_lladdr(2, NB, MAC, 0.0)
+    c.nd6.nud_hint(NB, 2, 1.0)
+    assert c.state() == ND6_LLINFO_REACHABLE and c.nd6.get_timer() == 31.0 and c.stats.nd6s_nudhint == 1
+    c.nd6.nud_hint(NB, 2, 10.0)                     # 21 s of 30 left: nothing to do
+    assert c.nd6.get_timer() == 31.0 and c.stats.nd6s_nudhint == 1
+    c.nd6.nud_hint(NB, 2, 20.0)                     # 11 s left: re-armed
+    assert c.nd6.get_timer() == 50.0 and c.stats.nd6s_nudhint == 2
+    c.nd6.nud_hint(in6.pton("fe80::9"), 2, 20.0)    # no entry: nothing made
+    assert c.nd6.lookup(in6.pton("fe80::9"), 2) is None and c.stats.nd6s_nudhint == 2
+
+
 def test_stale_entries_are_collected() -> None:
     c = Cache()
     c.nd6.cache_lladdr(2, NB, MAC, 0.0)
