@@ -352,6 +352,37 @@ def test_router_splits_superframes_onto_1500_wire(vnet_real, direction: str) -> 
             assert r.ifnet.lookup("wire0").stats.oerrors == 0
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("direction", ["in", "out"], ids=["linux_to_b", "b_to_linux"])
+def test_router_cuts_tcp6_superframes_onto_1500_wire(vnet_real, direction: str) -> None:
+    """The IPv6 twin of the test above: Linux's TCPv6 GRO/TSO superframes (gso_type TCPV6)
+    reach router kernel R through the tap and leave its 1500-MTU wire to B as segments
+    with full checksums (``Inet6Domain._offload_input``), with no Packet Too Big sent back
+    to Linux; the other way, B's segments reach Linux through R."""
+    size = 6 * MB
+    linux, r_tap, r_wire, b_addr = "fc00:62::1", "fc00:62::2", "fc00:63::1", "fc00:63::2"
+    with tap_kernel(vnet_real, offload=True, addr=r_tap, peer=linux,
+                    routes=(("fc00:63::/64", r_tap),)) as (r, ns, drv):
+        b = vnet_real.kernel(seed=62)
+        vnet_real.attach(r, "wire0", "lan", None)
+        vnet_real.attach(b, "wire0", "lan", None)
+        r.ifconfig("wire0", "inet6", f"{r_wire}/64")
+        b.ifconfig("wire0", "inet6", f"{b_addr}/64")
+        for k in (r, b):
+            k.ifconfig("-w", "10")
+        r.sysctl("-w", "net.inet6.ip6.forwarding=1")
+        b.route("add", "-inet6", "default", r_wire)
+        vnet_real.sched.start_background()
+        n, digest, _ = bulk(b, ns, direction, size, peer=linux)
+        assert n == size and digest == pattern_sha(size)
+        assert b.inet.tcp.stats.tcps_rcvbadsum == 0
+        node = r.inet6.node
+        assert node.icmp6stat.icp6s_outhist[2] == 0             # no Packet Too Big
+        if direction == "in":
+            assert drv.rx_gso6 > 0 and node.ip6stat.ip6s_forward > drv.rx_gso6
+            assert r.ifnet.lookup("wire0").stats.oerrors == 0
+
+
 def veth_baseline(nbytes: int) -> float:
     """Linux to Linux over a veth pair between two namespaces, with the same Python
     peers: seconds for ``nbytes``."""
