@@ -122,7 +122,7 @@ def table(doc: dict[str, Any]) -> str:
     ratios = doc.get("ratios", {})
     rbody = []
     for w, m in rows:
-        if not m:
+        if not m or m.startswith("ip6/ip4"):
             continue
         cells = [f"{w} [{m}]"]
         for s in stacks:
