@@ -43,11 +43,16 @@ def pct(xs: list[float], p: float) -> float:
 IDLE = 20.0  # seconds without progress: the peer stalled
 
 
+def family(host: str) -> int:
+    """The socket family of ``host``: IPv6 rows give an IPv6 address."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def connect(host: str, port: int, timeout: float, congestion: str | None = None) -> socket.socket:
     """A connected TCP socket; ``congestion`` names Linux's congestion control for it
     (TCP_CONGESTION: root may pick any available algorithm, whatever the namespace's
     default or allowed list says)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(family(host), socket.SOCK_STREAM)
     try:
         s.settimeout(timeout)
         if congestion:
@@ -175,7 +180,7 @@ def tcp_cps(host: str, count: int, limit: float) -> dict[str, Any]:
 
 
 def udp_rtt(host: str, count: int, size: int, limit: float) -> dict[str, Any]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
     s.connect((host, ECHO))
     s.settimeout(0.5)
     rtts: list[float] = []
@@ -200,7 +205,7 @@ def udp_rtt(host: str, count: int, size: int, limit: float) -> dict[str, Any]:
 
 def udp_rate(host: str, seconds: float, window: int, size: int) -> dict[str, Any]:
     """Keep ``window`` datagrams in flight for ``seconds``: echoed datagrams per second."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
     s.connect((host, ECHO))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     s.settimeout(0.2)

@@ -14,6 +14,22 @@ REFS = (("linux", "L"), ("pytcp", "P"), ("pytcp_best", "B"))
 PYTCPS = ("pytcp", "pmd-pytcp")
 
 
+def add_ip6_ratios(results: dict[str, Any], workloads4: list[str], suffix: str) -> None:
+    """Each IPv6 row (``w + suffix``) of one stack gets ``ip6/ip4 METRIC`` beside its
+    metrics: its figure against the same stack's IPv4 figure from the same run, as
+    performance (rates: ip6/ip4; times: ip4/ip6), so 1 is "as fast as over IPv4" and
+    < 1 slower."""
+    for w in workloads4:
+        r4, r6 = results.get(w, {}), results.get(w + suffix, {})
+        m4, m6 = r4.get("metrics"), r6.get("metrics")
+        if not m4 or not m6:
+            continue
+        for m, v6 in list(m6.items()):
+            v4 = m4.get(m)
+            if v4 and v6 and not m.startswith("ip6/ip4"):
+                m6[f"ip6/ip4 {m}"] = v6 / v4 if UNITS.get(m, True) else v4 / v6
+
+
 def brief(res: dict[str, Any]) -> str:
     if "na" in res:
         return f"n/a ({res['na']})"
@@ -64,8 +80,8 @@ def add_ratios(doc: dict[str, Any]) -> None:
     out: dict[str, Any] = {}
     for stack in doc["results"]:
         for w, m in _rows(doc):
-            if not m:
-                continue
+            if not m or m.startswith("ip6/ip4"):
+                continue        # already a ratio, within one stack
             v = _value(doc, stack, w, m)
             if v is None or v <= 0:
                 continue
@@ -106,7 +122,7 @@ def table(doc: dict[str, Any]) -> str:
     ratios = doc.get("ratios", {})
     rbody = []
     for w, m in rows:
-        if not m:
+        if not m or m.startswith("ip6/ip4"):
             continue
         cells = [f"{w} [{m}]"]
         for s in stacks:

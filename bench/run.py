@@ -34,7 +34,11 @@ from bench.stacks import (
 )
 
 STACKS = ["rumpnet-offload", "rumpnet-plain", "linux", "pytcp", "pmd-pytcp"]
-TAP_WORKLOADS = ["tcp_bulk_in", "tcp_bulk_out", "tcp_rtt", "tcp_cps", "udp_rtt", "udp_rate", "ping_rtt"]
+TAP_WORKLOADS4 = ["tcp_bulk_in", "tcp_bulk_out", "tcp_rtt", "tcp_cps", "udp_rtt", "udp_rate", "ping_rtt"]
+# Each tap workload over IPv6 too ("tcp_bulk_in6"), against the same server in the same
+# run, its row beside the IPv4 one: Linux over IPv6 is the peer of rumpnet over IPv6.
+IP6_SUFFIX = "6"
+TAP_WORKLOADS = [w for w4 in TAP_WORKLOADS4 for w in (w4, w4 + IP6_SUFFIX)]
 INPROC_WORKLOADS = ["boot", "k2k_bulk"]
 WORKLOADS = TAP_WORKLOADS + INPROC_WORKLOADS
 CLIENT = os.path.join(ROOT, "bench", "client.py")
@@ -218,7 +222,10 @@ def repeated(name: str, w: str, target: Target, sz: Sizes) -> dict[str, Any]:
         log(f"{name}: {w} ({i + 1}/{sz.repeat}) ...")
         t0 = time.monotonic()
         try:
-            res = TAP_FUNCS[w](target, sz)
+            if w in TAP_FUNCS:
+                res = TAP_FUNCS[w](target, sz)
+            else:               # the IPv6 row: the same workload to the server's IPv6 address
+                res = TAP_FUNCS[w.removesuffix(IP6_SUFFIX)](target.over_ip6(), sz)
         except StackUnavailable as e:
             res = na(str(e))
         dt = time.monotonic() - t0
@@ -281,6 +288,7 @@ def run_stack(name: str, index: int, workloads: list[str], sz: Sizes, quick: boo
             info.update(target.info)
             for w in tap_w:
                 results[w] = repeated(name, w, target, sz)
+            report.add_ip6_ratios(results, TAP_WORKLOADS4, IP6_SUFFIX)
     except StackUnavailable as e:
         log(f"{name}: n/a: {e}")
         info["unavailable"] = str(e)

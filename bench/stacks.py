@@ -45,6 +45,26 @@ class Target:
     ns: NetNS
     host: str
     info: dict[str, Any] = field(default_factory=dict)
+    host6: str | None = None     # the server's IPv6 address, for the IPv6 rows (None: no IPv6)
+
+    def over_ip6(self) -> Target:
+        """The same server reached over IPv6 (``host`` its IPv6 address)."""
+        if self.host6 is None:
+            raise StackUnavailable(f"{self.stack}: no IPv6 in this stack's server")
+        return Target(self.stack, self.ns, self.host6, self.info, self.host6)
+
+
+def ip6_of(index: int, host: int) -> str:
+    """Host ``host`` of stack ``index``'s IPv6 prefix (fc00:97:INDEX::/64)."""
+    return f"fc00:97:{index}::{host}"
+
+
+def no_dad(ns: NetNS, ifname: str | None = None) -> None:
+    """Linux in ``ns`` uses IPv6 addresses at once (no DAD, on the links it is given from
+    now on and on ``ifname``): the namespaces are ours, nobody else is on their links."""
+    names = ["default", "all"] + ([ifname] if ifname else [])
+    script = "; ".join(f"echo 0 > /proc/sys/net/ipv6/conf/{n}/accept_dad" for n in names)
+    ns_run(ns, ["sh", "-c", script], timeout=10, check=True)
 
 
 def log(msg: str) -> None:
@@ -75,7 +95,7 @@ def _read_ready(proc: Any, timeout: float) -> dict[str, Any]:
 
 
 def wait_reachable(ns: NetNS, host: str, timeout: float = 30.0) -> float:
-    """Ping until ``host`` answers (stacks differ in how long ARP/ACD take); seconds waited."""
+    """Ping until ``host`` answers (stacks differ in how long ARP/ACD/ND take); seconds waited."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         r = ns_run(ns, ["ping", "-c", "1", "-W", "1", host], timeout=5)
@@ -125,16 +145,20 @@ def rumpnet_stack(index: int, offload: str | None = None) -> Iterator[Target]:
     with NetNS(PREFIX) as ns:
         tap = unique_ifname(PREFIX)
         host, mine = f"10.97.{index}.2", f"10.97.{index}.1/24"
-        argv = [sys.executable, "-u", SERVE, "--tap", tap, "--address", f"{host}/24", "--seed", "1"]
+        host6 = ip6_of(index, 2)
+        argv = [sys.executable, "-u", SERVE, "--tap", tap, "--address", f"{host}/24", "--seed", "1",
+                "--address6", f"{host6}/64"]
         if offload:
             argv += ["--offload", offload]
+        no_dad(ns)
         with ns_popen(ns, argv) as proc:
             info = _read_ready(proc, 30)
-            ns_configure(ns, tap, mine)
-            wait_reachable(ns, host)
-            wait_tcp(ns, host)
+            ns_configure(ns, tap, [mine, f"{ip6_of(index, 1)}/64"])
+            for addr in (host, host6):
+                wait_reachable(ns, addr)
+                wait_tcp(ns, addr)
             tune_client_ns(ns)
-            yield Target(name, ns, host, info)
+            yield Target(name, ns, host, info, host6)
 
 
 @contextlib.contextmanager
@@ -150,15 +174,18 @@ def linux_stack(index: int) -> Iterator[Target]:
         except BaseException:
             off_loop(_link_del, a)
             raise
-        host = f"10.97.{index}.2"
-        ns_configure(client_ns, a, f"10.97.{index}.1/24")
-        ns_configure(server_ns, b, f"{host}/24")
-        with ns_popen(server_ns, [sys.executable, "-u", SERVE, "--host-stack"]) as proc:
+        host, host6 = f"10.97.{index}.2", ip6_of(index, 2)
+        no_dad(client_ns, a)
+        no_dad(server_ns, b)
+        ns_configure(client_ns, a, [f"10.97.{index}.1/24", f"{ip6_of(index, 1)}/64"])
+        ns_configure(server_ns, b, [f"{host}/24", f"{host6}/64"])
+        with ns_popen(server_ns, [sys.executable, "-u", SERVE, "--host-stack", "--address6", "any"]) as proc:
             info = _read_ready(proc, 30)
-            wait_reachable(client_ns, host)
-            wait_tcp(client_ns, host)
+            for addr in (host, host6):
+                wait_reachable(client_ns, addr)
+                wait_tcp(client_ns, addr)
             tune_client_ns(client_ns)
-            yield Target("linux", client_ns, host, info)
+            yield Target("linux", client_ns, host, info, host6)
 
 
 def _veth_add(a: str, b: str) -> None:

@@ -9,7 +9,8 @@ by sender and receivers, so nothing is serialised or copied on the way.
 
 A wire takes an MTU up to 65535 - 14 (``ifconfig wire0 mtu 65000``). A port joined with
 ``linkstr SEGMENT,tso`` also offers offloads, like a veth pair with GSO: TCP superframes
-(``Mbuf`` with ``M_CSUM_TSOv4``) and partial TCP checksums cross the wire as they are,
+(``Mbuf`` with ``M_CSUM_TSOv4`` or ``M_CSUM_TSOv6``) and partial TCP checksums cross the
+wire as they are,
 and a port with offloads receives them through ``deliver_offload`` (one TCP input per
 superframe, no checksum verification).
 
@@ -34,9 +35,13 @@ from rumpnet.ifnet import (
     M_CSUM_PARTIAL,
     IFCAP_CSUM_TCPv4_Rx,
     IFCAP_CSUM_TCPv4_Tx,
+    IFCAP_CSUM_TCPv6_Rx,
     IFCAP_TSOv4,
+    IFCAP_TSOv6,
     M_CSUM_TCPv4,
+    M_CSUM_TCPv6,
     M_CSUM_TSOv4,
+    M_CSUM_TSOv6,
     Mbuf,
 )
 
@@ -173,7 +178,7 @@ class TsoWireDriver(WireDriver):
     """A wire port with TSO and TCP checksum offload (``linkstr SEGMENT,tso``); it offers
     them (``capabilities``, ``tso_mtu``) while every other port of the segment takes them."""
 
-    CAPABILITIES = IFCAP_TSOv4 | IFCAP_CSUM_TCPv4_Rx | IFCAP_CSUM_TCPv4_Tx
+    CAPABILITIES = IFCAP_TSOv4 | IFCAP_CSUM_TCPv4_Rx | IFCAP_CSUM_TCPv4_Tx | IFCAP_TSOv6 | IFCAP_CSUM_TCPv6_Rx
     TSO_MTU = 65535
     offload_mode = "tso"
 
@@ -205,8 +210,8 @@ class TsoWireDriver(WireDriver):
             return
         # Over the wire a superframe stands for segments the sender checksummed (or
         # asked the "NIC" to): the receiver trusts it as a host's GRO frame.
-        flags = M_CSUM_TCPv4 | (csum_flags & M_CSUM_PARTIAL)
-        size = segsz if csum_flags & M_CSUM_TSOv4 else 0
+        flags = (M_CSUM_TCPv6 if csum_flags & M_CSUM_TSOv6 else M_CSUM_TCPv4) | (csum_flags & M_CSUM_PARTIAL)
+        size = segsz if csum_flags & (M_CSUM_TSOv4 | M_CSUM_TSOv6) else 0
         if sched is via:
             sched.loop.call_soon(deliver, frame, flags, size)
         else:

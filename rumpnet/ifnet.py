@@ -82,6 +82,8 @@ IFCAP_NAMES = [
 M_CSUM_TCPv4 = 0x0001  # tx: the interface completes the TCP checksum; rx: it was checked
 M_CSUM_UDPv4 = 0x0002
 M_CSUM_TSOv4 = 0x0100  # tx: the interface cuts the packet into segsz-sized TCP segments
+M_CSUM_TCPv6 = 0x0020  # as M_CSUM_TCPv4, for TCP over IPv6
+M_CSUM_TSOv6 = 0x0200  # as M_CSUM_TSOv4, for an IPv6 packet
 M_CSUM_PARTIAL = 0x1000  # the TCP checksum field holds only the pseudo-header sum
 
 

@@ -1,6 +1,7 @@
 """Serve echo, discard, chargen, HTTP and a checksum sink from a rump kernel on a host tap.
 
     python examples/services/serve.py --tap tun0 --address 10.99.0.2/24 [--gateway 10.99.0.1]
+                                      [--address6 fc00:99::2/64]
 
 boots a kernel (real clock) whose ``virt0`` is bound to host tap ``--tap`` (created if it
 does not exist) and serves, on the kernel's own TCP/IP:
@@ -14,6 +15,11 @@ When it is ready it prints one JSON line (``{"ready": true, "tap": ..., ...}``) 
 it runs until SIGINT or SIGTERM. The host side of the tap is yours to configure (address,
 or move it into a network namespace). ``--host-stack`` serves the same services on the
 host's own sockets instead (for comparisons; no tap involved).
+
+``--address6 ADDR/PLEN`` also gives ``virt0`` an IPv6 address (ready once DAD is done)
+and serves every service over IPv6 too (on ``::``, beside IPv4's on ``0.0.0.0``); with
+``--host-stack`` (any value: the host's addresses are the namespace's) it serves on ``::``
+as well.
 
 ``--sysctl NAME=VALUE`` (repeatable) sets the kernel's sysctls before it serves;
 ``--congestion NAME`` picks Linux's congestion control for the ``--host-stack`` listeners.
@@ -65,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tap", help="host tap to bind virt0 to (created if absent)")
     ap.add_argument("--address", help="the kernel's address on virt0, ADDR/LEN")
     ap.add_argument("--gateway", help="default route via this address")
+    ap.add_argument("--address6", help="also an IPv6 address on virt0, ADDR/PLEN, and the services over IPv6")
     ap.add_argument("--mtu", type=int, help="virt0's MTU")
     ap.add_argument("--offload", metavar="MODE", choices=("tso", "csum", "none"),
                     help="virtif offload mode to ask the host for (default: plain frames)")
@@ -92,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.host_stack:
         async def host_main() -> None:
             servers = await start_host_services(ports)
+            if args.address6:
+                servers += await start_host_services(ports, "::")
             if args.congestion:
                 for srv in servers:
                     for sock in getattr(srv, "sockets", None) or ():
@@ -122,18 +131,22 @@ def main(argv: list[str] | None = None) -> int:
             k.sysctl("-w", assignment)
         except OSError as e:
             ap.error(f"--sysctl {assignment}: {e.strerror}")
+    if args.address6:
+        k.ifconfig("virt0", "inet6", args.address6)
+        k.ifconfig("-w", "10")          # DAD done: the address answers
     k.serve_background()
-    handle = start_services(k, ports)
+    handles = [start_services(k, ports)] + ([start_services(k, ports, "::")] if args.address6 else [])
     ifp = k.ifnet.lookup("virt0")
     print(json.dumps({"ready": True, "stack": "rumpnet", "tap": getattr(drv, "tapname", args.tap),
-                      "address": args.address, "mtu": ifp.mtu, "ports": ports,
+                      "address": args.address, "address6": args.address6, "mtu": ifp.mtu, "ports": ports,
                       "vnet_hdr": bool(getattr(drv, "vnet_hdr", False)),
                       "offload_mode": getattr(drv, "offload_mode", None)}), flush=True)
     try:
         while not done.wait(0.5):
             pass
     finally:
-        handle.close()
+        for handle in handles:
+            handle.close()
         if args.stats:
             print(k.netstat("-s"), file=sys.stderr, flush=True)
         k.halt()

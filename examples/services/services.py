@@ -292,6 +292,11 @@ async def _udp_echo_rump(k: Any, fd: int) -> None:
                 return
 
 
+def _family(host: str) -> int:
+    """AF_INET6 for an IPv6 address (``::``), AF_INET otherwise."""
+    return pysocket.AF_INET6 if ":" in host else pysocket.AF_INET
+
+
 async def start_services_async(k: Any, ports: dict[str, int] | None = None, host: str = "0.0.0.0") -> ServicesHandle:
     """Start the services from a coroutine on ``k``'s scheduler loop."""
     from rumpnet import streams
@@ -302,7 +307,7 @@ async def start_services_async(k: Any, ports: dict[str, int] | None = None, host
         if name in TCP_SERVICES:
             handle.servers.append(await streams.start_server(k, TCP_SERVICES[name], host, port, backlog=128))
     if "echo" in ports:
-        fd = await k.rump_sys_socket(pysocket.AF_INET, pysocket.SOCK_DGRAM, 0)
+        fd = await k.rump_sys_socket(_family(host), pysocket.SOCK_DGRAM, 0)
         await k.rump_sys_bind(fd, (host, ports["echo"]))
         handle.udp_fd = fd
         handle.udp_task = asyncio.get_running_loop().create_task(_udp_echo_rump(k, fd))
@@ -333,6 +338,11 @@ async def start_host_services(ports: dict[str, int] | None = None, host: str = "
         if name in TCP_SERVICES:
             out.append(await asyncio.start_server(TCP_SERVICES[name], host, port, reuse_address=True, backlog=128))
     if "echo" in ports:
-        transport, _ = await loop.create_datagram_endpoint(_UdpEcho, local_addr=(host, ports["echo"]))
+        sock = pysocket.socket(_family(host), pysocket.SOCK_DGRAM)
+        if sock.family == pysocket.AF_INET6:
+            # beside an IPv4 echo on the same port (asyncio's TCP listeners do this too)
+            sock.setsockopt(pysocket.IPPROTO_IPV6, pysocket.IPV6_V6ONLY, 1)
+        sock.bind((host, ports["echo"]))
+        transport, _ = await loop.create_datagram_endpoint(_UdpEcho, sock=sock)
         out.append(transport)
     return out

@@ -44,6 +44,7 @@ from rumpnet.netinet6.in6_proto import In6AddrAdded, In6AddrRemoved, Inet6, Ip6F
 from rumpnet.netinet6.in6_rtable import In6Routes, Route6Adapter
 from rumpnet.netinet6.in6_sysctl import inet6_sysctl
 from rumpnet.netinet6.in6_var import IN6_IFF_NODAD, ND6_INFINITE_LIFETIME, In6Ifaddr
+from rumpnet.netinet6.ip6_gso import plain_packets6, wire_frames6
 from rumpnet.netinet6.ip6_output import Ip6Pktopts
 from rumpnet.netinet6.ip6_rtcache import Ip6RouteCaches
 from rumpnet.netinet6.nd6_rtr import Nd6Redirect, PrefixOffLink, PrefixOnLink, RouterAdded, RouterRemoved
@@ -97,6 +98,10 @@ class Inet6Domain:
         }
         net = kernel.net
         net.ether_dispatch[ETHERTYPE_IPV6] = self.ether_input
+        net.ether_segment[ETHERTYPE_IPV6] = wire_frames6
+        # Offload state of the packet being input (the driver checked its TCP checksum,
+        # or left it partial: M_CSUM_TCPv6), for TCP on the synchronous input path.
+        self.rx_csum_flags = 0
         net.listeners.append(self)
         kernel.domains[pysocket.AF_INET6] = self
         from rumpnet.netinet6.tcp6_usrreq import tcp6_attach
@@ -244,8 +249,32 @@ class Inet6Domain:
         """Ethertype 0x86DD from a link (``ether_input`` -> ``ip6_input``); what comes
         back through lo0 arrives on the interface of its zone (:meth:`loop_ifindex`)."""
         now = self.now()
-        self.node.input(self.loop_ifindex(pkt) if ifp.loopback else ifp.index, pkt, now, bool(mcast))
+        if ifp.rx_csum_flags:
+            self._offload_input(ifp, pkt, mcast, now)
+        else:
+            self.node.input(self.loop_ifindex(pkt) if ifp.loopback else ifp.index, pkt, now, bool(mcast))
         self.settle(now)
+
+    def _offload_input(self, ifp: Ifnet, pkt: memoryview, mcast: int, now: float) -> None:
+        """A packet whose TCP checksum the driver checked or left partial, maybe a GRO
+        superframe (``rx_segsz``). One for us goes up whole (TCP takes one input call
+        per superframe and skips the checksum); one to forward leaves as the plain
+        packets it stands for, cut and summed here (``ip6_gso``), so that forwarding
+        sees wire-sized packets and sends no Packet Too Big for a superframe."""
+        dst = in6.unpack(pkt, 24) if len(pkt) >= 40 else 0
+        if not in6.is_multicast(dst) and self.node.ifaddrs.lookup(dst, ifp.index) is not None:
+            self.rx_csum_flags = ifp.rx_csum_flags
+            try:
+                self.node.input(ifp.index, pkt, now, bool(mcast))
+            finally:
+                self.rx_csum_flags = 0
+            return
+        packets = plain_packets6(pkt, ifp.rx_csum_flags, ifp.rx_segsz)
+        if packets is None:
+            ifp.stats.ierrors += 1      # not the IPv6/TCP packet its offload flags say
+            return
+        for p in packets:
+            self.node.input(ifp.index, p, now, bool(mcast))
 
     def loop_ifindex(self, pkt: bytes | bytearray | memoryview) -> int:
         """The interface a packet looped through lo0 arrives on: the one that owns a

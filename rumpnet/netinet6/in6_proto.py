@@ -98,6 +98,7 @@ class Inet6:
 
     def __init__(self, routes: Route6Lookup, rng: random.Random) -> None:
         self.rng = rng
+        self._ifid_secret: bytes | None = None   # RFC 7217's secret_key, when first needed
         self.routes = routes
         self.ip6_params, self.icmp6_params, self.nd6_params = Ip6Params(), Icmp6Params(), Nd6Params()
         self.ip6stat, self.icmp6stat = Ip6Stats(), Icmp6Stats()
@@ -153,10 +154,26 @@ class Inet6:
         if ext.loopback and not ext.addrs:
             self.add_address(ifindex, in6.IN6ADDR_LOOPBACK, 128, 0, now)
             self.add_address(ifindex, in6.linklocal(1), 64, 0, now)
-        elif self.ip6_params.auto_linklocal and len(ext.lladdr) == 6 and ext.linklocal(ready_only=False) is None:
-            self.add_address(ifindex, in6.linklocal(in6.ifid_eui64(ext.lladdr)), 64, 0, now, random_delay=True)
+        elif self.ip6_params.auto_linklocal and ext.linklocal(ready_only=False) is None:
+            self.add_address(ifindex, in6.linklocal(self._linklocal_ifid(ext)), 64, 0, now, random_delay=True)
         if not ext.loopback:
             self.nd6_rtr.rs_start(ifindex, now)
+
+    def _linklocal_ifid(self, ext: In6Ifextra) -> int:
+        """The interface identifier of ``ext``'s link-local address (NetBSD's
+        ``get_ifid``): the modified EUI-64 of its own MAC (RFC 4291 2.5.1, appendix A);
+        for an interface without one (tun, point-to-point) that of another interface
+        with a MAC, as NetBSD borrows one (the zones differ, so they cannot clash); on a
+        node with none, an RFC 7217 identifier from a secret drawn once from the node's
+        generator (NetBSD hashes the hostname instead)."""
+        if len(ext.lladdr) == 6:
+            return in6.ifid_eui64(ext.lladdr)
+        other = next((o for o in self.ifaddrs.ifs.values() if len(o.lladdr) == 6 and not o.loopback), None)
+        if other is not None:
+            return in6.ifid_eui64(other.lladdr)
+        if self._ifid_secret is None:
+            self._ifid_secret = self.rng.getrandbits(128).to_bytes(16, "big")
+        return in6.ifid_stable(in6.linklocal(0), ext.name, b"", 0, self._ifid_secret)
 
     def if_down(self, ifindex: int, now: float) -> None:
         """``in6_if_down``: neighbours forgotten, addresses tentative again (DAD runs on

@@ -18,9 +18,11 @@ running, not IFDISABLED, same MAC, link MTU and CurHopLimit) and the
 ``net.inet6.ip6.auto_flowlabel`` sysctl. Anything unusual (multicast, loopback, tun,
 options, an unresolved neighbour, a packet over the path MTU) goes the full path.
 
-TCP superframes (``tso_segsz``, ``net.inet.tcp.gso``) are cut here in software
-(``ip_gso.tcp_gso_split``, as IPv4's ``IpOutput._gso_cached`` does): no interface offers
-TSO for IPv6 yet (docs/IPV6.md section 8).
+TCP superframes (``tso_segsz``) go whole to an interface that does TSO for IPv6
+(``IFCAP_TSOv6``: virtif with ``TUN_F_TSO6``; the host cuts them), with a partial TCP
+checksum and the segment size on the :class:`~rumpnet.ifnet.Mbuf`, as IPv4's
+``IpOutput._offload_output`` does; otherwise (``net.inet.tcp.gso``) they are cut here in
+software (``ip_gso.tcp_gso_split``, as IPv4's ``IpOutput._gso_cached`` does).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from rumpnet.ifnet import M_CSUM_PARTIAL, IFCAP_TSOv6, M_CSUM_TSOv6, Mbuf
 from rumpnet.netinet.ip_gso import tcp_gso_split
+from rumpnet.netinet.ip_output import tx_offloads
 from rumpnet.netinet6 import in6
 from rumpnet.netinet6.in6_cksum import in6_pseudo_sum
 from rumpnet.netinet6.ip6 import IPV6_MAXPACKET
@@ -49,6 +53,7 @@ _ETHERTYPE_IPV6 = b"\x86\xdd"
 # header, hop limit and the addresses (constant per destination).
 _ETHER_IP6 = struct.Struct("!14sIH34s")
 _RTCACHE_MAX = 1024
+_TCP_START = 14 + IP6_HDR_LEN     # the TCP header in a frame the cache builds
 # Neighbour states a packet goes to without changing anything (Nd6.resolve returns the
 # link-layer address and leaves the entry alone; RFC 4861 7.3.3 and appendix C): not
 # STALE, where sending starts the DELAY timer, nor INCOMPLETE.
@@ -100,6 +105,7 @@ class Ip6RouteCaches:
         self.domain = domain
         self.caches: dict[CacheKey, Route6Cache] = {}
         self.gso_sw = 0          # superframes cut here
+        self.tso_out = 0         # superframes handed whole to a TSO6 interface
         self.gso_segs = 0        # the segments that made
 
     def valid(self, rc: Route6Cache) -> bool:
@@ -180,6 +186,9 @@ class Ip6RouteCaches:
         rc = self.lookup(src, dst, IPPROTO_TCP, bytes(mv[0:4]), zone)
         if rc is None or IP6_HDR_LEN + thl + segsz > rc.mtu:
             return False
+        if tx_offloads(rc.ifp) & IFCAP_TSOv6 and IP6_HDR_LEN + len(seg) <= rc.ifp.tso_mtu:
+            self._tso_output(rc, seg, segsz, tclass)
+            return True
         st = _gso6_struct(thl)
         ports, ack, off = bytes(mv[0:4]), bytes(mv[8:12]), seg[12]
         win, opts = bytes(mv[14:16]), bytes(mv[18:thl])
@@ -194,20 +203,41 @@ class Ip6RouteCaches:
         self.gso_segs += nseg
         return True
 
+    def _tso_output(self, rc: Route6Cache, seg: Buffer, segsz: int, tclass: int) -> None:
+        """Superframe ``seg`` (TCP header and payload) to a TSO6 interface whole: one
+        frame whose TCP checksum holds the pseudo-header sum (RFC 8200 8.1, with the
+        superframe's length: the host redoes it per segment) and whose segment size is
+        at most the path MTU's."""
+        plen = len(seg)
+        thl = (seg[12] >> 4) << 2
+        m = Mbuf(_ETHER_IP6.pack(rc.prefix, rc.vcf | tclass << 20, plen, rc.tail), M_CSUM_TSOv6 | M_CSUM_PARTIAL,
+                 min(segsz, rc.mtu - IP6_HDR_LEN - thl), _TCP_START)
+        m += seg
+        psum = (rc.psum + plen) % 0xFFFF
+        m[_TCP_START + 16] = psum >> 8
+        m[_TCP_START + 17] = psum & 0xFF
+        self.domain.node.ip6stat.ip6s_localout += 1
+        self.tso_out += 1
+        rc.ifp.transmit_frame(m)  # type: ignore[arg-type]  # an Mbuf, as ether_output passes
+
 
 def tso_max6(domain: Inet6Domain, dst: int, zone: int, gso: bool) -> int:
-    """TCP header and payload bytes per superframe toward ``dst`` (IPv6's answer to
-    ``IpOutput.tso_max``): with ``gso`` (``net.inet.tcp.gso``) up to IPv6's largest
+    """TCP payload and option bytes per superframe toward ``dst`` (IPv6's answer to
+    ``IpOutput.tso_max``): toward an interface with TSO6 its ``tso_mtu`` less the IPv6
+    and base TCP headers; with ``gso`` (``net.inet.tcp.gso``) up to IPv6's largest
     payload toward an Ethernet interface, cut in :meth:`Ip6RouteCaches.output_gso` or
     :func:`tcp_gso_segments`; 0 (one segment per packet) otherwise: no route, loopback,
-    a link without link-layer addresses."""
-    if not gso or in6.is_multicast(dst):
+    a link without link-layer addresses. How a superframe leaves is decided per packet
+    (``tx_offloads``)."""
+    if in6.is_multicast(dst):
         return 0
     rt = domain.node.routes.lookup6(dst, zone if in6.is_scoped(dst) else 0)
     ifp = domain.kernel.ifnet.by_index(rt.ifindex) if rt is not None else None
     if ifp is None or ifp.loopback or ifp.l3_output is not None:
         return 0
-    return IPV6_MAXPACKET - 20
+    if ifp.capabilities & IFCAP_TSOv6:
+        return min(ifp.tso_mtu - IP6_HDR_LEN, IPV6_MAXPACKET) - 20
+    return IPV6_MAXPACKET - 20 if gso else 0
 
 
 def tcp_gso_segments(src: int, dst: int, seg: Buffer, segsz: int) -> list[bytes]:

@@ -27,6 +27,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from rumpkern.errno import kerr
+from rumpnet.ifnet import M_CSUM_TCPv6
 from rumpnet.netinet.in_addr import ntoa
 from rumpnet.netinet.ip_var import IPTOS_ECN_MASK
 from rumpnet.netinet.tcp_const import TCP6_HDRS
@@ -59,9 +60,9 @@ _UNREACH_KIND = {0: "netunreach", 1: "adminprohib", 2: "hostunreach", 3: "hostun
 class Tcp6(Tcp):
     """``k.inet6.tcp6``: the glue of TCP over IPv6 (see the module docstring). It is
     :class:`~rumpnet.netinet.tcp_usrreq.Tcp` (the IP_TOS and IP_TTL lookup) with IPv6 for IP;
-    its deadlines arm the inet6 domain's one timer (``Inet6Domain.callout``). Superframes
-    (``net.inet.tcp.gso``) are cut by IPv6 in software: no interface does TSO for IPv6 yet
-    (docs/IPV6.md)."""
+    its deadlines arm the inet6 domain's one timer (``Inet6Domain.callout``). Superframes go
+    whole to an interface with TSO6 (virtif) and are cut by IPv6 in software otherwise
+    (``net.inet.tcp.gso``)."""
 
     def __init__(self, kernel: NetKernel, tcp4: Tcp, domain: Inet6Domain) -> None:
         self.kernel = kernel
@@ -86,8 +87,8 @@ class Tcp6(Tcp):
 
     # -- TCP -> IPv6 ---------------------------------------------------------------------
     def _tso_for(self, dst: int) -> int:
-        """Superframe size toward ``dst`` (``net.inet.tcp.gso``: cut in software by IPv6,
-        :mod:`~rumpnet.netinet6.ip6_rtcache`)."""
+        """Superframe size toward ``dst`` (TSO6, or ``net.inet.tcp.gso``: cut in software
+        by IPv6, :mod:`~rumpnet.netinet6.ip6_rtcache`)."""
         zone = self.domain.default_zone(dst, self.zone_hints.get(dst, 0) if in6.is_scoped(dst) else 0)
         return tso_max6(self.domain, dst, zone, bool(self.params.gso))
 
@@ -172,7 +173,9 @@ class Tcp6(Tcp):
                 self.zone_hints.clear()
             self.zone_hints[src] = d.ifindex
         # The Traffic Class's ECN bits are IPv4's TOS ECN bits (RFC 3168 5, RFC 8200 7).
-        self.proto.input(src, dst, memoryview(d.packet)[d.off:], now, csum_ok=False, iptos=d.hdr.tclass)
+        # The driver checked the checksum, or the host left it partial (virtif offloads).
+        self.proto.input(src, dst, memoryview(d.packet)[d.off:], now,
+                         csum_ok=bool(self.domain.rx_csum_flags & M_CSUM_TCPv6), iptos=d.hdr.tclass)
 
     def ctlinput6(self, ev: Icmp6Ctl, now: float) -> None:
         """An ICMPv6 error about one of our segments (``tcp6_ctlinput``)."""

@@ -24,15 +24,17 @@ host left partial) and sent frames get an all-zero one.
 offloads with ``TUNSETOFFLOAD`` (``TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6``), and the tap then
 moves 64 KB superframes both ways:
 
-* receive: the host hands over GSO/GRO superframes (``gso_type`` TCPV4, ``gso_size`` the
-  MSS) and leaves TCP checksums partial (``NEEDS_CSUM``) or vouches for them
-  (``DATA_VALID``); such frames go to ``Ifnet._deliver_offload(frame, csum_flags, segsz)``
-  so that IP and TCP skip verification and TCP gets one input call per superframe.
-  Partial checksums of other protocols are completed here. Plain frames take the plain
-  ``deliver(frame)`` path.
+* receive: the host hands over GSO/GRO superframes (``gso_type`` TCPV4 or TCPV6,
+  ``gso_size`` the MSS) and leaves TCP checksums partial (``NEEDS_CSUM``) or vouches for
+  them (``DATA_VALID``); such frames go to ``Ifnet._deliver_offload(frame, csum_flags,
+  segsz)`` with ``M_CSUM_TCPv4`` or ``M_CSUM_TCPv6`` so that IP and TCP skip
+  verification and TCP gets one input call per superframe (netinet6 takes IPv6 ones whole
+  when they are for us, and cuts those it forwards: ``ip6_gso``). Partial checksums of
+  other protocols are completed here. Plain frames take the plain ``deliver(frame)`` path.
 * transmit: a frame that is an :class:`~rumpnet.ifnet.Mbuf` carrying ``M_CSUM_TSOv4``
-  and/or ``M_CSUM_PARTIAL`` goes out with ``NEEDS_CSUM`` (``csum_start``/``csum_offset``)
-  and, for TSO, ``gso_type`` TCPV4 and ``gso_size``: the host segments and checksums it.
+  (or ``M_CSUM_TSOv6``) and/or ``M_CSUM_PARTIAL`` goes out with ``NEEDS_CSUM``
+  (``csum_start``/``csum_offset``) and, for TSO, ``gso_type`` TCPV4 (TCPV6) and
+  ``gso_size``: the host segments and checksums it.
   Header and frame go out in one ``os.writev``. The driver cuts nothing: IP asks only
   for the offloads ``capabilities`` reports (``ip_output.tx_offloads``); a frame asking
   for others is dropped and counted in ``oerrors``.
@@ -50,7 +52,15 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rumpnet.ifnet import M_CSUM_PARTIAL, M_CSUM_TCPv4, M_CSUM_TSOv4, M_CSUM_UDPv4, Mbuf
+from rumpnet.ifnet import (
+    M_CSUM_PARTIAL,
+    M_CSUM_TCPv4,
+    M_CSUM_TCPv6,
+    M_CSUM_TSOv4,
+    M_CSUM_TSOv6,
+    M_CSUM_UDPv4,
+    Mbuf,
+)
 from rumpnet.virtif import hostif
 
 if TYPE_CHECKING:
@@ -90,7 +100,8 @@ TUN_F_USO4 = 0x20
 TUN_F_USO6 = 0x40
 
 OFFLOAD_MODES = ("none", "csum", "tso")
-# The largest IPv4 packet handed to the host as one TSO superframe.
+# The largest IP packet (IPv4, or IPv6 header and payload) handed to the host as one TSO
+# superframe.
 TSO_MTU = 65535
 
 DEFAULT_BATCH = 64
@@ -99,6 +110,12 @@ DEFAULT_BATCH = 64
 DEFAULT_BUFSIZE = VNET_HDR_LEN + 14 + 65535 + 4
 _ETH = 14
 _TCP_CSUM_OFF = 16
+_IP6_HDR_LEN = 40
+_TCP6_START = _ETH + _IP6_HDR_LEN    # a TCP header straight after the IPv6 header
+# TSO on output, per family: (the Mbuf's M_CSUM_TSO* flag, virtio's gso_type, the
+# TUN_F_* bit the host must have granted).
+_TSO_FLAGS = ((M_CSUM_TSOv4, VIRTIO_NET_HDR_GSO_TCPV4, TUN_F_TSO4),
+              (M_CSUM_TSOv6, VIRTIO_NET_HDR_GSO_TCPV6, TUN_F_TSO6))
 
 
 class VirtifDriver:
@@ -156,10 +173,12 @@ class VirtifDriver:
         self.oqdrops = 0
         self.rx_wakeups = 0  # readiness callbacks that read at least one frame
         self.rx_batch_max = 0  # most frames drained by one callback
-        self.rx_gso = 0  # superframes received (gso_type TCPV4)
+        self.rx_gso = 0  # superframes received (gso_type TCPV4 or TCPV6)
+        self.rx_gso6 = 0  # of which TCPV6
         self.rx_csum_trusted = 0  # frames whose checksum the host did or vouched for
         self.rx_csum_sw = 0  # partial checksums completed here
         self.tx_gso = 0  # superframes handed to the host for segmentation
+        self.tx_gso6 = 0  # of which TCPV6
         self.tx_csum_offload = 0  # frames whose TCP checksum the host completes
         self.last_error: OSError | None = None
         self._deliver_offload: Callable[[Any, int, int], None] | None = None
@@ -266,9 +285,8 @@ class VirtifDriver:
             self.host_uso = False
         tries = []
         if want == "tso":
-            # No TUN_F_TSO6: netinet6 takes no TCPv6 superframes yet (GRO for IPv6 is
-            # docs/IPV6.md's to do), so the host segments IPv6 itself.
-            tries += [("tso", TUN_F_CSUM | TUN_F_TSO4)]
+            # TSO for both families; a host without TSO6 (never seen) still gives TSO4.
+            tries += [("tso", TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), ("tso", TUN_F_CSUM | TUN_F_TSO4)]
         tries.append(("csum", TUN_F_CSUM))
         for mode, bits in tries:
             try:
@@ -280,10 +298,12 @@ class VirtifDriver:
             self.tun_offload = bits
             # What the stack makes use of: TCP skips checks of host-checked/partial sums,
             # partial TCP checksums and TSO go out to the host (UDP still verifies).
-            caps = ifnet.IFCAP_CSUM_TCPv4_Rx | ifnet.IFCAP_CSUM_TCPv4_Tx
+            caps = ifnet.IFCAP_CSUM_TCPv4_Rx | ifnet.IFCAP_CSUM_TCPv4_Tx | ifnet.IFCAP_CSUM_TCPv6_Rx
             if bits & TUN_F_TSO4:
                 caps |= ifnet.IFCAP_TSOv4
                 self.tso_mtu = TSO_MTU
+            if bits & TUN_F_TSO6:
+                caps |= ifnet.IFCAP_TSOv6
             self.capabilities = caps
             return
         try:  # leave the tap in a known state
@@ -375,15 +395,18 @@ class VirtifDriver:
         start = m.csum_start
         if not fl or start < _ETH + 20 or start + 20 > len(m):
             return _ZERO_VNET_HDR
-        if fl & M_CSUM_TSOv4 and m.segsz:
-            if not self.tun_offload & TUN_F_TSO4:
+        for tso_flag, gso_type, tun_bit in _TSO_FLAGS:
+            if not fl & tso_flag or not m.segsz:
+                continue
+            if not self.tun_offload & tun_bit:
                 self.oerrors += 1       # IP asks only for the offloads the host granted
                 return None
             thl = (m[start + 12] >> 4) << 2
             self.tx_gso += 1
+            self.tx_gso6 += gso_type == VIRTIO_NET_HDR_GSO_TCPV6
             # CWR on a superframe goes on its first segment only (RFC 3168 6.1.2); the host
             # is told so as Linux's tcp_output tells its devices (SKB_GSO_TCP_ECN).
-            gso = VIRTIO_NET_HDR_GSO_TCPV4 | (VIRTIO_NET_HDR_GSO_ECN if m[start + 13] & _TH_CWR else 0)
+            gso = gso_type | (VIRTIO_NET_HDR_GSO_ECN if m[start + 13] & _TH_CWR else 0)
             return VNET_HDR.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso, start + thl, m.segsz, start,
                                  _TCP_CSUM_OFF)
         if not self.tun_offload & TUN_F_CSUM:
@@ -417,8 +440,8 @@ class VirtifDriver:
     def stats(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in (
             "ipackets", "ibytes", "ierrors", "iqdrops", "opackets", "obytes", "oerrors", "oqdrops",
-            "rx_wakeups", "rx_batch_max", "rx_gso", "rx_csum_trusted", "rx_csum_sw", "tx_gso",
-            "tx_csum_offload")}
+            "rx_wakeups", "rx_batch_max", "rx_gso", "rx_gso6", "rx_csum_trusted", "rx_csum_sw", "tx_gso",
+            "tx_gso6", "tx_csum_offload")}
 
     # -- receive ---------------------------------------------------------------------
     def _stop_reading(self) -> None:
@@ -518,22 +541,22 @@ class VirtifDriver:
         flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(data)
         frame = memoryview(data)[VNET_HDR_LEN:]
         gso = gso_type & ~VIRTIO_NET_HDR_GSO_ECN
-        is_tcp4 = csum_offset == _TCP_CSUM_OFF and len(frame) > _ETH + 20 and frame[12] == 8 \
-            and frame[13] == 0 and frame[_ETH + 9] == 6
+        tcp_csum = _tcp_csum_flag(frame, csum_start, csum_offset)
         if gso != VIRTIO_NET_HDR_GSO_NONE:
-            if gso != VIRTIO_NET_HDR_GSO_TCPV4 or not is_tcp4:
-                # TCPv6/UDP superframes: no IPv6 stack and no UDP GSO asked for.
+            if gso not in _GSO_TCP or _GSO_TCP[gso] != tcp_csum or not gso_size:
+                # UDP superframes (no UDP GSO asked for), or a type its headers belie.
                 self.iqdrops += 1
                 return False
             self.rx_gso += 1
+            self.rx_gso6 += gso == VIRTIO_NET_HDR_GSO_TCPV6
             self.rx_csum_trusted += 1
-            offload(frame, M_CSUM_TCPv4 | M_CSUM_PARTIAL if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM
-                    else M_CSUM_TCPv4, gso_size)
+            offload(frame, tcp_csum | M_CSUM_PARTIAL if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM
+                    else tcp_csum, gso_size)
             return True
         if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
-            if is_tcp4 and csum_start == _ETH + ((frame[_ETH] & 0xF) << 2):
+            if tcp_csum:
                 self.rx_csum_trusted += 1
-                offload(frame, M_CSUM_TCPv4 | M_CSUM_PARTIAL, 0)
+                offload(frame, tcp_csum | M_CSUM_PARTIAL, 0)
                 return True
             done = complete_partial_csum(frame, csum_start, csum_offset)
             if done is None:
@@ -546,7 +569,7 @@ class VirtifDriver:
             return True
         if flags & VIRTIO_NET_HDR_F_DATA_VALID:
             self.rx_csum_trusted += 1
-            offload(frame, M_CSUM_TCPv4 | M_CSUM_UDPv4, 0)
+            offload(frame, M_CSUM_TCPv4 | M_CSUM_UDPv4 | M_CSUM_TCPv6, 0)
             return True
         deliver = self._deliver
         if deliver is not None:
@@ -554,19 +577,24 @@ class VirtifDriver:
         return True
 
     def _rx_gso_software(self, data: bytes, deliver: Callable[[bytes], None]) -> int:
-        """Deliver a TCPv4 superframe as MSS-sized frames; bytes delivered (0: dropped)."""
+        """Deliver a TCP superframe (either family) as MSS-sized frames; bytes delivered
+        (0: dropped)."""
         from rumpnet.netinet.ip_gso import GsoError, tcp_segment_superframe
+        from rumpnet.netinet6.ip6_gso import tcp6_segment_superframe
 
         _flags, gso_type, _hl, gso_size, _cs, _co = VNET_HDR.unpack_from(data)
-        if gso_type & ~VIRTIO_NET_HDR_GSO_ECN != VIRTIO_NET_HDR_GSO_TCPV4 or not gso_size:
+        gso = gso_type & ~VIRTIO_NET_HDR_GSO_ECN
+        if gso not in _GSO_TCP or not gso_size:
             self.iqdrops += 1
             return 0
+        cut = tcp6_segment_superframe if gso == VIRTIO_NET_HDR_GSO_TCPV6 else tcp_segment_superframe
         try:
-            segs = tcp_segment_superframe(memoryview(data)[VNET_HDR_LEN + _ETH:], gso_size)
+            segs = cut(memoryview(data)[VNET_HDR_LEN + _ETH:], gso_size)
         except GsoError:
             self.ierrors += 1
             return 0
         self.rx_gso += 1
+        self.rx_gso6 += gso == VIRTIO_NET_HDR_GSO_TCPV6
         head = data[VNET_HDR_LEN:VNET_HDR_LEN + _ETH]
         n = 0
         for seg in segs:
@@ -590,6 +618,25 @@ class VirtifDriver:
         if frame is None:
             self.ierrors += 1
         return frame
+
+
+# TCP superframe types taken whole on input: gso_type -> the M_CSUM_* flag its frames
+# carry (what _tcp_csum_flag finds in their headers).
+_GSO_TCP = {VIRTIO_NET_HDR_GSO_TCPV4: M_CSUM_TCPv4, VIRTIO_NET_HDR_GSO_TCPV6: M_CSUM_TCPv6}
+
+
+def _tcp_csum_flag(frame: memoryview, csum_start: int, csum_offset: int) -> int:
+    """``M_CSUM_TCPv4`` or ``M_CSUM_TCPv6`` when ``frame`` is TCP straight over IPv4 or
+    IPv6 and the host's checksum offsets point at its TCP checksum field; else 0 (the
+    checksum is then completed here, or the superframe dropped)."""
+    if csum_offset != _TCP_CSUM_OFF or len(frame) < _TCP6_START:
+        return 0
+    if frame[12] == 0x08 and frame[13] == 0x00:
+        ok = frame[_ETH + 9] == 6 and csum_start == _ETH + ((frame[_ETH] & 0xF) << 2)
+        return M_CSUM_TCPv4 if ok else 0
+    if frame[12] == 0x86 and frame[13] == 0xDD:
+        return M_CSUM_TCPv6 if frame[_ETH + 6] == 6 and csum_start == _TCP6_START else 0
+    return 0
 
 
 def complete_partial_csum(frame: bytes | bytearray | memoryview, csum_start: int,

@@ -1,4 +1,5 @@
-"""virtif offloads against Linux: TSO/GRO superframes and checksum offload through a tap.
+"""virtif offloads against Linux: TSO/GRO superframes and checksum offload through a tap,
+over IPv4 and over IPv6 (``TUN_F_TSO6``, ``gso_type`` TCPV6).
 
 The peer is a Python socket program inside a network namespace (Linux's TCP); the kernel
 is a rumpnet kernel with ``virt0`` on the tap. Offload on and off must move the same
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from rumpnet.ifnet import IFCAP_TSOv6
 from rumpnet.testing.netns import (
     NetNS,
     have_netns_privileges,
@@ -40,12 +42,13 @@ PORT = 5001
 MB = 1 << 20
 TRANSFER_LIMIT = 60.0  # seconds for one bulk() transfer (64 MB at 0.1 Gbit/s is 5 s)
 
-# Linux peers: listen on argv[1]:PORT; "sink" reads to EOF and prints "<n> <sha256> <secs>";
+# Linux peers: listen on argv[1]:PORT (IPv6 when it has a colon); "sink" reads to EOF and prints "<n> <sha256> <secs>";
 # "source" sends argv[2] bytes, shuts down, waits for the other side's close and prints
 # "<n> <sha256>". The data is a fixed pattern both sides can hash.
 PEER_SINK = r"""
 import hashlib, socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], 5001)); s.listen(1); print("ready", flush=True)
 c, _ = s.accept(); h = hashlib.sha256(); n = 0; buf = bytearray(1 << 20); t0 = time.perf_counter()
 while True:
@@ -58,7 +61,8 @@ print(n, h.hexdigest(), time.perf_counter() - t0, flush=True)
 PEER_SOURCE = r"""
 import hashlib, socket, sys
 N = int(sys.argv[2]); data = bytes(range(256)) * 4096
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], 5001)); s.listen(1); print("ready", flush=True)
 c, _ = s.accept(); h = hashlib.sha256(); n = 0
 while n < N:
@@ -84,15 +88,22 @@ def tap_kernel(vnet_real: Any, *, offload: bool, vnet_hdr: bool | None = None,
                addr: str = RUMP, peer: str = LINUX,
                routes: tuple[tuple[str, str], ...] = ()) -> Iterator[tuple[Any, NetNS, VirtifDriver]]:
     """A real-clock kernel whose ``virt0`` is a tap whose other end is in a new namespace
-    (``peer`` there with ``routes``, ``addr`` on the kernel)."""
+    (``peer`` there with ``routes``, ``addr`` on the kernel: /24s, or /64s for IPv6
+    addresses, with DAD off on Linux's side and ours done before the block runs)."""
     k = vnet_real.kernel(seed=61)
     with NetNS("rno") as ns:
         drv = VirtifDriver(unique_ifname("rno"), vnet_hdr=vnet_hdr, offload=offload)
         k.config.if_create("virt0")
         k.ifnet.lookup("virt0").attach_driver(drv)
         move_link_to_netns(drv.tapname, ns)
-        ns_configure(ns, drv.tapname, f"{peer}/24", routes=routes)
-        k.config.addr_add("virt0", f"{addr}/24")
+        if ":" in peer:
+            ns_run(ns, ["sysctl", "-qw", f"net.ipv6.conf.{drv.tapname}.accept_dad=0"], check=True)
+            ns_configure(ns, drv.tapname, f"{peer}/64", routes=routes)
+            k.ifconfig("virt0", "inet6", f"{addr}/64")
+            k.ifconfig("-w", "10")
+        else:
+            ns_configure(ns, drv.tapname, f"{peer}/24", routes=routes)
+            k.config.addr_add("virt0", f"{addr}/24")
         k.config.if_up("virt0")
         try:
             yield k, ns, drv
@@ -118,7 +129,7 @@ def bulk(k: Any, ns: NetNS, direction: str, nbytes: int, peer: str = LINUX) -> t
     code = PEER_SINK if direction == "out" else PEER_SOURCE
     with ns_python_popen(ns, code, args=[peer, str(nbytes)]) as p:
         assert _line(p).strip() == "ready"
-        fd = k.rump_sys_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+        fd = k.rump_sys_socket(socket.AF_INET6 if ":" in peer else socket.AF_INET, socket.SOCK_STREAM, 0)
         k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_RCVTIMEO, 20.0)
         k.rump_sys_setsockopt(fd, socket.SOL_SOCKET, socket.SO_SNDTIMEO, 20.0)
         k.rump_sys_connect(fd, (peer, PORT))
@@ -199,6 +210,51 @@ def test_bulk_same_bytes_with_and_without_offload(vnet_real, offload: bool, dire
             assert k.inet.output.gso_sw == tcp.tso_superframes
             if direction == "out":
                 assert tcp.tso_superframes > 0
+
+
+LINUX6, RUMP6 = "fc00:61::1", "fc00:61::2"
+
+
+class FrameSizes:
+    """A bpf listener (``Ifnet.bpf_attach``) keeping the largest IPv6 frame each way."""
+
+    def __init__(self) -> None:
+        self.largest = 0
+
+    def write(self, frame: bytes, ts: float = 0.0) -> None:
+        if frame[12:14] == b"\x86\xdd":
+            self.largest = max(self.largest, len(frame))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("direction", ["out", "in"])
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
+def test_bulk6_same_bytes_with_and_without_offload(vnet_real, offload: bool, direction: str) -> None:
+    """TCP over IPv6 with Linux: with offloads, Linux's GRO/TSO superframes (gso_type
+    TCPV6) come in whole and ours go out whole for the host to cut (bpf on virt0 sees
+    frames far over the 1514-byte MTU); without, only wire-sized frames cross the tap.
+    The same bytes arrive either way."""
+    size = 8 * MB + 12345
+    with tap_kernel(vnet_real, offload=offload, addr=RUMP6, peer=LINUX6) as (k, ns, drv):
+        ifp = k.ifnet.lookup("virt0")
+        assert bool(ifp.capabilities & IFCAP_TSOv6) == offload
+        sizes = FrameSizes()
+        ifp.bpf_attach(sizes)
+        n, digest, _ = bulk(k, ns, direction, size, peer=LINUX6)
+        assert n == size and digest == pattern_sha(size)
+        tcp = k.inet.tcp
+        assert tcp.stats.tcps_rcvbadsum == 0 and tcp.stats.tcps_rcvinternalerr == 0
+        rtcache = k.inet6.rtcache
+        if not offload:
+            assert drv.rx_gso == drv.tx_gso == 0 and rtcache.tso_out == 0
+            assert sizes.largest <= 1514
+            return
+        assert sizes.largest > 1514          # superframes crossed the tap
+        if direction == "in":
+            assert drv.rx_gso6 > 0 and drv.rx_gso6 == drv.rx_gso  # one TCP input each
+            assert tcp.stats.tcps_rcvpack < size // 1428
+        else:
+            assert drv.tx_gso6 > 0 and rtcache.tso_out > 0 and rtcache.gso_sw == 0
 
 
 @pytest.mark.timeout(120)
@@ -296,6 +352,37 @@ def test_router_splits_superframes_onto_1500_wire(vnet_real, direction: str) -> 
         out = r.inet.output
         if direction == "in":
             assert drv.rx_gso > 0 and out.gso_sw > 0 and out.gso_segs > out.gso_sw
+            assert r.ifnet.lookup("wire0").stats.oerrors == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("direction", ["in", "out"], ids=["linux_to_b", "b_to_linux"])
+def test_router_cuts_tcp6_superframes_onto_1500_wire(vnet_real, direction: str) -> None:
+    """The IPv6 twin of the test above: Linux's TCPv6 GRO/TSO superframes (gso_type TCPV6)
+    reach router kernel R through the tap and leave its 1500-MTU wire to B as segments
+    with full checksums (``Inet6Domain._offload_input``), with no Packet Too Big sent back
+    to Linux; the other way, B's segments reach Linux through R."""
+    size = 6 * MB
+    linux, r_tap, r_wire, b_addr = "fc00:62::1", "fc00:62::2", "fc00:63::1", "fc00:63::2"
+    with tap_kernel(vnet_real, offload=True, addr=r_tap, peer=linux,
+                    routes=(("fc00:63::/64", r_tap),)) as (r, ns, drv):
+        b = vnet_real.kernel(seed=62)
+        vnet_real.attach(r, "wire0", "lan", None)
+        vnet_real.attach(b, "wire0", "lan", None)
+        r.ifconfig("wire0", "inet6", f"{r_wire}/64")
+        b.ifconfig("wire0", "inet6", f"{b_addr}/64")
+        for k in (r, b):
+            k.ifconfig("-w", "10")
+        r.sysctl("-w", "net.inet6.ip6.forwarding=1")
+        b.route("add", "-inet6", "default", r_wire)
+        vnet_real.sched.start_background()
+        n, digest, _ = bulk(b, ns, direction, size, peer=linux)
+        assert n == size and digest == pattern_sha(size)
+        assert b.inet.tcp.stats.tcps_rcvbadsum == 0
+        node = r.inet6.node
+        assert node.icmp6stat.icp6s_outhist[2] == 0             # no Packet Too Big
+        if direction == "in":
+            assert drv.rx_gso6 > 0 and node.ip6stat.ip6s_forward > drv.rx_gso6
             assert r.ifnet.lookup("wire0").stats.oerrors == 0
 
 
@@ -404,7 +491,7 @@ def test_ifconfig_and_sysctl_say_which_offload_mode_is_in_use() -> None:
         k.ifconfig("virt1", "create")
         k.ifconfig("virt1", "linkstr", f"{tap_off},nooffload")
         on, off = k.ifconfig("virt0"), k.ifconfig("virt1")
-        assert "\toffload: tso\n" in on and "capabilities=c80<TSO4,TCP4CSUM_Rx,TCP4CSUM_Tx>" in on
+        assert "\toffload: tso\n" in on and "capabilities=44c80<TSO4,TCP4CSUM_Rx,TCP4CSUM_Tx,TCP6CSUM_Rx,TSO6>" in on
         assert "\toffload: none\n" in off and "capabilities=" not in off
         assert k.sysctl("-n", "net.link.virt.virt0.offload").strip() == "tso"
         assert k.sysctl("-n", "net.link.virt.virt1.offload").strip() == "none"

@@ -16,7 +16,9 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WORKLOADS = ["tcp_bulk_in", "tcp_bulk_out", "tcp_rtt", "tcp_cps", "udp_rtt", "udp_rate", "ping_rtt", "boot", "k2k_bulk"]
+TAP4 = ["tcp_bulk_in", "tcp_bulk_out", "tcp_rtt", "tcp_cps", "udp_rtt", "udp_rate", "ping_rtt"]
+# every tap workload's IPv6 row right after its IPv4 row
+WORKLOADS = [w for w4 in TAP4 for w in (w4, w4 + "6")] + ["boot", "k2k_bulk"]
 STACKS = ["rumpnet-offload", "rumpnet-plain", "linux"]
 
 
@@ -44,6 +46,12 @@ def test_bench_quick_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # the in-process workloads need no privileges: rumpnet-plain always measures them
     for w in ("boot", "k2k_bulk"):
         assert "metrics" in doc["results"]["rumpnet-plain"][w], doc["results"]["rumpnet-plain"][w]
+    # where a tap workload ran over IPv4, it ran over IPv6 too, with its ratio to IPv4
+    for stack in STACKS:
+        for w in TAP4:
+            if "metrics" in doc["results"][stack][w]:
+                m6 = doc["results"][stack][w + "6"].get("metrics", {})
+                assert any(m.startswith("ip6/ip4 ") for m in m6), (stack, w, doc["results"][stack][w + "6"])
     # the table names every stack; the plot is a PNG
     assert all(s in r.stdout for s in STACKS)
     if png.exists():
@@ -54,3 +62,16 @@ def test_bench_rejects_unknown_names() -> None:
     r = subprocess.run([sys.executable, "-m", "bench", "--only", "nope"], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "unknown workload" in r.stderr
+
+
+def test_ip6_rows_get_their_ratio_to_ip4() -> None:
+    from bench.report import add_ip6_ratios
+
+    results = {"tcp_bulk_in": {"metrics": {"MB/s": 100.0}}, "tcp_bulk_in6": {"metrics": {"MB/s": 90.0}},
+               "ping_rtt": {"metrics": {"median us": 50.0}}, "ping_rtt6": {"metrics": {"median us": 100.0}},
+               "udp_rtt": {"na": "failed"}, "udp_rtt6": {"metrics": {"median us": 10.0}}}
+    add_ip6_ratios(results, ["tcp_bulk_in", "ping_rtt", "udp_rtt"], "6")
+    assert results["tcp_bulk_in6"]["metrics"]["ip6/ip4 MB/s"] == pytest.approx(0.9)
+    assert results["ping_rtt6"]["metrics"]["ip6/ip4 median us"] == pytest.approx(0.5)   # twice as slow
+    assert "ip6/ip4 median us" not in results["udp_rtt6"]["metrics"]
+    assert "ip6/ip4 MB/s" not in results["tcp_bulk_in"]["metrics"]

@@ -95,7 +95,8 @@ def test_ipv6_goes_out_bare_without_neighbour_discovery() -> None:
     k.ifconfig("tun0", "inet6", "fc00::2/64")    # set while down: no DAD (in6if_do_dad)
     k.config.if_up("tun0")
     k.run_for(5)
-    assert all(p[0] >> 4 == 6 and p[6] == 0 for p in out)   # only MLD reports (hop-by-hop)
+    # only MLD reports (hop-by-hop) and DAD probes for the link-local address (from ::)
+    assert all(p[0] >> 4 == 6 and (p[6] == 0 or p[8:24] == bytes(16) and p[40] == 135) for p in out)
     out.clear()
     peer, me = in6.pton("fc00::1"), in6.pton("fc00::2")
     req = icmp6.emit(icmp6.echo_repr(icmp6.ICMP6_ECHO_REQUEST, 7, 1, b"ping"), peer, me)
@@ -104,4 +105,59 @@ def test_ipv6_goes_out_bare_without_neighbour_discovery() -> None:
     pkt = out[0]
     assert pkt[0] >> 4 == 6 and pkt[6] == IPPROTO_ICMPV6 and pkt[40] == icmp6.ICMP6_ECHO_REPLY
     assert pkt[8:24] == me.to_bytes(16, "big") and pkt[24:40] == peer.to_bytes(16, "big")
+    k.halt()
+
+
+def _tun6_kernel(seed: int, virt: bool) -> tuple[object, TunIfnet, list[bytes]]:
+    k = rump_init(clock="virtual", scheduler=Scheduler(virtual=True), seed=seed,
+                  components=("net", "netinet", "netinet6", "tun", "shmif"))
+    if virt:        # an Ethernet interface to borrow an identifier from (not on a link)
+        k.ifconfig("shmif0", "create")
+        k.ifconfig("shmif0", "up")
+    tun = k.config.if_create("tun0")
+    assert isinstance(tun, TunIfnet)
+    out: list[bytes] = []
+    tun.open(out.append)
+    k.config.if_up("tun0")
+    k.run_for(5)                       # DAD done
+    return k, tun, out
+
+
+def _tun_linklocal(k) -> str:
+    line = next(ln for ln in k.ifconfig("tun0", "inet6").splitlines() if "fe80:" in ln)
+    assert "tentative" not in line and "duplicated" not in line, line
+    return line.split()[1]
+
+
+def test_tun_gets_a_link_local_address_from_another_interface_or_rfc7217() -> None:
+    """NetBSD's in6_ifattach gives a tun (no link-layer address) a link-local address:
+    with the interface identifier of another interface's MAC when there is one, else a
+    random one (here RFC 7217's, from a secret drawn from the kernel's generator: the
+    same seed, the same address). DAD runs for it as for any address (RFC 4862 5.4)."""
+    from rumpnet.netinet6 import in6
+
+    k, tun, out = _tun6_kernel(7, virt=True)
+    shmif = k.ifnet.lookup("shmif0")
+    ll = _tun_linklocal(k)
+    assert ll == in6.ntop(in6.linklocal(in6.ifid_eui64(shmif.lladdr))) + "%tun0", ll
+    assert any(p[40] == 135 and p[8:24] == bytes(16) for p in out)   # its DAD probe went out bare
+    k.halt()
+    k1, _, _ = _tun6_kernel(7, virt=False)
+    k2, _, _ = _tun6_kernel(7, virt=False)
+    k3, _, _ = _tun6_kernel(8, virt=False)
+    a1, a2, a3 = (_tun_linklocal(x) for x in (k1, k2, k3))
+    assert a1 == a2 != a3 and a1.startswith("fe80::") and a1 != ll
+    assert not in6.is_reserved_iid(in6.pton(a1.split("%")[0]) & ((1 << 64) - 1))
+    for x in (k1, k2, k3):
+        x.halt()
+
+
+def test_tun_link_local_off_with_auto_linklocal_0() -> None:
+    k = rump_init(clock="virtual", scheduler=Scheduler(virtual=True), components=("net", "netinet", "netinet6", "tun"))
+    k.sysctl("-w", "net.inet6.ip6.auto_linklocal=0")
+    tun = k.config.if_create("tun0")
+    tun.open(lambda pkt: None)
+    k.config.if_up("tun0")
+    k.run_for(5)
+    assert "fe80:" not in k.ifconfig("tun0", "inet6")
     k.halt()
