@@ -78,6 +78,7 @@ class Inet6Domain:
         self.callout = Callout(self.sched, self._fire)
         self.rtcache = Ip6RouteCaches(self)     # transports' per-flow output path
         self._settling = False
+        self._timer_epoch = -1   # node.timer_epoch() when the callout was last re-armed
         self._events: dict[type, Callable[[Any, float], None]] = {
             In6AddrAdded: self.rt.addr_added, In6AddrRemoved: self.rt.addr_removed,
             RouterAdded: self.rt.router_changed, RouterRemoved: self.rt.router_changed,
@@ -305,21 +306,22 @@ class Inet6Domain:
 
     # -- after every entry ---------------------------------------------------------------
     def settle(self, now: float | None = None) -> None:
-        """Send the node's frames, act on its events, re-arm the timer."""
+        """Send the node's frames, act on its events, re-arm the timer. The cores are
+        asked for their earliest deadline only when something may have moved it (an
+        event acted on, a deadline armed: ``timer_epoch``), not after every packet."""
         if self._settling:
             return   # an event handler entered the node again: the outer loop drains it
         self._settling = True
         node = self.node
         if now is None:
             now = self.sched.now()
+        acted = False
         try:
-            while True:
-                frames = node.frames_to_send()
-                for f in frames:
+            while node.has_output():
+                acted = True
+                for f in node.frames_to_send():
                     self.transmit(f)
                 ev = node.next_event()
-                if ev is None and not frames:
-                    break
                 while ev is not None:
                     handler = self._events.get(type(ev))
                     if handler is not None:
@@ -328,9 +330,11 @@ class Inet6Domain:
         finally:
             self._settling = False
         self.rt.pmtu_sync(now)
-        self._rearm()
+        if acted or node.timer_epoch() != self._timer_epoch:
+            self._rearm()
 
     def _rearm(self) -> None:
+        self._timer_epoch = self.node.timer_epoch()
         when = self.node.get_timer()
         exp = self.rt.next_expiry()
         if exp is not None and (when is None or exp < when):
@@ -338,6 +342,7 @@ class Inet6Domain:
         self.callout.schedule(when)
 
     def _fire(self) -> None:
+        self._timer_epoch = -1   # what fired is gone: the next deadline is asked for
         now = self.sched.now()
         self.node.handle_timer(now)
         self.rt.expire(now)
