@@ -307,8 +307,9 @@ class Inet6Domain:
     # -- after every entry ---------------------------------------------------------------
     def settle(self, now: float | None = None) -> None:
         """Send the node's frames, act on its events, re-arm the timer. The cores are
-        asked for their earliest deadline only when something may have moved it (an
-        event acted on, a deadline armed: ``timer_epoch``), not after every packet."""
+        asked for their earliest deadline (and path MTUs mirrored into the routes) only
+        when something may have moved it (an event acted on, a deadline armed or a path
+        MTU learned: ``timer_epoch``; the callout fired), not after every packet."""
         if self._settling:
             return   # an event handler entered the node again: the outer loop drains it
         self._settling = True
@@ -329,8 +330,10 @@ class Inet6Domain:
                     ev = node.next_event()
         finally:
             self._settling = False
-        self.rt.pmtu_sync(now)
         if acted or node.timer_epoch() != self._timer_epoch:
+            # Path MTUs are learned (icp6s_pmtuchg, in the epoch) or age out (at a node
+            # deadline, when the callout fires): the routes follow them then.
+            self.rt.pmtu_sync(now)
             self._rearm()
 
     def _rearm(self) -> None:

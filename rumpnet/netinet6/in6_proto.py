@@ -303,6 +303,8 @@ class Inet6:
     # -- events ------------------------------------------------------------------------------
     def _settle(self, now: float) -> None:
         """Act on what the cores asked of one another, then send what they queued."""
+        if not (self.out.events or self.out.packets):
+            return     # the common case, after every packet
         for _ in range(10000):
             if self.out.events:
                 self._internal(self.out.events.popleft(), now)

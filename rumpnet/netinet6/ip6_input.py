@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from rumpnet.netinet6 import in6
 from rumpnet.netinet6.frag6 import Frag6
-from rumpnet.netinet6.in6_var import In6Ifaddr, In6Ifaddrs
+from rumpnet.netinet6.in6_var import IN6_IFF_NOTREADY, ND6_IFF_IFDISABLED, In6Ifaddr, In6Ifaddrs
 from rumpnet.netinet6.ip6 import (
     IP6_HDR_LEN,
     IP6OPT_ROUTER_ALERT,
@@ -177,7 +177,8 @@ class Ip6InputFlows:
     def get(self, pkt: bytes, ifindex: int) -> tuple[int, int] | None:
         """(source, destination) of a remembered flow, or None: check this packet."""
         flow = self._flows.get(pkt[OFF_SRC:IP6_HDR_LEN])
-        if flow is None or flow[2] != ifindex or not flow[3].ready or self._gen != self.ifaddrs.generation:
+        if (flow is None or flow[2] != ifindex or flow[3].flags & IN6_IFF_NOTREADY   # In6Ifaddr.ready, inline
+                or self._gen != self.ifaddrs.generation):
             return None
         return flow[0], flow[1]
 
@@ -225,7 +226,7 @@ class Ip6Input(Ip6Core):
         pkt = bytes(data[:IP6_HDR_LEN + plen])   # trailing link padding goes
         st.ip6s_nxthist[nxt] += 1
         ext = self.ifaddrs.ifs.get(ifindex)
-        if ext is None or ext.disabled or not ext.up:
+        if ext is None or ext.ndi.flags & ND6_IFF_IFDISABLED or not ext.up:   # In6Ifextra.disabled, inline
             st.ip6s_ifdisabled += 1    # no IPv6 on this interface (down; RFC 4862 5.4.5)
             return None
         flow = self.flows.get(pkt, ifindex)
