@@ -63,6 +63,7 @@ class Ping6Options(PingOptions):
         self.datalen = DEFDATALEN
         self.interface: str | None = None
         self.gateway: str | None = None
+        self.hops: list[str] = []
 
 
 def parse6(argv: list[str]) -> Ping6Options:
@@ -76,11 +77,11 @@ def parse6(argv: list[str]) -> Ping6Options:
             o.flag(ch)
     if not pos:
         raise UsageError(USAGE)
-    if len(pos) > 1:
-        # Intermediate hops need a type 0 routing header, which RFC 5095 deprecates
-        # and this kernel neither sends nor accepts.
-        raise OSError(errno.EOPNOTSUPP, "ping6: intermediate hops (type 0 routing header): Operation not supported")
-    o.host = pos[0]
+    # Intermediate hops go in a type 0 routing header (IPV6_RTHDR); RFC 5095 forbids
+    # nodes to execute one, so such a ping gets Parameter Problem from the first hop.
+    o.hops, o.host = pos[:-1], pos[-1]
+    if len(o.hops) > 127:
+        raise OSError(errno.EINVAL, "ping6: too many intermediate hops")
     if o.count is None and o.maxwait is None:
         o.count = 1        # a call has to return (NetBSD's ping6 runs until interrupted)
     return o
@@ -269,6 +270,9 @@ def _setup6(ctx: SyscallCtx, k: NetKernel, st: _Ping6State, o: Ping6Options) -> 
     if o.gateway is not None:
         gw, gzone = _resolve6(k, o.gateway)
         S.sys_setsockopt(ctx, p, fd, v6, IPV6_NEXTHOP, (in6.ntop(gw), 0, 0, gzone or st.zone))
+    if o.hops:
+        hops = [_resolve6(k, h)[0] for h in o.hops]
+        S.sys_setsockopt(ctx, p, fd, v6, IPV6_RTHDR, rthdr0(hops))
     if o.source is not None:
         src, szone = _resolve6(k, o.source)
         S.sys_bind(ctx, p, fd, (in6.ntop(src), 0, 0, szone))
@@ -283,6 +287,12 @@ def _setup6(ctx: SyscallCtx, k: NetKernel, st: _Ping6State, o: Ping6Options) -> 
 
 
 IPV6_NEXTHOP = getattr(pysocket, "IPV6_NEXTHOP", 9)
+IPV6_RTHDR = getattr(pysocket, "IPV6_RTHDR", 57)
+
+
+def rthdr0(hops: list[int]) -> bytes:
+    """RFC 3542 7's ``inet6_rth_init`` and ``inet6_rth_add`` for a type 0 header."""
+    return bytes((0, 2 * len(hops), 0, len(hops))) + bytes(4) + b"".join(in6.pack(a) for a in hops)
 
 
 def ping6(k: NetKernel, argv: list[str]) -> Any:

@@ -28,6 +28,7 @@ from rumpkern.errno import kerr
 from rumpnet.net_kernel import netinet6
 from rumpnet.netinet6 import in6, scope6
 from rumpnet.netinet6.in6_var import IN6_IFF_ANYCAST, IN6_IFF_DETACHED, IN6_IFF_NOTREADY
+from rumpnet.netinet6.ip6 import IPV6_RTHDR_TYPE_0
 from rumpnet.netinet6.ip6_output import Ip6Pktopts
 from rumpnet.uipc_socket import Cmsg, DgramSocket
 
@@ -53,6 +54,7 @@ IPV6_TCLASS = pysocket.IPV6_TCLASS
 IPV6_DONTFRAG = pysocket.IPV6_DONTFRAG
 IPV6_CHECKSUM = pysocket.IPV6_CHECKSUM
 IPV6_NEXTHOP = getattr(pysocket, "IPV6_NEXTHOP", 9)
+IPV6_RTHDR = getattr(pysocket, "IPV6_RTHDR", 57)
 
 IPPORT_ANONMIN = 49152
 IPPORT_ANONMAX = 65535
@@ -136,6 +138,7 @@ class In6Pcb:
         self.recvopts: set[str] = set()
         self.sticky_pktinfo: tuple[int, int] | None = None
         self.nexthop: tuple[int, int] = (0, 0)
+        self.rthdr = b""                    # sticky IPV6_RTHDR
         self.groups: list[tuple[int, int]] = []
         self.mapped: Mapped4Pcb | None = None
 
@@ -322,7 +325,7 @@ class In6Pcb:
             hlim = self.mcast_hops if in6.is_multicast(dst) else self.unicast_hops
         return Ip6Pktopts(hlim=hlim, tclass=self.tclass if tclass < 0 else tclass, dontfrag=self.dontfrag,
                           multicast_ifindex=ifindex or self.mcast_ifindex, nexthop=self.nexthop[0],
-                          nexthop_zone=self.nexthop[1])
+                          nexthop_zone=self.nexthop[1], rthdr=self.rthdr)
 
     def control_for(self, hlim: int, tclass: int, dst: int, ifindex: int) -> list[Cmsg]:
         """Ancillary data for a received datagram, as asked for with IPV6_RECV*."""
@@ -385,6 +388,9 @@ class In6Pcb:
                 addr, _, _, zone = self.sockaddr(value)
                 self.nexthop = (addr, zone)
             return
+        if opt == IPV6_RTHDR:
+            self.rthdr = _rthdr_opt(value)
+            return
         if opt == IPV6_PKTINFO:
             if isinstance(value, (bytes, bytearray)) and len(value) == 0:
                 self.sticky_pktinfo = None
@@ -438,6 +444,8 @@ class In6Pcb:
             return int(self.dontfrag)
         if opt in _RECV_FLAGS:
             return int(_RECV_FLAGS[opt] in self.recvopts)
+        if opt == IPV6_RTHDR:
+            return self.rthdr
         if opt == IPV6_PKTINFO:
             src, ifindex = self.sticky_pktinfo or (0, 0)
             return _PKTINFO.pack(in6.pack(src), ifindex)
@@ -506,3 +514,19 @@ class Dgram6Socket(In6Pcb, DgramSocket):
     def close(self) -> None:
         self.pcb_close()
         DgramSocket.close(self)
+
+
+def _rthdr_opt(value: Any) -> bytes:
+    """A sticky IPV6_RTHDR (RFC 3542 7), checked as NetBSD's ``ip6_setpktopt``: the
+    length its header says, type 0 only, an even non-zero length and as many segments
+    left as addresses. An empty value removes it."""
+    if value in (b"", None):
+        return b""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise kerr(errno.EINVAL, "IPV6_RTHDR takes a routing header")
+    rth = bytes(value)
+    if len(rth) < 8 or len(rth) != (rth[1] + 1) * 8:
+        raise kerr(errno.EINVAL, "routing header length")
+    if rth[2] != IPV6_RTHDR_TYPE_0 or rth[1] == 0 or rth[1] % 2 or rth[1] // 2 != rth[3]:
+        raise kerr(errno.EINVAL, "only type 0 routing headers with every address left")
+    return rth

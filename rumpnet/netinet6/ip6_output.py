@@ -23,7 +23,7 @@ from rumpnet.netinet6 import in6
 from rumpnet.netinet6.frag6 import ip6_fragment
 from rumpnet.netinet6.in6_src import in6_selectsrc
 from rumpnet.netinet6.in6_var import In6Ifaddrs
-from rumpnet.netinet6.ip6 import IPV6_MMTU, OFF_HLIM, ip6_build, parse_header
+from rumpnet.netinet6.ip6 import IPPROTO_ROUTING, IPV6_MMTU, OFF_HLIM, ip6_build, parse_header
 from rumpnet.netinet6.ip6_var import Ip6Params, Ip6Send, Ip6Stats
 
 
@@ -70,6 +70,19 @@ class Ip6Pktopts:
     exthdrs: tuple[tuple[int, bytes], ...] = ()
     nexthop: int = 0            # IPV6_NEXTHOP (RFC 3542 6.1): a neighbour to send through
     nexthop_zone: int = 0
+    rthdr: bytes = b""          # IPV6_RTHDR (RFC 3542 7): a type 0 header, checked by the socket
+
+
+def rthdr0_route(dst: int, rthdr: bytes) -> tuple[int, bytes]:
+    """What a type 0 routing header does on output (NetBSD's ``ip6_output``, RFC 8200
+    4.4's sender side): the packet goes to the header's first address, and the header
+    lists the remaining hops then the final destination. Returns (first hop, header).
+    RFC 5095 forbids nodes to *process* type 0 headers; sending one is left to the
+    application (ping6's hops, NetBSD's t_ping6_opts)."""
+    segleft = rthdr[3]
+    addrs = [rthdr[8 + 16 * i:24 + 16 * i] for i in range(segleft)]
+    first = in6.unpack(addrs[0])
+    return first, rthdr[:8] + b"".join(addrs[1:]) + in6.pack(dst)
 
 
 class Ip6Output:
@@ -92,6 +105,8 @@ class Ip6Output:
         return (int.from_bytes(h.digest(), "big") & 0xFFFFF) or 1
 
     def _route(self, dst: int, zone: int, opts: Ip6Pktopts) -> Route6:
+        if opts.rthdr:
+            dst, _ = rthdr0_route(dst, opts.rthdr)
         if in6.is_multicast(dst):
             ifindex = opts.multicast_ifindex or zone
             if not ifindex:
@@ -166,7 +181,14 @@ class Ip6Output:
             src = self._selectsrc(dst, zone, rt)
         first = nxt
         chain = bytearray()
-        for hdr_nxt, hdr in reversed(opts.exthdrs):
+        exthdrs = opts.exthdrs
+        if opts.rthdr:
+            # RFC 8200 4.1: the Routing header follows Hop-by-Hop (and Destination Options
+            # for the hops, which we never send); the upper-layer checksum was computed on
+            # the final destination (RFC 8200 8.1).
+            dst, rthdr = rthdr0_route(dst, opts.rthdr)
+            exthdrs += ((IPPROTO_ROUTING, rthdr),)
+        for hdr_nxt, hdr in reversed(exthdrs):
             chain[:0] = bytes((first,)) + hdr[1:]
             first = hdr_nxt
         flow = opts.flow

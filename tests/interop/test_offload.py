@@ -215,7 +215,10 @@ def test_bulk_out_to_a_linux_peer_with_a_small_mss(vnet_real, offload: bool) -> 
         n, digest, _ = bulk(k, ns, "out", size)
         assert n == size and digest == pattern_sha(size)
         tcp = k.inet.tcp
-        assert tcp.tso_superframes > 0 and tcp.stats.tcps_sndrexmitpack == 0
+        # Badly cut superframes would be lost every time and retransmitted one by one; a
+        # loaded host may still drop a few frames in the tap's backlog, so allow 1%.
+        assert tcp.tso_superframes > 0
+        assert tcp.stats.tcps_sndrexmitpack <= tcp.stats.tcps_sndpack // 100, tcp.stats
         mss = [cb.t_maxseg for cb in tcp.proto.conns.values()]
         assert mss and max(mss) <= 536
 

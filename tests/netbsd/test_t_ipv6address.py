@@ -1,13 +1,11 @@
 """Ports of NetBSD's tests/net/net/t_ipv6address.sh (``linklocal``, ``linklocal_ops``) and
-tests/net/net/t_ping6_opts.sh (``ping6_opts_sourceaddr``, ``_interface``, ``_gateway``):
-rump_servers with netinet6 on shmif buses, link-local addresses with and without zones,
-routes through link-local gateways, ping6's -S, -I and -g, the packets checked on the bus
-with shmif_dumpbus and tcpdump.
+tests/net/net/t_ping6_opts.sh (``ping6_opts_sourceaddr``, ``_interface``, ``_gateway``,
+``_hops``): rump_servers with netinet6 on shmif buses, link-local addresses with and
+without zones, routes through link-local gateways, ping6's -S, -I, -g and hops, the
+packets checked on the bus with shmif_dumpbus and tcpdump.
 
 Left out: t_ipv6address's checks that a bus carries no ICMPv6 at all (our kernels, like
-NetBSD's, send MLD reports and DAD probes on every link that comes up), and
-t_ping6_opts's ``ping6_opts_hops``, which sends type 0 routing headers: RFC 5095 deprecates
-them and this kernel refuses to (ping6 says EOPNOTSUPP).
+NetBSD's, send MLD reports and DAD probes on every link that comes up).
 """
 
 from __future__ import annotations
@@ -196,4 +194,36 @@ def test_ping6_opts_gateway(atf):
     echo_seen(atf, P_SRC, P_DST, my_mac, gw0_mac)
     ping6_ok(atf, f"-g {P_SRCGW2}", P_DST)
     echo_seen(atf, P_SRC, P_DST, my_mac, gw2_mac)
+    atf.rump_server_destroy_ifaces()
+
+
+def echo_rthdr0_seen(atf, smac, dmac, src, hop, dst):
+    """check_echo_request_pkt_with_macaddr_and_rthdr0: the request went to ``hop`` with a
+    type 0 routing header naming ``dst``. NetBSD's tcpdump prints it ``srcrt (len=2,
+    type=0, segleft=1, [0]DST)``; tcpdump 4.99 ``RT6 (len=2, type=0 [Deprecated], ...)``."""
+    pkts = atf.extract_new_packets("bus1")
+    srcrt = rf"(srcrt|RT6) \(len=2, type=0( \[Deprecated\])?, segleft=1, \[0\]{re.escape(dst)}\)"
+    assert re.search(f"{smac} > {dmac}, .+ {src} > {hop}: {srcrt} .+ echo request", pkts), pkts
+
+
+def test_ping6_opts_hops(atf):
+    """ping6 with intermediate hops sends a type 0 routing header; the forwarder refuses to
+    execute it (RFC 5095), so each ping fails, as NetBSD's script expects."""
+    setup6(atf)
+    my_mac = atf.get_macaddr(SOCKSRC, "shmif0")
+    gw0_mac = atf.get_macaddr(SOCKFWD, "shmif0")
+    atf.export(RUMP_SERVER=SOCKSRC)
+    ping6_ok(atf, "", P_DST)
+    echo_seen(atf, P_SRC, P_DST, my_mac, gw0_mac)
+    atf.rump_server_add_iface(SOCKFWD, "shmif2", "bus1")
+    atf.export(RUMP_SERVER=SOCKFWD)
+    atf.check(f"-s exit:0 rump.ifconfig shmif2 inet6 {P_SRCGW2}")
+    atf.check("-s exit:0 rump.ifconfig -w 10")
+    gw2_mac = atf.get_macaddr(SOCKFWD, "shmif2")
+    atf.export(RUMP_SERVER=SOCKSRC)
+    for opts, hop, mac in (("", P_SRCGW, gw0_mac), ("", P_SRCGW2, gw2_mac),
+                           (f"-g {P_SRCGW}", P_SRCGW, gw0_mac), (f"-g {P_SRCGW2}", P_SRCGW2, gw2_mac),
+                           (f"-g {P_SRCGW}", P_SRCGW2, gw0_mac)):
+        atf.check(f"-s not-exit:0 -o ignore rump.ping6 -n -c 1 -X {TIMEOUT} {opts} {hop} {P_DST}")
+        echo_rthdr0_seen(atf, my_mac, mac, P_SRC, hop, P_DST)
     atf.rump_server_destroy_ifaces()

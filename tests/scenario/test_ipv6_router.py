@@ -242,3 +242,37 @@ def test_interface_mtu_and_destroy_reach_the_node(vnet, routed6) -> None:
     h1.config.if_destroy("wire0")
     assert wire0.index not in h1.inet6.node.ifaddrs.ifs
     assert not [rt for rt in h1.inet6.routes if rt.ifp is wire0]
+
+
+def test_a_type_0_routing_header_is_sent_by_the_first_hop_and_refused_there(vnet, routed6) -> None:
+    """IPV6_RTHDR (RFC 3542 7) on a raw ICMPv6 socket, as ping6's hops use it (NetBSD's
+    t_ping6_opts ``ping6_opts_hops``): the echo request leaves for the first hop with the
+    final destination last in the header, and the router, which never executes a type 0
+    header (RFC 5095 3), answers Parameter Problem code 0 pointing at the Routing Type."""
+    import socket as so
+
+    from rumpnet.commands.ping6 import rthdr0
+
+    h1, r, h2 = routed6
+    fd = h1.rump_sys_socket(so.AF_INET6, so.SOCK_RAW, so.IPPROTO_ICMPV6)
+    for bad in (b"\0" * 7, rthdr0([R2])[:-8], bytes((0, 2, 1, 1)) + bytes(20), bytes((0, 2, 0, 2)) + bytes(20)):
+        with pytest.raises(OSError) as e:
+            h1.rump_sys_setsockopt(fd, so.IPPROTO_IPV6, so.IPV6_RTHDR, bad)
+        assert e.value.errno == 22
+    h1.rump_sys_setsockopt(fd, so.IPPROTO_IPV6, so.IPV6_RTHDR, rthdr0([R2]))
+    assert h1.rump_sys_getsockopt(fd, so.IPPROTO_IPV6, so.IPV6_RTHDR, 64) == rthdr0([R2])
+    bad_before = r.inet6.node.ip6stat.ip6s_badoptions
+    echo = Echo(h1)
+    h1.rump_sys_sendto(fd, struct.pack("!BBHHH", 128, 0, 0, 0x99, 1) + b"hops", 0, ("fc00:0:0:2::2", 0))
+    h1.inet6.settle()
+    vnet.sched.run_for(2)
+    assert r.inet6.node.ip6stat.ip6s_badoptions == bad_before + 1
+    errs = [ev for ev in echo.got if ev.msg[0] == 4]
+    assert len(errs) == 1 and errs[0].msg[1] == 0
+    # The pointer names the Routing Type of the quoted packet (40 + 2), whose destination
+    # is the first hop and whose header ends with the final destination.
+    assert struct.unpack("!I", errs[0].msg[4:8])[0] == 42
+    quoted = errs[0].msg[8:]
+    assert quoted[6] == 43 and in6.unpack(quoted[24:40]) == R2
+    assert quoted[43] == 1 and in6.unpack(quoted[48:64]) == H2
+    assert h2.inet6.node.icmp6stat.icp6s_inhist[128] == 0     # the final destination saw nothing
