@@ -101,6 +101,7 @@ def k2k(size: int, mtu: int, max_seconds: float, family: int = 4) -> dict[str, A
 
         server = await streams.start_server(b, sink, b_addr, 5001)
         t0 = time.perf_counter()
+        c0 = time.process_time()
         _r, w = await streams.open_connection(a, b_addr, 5001)
         off = 0
         while off < size:
@@ -111,9 +112,10 @@ def k2k(size: int, mtu: int, max_seconds: float, family: int = 4) -> dict[str, A
         w.write_eof()
         n, sha = await asyncio.wait_for(done, max_seconds)
         dt = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         w.close()
         server.close()
-        return {"bytes": n, "seconds": dt, "MBps": n / dt / 1e6, "verified": n == size and sha == want.hexdigest(),
+        return {"bytes": n, "seconds": dt, "MBps": n / dt / 1e6, "cpu_seconds": cpu, "verified": n == size and sha == want.hexdigest(),
                 "mtu": mtu, "family": family}
 
     try:

@@ -8,6 +8,7 @@ from typing import Any
 UNITS: dict[str, bool] = {
     "MB/s": True, "MB/s mtu1500": True, "MB/s mtu64k": True, "conn/s": True, "dgram/s": True, "boots/s": True,
     "MB/s mtu1500 ip6": True, "MB/s mtu64k ip6": True, "ip6/ip4 mtu1500": True, "ip6/ip4 mtu64k": True,
+    "ip6/ip4 cpu mtu1500": True, "ip6/ip4 cpu mtu64k": True,
     "median us": False, "p99 us": False, "boot ms": False,
 }
 REFS = (("linux", "L"), ("pytcp", "P"), ("pytcp_best", "B"))

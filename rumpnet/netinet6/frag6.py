@@ -259,13 +259,12 @@ class Frag6(Ip6Core):
             return
         self.stats.ip6s_fragtimeout += len(q.frags)
         self.stats.ip6s_fragdropped += len(q.frags)
-        first = q.first
+        # RFC 8200 4.5: Time Exceeded, fragment reassembly time exceeded, about the first
+        # fragment (as it came: its headers and its data, RFC 4443 3.3), to its source.
+        first = q.first[0] + q.frags[0][2] if q.first is not None and q.frags and q.frags[0][0] == 0 else None
         self._release(q)
         if first is not None:
-            # RFC 8200 4.5: Time Exceeded, fragment reassembly time exceeded, about the
-            # first fragment, to its source.
-            self.out.event(Icmp6ErrorRequest(first[0], q.ifindex, ICMP6_TIME_EXCEEDED,
-                                             ICMP6_TIME_EXCEED_REASSEMBLY))
+            self.out.event(Icmp6ErrorRequest(first, q.ifindex, ICMP6_TIME_EXCEEDED, ICMP6_TIME_EXCEED_REASSEMBLY))
 
     def drain(self) -> None:
         """``frag6_drain``: drop everything held (memory pressure)."""

@@ -145,8 +145,13 @@ def addrscope(a: int) -> int:
 
 
 def is_scoped(a: int) -> bool:
-    """Does the address need a zone to be meaningful (link-local or interface-local)?"""
-    return addrscope(a) <= IPV6_ADDR_SCOPE_LINKLOCAL
+    """Does the address need a zone to be meaningful (link-local or interface-local)?
+    ``addrscope(a) <= IPV6_ADDR_SCOPE_LINKLOCAL`` without the walk through every scope
+    (asked for the source of every TCP segment received over IPv6)."""
+    top = a >> 112
+    if top >> 8 == 0xFF:
+        return top & 0xF <= IPV6_ADDR_SCOPE_LINKLOCAL
+    return top >> 6 == 0x3FA or a == IN6ADDR_LOOPBACK
 
 
 # -- prefixes ------------------------------------------------------------------------

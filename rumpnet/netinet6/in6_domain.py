@@ -90,6 +90,7 @@ class Inet6Domain:
         self.callout = InetCallout(self.sched)
         self.rtcache = Ip6RouteCaches(self)     # transports' per-flow output path
         self._settling = False
+        self._timer_epoch = -1   # node.timer_epoch() when the callout was last re-armed
         self._events: dict[type, Callable[[Any, float], None]] = {
             In6AddrAdded: self.rt.addr_added, In6AddrRemoved: self.rt.addr_removed,
             RouterAdded: self.rt.router_changed, RouterRemoved: self.rt.router_changed,
@@ -349,21 +350,23 @@ class Inet6Domain:
 
     # -- after every entry ---------------------------------------------------------------
     def settle(self, now: float | None = None) -> None:
-        """Send the node's frames, act on its events, re-arm the timer."""
+        """Send the node's frames, act on its events, re-arm the timer. The cores are
+        asked for their earliest deadline (and path MTUs mirrored into the routes) only
+        when something may have moved it (an event acted on, a deadline armed or a path
+        MTU learned: ``timer_epoch``; the callout fired), not after every packet."""
         if self._settling:
             return   # an event handler entered the node again: the outer loop drains it
         self._settling = True
         node = self.node
         if now is None:
             now = self.now()
+        acted = False
         try:
-            while True:
-                frames = node.frames_to_send()
-                for f in frames:
+            while node.has_output():
+                acted = True
+                for f in node.frames_to_send():
                     self.transmit(f)
                 ev = node.next_event()
-                if ev is None and not frames:
-                    break
                 while ev is not None:
                     handler = self._events.get(type(ev))
                     if handler is not None:
@@ -371,8 +374,13 @@ class Inet6Domain:
                     ev = node.next_event()
         finally:
             self._settling = False
-        self.rt.pmtu_sync(now)
-        self.callout.callout.schedule(self.get_timer())   # InetCallout.deadline, after every packet
+        if acted or node.timer_epoch() != self._timer_epoch:
+            # Path MTUs are learned (icp6s_pmtuchg, in the epoch) or age out (at a node
+            # deadline, when the callout fires): the routes follow them then. Only then
+            # can the domain's deadline have moved, so only then are the cores asked.
+            self.rt.pmtu_sync(now)
+            self._timer_epoch = node.timer_epoch()
+            self.callout.callout.schedule(self.get_timer())   # as InetCallout.deadline
 
     # -- the domain's deadlines (a TimerCore of its callout, beside TCP's) ---------------
     def get_timer(self) -> float | None:
@@ -385,6 +393,7 @@ class Inet6Domain:
         return when
 
     def handle_timer(self, now: float) -> None:
+        self._timer_epoch = -1   # what fired is gone: the next deadline is asked for
         self.node.handle_timer(now)
         self.rt.expire(now)
         self.settle(now)

@@ -320,6 +320,8 @@ class Inet6:
     # -- events ------------------------------------------------------------------------------
     def _settle(self, now: float) -> None:
         """Act on what the cores asked of one another, then send what they queued."""
+        if not (self.out.events or self.out.packets):
+            return     # the common case, after every packet
         for _ in range(10000):
             if self.out.events:
                 self._internal(self.out.events.popleft(), now)
@@ -365,6 +367,10 @@ class Inet6:
     def next_event(self) -> object | None:
         return self._events.popleft() if self._events else None
 
+    def has_output(self) -> bool:
+        """Frames or events wait to be pulled (:meth:`frames_to_send`, :meth:`next_event`)."""
+        return bool(self._frames or self._events)
+
     def frames_to_send(self) -> list[Ip6Frame]:
         frames = list(self._frames)
         self._frames.clear()
@@ -372,12 +378,19 @@ class Inet6:
 
     # -- timers ------------------------------------------------------------------------------
     def get_timer(self) -> float | None:
-        earliest = None    # asked after every packet (Inet6Domain.settle): a plain loop
+        earliest = None    # asked when timer_epoch() moved (Inet6Domain.settle): a plain loop
         for c in self.cores:
             t = c.get_timer()
             if t is not None and (earliest is None or t < earliest):
                 earliest = t
         return earliest
+
+    def timer_epoch(self) -> int:
+        """Moves whenever :meth:`get_timer` may have become earlier: a core armed a
+        deadline (``Outbox.timers_armed``) or a path MTU was learned (``Pmtu6``, whose
+        entries age out). A deadline that went away leaves the answer early, which is
+        harmless: the timer fires, nothing is due, and it is asked again."""
+        return self.out.timers_armed + self.icmp6stat.icp6s_pmtuchg
 
     def handle_timer(self, now: float) -> None:
         for c in self.cores:

@@ -18,6 +18,7 @@ from rumpnet.netinet6 import in6
 
 IPV6_VERSION = 6
 IP6_HDR = struct.Struct("!IHBB16s16s")   # version|tclass|flow, plen, nxt, hlim, src, dst
+IP6_FIXED = struct.Struct("!IHBB")        # the same without the addresses
 IP6_HDR_LEN = 40
 IPV6_MMTU = 1280          # minimum link MTU (RFC 8200 5)
 IPV6_MAXPACKET = 65535    # largest payload without a jumbogram
@@ -108,8 +109,10 @@ class Ip6Repr:
     flow: int = 0
 
 
-def parse_header(data: bytes | bytearray | memoryview) -> Ip6Repr:
-    """Check and parse the fixed header of a received packet (RFC 8200 3).
+def check_fixed(data: bytes | bytearray | memoryview) -> tuple[int, int, int, int]:
+    """Check the fixed header of a received packet (RFC 8200 3) and return its first
+    words: (version|traffic class|flow label, payload length, next header, hop limit).
+    The addresses are left where they are (``ip6_input`` reads them once per flow).
 
     ``ip6s_tooshort``: fewer than 40 bytes, or fewer than the payload length claims;
     ``ip6s_badvers``: a version other than 6. Trailing bytes beyond the payload length
@@ -117,13 +120,25 @@ def parse_header(data: bytes | bytearray | memoryview) -> Ip6Repr:
     """
     if len(data) < IP6_HDR_LEN:
         raise Ip6ParseError("ip6s_tooshort", "shorter than an IPv6 header")
-    vcf, plen, nxt, hlim, src, dst = IP6_HDR.unpack_from(data, 0)
+    vcf, plen, nxt, hlim = IP6_FIXED.unpack_from(data, 0)
     if vcf >> 28 != IPV6_VERSION:
         raise Ip6ParseError("ip6s_badvers", "not version 6")
     if IP6_HDR_LEN + plen > len(data):
         raise Ip6ParseError("ip6s_tooshort", "payload length beyond the packet")
-    return Ip6Repr(int.from_bytes(src, "big"), int.from_bytes(dst, "big"), nxt, hlim, plen,
-                   (vcf >> 20) & 0xFF, vcf & IPV6_FLOWLABEL_MASK)
+    return vcf, plen, nxt, hlim
+
+
+def parse_header(data: bytes | bytearray | memoryview) -> Ip6Repr:
+    """Check (:func:`check_fixed`, same errors) and parse the fixed header of a received
+    packet."""
+    vcf, plen, nxt, hlim = check_fixed(data)
+    return Ip6Repr(in6.unpack(data, 8), in6.unpack(data, 24), nxt, hlim, plen,
+                   tclass_of(vcf), vcf & IPV6_FLOWLABEL_MASK)
+
+
+def tclass_of(vcf: int) -> int:
+    """The Traffic Class of the first 32-bit word (RFC 8200 3)."""
+    return (vcf >> 20) & 0xFF
 
 
 def emit_header(r: Ip6Repr) -> bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field, fields
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from rumpnet.netinet6.ip6 import IPV6_DEFHLIM
 
@@ -146,6 +146,9 @@ class Outbox:
     def __init__(self) -> None:
         self.packets: deque[Ip6Send] = deque()
         self.events: deque[object] = deque()
+        # Deadlines armed by the cores sharing this outbox (every Deadlines.set): the glue
+        # asks the cores for their earliest deadline again only after this moved.
+        self.timers_armed = 0
 
     def send(self, packet: bytes, ifindex: int = 0, lladdr: bytes | None = None, nexthop: int = 0) -> None:
         self.packets.append(Ip6Send(packet, ifindex, lladdr, nexthop))
@@ -157,14 +160,23 @@ class Outbox:
 K = TypeVar("K")
 
 
+class ArmCount(Protocol):
+    """Where a node counts the deadlines its cores arm (:attr:`Outbox.timers_armed`)."""
+
+    timers_armed: int
+
+
 class Deadlines(Generic[K]):
     """Deadlines by key, earliest first: a heap with lazy deletion, so re-arming a timer
-    costs one push and cancelling none. Keys are any hashable values."""
+    costs one push and cancelling none. Keys are any hashable values. Each ``set`` is
+    counted in ``armed`` (the node's :class:`Outbox`) when given: a node whose count did
+    not move has no deadline earlier than the one it last reported."""
 
-    def __init__(self) -> None:
+    def __init__(self, armed: ArmCount | None = None) -> None:
         self._when: dict[K, float] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._seq = 0
+        self._armed = armed
 
     def __len__(self) -> int:
         return len(self._when)
@@ -174,6 +186,8 @@ class Deadlines(Generic[K]):
 
     def set(self, key: K, when: float) -> None:
         self._when[key] = when
+        if self._armed is not None:
+            self._armed.timers_armed += 1
         self._seq += 1
         heapq.heappush(self._heap, (when, self._seq, key))
         if len(self._heap) > 2 * len(self._when) + 64:
@@ -207,7 +221,7 @@ class Ip6Core:
 
     def __init__(self, out: Outbox | None = None) -> None:
         self.out = out if out is not None else Outbox()
-        self.timers: Deadlines[object] = Deadlines()
+        self.timers: Deadlines[object] = Deadlines(self.out)
 
     def packets_to_send(self) -> list[Ip6Send]:
         """Every packet emitted since the last call, oldest first."""

@@ -183,7 +183,7 @@ class RawIp6:
         st = self.stats
         st.rip6s_ipackets += 1
         msg = bytes(d.packet[d.off:])
-        src, dst = d.hdr.src, d.hdr.dst
+        src, dst = d.src, d.dst
         got = False
         for so in self.sockets:
             if so.protocol != d.nxt or not so.wants(src, dst):
@@ -194,7 +194,7 @@ class RawIp6:
                     st.rip6s_badsum += 1
                     continue
             got = True
-            self._deliver(so, msg, src, dst, d.hdr.hlim, d.hdr.tclass, d.ifindex)
+            self._deliver(so, msg, src, dst, d.hlim, d.tclass, d.ifindex)
         if not got:
             st.rip6s_nosock += 1
 

@@ -164,7 +164,7 @@ class Tcp6(Tcp):
 
     # -- IPv6 -> TCP ---------------------------------------------------------------------
     def input6(self, d: Ip6Delivery, now: float) -> None:
-        src, dst = d.hdr.src, d.hdr.dst
+        src, dst = d.src, d.dst
         if in6.is_multicast(dst) or d.l2mcast or src == 0:
             self.stats.tcps_rcvbcast += 1     # no TCP with multicast (RFC 1122 4.2.3.10)
             return
@@ -175,7 +175,7 @@ class Tcp6(Tcp):
         # The Traffic Class's ECN bits are IPv4's TOS ECN bits (RFC 3168 5, RFC 8200 7).
         # The driver checked the checksum, or the host left it partial (virtif offloads).
         self.proto.input(src, dst, memoryview(d.packet)[d.off:], now,
-                         csum_ok=bool(self.domain.rx_csum_flags & M_CSUM_TCPv6), iptos=d.hdr.tclass)
+                         csum_ok=bool(self.domain.rx_csum_flags & M_CSUM_TCPv6), iptos=d.tclass)
 
     def ctlinput6(self, ev: Icmp6Ctl, now: float) -> None:
         """An ICMPv6 error about one of our segments (``tcp6_ctlinput``)."""

@@ -162,7 +162,7 @@ class Udp6:
             st.udp6s_hdrops += 1
             return
         sport, dport, ulen, csum = UDP_HDR.unpack_from(seg)
-        src, dst = d.hdr.src, d.hdr.dst
+        src, dst = d.src, d.dst
         if ulen != len(seg):
             st.udp6s_badlen += 1
             return
@@ -208,7 +208,7 @@ class Udp6:
         return score
 
     def _deliver(self, so: Udp6Socket, payload: bytes, d: Ip6Delivery, src: int, sport: int, zone: int) -> None:
-        control = so.control_for(d.hdr.hlim, d.hdr.tclass, d.hdr.dst, d.ifindex) if so.recvopts else []
+        control = so.control_for(d.hlim, d.tclass, d.dst, d.ifindex) if so.recvopts else []
         if not so.deliver(payload, so.format(src, sport, zone), control):
             self.stats.udp6s_fullsock += 1
 

@@ -55,6 +55,18 @@ def test_addrscope(text: str, scope: int) -> None:
     assert in6.addrscope(P(text)) == scope
 
 
+# Addresses around every scope boundary: the first 16 bits from the interesting ones.
+scoped_addrs = st.builds(lambda top, low: (top << 112) | low,
+                         st.sampled_from([0, 0xFE7F, 0xFE80, 0xFEBF, 0xFEC0, 0xFC00, 0x2001] +
+                                         [0xFF00 | flags << 4 | scope for flags in (0, 1, 3) for scope in range(16)]),
+                         st.integers(min_value=0, max_value=(1 << 112) - 1)) | st.sampled_from([0, 1, 2])
+
+
+@given(scoped_addrs)
+def test_is_scoped_is_addrscope_up_to_link_local(a: int) -> None:
+    assert in6.is_scoped(a) == (in6.addrscope(a) <= in6.IPV6_ADDR_SCOPE_LINKLOCAL)
+
+
 @given(addrs)
 def test_classification_agrees_with_ipaddress(a: int) -> None:
     ip = ipaddress.IPv6Address(a)

@@ -22,6 +22,11 @@ from rumpnet.netinet6.ip6 import IPPROTO_UDP, emit_options_header, emit_rthdr, i
 from rumpnet.netinet6.ip6_input import Ip6Delivery, Ip6ForwardRequest, Ip6Input, ip6_check_addrs
 from rumpnet.netinet6.ip6_var import Icmp6ErrorRequest, Ip6Params, Ip6Stats
 
+
+def _addrs(pkt: bytes) -> tuple[int, int]:
+    h = parse_header(pkt)
+    return h.src, h.dst
+
 P = in6.pton
 ME, PEER, OTHER = "fc00:1::1", "fc00:1::2", "fc00:9::9"
 
@@ -83,9 +88,9 @@ def test_address_rules(src: str, dst: str) -> None:
     h = Host()
     assert h.input(udp(src, dst)) is None
     assert h.counters() == {"ip6s_badscope": 1}
-    assert ip6_check_addrs(parse_header(udp(src, dst)), False) == "ip6s_badscope"
+    assert ip6_check_addrs(*_addrs(udp(src, dst)), False) == "ip6s_badscope"
     if "::1" in (src, dst) or dst == "ff01::1":
-        assert ip6_check_addrs(parse_header(udp(src, dst)), True) is None   # fine on lo0
+        assert ip6_check_addrs(*_addrs(udp(src, dst)), True) is None   # fine on lo0
 
 
 def test_loopback_may_carry_loopback() -> None:
@@ -230,3 +235,66 @@ def test_fragments_reassemble_through_frag6() -> None:
     r = [h.input(f) for f in frags][-1]
     assert isinstance(r, Ip6Delivery) and (r.off, r.nxt_field, r.nxt) == (48, 40, IPPROTO_UDP)
     assert bytes(IPv6(r.packet)[UDP]) == bytes(IPv6(big)[UDP])
+
+
+# -- the remembered flows (Ip6InputFlows): the same verdicts as the checks they skip ----------
+def test_a_delivered_flow_is_remembered_with_its_addresses() -> None:
+    h = Host()
+    first, second = h.input(udp()), h.input(udp(payload=b"more"))
+    assert isinstance(first, Ip6Delivery) and isinstance(second, Ip6Delivery)
+    assert (second.src, second.dst) == (first.src, first.dst) == (P(PEER), P(ME))
+    assert h.ip6.flows.get(udp(), 2) == (P(PEER), P(ME))
+    assert h.counters() == {"ip6s_delivered": 2}
+
+
+def test_a_remembered_flow_is_its_interfaces_only() -> None:
+    """::1 -> ::1 passes on lo0 and is remembered there; the same bytes from a real link
+    are still refused (RFC 4291 2.5.3), since the checks depend on the interface."""
+    h = Host()
+    h.ifaddrs.add(In6Ifaddr(P("::1"), 128, 1))
+    assert isinstance(h.input(udp("::1", "::1"), ifindex=1), Ip6Delivery)
+    assert h.input(udp("::1", "::1"), ifindex=1) is not None   # from the remembered flow
+    assert h.input(udp("::1", "::1"), ifindex=2) is None
+    assert h.counters() == {"ip6s_delivered": 2, "ip6s_badscope": 1}
+
+
+def test_an_address_that_stops_being_ready_refuses_its_remembered_flow() -> None:
+    """DAD finding the address duplicated changes its flags, not the address list: the
+    remembered flow checks readiness on every packet (RFC 4862 5.4)."""
+    h = Host()
+    assert isinstance(h.input(udp()), Ip6Delivery)
+    ia = h.ifaddrs.lookup(P(ME), 2)
+    assert ia is not None
+    ia.flags |= IN6_IFF_DUPLICATED
+    assert h.input(udp()) is None
+    assert h.counters() == {"ip6s_delivered": 1, "ip6s_notready": 1}
+
+
+def test_a_removed_address_is_forgotten_by_the_next_packet() -> None:
+    h = Host()
+    assert isinstance(h.input(udp()), Ip6Delivery)
+    ia = h.ifaddrs.lookup(P(ME), 2)
+    assert ia is not None
+    h.ifaddrs.remove(ia)
+    assert h.input(udp()) is None
+    assert h.counters() == {"ip6s_delivered": 1, "ip6s_cantforward": 1}
+    h.params.forwarding = 1
+    assert isinstance(h.input(udp()), Ip6ForwardRequest)
+
+
+def test_dropped_multicast_and_forwarded_flows_are_not_remembered() -> None:
+    h = Host(forwarding=True)
+    assert h.input(udp("ff02::1", ME)) is None                             # bad source
+    assert isinstance(h.input(udp(dst="ff02::1")), Ip6Delivery)            # multicast
+    assert isinstance(h.input(udp(dst=OTHER)), Ip6ForwardRequest)
+    assert h.input(udp(dst="fc00:1::7")) is None                           # tentative
+    assert len(h.ip6.flows) == 0
+    assert h.counters() == {"ip6s_badscope": 1, "ip6s_delivered": 1, "ip6s_notready": 1}
+
+
+def test_the_remembered_flows_are_bounded() -> None:
+    h = Host()
+    h.ip6.flows.size = 4
+    for i in range(10):
+        assert isinstance(h.input(udp(src=f"fc00:1::{i + 100:x}")), Ip6Delivery)
+        assert 1 <= len(h.ip6.flows) <= 4
