@@ -191,8 +191,7 @@ class RouteRequest:
 
     def _lla_delete4(self, missing: int, keep_published: bool = False) -> None:
         inet = self.k.inet
-        assert inet is not None
-        lle = inet.arp.lookup(self.dst.addr)
+        lle = inet.arp.lookup(self.dst.addr) if inet is not None else None   # sockin: no ARP
         if lle is None or (keep_published and lle.published):
             raise kerr(missing, "No such process")
         self.cfg.arp_delete(ntoa(lle.ip))

@@ -50,13 +50,6 @@ def _tc(k: Kernel, argv: list[str]) -> str:
     return on_cpu(k, lambda: tc_command(nk.ifnet.lookup, argv, k.rng, k.sched, all_ifps=nk.ifnet.all))
 
 
-# Commands that still read kernel objects instead of going through system calls: on a
-# sockin kernel (no interfaces, no routes) they are refused with EOPNOTSUPP up front. The
-# others (ifconfig, netstat) need no such case: their ioctls and sysctls answer what
-# NetBSD's sockin answers.
-_SOCKIN_REFUSED = ("route", "arp")
-
-
 # Commands that reach the kernel through system calls only: they are given the system
 # calls to use (the kernel's own, or those of a command run on the kernel's CPU).
 _SYSCALL_COMMANDS = ("ifconfig", "netstat")
@@ -94,10 +87,6 @@ def _lazy(modname: str, fname: str) -> Command:
     def run(k: Kernel, argv: list[str]) -> str | Awaitable[str]:
         import importlib
 
-        if fname in _SOCKIN_REFUSED:
-            from rumpnet.sockin import refuse_command
-
-            refuse_command(k, fname)
         mod = importlib.import_module(f"rumpnet.commands.{modname}")
         target: object = k
         if fname in _SYSCALL_COMMANDS and k.sched.on_cpu():

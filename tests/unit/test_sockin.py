@@ -364,3 +364,19 @@ def test_client_options_over_sockin(k):
         peer.close()
     finally:
         srv.close()
+
+
+def test_route_and_arp_through_the_routing_socket_find_nothing(k):
+    """route(8) and arp(8) reach a sockin kernel only through its routing socket and
+    sysctl, as on any kernel (no special case in the command layer): the tables are
+    empty, a change is refused with EOPNOTSUPP (sockin has no interfaces to route
+    through), a delete finds nothing (ESRCH)."""
+    shown = k.route("show")
+    assert "Internet:" in shown and "10." not in shown
+    assert k.arp("-a") == ""
+    with pytest.raises(OSError) as ei:
+        k.arp("-d", "10.0.0.1")
+    assert ei.value.errno == errno.ESRCH
+    with pytest.raises(OSError) as ei:
+        k.route("get", "10.0.0.1")
+    assert ei.value.errno == errno.ESRCH
