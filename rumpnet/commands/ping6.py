@@ -202,9 +202,11 @@ def _setup6(ctx: SyscallCtx, k: NetKernel, st: _Ping6State, o: Ping6Options) -> 
         S.sys_setsockopt(ctx, p, fd, v6, pysocket.IPV6_MULTICAST_HOPS, o.ttl)
     if o.interface is not None:
         S.sys_setsockopt(ctx, p, fd, v6, pysocket.IPV6_MULTICAST_IF, st.zone)
+    nexthop = None
     if o.gateway is not None:
         gw, gzone = _resolve6(k, o.gateway)
-        S.sys_setsockopt(ctx, p, fd, v6, IPV6_NEXTHOP, (in6.ntop(gw), 0, 0, gzone or st.zone))
+        nexthop = (in6.ntop(gw), 0, 0, gzone or st.zone)
+        S.sys_setsockopt(ctx, p, fd, v6, IPV6_NEXTHOP, nexthop)
     if o.hops:
         hops = [_resolve6(k, h)[0] for h in o.hops]
         S.sys_setsockopt(ctx, p, fd, v6, IPV6_RTHDR, rthdr0(hops))
@@ -213,12 +215,27 @@ def _setup6(ctx: SyscallCtx, k: NetKernel, st: _Ping6State, o: Ping6Options) -> 
         S.sys_bind(ctx, p, fd, (in6.ntop(src), 0, 0, szone))
         st.src6 = src
     else:
-        # ping6.c finds its source by connecting a UDP socket: no route, no ping6.
-        try:
-            st.src6, _ = k.inet6.node.ip6_output.source_for(st.dst6, k.inet6.default_zone(st.dst6, st.zone))
-        except OSError as e:
-            code = e.errno if e.errno is not None else errno.EHOSTUNREACH
-            raise OSError(code, f"UDP connect: {strerror(code)}") from None
+        st.src6 = _source_by_connect(ctx, st, nexthop)
+
+
+def _source_by_connect(ctx: SyscallCtx, st: _Ping6State, nexthop: tuple[str, int, int, int] | None) -> int:
+    """ping6.c's way to its source address: connect a UDP socket to the destination (with
+    the same next hop and interface) and read the address the kernel gave it. No
+    route: no ping6 ("UDP connect")."""
+    p = st.p
+    v6 = pysocket.IPPROTO_IPV6
+    fd = S.sys_socket(ctx, p, pysocket.AF_INET6, pysocket.SOCK_DGRAM, 0)
+    try:
+        if nexthop is not None:
+            S.sys_setsockopt(ctx, p, fd, v6, IPV6_NEXTHOP, nexthop)
+        S.sys_connect(ctx, p, fd, (in6.ntop(st.dst6), 9, 0, st.zone))   # any port: nothing is sent
+        name = S.sys_getsockname(ctx, p, fd)
+        return in6.pton(str(name[0]).split("%")[0])
+    except OSError as e:
+        code = e.errno if e.errno is not None else errno.EHOSTUNREACH
+        raise OSError(code, f"UDP connect: {strerror(code)}") from None
+    finally:
+        S.sys_close(ctx, p, fd)
 
 
 IPV6_NEXTHOP = getattr(pysocket, "IPV6_NEXTHOP", 9)
