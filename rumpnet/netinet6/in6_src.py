@@ -9,6 +9,8 @@ policy table (6), the longest matching prefix (8). Rules 4 (home addresses) and 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from rumpnet.netinet6 import in6
 from rumpnet.netinet6.in6_var import IN6_IFF_ANYCAST, IN6_IFF_DEPRECATED, IN6_IFF_DETACHED, In6Ifaddr, In6Ifaddrs
 
@@ -26,7 +28,10 @@ POLICY_LABELS: tuple[tuple[int, int, int], ...] = tuple(sorted((
 ), key=lambda e: -e[1]))
 
 
+@lru_cache(maxsize=4096)
 def policy_label(addr: int) -> int:
+    """The RFC 6724 2.1 label of ``addr`` (the table is constant: remembered per address,
+    as every datagram of an unconnected socket asks again for its destination)."""
     for prefix, plen, label in POLICY_LABELS:
         if in6.are_prefix_equal(addr, prefix, plen):
             return label
@@ -56,6 +61,7 @@ def in6_selectsrc(dst: int, ifaddrs: In6Ifaddrs, out_ifindex: int = 0,
     scoped = dscope <= in6.IPV6_ADDR_SCOPE_LINKLOCAL
     best: In6Ifaddr | None = None
     best_key: tuple[int, ...] = ()
+    dlabel = policy_label(dst)
     for ia in ifaddrs.all():
         if not ia.ready or ia.flags & (IN6_IFF_ANYCAST | IN6_IFF_DETACHED):
             continue
@@ -65,7 +71,7 @@ def in6_selectsrc(dst: int, ifaddrs: In6Ifaddrs, out_ifindex: int = 0,
             continue
         if in6.is_scoped(ia.addr) and ia.ifindex != out_ifindex:
             continue   # a link-local source only makes sense on its own link
-        k = _key(ia, dst, dscope, policy_label(dst), out_ifindex)
+        k = _key(ia, dst, dscope, dlabel, out_ifindex)
         if best is None or k > best_key:
             best, best_key = ia, k
     return best
