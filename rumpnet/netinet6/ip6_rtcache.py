@@ -107,6 +107,7 @@ class Ip6RouteCaches:
         self.gso_sw = 0          # superframes cut here
         self.tso_out = 0         # superframes handed whole to a TSO6 interface
         self.gso_segs = 0        # the segments that made
+        self.cached_out = 0      # plain packets (not superframes) sent through a cache
 
     def valid(self, rc: Route6Cache) -> bool:
         node = self.domain.node
@@ -171,6 +172,7 @@ class Ip6RouteCaches:
             return False
         frame = _ETHER_IP6.pack(rc.prefix, rc.vcf | tclass << 20, plen, rc.tail) + payload
         self.domain.node.ip6stat.ip6s_localout += 1
+        self.cached_out += 1
         rc.ifp.transmit_frame(frame)
         return True
 

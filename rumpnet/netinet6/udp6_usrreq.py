@@ -137,6 +137,15 @@ class Udp6Socket(Dgram6Socket):
         inet.udp.output(src4, self.lport, dst4, fport, data, ttl, self.tclass, 0)
 
 
+def _plain(opts: Ip6Pktopts) -> bool:
+    """Options the flow cache's template stands for: the default hop limit and flow
+    label, no extension or routing header, no IPV6_NEXTHOP and no IPV6_USE_MIN_MTU.
+    IPV6_DONTFRAG and the multicast interface change nothing for a unicast packet
+    within the path MTU (the cache sends no other: ``Ip6RouteCaches.output``)."""
+    return (opts.hlim < 0 and opts.flow < 0 and opts.minmtu == -1 and not opts.exthdrs and not opts.nexthop
+            and not opts.rthdr)
+
+
 class Udp6:
     """UDP of the inet6 domain: its sockets' table, input, output and ctlinput."""
 
@@ -152,7 +161,14 @@ class Udp6:
         seg[8:] = data
         struct.pack_into("!H", seg, 6, in6_cksum(src, dst, IPPROTO_UDP, seg) or 0xFFFF)
         self.stats.udp6s_opackets += 1
-        self.domain.output(src, dst, IPPROTO_UDP, seg, opts, zone, loop=loop)
+        d = self.domain
+        zone = d.default_zone(dst, zone)
+        # The plain datagram (no per-packet options that change the header or the route)
+        # goes through the flow's cache as TCP's segments do: the same frame, without
+        # asking route, source, hop limit, path MTU and neighbour again (ip6_rtcache).
+        if _plain(opts) and d.rtcache.output(src, dst, IPPROTO_UDP, seg, zone, opts.tclass):
+            return
+        d.output(src, dst, IPPROTO_UDP, seg, opts, zone, loop=loop)
 
     def input(self, d: Ip6Delivery, now: float) -> None:
         st = self.stats

@@ -31,13 +31,19 @@ class Frames:
         return [f for f in self.frames if f[6:12] == mac and f[12:14] == b"\x86\xdd"]
 
 
-@pytest.fixture
-def pair(vnet):
-    """a -- b on one wire, a TCP connection a -> b established, a's frames captured."""
+def _kernels(vnet):
+    """a (A) and b (B) on one wire, their addresses past DAD."""
     a, b = vnet.kernel(1), vnet.kernel(2)
     for k, addr in ((a, A), (b, B)):
         k.inet6.add_address(vnet.attach(k, "wire0", "rtc", None), in6.pton(addr), 64)
     vnet.sched.run_for(3)
+    return a, b
+
+
+@pytest.fixture
+def pair(vnet):
+    """a -- b on one wire, a TCP connection a -> b established, a's frames captured."""
+    a, b = _kernels(vnet)
     lfd = b.rump_sys_socket(AF6, STREAM, 0)
     b.rump_sys_bind(lfd, ("::", 80))
     b.rump_sys_listen(lfd, 4)
@@ -154,3 +160,72 @@ def test_a_stale_neighbour_goes_the_full_path_and_starts_nud(pair) -> None:
     a.rump_sys_send(c, b"in DELAY", 0)
     assert ln.state == ND6_LLINFO_DELAY
     assert len(cap.ip6_out(ifp.lladdr)) == sent + 1 and a.inet6.node.ip6stat.ip6s_localout == localout + 1
+
+
+# -- UDP through the cache -----------------------------------------------------------------
+@pytest.fixture
+def udp_pair(vnet):
+    """a -- b on one wire; a UDP socket on a connected to b's, b's neighbour resolved."""
+    a, b = _kernels(vnet)
+    srv = b.rump_sys_socket(AF6, socket.SOCK_DGRAM, 0)
+    b.rump_sys_bind(srv, ("::", 7))
+    cli = a.rump_sys_socket(AF6, socket.SOCK_DGRAM, 0)
+    a.rump_sys_connect(cli, (B, 7))
+    a.rump_sys_send(cli, b"resolve", 0)          # the first one waits for ND
+    assert b.rump_sys_recvfrom(srv, 2048, 0)[0] == b"resolve"
+    ifp = a.ifnet.lookup("wire0")
+    cap = Frames()
+    ifp.bpf_attach(cap)
+    return a, b, cli, srv, ifp, cap
+
+
+def test_udp_datagrams_take_the_cache_with_the_full_paths_bytes(udp_pair) -> None:
+    """A plain datagram goes through the flow cache (counted in ``cached_out``) and the
+    frame is the full path's, checksum (mandatory, RFC 8200 8.1) included."""
+    a, b, cli, srv, ifp, cap = udp_pair
+    rtc = a.inet6.rtcache
+    before = rtc.cached_out
+    a.rump_sys_send(cli, b"through the cache", 0)
+    assert rtc.cached_out == before + 1
+    assert b.rump_sys_recvfrom(srv, 2048, 0)[0] == b"through the cache"
+    (frame,) = cap.ip6_out(ifp.lladdr)[-1:]
+    assert frame[14 + 6] == 17 and frame[14 + 40 + 6:14 + 40 + 8] != b"\0\0"
+    sends = a.inet6.node.ip6_output.output(in6.pton(A), in6.pton(B), 17, frame[54:], a.clock_now())
+    assert [x.packet for x in sends] == [frame[14:]]
+
+
+def test_udp_with_a_hop_limit_goes_the_full_path(udp_pair) -> None:
+    a, b, cli, srv, ifp, cap = udp_pair
+    a.rump_sys_setsockopt(cli, socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 7)
+    before = a.inet6.rtcache.cached_out
+    a.rump_sys_send(cli, b"hop limit 7", 0)
+    assert a.inet6.rtcache.cached_out == before
+    assert b.rump_sys_recvfrom(srv, 2048, 0)[0] == b"hop limit 7"
+    assert cap.ip6_out(ifp.lladdr)[-1][14 + 7] == 7
+
+
+def test_udp_after_a_route_change_leaves_the_cache(udp_pair) -> None:
+    """A blackhole route for b: the very next datagram is dropped by the full path (and
+    counted), none leaves through the cache built before."""
+    a, _, cli, _, ifp, cap = udp_pair
+    rtc = a.inet6.rtcache
+    a.rump_sys_send(cli, b"cached", 0)
+    cached, sent = rtc.cached_out, len(cap.ip6_out(ifp.lladdr))
+    a.inet6.routes.add(Rtentry6(in6.pton(B), 128, None, RTF_UP | RTF_HOST | RTF_STATIC | RTF_BLACKHOLE, ifp))
+    dropped = a.inet6.node.ip6stat.ip6s_odropped
+    a.rump_sys_send(cli, b"into the hole", 0)
+    assert rtc.cached_out == cached
+    assert len(cap.ip6_out(ifp.lladdr)) == sent
+    assert a.inet6.node.ip6stat.ip6s_odropped == dropped + 1
+
+
+def test_udp_after_an_address_removal_leaves_the_cache(udp_pair) -> None:
+    a, _, cli, _, ifp, cap = udp_pair
+    rtc = a.inet6.rtcache
+    a.rump_sys_send(cli, b"cached", 0)
+    cached, sent = rtc.cached_out, len(cap.ip6_out(ifp.lladdr))
+    a.inet6.remove_address(ifp, in6.pton(A))        # its prefix route goes with it
+    with pytest.raises(OSError):
+        a.rump_sys_send(cli, b"from nowhere", 0)
+    assert rtc.cached_out == cached
+    assert len(cap.ip6_out(ifp.lladdr)) == sent
