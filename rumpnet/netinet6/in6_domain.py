@@ -353,7 +353,8 @@ class Inet6Domain:
         """Send the node's frames, act on its events, re-arm the timer. The cores are
         asked for their earliest deadline (and path MTUs mirrored into the routes) only
         when something may have moved it (an event acted on, a deadline armed or a path
-        MTU learned: ``timer_epoch``; the callout fired), not after every packet."""
+        MTU learned: ``timer_epoch``; the callout fired), not after every packet nor
+        every frame sent."""
         if self._settling:
             return   # an event handler entered the node again: the outer loop drains it
         self._settling = True
@@ -363,11 +364,11 @@ class Inet6Domain:
         acted = False
         try:
             while node.has_output():
-                acted = True
                 for f in node.frames_to_send():
-                    self.transmit(f)
+                    self.transmit(f)   # a frame sent moves no deadline (an ND timer armed moves the epoch)
                 ev = node.next_event()
                 while ev is not None:
+                    acted = True
                     handler = self._events.get(type(ev))
                     if handler is not None:
                         handler(ev, now)
