@@ -185,3 +185,13 @@ def test_config_ranges_and_an_explicit_prefix(lan, tmp_path) -> None:
     h.run_for(5)
     p = h.ndp("-p")
     assert p.startswith("fc00:9::/64 if=wire0\nflags=LAO vltime=7200, pltime=3600, ") and "fc00:1::" not in p
+
+
+def test_a_prefix_without_the_a_flag_shows_lo_and_no_address(lan, tmp_path) -> None:
+    r, h, _ = lan
+    conf = tmp_path / "onlink-only.conf"
+    conf.write_text("wire0:\\\n\t:maxinterval#4:mininterval#3:pinfoflags#128:\n")   # L only
+    r.rtadvd("-c", str(conf), "wire0")
+    h.run_for(5)
+    assert re.match(r"fc00:1::/64 if=wire0\nflags=LO vltime=2592000, pltime=604800, expire=\S+, ref=0\n",
+                    h.ndp("-p"))

@@ -138,3 +138,14 @@ def test_errnos(k) -> None:
 def test_empty_lists(k) -> None:
     for which in (ICMPV6CTL_ND6_DRLIST, ICMPV6CTL_ND6_PRLIST):
         assert bytes(k.rump_sys___sysctl(MIB_ICMP6 + [which], None, None, None, None, 0)) == b""
+
+
+def test_an_interface_ipv6_does_not_know_is_not_initialized(k) -> None:
+    # in6_ifdetach's state: the interface is there, its nd_ifinfo is not.
+    del k.inet6.node.ifaddrs.ifs[k.ifnet.lookup("wire0").index]
+    ndi = _ifinfo(k)
+    assert (ndi.ifname, ndi.initialized, ndi.maxmtu) == ("wire0", 0, 1500)
+    assert _errno(_ioctl, k, socket.AF_INET6, SIOCSIFINFO_IN6, In6Ndireq("wire0", chlim=3).pack()) == errno.EINVAL
+    with pytest.raises(OSError) as ei:
+        k.ndp("-i", "wire0")
+    assert ei.value.errno == errno.EINVAL and "wire0: not initialized yet" in str(ei.value)
