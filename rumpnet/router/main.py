@@ -119,6 +119,7 @@ def live_view(k: Any, stop: threading.Event) -> None:
 
     from rumpnet.commands.ifconfig import flags_text
     from rumpnet.netconfig import describe_route, format_mac
+    from rumpnet.netconfig6 import describe_route6
     from rumpnet.netinet.in_addr import ntoa
     from rumpnet.netinet6 import in6, scope6
     from rumpnet.netinet6.nd6 import ND6_STATE_LETTER
@@ -136,8 +137,10 @@ def live_view(k: Any, stop: threading.Event) -> None:
         rtt = Table(title="routes (netstat -rn)")
         for col in ("destination", "gateway", "flags", "interface", "use"):
             rtt.add_column(col)
-        for rt in k.config.routes():
-            d = describe_route(rt)
+        described = [describe_route(rt) for rt in k.config.routes()]
+        if k.inet6 is not None:
+            described += [describe_route6(rt) for rt in k.config.routes6()]   # netstat's Internet6
+        for d in described:
             rtt.add_row(d["destination"], d["gateway"], d["flags"], str(d["interface"]), str(d["use"]))
         parts = [ift, rtt]
         if k.inet6 is not None:

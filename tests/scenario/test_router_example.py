@@ -145,7 +145,8 @@ def test_live_view_and_clean_shutdown_on_sigterm(tmp_path: Path) -> None:
     import time
 
     cfg = tmp_path / "r.toml"
-    cfg.write_text('hostname = "live1"\n[[interface]]\nname = "wire0"\nlink = "live-a"\naddress = "10.7.1.1/24"\n')
+    cfg.write_text('hostname = "live1"\n[[interface]]\nname = "wire0"\nlink = "live-a"\naddress = "10.7.1.1/24"\n'
+                   'inet6 = ["fc00:7:1::1/64"]\n')
     p = subprocess.Popen([sys.executable, str(ROUTER), "--config", str(cfg), "--live"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -161,7 +162,12 @@ def test_live_view_and_clean_shutdown_on_sigterm(tmp_path: Path) -> None:
         assert "router live1 stopped" in err
         assert "live1: interfaces" in out and "wire0" in out and "10.7.1.0/24" in out
         # flags and gateways as ifconfig and netstat -rn show them (it said 0x8843, link#1)
-        assert "0x8843<UP," in out and "link#2" in out and "link#1" not in out
+        assert "0x8843<UP," in out
+        row4 = next(ln for ln in out.splitlines() if "10.7.1.0/24" in ln and "UC" in ln)
+        assert "link#2" in row4 and "link#1" not in row4
+        # IPv6 routes beside IPv4's, as netstat -rn lists both
+        row6 = next(ln for ln in out.splitlines() if "fc00:7:1::/64" in ln)
+        assert "link#2" in row6 and "wire0" in row6
     finally:
         if p.poll() is None:
             p.kill()
