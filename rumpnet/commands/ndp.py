@@ -1,8 +1,9 @@
 """ndp(8): the neighbour cache, NetBSD syntax and output (``usr.sbin/ndp/ndp.c``).
 
 ``ndp -a`` (all), ``ndp ADDR`` (one), ``ndp -s ADDR MAC [temp]``, ``ndp -d ADDR``,
-``ndp -c`` (flush the dynamic entries); ``-n`` is accepted (nothing is resolved here).
-A listing is NetBSD's::
+``ndp -c`` (flush the dynamic entries), ``ndp -r``/``-p`` (default routers, prefixes),
+``ndp -R``/``-P`` (flush them), ``ndp -i IF [flags]``; ``-n`` is accepted (nothing is
+resolved here). A listing is NetBSD's::
 
     Neighbor                             Linklayer Address  Netif Expire    S Flags
     fc00::2                              b2:a0:59:f3:98:fe shmif0 23s       R
@@ -72,7 +73,7 @@ USAGE = """usage: ndp [-nt] hostname
        ndp [-nt] -I [interface|delete]
        ndp [-nt] -s nodename etheraddr [temp] [proxy]"""
 
-# usr.sbin/ndp/ndp.c's getopt string; the modes this ndp has are -a, -c, -d and -s.
+# usr.sbin/ndp/ndp.c's getopt string; the modes this ndp has are -a, -c, -d, -s, -i, -p, -r, -P, -R.
 OPTSTRING = "acdfIilnprstA:HPR"
 
 RTPREF = ("medium", "high", "rsv", "low")   # RFC 4191 2.1's Prf, as ndp.c names it
