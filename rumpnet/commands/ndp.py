@@ -1,8 +1,9 @@
 """ndp(8): the neighbour cache, NetBSD syntax and output (``usr.sbin/ndp/ndp.c``).
 
 ``ndp -a`` (all), ``ndp ADDR`` (one), ``ndp -s ADDR MAC [temp]``, ``ndp -d ADDR``,
-``ndp -c`` (flush the dynamic entries); ``-n`` is accepted (nothing is resolved here).
-A listing is NetBSD's::
+``ndp -c`` (flush the dynamic entries), ``ndp -r``/``-p`` (default routers, prefixes),
+``ndp -R``/``-P`` (flush them), ``ndp -i IF [flags]``; ``-n`` is accepted (nothing is
+resolved here). A listing is NetBSD's::
 
     Neighbor                             Linklayer Address  Netif Expire    S Flags
     fc00::2                              b2:a0:59:f3:98:fe shmif0 23s       R
@@ -15,14 +16,17 @@ from __future__ import annotations
 
 import errno
 import socket as pysocket
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from rumpnet.commands import UsageError, getopt, on_cpu, strerror
+from rumpnet.commands import UsageError, getopt, strerror
 from rumpnet.commands.rtsock_client import RouteClient
+from rumpnet.if_ioctl import SockaddrIn6 as Sin6
 from rumpnet.netconfig import format_mac, parse_mac
 from rumpnet.netinet6 import in6, scope6
+from rumpnet.netinet6.in6_control import In6Ifreq
+from rumpnet.netinet6.in6_sysctl import IPPROTO_ICMPV6, PF_INET6
 from rumpnet.netinet6.in6_var import (
-    IN6_IFF_AUTOCONF,
     ND6_IFF_ACCEPT_RTADV,
     ND6_IFF_AUTO_LINKLOCAL,
     ND6_IFF_IFDISABLED,
@@ -30,9 +34,22 @@ from rumpnet.netinet6.in6_var import (
     ND6_INFINITE_LIFETIME,
 )
 from rumpnet.netinet6.nd6 import ND6_LLINFO_REACHABLE, ND6_STATE_LETTER
+from rumpnet.netinet6.nd6_control import (
+    ICMPV6CTL_ND6_DRLIST,
+    ICMPV6CTL_ND6_PRLIST,
+    PRF_AUTONOMOUS,
+    SIOCGIFINFO_IN6,
+    SIOCSIFINFO_IN6,
+    SIOCSPFXFLUSH_IN6,
+    SIOCSRTRFLUSH_IN6,
+    In6Defrouter,
+    In6Ndireq,
+    In6Prefix,
+)
 from rumpnet.route import RTF_HOST, RTF_LLDATA, RTF_LOCAL, RTF_STATIC, RTF_UP
 from rumpnet.route_msg import (
     AF_INET6,
+    CTL_NET,
     RTA_DST,
     RTA_GATEWAY,
     RTA_IFP,
@@ -46,7 +63,6 @@ from rumpnet.route_msg import (
 
 if TYPE_CHECKING:
     from rumpkern.kernel import Kernel
-    from rumpnet.net_kernel import NetKernel
 
 USAGE = """usage: ndp [-nt] hostname
        ndp [-nt] -a | -c | -p | -r | -H | -P | -R
@@ -57,11 +73,12 @@ USAGE = """usage: ndp [-nt] hostname
        ndp [-nt] -I [interface|delete]
        ndp [-nt] -s nodename etheraddr [temp] [proxy]"""
 
-# usr.sbin/ndp/ndp.c's getopt string; the modes this ndp has are -a, -c, -d and -s.
+# usr.sbin/ndp/ndp.c's getopt string; the modes this ndp has are -a, -c, -d, -s, -i, -p, -r, -P, -R.
 OPTSTRING = "acdfIilnprstA:HPR"
 
 RTPREF = ("medium", "high", "rsv", "low")   # RFC 4191 2.1's Prf, as ndp.c names it
 W_ADDR, W_LL, W_IF = 36, 17, 6
+_ICMP6_MIB = [CTL_NET, PF_INET6, IPPROTO_ICMPV6]   # net.inet6.icmp6
 HEADER = f"{'Neighbor':<{W_ADDR}} {'Linklayer Address':<{W_LL}} {'Netif':>{W_IF}} {'Expire':<9} S Flags"
 
 
@@ -119,61 +136,49 @@ def _line(e: Neighbor) -> str:
             f"{ND6_STATE_LETTER.get(e.state, '?')} {flags}").rstrip()
 
 
-def _ifname(k: NetKernel, ifindex: int) -> str:
-    ifp = k.ifnet.by_index(ifindex)
-    return ifp.name if ifp is not None else "?"
-
-
-def _host(k: NetKernel, addr: int, ifindex: int) -> str:
-    return scope6.format_scoped(addr, ifindex, lambda i: _ifname(k, i))
-
-
-def _router_discovery(k: NetKernel, mode: str) -> str:
-    """``ndp -r`` (default routers), ``-p`` (prefixes), ``-R``/``-P`` (flush them), as
-    NetBSD 7's ndp.c prints them."""
-    cfg = k.config
-    if mode == "R":
-        cfg.nd_router_flush()
+def _router_discovery(client: RouteClient, mode: str) -> str:
+    """``ndp -r`` (sysctl nd6_drlist), ``-p`` (nd6_prlist), ``-R``/``-P`` (SIOCSRTRFLUSH_IN6,
+    SIOCSPFXFLUSH_IN6 on ``lo0``, as ndp.c), printed as NetBSD 7's ndp.c prints them."""
+    if mode in ("R", "P"):
+        client.ioctl6(SIOCSRTRFLUSH_IN6 if mode == "R" else SIOCSPFXFLUSH_IN6, In6Ifreq("lo0").pack())
         return ""
-    if mode == "P":
-        cfg.nd_prefix_flush()
-        return ""
-    now = k.sched.now()
-    out = []
+
+    def host(sa: Sin6, ifindex: int) -> str:
+        return scope6.format_scoped(sa.addr, ifindex, lambda i: client.ifname(i) or "?")
+
     if mode == "r":
-        for dr in cfg.nd_routers():
+        out = []
+        for dr in In6Defrouter.unpack_list(client.sysctl(_ICMP6_MIB + [ICMPV6CTL_ND6_DRLIST])):
             flags = ("M" if dr.flags & 0x80 else "") + ("O" if dr.flags & 0x40 else "")
-            expire = sec2str(int(dr.expire - now)) if dr.expire else "Never"
-            out.append(f"{_host(k, dr.addr, dr.ifindex)} if={_ifname(k, dr.ifindex)}, flags={flags}, "
+            expire = sec2str(dr.expire) if dr.expire else "Never"
+            out.append(f"{host(dr.rtaddr, dr.if_index)} if={client.ifname(dr.if_index) or '?'}, flags={flags}, "
                        f"pref={RTPREF[(dr.flags >> 3) & 3]}, expire={expire}\n")
         return "".join(out)
-    entries = {(e.addr, e.ifp.index): e for e in cfg.ndp_entries() if not e.local}
-    inet6 = k.inet6
-    assert inet6 is not None
-    addrs = [(ifp, ia) for ifp in k.ifnet.all() for ia in inet6.addresses(ifp)]
-    for pr in cfg.nd_prefixes():
-        out.append(f"{in6.ntop(pr.prefix)}/{pr.plen} if={_ifname(k, pr.ifindex)}\n")
-        life = ("infinity" if pr.vltime == ND6_INFINITE_LIFETIME else str(pr.vltime),
-                "infinity" if pr.pltime == ND6_INFINITE_LIFETIME else str(pr.pltime))
-        if pr.expire is None:
-            expire = ", expire=Never"
-        elif pr.expire >= now:
-            expire = f", expire={sec2str(int(pr.expire - now))}"
-        else:
-            expire = ", expired"
-        refs = sum(1 for ifp, ia in addrs if ifp.index == pr.ifindex and ia.flags & IN6_IFF_AUTOCONF
-                   and ia.plen == pr.plen and in6.are_prefix_equal(ia.addr, pr.prefix, pr.plen))
-        out.append(f"flags=L{'A' if pr.autonomous else ''}O vltime={life[0]}, pltime={life[1]}{expire}, "
-                   f"ref={refs}\n")
-        if not pr.advrtrs:
-            out.append("  No advertising router\n")
-            continue
-        out.append("  advertised by\n")
-        for rtr in pr.advrtrs:
-            e = entries.get((rtr, pr.ifindex))
-            state = ("no neighbor state" if e is None else
-                     "reachable" if e.state >= ND6_LLINFO_REACHABLE else "unreachable")
-            out.append(f"    {_host(k, rtr, pr.ifindex)} ({state})\n")
+    return "".join(_prefix_lines(client, pr, host)
+                   for pr in In6Prefix.unpack_list(client.sysctl(_ICMP6_MIB + [ICMPV6CTL_ND6_PRLIST])))
+
+
+def _prefix_lines(client: RouteClient, pr: In6Prefix, host: Callable[[Sin6, int], str]) -> str:
+    """One prefix of ``ndp -p``; an advertising router's state comes from the neighbour
+    cache (the LLINFO dump) where ndp.c asks SIOCGNBRINFO_IN6."""
+    out = [f"{in6.ntop(pr.prefix.addr)}/{pr.prefixlen} if={client.ifname(pr.if_index) or '?'}\n"]
+    life = ("infinity" if pr.vltime == ND6_INFINITE_LIFETIME else str(pr.vltime),
+            "infinity" if pr.pltime == ND6_INFINITE_LIFETIME else str(pr.pltime))
+    if pr.expire == 0:
+        expire = ", expire=Never"
+    else:
+        expire = f", expire={sec2str(pr.expire)}" if pr.expire > 0 else ", expired"
+    out.append(f"flags=L{'A' if pr.raflags & PRF_AUTONOMOUS else ''}O vltime={life[0]}, pltime={life[1]}{expire}, "
+               f"ref={pr.refcnt}\n")
+    if not pr.advrtrs:
+        return "".join(out) + "  No advertising router\n"
+    out.append("  advertised by\n")
+    entries = {(e.addr, e.ifindex): e for e in _neighbors(client) if not e.flags & RTF_LOCAL}
+    for rtr in pr.advrtrs:
+        e = entries.get((rtr.addr, pr.if_index))
+        state = ("no neighbor state" if e is None else
+                 "reachable" if e.state >= ND6_LLINFO_REACHABLE else "unreachable")
+        out.append(f"    {host(rtr, pr.if_index)} ({state})\n")
     return "".join(out)
 
 
@@ -181,36 +186,39 @@ _IFINFO_FLAGS = (("nud", ND6_IFF_PERFORMNUD), ("disabled", ND6_IFF_IFDISABLED),
                  ("accept_rtadv", ND6_IFF_ACCEPT_RTADV), ("auto_linklocal", ND6_IFF_AUTO_LINKLOCAL))
 
 
-def _ifinfo(k: NetKernel, ifname: str, words: list[str]) -> str:
-    """``ndp -i IF [[-]flag ...] [basereachable=ms] [retrans=ms] [curhlim=n]``."""
-    cfg = k.config
+def _get_ifinfo(client: RouteClient, ifname: str) -> In6Ndireq:
     try:
-        ifp = k.ifnet.lookup(ifname)
-    except OSError:
-        raise OSError(errno.ENXIO, "ndp: ioctl(SIOCGIFINFO_IN6): Device not configured") from None
-    try:
-        ndi = cfg.nd_ifinfo(ifname)
+        ndi = In6Ndireq.unpack(client.ioctl6(SIOCGIFINFO_IN6, In6Ndireq(ifname).pack()))
     except OSError as e:
-        raise OSError(e.errno, f"ndp: {e.strerror}") from None
-    changes: dict[str, float | int] = {}
-    flags = ndi.flags
+        code = e.errno if e.errno is not None else errno.EINVAL
+        raise OSError(code, f"ndp: ioctl(SIOCGIFINFO_IN6): {strerror(code)}") from None
+    if not ndi.initialized:
+        raise OSError(errno.EINVAL, f"ndp: {ifname}: not initialized yet")
+    return ndi
+
+
+def _ifinfo(client: RouteClient, ifname: str, words: list[str]) -> str:
+    """``ndp -i IF [[-]flag ...] [basereachable=ms] [retrans=ms] [curhlim=n]``: SIOCGIFINFO_IN6,
+    then SIOCSIFINFO_IN6 with the changes and SIOCGIFINFO_IN6 again, as ndp.c."""
+    ndi = _get_ifinfo(client, ifname)
+    new = In6Ndireq(ifname, flags=ndi.flags)
+    changed = False
     for w in words:
         name, _, value = w.partition("=")
-        clear = name.startswith("-")
         bit = dict(_IFINFO_FLAGS).get(name.lstrip("-"))
         if bit is not None and not value:
-            flags = flags & ~bit if clear else flags | bit
-            changes["flags"] = flags
+            new.flags = new.flags & ~bit if name.startswith("-") else new.flags | bit
         elif name in ("basereachable", "retrans", "curhlim") and value.isdigit():
-            key = {"curhlim": "chlim"}.get(name, name)
-            changes[key] = int(value) if key == "chlim" else int(value) / 1000
+            setattr(new, {"curhlim": "chlim"}.get(name, name), int(value))
         else:
             raise OSError(errno.EINVAL, f"ndp: syntax error in {name} field")
-    if changes:
-        ndi = cfg.nd_ifinfo(ifname, changes)
-    base, retrans = round(ndi.basereachable * 1000), round(ndi.retrans * 1000)
-    text = (f"linkmtu={ndi.linkmtu}, maxmtu={ifp.mtu}, curhlim={ndi.chlim}, "
-            f"basereachable={base // 1000}s{base % 1000}ms, reachable={int(ndi.reachable)}s, "
+        changed = True
+    if changed:
+        client.ioctl6(SIOCSIFINFO_IN6, new.pack())
+        ndi = _get_ifinfo(client, ifname)
+    base, retrans = ndi.basereachable, ndi.retrans
+    text = (f"linkmtu={ndi.linkmtu}, maxmtu={ndi.maxmtu}, curhlim={ndi.chlim}, "
+            f"basereachable={base // 1000}s{base % 1000}ms, reachable={ndi.reachable}s, "
             f"retrans={retrans // 1000}s{retrans % 1000}ms")
     if ndi.flags:
         text += "\nFlags: " + "".join(f"{n} " for n, bit in _IFINFO_FLAGS if ndi.flags & bit)
@@ -218,9 +226,10 @@ def _ifinfo(k: NetKernel, ifname: str, words: list[str]) -> str:
 
 
 def ndp(k: Kernel, argv: list[str]) -> str:
-    """ndp(8) on kernel ``k``: the neighbour cache through a routing socket and sysctl
-    (-a, -c, -d, -s, a host); -p, -r, -P, -R and -i still through ``k.config`` (NetBSD's
-    ndp uses SIOC*_IN6 ioctls for those, which this kernel does not have yet)."""
+    """ndp(8) on kernel ``k`` through system calls only: the neighbour cache through a
+    routing socket and sysctl net.route (-a, -c, -d, -s, a host), the router and prefix
+    lists through sysctl net.inet6.icmp6.nd6_drlist/nd6_prlist (-r, -p), their flushes
+    (-R, -P) and the interface's ND parameters (-i) through nd6_ioctl's SIOC*_IN6."""
     client = RouteClient(k)
     try:
         return _ndp(client, argv)
@@ -248,15 +257,14 @@ def _ndp(client: RouteClient, argv: list[str]) -> str:
             mode = ch
         else:
             raise UsageError(USAGE)
-    k = cast("NetKernel", client.k)  # -p -r -P -R -i: not through system calls yet
     if mode in ("p", "r", "P", "R"):
         if args:
             raise UsageError(USAGE)
-        return on_cpu(k, lambda: _router_discovery(k, mode))
+        return _router_discovery(client, mode)
     if mode == "i":
         if not args:
             raise UsageError(USAGE)
-        return on_cpu(k, lambda: _ifinfo(k, args[0], args[1:]))
+        return _ifinfo(client, args[0], args[1:])
     if mode == "a" or mode == "c":
         if args:
             raise UsageError(USAGE)

@@ -30,6 +30,7 @@ from rumpnet import sys_socket as S  # noqa: N812
 from rumpnet.commands import UsageError, strerror
 from rumpnet.commands.ping6_pr import pr_icmph
 from rumpnet.commands.ping_common import OptSpec, PingOptions, PingState, close_socket, getopt, ping_call, positive, set_options
+from rumpnet.commands.rtsock_client import RouteClient
 from rumpnet.netinet6 import in6, scope6
 from rumpnet.netinet6.icmp6 import Icmp6Filter
 from rumpnet.uipc_socket import MSG_DONTWAIT
@@ -153,9 +154,15 @@ class _Ping6State(PingState):
         return float(max(0.0, self.tsumsq / n - avg * avg) ** 0.5)
 
 
+def if_nametoindex(k: NetKernel, name: str) -> int:
+    """if_nametoindex(3): libc asks getifaddrs, that is sysctl NET_RT_IFLIST (through the
+    system call table: ping6 already runs on the kernel's CPU); ENXIO when there is none."""
+    return RouteClient(k).ifindex(name)
+
+
 def _resolve6(k: NetKernel, host: str) -> tuple[int, int]:
     try:
-        return scope6.parse_scoped(host, lambda n: k.ifnet.lookup(n).index)
+        return scope6.parse_scoped(host, lambda n: if_nametoindex(k, n))
     except OSError:
         raise OSError(errno.EINVAL, f"ping6: {host}: No address associated with hostname") from None
 
@@ -164,7 +171,7 @@ def _start6(ctx: SyscallCtx, k: NetKernel, p: Proc, o: Any) -> PingState:
     dst, zone = _resolve6(k, o.host)
     if o.interface is not None:
         try:
-            zone = zone or k.ifnet.lookup(o.interface).index
+            zone = zone or if_nametoindex(k, o.interface)
         except OSError:
             raise OSError(errno.ENXIO, f"ping6: {o.interface}: bad interface name") from None
     st = _Ping6State(k, p, o, dst, zone)

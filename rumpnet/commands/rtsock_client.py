@@ -76,9 +76,22 @@ class RouteClient:
                 raise OSError(errno.EWOULDBLOCK, "Resource temporarily unavailable") from None
         return getattr(k, f"rump_sys_{name}")(*args)
 
+    def sysctl(self, mib: list[int]) -> bytes:
+        """``__sysctl(mib)``: a node's value as bytes."""
+        return bytes(self._sys("__sysctl", mib, None, None, None, None, 0))
+
+    def ioctl6(self, request: int, data: bytearray) -> bytearray:
+        """ioctl(2) ``request`` on an AF_INET6 datagram socket (``nd6_ioctl``'s requests);
+        the kernel's answer is written into ``data``."""
+        fd = int(self._sys("socket", pysocket.AF_INET6, pysocket.SOCK_DGRAM, 0))
+        try:
+            self._sys("ioctl", fd, request, data)
+        finally:
+            self._sys("close", fd)
+        return data
+
     def sysctl_rtable(self, af: int, op: int, arg: int = 0) -> list[RouteMessage]:
-        raw = self._sys("__sysctl", [CTL_NET, PF_ROUTE, 0, af, op, arg], None, None, None, None, 0)
-        return list(iter_msgs(raw))
+        return list(iter_msgs(self.sysctl([CTL_NET, PF_ROUTE, 0, af, op, arg])))
 
     def dump(self, af: int) -> list[RtMsghdr]:
         """NET_RT_DUMP: the routes of ``af``, in table order."""

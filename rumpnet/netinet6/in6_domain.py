@@ -30,6 +30,7 @@ Randomness: the node has its own generator, seeded from the kernel's seed and bo
 from __future__ import annotations
 
 import errno
+import functools
 import random
 import socket as pysocket
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from rumpnet.netinet6.in6_var import IN6_IFF_NODAD, ND6_INFINITE_LIFETIME, In6If
 from rumpnet.netinet6.ip6_gso import plain_packets6, wire_frames6
 from rumpnet.netinet6.ip6_output import Ip6Pktopts
 from rumpnet.netinet6.ip6_rtcache import Ip6RouteCaches
+from rumpnet.netinet6.nd6_control import ICMPV6CTL_ND6_DRLIST, ICMPV6CTL_ND6_PRLIST, ND6_REQUESTS, nd6_list_sysctl
 from rumpnet.netinet6.nd6_rtr import Nd6Redirect, PrefixOffLink, PrefixOnLink, RouterAdded, RouterRemoved
 from rumpnet.netinet6.raw_ip6 import Raw6Socket, RawIp6
 from rumpnet.netinet6.udp6_usrreq import IPPROTO_UDP, Udp6, Udp6Socket
@@ -111,6 +113,10 @@ class Inet6Domain:
         self.tcp6: Tcp6 | None = tcp6_attach(kernel, self)
         inet6_sysctl(kernel.sysctl_tree, self.node, self.set_forwarding, lambda: self.udp6.stats,
                      lambda: self.raw6.stats)
+        kernel.sysctl_tree.add_handler("net.inet6.icmp6.nd6_drlist", functools.partial(nd6_list_sysctl, self, ICMPV6CTL_ND6_DRLIST),
+                                       num=ICMPV6CTL_ND6_DRLIST)
+        kernel.sysctl_tree.add_handler("net.inet6.icmp6.nd6_prlist", functools.partial(nd6_list_sysctl, self, ICMPV6CTL_ND6_PRLIST),
+                                       num=ICMPV6CTL_ND6_PRLIST)
         for ifp in kernel.ifnet.all():
             if ifp.is_up:
                 self.if_updown(ifp, True)
@@ -223,7 +229,7 @@ class Inet6Domain:
         self.kernel.net.addr_changed(ifp, 24, addr, ia.plen, False)
 
     # ioctl(2) on PF_INET6 sockets (rumpnet.if_control asks the socket's domain).
-    ioctl_requests = IN6_REQUESTS
+    ioctl_requests = {**IN6_REQUESTS, **ND6_REQUESTS}
 
     def ifconf_addrs(self, ifp: Ifnet) -> list[bytes]:
         return in6_ifconf_addrs(self.kernel, ifp)

@@ -170,6 +170,11 @@ def test_ping6_link_local_needs_a_zone_and_takes_source_and_interface(net6) -> N
     assert ei.value.errno == errno.EHOSTUNREACH and str(ei.value.strerror) == "ping6: UDP connect: No route to host"
     assert "0.0% packet loss" in h1.ping6("-n", "-c", "1", "-X", "1", f"{gw}%wire0")
     assert "0.0% packet loss" in h1.ping6("-n", "-c", "1", "-X", "1", "-I", "wire0", gw)
+    for argv, code, text in ((["-I", "nosuch0", gw], errno.ENXIO, "ping6: nosuch0: bad interface name"),
+                             ([f"{gw}%nosuch0"], errno.EINVAL, f"ping6: {gw}%nosuch0: No address associated")):
+        with pytest.raises(OSError) as ei:     # if_nametoindex (sysctl NET_RT_IFLIST) knows no nosuch0
+            h1.ping6("-n", "-c", "1", *argv)
+        assert ei.value.errno == code and str(ei.value.strerror).startswith(text)
     h1.ifconfig("wire0", "inet6", "fc00:0:0:1::3")
     h1.ifconfig("-w", "10")
     out = h1.ping6("-n", "-c", "1", "-X", "1", "-S", "fc00:0:0:1::3", R1)

@@ -6,13 +6,27 @@ from __future__ import annotations
 
 import errno
 import re
+import socket
 
 import pytest
 
 from rumpkern.lwproc import RUMP_RFCFDG
 from rumpnet.commands.rtadvd import parse_conf
+from rumpnet.if_ioctl import SockaddrIn6
+from rumpnet.netinet6.in6_control import In6Ifreq
+from rumpnet.netinet6.nd6_control import (
+    ICMPV6CTL_ND6_DRLIST,
+    ICMPV6CTL_ND6_PRLIST,
+    PRF_AUTONOMOUS,
+    PRF_ONLINK,
+    SIOCSPFXFLUSH_IN6,
+    SIOCSRTRFLUSH_IN6,
+    In6Defrouter,
+    In6Prefix,
+)
 from rumpnet.testing.vnet import VNet
 
+MIB_ICMP6 = [4, 24, 58]      # CTL_NET, PF_INET6, IPPROTO_ICMPV6
 CONF = "wire0:\\\n\t:mtu#1300:maxinterval#4:mininterval#3:\n"
 
 
@@ -71,6 +85,43 @@ def test_flushes(lan) -> None:
     assert "fc00:1::" not in h.ifconfig("wire0", "inet6")        # its address went with it
     h.run_for(5)                                                  # the next advertisement
     assert "if=wire0" in h.ndp("-r") and "fc00:1::/64" in h.ndp("-p")
+
+
+def _ioctl6(k, request: int, data: bytearray) -> None:
+    fd = k.rump_sys_socket(socket.AF_INET6, socket.SOCK_DGRAM, 0)
+    try:
+        k.rump_sys_ioctl(fd, request, data)
+    finally:
+        k.rump_sys_close(fd)
+
+
+def test_what_ndp_reads_sysctl_lists_and_flush_ioctls(lan) -> None:
+    """nd6_drlist/nd6_prlist as structs, SIOCSRTRFLUSH_IN6/SIOCSPFXFLUSH_IN6 (ndp -r -p -R -P)."""
+    r, h, conf = lan
+    r.rtadvd("-c", conf, "wire0")
+    h.run_for(5)
+    index = h.ifnet.lookup("wire0").index
+    rtr_addr = int.from_bytes(socket.inet_pton(socket.AF_INET6, _ll(r).split("%")[0]), "big")
+
+    def lists() -> tuple[list[In6Defrouter], list[In6Prefix]]:
+        return (In6Defrouter.unpack_list(bytes(h.rump_sys___sysctl(MIB_ICMP6 + [ICMPV6CTL_ND6_DRLIST], None, None, None, None, 0))),
+                In6Prefix.unpack_list(bytes(h.rump_sys___sysctl(MIB_ICMP6 + [ICMPV6CTL_ND6_PRLIST], None, None, None, None, 0))))
+
+    drs, prs = lists()   # AdvDefaultLifetime: 3 * MaxRtrAdvInterval (RFC 4861 6.2.1), 12 s
+    assert len(drs) == 1 and drs[0].rtaddr == SockaddrIn6(rtr_addr, scope_id=index)
+    assert drs[0].if_index == index and drs[0].rtlifetime == 12 and 0 < drs[0].expire <= 12
+    assert len(prs) == 1
+    pr = prs[0]
+    assert (pr.prefix.addr >> 64, pr.prefixlen, pr.raflags, pr.vltime, pr.pltime, pr.refcnt, pr.if_index) == \
+        (0xFC00_0001_0000_0000, 64, PRF_ONLINK | PRF_AUTONOMOUS, 2592000, 604800, 1, index)
+    assert pr.advrtrs == [SockaddrIn6(rtr_addr, scope_id=index)] and 0 < pr.expire <= 2592000
+    assert re.fullmatch(r"\S+ if=wire0, flags=, pref=medium, expire=\d+s\n", h.ndp("-r"))
+    _ioctl6(h, SIOCSRTRFLUSH_IN6, In6Ifreq("lo0").pack())
+    drs, prs = lists()
+    assert drs == [] and len(prs) == 1 and prs[0].advrtrs == []        # the prefix stays
+    _ioctl6(h, SIOCSPFXFLUSH_IN6, In6Ifreq("lo0").pack())
+    assert lists() == ([], [])
+    assert "fc00:1::" not in h.ifconfig("wire0", "inet6")              # its address went with it
 
 
 def test_accept_rtadv_off_changes_nothing(lan) -> None:
@@ -134,3 +185,13 @@ def test_config_ranges_and_an_explicit_prefix(lan, tmp_path) -> None:
     h.run_for(5)
     p = h.ndp("-p")
     assert p.startswith("fc00:9::/64 if=wire0\nflags=LAO vltime=7200, pltime=3600, ") and "fc00:1::" not in p
+
+
+def test_a_prefix_without_the_a_flag_shows_lo_and_no_address(lan, tmp_path) -> None:
+    r, h, _ = lan
+    conf = tmp_path / "onlink-only.conf"
+    conf.write_text("wire0:\\\n\t:maxinterval#4:mininterval#3:pinfoflags#128:\n")   # L only
+    r.rtadvd("-c", str(conf), "wire0")
+    h.run_for(5)
+    assert re.match(r"fc00:1::/64 if=wire0\nflags=LO vltime=2592000, pltime=604800, expire=\S+, ref=0\n",
+                    h.ndp("-p"))
