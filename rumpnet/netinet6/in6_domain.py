@@ -268,8 +268,9 @@ class Inet6Domain:
         per superframe and skips the checksum); one to forward leaves as the plain
         packets it stands for, cut and summed here (``ip6_gso``), so that forwarding
         sees wire-sized packets and sends no Packet Too Big for a superframe."""
-        dst = in6.unpack(pkt, 24) if len(pkt) >= 40 else 0
-        if not in6.is_multicast(dst) and self.node.ifaddrs.lookup(dst, ifp.index) is not None:
+        if not self.node.ip6_params.forwarding or self._for_us(pkt, ifp.index):
+            # A host forwards nothing: whatever is not ours, ip6_input drops, so no
+            # per-packet look at the destination before it.
             self.rx_csum_flags = ifp.rx_csum_flags
             try:
                 self.node.input(ifp.index, pkt, now, bool(mcast))
@@ -282,6 +283,10 @@ class Inet6Domain:
             return
         for p in packets:
             self.node.input(ifp.index, p, now, bool(mcast))
+
+    def _for_us(self, pkt: memoryview, ifindex: int) -> bool:
+        dst = in6.unpack(pkt, 24) if len(pkt) >= 40 else 0
+        return not in6.is_multicast(dst) and self.node.ifaddrs.lookup(dst, ifindex) is not None
 
     def loop_ifindex(self, pkt: bytes | bytearray | memoryview) -> int:
         """The interface a packet looped through lo0 arrives on: the one that owns a
