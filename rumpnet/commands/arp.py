@@ -53,11 +53,8 @@ def _entries(client: RouteClient) -> list[RouteRow]:
 
 def arp(k: Kernel, argv: list[str]) -> str:
     """arp(8) on kernel ``k`` (see rumpnet.commands): through a routing socket and sysctl."""
-    client = RouteClient(k)
-    try:
+    with RouteClient(k) as client:
         return _arp(client, argv)
-    finally:
-        client.close()
 
 
 def _arp(client: RouteClient, argv: list[str]) -> str:

@@ -230,11 +230,8 @@ def ndp(k: Kernel, argv: list[str]) -> str:
     routing socket and sysctl net.route (-a, -c, -d, -s, a host), the router and prefix
     lists through sysctl net.inet6.icmp6.nd6_drlist/nd6_prlist (-r, -p), their flushes
     (-R, -P) and the interface's ND parameters (-i) through nd6_ioctl's SIOC*_IN6."""
-    client = RouteClient(k)
-    try:
+    with RouteClient(k) as client:
         return _ndp(client, argv)
-    finally:
-        client.close()
 
 
 def _parse(client: RouteClient, host: str) -> SockaddrIn6:

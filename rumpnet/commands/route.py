@@ -173,11 +173,8 @@ def rttable(client: RouteClient) -> str:
 
 def kernel_rttable(k: Kernel, family: str | None = None) -> str:
     """``netstat -rn [-f inet|inet6]``: every family's section unless one is named."""
-    client = RouteClient(k)
-    try:
+    with RouteClient(k) as client:
         return rttables(client, family)
-    finally:
-        client.close()
 
 
 def rttables(client: RouteClient, family: str | None = None) -> str:
@@ -392,11 +389,8 @@ def _request_msg(cmd: str, r: _Req) -> RtMsghdr:
 def route(k: Kernel, argv: list[str]) -> str:
     """route(8) on kernel ``k`` (see rumpnet.commands): through a routing socket and
     sysctl net.route only, as NetBSD's."""
-    client = RouteClient(k)
-    try:
+    with RouteClient(k) as client:
         return _route(client, argv)
-    finally:
-        client.close()
 
 
 def _route(client: RouteClient, argv: list[str]) -> str:

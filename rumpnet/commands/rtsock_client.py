@@ -174,3 +174,9 @@ class RouteClient:
         if self.fd is not None:
             fd, self.fd = self.fd, None
             self._sys("close", fd)
+
+    def __enter__(self) -> RouteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -175,7 +175,10 @@ def test_ping6_opts_interface(atf):
     atf.rump_server_destroy_ifaces()
 
 
-def test_ping6_opts_gateway(atf):
+def setup_two_gateways(atf):
+    """The first half of ping6_opts_gateway and ping6_opts_hops: a ping through the
+    forwarder's shmif0, then a second forwarder interface (shmif2) on the source's bus.
+    Returns the MAC addresses of the source, of shmif0 and of shmif2."""
     setup6(atf)
     my_mac = atf.get_macaddr(SOCKSRC, "shmif0")
     gw0_mac = atf.get_macaddr(SOCKFWD, "shmif0")
@@ -188,6 +191,11 @@ def test_ping6_opts_gateway(atf):
     atf.check("-s exit:0 rump.ifconfig -w 10")
     gw2_mac = atf.get_macaddr(SOCKFWD, "shmif2")
     atf.export(RUMP_SERVER=SOCKSRC)
+    return my_mac, gw0_mac, gw2_mac
+
+
+def test_ping6_opts_gateway(atf):
+    my_mac, gw0_mac, gw2_mac = setup_two_gateways(atf)
     ping6_ok(atf, "", P_DST)
     echo_seen(atf, P_SRC, P_DST, my_mac, gw0_mac)
     ping6_ok(atf, f"-g {P_SRCGW}", P_DST)
@@ -209,18 +217,7 @@ def echo_rthdr0_seen(atf, smac, dmac, src, hop, dst):
 def test_ping6_opts_hops(atf):
     """ping6 with intermediate hops sends a type 0 routing header; the forwarder refuses to
     execute it (RFC 5095), so each ping fails, as NetBSD's script expects."""
-    setup6(atf)
-    my_mac = atf.get_macaddr(SOCKSRC, "shmif0")
-    gw0_mac = atf.get_macaddr(SOCKFWD, "shmif0")
-    atf.export(RUMP_SERVER=SOCKSRC)
-    ping6_ok(atf, "", P_DST)
-    echo_seen(atf, P_SRC, P_DST, my_mac, gw0_mac)
-    atf.rump_server_add_iface(SOCKFWD, "shmif2", "bus1")
-    atf.export(RUMP_SERVER=SOCKFWD)
-    atf.check(f"-s exit:0 rump.ifconfig shmif2 inet6 {P_SRCGW2}")
-    atf.check("-s exit:0 rump.ifconfig -w 10")
-    gw2_mac = atf.get_macaddr(SOCKFWD, "shmif2")
-    atf.export(RUMP_SERVER=SOCKSRC)
+    my_mac, gw0_mac, gw2_mac = setup_two_gateways(atf)
     for opts, hop, mac in (("", P_SRCGW, gw0_mac), ("", P_SRCGW2, gw2_mac),
                            (f"-g {P_SRCGW}", P_SRCGW, gw0_mac), (f"-g {P_SRCGW2}", P_SRCGW2, gw2_mac),
                            (f"-g {P_SRCGW}", P_SRCGW2, gw0_mac)):
