@@ -51,6 +51,7 @@ IPPROTO_TCP = 6
 _SEQ = struct.Struct("!HHI")
 _ZONE_HINTS = 4096      # link-local peers whose zone is remembered for their path MTU
 NUD_HINT_EVERY = 1.0    # seconds between two NUD hints for one peer (see Tcp6._nud_hint)
+_NUD_HINT_PEERS = 4096  # peers whose last hint is remembered (then forgotten all at once)
 
 # ICMPv6 Destination Unreachable codes as the kinds TCP's ctlinput knows (NetBSD's
 # icmp6_input maps them to PRC_UNREACH_NET, _ADMIN, _HOST, _HOST, _PORT).
@@ -153,7 +154,7 @@ class Tcp6(Tcp):
         last = self._hinted.get(dst)
         if last is not None and now - last < NUD_HINT_EVERY:
             return
-        if len(self._hinted) >= _ZONE_HINTS:
+        if len(self._hinted) >= _NUD_HINT_PEERS:
             self._hinted.clear()
         self._hinted[dst] = now
         d = self.domain
