@@ -146,3 +146,19 @@ def test_tcp_both_ways_sha256(linux6) -> None:
             got += chunk
         peer.communicate(timeout=30)
     assert got.decode() == digest
+
+
+@pytest.mark.timeout(60)
+def test_a_type_0_routing_header_is_refused_by_linux(linux6) -> None:
+    """ping6's intermediate hops (IPV6_RTHDR, RFC 3542 7) judged by Linux: it receives our
+    echo request at the first hop, finds a type 0 routing header with a segment left and,
+    as RFC 5095 asks, refuses to execute it: Parameter Problem, code 0, pointing at the
+    Routing Type (40 + 2). Linux never answers the echo."""
+    from rumpnet.commands import PingFailed
+
+    k, ns, tap = linux6
+    with pytest.raises(PingFailed) as ei:
+        k.ping6("-v", "-n", "-c", "1", "-X", "3", LINUX, LINUX)
+    out = ei.value.output
+    assert re.search(rf"bytes from {LINUX}: Parameter problem: Erroneous Header pointer = 0x2a", out), out
+    assert "icmp_seq=0" not in out, out
